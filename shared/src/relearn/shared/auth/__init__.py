@@ -1,0 +1,1 @@
+"""OAuth2 bearer tokens with SMART scopes."""

@@ -1,0 +1,127 @@
+"""The one error type of Relearn, rendered everywhere as a FHIR OperationOutcome.
+
+Raise :class:`FhirError` (or one of its named subclasses) from routes, services and
+the FHIR store; the handler installed by :func:`relearn.shared.app.create_service_app`
+turns it into ``application/fhir+json`` with the status it carries.
+
+    FhirError(status, code, diagnostics, expression)
+      +-- InvalidResource   400 invalid      (a field of the resource is wrong)
+      +-- InvalidRequest    400 invalid      (a parameter or header is wrong)
+      +-- Unauthorized      401 login
+      +-- Forbidden         403 forbidden
+      +-- NotFound          404 not-found
+      +-- Gone              410 deleted
+      +-- MethodNotAllowed  405 not-supported
+      +-- Conflict          409 conflict
+      +-- PreconditionFailed 412 conflict    (If-Match / conditional with several matches)
+      +-- UnprocessableEntity 422 processing (valid FHIR that breaks a business rule)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Issue:
+    """One OperationOutcome.issue: what went wrong and where (a FHIRPath expression)."""
+
+    code: str
+    diagnostics: str
+    severity: str = "error"
+    expression: list[str] = field(default_factory=list)
+
+    def to_fhir(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        if self.expression:
+            out["expression"] = list(self.expression)
+        return out
+
+
+class FhirError(Exception):
+    """An error with an HTTP status and one or more OperationOutcome issues."""
+
+    status_code: int = 400
+    issue_code: str = "processing"
+
+    def __init__(
+        self,
+        diagnostics: str,
+        *,
+        expression: Sequence[str] | str | None = None,
+        status_code: int | None = None,
+        issue_code: str | None = None,
+        issues: Sequence[Issue] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(diagnostics)
+        if status_code is not None:
+            self.status_code = status_code
+        if issue_code is not None:
+            self.issue_code = issue_code
+        exprs = [expression] if isinstance(expression, str) else list(expression or [])
+        self.issues: list[Issue] = list(issues) if issues else [Issue(self.issue_code, diagnostics, "error", exprs)]
+        self.headers = headers or {}
+
+    def to_operation_outcome(self) -> dict[str, Any]:
+        return operation_outcome(self.issues)
+
+
+class InvalidResource(FhirError):
+    status_code = 400
+    issue_code = "invalid"
+
+
+class InvalidRequest(FhirError):
+    status_code = 400
+    issue_code = "invalid"
+
+
+class Unauthorized(FhirError):
+    status_code = 401
+    issue_code = "login"
+
+
+class Forbidden(FhirError):
+    status_code = 403
+    issue_code = "forbidden"
+
+
+class NotFound(FhirError):
+    status_code = 404
+    issue_code = "not-found"
+
+
+class Gone(FhirError):
+    status_code = 410
+    issue_code = "deleted"
+
+
+class MethodNotAllowed(FhirError):
+    status_code = 405
+    issue_code = "not-supported"
+
+
+class Conflict(FhirError):
+    status_code = 409
+    issue_code = "conflict"
+
+
+class PreconditionFailed(FhirError):
+    status_code = 412
+    issue_code = "conflict"
+
+
+class UnprocessableEntity(FhirError):
+    status_code = 422
+    issue_code = "processing"
+
+
+def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
+
+
+def informational_outcome(message: str) -> dict[str, Any]:
+    return operation_outcome([Issue("informational", message, "information")])

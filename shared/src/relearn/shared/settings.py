@@ -1,0 +1,56 @@
+"""Per-service settings, read from the environment with one prefix per service.
+
+Every service subclasses :class:`ServiceSettings` and sets ``model_config`` with its
+own ``env_prefix`` (``EVALUATION_``, ``PLAN_`` ...). Nothing else in Relearn reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_var_dir() -> Path:
+    """The repo's ``var/`` folder: SQLite files, broker logs, development keys."""
+    return Path.cwd() / "var"
+
+
+class ServiceSettings(BaseSettings):
+    """What every Relearn service needs to run: database, broker, auth, its own URL."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore")
+
+    service_name: str = "relearn"
+    environment: str = Field(default="development", description="development | test | production")
+
+    # Database: the embedded default is a SQLite file per service under var/.
+    database_url: str = ""
+
+    # Broker: a comma-separated bootstrap list.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Run the outbox relay and the event consumers inside the API process (make run);
+    # production runs them as a separate `worker` command instead.
+    run_workers: bool = True
+
+    # Auth: tokens are verified against this JSON Web Key Set (file path or http(s) URL).
+    auth_jwks: str = ""
+    auth_issuer: str = "http://127.0.0.1:8080/auth"
+    auth_audience: str = "relearn"
+
+    # Where this service is reachable, and the one FHIR base URL EHRs use.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    fhir_base_url: str = "http://127.0.0.1:8080/fhir"
+
+    log_level: str = "INFO"
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file ``var/<service>.db``."""
+        if self.database_url:
+            return self.database_url
+        var = default_var_dir()
+        var.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{var / (self.service_name + '.db')}"
