@@ -12,6 +12,8 @@ turns it into ``application/fhir+json`` with the status it carries.
       +-- NotFound          404 not-found
       +-- Gone              410 deleted
       +-- MethodNotAllowed  405 not-supported
+      +-- NotAcceptable     406 not-supported  (_format / Accept asks for XML)
+      +-- UnsupportedMediaType 415 not-supported (the body is not FHIR JSON)
       +-- Conflict          409 conflict
       +-- PreconditionFailed 412 conflict    (If-Match / conditional with several matches)
       +-- UnprocessableEntity 422 processing (valid FHIR that breaks a business rule)
@@ -62,7 +64,9 @@ class FhirError(Exception):
         if issue_code is not None:
             self.issue_code = issue_code
         exprs = [expression] if isinstance(expression, str) else list(expression or [])
-        self.issues: list[Issue] = list(issues) if issues else [Issue(self.issue_code, diagnostics, "error", exprs)]
+        self.issues: list[Issue] = (
+            list(issues) if issues else [Issue(self.issue_code, diagnostics, "error", exprs)]
+        )
         self.headers = headers or {}
 
     def to_operation_outcome(self) -> dict[str, Any]:
@@ -101,6 +105,16 @@ class Gone(FhirError):
 
 class MethodNotAllowed(FhirError):
     status_code = 405
+    issue_code = "not-supported"
+
+
+class NotAcceptable(FhirError):
+    status_code = 406
+    issue_code = "not-supported"
+
+
+class UnsupportedMediaType(FhirError):
+    status_code = 415
     issue_code = "not-supported"
 
 

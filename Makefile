@@ -1,0 +1,41 @@
+# Relearn — the front door for developers and CI.
+#   make run     the whole platform on the embedded default (broker, four services, front door)
+#   make test    every test, against real PostgreSQL and a real Kafka-protocol broker
+#   make bench   the benchmarks, figures printed
+#   make lint    ruff and mypy
+#   make token   a development bearer token (SCOPE='patient/*.read' PATIENT=<id> for a narrower one)
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= uv
+SCOPE ?= system/*.read system/*.write
+PATIENT ?=
+
+.PHONY: run test bench lint format token sync uv
+
+uv:
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+sync: uv
+	@$(UV) sync --all-packages --frozen --quiet
+
+run: sync
+	$(UV) run --frozen relearn-dev run
+
+test: sync
+	$(UV) run --frozen pytest
+
+bench: sync
+	$(UV) run --frozen python -m relearn.devtools.bench
+
+lint: sync
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy shared/src tools/devtools/src services/*/src
+
+format: sync
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+token: sync
+	@$(UV) run --frozen relearn-dev token --scope "$(SCOPE)" $(if $(PATIENT),--patient "$(PATIENT)")

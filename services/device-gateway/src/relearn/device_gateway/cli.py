@@ -1,0 +1,11 @@
+"""``relearn-device-gateway serve|worker|migrate|revision``."""
+
+from __future__ import annotations
+
+from relearn.shared.cli import service_main
+from relearn.device_gateway.config import Settings
+from relearn.device_gateway.main import create_app
+
+
+def main() -> None:
+    service_main("relearn.device_gateway", Settings, create_app)

@@ -1,0 +1,11 @@
+"""``relearn-evaluation serve|worker|migrate|revision``."""
+
+from __future__ import annotations
+
+from relearn.shared.cli import service_main
+from relearn.evaluation.config import Settings
+from relearn.evaluation.main import create_app
+
+
+def main() -> None:
+    service_main("relearn.evaluation", Settings, create_app)

@@ -1,0 +1,5 @@
+"""Every table of the evaluation database (imported by the migrations' env.py)."""
+
+import relearn.shared.events.consumer
+import relearn.shared.events.outbox
+import relearn.shared.fhir.tables  # noqa: F401  (the FHIR store, outbox and processed-event tables)

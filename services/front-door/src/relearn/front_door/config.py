@@ -1,0 +1,37 @@
+"""Settings of the front door (environment prefix ``FRONT_DOOR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relearn.shared.settings import default_var_dir
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRONT_DOOR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The public FHIR base URL EHRs are given; the services build fullUrls on it too.
+    fhir_base_url: str = "http://127.0.0.1:8080/fhir"
+    # Where each service answers; the front door learns which resource types each one
+    # serves from its /fhir/metadata.
+    upstreams: dict[str, str] = Field(
+        default_factory=lambda: {
+            "evaluation": "http://127.0.0.1:8081",
+            "plan": "http://127.0.0.1:8082",
+            "sessions": "http://127.0.0.1:8083",
+            "device-gateway": "http://127.0.0.1:8084",
+        }
+    )
+    upstream_timeout_s: float = 30.0
+    # Development token issuer (client-credentials) for the local run; off in production.
+    dev_issuer_enabled: bool = True
+    dev_issuer_url: str = "http://127.0.0.1:8080/auth"
+    dev_key_dir: Path = Field(default_factory=lambda: default_var_dir() / "dev-issuer")
+    dev_clients_file: Path | None = None
+    auth_audience: str = "relearn"
+    log_level: str = "INFO"

@@ -1,0 +1,11 @@
+"""``relearn-plan serve|worker|migrate|revision``."""
+
+from __future__ import annotations
+
+from relearn.shared.cli import service_main
+from relearn.plan.config import Settings
+from relearn.plan.main import create_app, consumers
+
+
+def main() -> None:
+    service_main("relearn.plan", Settings, create_app, consumers)

@@ -1,0 +1,67 @@
+"""The FHIR resource types the plan service serves, and how each is searched."""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.goal import Goal
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.search_params import date, reference, token
+
+_SP = "http://hl7.org/fhir/SearchParameter/"
+
+CARE_PLAN = ResourceDefinition(
+    type="CarePlan",
+    model=CarePlan,
+    search_params=[
+        reference("patient", "subject", targets=("Patient",), definition=f"{_SP}clinical-patient"),
+        reference("subject", "subject", definition=f"{_SP}CarePlan-subject"),
+        token("status", "status", definition=f"{_SP}CarePlan-status"),
+        token("intent", "intent", definition=f"{_SP}CarePlan-intent"),
+        token("category", "category", definition=f"{_SP}CarePlan-category"),
+        date("date", "period", definition=f"{_SP}clinical-date"),
+        reference("goal", "goal", targets=("Goal",), definition=f"{_SP}CarePlan-goal"),
+        reference("activity-reference", "activity.reference", definition=f"{_SP}CarePlan-activity-reference"),
+        reference("based-on", "basedOn", targets=("CarePlan",), definition=f"{_SP}CarePlan-based-on"),
+        reference("replaces", "replaces", targets=("CarePlan",), definition=f"{_SP}CarePlan-replaces"),
+    ],
+    compartment_param="patient",
+    includes=["goal", "activity-reference"],
+    documentation="Neuromuscular re-education plans: exercises, progression level and competence stage.",
+)
+
+GOAL = ResourceDefinition(
+    type="Goal",
+    model=Goal,
+    search_params=[
+        reference("patient", "subject", targets=("Patient",), definition=f"{_SP}clinical-patient"),
+        reference("subject", "subject", definition=f"{_SP}Goal-subject"),
+        token("lifecycle-status", "lifecycleStatus", definition=f"{_SP}Goal-lifecycle-status"),
+        token("achievement-status", "achievementStatus", definition=f"{_SP}Goal-achievement-status"),
+        token("category", "category", definition=f"{_SP}Goal-category"),
+        date("target-date", "target.due[x]", definition=f"{_SP}Goal-target-date"),
+    ],
+    compartment_param="patient",
+    documentation="The patient's goals, in their words, with measurable targets.",
+)
+
+SERVICE_REQUEST = ResourceDefinition(
+    type="ServiceRequest",
+    model=ServiceRequest,
+    search_params=[
+        reference("patient", "subject", targets=("Patient",), definition=f"{_SP}clinical-patient"),
+        reference("subject", "subject", definition=f"{_SP}ServiceRequest-subject"),
+        token("status", "status", definition=f"{_SP}ServiceRequest-status"),
+        token("code", "code", definition=f"{_SP}clinical-code"),
+        token("category", "category", definition=f"{_SP}ServiceRequest-category"),
+        reference("based-on", "basedOn", targets=("CarePlan", "ServiceRequest"),
+                  definition=f"{_SP}ServiceRequest-based-on"),
+        date("authored", "authoredOn", definition=f"{_SP}ServiceRequest-authored"),
+    ],
+    compartment_param="patient",
+    includes=["based-on"],
+    documentation="Exercise prescriptions (Physical Activity IG): one per plan activity, with its dose.",
+)
+
+DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST]

@@ -1,0 +1,11 @@
+"""``relearn-sessions serve|worker|migrate|revision``."""
+
+from __future__ import annotations
+
+from relearn.shared.cli import service_main
+from relearn.sessions.config import Settings
+from relearn.sessions.main import create_app
+
+
+def main() -> None:
+    service_main("relearn.sessions", Settings, create_app)

@@ -1,0 +1,234 @@
+"""The transactional outbox: events are rows written with the state they describe, relayed later.
+
+``stage(session, event)`` adds the event to the caller's transaction; if that transaction
+rolls back, the event never existed. ``OutboxRelay`` publishes committed rows to Kafka and
+marks them published only after the broker acknowledged them, so a broker outage delays
+events but loses none (a crash between ack and mark re-sends: consumers are idempotent).
+
+Rows are claimed by ``published_at IS NULL`` in ``seq`` order, never by a "last seq seen"
+cursor: sequence numbers are taken at insert but rows commit in any order, so a cursor
+would skip a row that commits late. On PostgreSQL a transaction-scoped advisory lock lets
+one relay per database publish at a time, which keeps each patient's events in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaProducer
+from sqlalchemy import BigInteger, Column, Index, Integer, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel
+
+from relearn.shared.db import is_postgres, transaction
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.kafka import producer_config
+from relearn.shared.events.topics import topic_for
+
+logger = logging.getLogger(__name__)
+
+# Any fixed 64-bit number: the advisory lock that makes one relay per database the publisher.
+_RELAY_LOCK_KEY = 0x52454C4541524E01
+_STAGED = "relearn.outbox.staged"
+
+
+class OutboxEvent(SQLModel, table=True):
+    __tablename__ = "outbox_event"
+    __table_args__ = (
+        Index("ix_outbox_event_unpublished", "published_at", "seq"),
+    )
+
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    event_id: str = Field(max_length=64, unique=True)
+    topic: str = Field(max_length=255)
+    key: str = Field(max_length=255)
+    type: str = Field(max_length=255)
+    payload: bytes
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    published_at: datetime | None = Field(default=None)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=1000)
+
+
+def stage(session: Session, event: CloudEvent, topic: str | None = None) -> None:
+    """Add ``event`` to the caller's transaction; it is published after the commit."""
+    session.add(
+        OutboxEvent(
+            event_id=event.id,
+            topic=topic or topic_for(event.type),
+            key=event.subject,
+            type=event.type,
+            payload=event.to_bytes(),
+        )
+    )
+    session.info[_STAGED] = True
+
+
+# Relays to wake when a transaction that staged events commits, per engine.
+_relays: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[OutboxRelay]] = weakref.WeakKeyDictionary()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if not session.info.pop(_STAGED, False):
+        return
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    for relay in list(_relays.get(engine, ())):
+        relay.wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_staged(session: Session) -> None:
+    session.info.pop(_STAGED, None)
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows; run it as a thread (``start``/``stop``) or call ``relay_once``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        bootstrap: str,
+        client_id: str,
+        *,
+        batch_size: int = 200,
+        poll_interval_s: float = 0.5,
+        ack_timeout_s: float = 15.0,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.ack_timeout_s = ack_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self._producer: KafkaProducer | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        _relays.setdefault(engine, weakref.WeakSet()).add(self)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"outbox-relay-{self.client_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self._close_producer()
+
+    def wake(self) -> None:
+        """Publish soon: called after a commit that staged events."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                sent = self.relay_once()
+                backoff = 0.0
+            except Exception:  # broker or database trouble: keep the rows, retry later
+                backoff = min(self.max_backoff_s, max(0.5, backoff * 2))
+                logger.warning("outbox relay failed; retrying", extra={"backoff_s": backoff}, exc_info=True)
+                self._close_producer()
+                self._stop.wait(backoff)
+                continue
+            if sent < self.batch_size:  # caught up: sleep until woken or the next poll
+                self._wake.wait(self.poll_interval_s)
+                self._wake.clear()
+
+    # -- one batch ------------------------------------------------------------------------------
+    def relay_once(self) -> int:
+        """Publish up to ``batch_size`` unpublished rows; returns how many were published."""
+        with transaction(self.engine) as session:
+            if is_postgres(self.engine):
+                got = session.exec(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_KEY))).one()  # type: ignore[call-overload]
+                if not got[0]:
+                    return 0  # another relay is publishing this database's events
+            rows = session.exec(
+                select(OutboxEvent.seq, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload,  # type: ignore[call-overload]
+                       OutboxEvent.event_id, OutboxEvent.type)
+                .where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
+                .order_by(OutboxEvent.seq)
+                .limit(self.batch_size)
+            ).all()
+            if not rows:
+                return 0
+            try:
+                self._publish(rows)
+            except Exception as exc:
+                self._record_failure([r[0] for r in rows], exc)
+                raise
+            session.exec(
+                update(OutboxEvent)  # type: ignore[call-overload]
+                .where(OutboxEvent.seq.in_([r[0] for r in rows]))  # type: ignore[union-attr]
+                .values(published_at=datetime.now(UTC))
+            )
+            return len(rows)
+
+    def _publish(self, rows: list[Any]) -> None:
+        producer = self._get_producer()
+        # One batch in flight at a time bounds the producer's memory to batch_size messages.
+        futures = [
+            producer.send(
+                topic,
+                key=key.encode("utf-8"),
+                value=payload,
+                headers=[("ce_id", event_id.encode()), ("ce_type", etype.encode())],
+            )
+            for _seq, topic, key, payload, event_id, etype in rows
+        ]
+        producer.flush(timeout=self.ack_timeout_s)
+        for f in futures:
+            f.get(timeout=self.ack_timeout_s)
+
+    def _record_failure(self, seqs: list[int], exc: Exception) -> None:
+        # Best effort, in its own transaction, so the failure is visible to operators.
+        try:
+            with transaction(self.engine) as s:
+                s.exec(
+                    update(OutboxEvent)  # type: ignore[call-overload]
+                    .where(OutboxEvent.seq.in_(seqs))  # type: ignore[union-attr]
+                    .values(attempts=OutboxEvent.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:1000])
+                )
+        except Exception:
+            logger.debug("could not record the relay failure", exc_info=True)
+
+    def _get_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(**producer_config(self.bootstrap, self.client_id))
+        return self._producer
+
+    def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=2)
+            except Exception:
+                logger.debug("producer close failed", exc_info=True)
+
+    def pending(self) -> int:
+        """How many committed events wait to be published."""
+        with Session(self.engine) as session:
+            n = session.exec(
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))  # type: ignore[call-overload,union-attr]
+            ).one()
+            return int(n[0])
+
+

@@ -1,0 +1,52 @@
+"""Every topic name, its partitions and the event types it carries: the one place for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    event_types: tuple[str, ...]
+
+
+EVALUATION_EVENTS = "relearn.evaluation.events"
+PLAN_EVENTS = "relearn.plan.events"
+SESSIONS_EVENTS = "relearn.sessions.events"
+DEVICE_METRICS = "relearn.device.metrics"
+DEVICE_RAW_EMG = "relearn.device.raw.emg"
+DEVICE_RAW_BALANCE = "relearn.device.raw.balance"
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(EVALUATION_EVENTS, 6, ("evaluation.completed.v1", "evaluation.reassessed.v1", "observation.recorded.v1")),
+    Topic(PLAN_EVENTS, 6, ("plan.drafted.v1", "plan.activated.v1", "plan.progressed.v1", "plan.stage-changed.v1",
+                           "plan.updated.v1")),
+    Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
+    Topic(DEVICE_METRICS, 6, ("device.metric-computed.v1",)),
+    # Raw sensor frames are keyed by device so each stream stays in order.
+    Topic(DEVICE_RAW_EMG, 12, ("device.emg-frame-received.v1",)),
+    Topic(DEVICE_RAW_BALANCE, 12, ("device.balance-frame-received.v1",)),
+)
+
+DLQ_PARTITIONS = 1
+
+_BY_TYPE = {event_type: t.name for t in TOPICS for event_type in t.event_types}
+
+
+def topic_for(event_type: str) -> str:
+    """The topic an event type is published on; KeyError for an undeclared type."""
+    try:
+        return _BY_TYPE[event_type]
+    except KeyError:
+        raise KeyError(f"event type {event_type!r} is not declared in relearn.shared.events.topics") from None
+
+
+def dlq(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def all_topics() -> list[Topic]:
+    """The topics and their dead-letter topics, for creation at start-up or by deployment."""
+    return [*TOPICS, *(Topic(dlq(t.name), DLQ_PARTITIONS, ()) for t in TOPICS)]

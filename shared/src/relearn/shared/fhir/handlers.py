@@ -1,0 +1,54 @@
+"""Every error leaves a Relearn service as a FHIR OperationOutcome."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from relearn.shared.fhir.errors import FhirError, Issue, operation_outcome
+from relearn.shared.fhir.response import FhirResponse
+
+logger = logging.getLogger(__name__)
+
+_ISSUE_CODE = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 409: "conflict"}
+
+
+async def _fhir_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return FhirResponse(exc.to_operation_outcome(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    issues = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        issues.append(
+            Issue("invalid", str(err.get("msg", "invalid")), "error", [".".join(loc)] if loc else [])
+        )
+    return FhirResponse(operation_outcome(issues or [Issue("invalid", "Invalid request")]), status_code=400)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _ISSUE_CODE.get(exc.status_code, "processing")
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    outcome = operation_outcome([Issue(code, detail)])
+    return FhirResponse(outcome, status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
+    outcome = operation_outcome([Issue("exception", "Internal server error")])
+    return FhirResponse(outcome, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """FhirError → its status; 400 for request validation; 404/405...; 500 without internals."""
+    app.add_exception_handler(FhirError, _fhir_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

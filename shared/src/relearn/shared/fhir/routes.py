@@ -1,0 +1,365 @@
+"""The FHIR REST interactions for declared resource types, as one FastAPI router.
+
+    router = fhir_router([OBSERVATION, PATIENT], store, base_url=settings.fhir_base_url)
+
+Per type: create (+ If-None-Exist), read (+ If-None-Match), vread, update (+ If-Match),
+conditional update, delete, conditional delete, instance and type history, search (GET and
+POST ``_search``). Every route authenticates (``PrincipalDep``), checks the SMART scope for
+the type, and confines patient-scoped tokens to their patient's compartment: reads outside
+it are 404, writes outside it 403. The request's session (``SessionDep``) commits at the
+boundary; the store never commits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from relearn.shared.auth.dependency import PrincipalDep
+from relearn.shared.auth.principal import Principal
+from relearn.shared.deps import SessionDep
+from relearn.shared.fhir import jsontext
+from relearn.shared.fhir.bundle import history_bundle, searchset_bundle
+from relearn.shared.fhir.dates import date_range
+from relearn.shared.fhir.definition import Interaction, ResourceDefinition
+from relearn.shared.fhir.errors import (
+    InvalidRequest,
+    InvalidResource,
+    NotFound,
+    PreconditionFailed,
+    informational_outcome,
+)
+from relearn.shared.fhir.http import (
+    check_response_format,
+    if_match,
+    prefer,
+    read_body,
+    resource_headers,
+    search_params,
+)
+from relearn.shared.fhir.response import FhirResponse, RawJson
+from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM
+from relearn.shared.fhir.store import FhirStore, StoredResource
+
+Body = Annotated[bytes, Depends(read_body)]
+SearchParams = Annotated[list[tuple[str, str]], Depends(search_params)]
+
+
+def fhir_router(
+    definitions: Sequence[ResourceDefinition],
+    store: FhirStore,
+    *,
+    prefix: str = "/fhir",
+    base_url: str | None = None,
+    capability: Mapping[str, Any] | None = None,
+) -> APIRouter:
+    """A router serving every interaction each definition declares.
+
+    ``base_url`` is the public FHIR base used in ``fullUrl``, ``Location`` and paging links
+    (default: the store's ``base_url``, else this server's own URL + ``prefix``). With
+    ``capability`` (see :func:`capability_statement`) it also serves ``GET {prefix}/metadata``.
+    """
+    for rdef in definitions:
+        store.register(rdef)
+    router = APIRouter(prefix=prefix, default_response_class=FhirResponse)
+    if capability is not None:
+        statement = dict(capability)
+
+        def metadata() -> FhirResponse:
+            return FhirResponse(statement)
+
+        router.add_api_route(
+            "/metadata",
+            metadata,
+            methods=["GET"],
+            tags=["FHIR"],
+            summary="CapabilityStatement (no token needed)",
+        )
+    for rdef in definitions:
+        _TypeApi(rdef, store, base_url, prefix).install(router)
+    return router
+
+
+class _TypeApi:
+    """The endpoints of one resource type."""
+
+    def __init__(self, rdef: ResourceDefinition, store: FhirStore, base_url: str | None, prefix: str) -> None:
+        self.rdef = rdef
+        self.type = rdef.type
+        self.store = store
+        self._base_url = base_url or store.base_url
+        self._prefix = prefix
+
+    def base(self, request: Request) -> str:
+        if self._base_url:
+            return self._base_url.rstrip("/")
+        return str(request.base_url).rstrip("/") + self._prefix
+
+    def install(self, router: APIRouter) -> None:
+        t = self.type
+        body_doc = {
+            "requestBody": {
+                "required": True,
+                "content": {"application/fhir+json": {"schema": {"type": "object", "title": t}}},
+            }
+        }
+        routes: list[tuple[Interaction, str, str, Callable[..., Response], str, dict[str, Any] | None]] = [
+            ("history-type", "GET", "/_history", self.type_history, f"History of all {t} resources", None),
+            ("vread", "GET", "/{id}/_history/{vid}", self.vread, f"Read one version of a {t}", None),
+            ("history-instance", "GET", "/{id}/_history", self.instance_history, f"History of one {t}", None),
+            ("search-type", "POST", "/_search", self.search, f"Search {t} (form body)", self._search_doc()),
+            ("read", "GET", "/{id}", self.read, f"Read a {t}", None),
+            ("search-type", "GET", "", self.search, f"Search {t}", self._search_doc()),
+            ("create", "POST", "", self.create, f"Create a {t} (If-None-Exist)", body_doc),
+            ("update", "PUT", "/{id}", self.update, f"Update or create a {t} (If-Match)", body_doc),
+            ("update", "PUT", "", self.conditional_update, f"Conditional update of a {t}", body_doc),
+            ("delete", "DELETE", "/{id}", self.delete, f"Delete a {t}", None),
+            ("delete", "DELETE", "", self.conditional_delete, f"Conditional delete of a {t}", None),
+        ]  # fmt: skip
+        for interaction, method, path, endpoint, summary, extra in routes:
+            if self.rdef.supports(interaction):
+                router.add_api_route(
+                    f"/{t}{path}",
+                    endpoint,
+                    methods=[method],
+                    tags=[t],
+                    summary=summary,
+                    openapi_extra=extra,
+                    name=f"{t}.{endpoint.__name__}.{method.lower()}",
+                )
+
+    def _search_doc(self) -> dict[str, Any]:
+        params = [
+            {
+                "name": p.name,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": f"{p.kind}: {p.description or ', '.join(p.paths)}",
+            }
+            for p in self.rdef.search_params
+        ]
+        for name, doc in (
+            ("_id", "token: logical id"),
+            ("_lastUpdated", "date: meta.lastUpdated, with prefixes"),
+            ("_count", f"page size (default {DEFAULT_COUNT}, max {MAX_COUNT})"),
+            (OFFSET_PARAM, "offset of the page (from the paging links)"),
+            ("_sort", "comma-separated parameters, '-' for descending"),
+            ("_include", f"{self.type}:<reference param>"),
+            ("_revinclude", "<Type>:<reference param>"),
+            ("_summary", "count | true | text | data | false"),
+            ("_total", "none | estimate | accurate"),
+            ("_elements", "comma-separated top-level elements"),
+        ):
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": doc,
+                }
+            )
+        return {"parameters": params}
+
+    # -- reads --------------------------------------------------------------------------------
+    def read(self, request: Request, principal: PrincipalDep, session: SessionDep, id: str) -> Response:
+        check_response_format(request)
+        stored = self.store.read(
+            session, self.rdef, id, patient_restriction=self._restriction(principal, "read")
+        )
+        headers = resource_headers(stored)
+        if request.headers.get("if-none-match") == stored.etag:
+            return Response(status_code=304, headers=headers)
+        return FhirResponse(RawJson(stored.text), headers=headers)
+
+    def vread(
+        self, request: Request, principal: PrincipalDep, session: SessionDep, id: str, vid: str
+    ) -> Response:
+        check_response_format(request)
+        if not vid.isdigit():
+            raise NotFound(f"{self.type}/{id} has no version {vid!r}")
+        restriction = self._restriction(principal, "read")
+        stored = self.store.vread(session, self.rdef, id, int(vid), patient_restriction=restriction)
+        return FhirResponse(RawJson(stored.text), headers=resource_headers(stored))
+
+    def search(
+        self, request: Request, principal: PrincipalDep, session: SessionDep, params: SearchParams
+    ) -> Response:
+        patient = self._restriction(principal, "read")
+        result = self.store.search(
+            session,
+            self.rdef,
+            params,
+            handling=prefer(request).handling,
+            patient_restriction=patient,
+            include_types=self._include_types(principal, patient),
+        )
+        text = searchset_bundle(
+            result, self.rdef, base_url=self.base(request), definitions=self.store.definitions
+        )
+        return FhirResponse(RawJson(text))
+
+    def type_history(self, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+        return self._history(request, principal, session, None)
+
+    def instance_history(
+        self, request: Request, principal: PrincipalDep, session: SessionDep, id: str
+    ) -> Response:
+        return self._history(request, principal, session, id)
+
+    def _history(
+        self, request: Request, principal: Principal, session: SessionDep, id: str | None
+    ) -> Response:
+        check_response_format(request)
+        restriction = self._restriction(principal, "read")
+        q = request.query_params
+        count = min(_int_param(q.get("_count"), "_count", DEFAULT_COUNT), MAX_COUNT)
+        offset = _int_param(q.get(OFFSET_PARAM), OFFSET_PARAM, 0)
+        since = None
+        if q.get("_since"):
+            rng = date_range(q["_since"])
+            if rng is None:
+                raise InvalidRequest(f"_since={q['_since']} is not a valid instant", expression="_since")
+            since = rng[0]
+        result = self.store.history(
+            session, self.rdef, id, since=since, count=count, offset=offset, patient_restriction=restriction
+        )
+        path = f"{self.type}/_history" if id is None else f"{self.type}/{id}/_history"
+        params = [("_since", q["_since"])] if q.get("_since") else []
+        return FhirResponse(
+            RawJson(history_bundle(result, base_url=self.base(request), path=path, params=params))
+        )
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(self, request: Request, principal: PrincipalDep, session: SessionDep, body: Body) -> Response:
+        resource = jsontext.parse_resource(body, self.type)
+        patient = self._restriction(principal, "write")
+        condition = request.headers.get("if-none-exist")
+        if condition:
+            matches = self.store.match(
+                session, self.rdef, _condition_params(condition), patient_restriction=patient
+            )
+            if len(matches) > 1:
+                raise PreconditionFailed(f"If-None-Exist matched {len(matches)} {self.type} resources")
+            if matches:
+                may_read = principal.allows(self.type, "read")
+                return self._write_response(request, matches[0], 200, created=False, body=may_read)
+        stored = self.store.create(session, self.rdef, resource, patient_restriction=patient)
+        return self._write_response(request, stored, 201, created=True)
+
+    def update(
+        self, request: Request, principal: PrincipalDep, session: SessionDep, id: str, body: Body
+    ) -> Response:
+        resource = jsontext.parse_resource(body, self.type)
+        if "id" not in resource:
+            raise InvalidResource(
+                "An update must carry the resource id in the body", expression=f"{self.type}.id"
+            )
+        stored = self.store.update(
+            session,
+            self.rdef,
+            id,
+            resource,
+            if_match=if_match(request),
+            patient_restriction=self._restriction(principal, "write"),
+        )
+        return self._write_response(request, stored, 201 if stored.created else 200, created=stored.created)
+
+    def conditional_update(
+        self, request: Request, principal: PrincipalDep, session: SessionDep, body: Body
+    ) -> Response:
+        resource = jsontext.parse_resource(body, self.type)
+        patient = self._restriction(principal, "write")
+        matches = self.store.match(
+            session, self.rdef, request.query_params.multi_items(), patient_restriction=patient
+        )
+        if len(matches) > 1:
+            raise PreconditionFailed(f"The conditional update matched {len(matches)} {self.type} resources")
+        body_id = resource.get("id")
+        if matches and body_id not in (None, matches[0].id):
+            raise InvalidResource(
+                f"Body id '{body_id}' differs from the matching resource {matches[0].relative_url}",
+                expression=f"{self.type}.id",
+            )
+        if matches or isinstance(body_id, str):
+            target = matches[0].id if matches else str(body_id)
+            stored = self.store.update(
+                session, self.rdef, target, resource, if_match=if_match(request), patient_restriction=patient
+            )
+        else:
+            stored = self.store.create(session, self.rdef, resource, patient_restriction=patient)
+        return self._write_response(request, stored, 201 if stored.created else 200, created=stored.created)
+
+    def delete(self, request: Request, principal: PrincipalDep, session: SessionDep, id: str) -> Response:
+        patient = self._restriction(principal, "write")
+        stored = self.store.delete(session, self.rdef, id, patient_restriction=patient)
+        return self._deleted_response(request, stored)
+
+    def conditional_delete(self, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+        patient = self._restriction(principal, "write")
+        matches = self.store.match(
+            session, self.rdef, request.query_params.multi_items(), patient_restriction=patient
+        )
+        if len(matches) > 1:
+            raise PreconditionFailed(f"The conditional delete matched {len(matches)} {self.type} resources")
+        stored = (
+            self.store.delete(session, self.rdef, matches[0].id, patient_restriction=patient)
+            if matches
+            else None
+        )
+        return self._deleted_response(request, stored)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _restriction(self, principal: Principal, access: Any) -> str | None:
+        principal.require(self.type, access)
+        return principal.patient_restriction(self.type, access)
+
+    def _include_types(self, principal: Principal, patient: str | None) -> set[str]:
+        """Types this principal may see as includes without widening its patient restriction."""
+        allowed = set()
+        for rtype in self.store.definitions:
+            if principal.allows(rtype, "read"):
+                own = principal.patient_restriction(rtype, "read")
+                if own is None or own == patient:
+                    allowed.add(rtype)
+        return allowed
+
+    def _write_response(
+        self, request: Request, stored: StoredResource, status: int, *, created: bool, body: bool = True
+    ) -> Response:
+        headers = resource_headers(stored, location_base=self.base(request) if created else None)
+        wanted = prefer(request).return_
+        if wanted == "minimal" or not body:
+            return Response(status_code=status, headers=headers)
+        if wanted == "OperationOutcome":
+            verb = "Created" if created else "Stored"
+            return FhirResponse(
+                informational_outcome(f"{verb} {stored.version_url}"), status_code=status, headers=headers
+            )
+        return FhirResponse(RawJson(stored.text), status_code=status, headers=headers)
+
+    def _deleted_response(self, request: Request, stored: StoredResource | None) -> Response:
+        headers = resource_headers(stored) if stored is not None else {}
+        if prefer(request).return_ == "OperationOutcome":
+            what = f"Deleted {stored.relative_url}" if stored else "Nothing to delete"
+            return FhirResponse(informational_outcome(what), status_code=200, headers=headers)
+        return Response(status_code=204, headers=headers)
+
+
+def _int_param(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise InvalidRequest(f"{name} must be a non-negative integer", expression=name)
+    return int(value)
+
+
+def _condition_params(header: str) -> list[tuple[str, str]]:
+    """``If-None-Exist: identifier=x|1&status=final`` (an optional leading ``Type?`` is dropped)."""
+    query = re.sub(r"^[A-Z][A-Za-z]+\?", "", header.strip())
+    return parse_qsl(query, keep_blank_values=True)

@@ -1,0 +1,491 @@
+"""The versioned FHIR resource store over the caller's SQLModel session.
+
+The store never commits: every method runs inside the caller's transaction, and so do the
+write hooks (services stage outbox events there). Versions are bumped optimistically
+(``UPDATE ... WHERE version_id = :expected``) so concurrent writers get 409/412, never a
+lost update. Resources are kept as the JSON text the client sent (decimals and timestamps
+untouched) with ``id`` and ``meta.versionId``/``meta.lastUpdated`` set by the server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from relearn.shared.fhir import jsontext, search_sql
+from relearn.shared.fhir.dates import as_utc, format_instant, now_ms
+from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidRequest,
+    InvalidResource,
+    NotFound,
+    PreconditionFailed,
+)
+from relearn.shared.fhir.includes import fetch_included
+from relearn.shared.fhir.indexing import Indexer, IndexRows
+from relearn.shared.fhir.records import (
+    ChangeKind,
+    HistoryResult,
+    ResourceChange,
+    SearchResult,
+    StoredResource,
+    WriteHook,
+)
+from relearn.shared.fhir.search_parse import Handling, SearchQuery, parse_search
+from relearn.shared.fhir.tables import INDEX_TABLES, execute
+from relearn.shared.fhir.tables import RESOURCE as R
+from relearn.shared.fhir.tables import VERSION as V
+from relearn.shared.fhir.validation import ID_PATTERN, validate_resource
+
+__all__ = [
+    "FhirStore",
+    "HistoryResult",
+    "ResourceChange",
+    "SearchResult",
+    "StoredResource",
+    "WriteHook",
+]
+
+
+@dataclass
+class _Current:
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    text: str
+
+
+@dataclass
+class FhirStore:
+    """The resource store of one service database.
+
+    ``base_url`` is the public FHIR base: absolute references on it are indexed as local.
+    ``write_hooks`` run in the caller's transaction after every create/update/delete.
+    """
+
+    definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
+    base_url: str | None = None
+    write_hooks: list[WriteHook] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.indexer = Indexer(self.base_url)
+
+    def register(self, rdef: ResourceDefinition) -> None:
+        """Make ``rdef`` known to the store (needed for includes and compartment checks)."""
+        known = self.definitions.get(rdef.type)
+        if known is not None and known is not rdef:
+            raise ValueError(f"{rdef.type} is already registered with another definition")
+        self.definitions[rdef.type] = rdef
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        resource: dict[str, Any],
+        *,
+        id: str | None = None,
+        patient_restriction: str | None = None,
+    ) -> StoredResource:
+        """Store a new resource (server-assigned id unless ``id`` is given); 409 if ``id`` exists."""
+        rid = id or str(uuid.uuid4())
+        _check_id(rdef, rid)
+        if self._current(session, rdef.type, rid) is not None:
+            raise Conflict(f"{rdef.type}/{rid} already exists")
+        return self._write_new(session, rdef, rid, resource, "POST", patient_restriction)
+
+    def update(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        patient_restriction: str | None = None,
+    ) -> StoredResource:
+        """Store a new version of ``id`` (creating it if absent); 412 if ``if_match`` is not current."""
+        _check_id(rdef, id)
+        if resource.get("id") not in (None, id):
+            raise InvalidResource(
+                f"Resource id '{resource.get('id')}' does not match the URL id '{id}'",
+                expression=f"{rdef.type}.id",
+            )
+        cur = self._current(session, rdef.type, id)
+        if if_match is not None and (cur is None or cur.version_id != if_match):
+            have = "does not exist" if cur is None else f"is at version {cur.version_id}"
+            raise PreconditionFailed(f"If-Match version {if_match} failed: {rdef.type}/{id} {have}")
+        if cur is None:
+            return self._write_new(session, rdef, id, resource, "PUT", patient_restriction)
+        if patient_restriction is not None and not cur.deleted:
+            self._require_compartment(rdef, jsontext.loads(cur.text), patient_restriction)
+        prepared, stored = self._prepare(rdef, id, resource, cur.version_id + 1, cur.last_updated, "PUT")
+        if patient_restriction is not None:
+            self._require_compartment(rdef, prepared, patient_restriction)
+        self._bump(session, rdef.type, id, cur.version_id, stored, if_match)
+        self._append_version(session, stored)
+        self._replace_index(session, rdef, id, self.indexer.rows(rdef, prepared))
+        kind: ChangeKind = "create" if cur.deleted else "update"
+        if cur.deleted:
+            stored = replace(stored, created=True)
+        self._notify(session, ResourceChange(kind, stored, prepared, cur.version_id))
+        return stored
+
+    def delete(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        id: str,
+        *,
+        patient_restriction: str | None = None,
+    ) -> StoredResource | None:
+        """Delete ``id`` (a new, empty version); None if it was already deleted, 404 if it never existed."""
+        cur = self._current(session, rdef.type, id)
+        if cur is None:
+            raise NotFound(f"{rdef.type}/{id} does not exist")
+        if cur.deleted:
+            return None
+        if patient_restriction is not None:
+            self._require_compartment(rdef, jsontext.loads(cur.text), patient_restriction)
+        stamp = _after(cur.last_updated)
+        stored = StoredResource(rdef.type, id, cur.version_id + 1, stamp, True, "", "DELETE")
+        self._bump(session, rdef.type, id, cur.version_id, stored, None)
+        self._append_version(session, stored)
+        self._replace_index(session, rdef, id, IndexRows())
+        self._notify(session, ResourceChange("delete", stored, None, cur.version_id))
+        return stored
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, session: Session, resource_type: str, id: str) -> StoredResource | None:
+        """The current version (possibly a deletion), or None; no access checks."""
+        cur = self._current(session, resource_type, id)
+        if cur is None:
+            return None
+        return StoredResource(resource_type, id, cur.version_id, cur.last_updated, cur.deleted, cur.text)
+
+    def get_version(
+        self, session: Session, resource_type: str, id: str, version_id: int | None
+    ) -> StoredResource | None:
+        """One version (possibly a deletion), or None; no access checks."""
+        if version_id is None:
+            return None
+        row = execute(
+            session,
+            select(V.c.version_id, V.c.last_updated, V.c.method, V.c.text).where(
+                V.c.resource_type == resource_type, V.c.id == id, V.c.version_id == version_id
+            ),
+        ).first()
+        return None if row is None else _from_version(resource_type, id, row)
+
+    def read(
+        self, session: Session, rdef: ResourceDefinition, id: str, *, patient_restriction: str | None = None
+    ) -> StoredResource:
+        """The current version; 404 if unknown (or outside the patient's compartment), 410 if deleted."""
+        stored = self.get(session, rdef.type, id) if ID_PATTERN.match(id) else None
+        if stored is None:
+            raise NotFound(f"{rdef.type}/{id} is not known")
+        if patient_restriction is not None:
+            self._hide_outside(session, rdef, stored, patient_restriction)
+        if stored.deleted:
+            raise Gone(f"{rdef.type}/{id} was deleted", headers=stored.headers())
+        return stored
+
+    def vread(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        id: str,
+        version_id: int,
+        *,
+        patient_restriction: str | None = None,
+    ) -> StoredResource:
+        """One version; 404 if there is no such version, 410 if that version is a deletion."""
+        stored = self.get_version(session, rdef.type, id, version_id)
+        if stored is None:
+            raise NotFound(f"{rdef.type}/{id} has no version {version_id}")
+        if patient_restriction is not None:
+            self._hide_outside(session, rdef, stored, patient_restriction)
+        if stored.deleted:
+            raise Gone(f"Version {version_id} of {rdef.type}/{id} is a deletion", headers=stored.headers())
+        return stored
+
+    def history(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        id: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 20,
+        offset: int = 0,
+        patient_restriction: str | None = None,
+    ) -> HistoryResult:
+        """Versions newest first, of one resource (``id``) or of the whole type.
+
+        With a patient restriction, type history lists only resources currently in the
+        patient's compartment; an instance outside it is 404.
+        """
+        conds = [V.c.resource_type == rdef.type]
+        if id is not None:
+            current = self.get(session, rdef.type, id) if ID_PATTERN.match(id) else None
+            if current is None:
+                raise NotFound(f"{rdef.type}/{id} is not known")
+            if patient_restriction is not None:
+                self._hide_outside(session, rdef, current, patient_restriction)
+            conds.append(V.c.id == id)
+        elif patient_restriction is not None:
+            inside = search_sql.match_statement(rdef, SearchQuery(), patient_restriction).with_only_columns(
+                R.c.id
+            )
+            conds.append(V.c.id.in_(inside))
+        if since is not None:
+            conds.append(V.c.last_updated >= since)
+        total = execute(session, select(func.count()).select_from(V).where(*conds)).one()[0]
+        rows = execute(
+            session,
+            select(V.c.id, V.c.version_id, V.c.last_updated, V.c.method, V.c.text)
+            .where(*conds)
+            .order_by(V.c.last_updated.desc(), V.c.id, V.c.version_id.desc())
+            .limit(count)
+            .offset(offset),
+        ).all()
+        entries = [_from_version(rdef.type, r[0], r[1:]) for r in rows]
+        return HistoryResult(entries, int(total), offset, count)
+
+    # -- search -------------------------------------------------------------------------------
+    def parse(
+        self, rdef: ResourceDefinition, params: Sequence[tuple[str, str]], *, handling: Handling = "lenient"
+    ) -> SearchQuery:
+        """Parse search parameters for ``rdef`` against this store's definitions."""
+        return parse_search(
+            rdef, params, handling=handling, registry=self.definitions, base_url=self.base_url
+        )
+
+    def search(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        params: Sequence[tuple[str, str]] | SearchQuery,
+        *,
+        handling: Handling = "lenient",
+        patient_restriction: str | None = None,
+        include_types: Collection[str] | None = None,
+    ) -> SearchResult:
+        """Run a search: one page of matches, their includes (only ``include_types``) and the total."""
+        query = params if isinstance(params, SearchQuery) else self.parse(rdef, params, handling=handling)
+        matches = search_sql.match_statement(rdef, query, patient_restriction)
+        total: int | None = None
+        if query.total != "none" or query.count_only:
+            total = int(execute(session, search_sql.count_statement(matches)).one()[0])
+        if query.count_only:
+            return SearchResult(query, [], [], total)
+        rows = execute(
+            session, search_sql.ordered(rdef, matches, query.sort).limit(query.count).offset(query.offset)
+        )
+        page = [StoredResource(rdef.type, r[0], r[1], as_utc(r[2]), False, r[3]) for r in rows.all()]
+        included = fetch_included(
+            session,
+            rdef,
+            query,
+            page,
+            definitions=self.definitions,
+            indexer=self.indexer,
+            patient=patient_restriction,
+            include_types=include_types,
+        )
+        return SearchResult(query, page, included, total)
+
+    def match(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        params: Sequence[tuple[str, str]],
+        *,
+        patient_restriction: str | None = None,
+    ) -> list[StoredResource]:
+        """Up to two matches of a conditional create/update/delete (always strict parsing)."""
+        query = self.parse(rdef, params, handling="strict")
+        if not query.criteria:
+            raise InvalidRequest("A conditional operation needs at least one search criterion")
+        query.count, query.offset, query.total, query.includes = 2, 0, "none", []
+        return self.search(session, rdef, query, patient_restriction=patient_restriction).matches
+
+    # -- internals ----------------------------------------------------------------------------
+    def _current(self, session: Session, rtype: str, id: str) -> _Current | None:
+        row = execute(
+            session,
+            select(R.c.version_id, R.c.last_updated, R.c.deleted, R.c.text).where(
+                R.c.resource_type == rtype, R.c.id == id
+            ),
+        ).first()
+        return None if row is None else _Current(row[0], as_utc(row[1]), bool(row[2]), row[3])
+
+    def _prepare(
+        self,
+        rdef: ResourceDefinition,
+        id: str,
+        resource: dict[str, Any],
+        version: int,
+        previous: datetime | None,
+        method: str,
+    ) -> tuple[dict[str, Any], StoredResource]:
+        if resource.get("resourceType") != rdef.type:
+            raise InvalidResource(
+                f"resourceType is {resource.get('resourceType')!r}, expected {rdef.type}",
+                expression=f"{rdef.type}.resourceType",
+            )
+        stamp = _after(previous)
+        meta = dict(resource.get("meta") or {}) if isinstance(resource.get("meta"), dict) else {}
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(stamp)
+        # resourceType, id and meta first, then the client's elements in the client's order.
+        prepared: dict[str, Any] = {"resourceType": rdef.type, "id": id, "meta": meta}
+        prepared.update((k, v) for k, v in resource.items() if k not in prepared)
+        validate_resource(rdef, prepared)
+        text = jsontext.dumps(prepared)
+        return prepared, StoredResource(rdef.type, id, version, stamp, False, text, method)
+
+    def _write_new(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        id: str,
+        resource: dict[str, Any],
+        method: str,
+        patient_restriction: str | None,
+    ) -> StoredResource:
+        """Version 1 of a resource that has no row yet."""
+        prepared, stored = self._prepare(rdef, id, resource, 1, None, method)
+        if patient_restriction is not None:
+            self._require_compartment(rdef, prepared, patient_restriction)
+        try:
+            execute(
+                session,
+                insert(R).values(
+                    resource_type=rdef.type,
+                    id=id,
+                    version_id=1,
+                    last_updated=stored.last_updated,
+                    deleted=False,
+                    text=stored.text,
+                ),
+            )
+        except IntegrityError as exc:  # a concurrent create of the same id won
+            raise Conflict(f"{rdef.type}/{id} was created concurrently") from exc
+        self._append_version(session, stored)
+        self._replace_index(session, rdef, id, self.indexer.rows(rdef, prepared), existing=False)
+        stored = replace(stored, created=True)
+        self._notify(session, ResourceChange("create", stored, prepared, None))
+        return stored
+
+    def _bump(
+        self,
+        session: Session,
+        rtype: str,
+        id: str,
+        expected: int,
+        stored: StoredResource,
+        if_match: int | None,
+    ) -> None:
+        result = execute(
+            session,
+            update(R)
+            .where(R.c.resource_type == rtype, R.c.id == id, R.c.version_id == expected)
+            .values(
+                version_id=stored.version_id,
+                last_updated=stored.last_updated,
+                deleted=stored.deleted,
+                text=stored.text,
+            ),
+        )
+        if result.rowcount != 1:
+            msg = f"{rtype}/{id} was changed concurrently (expected version {expected})"
+            raise PreconditionFailed(msg) if if_match is not None else Conflict(msg)
+
+    def _append_version(self, session: Session, stored: StoredResource) -> None:
+        execute(
+            session,
+            insert(V).values(
+                resource_type=stored.resource_type,
+                id=stored.id,
+                version_id=stored.version_id,
+                last_updated=stored.last_updated,
+                method=stored.method or "PUT",
+                text=None if stored.deleted else stored.text,
+            ),
+        )
+
+    def _replace_index(
+        self, session: Session, rdef: ResourceDefinition, id: str, rows: IndexRows, *, existing: bool = True
+    ) -> None:
+        for kind, table in INDEX_TABLES.items():
+            if existing:  # a brand-new resource has no rows to remove
+                mine = and_(table.c.resource_type == rdef.type, table.c.resource_id == id)
+                execute(session, delete(table).where(mine))
+            kind_rows: list[dict[str, Any]] = getattr(rows, kind)
+            if kind_rows:
+                execute(
+                    session,
+                    insert(table),
+                    [{"resource_type": rdef.type, "resource_id": id, **r} for r in kind_rows],
+                )
+
+    def _notify(self, session: Session, change: ResourceChange) -> None:
+        for hook in self.write_hooks:
+            hook(session, change)
+
+    def _require_compartment(self, rdef: ResourceDefinition, resource: dict[str, Any], patient: str) -> None:
+        if patient not in self.indexer.patients(rdef, resource):
+            raise Forbidden(f"This token may only write {rdef.type} resources of Patient/{patient}")
+
+    def _hide_outside(
+        self, session: Session, rdef: ResourceDefinition, stored: StoredResource, patient: str
+    ) -> None:
+        """404 unless the resource (for a deletion: its last content) is in ``patient``'s compartment."""
+        text = stored.text
+        if not text:
+            row = execute(
+                session,
+                select(V.c.text)
+                .where(
+                    V.c.resource_type == rdef.type,
+                    V.c.id == stored.id,
+                    V.c.version_id < stored.version_id,
+                    V.c.text.is_not(None),
+                )
+                .order_by(V.c.version_id.desc())
+                .limit(1),
+            ).first()
+            text = row[0] if row else ""
+        if not text or patient not in self.indexer.patients(rdef, jsontext.loads(text)):
+            raise NotFound(f"{rdef.type}/{stored.id} is not known")
+
+
+def _check_id(rdef: ResourceDefinition, id: str) -> None:
+    if not ID_PATTERN.match(id):
+        raise InvalidResource(
+            f"'{id}' is not a valid id (1-64 of A-Z a-z 0-9 - .)", expression=f"{rdef.type}.id"
+        )
+
+
+def _after(previous: datetime | None) -> datetime:
+    """Now (ms precision), but strictly after the previous version's lastUpdated."""
+    stamp = now_ms()
+    if previous is not None and stamp <= previous:
+        stamp = previous + timedelta(milliseconds=1)
+    return stamp
+
+
+def _from_version(rtype: str, id: str, row: Any) -> StoredResource:
+    version_id, last_updated, method, text = row
+    return StoredResource(rtype, id, version_id, as_utc(last_updated), method == "DELETE", text or "", method)

@@ -1,0 +1,79 @@
+"""``make bench``: run every benchmark under ``benchmarks/`` and print its figures.
+
+A benchmark is a module ``benchmarks/bench_<what>.py`` with ``run(ctx: BenchContext) -> None``
+that prints its own figures (use :func:`report`). They share one real broker and create
+their own PostgreSQL databases; nothing here asserts on time — figures are for reading.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from relearn.devtools.broker import TansuBroker
+from relearn.devtools.pg import ScratchDatabases
+
+
+@dataclass
+class BenchContext:
+    broker: TansuBroker
+    databases: ScratchDatabases
+    scale: float = 1.0  # RELEARN_BENCH_SCALE-like knob: 0.1 for a quick look
+
+    def pg_database(self, name: str) -> str:
+        return self.databases.create(name)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def report(name: str, *, count: int, seconds: float, latencies_s: Sequence[float] = (), unit: str = "ops") -> None:
+    """Print one figure line: throughput and, if given, p50/p99 latency in ms."""
+    line = f"  {name:<52} {count / seconds:>10.1f} {unit}/s   ({count} in {seconds:.2f} s)"
+    if latencies_s:
+        line += (f"   p50 {percentile(latencies_s, 50) * 1000:.2f} ms   p99 {percentile(latencies_s, 99) * 1000:.2f} ms"
+                 f"   mean {statistics.fmean(latencies_s) * 1000:.2f} ms")
+    print(line, flush=True)
+
+
+def _load(path: Path) -> object:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    scale = float(argv[0]) if argv else 1.0
+    benches = sorted(Path("benchmarks").glob("bench_*.py"))
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = TansuBroker(log_dir=Path(tmp))
+        broker.start()
+        databases = ScratchDatabases()
+        ctx = BenchContext(broker, databases, scale)
+        try:
+            for path in benches:
+                print(f"\n== {path.stem} ==", flush=True)
+                started = time.perf_counter()
+                _load(path).run(ctx)  # type: ignore[attr-defined]
+                print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
+        finally:
+            databases.drop_all()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

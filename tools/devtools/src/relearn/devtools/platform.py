@@ -1,0 +1,198 @@
+"""``make run``: the whole platform on the embedded default, as separate processes.
+
+Starts the Tansu broker, migrates and starts the four services (a SQLite file each under
+``var/``) and the front door, waits until every one is ready, prints the URLs and stops
+everything cleanly on Ctrl-C. Tests of the whole journey start the platform the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relearn.devtools.broker import TansuBroker
+from relearn.shared.auth.dev_issuer import DevIssuer
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # folder and console-script suffix
+    env_prefix: str
+    port: int
+
+
+class PlatformSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELEARN_DEV_")
+
+    host: str = "127.0.0.1"
+    front_door_port: int = 8080
+    evaluation_port: int = 8081
+    plan_port: int = 8082
+    sessions_port: int = 8083
+    device_gateway_port: int = 8084
+    broker_port: int | None = None  # a free port when unset
+    var_dir: Path = Path("var")
+    # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
+    database_url_template: str = ""
+
+    def services(self) -> list[ServiceSpec]:
+        return [
+            ServiceSpec("evaluation", "EVALUATION_", self.evaluation_port),
+            ServiceSpec("plan", "PLAN_", self.plan_port),
+            ServiceSpec("sessions", "SESSIONS_", self.sessions_port),
+            ServiceSpec("device-gateway", "DEVICE_GATEWAY_", self.device_gateway_port),
+        ]
+
+    @property
+    def fhir_base_url(self) -> str:
+        return f"http://{self.host}:{self.front_door_port}/fhir"
+
+    @property
+    def issuer_url(self) -> str:
+        return f"http://{self.host}:{self.front_door_port}/auth"
+
+
+@dataclass
+class Platform:
+    settings: PlatformSettings = field(default_factory=PlatformSettings)
+    broker: TansuBroker | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def var(self) -> Path:
+        return self.settings.var_dir.resolve()
+
+    def _script(self, name: str) -> str:
+        return str(Path(sys.executable).parent / f"relearn-{name}")
+
+    def _service_env(self, spec: ServiceSpec, jwks: Path) -> dict[str, str]:
+        s = self.settings
+        assert self.broker is not None
+        p = spec.env_prefix
+        env = dict(os.environ)
+        env.update({
+            f"{p}HOST": s.host,
+            f"{p}PORT": str(spec.port),
+            f"{p}KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            f"{p}AUTH_JWKS": str(jwks),
+            f"{p}AUTH_ISSUER": s.issuer_url,
+            f"{p}FHIR_BASE_URL": s.fhir_base_url,
+            f"{p}RUN_WORKERS": "true",
+        })
+        if s.database_url_template:
+            env[f"{p}DATABASE_URL"] = s.database_url_template.format(service=spec.name.replace("-", "_"))
+        else:
+            env[f"{p}DATABASE_URL"] = f"sqlite:///{self.var / (spec.name + '.db')}"
+        return env
+
+    def _front_door_env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        upstreams = {spec.name: f"http://{s.host}:{spec.port}" for spec in s.services()}
+        env.update({
+            "FRONT_DOOR_HOST": s.host,
+            "FRONT_DOOR_PORT": str(s.front_door_port),
+            "FRONT_DOOR_FHIR_BASE_URL": s.fhir_base_url,
+            "FRONT_DOOR_UPSTREAMS": __import__("json").dumps(upstreams),
+            "FRONT_DOOR_DEV_ISSUER_URL": s.issuer_url,
+            "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),
+        })
+        return env
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        logs = self.var / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        # A new process group so Ctrl-C reaches us first and we stop children in order.
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self, *, ready_timeout_s: float = 90.0) -> None:
+        self.var.mkdir(parents=True, exist_ok=True)
+        self.broker = TansuBroker(log_dir=self.var / "broker", port=self.settings.broker_port)
+        self.broker.start()
+        jwks = DevIssuer.ensure_keys(self.var / "dev-issuer")
+        for spec in self.settings.services():
+            env = self._service_env(spec, jwks)
+            subprocess.run([self._script(spec.name), "migrate"], env=env, check=True)
+            self.processes[spec.name] = self._spawn(spec.name, [self._script(spec.name), "serve"], env)
+        self.processes["front-door"] = self._spawn(
+            "front-door", [self._script("front-door"), "serve"], self._front_door_env()
+        )
+        self.wait_ready(ready_timeout_s)
+
+    def urls(self) -> dict[str, str]:
+        s = self.settings
+        out = {spec.name: f"http://{s.host}:{spec.port}" for spec in s.services()}
+        out["front-door"] = f"http://{s.host}:{s.front_door_port}"
+        return out
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = dict(self.urls())
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name, url in list(pending.items()):
+                    proc = self.processes[name]
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.var}/logs/{name}.log")
+                    try:
+                        if client.get(f"{url}/readyz").status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout_s}s: {sorted(pending)}")
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            proc = self.processes[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def run() -> None:
+    platform = Platform()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        platform.start()
+        urls = platform.urls()
+        s = platform.settings
+        assert platform.broker is not None
+        print("\nRelearn is running (embedded default: a SQLite file per service under var/)\n")
+        print(f"  FHIR base URL       {s.fhir_base_url}   (try: curl {s.fhir_base_url}/metadata)")
+        for name, url in urls.items():
+            print(f"  {name:<19} {url}   docs: {url}/docs   ready: {url}/readyz")
+        print(f"  broker (Tansu)      {platform.broker.bootstrap}")
+        print(f"  logs                {platform.var}/logs/")
+        print("\n  A development token: make token   (narrower: make token SCOPE='patient/*.read' PATIENT=<id>)")
+        print("  Stop with Ctrl-C.\n", flush=True)
+        while not stop.wait(1.0):
+            for name, proc in platform.processes.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see {platform.var}/logs/{name}.log", flush=True)
+                    stop.set()
+    finally:
+        print("stopping ...", flush=True)
+        platform.stop()
+        print("stopped.", flush=True)
