@@ -225,8 +225,12 @@ def test_the_front_door_is_the_one_published_fhir_base_url_and_routes_to_every_s
     for name, url in upstreams.items():
         port = services[name]["environment"][f"{APPS_BY_SCRIPT['relearn-' + name].prefix}PORT"]
         assert url == f"http://{name}:{port}", "the front door reaches each API by its compose service name"
-    published = {p.split(":")[-1] for p in services["front-door"]["ports"]}
-    assert published == {"8080"}
+    (published,) = services["front-door"]["ports"]
+    bind, _, target = published.rpartition(":")
+    assert target == "8080"
+    if env["FRONT_DOOR_DEV_ISSUER_ENABLED"] == "true":
+        # Its clients' secrets are public: only this machine may ask it for tokens.
+        assert bind.split(":")[0] == "127.0.0.1"
     for app in SERVICES:
         public_base = services[app.name]["environment"][f"{app.prefix}FHIR_BASE_URL"]
         assert public_base == env["FRONT_DOOR_FHIR_BASE_URL"], "services build fullUrls on the one base URL"

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from relearn.shared.events.envelope import CloudEvent, InvalidEvent
+from relearn.shared.events.topics import all_topics, dlq, topic_for
+
+
+def test_envelope_round_trips_with_cloudevents_attributes() -> None:
+    event = CloudEvent.new("/relearn/evaluation", "evaluation.completed.v1", "patient-1", {"deficits": [1.5]})
+    back = CloudEvent.from_bytes(event.to_bytes())
+    assert back == event
+    assert back.specversion == "1.0"
+    assert back.time.tzinfo is not None
+    assert back.key == b"patient-1"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b'{"specversion":"1.0","source":"/x","type":"evaluation.completed.v1"}',  # no subject
+        b'{"specversion":"0.3","source":"/x","type":"a.b.v1","subject":"p"}',
+        b'{"specversion":"1.0","source":"/x","type":"NotPastTense","subject":"p"}',
+    ],
+)
+def test_bad_bytes_are_rejected_as_invalid_events(raw: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        CloudEvent.from_bytes(raw)
+
+
+def test_every_event_type_has_one_topic_and_every_topic_a_dlq() -> None:
+    assert topic_for("plan.progressed.v1") == "relearn.plan.events"
+    names = {t.name for t in all_topics()}
+    for t in list(names):
+        if not t.endswith(".dlq"):
+            assert dlq(t) in names
+    with pytest.raises(KeyError):
+        topic_for("something.unknown.v1")
