@@ -29,8 +29,12 @@ def _observation(patient: str, value: float) -> dict[str, Any]:
         "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3", "display": "Pain severity"}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": "2026-11-20T10:00:00Z",
-        "valueQuantity": {"value": value, "unit": "{score}", "system": "http://unitsofmeasure.org",
-                          "code": "{score}"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "{score}",
+            "system": "http://unitsofmeasure.org",
+            "code": "{score}",
+        },
     }
 
 
@@ -44,16 +48,26 @@ def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
 
 
 @pytest.fixture
-def platform(own_broker: TansuBroker, pg_database: Callable[[str], str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+def platform(
+    own_broker: TansuBroker, pg_database: Callable[[str], str], tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     issuer = make_issuer(tmp_path / "keys")
     jwks = issuer.publish()
     evaluation = service_app(
-        "relearn.evaluation", EvaluationSettings, create_evaluation,
-        database_url=pg_database("evaluation"), bootstrap=own_broker.bootstrap, jwks=jwks,
+        "relearn.evaluation",
+        EvaluationSettings,
+        create_evaluation,
+        database_url=pg_database("evaluation"),
+        bootstrap=own_broker.bootstrap,
+        jwks=jwks,
     )
     plan = service_app(
-        "relearn.plan", PlanSettings, create_plan,
-        database_url=pg_database("plan"), bootstrap=own_broker.bootstrap, jwks=jwks,
+        "relearn.plan",
+        PlanSettings,
+        create_plan,
+        database_url=pg_database("plan"),
+        bootstrap=own_broker.bootstrap,
+        jwks=jwks,
     )
     with TestClient(evaluation) as ev_client, TestClient(plan) as plan_client:
         consumer = plan.state.workers.consumers[0]
@@ -74,7 +88,9 @@ def _measurement(engine: Any, observation_id: str) -> RecordedMeasurement | None
 
 
 def test_observation_recorded_in_evaluation_reaches_the_plan_service(platform: dict[str, Any]) -> None:
-    resp = platform["evaluation"].post("/fhir/Observation", json=_observation("p1", 4), headers=platform["auth"])
+    resp = platform["evaluation"].post(
+        "/fhir/Observation", json=_observation("p1", 4), headers=platform["auth"]
+    )
     assert resp.status_code == 201, resp.text
     obs_id = resp.json()["id"]
 
@@ -88,7 +104,9 @@ def test_event_written_while_the_broker_is_down_is_delivered_once_after_it_retur
     platform: dict[str, Any], own_broker: TansuBroker
 ) -> None:
     own_broker.stop()
-    resp = platform["evaluation"].post("/fhir/Observation", json=_observation("p2", 7), headers=platform["auth"])
+    resp = platform["evaluation"].post(
+        "/fhir/Observation", json=_observation("p2", 7), headers=platform["auth"]
+    )
     assert resp.status_code == 201, "the write must not depend on the broker"
     obs_id = resp.json()["id"]
     with Session(platform["evaluation_engine"]) as s:
@@ -97,8 +115,11 @@ def test_event_written_while_the_broker_is_down_is_delivered_once_after_it_retur
     event_id = pending[0].event_id
 
     own_broker.start()
-    row = wait_for(lambda: _measurement(platform["plan_engine"], obs_id), timeout_s=60,
-                   what="delivery after the broker came back")
+    row = wait_for(
+        lambda: _measurement(platform["plan_engine"], obs_id),
+        timeout_s=60,
+        what="delivery after the broker came back",
+    )
     assert row.value == 7
     with Session(platform["plan_engine"]) as s:
         processed = s.exec(

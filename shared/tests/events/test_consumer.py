@@ -58,7 +58,9 @@ def test_replayed_event_is_handled_once_and_poison_goes_to_the_dlq(
     producer.send(topic, key=after.key, value=after.to_bytes())
     producer.flush()
 
-    consumer = EventConsumer(pg_engine, broker.bootstrap, unique("group"), [topic], {"test.happened.v1": _record})
+    consumer = EventConsumer(
+        pg_engine, broker.bootstrap, unique("group"), [topic], {"test.happened.v1": _record}
+    )
     consumer.start()
     try:
         _wait(lambda: _seen(pg_engine) == [1, 3])

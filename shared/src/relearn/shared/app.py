@@ -57,7 +57,9 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or make_engine(settings.resolved_database_url())
         app.state.token_verifier = token_verifier or verifier_from_settings(settings)
-        app.state.broker_probe = BrokerProbe(lambda: broker_reachable(settings.kafka_bootstrap, timeout_s=2.0))
+        app.state.broker_probe = BrokerProbe(
+            lambda: broker_reachable(settings.kafka_bootstrap, timeout_s=2.0)
+        )
         workers = Workers(app.state.engine, settings, consumers)
         app.state.workers = workers
         if settings.run_workers:

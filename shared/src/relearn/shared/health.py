@@ -47,7 +47,8 @@ def health_router() -> APIRouter:
         probe: BrokerProbe = request.app.state.broker_probe
         checks["broker"] = "ok" if probe() else "unreachable"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not-ready", "checks": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503
+        )
 
     return router

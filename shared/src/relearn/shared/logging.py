@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -17,7 +18,7 @@ import structlog
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
-def _extra_fields(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _extra_fields(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Lift stdlib `extra={...}` attributes into the JSON line.
     record: logging.LogRecord | None = event_dict.get("_record")
     if record is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from relearn.shared.cli import service_main
 from relearn.device_gateway.config import Settings
 from relearn.device_gateway.main import create_app
+from relearn.shared.cli import service_main
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from relearn.shared.cli import service_main
 from relearn.evaluation.config import Settings
 from relearn.evaluation.main import create_app
+from relearn.shared.cli import service_main
 
 
 def main() -> None:

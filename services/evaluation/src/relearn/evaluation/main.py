@@ -13,7 +13,10 @@ from relearn.shared.auth.dependency import TokenVerifier
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, token_verifier: TokenVerifier | None = None
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     fhir, _store = fhir_api(DEFINITIONS, settings, hooks=[observation_recorded_hook])

@@ -50,7 +50,9 @@ def _fhir_routes(settings: Settings) -> APIRouter:
         table: RoutingTable = request.app.state.routing
         owner = await table.owner_of(resource_type)
         if owner is None:
-            raise NotFound(f"Resource type '{resource_type}' is not served by this server", issue_code="not-supported")
+            raise NotFound(
+                f"Resource type '{resource_type}' is not served by this server", issue_code="not-supported"
+            )
         return await forward(request.app.state.http, owner, request, settings.upstream_timeout_s)
 
     return router
@@ -79,8 +81,9 @@ def _health_routes() -> APIRouter:
         states = await asyncio.gather(*(check(b) for b in names.values()))
         checks: dict[str, Any] = dict(zip(names, states, strict=True))
         ready = all(s == "ok" for s in states)
-        return JSONResponse({"status": "ready" if ready else "not-ready", "checks": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503
+        )
 
     return router
 

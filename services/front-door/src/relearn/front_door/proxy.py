@@ -9,12 +9,25 @@ from relearn.shared.fhir.errors import FhirError
 
 # Headers that carry FHIR semantics or identity and must reach the service unchanged.
 _REQUEST_HEADERS = (
-    "authorization", "content-type", "accept", "if-match", "if-none-match", "if-none-exist",
-    "if-modified-since", "prefer", "x-request-id",
+    "authorization",
+    "content-type",
+    "accept",
+    "if-match",
+    "if-none-match",
+    "if-none-exist",
+    "if-modified-since",
+    "prefer",
+    "x-request-id",
 )
 _RESPONSE_HEADERS = (
-    "content-type", "etag", "location", "content-location", "last-modified", "www-authenticate",
-    "x-request-id", "retry-after",
+    "content-type",
+    "etag",
+    "location",
+    "content-location",
+    "last-modified",
+    "www-authenticate",
+    "x-request-id",
+    "retry-after",
 )
 
 

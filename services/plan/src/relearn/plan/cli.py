@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from relearn.shared.cli import service_main
 from relearn.plan.config import Settings
-from relearn.plan.main import create_app, consumers
+from relearn.plan.main import consumers, create_app
+from relearn.shared.cli import service_main
 
 
 def main() -> None:

@@ -30,7 +30,10 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, token_verifier: TokenVerifier | None = None
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     fhir, _store = fhir_api(DEFINITIONS, settings)

@@ -27,7 +27,9 @@ class RecordedMeasurement(SQLModel, table=True):
     status: str = Field(max_length=32)
     value: float | None = None
     unit: str | None = Field(default=None, max_length=32)
-    effective: str | None = Field(default=None, max_length=64, description="as sent: dateTime or period start")
+    effective: str | None = Field(
+        default=None, max_length=64, description="as sent: dateTime or period start"
+    )
     event_id: str = Field(max_length=64)
     received_at: datetime
 
@@ -51,24 +53,29 @@ def record_observation(session: Session, event: CloudEvent) -> None:
     data = event.data
     obs: dict[str, Any] = data["observation"]
     version = int(data["versionId"])
-    row = session.exec(select(RecordedMeasurement).where(RecordedMeasurement.observation_id == data["id"])).first()
+    row = session.exec(
+        select(RecordedMeasurement).where(RecordedMeasurement.observation_id == data["id"])
+    ).first()
     if row is not None and row.version_id >= version:
         return
     quantity = obs.get("valueQuantity") or {}
-    values = dict(
-        version_id=version,
-        patient_id=event.subject,
-        code=_first_code(obs),
-        status=str(obs.get("status", "unknown")),
-        value=float(quantity["value"]) if "value" in quantity else None,
-        unit=quantity.get("code") or quantity.get("unit"),
-        effective=_effective(obs),
-        event_id=event.id,
-        received_at=event.time,
-    )
     if row is None:
-        session.add(RecordedMeasurement(observation_id=data["id"], **values))
-    else:
-        for key, value in values.items():
-            setattr(row, key, value)
-        session.add(row)
+        row = RecordedMeasurement(
+            observation_id=data["id"],
+            version_id=version,
+            patient_id=event.subject,
+            code="",
+            status="",
+            event_id=event.id,
+            received_at=event.time,
+        )
+    row.version_id = version
+    row.patient_id = event.subject
+    row.code = _first_code(obs)
+    row.status = str(obs.get("status", "unknown"))
+    row.value = float(quantity["value"]) if "value" in quantity else None
+    row.unit = quantity.get("code") or quantity.get("unit")
+    row.effective = _effective(obs)
+    row.event_id = event.id
+    row.received_at = event.time
+    session.add(row)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from relearn.shared.cli import service_main
 from relearn.sessions.config import Settings
 from relearn.sessions.main import create_app
+from relearn.shared.cli import service_main
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
 from kafka.consumer.fetcher import ConsumerRecord
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel
 
 from relearn.shared.db import transaction
@@ -174,13 +174,10 @@ class EventConsumer:
             ("consumer_group", self.group_id.encode()),
         ]
         try:
-            self._dlq_producer.send(dlq(record.topic), key=record.key, value=record.value, headers=headers).get(
-                timeout=15
-            )
+            self._dlq_producer.send(
+                dlq(record.topic), key=record.key, value=record.value, headers=headers
+            ).get(timeout=15)
         except Exception:
             logger.warning("could not write to the DLQ; will retry the message", exc_info=True)
             return False
         return True
-
-
-

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -78,9 +79,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 10
         existing = set(admin.list_topics())
         missing = [NewTopic(t.name, t.partitions, 1) for t in topics if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service created it first
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created it first
     finally:
         admin.close()

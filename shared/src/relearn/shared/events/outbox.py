@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
 from sqlalchemy import BigInteger, Column, Index, Integer, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from relearn.shared.db import is_postgres, transaction
 from relearn.shared.events.envelope import CloudEvent
@@ -38,9 +39,7 @@ _STAGED = "relearn.outbox.staged"
 
 class OutboxEvent(SQLModel, table=True):
     __tablename__ = "outbox_event"
-    __table_args__ = (
-        Index("ix_outbox_event_unpublished", "published_at", "seq"),
-    )
+    __table_args__ = (Index("ix_outbox_event_unpublished", "published_at", "seq"),)
 
     seq: int | None = Field(
         default=None,
@@ -157,15 +156,20 @@ class OutboxRelay:
     def relay_once(self) -> int:
         """Publish up to ``batch_size`` unpublished rows; returns how many were published."""
         with transaction(self.engine) as session:
-            if is_postgres(self.engine):
-                got = session.exec(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_KEY))).one()  # type: ignore[call-overload]
-                if not got[0]:
-                    return 0  # another relay is publishing this database's events
-            rows = session.exec(
-                select(OutboxEvent.seq, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload,  # type: ignore[call-overload]
-                       OutboxEvent.event_id, OutboxEvent.type)
-                .where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
-                .order_by(OutboxEvent.seq)
+            lock = select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_KEY))
+            if is_postgres(self.engine) and not session.execute(lock).scalar_one():
+                return 0  # another relay is publishing this database's events
+            rows = session.execute(
+                select(
+                    col(OutboxEvent.seq),
+                    col(OutboxEvent.topic),
+                    col(OutboxEvent.key),
+                    col(OutboxEvent.payload),
+                    col(OutboxEvent.event_id),
+                    col(OutboxEvent.type),
+                )
+                .where(col(OutboxEvent.published_at).is_(None))
+                .order_by(col(OutboxEvent.seq))
                 .limit(self.batch_size)
             ).all()
             if not rows:
@@ -175,14 +179,14 @@ class OutboxRelay:
             except Exception as exc:
                 self._record_failure([r[0] for r in rows], exc)
                 raise
-            session.exec(
-                update(OutboxEvent)  # type: ignore[call-overload]
-                .where(OutboxEvent.seq.in_([r[0] for r in rows]))  # type: ignore[union-attr]
+            session.execute(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.seq).in_([r[0] for r in rows]))
                 .values(published_at=datetime.now(UTC))
             )
             return len(rows)
 
-    def _publish(self, rows: list[Any]) -> None:
+    def _publish(self, rows: Sequence[Any]) -> None:
         producer = self._get_producer()
         # One batch in flight at a time bounds the producer's memory to batch_size messages.
         futures = [
@@ -202,10 +206,12 @@ class OutboxRelay:
         # Best effort, in its own transaction, so the failure is visible to operators.
         try:
             with transaction(self.engine) as s:
-                s.exec(
-                    update(OutboxEvent)  # type: ignore[call-overload]
-                    .where(OutboxEvent.seq.in_(seqs))  # type: ignore[union-attr]
-                    .values(attempts=OutboxEvent.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:1000])
+                s.execute(
+                    update(OutboxEvent)
+                    .where(col(OutboxEvent.seq).in_(seqs))
+                    .values(
+                        attempts=OutboxEvent.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:1000]
+                    )
                 )
         except Exception:
             logger.debug("could not record the relay failure", exc_info=True)
@@ -226,9 +232,7 @@ class OutboxRelay:
     def pending(self) -> int:
         """How many committed events wait to be published."""
         with Session(self.engine) as session:
-            n = session.exec(
-                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))  # type: ignore[call-overload,union-attr]
-            ).one()
-            return int(n[0])
-
-
+            n = session.execute(
+                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+            ).scalar_one()
+            return int(n)

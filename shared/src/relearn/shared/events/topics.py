@@ -20,9 +20,22 @@ DEVICE_RAW_EMG = "relearn.device.raw.emg"
 DEVICE_RAW_BALANCE = "relearn.device.raw.balance"
 
 TOPICS: tuple[Topic, ...] = (
-    Topic(EVALUATION_EVENTS, 6, ("evaluation.completed.v1", "evaluation.reassessed.v1", "observation.recorded.v1")),
-    Topic(PLAN_EVENTS, 6, ("plan.drafted.v1", "plan.activated.v1", "plan.progressed.v1", "plan.stage-changed.v1",
-                           "plan.updated.v1")),
+    Topic(
+        EVALUATION_EVENTS,
+        6,
+        ("evaluation.completed.v1", "evaluation.reassessed.v1", "observation.recorded.v1"),
+    ),
+    Topic(
+        PLAN_EVENTS,
+        6,
+        (
+            "plan.drafted.v1",
+            "plan.activated.v1",
+            "plan.progressed.v1",
+            "plan.stage-changed.v1",
+            "plan.updated.v1",
+        ),
+    ),
     Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
     Topic(DEVICE_METRICS, 6, ("device.metric-computed.v1",)),
     # Raw sensor frames are keyed by device so each stream stays in order.

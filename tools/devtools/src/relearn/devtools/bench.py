@@ -38,12 +38,15 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[k]
 
 
-def report(name: str, *, count: int, seconds: float, latencies_s: Sequence[float] = (), unit: str = "ops") -> None:
+def report(
+    name: str, *, count: int, seconds: float, latencies_s: Sequence[float] = (), unit: str = "ops"
+) -> None:
     """Print one figure line: throughput and, if given, p50/p99 latency in ms."""
     line = f"  {name:<52} {count / seconds:>10.1f} {unit}/s   ({count} in {seconds:.2f} s)"
     if latencies_s:
-        line += (f"   p50 {percentile(latencies_s, 50) * 1000:.2f} ms   p99 {percentile(latencies_s, 99) * 1000:.2f} ms"
-                 f"   mean {statistics.fmean(latencies_s) * 1000:.2f} ms")
+        p50, p99 = percentile(latencies_s, 50) * 1000, percentile(latencies_s, 99) * 1000
+        mean = statistics.fmean(latencies_s) * 1000
+        line += f"   p50 {p50:.2f} ms   p99 {p99:.2f} ms   mean {mean:.2f} ms"
     print(line, flush=True)
 
 

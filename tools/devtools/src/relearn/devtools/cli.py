@@ -21,8 +21,10 @@ def _token(scope: str, patient: str | None, client_id: str, secret: str) -> int:
     try:
         resp = httpx.post(f"{settings.issuer_url}/token", data=data, auth=(client_id, secret), timeout=10)
     except httpx.HTTPError as exc:
-        print(f"cannot reach the development issuer at {settings.issuer_url} ({exc}); is `make run` up?",
-              file=sys.stderr)
+        print(
+            f"cannot reach the development issuer at {settings.issuer_url} ({exc}); is `make run` up?",
+            file=sys.stderr,
+        )
         return 1
     if resp.status_code != 200:
         print(f"token request refused ({resp.status_code}): {resp.text}", file=sys.stderr)

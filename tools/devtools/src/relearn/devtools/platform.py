@@ -79,15 +79,17 @@ class Platform:
         assert self.broker is not None
         p = spec.env_prefix
         env = dict(os.environ)
-        env.update({
-            f"{p}HOST": s.host,
-            f"{p}PORT": str(spec.port),
-            f"{p}KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            f"{p}AUTH_JWKS": str(jwks),
-            f"{p}AUTH_ISSUER": s.issuer_url,
-            f"{p}FHIR_BASE_URL": s.fhir_base_url,
-            f"{p}RUN_WORKERS": "true",
-        })
+        env.update(
+            {
+                f"{p}HOST": s.host,
+                f"{p}PORT": str(spec.port),
+                f"{p}KAFKA_BOOTSTRAP": self.broker.bootstrap,
+                f"{p}AUTH_JWKS": str(jwks),
+                f"{p}AUTH_ISSUER": s.issuer_url,
+                f"{p}FHIR_BASE_URL": s.fhir_base_url,
+                f"{p}RUN_WORKERS": "true",
+            }
+        )
         if s.database_url_template:
             env[f"{p}DATABASE_URL"] = s.database_url_template.format(service=spec.name.replace("-", "_"))
         else:
@@ -98,14 +100,16 @@ class Platform:
         s = self.settings
         env = dict(os.environ)
         upstreams = {spec.name: f"http://{s.host}:{spec.port}" for spec in s.services()}
-        env.update({
-            "FRONT_DOOR_HOST": s.host,
-            "FRONT_DOOR_PORT": str(s.front_door_port),
-            "FRONT_DOOR_FHIR_BASE_URL": s.fhir_base_url,
-            "FRONT_DOOR_UPSTREAMS": __import__("json").dumps(upstreams),
-            "FRONT_DOOR_DEV_ISSUER_URL": s.issuer_url,
-            "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),
-        })
+        env.update(
+            {
+                "FRONT_DOOR_HOST": s.host,
+                "FRONT_DOOR_PORT": str(s.front_door_port),
+                "FRONT_DOOR_FHIR_BASE_URL": s.fhir_base_url,
+                "FRONT_DOOR_UPSTREAMS": __import__("json").dumps(upstreams),
+                "FRONT_DOOR_DEV_ISSUER_URL": s.issuer_url,
+                "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),
+            }
+        )
         return env
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -143,7 +147,9 @@ class Platform:
                 for name, url in list(pending.items()):
                     proc = self.processes[name]
                     if proc.poll() is not None:
-                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.var}/logs/{name}.log")
+                        raise RuntimeError(
+                            f"{name} exited with {proc.returncode}; see {self.var}/logs/{name}.log"
+                        )
                     try:
                         if client.get(f"{url}/readyz").status_code == 200:
                             del pending[name]
@@ -185,12 +191,17 @@ def run() -> None:
             print(f"  {name:<19} {url}   docs: {url}/docs   ready: {url}/readyz")
         print(f"  broker (Tansu)      {platform.broker.bootstrap}")
         print(f"  logs                {platform.var}/logs/")
-        print("\n  A development token: make token   (narrower: make token SCOPE='patient/*.read' PATIENT=<id>)")
+        print(
+            "\n  A development token: make token   (narrower: make token SCOPE='patient/*.read' PATIENT=<id>)"
+        )
         print("  Stop with Ctrl-C.\n", flush=True)
         while not stop.wait(1.0):
             for name, proc in platform.processes.items():
                 if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see {platform.var}/logs/{name}.log", flush=True)
+                    print(
+                        f"{name} exited with {proc.returncode}; see {platform.var}/logs/{name}.log",
+                        flush=True,
+                    )
                     stop.set()
     finally:
         print("stopping ...", flush=True)
