@@ -64,7 +64,7 @@ def test_every_service_is_ready_and_documents_its_api(platform: Platform) -> Non
             assert spec["paths"], name
             assert httpx.get(f"{url}/docs").status_code == 200, name
     for spec in platform.settings.services():
-        assert (platform.var / f"{spec.name}.db").exists(), "the embedded default is a SQLite file per service"
+        assert (platform.var / f"{spec.name}.db").exists(), "embedded default: a SQLite file per service"
 
 
 def test_a_token_is_required_and_its_scopes_are_enforced(platform: Platform) -> None:
@@ -120,4 +120,5 @@ def test_unknown_resource_type_is_an_operation_outcome(platform: Platform) -> No
 
 def test_var_holds_logs_per_process(platform: Platform) -> None:
     logs = Path(platform.var) / "logs"
-    assert {p.stem for p in logs.glob("*.log")} >= {"evaluation", "plan", "sessions", "device-gateway", "front-door"}
+    expected = {"evaluation", "plan", "sessions", "device-gateway", "front-door"}
+    assert {p.stem for p in logs.glob("*.log")} >= expected

@@ -7,6 +7,8 @@ everything cleanly on Ctrl-C. Tests of the whole journey start the platform the 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relearn.devtools.broker import TansuBroker
 from relearn.shared.auth.dev_issuer import DevIssuer
+from relearn.shared.migrations import upgrade
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class Platform:
                 "FRONT_DOOR_HOST": s.host,
                 "FRONT_DOOR_PORT": str(s.front_door_port),
                 "FRONT_DOOR_FHIR_BASE_URL": s.fhir_base_url,
-                "FRONT_DOOR_UPSTREAMS": __import__("json").dumps(upstreams),
+                "FRONT_DOOR_UPSTREAMS": json.dumps(upstreams),
                 "FRONT_DOOR_DEV_ISSUER_URL": s.issuer_url,
                 "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),
             }
@@ -126,7 +129,9 @@ class Platform:
         jwks = DevIssuer.ensure_keys(self.var / "dev-issuer")
         for spec in self.settings.services():
             env = self._service_env(spec, jwks)
-            subprocess.run([self._script(spec.name), "migrate"], env=env, check=True)
+            # In-process: the same Alembic scripts `relearn-<name> migrate` runs, without a
+            # Python start-up per service.
+            upgrade(f"relearn.{spec.name.replace('-', '_')}", env[f"{spec.env_prefix}DATABASE_URL"])
             self.processes[spec.name] = self._spawn(spec.name, [self._script(spec.name), "serve"], env)
         self.processes["front-door"] = self._spawn(
             "front-door", [self._script("front-door"), "serve"], self._front_door_env()
@@ -176,6 +181,9 @@ class Platform:
 
 
 def run() -> None:
+    # The services log JSON to var/logs; keep this terminal calm (kafka complains while the broker boots).
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     platform = Platform()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
