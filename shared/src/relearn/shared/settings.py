@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     # Run the outbox relay and the event consumers inside the API process (make run);
     # production runs them as a separate `worker` command instead.
     run_workers: bool = True
+    # Create missing topics at start (local broker). Off in production, where topics are
+    # declared (KafkaTopic resources, the compose topics job) with real replication.
+    create_topics: bool = True
 
     # Auth: tokens are verified against this JSON Web Key Set (file path or http(s) URL).
     auth_jwks: str = ""

@@ -34,10 +34,11 @@ class Workers:
         self._started = False
 
     def start(self) -> None:
-        try:
-            ensure_topics(self.settings.kafka_bootstrap, all_topics())
-        except Exception:  # the broker may be down: the relay and consumers retry on their own
-            logger.warning("could not ensure topics; will rely on retries", exc_info=True)
+        if self.settings.create_topics:
+            try:
+                ensure_topics(self.settings.kafka_bootstrap, all_topics())
+            except Exception:  # the broker may be down: the relay and consumers retry on their own
+                logger.warning("could not ensure topics; will rely on retries", exc_info=True)
         self.relay.start()
         for consumer in self.consumers:
             consumer.start()
