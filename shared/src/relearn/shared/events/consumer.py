@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -112,16 +112,21 @@ class EventConsumer:
             batches = consumer.poll(timeout_ms=200)
             if consumer.assignment():
                 self._assigned.set()
+            done: dict[TopicPartition, OffsetAndMetadata] = {}
             for tp, records in batches.items():
                 for record in records:
                     if self._stop.is_set():
-                        return
+                        break
                     if not self.handle(record):
                         # Transient: come back to this message after a pause, keep what is done.
                         consumer.seek(tp, record.offset)
                         self._stop.wait(self.retry_backoff_s)
                         break
-                    consumer.commit({tp: OffsetAndMetadata(record.offset + 1, None, -1)})
+                    done[tp] = OffsetAndMetadata(record.offset + 1, None, -1)
+            if done:
+                # One offset commit per poll, after every handled event's DB commit: a crash
+                # before it replays those events, which the idempotency table absorbs.
+                consumer.commit(done)
 
     # -- one message ----------------------------------------------------------------------------
     def handle(self, record: ConsumerRecord) -> bool:
