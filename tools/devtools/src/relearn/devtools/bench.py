@@ -54,6 +54,7 @@ def _load(path: Path) -> object:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # so worker processes can find its functions
     spec.loader.exec_module(module)
     return module
 
