@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,8 +58,22 @@ def _admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
     )
 
 
+def _any_listener(bootstrap: str, timeout_s: float) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when the broker answers a real metadata request within ``timeout_s``."""
+    # A plain TCP connect first: kafka-python retries a dead bootstrap for much longer.
+    if not _any_listener(bootstrap, timeout_s):
+        return False
     try:
         admin = _admin(bootstrap, timeout_s)
     except (KafkaError, OSError, ValueError):

@@ -1,0 +1,69 @@
+"""What every service gets from create_service_app: probes, request ids, JSON logs, settings by prefix."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+
+from relearn.devtools.broker import TansuBroker, free_port
+from relearn.evaluation.config import Settings as EvaluationSettings
+from relearn.shared.app import create_service_app
+from relearn.shared.db import make_engine
+from relearn.shared.migrations import upgrade
+
+
+def _app(tmp_path: Path, bootstrap: str) -> TestClient:
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    upgrade("relearn.evaluation", url)
+    settings = EvaluationSettings(
+        database_url=url, kafka_bootstrap=bootstrap, run_workers=False, auth_jwks=str(tmp_path / "none.json")
+    )
+    router = APIRouter()
+
+    @router.get("/hello")
+    def hello() -> dict[str, str]:
+        logging.getLogger("relearn.test").info("saying hello", extra={"who": "world"})
+        return {"hello": "world"}
+
+    app = create_service_app(settings, title="t", description="t", routers=[router], engine=make_engine(url))
+    return TestClient(app)
+
+
+def test_probes_answer_without_a_token(tmp_path: Path, broker: TansuBroker) -> None:
+    with _app(tmp_path, broker.bootstrap) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readiness_fails_when_the_broker_is_unreachable(tmp_path: Path) -> None:
+    with _app(tmp_path, f"127.0.0.1:{free_port()}") as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["broker"] == "unreachable"
+        assert client.get("/healthz").status_code == 200  # alive, just not ready
+
+
+def test_request_id_is_echoed_and_logged_as_json(
+    tmp_path: Path, broker: TansuBroker, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with _app(tmp_path, broker.bootstrap) as client:
+        resp = client.get("/hello", headers={"X-Request-ID": "req-123"})
+        assert resp.headers["X-Request-ID"] == "req-123"
+        assert client.get("/hello").headers["X-Request-ID"]  # generated when absent
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    hello = [line for line in lines if line.get("event") == "saying hello"]
+    assert hello and hello[0]["request_id"] == "req-123"
+    assert hello[0]["who"] == "world" and hello[0]["service"] == "evaluation"
+
+
+def test_settings_are_read_with_the_service_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALUATION_DATABASE_URL", "postgresql+psycopg://x@db/evaluation")
+    monkeypatch.setenv("PLAN_DATABASE_URL", "postgresql+psycopg://x@db/plan")
+    assert EvaluationSettings().resolved_database_url() == "postgresql+psycopg://x@db/evaluation"
