@@ -1,0 +1,453 @@
+"""Sessions as FHIR R4 JSON: an Encounter per session, a Procedure per exercise, Observations for outcomes.
+
+Representation (what an EHR sees), standard elements first:
+
+- **Encounter**: ``class`` AMB (clinic) or HH (home health) from v3-ActCode; ``type`` SNOMED CT
+  229065009 *Exercise therapy* plus our session type; ``period``, ``length`` (minutes) once closed;
+  ``participant`` the practitioner (PPRF). R4 ``Encounter.basedOn`` may only reference a
+  ServiceRequest, so it lists the plan activities performed (their ServiceRequests) and the CarePlan
+  goes in the R5 cross-version extension ``extension-Encounter.basedOn`` (R5 allows CarePlan there).
+- **Procedure** per exercise: ``code`` the movement pattern (plan service's CodeSystem), ``category``
+  exercise therapy, ``basedOn`` the activity's ServiceRequest and the CarePlan, ``encounter`` the
+  session. R4 ``Procedure.partOf`` can only target Procedure, Observation or MedicationAdministration,
+  so the session link is ``encounter``, the element R4 defines for it. ``performedPeriod``,
+  ``performer`` (patient; supervising physiotherapist in clinic), ``outcome`` (target met / below
+  target), ``usedCode`` the cues and techniques, ``complication`` pain above 5/10 and a 24-hour flare,
+  ``followUp`` the 24-hour symptom check, ``note`` a readable line with every figure.
+- Figures with no standard element are in three documented extensions:
+  ``exercise-performance`` (complex: ``set`` one per set = reps done, ``targetReps``, ``load`` kg,
+  ``assistance``, ``withFeedback``, ``dualTask``, ``dualTaskCost`` %, ``difficulty``),
+  ``progression-level`` (complex: one integer per dimension) and ``device-stream`` (Identifier).
+- **Observations** (stored by the evaluation service): pain before/after (LOINC 72514-3, ``{score}``),
+  movement quality and self-rating (local codes), 24-hour pain and flare; each ``partOf`` its
+  Procedure (or the session's for the 24-hour response) with an id derived from (session, exercise,
+  measure), so a replay updates rather than duplicates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from relearn.sessions.schemas import CUES, DIMENSIONS
+from relearn.sessions.workflow import RecordedExercise, SessionState, derived_id
+
+BASE = "https://relearn.health/fhir"
+CS_MOVEMENT_PATTERN = f"{BASE}/CodeSystem/movement-pattern"
+CS_CUE = f"{BASE}/CodeSystem/cue-technique"
+CS_ASSISTANCE = f"{BASE}/CodeSystem/assistance-level"
+CS_EXERCISE_OUTCOME = f"{BASE}/CodeSystem/exercise-outcome"
+CS_SESSION_TYPE = f"{BASE}/CodeSystem/session-type"
+CS_SESSION_MEASURE = f"{BASE}/CodeSystem/session-measure"
+CS_SYMPTOM = f"{BASE}/CodeSystem/symptom-response"
+SD_EXERCISE_PERFORMANCE = f"{BASE}/StructureDefinition/exercise-performance"
+SD_PROGRESSION_LEVEL = f"{BASE}/StructureDefinition/progression-level"
+SD_DEVICE_STREAM = f"{BASE}/StructureDefinition/device-stream"
+SID_DEVICE_STREAM = f"{BASE}/sid/device-stream"
+XVER_ENCOUNTER_BASED_ON = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn"
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+EXERCISE_THERAPY = {"system": SNOMED, "code": "229065009", "display": "Exercise therapy"}
+PAIN_SEVERITY = {
+    "system": LOINC,
+    "code": "72514-3",
+    "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+}
+PAIN_FINDING = {"system": SNOMED, "code": "22253000", "display": "Pain"}
+_CLASS = {
+    "clinic": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
+    "home": {"system": ACT_CODE, "code": "HH", "display": "home health"},
+}
+
+SESSION_TYPES = {
+    "clinic-session": "Neuromuscular re-education session",
+    "home-practice": "Home exercise practice",
+}
+ASSISTANCE_LEVELS = {
+    "none": "No assistance",
+    "minimal": "Minimal assistance",
+    "moderate": "Moderate assistance",
+    "maximal": "Maximal assistance",
+}
+EXERCISE_OUTCOMES = {
+    "target-met": "Completed within target",
+    "below-target": "Completed below target",
+    "completed": "Completed (no target set)",
+}
+SESSION_MEASURES = {
+    "pain-before-exercise": "Pain severity 0-10 before the exercise",
+    "pain-after-exercise": "Pain severity 0-10 after the exercise",
+    "pain-24h": "Pain severity 0-10 24 hours after the session",
+    "symptom-flare-24h": "Symptom flare not settled 24 hours after the session",
+    "movement-quality": "Movement quality rated by the therapist (0 poor - 4 correct)",
+    "movement-quality-self-rating": "Movement quality rated by the patient (0 poor - 4 correct)",
+}
+SYMPTOM_RESPONSES = {
+    "symptom-check-24h": "Record the 24-hour symptom response",
+    "flare-24h": "Symptom flare not settled within 24 hours",
+}
+
+
+def _coding(system: str, code: str, table: dict[str, str]) -> dict[str, str]:
+    return {"system": system, "code": code, "display": table[code]}
+
+
+def _ref(reference: str) -> dict[str, str]:
+    return {"reference": reference}
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _period(start: datetime | None, end: datetime | None) -> dict[str, str]:
+    period = {}
+    if start is not None:
+        period["start"] = _time(start)
+    if end is not None:
+        period["end"] = _time(end)
+    return period
+
+
+def _score(value: int) -> dict[str, Any]:
+    return {"value": value, "unit": "{score}", "system": UCUM, "code": "{score}"}
+
+
+def _activities(state: SessionState) -> list[str]:
+    return list(dict.fromkeys(e.activity for e in state.exercises))
+
+
+def encounter_resource(state: SessionState) -> dict[str, Any]:
+    """The session as an R4 Encounter."""
+    session_type = "home-practice" if state.setting == "home" else "clinic-session"
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": state.id,
+        "extension": [{"url": XVER_ENCOUNTER_BASED_ON, "valueReference": _ref(state.care_plan)}],
+        "status": state.status,
+        "class": _CLASS[state.setting],
+        "type": [
+            {
+                "coding": [EXERCISE_THERAPY, _coding(CS_SESSION_TYPE, session_type, SESSION_TYPES)],
+                "text": SESSION_TYPES[session_type],
+            }
+        ],
+        "subject": _ref(f"Patient/{state.patient}"),
+    }
+    if activities := _activities(state):
+        encounter["basedOn"] = [_ref(f"ServiceRequest/{a}") for a in activities]
+    if state.practitioner:
+        encounter["participant"] = [
+            {
+                "type": [
+                    {
+                        "coding": [
+                            {"system": PARTICIPATION_TYPE, "code": "PPRF", "display": "primary performer"}
+                        ]
+                    }
+                ],
+                "individual": _ref(state.practitioner),
+            }
+        ]
+    encounter["period"] = _period(state.start, state.end)
+    if state.summary is not None:
+        encounter["length"] = {
+            "value": state.summary.duration_minutes,
+            "unit": "min",
+            "system": UCUM,
+            "code": "min",
+        }
+    if state.reasons:
+        encounter["reasonReference"] = [_ref(r) for r in state.reasons]
+    return encounter
+
+
+def _outcome(exercise: RecordedExercise) -> str:
+    met = exercise.target_met
+    return "completed" if met is None else "target-met" if met else "below-target"
+
+
+def _performance_extension(exercise: RecordedExercise) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"url": "set", "valueUnsignedInt": reps} for reps in exercise.reps]
+    if exercise.target_reps is not None:
+        parts.append({"url": "targetReps", "valuePositiveInt": exercise.target_reps})
+    parts += [
+        {
+            "url": "load",
+            "valueQuantity": {"value": exercise.load_kg, "unit": "kg", "system": UCUM, "code": "kg"},
+        },
+        {"url": "assistance", "valueCoding": _coding(CS_ASSISTANCE, exercise.assistance, ASSISTANCE_LEVELS)},
+        {"url": "withFeedback", "valueBoolean": exercise.with_feedback},
+        {"url": "dualTask", "valueBoolean": exercise.dual_task},
+    ]
+    if exercise.dual_task_cost_pct is not None:
+        cost = {"value": exercise.dual_task_cost_pct, "unit": "%", "system": UCUM, "code": "%"}
+        parts.append({"url": "dualTaskCost", "valueQuantity": cost})
+    if exercise.difficulty is not None:
+        parts.append({"url": "difficulty", "valueInteger": exercise.difficulty})
+    return {"url": SD_EXERCISE_PERFORMANCE, "extension": parts}
+
+
+def _level_extension(exercise: RecordedExercise) -> dict[str, Any]:
+    return {
+        "url": SD_PROGRESSION_LEVEL,
+        "extension": [{"url": d, "valueUnsignedInt": exercise.level.get(d, 0)} for d in DIMENSIONS],
+    }
+
+
+def _readable(exercise: RecordedExercise) -> str:
+    """Every figure in one line, for systems that do not read our extensions."""
+    target = f" (target {exercise.target_reps})" if exercise.target_reps is not None else ""
+    parts = [
+        f"{exercise.sets} set(s) of {', '.join(map(str, exercise.reps))} reps{target}",
+        f"load {exercise.load_kg:g} kg",
+        f"assistance {exercise.assistance}",
+        "level " + ", ".join(f"{d} {exercise.level.get(d, 0)}" for d in DIMENSIONS),
+    ]
+    if exercise.cues:
+        parts.append("cues: " + ", ".join(CUES[c].lower() for c in exercise.cues))
+    if exercise.quality is not None:
+        parts.append(f"quality {exercise.quality}/4")
+    if exercise.self_rating is not None:
+        parts.append(f"self-rating {exercise.self_rating}/4")
+    if exercise.difficulty is not None:
+        parts.append(f"difficulty {exercise.difficulty}/4")
+    before = f"{exercise.pain_before} -> " if exercise.pain_before is not None else "after "
+    parts.append(f"pain {before}{exercise.pain_after}/10")
+    parts.append("with feedback" if exercise.with_feedback else "without feedback")
+    if exercise.dual_task:
+        cost = f" (cost {exercise.dual_task_cost_pct:g} %)" if exercise.dual_task_cost_pct is not None else ""
+        parts.append(f"under a dual task{cost}")
+    return "; ".join(parts)
+
+
+def _complications(state: SessionState, exercise: RecordedExercise) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if exercise.pain_after > 5:
+        found.append({"coding": [PAIN_FINDING], "text": f"Pain {exercise.pain_after}/10 after the exercise"})
+    symptoms = state.symptoms
+    if symptoms is not None and symptoms.flare:
+        found.append(
+            {
+                "coding": [_coding(CS_SYMPTOM, "flare-24h", SYMPTOM_RESPONSES)],
+                "text": f"Symptom flare not settled at 24 hours (pain {symptoms.pain24h}/10)",
+            }
+        )
+    elif symptoms is not None and symptoms.pain24h > 5:
+        found.append({"coding": [PAIN_FINDING], "text": f"Pain {symptoms.pain24h}/10 at 24 hours"})
+    return found
+
+
+def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[str, Any]:
+    """One exercise of the session as an R4 Procedure."""
+    extensions = [_performance_extension(exercise), _level_extension(exercise)]
+    extensions += [
+        {"url": SD_DEVICE_STREAM, "valueIdentifier": {"system": SID_DEVICE_STREAM, "value": s}}
+        for s in exercise.device_streams
+    ]
+    performers: list[dict[str, Any]] = [
+        {
+            "function": {"coding": [{"system": SNOMED, "code": "116154003", "display": "Patient"}]},
+            "actor": _ref(f"Patient/{state.patient}"),
+        }
+    ]
+    if state.practitioner:
+        performers.append(
+            {
+                "function": {
+                    "coding": [{"system": SNOMED, "code": "36682004", "display": "Physiotherapist"}]
+                },
+                "actor": _ref(state.practitioner),
+            }
+        )
+    outcome = _outcome(exercise)
+    procedure: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "id": exercise.procedure_id,
+        "extension": extensions,
+        "basedOn": [_ref(f"ServiceRequest/{exercise.activity}"), _ref(state.care_plan)],
+        "status": "completed",
+        "category": {"coding": [EXERCISE_THERAPY]},
+        "code": {
+            "coding": [{"system": CS_MOVEMENT_PATTERN, "code": exercise.pattern}],
+            "text": exercise.pattern,
+        },
+        "subject": _ref(f"Patient/{state.patient}"),
+        "encounter": _ref(state.reference),
+        "performedPeriod": _period(exercise.start or state.start, exercise.end or state.end),
+        "performer": performers,
+        "outcome": {"coding": [_coding(CS_EXERCISE_OUTCOME, outcome, EXERCISE_OUTCOMES)]},
+        "followUp": [{"coding": [_coding(CS_SYMPTOM, "symptom-check-24h", SYMPTOM_RESPONSES)]}],
+        "note": [{"text": _readable(exercise)}],
+        "usedCode": [{"coding": [{"system": CS_CUE, "code": c, "display": CUES[c]}]} for c in exercise.cues],
+    }
+    if complications := _complications(state, exercise):
+        procedure["complication"] = complications
+    if exercise.notes:
+        procedure["note"].append({"text": exercise.notes})
+    if not procedure["usedCode"]:
+        del procedure["usedCode"]
+    return procedure
+
+
+def procedure_resources(state: SessionState) -> list[dict[str, Any]]:
+    return [procedure_resource(state, e) for e in state.exercises]
+
+
+def _observation(
+    obs_id: str,
+    state: SessionState,
+    code: dict[str, Any],
+    effective: datetime,
+    value: dict[str, Any],
+    *,
+    part_of: str | None,
+    performer: str | None,
+    patient_reported: bool,
+    status: str = "final",
+) -> dict[str, Any]:
+    categories = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "therapy", "display": "Therapy"}]}]
+    if patient_reported:
+        categories.append(
+            {"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}
+        )
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": status,
+        "category": categories,
+        "code": code,
+        "subject": _ref(f"Patient/{state.patient}"),
+        "encounter": _ref(state.reference),
+        "effectiveDateTime": _time(effective),
+        **value,
+    }
+    if performer:
+        obs["performer"] = [_ref(performer)]
+    if part_of:
+        obs["partOf"] = [_ref(part_of)]
+    return obs
+
+
+def _measure(code: str, *loinc: dict[str, str]) -> dict[str, Any]:
+    return {
+        "coding": [*loinc, _coding(CS_SESSION_MEASURE, code, SESSION_MEASURES)],
+        "text": SESSION_MEASURES[code],
+    }
+
+
+def observation_id(state: SessionState, exercise: str, measure: str) -> str:
+    """Deterministic id of one measure of one exercise (or ``"symptoms"``) of a session."""
+    return derived_id(state.id, exercise, measure)
+
+
+def exercise_observations(state: SessionState) -> list[dict[str, Any]]:
+    """Pain before/after and movement quality of each exercise, for the evaluation service to store."""
+    patient = f"Patient/{state.patient}"
+    out: list[dict[str, Any]] = []
+    for e in state.exercises:
+        before_at = e.start or state.start
+        after_at = e.end or state.end or before_at
+        # (measure, when, value, who, patient-reported, standard coding)
+        rows: list[tuple[str, datetime, int | None, str | None, bool, list[dict[str, str]]]] = [
+            ("pain-before-exercise", before_at, e.pain_before, patient, True, [PAIN_SEVERITY]),
+            ("pain-after-exercise", after_at, e.pain_after, patient, True, [PAIN_SEVERITY]),
+            ("movement-quality", after_at, e.quality, state.practitioner, False, []),
+            ("movement-quality-self-rating", after_at, e.self_rating, patient, True, []),
+        ]
+        for measure, at, value, performer, reported, standard in rows:
+            if value is None:
+                continue
+            out.append(
+                _observation(
+                    observation_id(state, e.procedure_id, measure),
+                    state,
+                    _measure(measure, *standard),
+                    at,
+                    {"valueQuantity": _score(value)},
+                    part_of=f"Procedure/{e.procedure_id}",
+                    performer=performer,
+                    patient_reported=reported,
+                )
+            )
+    return out
+
+
+def symptom_observations(state: SessionState) -> list[dict[str, Any]]:
+    """The 24-hour pain and flare; a correction keeps the ids and is marked ``amended``."""
+    symptoms = state.symptoms
+    if symptoms is None:
+        return []
+    patient = f"Patient/{state.patient}"
+    status = "amended" if symptoms.amendment else "final"
+    common: dict[str, Any] = {
+        "part_of": None,
+        "performer": patient,
+        "patient_reported": True,
+        "status": status,
+    }
+    pain = _observation(
+        observation_id(state, "symptoms", "pain-24h"),
+        state,
+        _measure("pain-24h", PAIN_SEVERITY),
+        symptoms.recorded_at,
+        {"valueQuantity": _score(symptoms.pain24h)},
+        **common,
+    )
+    flare = _observation(
+        observation_id(state, "symptoms", "symptom-flare-24h"),
+        state,
+        _measure("symptom-flare-24h"),
+        symptoms.recorded_at,
+        {"valueBoolean": symptoms.flare},
+        **common,
+    )
+    if symptoms.notes:
+        pain["note"] = [{"text": symptoms.notes}]
+    return [pain, flare]
+
+
+def _code_system(name: str, url: str, title: str, concepts: dict[str, str]) -> dict[str, Any]:
+    return {
+        "resourceType": "CodeSystem",
+        "id": name,
+        "url": url,
+        "name": "".join(w.capitalize() for w in name.split("-")),
+        "title": title,
+        "status": "active",
+        "experimental": False,
+        "publisher": "Relearn",
+        "caseSensitive": True,
+        "content": "complete",
+        "count": len(concepts),
+        "concept": [{"code": c, "display": d} for c, d in concepts.items()],
+    }
+
+
+def code_systems() -> list[dict[str, Any]]:
+    """The local CodeSystems the mappers use, for the service to publish."""
+    return [
+        _code_system(
+            "cue-technique", CS_CUE, "Cues, techniques and apparatus of neuromuscular re-education", CUES
+        ),
+        _code_system(
+            "assistance-level", CS_ASSISTANCE, "Assistance given during an exercise", ASSISTANCE_LEVELS
+        ),
+        _code_system(
+            "exercise-outcome",
+            CS_EXERCISE_OUTCOME,
+            "Outcome of an exercise against its target",
+            EXERCISE_OUTCOMES,
+        ),
+        _code_system("session-type", CS_SESSION_TYPE, "Kinds of therapy session", SESSION_TYPES),
+        _code_system(
+            "session-measure", CS_SESSION_MEASURE, "Measures recorded in a session", SESSION_MEASURES
+        ),
+        _code_system("symptom-response", CS_SYMPTOM, "Symptom response to a session", SYMPTOM_RESPONSES),
+    ]

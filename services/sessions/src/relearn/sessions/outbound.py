@@ -1,0 +1,70 @@
+"""Data of the events the sessions service emits, exactly as docs/events.md describes them.
+
+The caller wraps them in a CloudEvent (``source`` :data:`SOURCE`, ``subject`` the patient id) and
+stages it in the outbox in the same transaction that stores the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relearn.sessions.schemas import DIMENSIONS
+from relearn.sessions.workflow import RecordedExercise, SessionState
+
+SOURCE = "/relearn/sessions"
+SESSION_LOGGED = "session.logged.v1"
+SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
+
+
+def _exercise(e: RecordedExercise) -> dict[str, Any]:
+    return {
+        "procedure": f"Procedure/{e.procedure_id}",
+        "activity": e.activity,
+        "pattern": e.pattern,
+        "level": {d: e.level.get(d, 0) for d in DIMENSIONS},
+        "sets": e.sets,
+        "reps": list(e.reps),
+        "targetReps": e.target_reps,
+        "loadKg": e.load_kg,
+        "assistance": e.assistance,
+        "cues": list(e.cues),
+        "withFeedback": e.with_feedback,
+        "dualTask": e.dual_task,
+        "dualTaskCostPct": e.dual_task_cost_pct,
+        # Null for home practice: no therapist rated it, and 0 would read as a perfect score.
+        "quality": e.quality,
+        "selfRating": e.self_rating,
+        "painBefore": e.pain_before,
+        "painAfter": e.pain_after,
+        "deviceStreams": list(e.device_streams),
+    }
+
+
+def session_logged_data(state: SessionState) -> dict[str, Any]:
+    """``session.logged.v1`` data for a closed session (or home practice)."""
+    if state.status != "finished" or state.end is None:
+        raise ValueError(f"{state.reference} is {state.status}: session.logged.v1 is emitted on close")
+    return {
+        "session": state.reference,
+        "patient": state.patient,
+        "setting": state.setting,
+        "start": state.start.isoformat(),
+        "end": state.end.isoformat(),
+        "carePlan": state.care_plan,
+        "exercises": [_exercise(e) for e in state.exercises],
+    }
+
+
+def symptoms_recorded_data(state: SessionState) -> dict[str, Any]:
+    """``session.symptoms-recorded.v1`` data; after an amendment it carries the corrected values."""
+    symptoms = state.symptoms
+    if symptoms is None:
+        raise ValueError(f"{state.reference} has no 24-hour symptom response")
+    return {
+        "session": state.reference,
+        "patient": state.patient,
+        "recordedAt": symptoms.recorded_at.isoformat(),
+        "pain24h": symptoms.pain24h,
+        "flare": symptoms.flare,
+        "notes": symptoms.notes,
+    }

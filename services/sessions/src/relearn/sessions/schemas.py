@@ -1,0 +1,270 @@
+"""What clients send: session start, exercises performed, close, 24-hour symptoms, home practice.
+
+JSON field names are camelCase (``painAfter``, ``targetReps``); unknown fields are refused so a typo
+is an error rather than a silently lost value. :func:`parse` turns pydantic's errors into an
+:class:`InvalidResource` whose issues name the field path (``exercises[0].painAfter``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from relearn.shared.fhir.errors import InvalidResource, Issue
+from relearn.shared.fhir.validation import ID_PATTERN
+
+Setting = Literal["clinic", "home"]
+Assistance = Literal["none", "minimal", "moderate", "maximal"]
+
+# The progression dimensions of the brief (joints, motion, load bearing, proprioception, resistance, tempo).
+DIMENSIONS: tuple[str, ...] = ("joints", "motion", "loadBearing", "proprioception", "resistance", "tempo")
+
+# Cues, techniques and apparatus (local CodeSystem https://relearn.health/fhir/CodeSystem/cue-technique).
+# The seed names them: motion and task modeling, pressure biofeedback, one-to-one instruction, taping and
+# bracing, tactile cueing, audiovisual aids, imagery, dumbbells, EMG, balance boards.
+CUES: dict[str, str] = {
+    "tactile-cueing": "Tactile cueing",
+    "verbal-cueing": "Verbal cueing",
+    "visual-cueing": "Visual cueing",
+    "mirror": "Mirror feedback",
+    "task-modeling": "Motion and task modeling",
+    "one-to-one-instruction": "One-to-one instruction",
+    "audiovisual-aids": "Audiovisual aids",
+    "pressure-biofeedback": "Pressure biofeedback",
+    "emg-biofeedback": "EMG biofeedback",
+    "imagery": "Motor imagery",
+    "taping": "Taping",
+    "bracing": "Bracing",
+    "balance-board": "Balance board",
+    "unstable-surface": "Unstable surface (foam, cushion)",
+    "free-weights": "Free weights (dumbbells)",
+    "resistance-band": "Elastic resistance band",
+    "metronome": "Metronome pacing",
+    "manual-assistance": "Manual assistance",
+    "mechanical-assistance": "Mechanical assistance (sling, pulley, suspension)",
+}
+
+
+def _known_cue(value: str) -> str:
+    if value not in CUES:
+        raise ValueError(f"'{value}' is not a known cue or technique (one of: {', '.join(CUES)})")
+    return value
+
+
+def _fhir_id(value: str) -> str:
+    if not ID_PATTERN.match(value):
+        raise ValueError("must be a FHIR id (1-64 letters, digits, '-' or '.')")
+    return value
+
+
+def _reference_to(*types: str) -> Any:
+    """A FHIR-relative reference to one of ``types``; the bare id is accepted when there is one type."""
+
+    def check(value: str) -> str:
+        rtype, _, rid = value.partition("/")
+        if not rid and len(types) == 1:
+            rtype, rid = types[0], value
+        if rtype not in types or not ID_PATTERN.match(rid):
+            raise ValueError(f"must be a reference to {' or '.join(types)} ('{types[0]}/<id>')")
+        return f"{rtype}/{rid}"
+
+    return AfterValidator(check)
+
+
+def _patient_id(value: str) -> str:
+    return _fhir_id(value.removeprefix("Patient/"))
+
+
+FhirId = Annotated[str, AfterValidator(_fhir_id)]
+PatientId = Annotated[str, AfterValidator(_patient_id)]
+CueCode = Annotated[str, AfterValidator(_known_cue)]
+CarePlanRef = Annotated[str, _reference_to("CarePlan")]
+PractitionerRef = Annotated[str, _reference_to("Practitioner", "PractitionerRole")]
+ReasonRef = Annotated[str, _reference_to("Condition", "Observation", "Procedure")]
+Pain = Annotated[int, Field(ge=0, le=10, description="numeric rating scale 0-10")]
+Rating = Annotated[int, Field(ge=0, le=4)]
+Notes = Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+class LevelUsed(_Request):
+    """The progression level actually used per dimension; one left out is the plan's current level."""
+
+    joints: Annotated[int, Field(ge=0, le=20)] | None = None
+    motion: Annotated[int, Field(ge=0, le=20)] | None = None
+    load_bearing: Annotated[int, Field(ge=0, le=20)] | None = None
+    proprioception: Annotated[int, Field(ge=0, le=20)] | None = None
+    resistance: Annotated[int, Field(ge=0, le=20)] | None = None
+    tempo: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def given(self) -> dict[str, int]:
+        """The dimensions the client stated, keyed by their camelCase names."""
+        return {k: v for k, v in self.model_dump(by_alias=True).items() if v is not None}
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+class _SetsAndReps(_Request):
+    sets: int = Field(ge=1, le=50)
+    reps: list[Annotated[int, Field(ge=0, le=1000)]] = Field(
+        min_length=1, max_length=50, description="repetitions done in each set, in order"
+    )
+
+    @field_validator("reps")
+    @classmethod
+    def _one_count_per_set(cls, reps: list[int], info: ValidationInfo) -> list[int]:
+        sets = info.data.get("sets")
+        if sets is not None and len(reps) != sets:
+            raise ValueError(
+                f"gives {len(reps)} count(s) but sets is {sets}: give one repetition count per set"
+            )
+        return reps
+
+    @field_validator("end", check_fields=False)
+    @classmethod
+    def _end_after_start(cls, v: AwareDatetime | None, info: ValidationInfo) -> AwareDatetime | None:
+        start = info.data.get("start")
+        if v is not None and start is not None and v < start:
+            raise ValueError("must not be before start")
+        return v
+
+
+class SessionStart(_Request):
+    """Start a therapy session (clinic) or a home session with several exercises."""
+
+    patient: PatientId
+    care_plan: CarePlanRef
+    setting: Setting = "clinic"
+    practitioner: PractitionerRef | None = None
+    start: AwareDatetime | None = Field(default=None, description="defaults to now")
+    reason_reference: list[ReasonRef] = Field(default_factory=list, max_length=20)
+    notes: Notes | None = None
+
+
+class ExercisePerformed(_SetsAndReps):
+    """One exercise performed against a plan activity, as the therapist records it."""
+
+    activity: FhirId = Field(description="the plan activity id (CarePlan.activity / ServiceRequest id)")
+    target_reps: int | None = Field(default=None, ge=1, le=1000, description="defaults to the plan's dose")
+    load_kg: float = Field(default=0.0, ge=0, le=500)
+    assistance: Assistance
+    cues: Annotated[list[CueCode], AfterValidator(_unique)] = Field(default_factory=list, max_length=30)
+    level: LevelUsed = Field(default_factory=LevelUsed)
+    quality: Rating = Field(description="movement quality rated by the therapist, 0 (poor) to 4 (correct)")
+    self_rating: Rating | None = Field(default=None, description="the patient's own rating, same scale")
+    pain_before: Pain
+    pain_after: Pain
+    with_feedback: bool = Field(description="performed with external feedback (cues, biofeedback, mirror)")
+    dual_task: bool = False
+    dual_task_cost_pct: float | None = Field(default=None, ge=-1000, le=1000)
+    device_streams: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=20
+    )
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    notes: Notes | None = None
+
+    @field_validator("dual_task_cost_pct")
+    @classmethod
+    def _cost_needs_dual_task(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and not info.data.get("dual_task", False):
+            raise ValueError("a dual-task cost is only meaningful when dualTask is true")
+        return v
+
+
+class SessionClose(_Request):
+    end: AwareDatetime | None = Field(default=None, description="defaults to now")
+    notes: Notes | None = None
+
+
+class SymptomResponse(_Request):
+    """The 24-hour symptom response to a session (or a correction of it)."""
+
+    pain24h: Pain
+    flare: bool = Field(description="symptoms flared and had not settled by the next day")
+    notes: Notes | None = None
+    recorded_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+
+
+class HomePractice(_SetsAndReps):
+    """Home practice logged by the patient's app: one exercise, fewer fields, closed at once."""
+
+    patient: PatientId
+    care_plan: CarePlanRef
+    activity: FhirId
+    load_kg: float | None = Field(default=None, ge=0, le=500, description="defaults to the plan's dose")
+    assistance: Assistance = "none"
+    pain_before: Pain | None = None
+    pain_after: Pain
+    difficulty: Rating | None = Field(
+        default=None, description="perceived difficulty, 0 very easy to 4 very hard"
+    )
+    self_rating: Rating | None = None
+    with_feedback: bool = Field(
+        default=False, description="the app gave live feedback (e.g. EMG biofeedback)"
+    )
+    device_streams: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=20
+    )
+    start: AwareDatetime | None = Field(default=None, description="defaults to now")
+    end: AwareDatetime | None = None
+    notes: Notes | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    """``("exercises", 0, "painAfter")`` -> ``exercises[0].painAfter`` (pydantic's loc as a field path)."""
+    path = prefix
+    for item in loc:
+        if isinstance(item, int):
+            path += f"[{item}]"
+        else:
+            path += f".{item}" if path else str(item)
+    return path
+
+
+def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidResource:
+    """One ``invalid`` issue per pydantic error, each naming its field path and saying what is wrong."""
+    issues: list[Issue] = []
+    for err in exc.errors(include_url=False):
+        path = field_path(tuple(err["loc"]), prefix) or "(body)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        elif err["type"] == "missing":
+            msg = "is required"
+        issues.append(Issue("invalid", f"{path}: {msg}", "error", [path]))
+    return InvalidResource(issues[0].diagnostics, issues=issues)
+
+
+def parse(model: type[M], payload: Mapping[str, Any] | Any, prefix: str = "") -> M:
+    """Validate ``payload`` as ``model`` or raise :class:`InvalidResource` naming each bad field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_request(exc, prefix) from None

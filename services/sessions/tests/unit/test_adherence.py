@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+from relearn.sessions.adherence import WeekAdherence, iso_week, weekly_adherence
+from relearn.sessions.plan_view import PlanView
+from relearn.sessions.schemas import ExercisePerformed, HomePractice, SessionClose, SessionStart, parse
+from relearn.sessions.workflow import (
+    SessionState,
+    close_session,
+    log_home_practice,
+    record_exercises,
+    start_session,
+)
+
+Exercise = Callable[..., dict[str, Any]]
+UTC = UTC
+
+
+def _clinic(
+    sid: str, at: datetime, activities: list[str], plan: PlanView, exercise: Exercise, close: bool = True
+) -> SessionState:
+    state = start_session(
+        sid, parse(SessionStart, {"patient": "p1", "carePlan": "cp1", "start": at.isoformat()}), plan, now=at
+    )
+    state = record_exercises(
+        state, [parse(ExercisePerformed, exercise(activity=a)) for a in activities], plan
+    )
+    return close_session(state, SessionClose(), now=at + timedelta(minutes=45)) if close else state
+
+
+def _home(sid: str, at: datetime, activity: str, plan: PlanView) -> SessionState:
+    body = {
+        "patient": "p1",
+        "carePlan": "cp1",
+        "activity": activity,
+        "sets": 1,
+        "reps": [10],
+        "painAfter": 0,
+        "start": at.isoformat(),
+    }
+    return log_home_practice(sid, parse(HomePractice, body), plan, now=at)
+
+
+def test_a_scripted_fortnight(plan: PlanView, exercise: Exercise) -> None:
+    # The plan prescribes knee-ext 3x and hip-abd 2x a week: 5 bouts a week.
+    w1 = datetime(2025, 12, 29, 9, tzinfo=UTC)  # Monday of ISO week 2026-W01
+    w2 = w1 + timedelta(weeks=1)
+    est = timezone(timedelta(hours=-5))
+    sessions = [
+        _clinic("c1", w1, ["knee-ext", "hip-abd"], plan, exercise),
+        _home("h1", w1 + timedelta(days=2), "knee-ext", plan),
+        _home("h2", w1 + timedelta(days=3), "knee-ext", plan),
+        # A fourth knee bout is extra practice: it cannot make up for the missing hip bout.
+        _home("h3", w1 + timedelta(days=4), "knee-ext", plan),
+        # Sunday 23:30 in New York is Monday in UTC: it counts on the patient's Sunday, in W01.
+        _home("h4", datetime(2026, 1, 4, 23, 30, tzinfo=est), "knee-ext", plan),
+        _clinic("c2", w2 + timedelta(days=1), ["knee-ext"], plan, exercise),
+        # Still open: not counted.
+        _clinic("c3", w2 + timedelta(days=3), ["hip-abd"], plan, exercise, close=False),
+    ]
+    other_plan = sessions[5].model_copy(update={"id": "x1", "care_plan": "CarePlan/other"})
+    rows = weekly_adherence([*sessions, other_plan], plan, last=date(2026, 1, 18))
+    assert rows == [
+        WeekAdherence(week="2026-W01", prescribed=5, done=4, clinic=1, home=4, percent=80.0),
+        WeekAdherence(week="2026-W02", prescribed=5, done=1, clinic=1, home=0, percent=20.0),
+        WeekAdherence(week="2026-W03", prescribed=5, done=0, clinic=0, home=0, percent=0.0),
+    ]
+
+
+def test_no_sessions_and_no_range_gives_no_rows(plan: PlanView) -> None:
+    assert weekly_adherence([], plan) == []
+
+
+def test_a_plan_without_frequencies_has_no_percentage(plan: PlanView, exercise: Exercise) -> None:
+    bare = plan.model_copy(
+        update={
+            "activities": {
+                k: a.model_copy(update={"dose": a.dose.model_copy(update={"frequency_per_week": None})})
+                for k, a in plan.activities.items()
+            }
+        }
+    )
+    (row,) = weekly_adherence([_home("h1", datetime(2026, 1, 6, 8, tzinfo=UTC), "knee-ext", plan)], bare)
+    assert (row.prescribed, row.done, row.home, row.percent) == (0, 0, 1, None)
+
+
+def test_iso_week_crosses_the_year() -> None:
+    assert iso_week(date(2025, 12, 29)) == "2026-W01"
+    assert iso_week(date(2027, 1, 1)) == "2026-W53"

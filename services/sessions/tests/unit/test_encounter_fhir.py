@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.observation import Observation
+
+from relearn.sessions.encounter_fhir import (
+    CS_ASSISTANCE,
+    CS_CUE,
+    CS_EXERCISE_OUTCOME,
+    SD_DEVICE_STREAM,
+    SD_EXERCISE_PERFORMANCE,
+    SD_PROGRESSION_LEVEL,
+    XVER_ENCOUNTER_BASED_ON,
+    code_systems,
+    encounter_resource,
+    exercise_observations,
+    procedure_resources,
+    symptom_observations,
+)
+from relearn.sessions.plan_view import PlanView
+from relearn.sessions.resources import ENCOUNTER, PROCEDURE
+from relearn.sessions.schemas import (
+    ExercisePerformed,
+    HomePractice,
+    SessionClose,
+    SessionStart,
+    SymptomResponse,
+    parse,
+)
+from relearn.sessions.workflow import (
+    SessionState,
+    amend_symptoms,
+    close_session,
+    log_home_practice,
+    record_exercises,
+    record_symptoms,
+    start_session,
+)
+from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.validation import validate_resource
+
+OBSERVATION = ResourceDefinition(type="Observation", model=Observation)
+CODE_SYSTEM = ResourceDefinition(type="CodeSystem", model=CodeSystem)
+
+
+@pytest.fixture
+def session(plan: PlanView, monday: datetime, exercise: Callable[..., dict[str, Any]]) -> SessionState:
+    start = parse(
+        SessionStart,
+        {
+            "patient": "p1",
+            "carePlan": "cp1",
+            "practitioner": "Practitioner/t1",
+            "reasonReference": ["Condition/c1"],
+        },
+    )
+    state = start_session("s1", start, plan, now=monday)
+    state = record_exercises(
+        state,
+        [
+            parse(ExercisePerformed, exercise(painAfter=7, notes="compensated with hip hitch")),
+            parse(
+                ExercisePerformed,
+                exercise(
+                    activity="hip-abd",
+                    sets=2,
+                    reps=[12, 12],
+                    cues=[],
+                    selfRating=None,
+                    withFeedback=False,
+                    dualTask=True,
+                    dualTaskCostPct=8.0,
+                ),
+            ),
+        ],
+        plan,
+    )
+    return close_session(state, SessionClose(), now=monday + timedelta(minutes=45))
+
+
+def _ext(resource: dict[str, Any], url: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [e for e in resource["extension"] if e["url"] == url]
+    assert len(found) == 1, f"{url} appears {len(found)} times"
+    return found[0]
+
+
+def _parts(ext: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(p["url"], next(v for k, v in p.items() if k.startswith("value"))) for p in ext["extension"]]
+
+
+def test_all_outputs_are_valid_r4_resources(session: SessionState, monday: datetime) -> None:
+    session = record_symptoms(
+        session, SymptomResponse(pain24h=6, flare=True, notes="stiff"), now=monday + timedelta(days=1)
+    )
+    validate_resource(ENCOUNTER, encounter_resource(session))
+    for procedure in procedure_resources(session):
+        validate_resource(PROCEDURE, procedure)
+    observations = exercise_observations(session) + symptom_observations(session)
+    assert (
+        len(observations) == 2 + 2 + 2 + 1 + 2
+    )  # pains x2 exercises, qualities x2, one self-rating, 24-h pair
+    for obs in observations:
+        validate_resource(OBSERVATION, obs)
+    for cs in code_systems():
+        validate_resource(CODE_SYSTEM, cs)
+
+
+def test_open_and_home_sessions_are_valid_too(plan: PlanView, monday: datetime) -> None:
+    open_state = start_session(
+        "s2", parse(SessionStart, {"patient": "p1", "carePlan": "cp1", "setting": "home"}), plan, now=monday
+    )
+    validate_resource(ENCOUNTER, encounter_resource(open_state))
+    home = log_home_practice(
+        "h1",
+        parse(
+            HomePractice,
+            {
+                "patient": "p1",
+                "carePlan": "cp1",
+                "activity": "knee-ext",
+                "sets": 1,
+                "reps": [10],
+                "painAfter": 0,
+            },
+        ),
+        plan,
+        now=monday,
+    )
+    validate_resource(ENCOUNTER, encounter_resource(home))
+    for procedure in procedure_resources(home):
+        validate_resource(PROCEDURE, procedure)
+    for obs in exercise_observations(home):
+        validate_resource(OBSERVATION, obs)
+
+
+def test_encounter_carries_class_type_period_and_plan_links(session: SessionState) -> None:
+    enc = encounter_resource(session)
+    assert enc["status"] == "finished"
+    assert enc["class"]["code"] == "AMB"
+    assert enc["type"][0]["coding"][0] == {
+        "system": "http://snomed.info/sct",
+        "code": "229065009",
+        "display": "Exercise therapy",
+    }
+    assert enc["subject"] == {"reference": "Patient/p1"}
+    assert enc["participant"][0]["individual"] == {"reference": "Practitioner/t1"}
+    assert enc["period"] == {"start": "2026-01-05T09:00:00+00:00", "end": "2026-01-05T09:45:00+00:00"}
+    assert enc["length"]["value"] == 45.0
+    # R4 basedOn may only point at ServiceRequests: the activities; the CarePlan rides in the R5 extension.
+    assert enc["basedOn"] == [
+        {"reference": "ServiceRequest/knee-ext"},
+        {"reference": "ServiceRequest/hip-abd"},
+    ]
+    assert _ext(enc, XVER_ENCOUNTER_BASED_ON)["valueReference"] == {"reference": "CarePlan/cp1"}
+    assert enc["reasonReference"] == [{"reference": "Condition/c1"}]
+
+
+def test_home_encounter_is_home_health_and_in_progress_until_closed(plan: PlanView, monday: datetime) -> None:
+    state = start_session(
+        "s2", parse(SessionStart, {"patient": "p1", "carePlan": "cp1", "setting": "home"}), plan, now=monday
+    )
+    enc = encounter_resource(state)
+    assert (enc["status"], enc["class"]["code"], enc["period"]) == (
+        "in-progress",
+        "HH",
+        {"start": "2026-01-05T09:00:00+00:00"},
+    )
+    assert "participant" not in enc and "basedOn" not in enc and "length" not in enc
+
+
+def test_procedure_links_pattern_plan_activity_and_session(session: SessionState) -> None:
+    knee, hip = procedure_resources(session)
+    assert knee["status"] == "completed"
+    assert knee["code"]["coding"][0]["code"] == "knee-extension-seated"
+    assert knee["encounter"] == {"reference": "Encounter/s1"}
+    assert "partOf" not in knee
+    assert knee["basedOn"] == [{"reference": "ServiceRequest/knee-ext"}, {"reference": "CarePlan/cp1"}]
+    assert [p["actor"]["reference"] for p in knee["performer"]] == ["Patient/p1", "Practitioner/t1"]
+    assert knee["performedPeriod"] == {
+        "start": "2026-01-05T09:00:00+00:00",
+        "end": "2026-01-05T09:45:00+00:00",
+    }
+    assert knee["outcome"]["coding"][0] == {
+        "system": CS_EXERCISE_OUTCOME,
+        "code": "below-target",
+        "display": "Completed below target",
+    }
+    assert hip["outcome"]["coding"][0]["code"] == "target-met"
+    assert [c["coding"][0] for c in knee["usedCode"]] == [
+        {"system": CS_CUE, "code": "tactile-cueing", "display": "Tactile cueing"},
+        {"system": CS_CUE, "code": "emg-biofeedback", "display": "EMG biofeedback"},
+    ]
+    assert "usedCode" not in hip
+
+
+def test_procedure_extensions_hold_sets_load_assistance_feedback_and_level(session: SessionState) -> None:
+    knee, hip = procedure_resources(session)
+    perf = _parts(_ext(knee, SD_EXERCISE_PERFORMANCE))
+    assert [v for k, v in perf if k == "set"] == [10, 10, 8]
+    assert dict((k, v) for k, v in perf if k != "set") == {
+        "targetReps": 10,
+        "load": {"value": 2.0, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+        "assistance": {"system": CS_ASSISTANCE, "code": "minimal", "display": "Minimal assistance"},
+        "withFeedback": True,
+        "dualTask": False,
+    }
+    hip_perf = dict(_parts(_ext(hip, SD_EXERCISE_PERFORMANCE)))
+    assert (hip_perf["withFeedback"], hip_perf["dualTask"], hip_perf["dualTaskCost"]["value"]) == (
+        False,
+        True,
+        8.0,
+    )
+    assert dict(_parts(_ext(knee, SD_PROGRESSION_LEVEL))) == {
+        "joints": 0,
+        "motion": 1,
+        "loadBearing": 0,
+        "proprioception": 0,
+        "resistance": 0,
+        "tempo": 0,
+    }
+    assert _ext(knee, SD_DEVICE_STREAM)["valueIdentifier"]["value"] == "emg-7f3a"
+    readable = knee["note"][0]["text"]
+    for words in (
+        "3 set(s) of 10, 10, 8 reps (target 10)",
+        "load 2 kg",
+        "assistance minimal",
+        "quality 3/4",
+        "pain 2 -> 7/10",
+        "with feedback",
+    ):
+        assert words in readable
+    assert knee["note"][1]["text"] == "compensated with hip hitch"
+
+
+def test_symptoms_appear_as_complications(session: SessionState, monday: datetime) -> None:
+    knee, hip = procedure_resources(session)
+    assert [c["text"] for c in knee["complication"]] == ["Pain 7/10 after the exercise"]
+    assert "complication" not in hip
+    assert knee["followUp"][0]["coding"][0]["code"] == "symptom-check-24h"
+    flared = record_symptoms(session, SymptomResponse(pain24h=4, flare=True), now=monday + timedelta(days=1))
+    _, hip = procedure_resources(flared)
+    assert hip["complication"][0]["text"] == "Symptom flare not settled at 24 hours (pain 4/10)"
+
+
+def test_outcome_observations_use_loinc_pain_and_link_to_the_procedure(session: SessionState) -> None:
+    obs = exercise_observations(session)
+    knee_proc = procedure_resources(session)[0]["id"]
+    pain_before = obs[0]
+    assert pain_before["code"]["coding"][0]["system"] == "http://loinc.org"
+    assert pain_before["code"]["coding"][0]["code"] == "72514-3"
+    assert pain_before["code"]["coding"][1]["code"] == "pain-before-exercise"
+    assert pain_before["valueQuantity"] == {
+        "value": 2,
+        "unit": "{score}",
+        "system": "http://unitsofmeasure.org",
+        "code": "{score}",
+    }
+    assert pain_before["partOf"] == [{"reference": f"Procedure/{knee_proc}"}]
+    assert pain_before["encounter"] == {"reference": "Encounter/s1"}
+    assert pain_before["effectiveDateTime"] == "2026-01-05T09:00:00+00:00"
+    by_code = {o["code"]["coding"][-1]["code"]: o for o in obs[:4]}
+    assert by_code["pain-after-exercise"]["effectiveDateTime"] == "2026-01-05T09:45:00+00:00"
+    assert by_code["movement-quality"]["valueQuantity"]["value"] == 3
+    assert by_code["movement-quality"]["performer"] == [{"reference": "Practitioner/t1"}]
+    assert by_code["movement-quality-self-rating"]["performer"] == [{"reference": "Patient/p1"}]
+
+
+def test_observation_ids_are_stable_on_replay_and_unique_per_measure(session: SessionState) -> None:
+    first = [o["id"] for o in exercise_observations(session)]
+    assert first == [o["id"] for o in exercise_observations(session)]
+    assert len(set(first)) == len(first)
+
+
+def test_a_symptom_correction_updates_the_same_observations_as_amended(
+    session: SessionState, monday: datetime
+) -> None:
+    recorded = record_symptoms(
+        session, SymptomResponse(pain24h=6, flare=True), now=monday + timedelta(days=1)
+    )
+    amended = amend_symptoms(
+        recorded, SymptomResponse(pain24h=2, flare=False), now=monday + timedelta(days=1, hours=1)
+    )
+    before, after = symptom_observations(recorded), symptom_observations(amended)
+    assert [o["id"] for o in before] == [o["id"] for o in after]
+    assert [o["status"] for o in before] == ["final", "final"]
+    assert [o["status"] for o in after] == ["amended", "amended"]
+    assert (after[0]["valueQuantity"]["value"], after[1]["valueBoolean"]) == (2, False)
+    assert symptom_observations(session) == []
