@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
+from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
@@ -19,7 +20,6 @@ from relearn.plan.main import create_app as create_plan
 from relearn.plan.measurements import RecordedMeasurement
 from relearn.shared.events.consumer import ProcessedEvent
 from relearn.shared.events.outbox import OutboxEvent
-from tests.platform_fixtures import make_issuer, service_app, wait_for
 
 
 def _observation(patient: str, value: float) -> dict[str, Any]:

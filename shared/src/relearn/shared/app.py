@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from sqlalchemy.engine import Engine
@@ -34,11 +33,6 @@ from relearn.shared.workers import WorkerFactory, Workers
 logger = logging.getLogger(__name__)
 
 
-class _Startable(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-
-
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -46,16 +40,23 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     consumers: WorkerFactory | None = None,
+    startup: Sequence[Callable[[Engine], None]] = (),
     engine: Engine | None = None,
     token_verifier: TokenVerifier | None = None,
     version: str = "0.1.0",
 ) -> FastAPI:
-    """Build a service app; ``engine``/``token_verifier`` may be injected by tests."""
+    """Build a service app; ``engine``/``token_verifier`` may be injected by tests.
+
+    ``startup`` callables run once the engine exists, before requests are served (e.g. to
+    publish reference data such as a CodeSystem).
+    """
     configure_logging(settings.service_name, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or make_engine(settings.resolved_database_url())
+        for step in startup:
+            step(app.state.engine)
         app.state.token_verifier = token_verifier or verifier_from_settings(settings)
         app.state.broker_probe = BrokerProbe(
             lambda: broker_reachable(settings.kafka_bootstrap, timeout_s=2.0)
@@ -89,17 +90,29 @@ def create_service_app(
     return app
 
 
-def fhir_api(
+def fhir_store(
     definitions: Sequence[ResourceDefinition],
     settings: ServiceSettings,
     *,
     hooks: Sequence[Callable[[FhirStore], WriteHook]] = (),
-) -> tuple[APIRouter, FhirStore]:
-    """The FHIR routes and store for the types a service owns; ``hooks`` build its write hooks."""
+) -> FhirStore:
+    """The store for the types a service owns, with its write hooks (routes and consumers share it)."""
     store = FhirStore(base_url=settings.fhir_base_url)
     for rdef in definitions:
         store.register(rdef)
     store.write_hooks.extend(make(store) for make in hooks)
+    return store
+
+
+def fhir_api(
+    definitions: Sequence[ResourceDefinition],
+    settings: ServiceSettings,
+    *,
+    store: FhirStore | None = None,
+    hooks: Sequence[Callable[[FhirStore], WriteHook]] = (),
+) -> tuple[APIRouter, FhirStore]:
+    """The FHIR routes (and ``/fhir/metadata``) for the types a service owns, and their store."""
+    store = store or fhir_store(definitions, settings, hooks=hooks)
     capability = capability_statement(
         definitions,
         base_url=settings.fhir_base_url,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from relearn.evaluation.config import Settings
-from relearn.evaluation.main import create_app
+from relearn.evaluation.main import consumers, create_app
 from relearn.shared.cli import service_main
 
 
 def main() -> None:
-    service_main("relearn.evaluation", Settings, create_app)
+    service_main("relearn.evaluation", Settings, create_app, consumers)

@@ -1,15 +1,44 @@
-"""The evaluation service app: Observations over FHIR, evaluations over the domain API."""
+"""The evaluation service app: Observations over FHIR, evaluations over the domain API, events in."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from relearn.evaluation.config import Settings
+from relearn.evaluation.device_metrics import metric_handler
 from relearn.evaluation.events import observation_recorded_hook
+from relearn.evaluation.publishing import publish_codesystem
 from relearn.evaluation.resources import DEFINITIONS
-from relearn.shared.app import create_service_app, fhir_api
+from relearn.evaluation.router import evaluation_router
+from relearn.evaluation.session_outcomes import outcome_handlers
+from relearn.shared.app import create_service_app, fhir_api, fhir_store
 from relearn.shared.auth.dependency import TokenVerifier
+from relearn.shared.events.consumer import EventConsumer
+from relearn.shared.events.topics import DEVICE_METRICS, SESSIONS_EVENTS
+from relearn.shared.fhir.store import FhirStore
+from relearn.shared.settings import ServiceSettings
+
+
+def build_store(settings: ServiceSettings) -> FhirStore:
+    return fhir_store(DEFINITIONS, settings, hooks=[observation_recorded_hook])
+
+
+def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
+    store = build_store(settings)
+    handlers = {"device.metric-computed.v1": metric_handler(store), **outcome_handlers(store)}
+    return [
+        EventConsumer(
+            engine,
+            settings.kafka_bootstrap,
+            group_id="evaluation",
+            topics=[DEVICE_METRICS, SESSIONS_EVENTS],
+            handlers=handlers,
+        )
+    ]
 
 
 def create_app(
@@ -19,12 +48,15 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    fhir, _store = fhir_api(DEFINITIONS, settings, hooks=[observation_recorded_hook])
+    store = build_store(settings)
+    fhir, _ = fhir_api(DEFINITIONS, settings, store=store)
     return create_service_app(
         settings,
         title="Relearn evaluation service",
         description="Initial evaluations, re-assessments and every measurement as FHIR Observation.",
-        routers=[fhir],
+        routers=[evaluation_router(store, settings.fhir_base_url), fhir],
+        consumers=consumers,
+        startup=[partial(publish_codesystem, store)],
         engine=engine,
         token_verifier=token_verifier,
     )

@@ -21,7 +21,7 @@ turns it into ``application/fhir+json`` with the status it carries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +139,27 @@ def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
 
 def informational_outcome(message: str) -> dict[str, Any]:
     return operation_outcome([Issue("informational", message, "information")])
+
+
+def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
+    """A pydantic error location as a FHIRPath-style path: ``("rom", 0, "degrees")`` → ``rom[0].degrees``."""
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def validation_issues(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> list[Issue]:
+    """One ``invalid`` issue per pydantic error, naming the field: ``rom[0].degrees: 400 is outside ...``."""
+    issues = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        path = field_path(loc, prefix)
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        issues.append(
+            Issue("invalid", f"{path}: {message}" if path else message, "error", [path] if path else [])
+        )
+    return issues

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from relearn.shared.fhir.errors import FhirError, Issue, operation_outcome
+from relearn.shared.fhir.errors import FhirError, Issue, operation_outcome, validation_issues
 from relearn.shared.fhir.response import FhirResponse
 
 logger = logging.getLogger(__name__)
@@ -23,12 +23,7 @@ async def _fhir_error(_request: Request, exc: Exception) -> Response:
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    issues = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        issues.append(
-            Issue("invalid", str(err.get("msg", "invalid")), "error", [".".join(loc)] if loc else [])
-        )
+    issues = validation_issues(exc.errors())
     return FhirResponse(operation_outcome(issues or [Issue("invalid", "Invalid request")]), status_code=400)
 
 

@@ -1,4 +1,4 @@
-"""Build real service apps for cross-service tests: migrated PostgreSQL, real broker, real tokens."""
+"""Real service apps for tests and benchmarks: migrated database, real broker, real development tokens."""
 
 from __future__ import annotations
 

@@ -1,0 +1,85 @@
+"""The domain API for apps: record an evaluation (or a re-assessment) in one call."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, Field
+
+from relearn.evaluation.recording import record_evaluation
+from relearn.evaluation.schemas import EvaluationIn
+from relearn.shared.auth.dependency import PrincipalDep
+from relearn.shared.deps import SessionDep
+from relearn.shared.fhir.store import FhirStore
+
+
+class EvaluationRecorded(BaseModel):
+    """What was stored and what the plan service will be told."""
+
+    evaluation: str = Field(
+        description="The panel Observation, e.g. Observation/<id>", examples=["Observation/4f1c"]
+    )
+    kind: str = Field(description="initial | reassessment")
+    event_type: str = Field(
+        alias="eventType", description="evaluation.completed.v1 | evaluation.reassessed.v1"
+    )
+    members: list[str] = Field(description="The member Observations (hasMember), in request order")
+    deficits: list[dict[str, Any]] = Field(description="Deficits found against the normative values")
+    goals: list[dict[str, Any]] = Field(description="The patient's goals with their measurable targets")
+
+    model_config = {"populate_by_name": True}
+
+
+def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:
+    router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+
+    @router.post(
+        "",
+        status_code=201,
+        response_model=EvaluationRecorded,
+        response_model_by_alias=True,
+        summary="Record an initial evaluation or a re-assessment",
+        responses={
+            200: {"description": "Replay of an Idempotency-Key: the evaluation stored earlier"},
+            400: {"description": "OperationOutcome naming each invalid field (e.g. rom[1].degrees)"},
+            401: {"description": "No or invalid bearer token"},
+            403: {"description": "Scopes do not allow Observation write, or another patient's evaluation"},
+        },
+    )
+    def record(
+        evaluation: EvaluationIn,
+        principal: PrincipalDep,
+        session: SessionDep,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(description="Retry-safe key: the same key returns the evaluation already stored"),
+        ] = None,
+    ) -> EvaluationRecorded:
+        """History, pain, posture, balance tests, range of motion, strength, concerns and goals become a
+        panel Observation with one member per finding, in one transaction; deficits are judged against
+        the service's normative values and sent to the plan service in ``evaluation.completed.v1``
+        (``evaluation.reassessed.v1`` for a re-assessment)."""
+        principal.require("Observation", "write")
+        result = record_evaluation(
+            session,
+            store,
+            evaluation,
+            idempotency_key=idempotency_key,
+            patient_restriction=principal.patient_restriction("Observation", "write"),
+        )
+        panel_id = result.panel["id"]
+        response.headers["Location"] = f"{fhir_base_url}/Observation/{panel_id}"
+        if not result.created:
+            response.status_code = 200
+        return EvaluationRecorded(
+            evaluation=f"Observation/{panel_id}",
+            kind=evaluation.kind,
+            event_type=result.event_type,
+            members=[f"Observation/{m['id']}" for m in result.members],
+            deficits=result.event_data["deficits"],
+            goals=result.event_data["goals"],
+        )
+
+    return router

@@ -1,0 +1,293 @@
+"""The evaluation service over real PostgreSQL and the real broker: the workflow, the FHIR API an
+EHR uses, device metrics and session outcomes arriving as events, and patient-scoped tokens."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from kafka import KafkaConsumer, KafkaProducer
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from relearn.devtools.apps import make_issuer, service_app, wait_for
+from relearn.devtools.broker import TansuBroker
+from relearn.evaluation.config import Settings
+from relearn.evaluation.device_metrics import MetricComputed, metric_observation_id
+from relearn.evaluation.main import create_app
+from relearn.shared.auth.dev_issuer import DevIssuer
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.kafka import consumer_config, producer_config
+from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
+
+from .unit.conftest import FULL_EVALUATION
+
+JSON = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture(scope="module")
+def service(
+    broker: TansuBroker, pg_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    issuer = make_issuer(tmp_path_factory.mktemp("keys"))
+    app = service_app(
+        "relearn.evaluation",
+        Settings,
+        create_app,
+        database_url=pg_database("evaluation"),
+        bootstrap=broker.bootstrap,
+        jwks=issuer.publish(),
+    )
+    with TestClient(app) as client:
+        assert app.state.workers.consumers[0].wait_until_assigned(30)
+        yield {"client": client, "issuer": issuer, "engine": app.state.engine, "bootstrap": broker.bootstrap}
+
+
+def _auth(
+    issuer: DevIssuer, scope: str = "system/*.read system/*.write", patient: str | None = None
+) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint('relearn-dev', scope, patient=patient)}"}
+
+
+def _evaluation(patient: str, **changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(FULL_EVALUATION)
+    body["patient"] = patient
+    body.update(changes)
+    return body
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        resources = conn.execute(text("SELECT count(*) FROM fhir_resource")).scalar_one()
+        events = conn.execute(text("SELECT count(*) FROM outbox_event")).scalar_one()
+    return int(resources), int(events)
+
+
+def _events_for(
+    bootstrap: str, topic: str, patient: str, types: set[str], timeout_s: float = 30
+) -> list[CloudEvent]:
+    consumer = KafkaConsumer(topic, **consumer_config(bootstrap, f"test-{uuid.uuid4().hex[:6]}"))
+    found: list[CloudEvent] = []
+    try:
+        wait_for(
+            lambda: (
+                found.extend(
+                    e
+                    for records in consumer.poll(timeout_ms=200).values()
+                    for r in records
+                    if (e := CloudEvent.from_bytes(r.value)).subject == patient and e.type in types
+                )
+                or {e.type for e in found} >= types
+            ),
+            timeout_s=timeout_s,
+            what=f"{types} for {patient}",
+        )
+    finally:
+        consumer.close()
+    return found
+
+
+def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(service: dict[str, Any]) -> None:
+    client, issuer = service["client"], service["issuer"]
+    resp = client.post("/evaluations", json=_evaluation("eval-1"), headers=_auth(issuer))
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["eventType"] == "evaluation.completed.v1"
+    assert resp.headers["location"].endswith(body["evaluation"])
+    knee = [d for d in body["deficits"] if d["measure"] == "rom-knee-flexion"]
+    assert [d["side"] for d in knee] == ["right"]  # 90 deg is a deficit, 140 deg is not
+    assert any(d["measure"] == "tug" for d in body["deficits"])
+
+    # What an EHR reads: the panel with its members, through the FHIR API.
+    panel_id = body["evaluation"].split("/")[1]
+    bundle = client.get(
+        f"/fhir/Observation?_id={panel_id}&_include=Observation:has-member", headers=_auth(issuer)
+    ).json()
+    modes = [e["search"]["mode"] for e in bundle["entry"]]
+    assert modes.count("match") == 1 and modes.count("include") == len(body["members"])
+    panel = next(e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match")
+    assert len(panel["hasMember"]) == len(body["members"])
+    tug = client.get(
+        "/fhir/Observation?patient=eval-1&code=http://loinc.org|89423-8", headers=_auth(issuer)
+    ).json()
+    assert tug["total"] == 1
+    assert tug["entry"][0]["resource"]["valueQuantity"]["code"] == "s"
+
+    [event] = _events_for(service["bootstrap"], EVALUATION_EVENTS, "eval-1", {"evaluation.completed.v1"})[:1]
+    assert event.data["evaluationId"] == panel_id
+    assert {g["text"] for g in event.data["goals"]} >= {"Walk to the shop without my cane"}
+
+
+def test_a_reassessment_emits_its_own_event(service: dict[str, Any]) -> None:
+    resp = service["client"].post(
+        "/evaluations", json=_evaluation("eval-2", kind="reassessment"), headers=_auth(service["issuer"])
+    )
+    assert resp.status_code == 201
+    assert resp.json()["eventType"] == "evaluation.reassessed.v1"
+    _events_for(service["bootstrap"], EVALUATION_EVENTS, "eval-2", {"evaluation.reassessed.v1"})
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (
+            {
+                "rom": [
+                    {"joint": "knee", "motion": "flexion", "side": "right", "mode": "active", "degrees": 400}
+                ]
+            },
+            "rom[0].degrees",
+        ),
+        ({"strength": [{"muscleGroup": "knee-extensors", "side": "right", "grade": 7}]}, "strength[0].grade"),
+        ({"pain": 11}, "pain"),
+    ],
+)
+def test_bad_input_names_the_field_and_stores_nothing(
+    service: dict[str, Any], change: dict[str, Any], field: str
+) -> None:
+    before = _counts(service["engine"])
+    resp = service["client"].post(
+        "/evaluations", json=_evaluation("eval-bad", **change), headers=_auth(service["issuer"])
+    )
+    assert resp.status_code == 400
+    outcome = resp.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any(field in " ".join(i.get("expression", [])) for i in outcome["issue"]), outcome
+    assert _counts(service["engine"]) == before
+
+
+def test_an_idempotency_key_makes_a_retry_safe(service: dict[str, Any]) -> None:
+    headers = {**_auth(service["issuer"]), "Idempotency-Key": "visit-42"}
+    first = service["client"].post("/evaluations", json=_evaluation("eval-3"), headers=headers)
+    before = _counts(service["engine"])
+    again = service["client"].post("/evaluations", json=_evaluation("eval-3"), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["evaluation"] == first.json()["evaluation"]
+    assert _counts(service["engine"]) == before
+
+
+def test_scopes_and_patient_tokens(service: dict[str, Any]) -> None:
+    client, issuer = service["client"], service["issuer"]
+    assert client.post("/evaluations", json=_evaluation("eval-4")).status_code == 401
+    assert (
+        client.post(
+            "/evaluations", json=_evaluation("eval-4"), headers=_auth(issuer, "system/CarePlan.write")
+        ).status_code
+        == 403
+    )
+    client.post("/evaluations", json=_evaluation("eval-4"), headers=_auth(issuer))
+    mine = _auth(issuer, "patient/*.read", patient="eval-4")
+    bundle = client.get("/fhir/Observation?_count=200", headers=mine).json()
+    assert bundle["total"] > 0
+    assert {e["resource"]["subject"]["reference"] for e in bundle["entry"]} == {"Patient/eval-4"}
+    other = client.get("/fhir/Observation?patient=eval-1", headers=_auth(issuer)).json()["entry"][0]
+    assert client.get(f"/fhir/Observation/{other['resource']['id']}", headers=mine).status_code == 404
+
+
+def test_device_metrics_become_observations_and_a_replay_updates_them(service: dict[str, Any]) -> None:
+    data = {
+        "patient": "eval-5",
+        "device": "emg-7",
+        "stream": "s-1",
+        "session": "Encounter/enc-9",
+        "metric": "emg-rms",
+        "window": {"start": "2026-11-20T10:00:00+00:00", "end": "2026-11-20T10:00:01+00:00"},
+        "value": 41.5,
+        "unit": "uV",
+        "samples": {"periodMs": 50, "origin": 0, "factor": 0.1, "unit": "uV", "data": "10 20 415 30"},
+    }
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-gateway"))
+    for _ in range(2):  # two events for the same window: a recomputation (new event id)
+        event = CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", data)
+        producer.send(DEVICE_METRICS, key=event.key, value=event.to_bytes()).get(10)
+    producer.close()
+
+    obs_id = metric_observation_id(MetricComputed.model_validate(data))
+    client, auth = service["client"], _auth(service["issuer"])
+    wait_for(
+        lambda: client.get(f"/fhir/Observation/{obs_id}/_history", headers=auth).json().get("total") == 2,
+        what="both deliveries applied",
+    )
+    obs = client.get(f"/fhir/Observation/{obs_id}", headers=auth).json()
+    assert obs["device"]["reference"] == "Device/emg-7"
+    assert obs["encounter"]["reference"] == "Encounter/enc-9"
+    assert obs["component"][0]["valueSampledData"]["data"] == "10 20 415 30"
+    bundle = client.get("/fhir/Observation?patient=eval-5&device=Device/emg-7", headers=auth).json()
+    assert bundle["total"] == 1  # updated, not duplicated
+
+
+def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
+    logged = {
+        "session": "Encounter/enc-11",
+        "patient": "eval-6",
+        "setting": "clinic",
+        "start": "2026-11-20T09:00:00+00:00",
+        "end": "2026-11-20T09:45:00+00:00",
+        "carePlan": "CarePlan/cp-1",
+        "exercises": [
+            {
+                "procedure": "Procedure/pr-1",
+                "activity": "a-1",
+                "pattern": "knee-extension",
+                "quality": 3,
+                "selfRating": 3,
+                "painBefore": 2,
+                "painAfter": 4,
+            }
+        ],
+    }
+    symptoms = {
+        "session": "Encounter/enc-11",
+        "patient": "eval-6",
+        "recordedAt": "2026-11-21T09:00:00+00:00",
+        "pain24h": 3,
+        "flare": False,
+        "notes": None,
+    }
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-sessions"))
+    for etype, data in (("session.logged.v1", logged), ("session.symptoms-recorded.v1", symptoms)):
+        event = CloudEvent.new("/relearn/sessions", etype, "eval-6", data)
+        producer.send(SESSIONS_EVENTS, key=event.key, value=event.to_bytes()).get(10)
+    producer.close()
+    client, auth = service["client"], _auth(service["issuer"])
+    bundle = wait_for(
+        lambda: (
+            (
+                b := client.get(
+                    "/fhir/Observation?patient=eval-6&encounter=Encounter/enc-11", headers=auth
+                ).json()
+            ).get("total")
+            == 4
+            and b
+        ),
+        what="pain before/after, quality and 24-h pain",
+    )
+    pains = sorted(
+        e["resource"]["valueQuantity"]["value"]
+        for e in bundle["entry"]
+        if any(c["code"] == "72514-3" for c in e["resource"]["code"]["coding"])
+    )
+    assert pains == [2, 3, 4]
+
+
+def test_the_local_codesystem_is_published(service: dict[str, Any]) -> None:
+    cs = (
+        service["client"]
+        .get(
+            "/fhir/CodeSystem?url=https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation",
+            headers=_auth(service["issuer"]),
+        )
+        .json()
+    )
+    assert cs["total"] == 1
+    assert cs["entry"][0]["resource"]["content"] == "complete"
+    assert (
+        service["client"]
+        .post("/fhir/CodeSystem", json=cs["entry"][0]["resource"], headers=_auth(service["issuer"]))
+        .status_code
+        == 405
+    )
