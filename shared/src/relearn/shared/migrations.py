@@ -36,6 +36,17 @@ def upgrade(package: str, url: str, revision: str = "head") -> None:
     command.upgrade(_config(script_location(package), url), revision)
 
 
+def check(package: str, url: str) -> None:
+    """Upgrade ``url`` to head, then fail if the models differ from what the migrations built.
+
+    Run it in a process that imported only this service's tables (the CLI does): SQLModel's
+    metadata is process-wide.
+    """
+    cfg = _config(script_location(package), url)
+    command.upgrade(cfg, "head")
+    command.check(cfg)
+
+
 def autogenerate(package: str, message: str) -> None:
     """Write a new migration from the difference between the models and the current head.
 
