@@ -3,7 +3,6 @@ EHR uses, device metrics and session outcomes arriving as events, and patient-sc
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,8 +22,6 @@ from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.kafka import consumer_config, producer_config
 from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
-
-from .unit.conftest import FULL_EVALUATION
 
 JSON = {"Content-Type": "application/fhir+json"}
 
@@ -51,13 +48,6 @@ def _auth(
     issuer: DevIssuer, scope: str = "system/*.read system/*.write", patient: str | None = None
 ) -> dict[str, str]:
     return {"Authorization": f"Bearer {issuer.mint('relearn-dev', scope, patient=patient)}"}
-
-
-def _evaluation(patient: str, **changes: Any) -> dict[str, Any]:
-    body = copy.deepcopy(FULL_EVALUATION)
-    body["patient"] = patient
-    body.update(changes)
-    return body
 
 
 def _counts(engine: Engine) -> tuple[int, int]:
@@ -91,9 +81,11 @@ def _events_for(
     return found
 
 
-def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(service: dict[str, Any]) -> None:
+def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
     client, issuer = service["client"], service["issuer"]
-    resp = client.post("/evaluations", json=_evaluation("eval-1"), headers=_auth(issuer))
+    resp = client.post("/evaluations", json=evaluation_body("eval-1"), headers=_auth(issuer))
     assert resp.status_code == 201, resp.text
     body = resp.json()
     assert body["eventType"] == "evaluation.completed.v1"
@@ -122,9 +114,11 @@ def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(servic
     assert {g["text"] for g in event.data["goals"]} >= {"Walk to the shop without my cane"}
 
 
-def test_a_reassessment_emits_its_own_event(service: dict[str, Any]) -> None:
+def test_a_reassessment_emits_its_own_event(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
     resp = service["client"].post(
-        "/evaluations", json=_evaluation("eval-2", kind="reassessment"), headers=_auth(service["issuer"])
+        "/evaluations", json=evaluation_body("eval-2", kind="reassessment"), headers=_auth(service["issuer"])
     )
     assert resp.status_code == 201
     assert resp.json()["eventType"] == "evaluation.reassessed.v1"
@@ -147,11 +141,14 @@ def test_a_reassessment_emits_its_own_event(service: dict[str, Any]) -> None:
     ],
 )
 def test_bad_input_names_the_field_and_stores_nothing(
-    service: dict[str, Any], change: dict[str, Any], field: str
+    service: dict[str, Any],
+    change: dict[str, Any],
+    field: str,
+    evaluation_body: Callable[..., dict[str, Any]],
 ) -> None:
     before = _counts(service["engine"])
     resp = service["client"].post(
-        "/evaluations", json=_evaluation("eval-bad", **change), headers=_auth(service["issuer"])
+        "/evaluations", json=evaluation_body("eval-bad", **change), headers=_auth(service["issuer"])
     )
     assert resp.status_code == 400
     outcome = resp.json()
@@ -160,26 +157,30 @@ def test_bad_input_names_the_field_and_stores_nothing(
     assert _counts(service["engine"]) == before
 
 
-def test_an_idempotency_key_makes_a_retry_safe(service: dict[str, Any]) -> None:
+def test_an_idempotency_key_makes_a_retry_safe(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
     headers = {**_auth(service["issuer"]), "Idempotency-Key": "visit-42"}
-    first = service["client"].post("/evaluations", json=_evaluation("eval-3"), headers=headers)
+    first = service["client"].post("/evaluations", json=evaluation_body("eval-3"), headers=headers)
     before = _counts(service["engine"])
-    again = service["client"].post("/evaluations", json=_evaluation("eval-3"), headers=headers)
+    again = service["client"].post("/evaluations", json=evaluation_body("eval-3"), headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["evaluation"] == first.json()["evaluation"]
     assert _counts(service["engine"]) == before
 
 
-def test_scopes_and_patient_tokens(service: dict[str, Any]) -> None:
+def test_scopes_and_patient_tokens(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
     client, issuer = service["client"], service["issuer"]
-    assert client.post("/evaluations", json=_evaluation("eval-4")).status_code == 401
+    assert client.post("/evaluations", json=evaluation_body("eval-4")).status_code == 401
     assert (
         client.post(
-            "/evaluations", json=_evaluation("eval-4"), headers=_auth(issuer, "system/CarePlan.write")
+            "/evaluations", json=evaluation_body("eval-4"), headers=_auth(issuer, "system/CarePlan.write")
         ).status_code
         == 403
     )
-    client.post("/evaluations", json=_evaluation("eval-4"), headers=_auth(issuer))
+    client.post("/evaluations", json=evaluation_body("eval-4"), headers=_auth(issuer))
     mine = _auth(issuer, "patient/*.read", patient="eval-4")
     bundle = client.get("/fhir/Observation?_count=200", headers=mine).json()
     assert bundle["total"] > 0

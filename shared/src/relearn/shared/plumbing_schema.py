@@ -6,8 +6,8 @@ service, so old migrations keep meaning what they meant when they ran.
 """
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
+from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 
 def create_plumbing_tables_v1() -> None:
@@ -152,15 +152,15 @@ def create_plumbing_tables_v1() -> None:
         sa.Column(
             "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("topic", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("event_id", AutoString(length=64), nullable=False),
+        sa.Column("topic", AutoString(length=255), nullable=False),
+        sa.Column("key", AutoString(length=255), nullable=False),
+        sa.Column("type", AutoString(length=255), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("published_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("published_at", UTCDateTime(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+        sa.Column("last_error", AutoString(length=1000), nullable=True),
         sa.PrimaryKeyConstraint("seq"),
         sa.UniqueConstraint("event_id"),
     )
@@ -169,10 +169,10 @@ def create_plumbing_tables_v1() -> None:
 
     op.create_table(
         "processed_event",
-        sa.Column("consumer", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("event_type", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("processed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("consumer", AutoString(length=128), nullable=False),
+        sa.Column("event_id", AutoString(length=64), nullable=False),
+        sa.Column("event_type", AutoString(length=255), nullable=False),
+        sa.Column("processed_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("consumer", "event_id"),
     )
 

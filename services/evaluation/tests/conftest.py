@@ -86,3 +86,16 @@ def ids() -> Callable[[str], str]:
     """Sequential ids, as a server would hand them out: obs-1 (the panel), obs-2, ..."""
     counter = iter(range(1, 10_000))
     return lambda path: f"obs-{next(counter)}"
+
+
+@pytest.fixture
+def evaluation_body() -> Callable[..., dict[str, Any]]:
+    """A factory: the full evaluation for ``patient`` with some top-level fields changed."""
+
+    def make(patient: str, **changes: Any) -> dict[str, Any]:
+        body = copy.deepcopy(FULL_EVALUATION)
+        body["patient"] = patient
+        body.update(changes)
+        return body
+
+    return make
