@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -13,7 +14,7 @@ from sqlmodel import Session
 from relearn.devtools.broker import TansuBroker
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import consumer_config, ensure_topics, producer_config
+from relearn.shared.events.kafka import ensure_topics, producer_config
 from relearn.shared.events.topics import Topic, dlq
 
 
@@ -30,9 +31,16 @@ def _seen(engine: Engine) -> list[int]:
 def _record(session: Session, event: CloudEvent) -> None:
     if event.data.get("poison"):
         raise ValueError("cannot make sense of this event")
+    if event.data.get("lose_connection") and event.id not in _connection_lost:
+        # A real outage of this handler's database connection, once per event.
+        _connection_lost.add(event.id)
+        session.connection().execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
     session.connection().execute(
         text("INSERT INTO seen (event_id, n) VALUES (:id, :n)"), {"id": event.id, "n": event.data["n"]}
     )
+
+
+_connection_lost: set[str] = set()
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
@@ -42,7 +50,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_replayed_event_is_handled_once_and_poison_goes_to_the_dlq(
+def test_replay_is_handled_once_poison_goes_to_the_dlq_and_a_db_outage_is_retried(
     pg_engine: Engine, broker: TansuBroker, unique: Callable[[str], str]
 ) -> None:
     topic = unique("consumer")
@@ -50,38 +58,58 @@ def test_replayed_event_is_handled_once_and_poison_goes_to_the_dlq(
     _make_seen_table(pg_engine)
     producer = KafkaProducer(**producer_config(broker.bootstrap, "test-producer"))
     first = CloudEvent.new("/test", "test.happened.v1", "p1", {"n": 1})
-    poison = CloudEvent.new("/test", "test.happened.v1", "p1", {"n": 2, "poison": True})
-    after = CloudEvent.new("/test", "test.happened.v1", "p1", {"n": 3})
-    for e in (first, first, poison):  # `first` twice: a replay
+    unknown = CloudEvent.new("/test", "test.unheard-of.v1", "p1", {"n": 99})
+    flaky = CloudEvent.new("/test", "test.happened.v1", "p1", {"n": 2, "lose_connection": True})
+    poison = CloudEvent.new("/test", "test.happened.v1", "p1", {"n": 3, "poison": True})
+    after = CloudEvent.new("/test", "test.happened.v1", "p1", {"n": 4})
+    for e in (first, first, unknown, flaky, poison):  # `first` twice: a replay
         producer.send(topic, key=e.key, value=e.to_bytes())
     producer.send(topic, key=b"p1", value=b"{not an envelope")
     producer.send(topic, key=after.key, value=after.to_bytes())
     producer.flush()
+    producer.close()
 
     consumer = EventConsumer(
-        pg_engine, broker.bootstrap, unique("group"), [topic], {"test.happened.v1": _record}
+        pg_engine,
+        broker.bootstrap,
+        unique("group"),
+        [topic],
+        {"test.happened.v1": _record},
+        retry_backoff_s=0.2,
     )
     consumer.start()
     try:
-        _wait(lambda: _seen(pg_engine) == [1, 3])
+        _wait(lambda: _seen(pg_engine) == [1, 2, 4])
     finally:
         consumer.stop()
-    assert _seen(pg_engine) == [1, 3]  # the replay changed nothing; the poison did not block `after`
+    # The replay changed nothing, the lost connection was retried, the poison did not block `after`.
+    assert _seen(pg_engine) == [1, 2, 4]
+    assert flaky.id in _connection_lost
 
-    reader = KafkaConsumer(dlq(topic), **consumer_config(broker.bootstrap, unique("dlq-reader")))
-    dead: list = []
-    deadline = time.monotonic() + 30
-    while len(dead) < 2 and time.monotonic() < deadline:
-        for records in reader.poll(timeout_ms=200).values():
-            dead.extend(records)
-    reader.close()
-    assert len(dead) == 2
+    dead = _read_from_start(broker.bootstrap, dlq(topic), 2)
+    # In order: the unknown type and the retried event are not dead letters, so the poison is first.
+    assert [dict(d.headers)["error_type"] for d in dead] == [b"ValueError", b"InvalidEvent"]
     headers = dict(dead[0].headers)
-    assert headers["error_type"] == b"ValueError"
     assert b"cannot make sense" in headers["error_message"]
     assert headers["original_topic"] == topic.encode()
-    assert CloudEvent.from_bytes(dead[0].value).id == poison.id
-    assert dict(dead[1].headers)["error_type"] == b"InvalidEvent"
+    assert headers["original_offset"] == b"4"
+    assert headers["consumer_group"].startswith(b"test.group.")
+    assert CloudEvent.from_bytes(dead[0].value) == poison  # the original bytes
+    assert dead[1].value == b"{not an envelope"
+
+
+def _read_from_start(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    reader.assign([TopicPartition(topic, 0)])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=200).values():
+                got.extend(records)
+    finally:
+        reader.close()
+    return got
 
 
 def test_a_restarted_consumer_does_not_reprocess_committed_events(

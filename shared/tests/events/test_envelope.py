@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from relearn.shared.events.envelope import CloudEvent, InvalidEvent
@@ -13,6 +15,14 @@ def test_envelope_round_trips_with_cloudevents_attributes() -> None:
     assert back.specversion == "1.0"
     assert back.time.tzinfo is not None
     assert back.key == b"patient-1"
+
+
+def test_event_time_is_always_utc() -> None:
+    raw = b'{"source":"/x","type":"session.logged.v1","subject":"p","time":"2026-11-20T12:00:00+02:00"}'
+    event = CloudEvent.from_bytes(raw)
+    assert event.time == datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    assert event.time.utcoffset() == timedelta(0)
+    assert event.specversion == "1.0" and event.datacontenttype == "application/json" and event.id
 
 
 @pytest.mark.parametrize(

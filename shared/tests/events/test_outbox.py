@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from relearn.devtools.broker import TansuBroker
 from relearn.shared.db import make_engine, transaction
+from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import consumer_config
 from relearn.shared.events.outbox import OutboxEvent, OutboxRelay, stage
 from relearn.shared.migrations import upgrade
 
@@ -24,12 +27,15 @@ def _event(n: int, subject: str = "p1") -> CloudEvent:
 
 
 def _read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[CloudEvent]:
-    consumer = KafkaConsumer(topic, **consumer_config(bootstrap, f"reader-{topic}"))
+    """Every event on ``topic`` from the start; no consumer group, so no join to wait for."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
     got: list[CloudEvent] = []
     try:
-        import time
-
         deadline = time.monotonic() + timeout_s
+        while not (partitions := consumer.partitions_for_topic(topic)):
+            assert time.monotonic() < deadline, f"topic {topic} never appeared"
+            time.sleep(0.1)
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
         while len(got) < expected and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=200).values():
                 got.extend(CloudEvent.from_bytes(r.value) for r in records)
@@ -43,11 +49,16 @@ def _unpublished(engine: Engine) -> list[OutboxEvent]:
         return list(s.exec(select(OutboxEvent).where(OutboxEvent.published_at.is_(None))).all())  # type: ignore[union-attr]
 
 
-def test_event_staged_in_a_rolled_back_transaction_never_exists(pg_engine: Engine) -> None:
+def test_event_staged_in_a_rolled_back_transaction_is_never_published(
+    pg_engine: Engine, broker: TansuBroker
+) -> None:
     with pytest.raises(RuntimeError), transaction(pg_engine) as session:
         stage(session, _event(1))
         raise RuntimeError("the state change failed")
     assert _unpublished(pg_engine) == []
+    relay = OutboxRelay(pg_engine, broker.bootstrap, "test-relay")
+    assert relay.relay_once() == 0
+    relay.stop()
 
 
 def test_committed_events_are_published_in_order_and_marked(
@@ -95,26 +106,115 @@ def test_a_row_that_commits_after_a_later_one_is_still_published(
     relay.stop()
 
 
-def test_broker_down_keeps_events_until_it_returns(
+def test_only_one_relay_per_postgres_database_publishes_at_a_time(
+    pg_engine: Engine, broker: TansuBroker, unique: Callable[[str], str]
+) -> None:
+    topic = unique("outbox-one-relay")
+    with transaction(pg_engine) as session:
+        stage(session, _event(1), topic=topic)
+    in_send, release = threading.Event(), threading.Event()
+
+    class SlowRelay(OutboxRelay):
+        def _publish(self, rows: Sequence[Any]) -> None:
+            in_send.set()
+            release.wait(10)
+            super()._publish(rows)
+
+    first = SlowRelay(pg_engine, broker.bootstrap, "relay-a")
+    second = OutboxRelay(pg_engine, broker.bootstrap, "relay-b")
+    counts: list[int] = []
+    t = threading.Thread(target=lambda: counts.append(first.relay_once()))
+    t.start()
+    try:
+        assert in_send.wait(10)
+        assert second.relay_once() == 0  # the first relay is mid-batch: the second keeps out
+    finally:
+        release.set()
+        t.join()
+    assert counts == [1]
+    assert second.relay_once() == 0  # nothing left: the event went out once
+    assert len(_read_all(broker.bootstrap, topic, 1)) == 1
+    first.stop()
+    second.stop()
+
+
+def test_event_written_during_a_broker_outage_arrives_once_after_the_broker_returns(
     pg_engine: Engine, tmp_path: Path, unique: Callable[[str], str]
 ) -> None:
     own = TansuBroker(log_dir=tmp_path)
     own.start()
     topic = unique("outbox-outage")
-    relay = OutboxRelay(pg_engine, own.bootstrap, "test-relay", ack_timeout_s=3)
-    own.stop()
-    with transaction(pg_engine) as session:
-        stage(session, _event(1), topic=topic)
-    with pytest.raises(Exception):  # noqa: B017 - any client error: the broker is gone
-        relay.relay_once()
-    [row] = _unpublished(pg_engine)
-    assert row.attempts == 1 and row.last_error
-    own.start()
-    relay.stop()  # drop the failed producer; a fresh one connects
-    assert relay.relay_once() == 1
-    assert _read_all(own.bootstrap, topic, 1)[0].data == {"n": 1}
-    relay.stop()
-    own.stop()
+    with pg_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE seen (event_id text, n int)"))
+
+    def record(session: Session, event: CloudEvent) -> None:
+        session.connection().execute(
+            text("INSERT INTO seen (event_id, n) VALUES (:id, :n)"), {"id": event.id, "n": event.data["n"]}
+        )
+
+    relay = OutboxRelay(
+        pg_engine, own.bootstrap, "test-relay", poll_interval_s=0.1, ack_timeout_s=2, max_backoff_s=1
+    )
+    consumer = EventConsumer(
+        pg_engine,
+        own.bootstrap,
+        unique("group"),
+        [topic],
+        {"observation.recorded.v1": record},
+        retry_backoff_s=0.2,
+    )
+    try:
+        relay.start()
+        consumer.start()
+        with transaction(pg_engine) as session:
+            stage(session, _event(0), topic=topic)
+        _wait(lambda: _seen(pg_engine) == [0], "delivery before the outage")
+
+        own.stop()
+        with transaction(pg_engine) as session:  # the write does not depend on the broker
+            stage(session, _event(1), topic=topic)
+        _wait(lambda: _attempts(pg_engine) >= 1, "the relay to try and fail")
+        [pending] = _unpublished(pg_engine)
+        assert pending.last_error
+
+        own.start()  # same port, empty memory: topic, log and group offsets are gone
+        _wait(lambda: _seen(pg_engine) == [0, 1], "delivery after the broker returned")
+        assert _unpublished(pg_engine) == []
+
+        # The relay dies between the broker's ack and marking the row: it sends the event again.
+        with pg_engine.begin() as conn:
+            conn.execute(
+                text("UPDATE outbox_event SET published_at = NULL WHERE event_id = :id"),
+                {"id": pending.event_id},
+            )
+        with transaction(pg_engine) as session:
+            stage(session, _event(2), topic=topic)  # same key, so it queues behind the duplicate
+        _wait(lambda: _seen(pg_engine) == [0, 1, 2], "the next event")
+        assert [e.data["n"] for e in _read_all(own.bootstrap, topic, 3)] == [1, 1, 2]
+    finally:
+        consumer.stop()
+        relay.stop()
+        own.stop()
+    assert _seen(pg_engine) == [0, 1, 2]  # the duplicate changed nothing
+    # The producer that was live when the broker died is closed too, not left retrying.
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("test-relay")]
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 45) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _seen(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(text("SELECT n FROM seen ORDER BY n"))]
+
+
+def _attempts(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT coalesce(max(attempts), 0) FROM outbox_event")).scalar_one())
 
 
 def test_outbox_works_on_the_embedded_sqlite_default(

@@ -2,10 +2,19 @@
 
 from relearn.shared.events.consumer import EventConsumer, Handler, ProcessedEvent
 from relearn.shared.events.envelope import CloudEvent, InvalidEvent
+from relearn.shared.events.kafka import (
+    admin_client,
+    broker_reachable,
+    consumer_config,
+    ensure_topics,
+    make_consumer,
+    producer_config,
+)
 from relearn.shared.events.outbox import OutboxEvent, OutboxRelay, stage
-from relearn.shared.events.topics import all_topics, dlq, topic_for
+from relearn.shared.events.topics import TOPICS, Topic, all_topics, dlq, topic_for
 
 __all__ = [
+    "TOPICS",
     "CloudEvent",
     "EventConsumer",
     "Handler",
@@ -13,8 +22,15 @@ __all__ = [
     "OutboxEvent",
     "OutboxRelay",
     "ProcessedEvent",
+    "Topic",
+    "admin_client",
     "all_topics",
+    "broker_reachable",
+    "consumer_config",
     "dlq",
+    "ensure_topics",
+    "make_consumer",
+    "producer_config",
     "stage",
     "topic_for",
 ]

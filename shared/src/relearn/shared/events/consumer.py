@@ -9,6 +9,7 @@ database outage is not the message's fault, so that message is retried instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -16,13 +17,14 @@ from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, IllegalStateError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel
 
 from relearn.shared.db import transaction
 from relearn.shared.events.envelope import CloudEvent, InvalidEvent
-from relearn.shared.events.kafka import consumer_config, producer_config
+from relearn.shared.events.kafka import close_producer, make_consumer, producer_config
 from relearn.shared.events.topics import dlq
 from relearn.shared.logging import bound_context
 
@@ -49,7 +51,11 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class EventConsumer:
-    """Consumes ``topics`` as consumer group ``group_id`` and dispatches by event type."""
+    """Consumes ``topics`` as consumer group ``group_id`` and dispatches by event type.
+
+    ``dlq_producer``: a producer to write dead letters with (left open on ``stop``); by
+    default the consumer makes its own when the first dead letter comes.
+    """
 
     def __init__(
         self,
@@ -59,6 +65,7 @@ class EventConsumer:
         topics: Sequence[str],
         handlers: Mapping[str, Handler],
         *,
+        dlq_producer: KafkaProducer | None = None,
         retry_backoff_s: float = 1.0,
     ) -> None:
         self.engine = engine
@@ -70,7 +77,8 @@ class EventConsumer:
         self._stop = threading.Event()
         self._assigned = threading.Event()
         self._thread: threading.Thread | None = None
-        self._dlq_producer: KafkaProducer | None = None
+        self._own_dlq_producer = dlq_producer is None
+        self._dlq_producer = dlq_producer
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -94,18 +102,21 @@ class EventConsumer:
         while not self._stop.is_set():
             consumer: KafkaConsumer | None = None
             try:
-                consumer = KafkaConsumer(*self.topics, **consumer_config(self.bootstrap, self.group_id))
+                consumer = make_consumer(self.bootstrap, self.group_id, self.topics)
                 self._consume(consumer)
-            except Exception:
-                logger.warning("consumer failed; reconnecting", extra={"group": self.group_id}, exc_info=True)
+            except Exception as exc:  # broker gone or the group fell apart: start over
+                logger.warning(
+                    "consumer failed; reconnecting",
+                    extra={"group": self.group_id, "error": f"{type(exc).__name__}: {exc}"},
+                )
                 self._stop.wait(self.retry_backoff_s)
             finally:
-                if consumer is not None:
-                    consumer.close(autocommit=False)
                 self._assigned.clear()
-        if self._dlq_producer is not None:
-            self._dlq_producer.close(timeout=2)
-            self._dlq_producer = None
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        consumer.close(autocommit=False, timeout_ms=2000)
+        if self._own_dlq_producer:
+            self._close_dlq_producer()
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         while not self._stop.is_set():
@@ -119,14 +130,19 @@ class EventConsumer:
                         break
                     if not self.handle(record):
                         # Transient: come back to this message after a pause, keep what is done.
-                        consumer.seek(tp, record.offset)
+                        with contextlib.suppress(IllegalStateError):  # revoked meanwhile: not ours now
+                            consumer.seek(tp, record.offset)
                         self._stop.wait(self.retry_backoff_s)
                         break
                     done[tp] = OffsetAndMetadata(record.offset + 1, None, -1)
             if done:
                 # One offset commit per poll, after every handled event's DB commit: a crash
                 # before it replays those events, which the idempotency table absorbs.
-                consumer.commit(done)
+                try:
+                    consumer.commit(done, timeout_ms=5000)
+                except CommitFailedError:
+                    # A rebalance moved partitions away; their new owner replays and dedups.
+                    logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
 
     # -- one message ----------------------------------------------------------------------------
     def handle(self, record: ConsumerRecord) -> bool:
@@ -134,19 +150,24 @@ class EventConsumer:
         try:
             event = CloudEvent.from_bytes(record.value)
         except InvalidEvent as exc:
+            logger.error(
+                "unreadable message; sending to the DLQ",
+                extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+            )
             return self._dead_letter(record, exc)
         handler = self.handlers.get(event.type)
         if handler is None:
             return True  # not ours to handle; other groups may care
+        ids = {"event_id": event.id, "event_type": event.type, "group": self.group_id}
         with bound_context(event_id=event.id, event_type=event.type):
             try:
                 self._apply(handler, event)
                 return True
             except _Transient:
-                logger.warning("database unavailable; will retry the event", exc_info=True)
+                logger.warning("database unavailable; will retry the event", extra=ids, exc_info=True)
                 return False
             except Exception as exc:
-                logger.error("event handler failed; sending to the DLQ", exc_info=True)
+                logger.error("event handler failed; sending to the DLQ", extra=ids, exc_info=True)
                 return self._dead_letter(record, exc)
 
     def _apply(self, handler: Handler, event: CloudEvent) -> None:
@@ -168,8 +189,7 @@ class EventConsumer:
             raise
 
     def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> bool:
-        if self._dlq_producer is None:
-            self._dlq_producer = KafkaProducer(**producer_config(self.bootstrap, f"{self.group_id}-dlq"))
+        """Copy the original bytes to ``<topic>.dlq`` with the error in headers; False to retry."""
         headers = [
             ("error_type", type(exc).__name__.encode()),
             ("error_message", str(exc)[:2000].encode()),
@@ -179,10 +199,20 @@ class EventConsumer:
             ("consumer_group", self.group_id.encode()),
         ]
         try:
+            if self._dlq_producer is None:
+                self._dlq_producer = KafkaProducer(**producer_config(self.bootstrap, f"{self.group_id}-dlq"))
             self._dlq_producer.send(
                 dlq(record.topic), key=record.key, value=record.value, headers=headers
             ).get(timeout=15)
         except Exception:
             logger.warning("could not write to the DLQ; will retry the message", exc_info=True)
+            if self._own_dlq_producer:
+                self._close_dlq_producer()
             return False
         return True
+
+    def _close_dlq_producer(self) -> None:
+        producer, self._dlq_producer = self._dlq_producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                close_producer(producer)

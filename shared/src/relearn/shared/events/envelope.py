@@ -43,8 +43,9 @@ class CloudEvent(BaseModel):
 
     @field_validator("time")
     @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        return v if v.tzinfo else v.replace(tzinfo=UTC)
+    def _utc(cls, v: datetime) -> datetime:
+        # Naive times are taken as UTC; aware ones are converted, so every envelope reads alike.
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
     @classmethod
     def new(cls, source: str, type: str, subject: str, data: dict[str, Any]) -> CloudEvent:

@@ -5,39 +5,55 @@
 - Consumers commit by hand after the database commit, start from ``earliest`` (Tansu's
   latest-offset lookup is unreliable, and a new group must not skip events), and use a
   6 s session timeout (Tansu joins a group in about half of it).
+- Every client gives up bootstrapping after a few seconds and retries a lost broker at least
+  every second (kafka-python defaults: 30 s each), so outages are noticed and ended quickly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.net.compat import KafkaNetClient
 
 from relearn.shared.events.topics import Topic
 
+logger = logging.getLogger(__name__)
+
+_BOOTSTRAP_TIMEOUT_MS = 5000
+# kafka-python backs off reconnects up to 30 s; the Java clients' 1 s notices a returned broker sooner.
+_RECONNECT_BACKOFF_MAX_MS = 1000
+
+C = TypeVar("C")
+
 
 def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
+    """Settings for ``KafkaProducer(**producer_config(...))``."""
     return {
         "bootstrap_servers": bootstrap,
         "client_id": client_id,
         "enable_idempotence": True,
         "acks": "all",
-        "max_in_flight_requests_per_connection": 5,
+        "max_in_flight_requests_per_connection": 5,  # the most idempotence allows with ordering kept
         "linger_ms": 5,
         "retries": 5,
         "request_timeout_ms": 10_000,
         "delivery_timeout_ms": 30_000,
         # send() blocks at most this long for metadata or buffer space: back-pressure, not a hang.
         "max_block_ms": 10_000,
+        "bootstrap_timeout_ms": _BOOTSTRAP_TIMEOUT_MS,
+        "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
     }
 
 
 def consumer_config(bootstrap: str, group_id: str, client_id: str | None = None) -> dict[str, Any]:
+    """Settings for a consumer in group ``group_id``; prefer :func:`make_consumer` to build one."""
     return {
         "bootstrap_servers": bootstrap,
         "group_id": group_id,
@@ -45,16 +61,72 @@ def consumer_config(bootstrap: str, group_id: str, client_id: str | None = None)
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "session_timeout_ms": 6000,
-        "heartbeat_interval_ms": 1500,
-        "fetch_max_wait_ms": 50,
+        "heartbeat_interval_ms": 2000,
+        "fetch_max_wait_ms": 50,  # delivery latency when the topic is quiet
         "max_poll_records": 200,
         "max_poll_interval_ms": 300_000,
+        "bootstrap_timeout_ms": _BOOTSTRAP_TIMEOUT_MS,
+        "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
     }
 
 
-def _admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
-    return KafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), client_id="relearn-admin"
+def close_producer(producer: KafkaProducer, timeout_s: float = 2.0) -> None:
+    """Close ``producer`` for good, dropping what the broker has not acknowledged by ``timeout_s``.
+
+    kafka-python's ``close()`` flushes first and, while the broker is down, gives up with
+    ``KafkaTimeoutError`` and leaves the producer's network thread running for ever.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        sender = getattr(producer, "_sender", None)  # kafka-python 3.0 internals (the pin is exact)
+        if sender is not None:
+            sender.force_close()  # fails the pending records and ends the thread
+            sender.join(timeout_s)
+        with contextlib.suppress(Exception):
+            producer.close(timeout=0)
+
+
+def _build(factory: Callable[..., C], **config: Any) -> C:
+    # kafka-python 3.0 starts a consumer's or admin's I/O thread before its eager bootstrap
+    # and leaks it when the bootstrap fails; keep hold of the client to close it ourselves.
+    created: list[KafkaNetClient] = []
+
+    def make_client(**kw: Any) -> KafkaNetClient:
+        client = KafkaNetClient(**kw)
+        created.append(client)
+        return client
+
+    try:
+        return factory(**config, kafka_client=make_client)
+    except BaseException:
+        for client in created:
+            with contextlib.suppress(Exception):
+                client.close()
+        raise
+
+
+def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overrides: Any) -> KafkaConsumer:
+    """A ``KafkaConsumer`` subscribed to ``topics`` with :func:`consumer_config` (plus ``overrides``).
+
+    Raises ``KafkaTimeoutError`` within a few seconds when no broker answers, without
+    leaking the client's I/O thread.
+    """
+    config = {**consumer_config(bootstrap, group_id), **overrides}
+    consumer = _build(KafkaConsumer, **config)
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def admin_client(bootstrap: str, timeout_s: float = 10.0) -> KafkaAdminClient:
+    """A ``KafkaAdminClient`` that bootstraps and answers within ``timeout_s`` or raises."""
+    ms = max(1, int(timeout_s * 1000))
+    return _build(
+        KafkaAdminClient,
+        bootstrap_servers=bootstrap,
+        client_id="relearn-admin",
+        request_timeout_ms=ms,
+        bootstrap_timeout_ms=ms,
     )
 
 
@@ -70,12 +142,16 @@ def _any_listener(bootstrap: str, timeout_s: float) -> bool:
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when the broker answers a real metadata request within ``timeout_s``."""
-    # A plain TCP connect first: kafka-python retries a dead bootstrap for much longer.
+    """True when the broker answers a real metadata request (bootstrap plus list_topics).
+
+    Used by readiness probes: a port that accepts connections but does not speak Kafka is
+    not a broker. Takes at most about twice ``timeout_s``.
+    """
+    # A plain TCP connect first: the common "nothing listens" case answers at once.
     if not _any_listener(bootstrap, timeout_s):
         return False
     try:
-        admin = _admin(bootstrap, timeout_s)
+        admin = admin_client(bootstrap, timeout_s)
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -88,13 +164,27 @@ def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 10.0) -> None:
-    """Create the topics that do not exist yet (partitions as declared, replication 1 locally)."""
-    admin = _admin(bootstrap, timeout_s)
+    """Create the topics that do not exist yet (partitions as declared, replication 1).
+
+    Topics that already exist are left alone; one with fewer partitions than declared (for
+    example auto-created by a producer that ran first) is logged as a warning.
+    """
+    wanted = {t.name: t for t in topics}
+    admin = admin_client(bootstrap, timeout_s)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t.name, t.partitions, 1) for t in topics if t.name not in existing]
+        missing = [NewTopic(t.name, t.partitions, 1) for name, t in wanted.items() if name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another service created it first
                 admin.create_topics(missing)
+        present = [name for name in wanted if name in existing]
+        if present:
+            for described in admin.describe_topics(present):
+                name, have = described["name"], len(described["partitions"])
+                if have < wanted[name].partitions:
+                    logger.warning(
+                        "topic has fewer partitions than declared",
+                        extra={"topic": name, "partitions": have, "declared": wanted[name].partitions},
+                    )
     finally:
         admin.close()

@@ -13,21 +13,24 @@ one relay per database publish at a time, which keeps each patient's events in o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
 from sqlalchemy import BigInteger, Column, Index, Integer, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col
 
 from relearn.shared.db import is_postgres, transaction
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import producer_config
+from relearn.shared.events.kafka import close_producer, producer_config
 from relearn.shared.events.topics import topic_for
 
 logger = logging.getLogger(__name__)
@@ -125,12 +128,15 @@ class OutboxRelay:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the worker thread (if any) and close the producer; ``relay_once`` still works after."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout_s)
         self._close_producer()
+        if thread is None or not thread.is_alive():
+            self._stop.clear()  # a later relay_once() must not think it is being stopped
 
     def wake(self) -> None:
         """Publish soon: called after a commit that staged events."""
@@ -142,10 +148,13 @@ class OutboxRelay:
             try:
                 sent = self.relay_once()
                 backoff = 0.0
-            except Exception:  # broker or database trouble: keep the rows, retry later
+            except Exception as exc:  # broker or database trouble: keep the rows, retry later
                 backoff = min(self.max_backoff_s, max(0.5, backoff * 2))
-                logger.warning("outbox relay failed; retrying", extra={"backoff_s": backoff}, exc_info=True)
-                self._close_producer()
+                logger.warning(
+                    "outbox relay failed; retrying",
+                    extra={"backoff_s": backoff, "error": f"{type(exc).__name__}: {exc}"},
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
                 self._stop.wait(backoff)
                 continue
             if sent < self.batch_size:  # caught up: sleep until woken or the next poll
@@ -177,6 +186,9 @@ class OutboxRelay:
             try:
                 self._publish(rows)
             except Exception as exc:
+                # Nothing is marked: every row of the batch is sent again next time (consumers
+                # drop the duplicates). A fresh producer avoids a stale idempotence sequence.
+                self._close_producer(timeout_s=0)  # its pending sends are moot: the batch is resent
                 self._record_failure([r[0] for r in rows], exc)
                 raise
             session.execute(
@@ -198,9 +210,18 @@ class OutboxRelay:
             )
             for _seq, topic, key, payload, event_id, etype in rows
         ]
-        producer.flush(timeout=self.ack_timeout_s)
+        # Wait for every ack, in short slices so that stop() is not held up by a dead broker.
+        deadline = time.monotonic() + self.ack_timeout_s
         for f in futures:
-            f.get(timeout=self.ack_timeout_s)
+            while not f.is_done:
+                if self._stop.is_set():
+                    raise KafkaTimeoutError("relay stopping before the broker acknowledged the batch")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaTimeoutError(f"no acknowledgement within {self.ack_timeout_s}s")
+                with contextlib.suppress(KafkaTimeoutError):
+                    f.get(timeout=min(0.25, remaining))
+            f.get()  # raises the delivery error, if there was one
 
     def _record_failure(self, seqs: list[int], exc: Exception) -> None:
         # Best effort, in its own transaction, so the failure is visible to operators.
@@ -221,11 +242,11 @@ class OutboxRelay:
             self._producer = KafkaProducer(**producer_config(self.bootstrap, self.client_id))
         return self._producer
 
-    def _close_producer(self) -> None:
+    def _close_producer(self, timeout_s: float = 2.0) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                producer.close(timeout=2)
+                close_producer(producer, timeout_s)
             except Exception:
                 logger.debug("producer close failed", exc_info=True)
 
