@@ -1,0 +1,513 @@
+"""PlanState -> FHIR R4 CarePlan, Goal and ServiceRequest JSON (validated by fhir.resources R4B in tests).
+
+How an EHR sees each exercise (the Physical Activity IG models a prescription as a ServiceRequest):
+
+- ``CarePlan.activity[]`` - one per exercise, ``id`` = the activity id = the ServiceRequest id:
+  - ``reference`` -> ``ServiceRequest/<id>`` (the prescription; R4 forbids ``detail`` next to it);
+  - ``outcomeCodeableConcept`` = the competence stage (local CodeSystem ``competence-stage``);
+  - ``progress`` = a plain-text line: pattern, level per dimension, stage, dose and the latest change;
+  - ``extension`` ``exercise-progression`` = the same, computable: pattern, level per dimension (dimension
+    coding, step, number of steps, description), stage, dose;
+- ``CarePlan.text`` - a generated narrative table of every exercise (what any EHR displays);
+- ``CarePlan.note`` and extension ``plan-change`` - the latest change: reason, evidence, who, when.
+- ServiceRequest (per exercise): ``code`` = the pattern, ``orderDetail`` = level per dimension and the stage,
+  ``occurrenceTiming`` = sessions per week, ``quantityQuantity`` = repetitions per session,
+  ``patientInstruction`` = the dose in words, ``basedOn`` the CarePlan, ``reasonReference`` the deficit
+  Observations, ``resource-pertainsToGoal`` the Goals.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from functools import cache
+from html import escape
+from importlib.resources import files
+from typing import Any
+
+from relearn.plan.catalogue import Catalogue
+from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension, MovementPattern
+from relearn.plan.stages import CompetenceStage
+from relearn.plan.state import ActivityState, ActivityStatus, GoalState, PlanChange, PlanState, PlanStatus
+
+CANONICAL = "https://relearn.health/fhir"
+CS_STAGE = f"{CANONICAL}/CodeSystem/competence-stage"
+CS_DIMENSION = f"{CANONICAL}/CodeSystem/progression-dimension"
+CS_CATEGORY = f"{CANONICAL}/CodeSystem/care-plan-category"
+CS_PATTERN = f"{CANONICAL}/CodeSystem/movement-pattern"
+EXT_PROGRESSION = f"{CANONICAL}/StructureDefinition/exercise-progression"
+EXT_PLAN_CHANGE = f"{CANONICAL}/StructureDefinition/plan-change"
+EXT_PERTAINS_TO_GOAL = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+EXERCISE_THERAPY = {"system": SNOMED, "code": "229065009", "display": "Exercise therapy"}
+PHYSICAL_ACTIVITY = {
+    "system": "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes",
+    "code": "PhysicalActivity",
+    "display": "Physical Activity",
+}
+NEURO_RE_EDUCATION = {
+    "system": CS_CATEGORY,
+    "code": "neuromuscular-re-education",
+    "display": "Neuromuscular re-education",
+}
+GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+GOAL_CATEGORY = {
+    "system": "http://terminology.hl7.org/CodeSystem/goal-category",
+    "code": "physiotherapy",
+    "display": "Physiotherapy",
+}
+_XHTML = "http://www.w3.org/1999/xhtml"
+
+CODE_SYSTEM_FILES = (
+    "CodeSystem-competence-stage.json",
+    "CodeSystem-progression-dimension.json",
+    "CodeSystem-care-plan-category.json",
+)
+
+
+@cache
+def _shipped_code_system(name: str) -> dict[str, Any]:
+    text = files("relearn.plan.catalogue").joinpath(name).read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _display(name: str, code: str) -> str:
+    for concept in _shipped_code_system(name)["concept"]:
+        if concept["code"] == code:
+            return str(concept["display"])
+    raise KeyError(f"{code} is not in {name}")
+
+
+def stage_coding(stage: CompetenceStage) -> dict[str, Any]:
+    return {"system": CS_STAGE, "code": stage.value, "display": _display(CODE_SYSTEM_FILES[0], stage.value)}
+
+
+def dimension_coding(dimension: Dimension) -> dict[str, Any]:
+    return {
+        "system": CS_DIMENSION,
+        "code": dimension.value,
+        "display": _display(CODE_SYSTEM_FILES[1], dimension.value),
+    }
+
+
+def pattern_coding(pattern: MovementPattern, catalogue: Catalogue) -> dict[str, Any]:
+    return {"system": CS_PATTERN, "version": catalogue.version, "code": pattern.code, "display": pattern.name}
+
+
+def movement_pattern_code_system(catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue as a FHIR CodeSystem (one concept per pattern), versioned with the catalogue."""
+    return {
+        "resourceType": "CodeSystem",
+        "id": "movement-pattern",
+        "url": CS_PATTERN,
+        "version": catalogue.version,
+        "name": "MovementPattern",
+        "title": "Relearn movement pattern",
+        "status": "active",
+        "experimental": False,
+        "publisher": "Relearn",
+        "description": "Movement patterns of neuromuscular re-education, each trained from its simplest "
+        "single-joint, non-weight-bearing form and progressed along six dimensions.",
+        "caseSensitive": True,
+        "content": "complete",
+        "count": len(catalogue.patterns),
+        "property": [{"code": "region", "description": "Body region", "type": "code"}],
+        "concept": [
+            {
+                "code": p.code,
+                "display": p.name,
+                "definition": f"Starting form: {p.starting_form}",
+                "property": [{"code": "region", "valueCode": p.region}],
+            }
+            for p in catalogue.patterns
+        ],
+    }
+
+
+def code_systems(catalogue: Catalogue) -> list[dict[str, Any]]:
+    """Every local CodeSystem the plan resources use (serve them so an EHR can resolve the codes)."""
+    return [*(_shipped_code_system(n) for n in CODE_SYSTEM_FILES), movement_pattern_code_system(catalogue)]
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _dt(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _date(value: date) -> str:
+    return value.isoformat()
+
+
+def _ref(reference: str, display: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"reference": reference}
+    if display:
+        out["display"] = display
+    return out
+
+
+def _is_reference(value: str | None) -> bool:
+    return bool(value) and "/" in str(value) and not str(value).startswith("/")
+
+
+def _who(value: str | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    return {"authorReference": _ref(value)} if _is_reference(value) else {"authorString": value}
+
+
+def _seconds(value: float) -> dict[str, Any]:
+    return {"value": value, "unit": "s", "system": UCUM, "code": "s"}
+
+
+def _label(activity: ActivityState, pattern: MovementPattern) -> str:
+    return f"{pattern.name} ({activity.side})" if activity.side else pattern.name
+
+
+def _level_lines(activity: ActivityState, pattern: MovementPattern) -> list[str]:
+    lines = []
+    for dim in Dimension:
+        level = activity.levels.get(dim, 0)
+        step = pattern.step(dim, level).description
+        lines.append(f"{DIMENSION_DISPLAY[dim]} level {level} (0-{pattern.top_level(dim)}): {step}")
+    return lines
+
+
+def activity_summary(activity: ActivityState, pattern: MovementPattern) -> str:
+    """One line an EHR user can read: exercise, level per dimension, stage, dose, latest change."""
+    text = (
+        f"{_label(activity, pattern)} - level: {'; '.join(_level_lines(activity, pattern))}. "
+        f"Competence stage: {_display(CODE_SYSTEM_FILES[0], activity.stage.value).lower()}. "
+        f"Dose: {activity.dose.text()}."
+    )
+    if activity.last_change is not None:
+        text += f" Latest change: {activity.last_change.reason}"
+    return text
+
+
+def progression_extension(
+    activity: ActivityState, pattern: MovementPattern, catalogue: Catalogue
+) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"url": "pattern", "valueCoding": pattern_coding(pattern, catalogue)}]
+    if activity.side:
+        parts.append({"url": "side", "valueCode": activity.side})
+    for dim in Dimension:
+        level = activity.levels.get(dim, 0)
+        parts.append(
+            {
+                "url": "level",
+                "extension": [
+                    {"url": "dimension", "valueCoding": dimension_coding(dim)},
+                    {"url": "step", "valueInteger": level},
+                    {"url": "steps", "valueInteger": pattern.top_level(dim) + 1},
+                    {"url": "description", "valueString": pattern.step(dim, level).description},
+                ],
+            }
+        )
+    parts.append({"url": "stage", "valueCoding": stage_coding(activity.stage)})
+    dose = activity.dose
+    dose_parts: list[dict[str, Any]] = [
+        {"url": "sets", "valueInteger": dose.sets},
+        {"url": "reps", "valueInteger": dose.reps},
+        {"url": "hold", "valueQuantity": _seconds(dose.hold_s)},
+        {"url": "rest", "valueQuantity": _seconds(dose.rest_s)},
+        {"url": "frequencyPerWeek", "valueInteger": dose.frequency_per_week},
+    ]
+    if dose.load_kg:
+        dose_parts.append(
+            {
+                "url": "load",
+                "valueQuantity": {"value": dose.load_kg, "unit": "kg", "system": UCUM, "code": "kg"},
+            }
+        )
+    dose_parts.append({"url": "text", "valueString": dose.text()})
+    parts.append({"url": "dose", "extension": dose_parts})
+    return {"url": EXT_PROGRESSION, "extension": parts}
+
+
+def _change_extension(change: PlanChange) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "version", "valueInteger": change.version},
+        {"url": "kind", "valueCode": change.kind},
+        {"url": "at", "valueDateTime": _dt(change.at)},
+        {"url": "reason", "valueString": change.reason},
+    ]
+    if change.by:
+        parts.append(
+            {"url": "by", "valueReference": _ref(change.by)}
+            if _is_reference(change.by)
+            else {"url": "by", "valueString": change.by}
+        )
+    parts.extend({"url": "evidence", "valueReference": _ref(ref)} for ref in change.evidence)
+    return {"url": EXT_PLAN_CHANGE, "extension": parts}
+
+
+def _change_note(change: PlanChange) -> dict[str, Any]:
+    text = f"Version {change.version} ({change.kind}): {change.reason}"
+    if change.evidence:
+        text += f". Evidence: {', '.join(change.evidence)}"
+    return {**_who(change.by), "time": _dt(change.at), "text": text}
+
+
+def _narrative(plan: PlanState, catalogue: Catalogue) -> dict[str, str]:
+    rows = []
+    for a in plan.activities:
+        pattern = catalogue.find(a.pattern)
+        if pattern is None:
+            continue
+        levels = "<br/>".join(escape(line) for line in _level_lines(a, pattern))
+        rows.append(
+            f"<tr><td>{escape(_label(a, pattern))}</td><td>{levels}</td>"
+            f"<td>{escape(_display(CODE_SYSTEM_FILES[0], a.stage.value))}</td>"
+            f"<td>{escape(a.dose.text())}</td><td>{escape(a.status)}</td></tr>"
+        )
+    change = plan.latest_change
+    latest = f"<p>Latest change (version {change.version}): {escape(change.reason)}</p>" if change else ""
+    div = (
+        f'<div xmlns="{_XHTML}"><p><b>{escape(plan.title)}</b> ({escape(plan.status)})</p>'
+        "<table><thead><tr><th>Exercise</th><th>Level per dimension</th><th>Competence stage</th>"
+        f"<th>Dose</th><th>Status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{latest}</div>"
+    )
+    return {"status": "generated", "div": div}
+
+
+# ------------------------------------------------------------------------------------------------ resources
+
+
+def care_plan(plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
+    """The plan as a FHIR R4 CarePlan (no ``meta``: the store assigns versions)."""
+    activities = []
+    for a in plan.activities:
+        pattern = catalogue.find(a.pattern)
+        if pattern is None:
+            continue
+        entry: dict[str, Any] = {
+            "id": a.id,
+            "extension": [progression_extension(a, pattern, catalogue)],
+            "outcomeCodeableConcept": [
+                {
+                    "coding": [stage_coding(a.stage)],
+                    "text": f"Competence stage: {_display(CODE_SYSTEM_FILES[0], a.stage.value)}",
+                }
+            ],
+            "progress": [
+                {
+                    "time": _dt(a.last_change.at if a.last_change else plan.created),
+                    "text": activity_summary(a, pattern),
+                }
+            ],
+            "reference": _ref(f"ServiceRequest/{a.id}", _label(a, pattern)),
+        }
+        if a.last_change is not None and a.last_change.evidence:
+            entry["outcomeReference"] = [_ref(r) for r in a.last_change.evidence]
+        activities.append(entry)
+    resource: dict[str, Any] = {
+        "resourceType": "CarePlan",
+        "id": plan.id,
+        "text": _narrative(plan, catalogue),
+        "status": plan.status,
+        "intent": "plan",
+        "category": [
+            {"coding": [EXERCISE_THERAPY], "text": "Exercise therapy"},
+            {"coding": [NEURO_RE_EDUCATION], "text": "Neuromuscular re-education"},
+        ],
+        "title": plan.title,
+        "description": f"Movement patterns from catalogue {plan.catalogue_version}, each started at its "
+        "simplest form and progressed one dimension at a time on mastery without symptoms.",
+        "subject": _ref(f"Patient/{plan.patient}"),
+        "period": {"start": _date(plan.period_start)},
+        "created": _dt(plan.created),
+    }
+    if plan.latest_change is not None:
+        resource["extension"] = [_change_extension(plan.latest_change)]
+        resource["note"] = [_change_note(plan.latest_change)]
+    if _is_reference(plan.author):
+        resource["author"] = _ref(str(plan.author))
+    conditions = [r for r in plan.referral if r.reference.startswith("Condition/")]
+    if conditions:
+        resource["addresses"] = [_ref(r.reference, r.text) for r in conditions]
+    # The evaluation, and referral conditions the evaluation recorded as Observations.
+    supporting = [_ref(plan.evaluation, "Evaluation")] if plan.evaluation else []
+    supporting += [
+        _ref(r.reference, r.text) for r in plan.referral if not r.reference.startswith("Condition/")
+    ]
+    if supporting:
+        resource["supportingInfo"] = supporting
+    if plan.goals:
+        resource["goal"] = [_ref(f"Goal/{g.id}") for g in plan.goals]
+    if activities:
+        resource["activity"] = activities
+    return resource
+
+
+_ACHIEVEMENT_DISPLAY = {
+    "in-progress": "In Progress",
+    "improving": "Improving",
+    "worsening": "Worsening",
+    "no-change": "No Change",
+    "achieved": "Achieved",
+    "not-achieved": "Not Achieved",
+}
+
+
+def goal_resource(plan: PlanState, goal: GoalState) -> dict[str, Any]:
+    """One Goal: the patient's words (or the clinician's), measurable targets, the deficits it addresses."""
+    resource: dict[str, Any] = {
+        "resourceType": "Goal",
+        "id": goal.id,
+        "lifecycleStatus": goal.lifecycle,
+        "achievementStatus": {
+            "coding": [
+                {
+                    "system": GOAL_ACHIEVEMENT,
+                    "code": goal.achievement,
+                    "display": _ACHIEVEMENT_DISPLAY[goal.achievement],
+                }
+            ]
+        },
+        "category": [{"coding": [GOAL_CATEGORY]}],
+        "description": {"text": goal.description},
+        "subject": _ref(f"Patient/{plan.patient}"),
+    }
+    if goal.start:
+        resource["startDate"] = _date(goal.start)
+    targets = []
+    for t in goal.targets:
+        target: dict[str, Any] = {}
+        if t.measure_code:
+            coding: dict[str, Any] = {"code": t.measure_code}
+            if t.measure_system:
+                coding["system"] = t.measure_system
+            if t.measure_display:
+                coding["display"] = t.measure_display
+            text = (t.measure_display or t.measure_code) + (f" ({t.side})" if t.side else "")
+            target["measure"] = {"coding": [coding], "text": text}
+        if t.value is not None:
+            quantity: dict[str, Any] = {"value": t.value}
+            if t.comparator:
+                quantity["comparator"] = t.comparator
+            if t.unit:
+                quantity |= {"unit": t.unit, "system": UCUM, "code": t.unit}
+            target["detailQuantity"] = quantity
+        if t.due:
+            target["dueDate"] = _date(t.due)
+        if target:
+            targets.append(target)
+    if targets:
+        resource["target"] = targets
+    if goal.source == "patient":
+        resource["expressedBy"] = _ref(f"Patient/{plan.patient}")
+    elif _is_reference(plan.author):
+        resource["expressedBy"] = _ref(str(plan.author))
+    if goal.addresses:
+        resource["addresses"] = [_ref(r) for r in goal.addresses]
+    if goal.outcome:
+        resource["outcomeReference"] = [_ref(r) for r in goal.outcome]
+    return resource
+
+
+def _request_status(plan: PlanStatus, activity: ActivityStatus) -> str:
+    if plan in ("draft", "entered-in-error", "revoked", "completed"):
+        return plan
+    if activity == "cancelled":
+        return "revoked"
+    if activity == "completed":
+        return "completed"
+    if plan == "on-hold" or activity == "on-hold":
+        return "on-hold"
+    return "active"
+
+
+def service_request(plan: PlanState, activity: ActivityState, catalogue: Catalogue) -> dict[str, Any]:
+    """One exercise prescription (Physical Activity IG style), based on the CarePlan."""
+    pattern = catalogue.get(activity.pattern)
+    dose = activity.dose
+    label = _label(activity, pattern)
+    order_detail = [
+        {
+            "coding": [dimension_coding(dim)],
+            "text": f"{DIMENSION_DISPLAY[dim]}: level {activity.levels.get(dim, 0)} "
+            f"(0-{pattern.top_level(dim)}) - {pattern.step(dim, activity.levels.get(dim, 0)).description}",
+        }
+        for dim in Dimension
+    ]
+    order_detail.append(
+        {
+            "coding": [stage_coding(activity.stage)],
+            "text": f"Competence stage: {_display(CODE_SYSTEM_FILES[0], activity.stage.value)}",
+        }
+    )
+    hold = f", hold each {dose.hold_s:g} s" if dose.hold_s else ""
+    load = f" with {dose.load_kg:g} kg" if dose.load_kg else ""
+    instruction = (
+        f"{label}: {dose.sets} set(s) of {dose.reps} repetitions{load}{hold}, rest {dose.rest_s:g} s between "
+        f"sets, {dose.frequency_per_week} times a week. Current form: "
+        + "; ".join(_level_lines(activity, pattern))
+        + "."
+    )
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "id": activity.id,
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="{_XHTML}"><p>{escape(activity_summary(activity, pattern))}</p></div>',
+        },
+        "extension": [
+            *({"url": EXT_PERTAINS_TO_GOAL, "valueReference": _ref(f"Goal/{g}")} for g in activity.goals),
+            progression_extension(activity, pattern, catalogue),
+        ],
+        "basedOn": [_ref(plan.reference)],
+        "status": _request_status(plan.status, activity.status),
+        "intent": "order",
+        "category": [{"coding": [PHYSICAL_ACTIVITY]}, {"coding": [EXERCISE_THERAPY]}],
+        "code": {"coding": [pattern_coding(pattern, catalogue)], "text": label},
+        "orderDetail": order_detail,
+        "quantityQuantity": {
+            "value": dose.sets * dose.reps,
+            "unit": "repetitions per session",
+            "system": UCUM,
+            "code": "{repetitions}",
+        },
+        "subject": _ref(f"Patient/{plan.patient}"),
+        "occurrenceTiming": {
+            "repeat": {
+                "boundsPeriod": {"start": _date(plan.period_start)},
+                "frequency": dose.frequency_per_week,
+                "period": 1,
+                "periodUnit": "wk",
+            }
+        },
+        "authoredOn": _dt(plan.created),
+        "patientInstruction": instruction,
+    }
+    if _is_reference(plan.author):
+        resource["requester"] = _ref(str(plan.author))
+    if activity.side:
+        site = next((t.body_site for t in pattern.targets if t.body_site), None)
+        resource["bodySite"] = [{"text": f"{activity.side} {site}" if site else activity.side}]
+    if activity.deficits:
+        resource["reasonReference"] = [_ref(d.observation) for d in activity.deficits]
+    if activity.last_change is not None:
+        note: dict[str, Any] = {"time": _dt(activity.last_change.at), "text": activity.last_change.reason}
+        if activity.last_change.evidence:
+            note["text"] += f". Evidence: {', '.join(activity.last_change.evidence)}"
+        resource["note"] = [note]
+    return resource
+
+
+def goal_resources(plan: PlanState) -> list[dict[str, Any]]:
+    return [goal_resource(plan, g) for g in plan.goals]
+
+
+def service_requests(plan: PlanState, catalogue: Catalogue) -> list[dict[str, Any]]:
+    return [
+        service_request(plan, a, catalogue) for a in plan.activities if catalogue.find(a.pattern) is not None
+    ]
+
+
+def plan_resources(plan: PlanState, catalogue: Catalogue) -> list[dict[str, Any]]:
+    """CarePlan, then its Goals, then its ServiceRequests: write them in one transaction."""
+    return [care_plan(plan, catalogue), *goal_resources(plan), *service_requests(plan, catalogue)]

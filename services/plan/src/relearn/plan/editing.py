@@ -1,0 +1,320 @@
+"""What a therapist does to a plan through the API: activate it, override an activity, change its rules,
+add or stop an activity, change the plan's status. Each is a new plan version with who, why and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from relearn.plan.catalogue import Catalogue
+from relearn.plan.ids import IdFactory
+from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension
+from relearn.plan.progression import Outcome, activity_rules, label
+from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, RuleError, RulePatch
+from relearn.plan.stages import CompetenceStage
+from relearn.plan.state import (
+    ActivityState,
+    ActivityStatus,
+    ChangeNote,
+    Decision,
+    DeficitRef,
+    Dose,
+    OverrideInfo,
+    PlanError,
+    PlanState,
+    PlanStatus,
+    RuleOverrides,
+    Side,
+)
+
+# Which plan statuses may follow which (FHIR request-status, as a clinic uses it).
+_NEXT_STATUS: dict[PlanStatus, frozenset[PlanStatus]] = {
+    "draft": frozenset({"active", "revoked", "entered-in-error"}),
+    "active": frozenset({"on-hold", "completed", "revoked", "entered-in-error"}),
+    "on-hold": frozenset({"active", "completed", "revoked", "entered-in-error"}),
+    "completed": frozenset({"entered-in-error"}),
+    "revoked": frozenset({"entered-in-error"}),
+    "entered-in-error": frozenset(),
+}
+
+
+def activate(plan: PlanState, *, by: str, at: datetime, reason: str = "reviewed and activated") -> Outcome:
+    """A reviewed draft becomes the active plan; its proposed goals become active."""
+    if plan.status != "draft":
+        raise PlanError(f"only a draft plan can be activated; plan {plan.id} is {plan.status}")
+    goals = [g.model_copy(update={"lifecycle": "active"}) for g in plan.goals if g.lifecycle == "proposed"]
+    updated = plan.with_goals(goals).model_copy(update={"status": "active", "author": plan.author or by})
+    updated = updated.recorded(at=at, kind="activated", reason=reason, by=by)
+    return Outcome(updated, changed=True)
+
+
+def set_status(plan: PlanState, status: PlanStatus, *, by: str, reason: str, at: datetime) -> Outcome:
+    """Put the plan on hold, resume, complete or revoke it."""
+    if status == plan.status:
+        return Outcome(plan, ignored=(f"plan {plan.id} is already {status}",))
+    if status == "active" and plan.status == "draft":
+        return activate(plan, by=by, at=at, reason=reason)
+    if status not in _NEXT_STATUS[plan.status]:
+        raise PlanError(f"plan {plan.id} cannot go from {plan.status} to {status}")
+    goal_lifecycle = {"completed": "completed", "revoked": "cancelled", "entered-in-error": "cancelled"}.get(
+        status
+    )
+    goals = (
+        [g.model_copy(update={"lifecycle": goal_lifecycle}) for g in plan.goals if g.lifecycle != "completed"]
+        if goal_lifecycle
+        else []
+    )
+    updated = plan.with_goals(goals).model_copy(update={"status": status})
+    updated = updated.recorded(at=at, kind="status", reason=f"plan {status}: {reason}", by=by)
+    return Outcome(updated, changed=True)
+
+
+def _coerce_levels(levels: Mapping[Dimension | str, int]) -> dict[Dimension, int]:
+    try:
+        return {Dimension(k): int(v) for k, v in levels.items()}
+    except ValueError as exc:
+        raise PlanError(f"unknown dimension in {dict(levels)}: {exc}") from None
+
+
+def _stack_after(activity: ActivityState, levels: Mapping[Dimension, int]) -> tuple[Dimension, ...]:
+    # Keep "last advanced" meaningful: each dimension appears in the stack at most as often as its level.
+    stack = list(activity.advanced)
+    for dim, new in levels.items():
+        old = activity.levels.get(dim, 0)
+        if new > old:
+            stack.extend([dim] * (new - old))
+        while stack.count(dim) > new:
+            last = len(stack) - 1 - stack[::-1].index(dim)
+            del stack[last]
+    return tuple(stack)
+
+
+def override(
+    plan: PlanState,
+    activity_id: str,
+    *,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+    levels: Mapping[Dimension | str, int] | None = None,
+    stage: CompetenceStage | str | None = None,
+    dose: Dose | Mapping[str, Any] | None = None,
+) -> Outcome:
+    """A therapist sets an activity's level (any dimensions), stage and/or dose; recorded as an override."""
+    if not reason.strip():
+        raise PlanError("an override needs a reason")
+    activity = plan.activity(activity_id)
+    pattern = catalogue.find(activity.pattern)
+    if pattern is None:
+        raise PlanError(f"pattern {activity.pattern} is not in catalogue {catalogue.version}")
+    info = OverrideInfo(by=by, reason=reason)
+    name = label(activity, pattern)
+    decisions: list[Decision] = []
+    update: dict[str, Any] = {}
+    size = len(activity.log)
+    if levels:
+        wanted = _coerce_levels(levels)
+        for dim, new in wanted.items():
+            if not 0 <= new <= pattern.top_level(dim):
+                raise PlanError(
+                    f"{dim.value} level {new} is off the ladder of {pattern.code} "
+                    f"(0-{pattern.top_level(dim)})"
+                )
+        changed = {d: v for d, v in wanted.items() if v != activity.levels.get(d, 0)}
+        for dim, new in changed.items():
+            old = activity.levels.get(dim, 0)
+            decisions.append(
+                Decision(
+                    activity=activity.id,
+                    pattern=pattern.code,
+                    kind="advance" if new > old else "regress",
+                    dimension=dim,
+                    from_value=old,
+                    to_value=new,
+                    reason=f"{name}: {DIMENSION_DISPLAY[dim].lower()} {old} -> {new} "
+                    f"('{pattern.step(dim, new).description}') set by {by}: {reason}",
+                    override=info,
+                )
+            )
+        if changed:
+            update |= {
+                "levels": {**activity.levels, **changed},
+                "advanced": _stack_after(activity, changed),
+                "level_since": size,
+                "dose_since": size,
+            }
+    if stage is not None:
+        try:
+            new_stage = CompetenceStage(stage)
+        except ValueError:
+            raise PlanError(f"unknown competence stage '{stage}'") from None
+        if new_stage is not activity.stage:
+            decisions.append(
+                Decision(
+                    activity=activity.id,
+                    pattern=pattern.code,
+                    kind="stage-change",
+                    from_value=activity.stage.value,
+                    to_value=new_stage.value,
+                    reason=f"{name}: stage {activity.stage.display.lower()} -> {new_stage.display.lower()} "
+                    f"set by {by}: {reason}",
+                    override=info,
+                )
+            )
+            update |= {"stage": new_stage, "stage_since": size}
+    if dose is not None:
+        try:
+            new_dose = (
+                dose
+                if isinstance(dose, Dose)
+                else Dose.model_validate({**activity.dose.model_dump(by_alias=False), **dict(dose)})
+            )
+        except ValidationError as exc:
+            raise PlanError(f"invalid dose: {exc}") from None
+        if new_dose != activity.dose:
+            decisions.append(
+                Decision(
+                    activity=activity.id,
+                    pattern=pattern.code,
+                    kind="dose-change",
+                    from_value=activity.dose.text(),
+                    to_value=new_dose.text(),
+                    reason=f"{name}: dose {activity.dose.text()} -> {new_dose.text()} set by {by}: {reason}",
+                    override=info,
+                )
+            )
+            update |= {"dose": new_dose, "dose_since": size}
+    if not decisions:
+        return Outcome(plan, ignored=(f"override of {activity.id} changes nothing",))
+    note = ChangeNote(at=at, reason="; ".join(d.reason for d in decisions))
+    updated = plan.with_activities([activity.model_copy(update={**update, "last_change": note})])
+    updated = updated.recorded(
+        at=at,
+        kind="override",
+        reason=note.reason,
+        by=by,
+        trigger=f"override:{activity.id}",
+        decisions=decisions,
+    )
+    return Outcome(updated, tuple(decisions), changed=True)
+
+
+def set_rule_overrides(
+    plan: PlanState,
+    *,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+    plan_patch: RulePatch | None = None,
+    pattern: str | None = None,
+    pattern_patch: RulePatch | None = None,
+    base: ProgressionRules = DEFAULT_RULES,
+) -> Outcome:
+    """Replace the plan-wide rule override and/or one pattern's override; refused whole if any is invalid.
+
+    An empty patch removes that override. The result is checked against every pattern of the plan.
+    """
+    overrides = plan.rule_overrides
+    new_plan = dict(overrides.plan) if plan_patch is None else dict(plan_patch)
+    new_patterns = dict(overrides.patterns)
+    if pattern is not None:
+        if catalogue.find(pattern) is None:
+            raise PlanError(f"no pattern '{pattern}' in catalogue {catalogue.version}")
+        if pattern_patch:
+            new_patterns[pattern] = dict(pattern_patch)
+        else:
+            new_patterns.pop(pattern, None)
+    candidate = plan.model_copy(
+        update={"rule_overrides": RuleOverrides(plan=new_plan, patterns=new_patterns)}
+    )
+    codes = {a.pattern for a in plan.activities} | ({pattern} if pattern else set())
+    for code in sorted(codes):
+        p = catalogue.find(code)
+        if p is None:
+            continue
+        try:
+            activity_rules(candidate, p, base)
+        except RuleError as exc:
+            raise PlanError(f"rules for {code} would be invalid: {exc}") from None
+    if candidate.rule_overrides == overrides:
+        return Outcome(plan, ignored=("rule overrides unchanged",))
+    scope = f"pattern {pattern}" if pattern is not None and plan_patch is None else "plan"
+    updated = candidate.recorded(
+        at=at, kind="rules", reason=f"progression rules changed ({scope}): {reason}", by=by
+    )
+    return Outcome(updated, changed=True)
+
+
+def set_activity_status(
+    plan: PlanState, activity_id: str, status: ActivityStatus, *, by: str, reason: str, at: datetime
+) -> Outcome:
+    """Pause, resume, complete or cancel one exercise of the plan."""
+    activity = plan.activity(activity_id)
+    if activity.status == status:
+        return Outcome(plan, ignored=(f"activity {activity_id} is already {status}",))
+    if activity.status in ("completed", "cancelled"):
+        raise PlanError(f"activity {activity_id} is {activity.status}")
+    note = ChangeNote(at=at, reason=f"{status} by {by}: {reason}")
+    updated = plan.with_activities([activity.model_copy(update={"status": status, "last_change": note})])
+    updated = updated.recorded(
+        at=at, kind="edited", reason=f"activity {activity_id} {status}: {reason}", by=by, trigger=activity_id
+    )
+    return Outcome(updated, changed=True)
+
+
+def new_activity(
+    plan_id: str,
+    pattern_code: str,
+    *,
+    side: Side | None,
+    catalogue: Catalogue,
+    ids: IdFactory,
+    deficits: tuple[DeficitRef, ...] = (),
+    goals: tuple[str, ...] = (),
+    stage: CompetenceStage = CompetenceStage.UNCONSCIOUS_INCOMPETENCE,
+) -> ActivityState:
+    """A pattern at its simplest form (level 0 everywhere) with the catalogue's default dose."""
+    pattern = catalogue.find(pattern_code)
+    if pattern is None:
+        raise PlanError(f"no pattern '{pattern_code}' in catalogue {catalogue.version}")
+    if side is not None and not pattern.sided:
+        side = None
+    return ActivityState(
+        id=ids("ServiceRequest", f"{plan_id}|activity|{pattern.code}|{side or '-'}"),
+        pattern=pattern.code,
+        side=side,
+        levels={d: 0 for d in Dimension},
+        stage=stage,
+        dose=Dose.from_defaults(pattern.dosing),
+        deficits=deficits,
+        goals=goals,
+    )
+
+
+def add_activity(
+    plan: PlanState,
+    pattern_code: str,
+    *,
+    side: Side | None,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+    ids: IdFactory,
+    goals: tuple[str, ...] = (),
+) -> Outcome:
+    """A therapist adds a pattern to the plan, at its simplest form."""
+    activity = new_activity(plan.id, pattern_code, side=side, catalogue=catalogue, ids=ids, goals=goals)
+    if plan.find_activity(activity.id) is not None:
+        raise PlanError(f"plan {plan.id} already has {pattern_code} ({side or 'no side'})")
+    updated = plan.model_copy(update={"activities": (*plan.activities, activity)})
+    updated = updated.recorded(
+        at=at, kind="edited", reason=f"added {pattern_code} ({side or 'no side'}): {reason}", by=by
+    )
+    return Outcome(updated, changed=True)

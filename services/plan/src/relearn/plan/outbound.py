@@ -1,0 +1,140 @@
+"""``data`` of the events the plan service publishes (docs/events.md).
+
+``{carePlan, versionId, patient, activity?, pattern?, dimension?, from?, to?, stage?, reason, evidence}``;
+drafted, activated and updated also carry ``activities[]`` (id, pattern, side, level, stage, dose, status) so
+the sessions service can keep its read model of active plans. ``versionId`` is the CarePlan version the store
+assigned to the write that carries the change (an integer, as the store counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from relearn.plan.patterns import Dimension
+from relearn.plan.state import ActivityState, Decision, PlanState
+
+SOURCE = "/relearn/plan"
+PLAN_DRAFTED = "plan.drafted.v1"
+PLAN_ACTIVATED = "plan.activated.v1"
+PLAN_PROGRESSED = "plan.progressed.v1"
+PLAN_STAGE_CHANGED = "plan.stage-changed.v1"
+PLAN_UPDATED = "plan.updated.v1"
+
+
+def activity_data(activity: ActivityState) -> dict[str, Any]:
+    d = activity.dose
+    return {
+        "id": activity.id,
+        "serviceRequest": f"ServiceRequest/{activity.id}",
+        "pattern": activity.pattern,
+        "side": activity.side,
+        "status": activity.status,
+        "level": {dim.value: activity.levels.get(dim, 0) for dim in Dimension},
+        "stage": activity.stage.value,
+        "dose": {
+            "sets": d.sets,
+            "reps": d.reps,
+            "holdSeconds": d.hold_s,
+            "restSeconds": d.rest_s,
+            "frequencyPerWeek": d.frequency_per_week,
+            "loadKg": d.load_kg,
+        },
+    }
+
+
+def _base(plan: PlanState, version_id: int, reason: str, evidence: Iterable[str]) -> dict[str, Any]:
+    return {
+        "carePlan": plan.reference,
+        "versionId": version_id,
+        "patient": plan.patient,
+        "status": plan.status,
+        "reason": reason,
+        "evidence": list(dict.fromkeys(evidence)),
+    }
+
+
+def _with_activities(data: dict[str, Any], plan: PlanState) -> dict[str, Any]:
+    return {**data, "activities": [activity_data(a) for a in plan.activities]}
+
+
+def _latest(plan: PlanState) -> tuple[str, tuple[str, ...]]:
+    change = plan.latest_change
+    return (change.reason, change.evidence) if change else ("", ())
+
+
+def plan_drafted(plan: PlanState, *, version_id: int) -> dict[str, Any]:
+    reason, evidence = _latest(plan)
+    return _with_activities(_base(plan, version_id, reason, evidence), plan)
+
+
+def plan_activated(plan: PlanState, *, version_id: int) -> dict[str, Any]:
+    reason, evidence = _latest(plan)
+    return _with_activities(_base(plan, version_id, reason, evidence), plan)
+
+
+def plan_updated(
+    plan: PlanState, *, version_id: int, reason: str | None = None, evidence: Iterable[str] | None = None
+) -> dict[str, Any]:
+    latest_reason, latest_evidence = _latest(plan)
+    data = _base(plan, version_id, reason or latest_reason, latest_evidence if evidence is None else evidence)
+    return _with_activities(data, plan)
+
+
+def _decision_data(plan: PlanState, decision: Decision, version_id: int) -> dict[str, Any]:
+    activity = plan.find_activity(decision.activity)
+    # The snapshot rides along: several decisions share one CarePlan version, and a read model that keeps
+    # only the first event per version still ends up with every level and stage.
+    data = _with_activities(_base(plan, version_id, decision.reason, decision.evidence), plan)
+    data |= {
+        "activity": decision.activity,
+        "pattern": decision.pattern,
+        "kind": decision.kind,
+        "dimension": decision.dimension.value if decision.dimension else None,
+        "from": decision.from_value,
+        "to": decision.to_value,
+        "stage": activity.stage.value if activity else None,
+    }
+    if activity is not None:
+        data["level"] = activity_data(activity)["level"]
+    if decision.override is not None:
+        data["override"] = {"by": decision.override.by, "reason": decision.override.reason}
+    return data
+
+
+def plan_progressed(plan: PlanState, decision: Decision, *, version_id: int) -> dict[str, Any]:
+    """An advance or a regression along one dimension."""
+    return _decision_data(plan, decision, version_id)
+
+
+def plan_stage_changed(plan: PlanState, decision: Decision, *, version_id: int) -> dict[str, Any]:
+    return _decision_data(plan, decision, version_id)
+
+
+def events_for(
+    plan: PlanState, decisions: Iterable[Decision], *, version_id: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events of one new plan version: progressed / stage-changed per decision; holds and dose changes in
+    one ``plan.updated.v1`` (with the activities, whose dose may have changed)."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    others: list[Decision] = []
+    for d in decisions:
+        if d.kind in ("advance", "regress"):
+            events.append((PLAN_PROGRESSED, plan_progressed(plan, d, version_id=version_id)))
+        elif d.kind == "stage-change":
+            events.append((PLAN_STAGE_CHANGED, plan_stage_changed(plan, d, version_id=version_id)))
+        else:
+            others.append(d)
+    if others:
+        events.append(
+            (
+                PLAN_UPDATED,
+                plan_updated(
+                    plan,
+                    version_id=version_id,
+                    reason="; ".join(d.reason for d in others),
+                    evidence=[ref for d in others for ref in d.evidence],
+                ),
+            )
+        )
+    return events

@@ -1,0 +1,92 @@
+"""Rules are data with the brief's defaults; overrides are validated whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from relearn.plan.catalogue import Catalogue
+from relearn.plan.patterns import Dimension
+from relearn.plan.progression import activity_rules
+from relearn.plan.rules import DEFAULT_RULES, RuleError, dual_task_cost, pain_zone, resolve_rules
+from relearn.plan.state import PlanState, RuleOverrides
+
+
+def test_defaults_are_the_briefs() -> None:
+    r = DEFAULT_RULES
+    assert r.mastery.consecutive_sessions == 3
+    assert r.mastery.max_pain == 3
+    assert r.mastery.require_24h_response
+    assert r.symptoms.acceptable_pain_max == 5
+    assert (r.load.reps_over_target, r.load.consecutive_sessions) == (2, 2)
+    assert r.stages.retention_hours == 24
+    assert r.stages.max_dual_task_cost_pct == 10
+    assert r.advance.dimension_order is None  # all six, in the brief's order
+
+
+def test_pain_zones_follow_silbernagel() -> None:
+    assert [pain_zone(p, DEFAULT_RULES) for p in (0, 3, 4, 5, 6, 10)] == [
+        "safe",
+        "safe",
+        "acceptable",
+        "acceptable",
+        "unacceptable",
+        "unacceptable",
+    ]
+
+
+def test_dual_task_cost_is_positive_when_worse_under_the_dual_task() -> None:
+    assert dual_task_cost(1.2, 1.0) == pytest.approx(16.667, abs=1e-3)  # gait speed drops
+    assert dual_task_cost(2.0, 3.0, lower_is_better=True) == pytest.approx(50.0)  # sway grows
+    assert dual_task_cost(2.0, 1.9, lower_is_better=True) == pytest.approx(-5.0)
+    with pytest.raises(ValueError):
+        dual_task_cost(0, 1)
+
+
+def test_partial_overrides_merge_in_camel_or_snake_case() -> None:
+    rules = resolve_rules(
+        DEFAULT_RULES, {"mastery": {"consecutiveSessions": 2}}, {"stages": {"retention_hours": 48}}
+    )
+    assert rules.mastery.consecutive_sessions == 2
+    assert rules.mastery.max_pain == 3  # untouched
+    assert rules.stages.retention_hours == 48
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"mastery": {"maxPain": 11}},
+        {"mastery": {"consecutiveSesions": 2}},
+        {"symptoms": {"acceptablePainMax": 2}},
+        {"load": {"increasePct": 25}},
+        {"advance": {"dimensionOrder": ["joints", "joints"]}},
+    ],
+)
+def test_invalid_overrides_are_refused(patch: dict[str, object]) -> None:
+    with pytest.raises(RuleError):
+        resolve_rules(DEFAULT_RULES, patch)
+
+
+def test_later_scopes_win_pattern_then_plan_then_plans_pattern(
+    catalogue: Catalogue, draft: PlanState
+) -> None:
+    balance = catalogue.get("standing-balance")
+    assert activity_rules(draft, balance).advance.dimension_order == (
+        Dimension.LOAD_BEARING,
+        Dimension.PROPRIOCEPTION,
+        Dimension.JOINTS,
+        Dimension.MOTION,
+        Dimension.TEMPO,
+        Dimension.RESISTANCE,
+    )
+    plan = draft.model_copy(
+        update={
+            "rule_overrides": RuleOverrides(
+                plan={"mastery": {"consecutiveSessions": 4}, "advance": {"dimensionOrder": ["tempo"]}},
+                patterns={"standing-balance": {"mastery": {"consecutiveSessions": 5}}},
+            )
+        }
+    )
+    knee = catalogue.get("knee-extension")
+    assert activity_rules(plan, knee).mastery.consecutive_sessions == 4
+    assert activity_rules(plan, balance).mastery.consecutive_sessions == 5
+    assert activity_rules(plan, balance).advance.dimension_order == (Dimension.TEMPO,)
