@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
-from fhir.resources.R4B.observation import Observation
 
 from relearn.sessions.encounter_fhir import (
     CS_ASSISTANCE,
@@ -18,9 +17,7 @@ from relearn.sessions.encounter_fhir import (
     XVER_ENCOUNTER_BASED_ON,
     code_systems,
     encounter_resource,
-    exercise_observations,
     procedure_resources,
-    symptom_observations,
 )
 from relearn.sessions.plan_view import PlanView
 from relearn.sessions.resources import ENCOUNTER, PROCEDURE
@@ -34,7 +31,6 @@ from relearn.sessions.schemas import (
 )
 from relearn.sessions.workflow import (
     SessionState,
-    amend_symptoms,
     close_session,
     log_home_practice,
     record_exercises,
@@ -44,7 +40,6 @@ from relearn.sessions.workflow import (
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.validation import validate_resource
 
-OBSERVATION = ResourceDefinition(type="Observation", model=Observation)
 CODE_SYSTEM = ResourceDefinition(type="CodeSystem", model=CodeSystem)
 
 
@@ -100,12 +95,6 @@ def test_all_outputs_are_valid_r4_resources(session: SessionState, monday: datet
     validate_resource(ENCOUNTER, encounter_resource(session))
     for procedure in procedure_resources(session):
         validate_resource(PROCEDURE, procedure)
-    observations = exercise_observations(session) + symptom_observations(session)
-    assert (
-        len(observations) == 2 + 2 + 2 + 1 + 2
-    )  # pains x2 exercises, qualities x2, one self-rating, 24-h pair
-    for obs in observations:
-        validate_resource(OBSERVATION, obs)
     for cs in code_systems():
         validate_resource(CODE_SYSTEM, cs)
 
@@ -134,8 +123,6 @@ def test_open_and_home_sessions_are_valid_too(plan: PlanView, monday: datetime) 
     validate_resource(ENCOUNTER, encounter_resource(home))
     for procedure in procedure_resources(home):
         validate_resource(PROCEDURE, procedure)
-    for obs in exercise_observations(home):
-        validate_resource(OBSERVATION, obs)
 
 
 def test_encounter_carries_class_type_period_and_plan_links(session: SessionState) -> None:
@@ -245,49 +232,3 @@ def test_symptoms_appear_as_complications(session: SessionState, monday: datetim
     flared = record_symptoms(session, SymptomResponse(pain24h=4, flare=True), now=monday + timedelta(days=1))
     _, hip = procedure_resources(flared)
     assert hip["complication"][0]["text"] == "Symptom flare not settled at 24 hours (pain 4/10)"
-
-
-def test_outcome_observations_use_loinc_pain_and_link_to_the_procedure(session: SessionState) -> None:
-    obs = exercise_observations(session)
-    knee_proc = procedure_resources(session)[0]["id"]
-    pain_before = obs[0]
-    assert pain_before["code"]["coding"][0]["system"] == "http://loinc.org"
-    assert pain_before["code"]["coding"][0]["code"] == "72514-3"
-    assert pain_before["code"]["coding"][1]["code"] == "pain-before-exercise"
-    assert pain_before["valueQuantity"] == {
-        "value": 2,
-        "unit": "{score}",
-        "system": "http://unitsofmeasure.org",
-        "code": "{score}",
-    }
-    assert pain_before["partOf"] == [{"reference": f"Procedure/{knee_proc}"}]
-    assert pain_before["encounter"] == {"reference": "Encounter/s1"}
-    assert pain_before["effectiveDateTime"] == "2026-01-05T09:00:00+00:00"
-    by_code = {o["code"]["coding"][-1]["code"]: o for o in obs[:4]}
-    assert by_code["pain-after-exercise"]["effectiveDateTime"] == "2026-01-05T09:45:00+00:00"
-    assert by_code["movement-quality"]["valueQuantity"]["value"] == 3
-    assert by_code["movement-quality"]["performer"] == [{"reference": "Practitioner/t1"}]
-    assert by_code["movement-quality-self-rating"]["performer"] == [{"reference": "Patient/p1"}]
-
-
-def test_observation_ids_are_stable_on_replay_and_unique_per_measure(session: SessionState) -> None:
-    first = [o["id"] for o in exercise_observations(session)]
-    assert first == [o["id"] for o in exercise_observations(session)]
-    assert len(set(first)) == len(first)
-
-
-def test_a_symptom_correction_updates_the_same_observations_as_amended(
-    session: SessionState, monday: datetime
-) -> None:
-    recorded = record_symptoms(
-        session, SymptomResponse(pain24h=6, flare=True), now=monday + timedelta(days=1)
-    )
-    amended = amend_symptoms(
-        recorded, SymptomResponse(pain24h=2, flare=False), now=monday + timedelta(days=1, hours=1)
-    )
-    before, after = symptom_observations(recorded), symptom_observations(amended)
-    assert [o["id"] for o in before] == [o["id"] for o in after]
-    assert [o["status"] for o in before] == ["final", "final"]
-    assert [o["status"] for o in after] == ["amended", "amended"]
-    assert (after[0]["valueQuantity"]["value"], after[1]["valueBoolean"]) == (2, False)
-    assert symptom_observations(session) == []

@@ -105,3 +105,9 @@ def test_symptom_response_pain_is_0_to_10() -> None:
     assert parse(SymptomResponse, {"pain24h": 4, "flare": False}).pain24h == 4
     err = _refused(SymptomResponse, {"pain24h": 11, "flare": False})
     assert err.issues[0].expression == ["pain24h"]
+
+
+def test_the_24_hour_pain_field_is_spelled_as_documented() -> None:
+    schema = SymptomResponse.model_json_schema(by_alias=True)
+    assert "pain24h" in schema["properties"]
+    assert SymptomResponse.model_validate({"pain24h": 3, "flare": False}).pain24h == 3

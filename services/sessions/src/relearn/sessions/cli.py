@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from relearn.sessions.config import Settings
-from relearn.sessions.main import create_app
+from relearn.sessions.main import consumers, create_app
 from relearn.shared.cli import service_main
 
 
 def main() -> None:
-    service_main("relearn.sessions", Settings, create_app)
+    service_main("relearn.sessions", Settings, create_app, consumers)

@@ -1,4 +1,4 @@
-"""Sessions as FHIR R4 JSON: an Encounter per session, a Procedure per exercise, Observations for outcomes.
+"""Sessions as FHIR R4 JSON: an Encounter per session, a Procedure per exercise.
 
 Representation (what an EHR sees), standard elements first:
 
@@ -18,10 +18,9 @@ Representation (what an EHR sees), standard elements first:
   ``exercise-performance`` (complex: ``set`` one per set = reps done, ``targetReps``, ``load`` kg,
   ``assistance``, ``withFeedback``, ``dualTask``, ``dualTaskCost`` %, ``difficulty``),
   ``progression-level`` (complex: one integer per dimension) and ``device-stream`` (Identifier).
-- **Observations** (stored by the evaluation service): pain before/after (LOINC 72514-3, ``{score}``),
-  movement quality and self-rating (local codes), 24-hour pain and flare; each ``partOf`` its
-  Procedure (or the session's for the 24-hour response) with an id derived from (session, exercise,
-  measure), so a replay updates rather than duplicates.
+- Outcome scores (pain before/after, movement quality, self-rating, 24-hour response) are not
+  mapped here: they travel in ``session.logged.v1`` / ``session.symptoms-recorded.v1`` and the
+  evaluation service stores them as Observations (services never import each other).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from relearn.sessions.schemas import CUES, DIMENSIONS
-from relearn.sessions.workflow import RecordedExercise, SessionState, derived_id
+from relearn.sessions.workflow import RecordedExercise, SessionState
 
 BASE = "https://relearn.health/fhir"
 CS_MOVEMENT_PATTERN = f"{BASE}/CodeSystem/movement-pattern"
@@ -38,7 +37,6 @@ CS_CUE = f"{BASE}/CodeSystem/cue-technique"
 CS_ASSISTANCE = f"{BASE}/CodeSystem/assistance-level"
 CS_EXERCISE_OUTCOME = f"{BASE}/CodeSystem/exercise-outcome"
 CS_SESSION_TYPE = f"{BASE}/CodeSystem/session-type"
-CS_SESSION_MEASURE = f"{BASE}/CodeSystem/session-measure"
 CS_SYMPTOM = f"{BASE}/CodeSystem/symptom-response"
 SD_EXERCISE_PERFORMANCE = f"{BASE}/StructureDefinition/exercise-performance"
 SD_PROGRESSION_LEVEL = f"{BASE}/StructureDefinition/progression-level"
@@ -47,18 +45,11 @@ SID_DEVICE_STREAM = f"{BASE}/sid/device-stream"
 XVER_ENCOUNTER_BASED_ON = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn"
 
 SNOMED = "http://snomed.info/sct"
-LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 EXERCISE_THERAPY = {"system": SNOMED, "code": "229065009", "display": "Exercise therapy"}
-PAIN_SEVERITY = {
-    "system": LOINC,
-    "code": "72514-3",
-    "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
-}
 PAIN_FINDING = {"system": SNOMED, "code": "22253000", "display": "Pain"}
 _CLASS = {
     "clinic": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
@@ -79,14 +70,6 @@ EXERCISE_OUTCOMES = {
     "target-met": "Completed within target",
     "below-target": "Completed below target",
     "completed": "Completed (no target set)",
-}
-SESSION_MEASURES = {
-    "pain-before-exercise": "Pain severity 0-10 before the exercise",
-    "pain-after-exercise": "Pain severity 0-10 after the exercise",
-    "pain-24h": "Pain severity 0-10 24 hours after the session",
-    "symptom-flare-24h": "Symptom flare not settled 24 hours after the session",
-    "movement-quality": "Movement quality rated by the therapist (0 poor - 4 correct)",
-    "movement-quality-self-rating": "Movement quality rated by the patient (0 poor - 4 correct)",
 }
 SYMPTOM_RESPONSES = {
     "symptom-check-24h": "Record the 24-hour symptom response",
@@ -113,10 +96,6 @@ def _period(start: datetime | None, end: datetime | None) -> dict[str, str]:
     if end is not None:
         period["end"] = _time(end)
     return period
-
-
-def _score(value: int) -> dict[str, Any]:
-    return {"value": value, "unit": "{score}", "system": UCUM, "code": "{score}"}
 
 
 def _activities(state: SessionState) -> list[str]:
@@ -300,119 +279,6 @@ def procedure_resources(state: SessionState) -> list[dict[str, Any]]:
     return [procedure_resource(state, e) for e in state.exercises]
 
 
-def _observation(
-    obs_id: str,
-    state: SessionState,
-    code: dict[str, Any],
-    effective: datetime,
-    value: dict[str, Any],
-    *,
-    part_of: str | None,
-    performer: str | None,
-    patient_reported: bool,
-    status: str = "final",
-) -> dict[str, Any]:
-    categories = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "therapy", "display": "Therapy"}]}]
-    if patient_reported:
-        categories.append(
-            {"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}
-        )
-    obs: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": obs_id,
-        "status": status,
-        "category": categories,
-        "code": code,
-        "subject": _ref(f"Patient/{state.patient}"),
-        "encounter": _ref(state.reference),
-        "effectiveDateTime": _time(effective),
-        **value,
-    }
-    if performer:
-        obs["performer"] = [_ref(performer)]
-    if part_of:
-        obs["partOf"] = [_ref(part_of)]
-    return obs
-
-
-def _measure(code: str, *loinc: dict[str, str]) -> dict[str, Any]:
-    return {
-        "coding": [*loinc, _coding(CS_SESSION_MEASURE, code, SESSION_MEASURES)],
-        "text": SESSION_MEASURES[code],
-    }
-
-
-def observation_id(state: SessionState, exercise: str, measure: str) -> str:
-    """Deterministic id of one measure of one exercise (or ``"symptoms"``) of a session."""
-    return derived_id(state.id, exercise, measure)
-
-
-def exercise_observations(state: SessionState) -> list[dict[str, Any]]:
-    """Pain before/after and movement quality of each exercise, for the evaluation service to store."""
-    patient = f"Patient/{state.patient}"
-    out: list[dict[str, Any]] = []
-    for e in state.exercises:
-        before_at = e.start or state.start
-        after_at = e.end or state.end or before_at
-        # (measure, when, value, who, patient-reported, standard coding)
-        rows: list[tuple[str, datetime, int | None, str | None, bool, list[dict[str, str]]]] = [
-            ("pain-before-exercise", before_at, e.pain_before, patient, True, [PAIN_SEVERITY]),
-            ("pain-after-exercise", after_at, e.pain_after, patient, True, [PAIN_SEVERITY]),
-            ("movement-quality", after_at, e.quality, state.practitioner, False, []),
-            ("movement-quality-self-rating", after_at, e.self_rating, patient, True, []),
-        ]
-        for measure, at, value, performer, reported, standard in rows:
-            if value is None:
-                continue
-            out.append(
-                _observation(
-                    observation_id(state, e.procedure_id, measure),
-                    state,
-                    _measure(measure, *standard),
-                    at,
-                    {"valueQuantity": _score(value)},
-                    part_of=f"Procedure/{e.procedure_id}",
-                    performer=performer,
-                    patient_reported=reported,
-                )
-            )
-    return out
-
-
-def symptom_observations(state: SessionState) -> list[dict[str, Any]]:
-    """The 24-hour pain and flare; a correction keeps the ids and is marked ``amended``."""
-    symptoms = state.symptoms
-    if symptoms is None:
-        return []
-    patient = f"Patient/{state.patient}"
-    status = "amended" if symptoms.amendment else "final"
-    common: dict[str, Any] = {
-        "part_of": None,
-        "performer": patient,
-        "patient_reported": True,
-        "status": status,
-    }
-    pain = _observation(
-        observation_id(state, "symptoms", "pain-24h"),
-        state,
-        _measure("pain-24h", PAIN_SEVERITY),
-        symptoms.recorded_at,
-        {"valueQuantity": _score(symptoms.pain24h)},
-        **common,
-    )
-    flare = _observation(
-        observation_id(state, "symptoms", "symptom-flare-24h"),
-        state,
-        _measure("symptom-flare-24h"),
-        symptoms.recorded_at,
-        {"valueBoolean": symptoms.flare},
-        **common,
-    )
-    if symptoms.notes:
-        pain["note"] = [{"text": symptoms.notes}]
-    return [pain, flare]
-
-
 def _code_system(name: str, url: str, title: str, concepts: dict[str, str]) -> dict[str, Any]:
     return {
         "resourceType": "CodeSystem",
@@ -446,8 +312,5 @@ def code_systems() -> list[dict[str, Any]]:
             EXERCISE_OUTCOMES,
         ),
         _code_system("session-type", CS_SESSION_TYPE, "Kinds of therapy session", SESSION_TYPES),
-        _code_system(
-            "session-measure", CS_SESSION_MEASURE, "Measures recorded in a session", SESSION_MEASURES
-        ),
         _code_system("symptom-response", CS_SYMPTOM, "Symptom response to a session", SYMPTOM_RESPONSES),
     ]

@@ -1,14 +1,44 @@
-"""The sessions service app: therapy session logs as FHIR Encounter and Procedure."""
+"""The sessions service: the log of therapy sessions and home practice, as FHIR Encounter and Procedure.
+
+Apps use the sessions API (``/sessions``, ``/patients/{id}/adherence``); EHRs read and search the
+FHIR view (``/fhir/Encounter``, ``/fhir/Procedure``). Sessions are validated against a local read
+model of care plans kept from the plan service's events; closing a session emits
+``session.logged.v1`` for the progression engine and the evaluation service.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from relearn.sessions.api import sessions_router
 from relearn.sessions.config import Settings
+from relearn.sessions.plan_view import PLAN_EVENT_TYPES
+from relearn.sessions.read_model import on_plan_event
+from relearn.sessions.recording import SessionRecorder
 from relearn.sessions.resources import DEFINITIONS
 from relearn.shared.app import create_service_app, fhir_api
 from relearn.shared.auth.dependency import TokenVerifier
+from relearn.shared.events.consumer import EventConsumer
+from relearn.shared.events.topics import PLAN_EVENTS
+from relearn.shared.settings import ServiceSettings
+
+CONSUMER_GROUP = "sessions"
+
+
+def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
+    """Plan events keep the read model of care plans current."""
+    return [
+        EventConsumer(
+            engine,
+            settings.kafka_bootstrap,
+            group_id=CONSUMER_GROUP,
+            topics=[PLAN_EVENTS],
+            handlers=dict.fromkeys(PLAN_EVENT_TYPES, on_plan_event),
+        )
+    ]
 
 
 def create_app(
@@ -18,12 +48,13 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    fhir, _store = fhir_api(DEFINITIONS, settings)
+    fhir, store = fhir_api(DEFINITIONS, settings)
     return create_service_app(
         settings,
         title="Relearn sessions service",
         description=__doc__ or "",
-        routers=[fhir],
+        routers=[sessions_router(SessionRecorder(store)), fhir],
+        consumers=consumers,
         engine=engine,
         token_verifier=token_verifier,
     )

@@ -7,7 +7,7 @@ is an error rather than a silently lost value. :func:`parse` turns pydantic's er
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -195,6 +195,12 @@ class ExercisePerformed(_SetsAndReps):
         return v
 
 
+class ExerciseBatch(_Request):
+    """Several exercises recorded at once (an app syncing after the session): all are kept or none."""
+
+    exercises: list[ExercisePerformed] = Field(min_length=1, max_length=50)
+
+
 class SessionClose(_Request):
     end: AwareDatetime | None = Field(default=None, description="defaults to now")
     notes: Notes | None = None
@@ -203,7 +209,7 @@ class SessionClose(_Request):
 class SymptomResponse(_Request):
     """The 24-hour symptom response to a session (or a correction of it)."""
 
-    pain24h: Pain
+    pain24h: Pain = Field(alias="pain24h")  # to_camel would make it "pain24H"
     flare: bool = Field(description="symptoms flared and had not settled by the next day")
     notes: Notes | None = None
     recorded_at: AwareDatetime | None = Field(default=None, description="defaults to now")
@@ -248,18 +254,28 @@ def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return path
 
 
-def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidResource:
-    """One ``invalid`` issue per pydantic error, each naming its field path and saying what is wrong."""
+def invalid_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> InvalidResource:
+    """One ``invalid`` issue per pydantic error dict, each naming its field path and saying what is wrong."""
     issues: list[Issue] = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         path = field_path(tuple(err["loc"]), prefix) or "(body)"
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "is not a known field"
         elif err["type"] == "missing":
             msg = "is required"
+        elif err["type"] == "json_invalid":
+            path = "(body)"
+            msg = f"is not valid JSON ({(err.get('ctx') or {}).get('error', 'decode error')})"
         issues.append(Issue("invalid", f"{path}: {msg}", "error", [path]))
+    if not issues:
+        issues.append(Issue("invalid", "(body): invalid request", "error", ["(body)"]))
     return InvalidResource(issues[0].diagnostics, issues=issues)
+
+
+def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidResource:
+    """One ``invalid`` issue per pydantic error, each naming its field path and saying what is wrong."""
+    return invalid_errors(exc.errors(include_url=False), prefix)
 
 
 def parse(model: type[M], payload: Mapping[str, Any] | Any, prefix: str = "") -> M:
