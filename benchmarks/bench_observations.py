@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -23,8 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from relearn.devtools.bench import BenchContext, report
-from relearn.devtools.broker import free_port
+from relearn.devtools.bench import BenchContext, report, service_process
 from relearn.evaluation.resources import OBSERVATION
 from relearn.shared.auth.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
 from relearn.shared.db import make_engine, transaction
@@ -166,35 +162,5 @@ def run(ctx: BenchContext) -> None:
         issuer = DevIssuer(Path(tmp), ISSUER, "relearn", ClientRegistry.from_file(default_clients_file()))
         jwks = issuer.publish()
         token = issuer.mint("relearn-dev", "system/*.read system/*.write")
-        port = free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "EVALUATION_DATABASE_URL": url,
-                "EVALUATION_PORT": str(port),
-                "EVALUATION_AUTH_JWKS": str(jwks),
-                "EVALUATION_AUTH_ISSUER": ISSUER,
-                "EVALUATION_KAFKA_BOOTSTRAP": ctx.broker.bootstrap,
-                "EVALUATION_LOG_LEVEL": "WARNING",
-            }
-        )
-        script = str(Path(sys.executable).parent / "relearn-evaluation")
-        proc = subprocess.Popen(
-            [script, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("evaluation service did not become ready")
-                time.sleep(0.2)
+        with service_process(ctx, "evaluation", "EVALUATION_", url, jwks, ISSUER) as base:
             asyncio.run(load(base, token, patients, ctx.scale))
-        finally:
-            proc.terminate()
-            proc.wait(10)

@@ -10,9 +10,6 @@ Encounter and its Procedures; close also stages session.logged.v1) and, separate
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +19,7 @@ import httpx
 from sqlalchemy import func, select
 
 from relearn.devtools.apps import ISSUER, make_issuer
-from relearn.devtools.bench import BenchContext, report
-from relearn.devtools.broker import free_port
+from relearn.devtools.bench import BenchContext, report, service_process
 from relearn.sessions.read_model import on_plan_event
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.events.envelope import CloudEvent
@@ -189,40 +185,10 @@ def run(ctx: BenchContext) -> None:
         issuer = make_issuer(Path(tmp))
         jwks = issuer.publish()
         token = issuer.mint("relearn-dev", "user/Encounter.write")
-        port = free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "SESSIONS_DATABASE_URL": url,
-                "SESSIONS_PORT": str(port),
-                "SESSIONS_AUTH_JWKS": str(jwks),
-                "SESSIONS_AUTH_ISSUER": ISSUER,
-                "SESSIONS_KAFKA_BOOTSTRAP": ctx.broker.bootstrap,
-                "SESSIONS_LOG_LEVEL": "WARNING",
-            }
-        )
-        script = str(Path(sys.executable).parent / "relearn-sessions")
-        proc = subprocess.Popen(
-            [script, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("sessions service did not become ready")
-                time.sleep(0.2)
+        with service_process(ctx, "sessions", "SESSIONS_", url, jwks, ISSUER) as base:
             asyncio.run(load(base, token, ctx.scale))
             events, lag = wait_published(url)
             print(
                 f"  {events} session events staged; outbox drained {lag:.2f} s after the last request",
                 flush=True,
             )
-        finally:
-            proc.terminate()
-            proc.wait(10)

@@ -10,16 +10,22 @@ their own PostgreSQL databases; nothing here asserts on time — figures are for
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from relearn.devtools.broker import TansuBroker
+import httpx
+
+from relearn.devtools.broker import TansuBroker, free_port
 from relearn.devtools.pg import ScratchDatabases
 
 
@@ -51,6 +57,41 @@ def report(
         mean = statistics.fmean(latencies_s) * 1000
         line += f"   p50 {p50:.2f} ms   p99 {p99:.2f} ms   mean {mean:.2f} ms"
     print(line, flush=True)
+
+
+@contextmanager
+def service_process(
+    ctx: BenchContext, service: str, env_prefix: str, database_url: str, jwks: Path, issuer: str
+) -> Iterator[str]:
+    """Run ``relearn-<service> serve`` as its own process on a free port; yields its base URL once ready."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            f"{env_prefix}DATABASE_URL": database_url,
+            f"{env_prefix}PORT": str(port),
+            f"{env_prefix}AUTH_JWKS": str(jwks),
+            f"{env_prefix}AUTH_ISSUER": issuer,
+            f"{env_prefix}KAFKA_BOOTSTRAP": ctx.broker.bootstrap,
+            f"{env_prefix}LOG_LEVEL": "WARNING",
+        }
+    )
+    script = str(Path(sys.executable).parent / f"relearn-{service}")
+    proc = subprocess.Popen([script, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{service} did not become ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def _load(path: Path) -> object:
