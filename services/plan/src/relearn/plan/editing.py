@@ -318,3 +318,23 @@ def add_activity(
         at=at, kind="edited", reason=f"added {pattern_code} ({side or 'no side'}): {reason}", by=by
     )
     return Outcome(updated, changed=True)
+
+
+def remove_activity(plan: PlanState, activity_id: str, *, by: str, reason: str, at: datetime) -> Outcome:
+    """Take an exercise out of a draft under review (an active plan's exercise is stopped, not removed)."""
+    if plan.status != "draft":
+        raise PlanError(
+            f"only a draft's exercises can be removed; plan {plan.id} is {plan.status}: set the exercise's "
+            "status instead"
+        )
+    activity = plan.activity(activity_id)
+    side = f" ({activity.side})" if activity.side else ""
+    updated = plan.model_copy(update={"activities": tuple(a for a in plan.activities if a.id != activity_id)})
+    updated = updated.recorded(
+        at=at,
+        kind="edited",
+        reason=f"removed {activity.pattern}{side}: {reason}",
+        by=by,
+        trigger=activity_id,
+    )
+    return Outcome(updated, changed=True)

@@ -1,30 +1,41 @@
-"""The plan service app: care plans, goals and exercise prescriptions over FHIR; events in."""
+"""The plan service app: care plans, goals and exercise prescriptions over FHIR; the plan API; events in."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from relearn.plan.api import catalogue_router, plans_router
+from relearn.plan.catalogue import load_catalogue
 from relearn.plan.config import Settings
+from relearn.plan.handlers import plan_handlers
 from relearn.plan.measurements import record_observation
+from relearn.plan.publishing import publish_code_systems
 from relearn.plan.resources import DEFINITIONS
-from relearn.shared.app import create_service_app, fhir_api
+from relearn.plan.writer import PlanWriter
+from relearn.shared.app import create_service_app, fhir_api, fhir_store
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.topics import EVALUATION_EVENTS
+from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
 from relearn.shared.settings import ServiceSettings
 
 
+def build_writer(settings: ServiceSettings) -> PlanWriter:
+    return PlanWriter(fhir_store(DEFINITIONS, settings), load_catalogue())
+
+
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
+    handlers = {"observation.recorded.v1": record_observation, **plan_handlers(build_writer(settings))}
     return [
         EventConsumer(
             engine,
             settings.kafka_bootstrap,
             group_id="plan",
-            topics=[EVALUATION_EVENTS],
-            handlers={"observation.recorded.v1": record_observation},
+            topics=[EVALUATION_EVENTS, SESSIONS_EVENTS, DEVICE_METRICS],
+            handlers=handlers,
         )
     ]
 
@@ -36,14 +47,17 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    fhir, _store = fhir_api(DEFINITIONS, settings)
+    writer = build_writer(settings)
+    fhir, _ = fhir_api(DEFINITIONS, settings, store=writer.store)
     return create_service_app(
         settings,
         title="Relearn plan service",
-        description="Care plans (FHIR CarePlan, Goal, ServiceRequest) that move through progressions and "
-        "competence stages.",
-        routers=[fhir],
+        description="Care plans (FHIR CarePlan, Goal, ServiceRequest) drafted from evaluations, reviewed and "
+        "activated by therapists, and moved through progressions and competence stages by session and device "
+        "events. Every change is a new CarePlan version with its reason and evidence.",
+        routers=[plans_router(writer), catalogue_router(writer.catalogue), fhir],
         consumers=consumers,
+        startup=[partial(publish_code_systems, writer.store, writer.catalogue)],
         engine=engine,
         token_verifier=token_verifier,
     )

@@ -138,3 +138,24 @@ def events_for(
             )
         )
     return events
+
+
+def plan_overridden(plan: PlanState, decision: Decision, *, version_id: int) -> dict[str, Any]:
+    """A therapist's override of an activity (level, stage or dose): ``plan.updated.v1`` with ``override``."""
+    return _decision_data(plan, decision, version_id)
+
+
+def version_event(plan: PlanState, decision: Decision | None) -> tuple[str, dict[str, Any]]:
+    """The one event of one CarePlan version (``plan.version`` is its ``versionId``)."""
+    v = plan.version
+    if decision is None:
+        kind = plan.latest_change.kind if plan.latest_change else "drafted"
+        if kind == "drafted":
+            return PLAN_DRAFTED, plan_drafted(plan, version_id=v)
+        if kind == "activated":
+            return PLAN_ACTIVATED, plan_activated(plan, version_id=v)
+        return PLAN_UPDATED, plan_updated(plan, version_id=v)
+    if decision.override is not None:
+        return PLAN_UPDATED, plan_overridden(plan, decision, version_id=v)
+    [event] = events_for(plan, [decision], version_id=v)
+    return event

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from relearn.shared.fhir.definition import ResourceDefinition
-from relearn.shared.fhir.search_params import date, reference, token
+from relearn.shared.fhir.definition import Interaction, ResourceDefinition
+from relearn.shared.fhir.search_params import date, reference, string, token
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
+
+# The plan state is the source of truth: the progression engine and the /plans API write every version, so
+# over FHIR these resources are read, searched and their history followed, never written.
+READ_ONLY: frozenset[Interaction] = frozenset(
+    {"read", "vread", "search-type", "history-instance", "history-type"}
+)
 
 CARE_PLAN = ResourceDefinition(
     type="CarePlan",
@@ -28,6 +35,7 @@ CARE_PLAN = ResourceDefinition(
     ],
     compartment_param="patient",
     includes=["goal", "activity-reference"],
+    interactions=READ_ONLY,
     documentation="Neuromuscular re-education plans: exercises, progression level and competence stage.",
 )
 
@@ -43,6 +51,7 @@ GOAL = ResourceDefinition(
         date("target-date", "target.due[x]", definition=f"{_SP}Goal-target-date"),
     ],
     compartment_param="patient",
+    interactions=READ_ONLY,
     documentation="The patient's goals, in their words, with measurable targets.",
 )
 
@@ -65,7 +74,24 @@ SERVICE_REQUEST = ResourceDefinition(
     ],
     compartment_param="patient",
     includes=["based-on"],
+    interactions=READ_ONLY,
     documentation="Exercise prescriptions (Physical Activity IG): one per plan activity, with its dose.",
 )
 
-DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST]
+# The local CodeSystems (competence stage, dimension, category, movement pattern), published read-only.
+CODE_SYSTEM = ResourceDefinition(
+    type="CodeSystem",
+    model=CodeSystem,
+    search_params=[
+        token("url", "url"),
+        token("version", "version"),
+        token("status", "status"),
+        string("name", "name"),
+        string("title", "title"),
+    ],
+    interactions=frozenset({"read", "vread", "search-type", "history-instance"}),
+    documentation="Relearn's local codes for care plans: competence stage, progression dimension, category "
+    "and movement pattern.",
+)
+
+DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, CODE_SYSTEM]

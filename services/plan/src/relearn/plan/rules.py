@@ -112,10 +112,39 @@ DEFAULT_RULES = ProgressionRules()
 RulePatch = Mapping[str, Any]
 
 
+def _key_maps() -> tuple[dict[str, str], dict[str, str]]:
+    # Field names and aliases of every rules model: ``require24HResponse`` <-> ``require_24h_response`` (a
+    # generic to_snake would make ``require_24_h_response`` of it).
+    to_name: dict[str, str] = {}
+    to_alias: dict[str, str] = {}
+    for model in (MasteryRule, SymptomRule, LoadRule, AdvanceRule, StageRule, ProgressionRules):
+        for name, field in model.model_fields.items():
+            alias = field.alias or name
+            to_name[alias] = to_name[name] = name
+            to_alias[alias] = to_alias[name] = alias
+    return to_name, to_alias
+
+
+_TO_NAME, _TO_ALIAS = _key_maps()
+
+
 def _snake_keys(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {to_snake(str(k)): _snake_keys(v) for k, v in value.items()}
+        return {_TO_NAME.get(str(k), to_snake(str(k))): _snake_keys(v) for k, v in value.items()}
     return value
+
+
+def canonical_patch(patch: RulePatch) -> dict[str, Any]:
+    """A rules override with every known key in its camelCase form (as the rules are shown); unknown keys are
+    kept as sent, so validation names them."""
+
+    def camel(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {_TO_ALIAS.get(str(k), str(k)): camel(v) for k, v in value.items()}
+        return value
+
+    result: dict[str, Any] = camel(patch)
+    return result
 
 
 def _merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
