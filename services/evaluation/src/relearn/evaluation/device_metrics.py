@@ -8,7 +8,6 @@ the same Observation instead of adding another.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +16,9 @@ from sqlmodel import Session
 
 from relearn.evaluation import codes
 from relearn.evaluation.resources import OBSERVATION
+from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.fhir.store import FhirStore
-
-_METRIC_IDS = uuid.UUID("0c7f3b8e-2d4a-4b6f-9a51-7e2f4c9d8a33")
 
 
 class _In(BaseModel):
@@ -65,8 +63,7 @@ class MetricComputed(_In):
 
 
 def metric_observation_id(m: MetricComputed) -> str:
-    key = f"{m.patient}|{m.device}|{m.metric}|{m.window.start.isoformat()}|{m.window.end.isoformat()}"
-    return str(uuid.uuid5(_METRIC_IDS, key))
+    return device_metric_observation_id(m.patient, m.device, m.metric, m.window.start, m.window.end)
 
 
 def _code(code: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from an evaluation exists already; a session already in the log; a metric window
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 
 from sqlmodel import Session
@@ -32,20 +31,18 @@ from relearn.plan.persistence import PlanRecord, ProposalRecord
 from relearn.plan.progression import Outcome, apply_metric, apply_session, apply_symptoms
 from relearn.plan.state import PlanState
 from relearn.plan.writer import PlanWriter
+from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.events.envelope import CloudEvent
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Session, CloudEvent], None]
 
-# The evaluation service stores each device metric as an Observation whose id it derives from (patient,
-# device, metric, window); the same derivation names that Observation as evidence here.
-_METRIC_IDS = uuid.UUID("0c7f3b8e-2d4a-4b6f-9a51-7e2f4c9d8a33")
-
 
 def metric_observation(m: DeviceMetricComputed) -> str:
-    key = f"{m.patient}|{m.device}|{m.metric}|{m.window.start.isoformat()}|{m.window.end.isoformat()}"
-    return f"Observation/{uuid.uuid5(_METRIC_IDS, key)}"
+    """The Observation the evaluation service stores this metric as (the shared id contract)."""
+    obs_id = device_metric_observation_id(m.patient, m.device, m.metric, m.window.start, m.window.end)
+    return f"Observation/{obs_id}"
 
 
 def _ignored(event: CloudEvent, why: str | tuple[str, ...]) -> None:
