@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 from pathlib import Path
@@ -52,9 +53,8 @@ def main() -> None:
         broker.start()
         print(f"Tansu broker on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
         try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how this command ends
+                threading.Event().wait()
         finally:
             broker.stop()
     else:

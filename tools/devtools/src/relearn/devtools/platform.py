@@ -7,6 +7,7 @@ everything cleanly on Ctrl-C. Tests of the whole journey start the platform the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -155,11 +156,9 @@ class Platform:
                         raise RuntimeError(
                             f"{name} exited with {proc.returncode}; see {self.var}/logs/{name}.log"
                         )
-                    try:
+                    with contextlib.suppress(httpx.HTTPError):  # not listening yet
                         if client.get(f"{url}/readyz").status_code == 200:
                             del pending[name]
-                    except httpx.HTTPError:
-                        pass
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not ready after {timeout_s}s: {sorted(pending)}")
                 time.sleep(0.3)
