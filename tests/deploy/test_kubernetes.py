@@ -241,17 +241,28 @@ def test_services_reach_pods_and_the_ingress_gives_the_one_fhir_base_url(built: 
             p["name"] for c in pods[0]["spec"]["template"]["spec"]["containers"] for p in c["ports"]
         }
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
-    (ingress,) = of_kind(docs, "Ingress")
+    ingress = named(docs, "Ingress", "relearn")
     (rule,) = ingress["spec"]["rules"]
     backends = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
     assert backends["/fhir"] == {"name": "front-door", "port": {"name": "http"}}
     assert {"http"} == {p["name"] for p in named(docs, "Service", "front-door")["spec"]["ports"]}
+    # The services' REST APIs and the gateway's ingest reach their own Service.
+    services = {s["metadata"]["name"] for s in of_kind(docs, "Service")}
+    for path in ("/evaluations", "/plans", "/sessions", "/streams", "/ingest"):
+        assert backends[path]["name"] in services, path
+    # Both live WebSockets of a session land on one gateway replica (the biofeedback hub is in-process).
+    live = named(docs, "Ingress", "relearn-live")
+    (live_rule,) = live["spec"]["rules"]
+    assert {p["path"] for p in live_rule["http"]["paths"]} == {"/ingest/ws", "/biofeedback/ws"}
+    assert live["metadata"]["annotations"]["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$arg_session"
     public = urlsplit(named(docs, "ConfigMap", config_map_name(docs))["data"]["RELEARN_PUBLIC_URL"])
-    if overlay == "prod":
-        assert public.scheme == "https"
-        assert rule["host"] == public.hostname
-        assert ingress["spec"]["tls"][0]["hosts"] == [public.hostname]
-    else:
+    for each in (ingress, live):
+        (r,) = each["spec"]["rules"]
+        if overlay == "prod":
+            assert public.scheme == "https"
+            assert r["host"] == public.hostname
+            assert each["spec"]["tls"][0]["hosts"] == [public.hostname]
+    if overlay != "prod":
         assert "/auth" in backends, "the development token endpoint"
 
 

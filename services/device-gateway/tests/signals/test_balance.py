@@ -90,15 +90,15 @@ def test_romberg_quotients_from_computed_metrics(
         return match.value
 
     ref = {t: float(reference[t]["COParea"]) for t in TRIALS}
-    assert quotient(firm, MetricCode.COP_ELLIPSE_AREA_95) == pytest.approx(
+    assert quotient(firm, MetricCode.SWAY_ELLIPSE_AREA) == pytest.approx(
         ref["BDS00004"] / ref["BDS00001"], rel=1e-5
     )
-    assert quotient(foam, MetricCode.COP_ELLIPSE_AREA_95) == pytest.approx(
+    assert quotient(foam, MetricCode.SWAY_ELLIPSE_AREA) == pytest.approx(
         ref["BDS00010"] / ref["BDS00007"], rel=1e-5
     )
     # This subject swayed over a smaller area with eyes closed on the firm surface: a quotient below 1 is
     # data, not an error.
-    assert quotient(firm, MetricCode.COP_ELLIPSE_AREA_95) < 1 < quotient(foam, MetricCode.COP_ELLIPSE_AREA_95)
+    assert quotient(firm, MetricCode.SWAY_ELLIPSE_AREA) < 1 < quotient(foam, MetricCode.SWAY_ELLIPSE_AREA)
     assert balance.romberg_quotient(2.0, 4.0) == 0.5
     with pytest.raises(ValueError):
         balance.romberg_quotient(1.0, 0.0)
@@ -119,21 +119,21 @@ def test_trial_streamed_as_force_plate_frames_gives_the_same_metrics(
     metrics = {m.code: m for m in balance.balance_metrics(x, y, recording.sampling_rate_hz, recording.origin)}
 
     assert not recording.truncated and recording.gaps == ()
-    area = metrics[MetricCode.COP_ELLIPSE_AREA_95]
+    area = metrics[MetricCode.SWAY_ELLIPSE_AREA]
     assert area.unit == "cm2" and area.value == pytest.approx(
         float(reference["BDS00001"]["COParea"]), abs=1e-6
     )
-    velocity = metrics[MetricCode.COP_MEAN_VELOCITY]
+    velocity = metrics[MetricCode.SWAY_MEAN_VELOCITY]
     assert velocity.unit == "cm/s"
     assert velocity.value == pytest.approx(float(reference["BDS00001"]["COPvelo"]), abs=1e-6)
     assert (area.end - area.start).total_seconds() == pytest.approx(60.0)
-    assert metrics[MetricCode.COP_PATH_LENGTH].value == pytest.approx(velocity.value * 60.0)
+    assert metrics[MetricCode.SWAY_PATH_LENGTH].value == pytest.approx(velocity.value * 60.0)
     freq = [
         metrics[c].value
-        for c in (MetricCode.COP_F50, MetricCode.COP_CENTROIDAL_FREQUENCY, MetricCode.COP_F95)
+        for c in (MetricCode.SWAY_F50, MetricCode.SWAY_CENTROIDAL_FREQUENCY, MetricCode.SWAY_F95)
     ]
     assert 0.15 <= freq[0] < freq[2] <= 5.0 and freq[0] <= freq[1] <= freq[2]
-    assert metrics[MetricCode.COP_MEAN_DISTANCE].value < metrics[MetricCode.COP_RMS_DISTANCE].value
+    assert metrics[MetricCode.SWAY_MEAN_DISTANCE].value < metrics[MetricCode.SWAY_RMS_DISTANCE].value
 
 
 def test_load_cell_cop_recovers_a_known_path() -> None:

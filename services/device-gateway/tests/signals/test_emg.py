@@ -216,10 +216,10 @@ def test_window_metrics_cover_mvc_onset_and_cocontraction() -> None:
 
     by_code = {(m.code, m.channels): m for m in metrics}
     onset = by_code[(MetricCode.EMG_ONSET_LATENCY, ("vastus-medialis-left",))]
-    assert onset.value == pytest.approx(1.0, abs=0.06) and onset.unit == "s"
-    pct = by_code[(MetricCode.EMG_PCT_MVC, ("vastus-medialis-left",))]
+    assert onset.value == pytest.approx(1000.0, abs=60.0) and onset.unit == "ms"
+    pct = by_code[(MetricCode.EMG_PERCENT_MVC, ("vastus-medialis-left",))]
     assert pct.unit == "%" and 0 < pct.value < 100
-    cocon = by_code[(MetricCode.EMG_COCONTRACTION, ("vastus-medialis-left", "biceps-femoris-left"))]
+    cocon = by_code[(MetricCode.EMG_CO_CONTRACTION_INDEX, ("vastus-medialis-left", "biceps-femoris-left"))]
     assert 20.0 < cocon.value < 40.0  # antagonist at a fifth of the agonist: 200 * 0.2 / 1.2 = 33 %
     assert all(m.start == start and (m.end - start).total_seconds() == pytest.approx(3.0) for m in metrics)
-    assert (MetricCode.EMG_PCT_MVC, ("biceps-femoris-left",)) not in by_code
+    assert (MetricCode.EMG_PERCENT_MVC, ("biceps-femoris-left",)) not in by_code

@@ -200,3 +200,37 @@ def test_assemblers_route_frames_by_stream(frames_of: FramesFactory) -> None:
     with pytest.raises(RuntimeError, match="too many open streams"):
         pool.push(right[0].model_copy(update={"stream_id": "s-3"}))
         pool.push(right[0].model_copy(update={"stream_id": "s-4"}))
+
+
+def test_an_explicit_origin_aligns_windows_for_a_process_that_joins_mid_stream(
+    frames_of: FramesFactory,
+) -> None:
+    rate = 1000.0
+    frames = frames_of(_ramp(5000), rate=rate, channels=TWO_CHANNELS, frame_len=300)
+    origin = frames[0].start_time
+    whole = StreamAssembler(window_s=1.0, buffer_s=4.0)
+    joined = StreamAssembler(window_s=1.0, buffer_s=4.0, origin=origin)
+
+    from_start = {w.index: w for f in frames for w in whole.push(f).windows}
+    # The second process sees frames from sequence 4 on (1.2 s into the stream).
+    late = {w.index: w for f in frames[4:] for w in joined.push(f).windows}
+
+    assert joined.origin == origin and joined.first_sequence == 4
+    assert joined.first_time == pytest.approx(1.2)
+    assert sorted(late) == [1, 2, 3]
+    # Window 1 began before the first frame this process saw: flagged, not passed off as whole.
+    assert not late[1].complete and late[1].values.shape[0] == 800
+    for index in (2, 3):
+        assert late[index].complete
+        assert late[index].start == from_start[index].start
+        assert np.array_equal(late[index].values, from_start[index].values)
+    assert joined.recording().origin == origin
+    assert joined.recording().times[0] == pytest.approx(1.2)
+
+
+def test_a_frame_before_the_explicit_origin_is_refused(frames_of: FramesFactory) -> None:
+    frames = frames_of(_ramp(600), rate=1000.0, channels=TWO_CHANNELS, frame_len=300)
+    assembler = StreamAssembler(origin=frames[1].start_time)
+
+    with pytest.raises(ValueError, match="before the stream origin"):
+        assembler.push(frames[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from relearn.shared.settings import ServiceSettings
@@ -12,3 +13,19 @@ class Settings(ServiceSettings):
 
     service_name: str = "device-gateway"
     port: int = 8084
+
+    # Ingest back-pressure: above this many unpublished outbox events (the broker is slow or down),
+    # ingest answers 429 + Retry-After and stores nothing, so a device keeps its frames and resends.
+    ingest_max_backlog: int = Field(default=20_000, ge=0)
+    # How long one backlog count is reused (seconds): the count is cheap but not free per request.
+    ingest_backlog_cache_s: float = Field(default=0.1, ge=0)
+    # What a refused sender is told to wait (seconds).
+    ingest_retry_after_s: int = Field(default=1, ge=1)
+    # Largest raw event (bytes of CloudEvent JSON) one frame may become; Kafka's default message limit
+    # is 1 MB, so bigger frames are refused with 413 and the sender splits them.
+    ingest_max_event_bytes: int = Field(default=900_000, ge=1_000)
+    # Most frames in one POST /ingest/frames (or one WebSocket message).
+    ingest_max_frames: int = Field(default=1_000, ge=1)
+
+    # Live biofeedback display rate (updates per second per stream; at least 20).
+    biofeedback_rate_hz: float = Field(default=25.0, ge=20, le=200)

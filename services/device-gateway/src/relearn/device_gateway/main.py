@@ -1,14 +1,36 @@
-"""The device gateway app: the device registry (FHIR Device); streams and metrics come next."""
+"""The device gateway: the device registry (FHIR Device), stream bindings, sensor frame ingest.
+
+Devices (EMG sensors, balance boards, the clinic hubs that carry them) are FHIR Device resources. A
+clinician's app or an EHR binds a device's stream to a patient (``/streams``); the device sends frames with
+device credentials (``/ingest/frames``, ``/ingest/ws``); each accepted frame is stored once and published
+on the raw topics through the outbox (the relay runs with the app's workers).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 
 from relearn.device_gateway.config import Settings
+from relearn.device_gateway.ingest import AfterClose, AfterCommit, Ingestor, ingest_router, openapi_schemas
+from relearn.device_gateway.live import LiveHub, biofeedback_router
+from relearn.device_gateway.live import StreamInfo as LiveStream
+from relearn.device_gateway.processing import metrics_consumers
 from relearn.device_gateway.resources import DEFINITIONS
+from relearn.device_gateway.streams import PatientLookup, streams_router
 from relearn.shared.app import create_service_app, fhir_api
 from relearn.shared.auth.dependency import TokenVerifier
+from relearn.shared.events.consumer import EventConsumer
+from relearn.shared.settings import ServiceSettings
+
+
+def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
+    """The gateway's event consumers (run with the outbox relay when ``run_workers`` is on): the metrics
+    processor, group ``device-gateway-metrics`` on the raw topics."""
+    return metrics_consumers(engine, settings)
 
 
 def create_app(
@@ -16,14 +38,56 @@ def create_app(
     *,
     engine: Engine | None = None,
     token_verifier: TokenVerifier | None = None,
+    after_commit: Sequence[AfterCommit] = (),
+    after_close: Sequence[AfterClose] = (),
+    extra_routers: Sequence[APIRouter] = (),
+    startup: Sequence[Callable[[Engine], None]] = (),
 ) -> FastAPI:
+    """The gateway app. Live biofeedback is computed in the process that ingests the frames (no broker
+    hop): each committed frame goes to the process's ``LiveHub``, which serves ``WS /biofeedback/ws``.
+    ``after_commit``/``after_close`` and ``extra_routers`` add further listeners (tests, benchmarks).
+    """
     settings = settings or Settings()
     fhir, _store = fhir_api(DEFINITIONS, settings)
-    return create_service_app(
+    ingestor = Ingestor(settings)
+    hub = LiveHub(display_rate_hz=settings.biofeedback_rate_hz)
+    ingestor.after_commit.append(lambda info, frame: hub.publish(LiveStream.from_json(info.to_json()), frame))
+    ingestor.after_close.append(lambda info: hub.close_stream(info.id))
+    ingestor.after_commit.extend(after_commit)
+    ingestor.after_close.extend(after_close)
+    patients = PatientLookup()
+    app = create_service_app(
         settings,
         title="Relearn device-gateway service",
         description=__doc__ or "",
-        routers=[fhir],
+        routers=[
+            streams_router(ingestor),
+            ingest_router(ingestor),
+            biofeedback_router(hub, patients),
+            *extra_routers,
+            fhir,
+        ],
+        consumers=consumers,
+        startup=[patients.bind, *startup],
         engine=engine,
         token_verifier=token_verifier,
     )
+    app.state.ingestor = ingestor
+    app.state.patients = patients
+    app.state.live_hub = hub
+    _document_ingest_body(app)
+    return app
+
+
+def _document_ingest_body(app: FastAPI) -> None:
+    """Add the ingest request schemas (the route reads its raw body off the event loop) to the OpenAPI."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(openapi_schemas())
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

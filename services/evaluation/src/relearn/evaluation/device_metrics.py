@@ -1,9 +1,11 @@
 """Device metrics become Observations (``device.metric-computed.v1`` from the device gateway).
 
 Following the IoMT pattern (normalise → group → transform → persist): the gateway already
-normalised and grouped by (patient, device, metric, window); here each metric becomes one
-Observation whose id derives from that group, so a replayed or recomputed metric updates
-the same Observation instead of adding another.
+normalised and grouped by (patient, device, metric, window, channel); here each metric
+becomes one Observation whose id derives from that group, so a replayed or recomputed metric
+updates the same Observation instead of adding another. The channel (the EMG electrode site
+the device names, e.g. ``vastus-medialis-left``, or ``a/b`` for a co-contraction pair) is
+the Observation's ``bodySite.text``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class MetricComputed(_In):
     device: str
     stream: str
     session: str | None = None
+    channel: str | None = Field(default=None, min_length=1, max_length=200)
     metric: str = Field(description="a code of the evaluation CodeSystem, e.g. emg-rms, sway-ellipse-area")
     window: Window
     value: float | None = None
@@ -63,7 +66,9 @@ class MetricComputed(_In):
 
 
 def metric_observation_id(m: MetricComputed) -> str:
-    return device_metric_observation_id(m.patient, m.device, m.metric, m.window.start, m.window.end)
+    return device_metric_observation_id(
+        m.patient, m.device, m.metric, m.window.start, m.window.end, m.channel
+    )
 
 
 def _code(code: str) -> dict[str, Any]:
@@ -83,6 +88,8 @@ def metric_observation(m: MetricComputed) -> dict[str, Any]:
         "device": {"reference": f"Device/{m.device}"},
         "identifier": [{"system": "https://relearn.health/fhir/sid/device-stream", "value": m.stream}],
     }
+    if m.channel:
+        obs["bodySite"] = {"text": m.channel}
     if m.session:
         obs["encounter"] = {"reference": m.session if "/" in m.session else f"Encounter/{m.session}"}
     if m.value is not None:

@@ -82,6 +82,7 @@ def metric_from_event(
         session=event.session,
         stream=event.stream,
         device=event.device,
+        channel=event.channel,
         window_start=event.window.start,
         window_end=event.window.end,
         observation=observation,

@@ -41,7 +41,9 @@ Handler = Callable[[Session, CloudEvent], None]
 
 def metric_observation(m: DeviceMetricComputed) -> str:
     """The Observation the evaluation service stores this metric as (the shared id contract)."""
-    obs_id = device_metric_observation_id(m.patient, m.device, m.metric, m.window.start, m.window.end)
+    obs_id = device_metric_observation_id(
+        m.patient, m.device, m.metric, m.window.start, m.window.end, m.channel
+    )
     return f"Observation/{obs_id}"
 
 

@@ -441,6 +441,7 @@ class DeviceMetricComputed(_Inbound):
     device: str
     stream: str | None = None
     session: str | None = None
+    channel: str | None = None
     metric: str
     window: MetricWindow
     value: float | None = None

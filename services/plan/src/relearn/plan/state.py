@@ -78,16 +78,17 @@ class MetricEvidence(StateModel):
     session: str | None = None
     stream: str | None = None
     device: str | None = None
+    channel: str | None = Field(default=None, description="the sensor channel (EMG muscle), when per channel")
     window_start: datetime | None = None
     window_end: datetime | None = None
     observation: str | None = Field(default=None, description="Observation/<id> that stores it, when known")
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        """Identity of one metric window: a replay replaces rather than adds."""
+    def key(self) -> tuple[str, str, str, str, str]:
+        """Identity of one metric window of one channel: a replay replaces rather than adds."""
         start = self.window_start.isoformat() if self.window_start else ""
         end = self.window_end.isoformat() if self.window_end else ""
-        return (self.stream or self.device or self.session or "", self.code, start, end)
+        return (self.stream or self.device or self.session or "", self.channel or "", self.code, start, end)
 
 
 class SessionRecord(StateModel):

@@ -7,9 +7,9 @@ series at `fs` Hz, without NaN: resample uneven data and split at gaps first (`r
 Frequency measures use one Welch PSD of the planar sway, P(f) = Pxx(f) + Pyy(f) (Hann window, segments of half
 the record, 50 % overlap, per-segment mean removed), which is the PSD of the complex signal x + iy folded onto
 f >= 0.
-- `cop-f50` / `cop-f95`: frequency below which 50 % / 95 % of the power in 0.15-5 Hz lies.
-- `cop-centroidal-frequency`: sqrt(m2 / m0) over 0.15-5 Hz (Prieto's CFREQ), m_k = integral f^k P(f) df.
-- `cop-mean-frequency`: m1 / m0 over the whole spectrum (0 to Nyquist). This is our reading of the BDS
+- `sway-f50` / `sway-f95`: frequency below which 50 % / 95 % of the power in 0.15-5 Hz lies.
+- `sway-centroidal-frequency`: sqrt(m2 / m0) over 0.15-5 Hz (Prieto's CFREQ), m_k = integral f^k P(f) df.
+- `sway-mean-frequency`: m1 / m0 over the whole spectrum (0 to Nyquist). This is our reading of the BDS
   authors' `COPmfreq`; it matches their published values within 4e-4 Hz but not to the last digit (their
   exact spectral settings are not published), see `mean_power_frequency`.
 """
@@ -158,15 +158,15 @@ def balance_metrics(
         return Metric(code, value, unit, start, end, channels)
 
     return [
-        metric(MetricCode.COP_PATH_LENGTH, path_length(xa, ya), "cm"),
-        metric(MetricCode.COP_MEAN_VELOCITY, mean_velocity(xa, ya, fs), "cm/s"),
-        metric(MetricCode.COP_MEAN_DISTANCE, mean_distance(xa, ya), "cm"),
-        metric(MetricCode.COP_RMS_DISTANCE, rms_distance(xa, ya), "cm"),
-        metric(MetricCode.COP_ELLIPSE_AREA_95, ellipse_area_95(xa, ya), "cm2"),
-        metric(MetricCode.COP_MEAN_FREQUENCY, freq.mean, "Hz"),
-        metric(MetricCode.COP_CENTROIDAL_FREQUENCY, freq.centroidal, "Hz"),
-        metric(MetricCode.COP_F50, freq.f50, "Hz"),
-        metric(MetricCode.COP_F95, freq.f95, "Hz"),
+        metric(MetricCode.SWAY_PATH_LENGTH, path_length(xa, ya), "cm"),
+        metric(MetricCode.SWAY_MEAN_VELOCITY, mean_velocity(xa, ya, fs), "cm/s"),
+        metric(MetricCode.SWAY_MEAN_DISTANCE, mean_distance(xa, ya), "cm"),
+        metric(MetricCode.SWAY_RMS_DISTANCE, rms_distance(xa, ya), "cm"),
+        metric(MetricCode.SWAY_ELLIPSE_AREA, ellipse_area_95(xa, ya), "cm2"),
+        metric(MetricCode.SWAY_MEAN_FREQUENCY, freq.mean, "Hz"),
+        metric(MetricCode.SWAY_CENTROIDAL_FREQUENCY, freq.centroidal, "Hz"),
+        metric(MetricCode.SWAY_F50, freq.f50, "Hz"),
+        metric(MetricCode.SWAY_F95, freq.f95, "Hz"),
     ]
 
 

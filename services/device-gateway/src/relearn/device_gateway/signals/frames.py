@@ -11,13 +11,16 @@ Times: sample `i` is at `start_time + i / sampling_rate_hz` unless `timestamps` 
 only.
 
 Raw ADC counts stay counts (`{counts}`) unless the frame declares a transfer function in `adc.transfer`.
+
+On the wire fields are camelCase (`deviceId`, `streamType`, `streamId`, `startTime`, `samplingRateHz`,
+`adc.resolutionBits`); `to_wire()` / `wire_json()` give that form back (e.g. for the raw event).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +34,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.alias_generators import to_camel
 
 from relearn.device_gateway.signals.metrics import ucum_unit
 
@@ -41,6 +45,10 @@ sender."""
 MAX_CHANNELS = 64
 
 FloatArray = NDArray[np.float64]
+
+# camelCase on the wire (`deviceId`, `samplingRateHz` ...), like every Relearn REST API; Python code may still
+# build models by field name.
+_WIRE = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 class StreamType(StrEnum):
@@ -71,7 +79,7 @@ class StreamKey(NamedTuple):
 class Channel(BaseModel):
     """One channel of a stream: e.g. EMG `vastus-medialis-left` in `mV`, force plate `Fz` in `N`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _WIRE
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     unit: str
@@ -80,7 +88,7 @@ class Channel(BaseModel):
 class LinearTransfer(BaseModel):
     """physical = (counts - offset) * gain, in `unit`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _WIRE
 
     gain: FiniteFloat
     offset: FiniteFloat = 0.0
@@ -97,7 +105,7 @@ class LinearTransfer(BaseModel):
 class Adc(BaseModel):
     """ADC description for channels declared in `counts`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _WIRE
 
     resolution_bits: Annotated[int, Field(ge=1, le=32)]
     transfer: LinearTransfer | None = None
@@ -106,7 +114,7 @@ class Adc(BaseModel):
 class SensorFrame(BaseModel):
     """One frame of one sensor stream (see module docstring for layout and time conventions)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _WIRE
 
     device_id: Annotated[str, Field(min_length=1, max_length=128)]
     stream_type: StreamType
@@ -193,6 +201,14 @@ class SensorFrame(BaseModel):
             bad = int(np.argmax(steps <= 0)) + 1
             raise ValueError(f"must be strictly increasing; entry {bad} ({t[bad]}) <= entry {bad - 1}")
         return timestamps
+
+    def to_wire(self) -> dict[str, Any]:
+        """The frame as camelCase JSON-ready data, as a device sends it (absent optionals left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def wire_json(self) -> bytes:
+        """The frame as camelCase JSON bytes (see `to_wire`)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
     @property
     def key(self) -> StreamKey:

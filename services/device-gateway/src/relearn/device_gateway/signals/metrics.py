@@ -12,23 +12,27 @@ from enum import StrEnum
 
 
 class MetricCode(StrEnum):
-    """Local codes for the metrics the device gateway computes."""
+    """The metrics the device gateway computes: codes of the evaluation service's CodeSystem.
+
+    `https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation` (services/evaluation/.../codesystem)
+    defines every one of them, so a metric event's code is the Observation's code, one vocabulary end to end.
+    """
 
     EMG_RMS = "emg-rms"
     EMG_ENVELOPE_PEAK = "emg-envelope-peak"
-    EMG_PCT_MVC = "emg-pct-mvc"
+    EMG_PERCENT_MVC = "emg-percent-mvc"
     EMG_ONSET_LATENCY = "emg-onset-latency"
     EMG_MEDIAN_FREQUENCY = "emg-median-frequency"
-    EMG_COCONTRACTION = "emg-cocontraction"
-    COP_PATH_LENGTH = "cop-path-length"
-    COP_MEAN_VELOCITY = "cop-mean-velocity"
-    COP_MEAN_DISTANCE = "cop-mean-distance"
-    COP_RMS_DISTANCE = "cop-rms-distance"
-    COP_ELLIPSE_AREA_95 = "cop-ellipse-area-95"
-    COP_MEAN_FREQUENCY = "cop-mean-frequency"
-    COP_CENTROIDAL_FREQUENCY = "cop-centroidal-frequency"
-    COP_F50 = "cop-f50"
-    COP_F95 = "cop-f95"
+    EMG_CO_CONTRACTION_INDEX = "emg-co-contraction-index"
+    SWAY_PATH_LENGTH = "sway-path-length"
+    SWAY_MEAN_VELOCITY = "sway-mean-velocity"
+    SWAY_MEAN_DISTANCE = "sway-mean-distance"
+    SWAY_RMS_DISTANCE = "sway-rms-distance"
+    SWAY_ELLIPSE_AREA = "sway-ellipse-area"
+    SWAY_MEAN_FREQUENCY = "sway-mean-frequency"
+    SWAY_CENTROIDAL_FREQUENCY = "sway-centroidal-frequency"
+    SWAY_F50 = "sway-f50"
+    SWAY_F95 = "sway-f95"
     ROMBERG_QUOTIENT = "romberg-quotient"
 
 

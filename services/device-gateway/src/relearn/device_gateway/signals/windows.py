@@ -6,9 +6,12 @@
   arrives after we moved on: its windows are already out);
 - samples go into a ring buffer of `buffer_s` seconds at the nominal rate (the most recent history, for live
   views and for window extraction); its size never changes after construction;
-- fixed windows [k W, (k+1) W) in seconds from the first frame's start are emitted as soon as a later sample
+- fixed windows [k W, (k+1) W) in seconds from the stream's origin are emitted as soon as a later sample
   arrives; a window touched by a sequence gap or by buffer overflow is marked `complete=False` (flagged, not
-  hidden). Windows with no sample at all (inside a long gap) are skipped;
+  hidden). Windows with no sample at all (inside a long gap) are skipped. The origin is the first frame's
+  start, or an explicit `origin` (the stream's first frame as recorded elsewhere): then any process that
+  picks a stream up mid-way cuts the same windows, and the window its first frame starts inside is flagged
+  incomplete because part of it came before;
 - the whole recording is kept for whole-recording metrics (a 60 s balance trial, an EMG session) up to
   `recording_s` seconds at the nominal rate (default 300 s: at 2148 Hz x 8 channels x 8 bytes that is 41 MB);
   samples beyond it are counted, not stored, and the recording says `truncated`. The beginning is kept because
@@ -188,6 +191,7 @@ class StreamAssembler:
         buffer_s: float = 10.0,
         recording_s: float | None = 300.0,
         max_interval_s: float | None = None,
+        origin: datetime | None = None,
     ) -> None:
         if not window_s > 0:
             raise ValueError("window_s must be positive")
@@ -195,10 +199,15 @@ class StreamAssembler:
             raise ValueError("buffer_s must hold at least two windows")
         if recording_s is not None and recording_s <= 0:
             raise ValueError("recording_s must be positive (or None for no recording)")
+        if origin is not None and origin.tzinfo is None:
+            raise ValueError("origin must be timezone-aware")
         self.window_s = window_s
         self.buffer_s = buffer_s
         self.recording_s = recording_s
         self.max_interval_s = max_interval_s
+        self._explicit_origin = origin
+        self._first_time = 0.0  # seconds from the origin of the first sample received
+        self._first_sequence: int | None = None
         self._key: StreamKey | None = None
         self._layout: tuple[tuple[str, ...], tuple[str, ...], float] | None = None
         self._origin: datetime | None = None
@@ -216,6 +225,21 @@ class StreamAssembler:
     @property
     def key(self) -> StreamKey | None:
         return self._key
+
+    @property
+    def origin(self) -> datetime | None:
+        """Time zero of the windows: the explicit origin, else the first frame's start (None before it)."""
+        return self._origin or self._explicit_origin
+
+    @property
+    def first_sequence(self) -> int | None:
+        """Sequence number of the first frame received (None before it)."""
+        return self._first_sequence
+
+    @property
+    def first_time(self) -> float:
+        """Seconds from the origin to the first sample received (0 unless picked up after the origin)."""
+        return self._first_time
 
     @property
     def total_gaps(self) -> int:
@@ -309,9 +333,16 @@ class StreamAssembler:
 
     # -- internals -------------------------------------------------------------------------------------------
     def _start_stream(self, frame: SensorFrame) -> None:
+        origin = self._explicit_origin or frame.start_time
+        first = (frame.start_time - origin).total_seconds()
+        if first < -TIME_TOLERANCE_S:
+            raise ValueError(f"frame starts {-first:.6f} s before the stream origin {origin.isoformat()}")
         self._key = frame.key
         self._layout = (frame.channel_names, frame.units, frame.sampling_rate_hz)
-        self._origin = frame.start_time
+        self._origin = origin
+        self._first_time = max(first, 0.0)
+        self._first_sequence = frame.sequence
+        self._next_window = int(self._first_time // self.window_s)
         self._expected = frame.sequence
         rate = frame.sampling_rate_hz
         n_channels = len(frame.channels)
@@ -365,6 +396,7 @@ class StreamAssembler:
         t, v = self._ring.take(lo, hi)
         touched_by_gap = any(a < end_s and b > start_s for a, b in self._gap_spans)
         evicted = self._ring.newest_overwritten_time >= start_s
+        started_inside = start_s < self._first_time - TIME_TOLERANCE_S
         names, units, rate = self._layout
         return Window(
             stream=self._key,
@@ -376,7 +408,7 @@ class StreamAssembler:
             channels=names,
             units=units,
             sampling_rate_hz=rate,
-            complete=not (touched_by_gap or evicted or final),
+            complete=not (touched_by_gap or evicted or started_inside or final),
         )
 
 

@@ -1,0 +1,97 @@
+"""Who may push frames for which device, and who may see or change stream bindings.
+
+Device credentials: a device or a clinic hub holds a token with a ``device`` claim and
+``system/Observation.write``. It may push frames for ``deviceId`` == its claim, or for a Device (FHIR, in this
+service's store) whose ``parent`` is ``Device/<claim>`` (a sensor carried by the hub). A token without a
+device claim cannot ingest.
+
+Stream bindings are set up by clinicians' apps and EHRs: ``user/`` or ``system/`` ``Observation.write`` to
+create or close, ``Observation.read`` to read; a ``patient/`` token reads only its own patient's streams. A
+device token may also read the bindings of the devices it may push for (to resume after a reconnect).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlmodel import Session
+
+from relearn.device_gateway.stream_store import StreamRecord
+from relearn.shared.auth.principal import Principal
+from relearn.shared.fhir.errors import Forbidden, NotFound
+from relearn.shared.fhir.tables import FhirResource
+
+
+def read_device(session: Session, device_id: str) -> dict[str, Any] | None:
+    """The current Device resource, or None when it is unknown or deleted."""
+    row = session.get(FhirResource, ("Device", device_id))
+    if row is None or row.deleted or not row.text:
+        return None
+    resource: dict[str, Any] = json.loads(row.text)
+    return resource
+
+
+def device_parent(device: dict[str, Any]) -> str | None:
+    """The id of the Device's ``parent`` (``Device/<id>``), if it has one."""
+    ref = (device.get("parent") or {}).get("reference")
+    if isinstance(ref, str) and ref.startswith("Device/"):
+        return ref.removeprefix("Device/").split("/_history/")[0]
+    return None
+
+
+def require_device_credentials(principal: Principal) -> str:
+    """The device claim of an ingest token (403 without one, or without Observation write)."""
+    if not principal.device:
+        raise Forbidden("Ingest needs device credentials: a token with a 'device' claim")
+    principal.require("Observation", "write")
+    return principal.device
+
+
+def may_push_for(session: Session, claim: str, device_id: str) -> bool:
+    if device_id == claim:
+        return True
+    device = read_device(session, device_id)
+    return device is not None and device_parent(device) == claim
+
+
+def authorize_devices(session: Session, principal: Principal, device_ids: Iterable[str]) -> None:
+    """403 unless the token may push frames for every one of ``device_ids``."""
+    claim = require_device_credentials(principal)
+    refused = sorted(d for d in set(device_ids) if not may_push_for(session, claim, d))
+    if refused:
+        raise Forbidden(
+            f"Device/{claim} may not send frames for {', '.join(f'Device/{d}' for d in refused)} "
+            "(only for itself or for devices whose parent it is)",
+            expression="frames.deviceId",
+        )
+
+
+def require_stream_writer(principal: Principal) -> None:
+    """Creating and closing bindings: user/ or system/ Observation.write."""
+    principal.require("Observation", "write")
+    if principal.patient_restriction("Observation", "write") is not None:
+        raise Forbidden(
+            "Stream bindings are set up by clinicians and systems (user/ or system/ Observation.write)"
+        )
+
+
+def stream_reader_patient(principal: Principal) -> str | None:
+    """For reads: the patient the caller is limited to (None = any); 403 without Observation.read."""
+    principal.require("Observation", "read")
+    return principal.patient_restriction("Observation", "read")
+
+
+def readable_stream(session: Session, principal: Principal, stream_id: str) -> StreamRecord:
+    """The binding if the caller may read it; 404 when unknown or outside the caller's patient."""
+    row = session.get(StreamRecord, stream_id)
+    if principal.device and not principal.allows("Observation", "read"):
+        principal.require("Observation", "write")
+        if row is None or not may_push_for(session, principal.device, row.device_id):
+            raise NotFound(f"stream {stream_id} is not known")
+        return row
+    patient = stream_reader_patient(principal)
+    if row is None or (patient is not None and row.patient_id != patient):
+        raise NotFound(f"stream {stream_id} is not known")
+    return row

@@ -1,0 +1,44 @@
+"""The metrics stream processor: raw sensor events in, evaluation-coded metric events out.
+
+`metrics_consumer(settings, engine)` is the consumer (group `device-gateway-metrics` on the raw EMG and
+balance topics) for `create_service_app(consumers=...)`; `metrics_consumers` has the `WorkerFactory`
+signature. See `processor.py` for what is computed when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Engine
+
+from relearn.device_gateway.processing.processor import MetricsProcessor
+from relearn.shared.events.consumer import EventConsumer
+from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG
+from relearn.shared.settings import ServiceSettings
+
+GROUP = "device-gateway-metrics"
+
+__all__ = ["GROUP", "MetricsProcessor", "metrics_consumer", "metrics_consumers"]
+
+
+def metrics_consumer(
+    settings: ServiceSettings,
+    engine: Engine,
+    processor: MetricsProcessor | None = None,
+    *,
+    group_id: str = GROUP,
+) -> EventConsumer:
+    """The metrics consumer; `processor` holds the per-stream state (a new one by default)."""
+    processor = processor or MetricsProcessor()
+    return EventConsumer(
+        engine,
+        settings.kafka_bootstrap,
+        group_id=group_id,
+        topics=[DEVICE_RAW_EMG, DEVICE_RAW_BALANCE],
+        handlers=processor.handlers(),
+    )
+
+
+def metrics_consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
+    """`metrics_consumer` with the `relearn.shared.workers.WorkerFactory` signature."""
+    return [metrics_consumer(settings, engine)]

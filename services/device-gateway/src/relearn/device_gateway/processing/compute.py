@@ -1,0 +1,387 @@
+"""What the metrics processor computes from a window or a whole recording: pure functions, no I/O.
+
+Each result is a `Computed`: one value of one evaluation-CodeSystem metric over one time window, for one
+channel (EMG) or for the whole stream (balance), with optional components and a downsampled waveform. The
+processor turns each into one `device.metric-computed.v1` event.
+
+Units follow the CodeSystem where the signal allows it: EMG amplitudes declared in V or mV are reported in
+uV; raw ADC counts without a declared transfer function stay `{counts}`; onset latency is in ms; COP metrics
+are in cm, cm/s, cm2 and Hz.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from relearn.device_gateway.signals import balance, cop, emg
+from relearn.device_gateway.signals.metrics import MetricCode
+from relearn.device_gateway.signals.resample import resample_uniform
+from relearn.device_gateway.signals.spectrum import spectral_fraction_frequency
+from relearn.device_gateway.signals.windows import Recording, Window
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+ENVELOPE_RATE_HZ = 50.0
+"""Rate of the EMG envelope waveform attached to whole-recording metrics (the envelope is low-passed at 6 Hz,
+so 50 Hz keeps its shape)."""
+ENVELOPE_LEVELS = 10_000
+"""The waveform's values are integers 0..ENVELOPE_LEVELS times `factor` (compact, 4 significant digits)."""
+MAX_COCONTRACTION_CHANNELS = 4
+"""Co-contraction is computed for every pair of channels of streams with 2..4 channels (an agonist/antagonist
+set-up, e.g. the four thigh muscles); wider arrays (a forearm armband) get none, 28 pairs mean nothing."""
+ROMBERG_BASES = (
+    MetricCode.SWAY_ELLIPSE_AREA,
+    MetricCode.SWAY_PATH_LENGTH,
+    MetricCode.SWAY_MEAN_VELOCITY,
+    MetricCode.SWAY_MEAN_DISTANCE,
+    MetricCode.SWAY_RMS_DISTANCE,
+)
+"""The sway metrics a Romberg quotient is reported for; the first is the quotient's value, all are
+components."""
+MIN_EMG_SECONDS = 0.3
+MIN_BALANCE_SECONDS = 5.0
+"""Shorter trials give no balance metrics: the spectral measures need several seconds of sway."""
+
+_TO_MICROVOLT = {"V": 1e6, "mV": 1e3, "uV": 1.0}
+_TO_CM = {"cm": 1.0, "mm": 0.1, "m": 100.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    code: str
+    value: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """A downsampled waveform (FHIR SampledData): value = origin + factor * datum."""
+
+    period_ms: float
+    factor: float
+    unit: str
+    data: str
+    origin: float = 0.0
+    dimensions: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "periodMs": self.period_ms,
+            "origin": self.origin,
+            "factor": self.factor,
+            "dimensions": self.dimensions,
+            "unit": self.unit,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """One metric value over [start, end); `channel` None for whole-stream (balance) metrics."""
+
+    metric: MetricCode
+    value: float
+    unit: str
+    start: datetime
+    end: datetime
+    channel: str | None = None
+    components: tuple[Component, ...] = field(default_factory=tuple)
+    samples: Samples | None = None
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _emg_scale(unit: str) -> tuple[float, str]:
+    """(factor, unit) that reports an EMG amplitude in uV, or leaves counts as counts."""
+    factor = _TO_MICROVOLT.get(unit)
+    return (factor, "uV") if factor is not None else (1.0, unit)
+
+
+def _is_uniform(times: FloatArray, rate: float) -> bool:
+    if times.size < 2:
+        return True
+    period = 1.0 / rate
+    # Frame start times carry microsecond rounding; a real irregularity is far larger.
+    return bool(np.all(np.abs(np.diff(times) - period) <= 2e-6 + 0.01 * period))
+
+
+@dataclass(frozen=True, slots=True)
+class Uniform:
+    """A stretch of samples on a uniform grid: `values[i]` at `t0 + i / rate` (seconds from the origin)."""
+
+    t0: float
+    rate: float
+    values: FloatArray
+    whole: bool  # False when gaps or unusable samples cut the recording and only its longest stretch is here
+
+    @property
+    def seconds(self) -> float:
+        return int(self.values.shape[0]) / self.rate
+
+
+def uniform_stretch(
+    times: FloatArray, values: FloatArray, rate: float, *, valid: NDArray[np.bool_] | None = None
+) -> Uniform | None:
+    """The longest stretch of valid samples on the nominal grid.
+
+    Evenly sampled data is used as it is (exact reference values); uneven data (real timestamps, or a
+    missing frame) is resampled at the nominal rate, never across a hole longer than five periods. Samples
+    with `valid` False (e.g. nobody on the plate) split the recording too.
+    """
+    if times.size == 0:
+        return None
+    ok = np.ones(times.size, dtype=bool) if valid is None else valid
+    if _is_uniform(times, rate):
+        grid_t, grid_v, grid_ok = times, values, ok
+    else:
+        max_gap = 5.0 / rate
+        both = np.column_stack([values, ok.astype(np.float64)])
+        r = resample_uniform(times, both, rate, max_gap_s=max_gap)
+        grid_t, grid_v = r.times, r.values[:, :-1]
+        # A grid point is usable when it lies between two usable real samples.
+        grid_ok = r.valid & (r.values[:, -1] >= 1.0 - 1e-9)
+    edges = np.diff(np.concatenate(([0], grid_ok.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return None
+    k = int(np.argmax(ends - starts))
+    lo, hi = int(starts[k]), int(ends[k])
+    whole = lo == 0 and hi == grid_t.size and grid_t is times
+    return Uniform(float(grid_t[lo]), rate, np.asarray(grid_v[lo:hi], dtype=np.float64), whole)
+
+
+def envelope_samples(envelope: FloatArray, fs: float, unit: str) -> Samples:
+    """The envelope decimated to about `ENVELOPE_RATE_HZ` as integers with a scale factor."""
+    step = max(1, round(fs / ENVELOPE_RATE_HZ))
+    points = np.clip(envelope[::step], 0.0, None)
+    peak = float(points.max()) if points.size else 0.0
+    factor = peak / ENVELOPE_LEVELS if peak > 0 else 1.0
+    data = " ".join(str(int(v)) for v in np.rint(points / factor).astype(np.int64))
+    return Samples(period_ms=1000.0 * step / fs, factor=float(f"{factor:.6g}"), unit=unit, data=data)
+
+
+def _finite(items: list[Computed]) -> list[Computed]:
+    out = [c for c in items if math.isfinite(c.value)]
+    if len(out) != len(items):
+        logger.warning("non-finite metric values dropped", extra={"dropped": len(items) - len(out)})
+    return out
+
+
+# -- EMG -------------------------------------------------------------------------------------------------
+def emg_window(window: Window, mvc: Mapping[str, float] | None) -> list[Computed]:
+    """Per-channel metrics of one complete 1 s window: RMS, envelope peak, median frequency, %MVC."""
+    if not window.complete:
+        return []
+    if not _is_uniform(window.times, window.sampling_rate_hz):
+        stretch = uniform_stretch(window.times, window.values, window.sampling_rate_hz)
+        span = (window.end - window.start).total_seconds()
+        if stretch is None or (not stretch.whole and stretch.seconds < 0.9 * span):
+            return []
+        values = stretch.values
+    else:
+        values = window.values
+    if values.shape[0] < 16:
+        return []
+    out: list[Computed] = []
+    for unit in dict.fromkeys(window.units):
+        cols = [i for i, u in enumerate(window.units) if u == unit]
+        names = [window.channels[i] for i in cols]
+        scale, out_unit = _emg_scale(unit)
+        metrics = emg.emg_window_metrics(
+            values[:, cols], window.sampling_rate_hz, names, unit, window.start, mvc=_mvc_for(mvc, names)
+        )
+        for m in metrics:
+            amplitude = m.code in (MetricCode.EMG_RMS, MetricCode.EMG_ENVELOPE_PEAK)
+            out.append(
+                Computed(
+                    m.code,
+                    m.value * scale if amplitude else m.value,
+                    out_unit if amplitude else m.unit,
+                    window.start,
+                    window.end,
+                    m.channels[0],
+                )
+            )
+    return _finite(out)
+
+
+def _mvc_for(mvc: Mapping[str, float] | None, names: Sequence[str]) -> dict[str, float] | None:
+    if not mvc:
+        return None
+    return {n: float(mvc[n]) for n in names if n in mvc and float(mvc[n]) > 0}
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetProtocol:
+    """Onset latency is measured from `cue_s` seconds after the stream origin, or from the recording start."""
+
+    cue_s: float | None = None
+
+
+def emg_recording(
+    recording: Recording, mvc: Mapping[str, float] | None, protocol: OnsetProtocol
+) -> list[Computed]:
+    """Whole-recording EMG metrics per channel, co-contraction per pair, the envelope as a waveform."""
+    stretch = uniform_stretch(recording.times, recording.values, recording.sampling_rate_hz)
+    if stretch is None or stretch.seconds < MIN_EMG_SECONDS:
+        return []
+    if not stretch.whole:
+        logger.warning(
+            "EMG recording has gaps: whole-recording metrics use its longest stretch",
+            extra={"stretch_s": round(stretch.seconds, 3), "start_s": round(stretch.t0, 3)},
+        )
+    fs = stretch.rate
+    x = stretch.values
+    start = recording.origin + timedelta(seconds=stretch.t0)
+    end = start + timedelta(seconds=stretch.seconds)
+    cond = emg.conditioned(x, fs)
+    env = np.clip(emg.lowpass(emg.rectify(cond), fs, emg.DEFAULT_ENVELOPE_CUTOFF_HZ), 0.0, None)
+    rms = np.atleast_1d(emg.rms(cond))
+    f, p = emg.welch_psd(cond, fs)
+    mdf = np.atleast_1d(spectral_fraction_frequency(f, p, 0.5))
+    cue = protocol.cue_s
+    # Onsets are searched after a quiet baseline: the 0.5 s before the cue, or the first 0.3 s.
+    cue_in = None if cue is None else cue - stretch.t0
+    if cue_in is not None and cue_in >= 0.2:
+        baseline = (max(0.0, cue_in - 0.5), cue_in)
+    else:
+        baseline = (0.0, min(0.3, stretch.seconds / 2))
+    settings = emg.OnsetSettings(baseline_s=baseline)
+    mvc_ok = _mvc_for(mvc, recording.channels) or {}
+    out: list[Computed] = []
+    for i, name in enumerate(recording.channels):
+        scale, unit = _emg_scale(recording.units[i])
+        out.append(Computed(MetricCode.EMG_RMS, float(rms[i]) * scale, unit, start, end, name))
+        out.append(
+            Computed(
+                MetricCode.EMG_ENVELOPE_PEAK,
+                float(env[:, i].max()) * scale,
+                unit,
+                start,
+                end,
+                name,
+                samples=envelope_samples(env[:, i] * scale, fs, unit),
+            )
+        )
+        out.append(Computed(MetricCode.EMG_MEDIAN_FREQUENCY, float(mdf[i]), "Hz", start, end, name))
+        if name in mvc_ok:
+            pct = float(emg.percent_mvc(env[:, i].mean(), mvc_ok[name]))
+            out.append(Computed(MetricCode.EMG_PERCENT_MVC, pct, "%", start, end, name))
+        try:
+            found = emg.detect_onsets(emg.onset_signal(x[:, i], fs), fs, settings)
+        except ValueError:
+            found = []
+        after = [a for a in found if a.onset >= baseline[1] - 1e-9]
+        if after:
+            reference = cue_in if cue_in is not None else 0.0
+            latency_ms = 1000.0 * (after[0].onset - reference)
+            out.append(Computed(MetricCode.EMG_ONSET_LATENCY, latency_ms, "ms", start, end, name))
+    n = len(recording.channels)
+    if 2 <= n <= MAX_COCONTRACTION_CHANNELS:
+        for a, b in itertools.combinations(range(n), 2):
+            if recording.units[a] != recording.units[b]:
+                continue
+            try:
+                value = emg.cocontraction(env[:, a], env[:, b])
+            except ValueError:
+                continue
+            pair = f"{recording.channels[a]}/{recording.channels[b]}"
+            out.append(Computed(MetricCode.EMG_CO_CONTRACTION_INDEX, value, "%", start, end, pair))
+    return _finite(out)
+
+
+# -- balance ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BoardGeometry:
+    """Sensor spacing (cm) of a four-load-cell board; the Wii Balance Board unless the protocol says."""
+
+    lx: float = cop.WII_BALANCE_BOARD_CM[0]
+    ly: float = cop.WII_BALANCE_BOARD_CM[1]
+
+
+def cop_of(
+    recording: Recording, stream_type: str, board: BoardGeometry | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """COP (x, y) in cm of a force-plate, load-cell or COP recording; NaN where unloaded."""
+    col = {name: recording.values[:, i] for i, name in enumerate(recording.channels)}
+    unit = dict(zip(recording.channels, recording.units, strict=True))
+    if stream_type == "force-plate":
+        return cop.cop_from_force_plate(col["Fz"], col["Mx"], col["My"])
+    if stream_type == "load-cells":
+        g = board or BoardGeometry()
+        min_load = 1.0 if unit["TL"] == "kg" else cop.MIN_LOAD_N
+        return cop.cop_from_load_cells(
+            col["TL"], col["TR"], col["BL"], col["BR"], lx=g.lx, ly=g.ly, min_load=min_load
+        )
+    if stream_type == "cop":
+        scale = _TO_CM[unit["x"]]
+        return col["x"] * scale, col["y"] * scale
+    raise ValueError(f"no centre of pressure for {stream_type} streams")
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """Whole-trial balance metrics, kept for the Romberg quotient."""
+
+    start: datetime
+    end: datetime
+    values: dict[str, float]
+
+
+def balance_recording(
+    recording: Recording, stream_type: str, board: BoardGeometry | None = None
+) -> tuple[list[Computed], Trial | None]:
+    """The whole-trial COP metrics (window = the trial), and the values the Romberg quotient needs."""
+    x, y = cop_of(recording, stream_type, board)
+    loaded = np.isfinite(x) & np.isfinite(y)
+    stretch = uniform_stretch(
+        recording.times,
+        np.column_stack([np.nan_to_num(x), np.nan_to_num(y)]),
+        recording.sampling_rate_hz,
+        valid=loaded,
+    )
+    if stretch is None or stretch.seconds < MIN_BALANCE_SECONDS:
+        logger.warning("balance trial too short or unloaded: no metrics")
+        return [], None
+    if not stretch.whole:
+        logger.warning(
+            "balance trial has gaps or unloaded samples: metrics use its longest stretch",
+            extra={"stretch_s": round(stretch.seconds, 3), "start_s": round(stretch.t0, 3)},
+        )
+    start = recording.origin + timedelta(seconds=stretch.t0)
+    metrics = balance.balance_metrics(stretch.values[:, 0], stretch.values[:, 1], stretch.rate, start)
+    out = _finite([Computed(m.code, m.value, m.unit, m.start, m.end) for m in metrics])
+    if not out:
+        return [], None
+    trial = Trial(out[0].start, out[0].end, {c.metric.value: c.value for c in out})
+    return out, trial
+
+
+def romberg(closed: Trial, opened: Trial) -> Computed | None:
+    """Eyes-closed / eyes-open for each sway metric in `ROMBERG_BASES` (value: the ellipse-area quotient)."""
+    components: list[Component] = []
+    for code in ROMBERG_BASES:
+        c, o = closed.values.get(code.value), opened.values.get(code.value)
+        if c is None or o is None or o == 0 or not (math.isfinite(c) and math.isfinite(o)):
+            continue
+        components.append(Component(code.value, balance.romberg_quotient(c, o), "{ratio}"))
+    if not components or components[0].code != ROMBERG_BASES[0].value:
+        return None
+    return Computed(
+        MetricCode.ROMBERG_QUOTIENT,
+        components[0].value,
+        "{ratio}",
+        min(closed.start, opened.start),
+        max(closed.end, opened.end),
+        components=tuple(components),
+    )

@@ -1,0 +1,109 @@
+"""The events the metrics processor reads (raw frame / stream-closed, docs GATEWAY) and the one it writes.
+
+In: `device.{emg,balance}-frame-received.v1` and `device.{emg,balance}-stream-closed.v1` on the raw topics,
+subject = device id. Out: `device.metric-computed.v1` on `relearn.device.metrics`, subject = patient id, data
+`{patient, device, stream, session, channel?, metric, window: {start, end}, value, unit, components?,
+samples?}` with `metric` a code of the evaluation CodeSystem.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from relearn.device_gateway.processing.compute import Computed
+from relearn.device_gateway.signals.frames import SensorFrame, StreamType
+from relearn.shared.events.envelope import CloudEvent
+
+SOURCE = "/relearn/device-gateway/metrics"
+
+EMG_FRAME = "device.emg-frame-received.v1"
+BALANCE_FRAME = "device.balance-frame-received.v1"
+EMG_CLOSED = "device.emg-stream-closed.v1"
+BALANCE_CLOSED = "device.balance-stream-closed.v1"
+METRIC_COMPUTED = "device.metric-computed.v1"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class Protocol(_In):
+    """The binding's protocol as far as metrics need it; anything else in it is ignored, nothing rejected."""
+
+    vision: str | None = None
+    surface: str | None = None
+    task: str | None = None
+    cue_time: float | None = Field(default=None, description="seconds after the stream origin")
+    # Load-cell board sensor spacing in cm, when not the Wii Balance Board's.
+    board_lx_cm: float | None = None
+    board_ly_cm: float | None = None
+
+    @field_validator("vision", mode="before")
+    @classmethod
+    def _vision(cls, value: Any) -> str | None:
+        """`open` / `closed` (also `eyes-open` / `eyes-closed`); anything else means not a Romberg trial."""
+        text = str(value).strip().lower().removeprefix("eyes-") if value is not None else ""
+        return text if text in ("open", "closed") else None
+
+    @field_validator("surface", mode="before")
+    @classmethod
+    def _surface(cls, value: Any) -> str | None:
+        text = str(value).strip().lower().removeprefix("surface-") if value is not None else ""
+        return text if 0 < len(text) <= 16 else None
+
+
+class StreamEvent(_In):
+    """What every raw event says about its stream."""
+
+    stream: Annotated[str, Field(min_length=1, max_length=64)]
+    device: Annotated[str, Field(min_length=1, max_length=64)]
+    patient: Annotated[str, Field(min_length=1, max_length=64)]
+    session: str | None = None
+    stream_type: StreamType
+    origin: AwareDatetime | None = None
+    protocol: Protocol = Protocol()
+    mvc: dict[str, float] | None = None
+
+
+class FrameReceived(StreamEvent):
+    frame: SensorFrame
+
+
+class StreamClosed(StreamEvent):
+    last_sequence: int | None = None
+    frames: int | None = None
+    samples: int | None = None
+    gaps: int | None = None
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
+    """The `device.metric-computed.v1` data of one computed metric."""
+    data: dict[str, Any] = {
+        "patient": stream.patient,
+        "device": stream.device,
+        "stream": stream.stream,
+        "session": stream.session,
+        "metric": c.metric.value,
+        "window": {"start": _iso(c.start), "end": _iso(c.end)},
+        "value": c.value,
+        "unit": c.unit,
+    }
+    if c.channel is not None:
+        data["channel"] = c.channel
+    if c.components:
+        data["components"] = [{"code": k.code, "value": k.value, "unit": k.unit} for k in c.components]
+    if c.samples is not None:
+        data["samples"] = c.samples.to_json()
+    return data
+
+
+def metric_event(stream: StreamEvent, c: Computed) -> CloudEvent:
+    return CloudEvent.new(SOURCE, METRIC_COMPUTED, stream.patient, metric_data(stream, c))

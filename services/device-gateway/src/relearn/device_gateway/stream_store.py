@@ -1,0 +1,286 @@
+"""Stream bindings, their frames and their gaps: the gateway's own tables, and how to read a recording back.
+
+- ``device_stream``: one binding of a device's stream to a patient (and session), with the protocol the
+  processor needs (vision, surface, MVC, targets), counters (frames, samples, next expected sequence), the
+  channel layout fixed by the first frame and the stream's ``origin`` (the first accepted frame's start).
+- ``device_frame``: one row per accepted frame, keyed (stream, sequence): the de-duplication key and the
+  recording itself. Samples are stored compactly as the float64 bytes of the ``[n, channels]`` block as sent
+  (raw counts stay counts), per-sample timestamps likewise or NULL for evenly sampled frames, so a whole
+  recording can be read back exactly (`load_recording_frames`).
+- ``device_stream_gap``: each jump in sequence as it was detected (expected, got).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    func,
+    select,
+)
+from sqlmodel import Field, Session, SQLModel, col
+
+from relearn.device_gateway.signals.frames import Adc, Channel, SensorFrame, StreamType
+
+_ID = 64  # FHIR ids and stream ids
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StreamStatus:
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class StreamRecord(SQLModel, table=True):
+    """One stream binding (see module docstring)."""
+
+    __tablename__ = "device_stream"
+    __table_args__ = (
+        Index("ix_device_stream_patient", "patient_id", "created_at"),
+        Index("ix_device_stream_session", "session_id"),
+        Index("ix_device_stream_device", "device_id", "status"),
+    )
+
+    id: str = Field(sa_column=Column(String(_ID), primary_key=True))
+    device_id: str = Field(sa_column=Column(String(_ID), nullable=False))
+    stream_type: str = Field(sa_column=Column(String(16), nullable=False))
+    patient_id: str = Field(sa_column=Column(String(_ID), nullable=False))
+    session_id: str | None = Field(default=None, sa_column=Column(String(_ID), nullable=True))
+    protocol: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    mvc: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    targets: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    status: str = Field(default=StreamStatus.OPEN, sa_column=Column(String(8), nullable=False))
+    # One past the highest sequence accepted so far (the next one expected).
+    next_sequence: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    frames: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    samples: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    gap_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    # {"samplingRateHz", "channels": [{"name","unit"}], "adc": {...}|null}: fixed by the first frame.
+    layout: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The first accepted frame's startTime: where every processor aligns its windows.
+    origin: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Seconds from origin to just after the last sample of the highest-sequence frame.
+    last_time_offset: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class FrameRecord(SQLModel, table=True):
+    """One accepted frame: the (stream, sequence) de-duplication key and its samples."""
+
+    __tablename__ = "device_frame"
+
+    stream_id: str = Field(
+        sa_column=Column(String(_ID), ForeignKey("device_stream.id"), primary_key=True, autoincrement=False)
+    )
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    device_id: str = Field(sa_column=Column(String(_ID), nullable=False))
+    start_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    n_samples: int = Field(sa_column=Column(Integer, nullable=False))
+    # float64 little-endian bytes of the [n_samples, channels] block as sent (row-major).
+    sample_data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # float64 little-endian seconds from start_time per sample, or NULL when evenly sampled.
+    time_data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    received_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class GapRecord(SQLModel, table=True):
+    """A jump in sequence: frames ``expected`` .. ``got - 1`` had not arrived when ``got`` did."""
+
+    __tablename__ = "device_stream_gap"
+    __table_args__ = (Index("ix_device_stream_gap_stream", "stream_id", "expected"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    stream_id: str = Field(sa_column=Column(String(_ID), ForeignKey("device_stream.id"), nullable=False))
+    expected: int = Field(sa_column=Column(BigInteger, nullable=False))
+    got: int = Field(sa_column=Column(BigInteger, nullable=False))
+    detected_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+# -- read models ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamInfo:
+    """A snapshot of a stream binding, as handed to after-commit hooks (live biofeedback) and processors."""
+
+    id: str
+    device: str
+    stream_type: StreamType
+    patient: str
+    session: str | None
+    protocol: dict[str, Any]
+    mvc: dict[str, Any] | None
+    targets: dict[str, Any] | None
+    status: str
+    origin: datetime | None
+    layout: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """camelCase, as the binding reads on the wire (``id``, ``device``, ``streamType``, ``mvc`` ...)."""
+        return {
+            "id": self.id,
+            "device": self.device,
+            "streamType": self.stream_type.value,
+            "patient": self.patient,
+            "session": self.session,
+            "protocol": self.protocol,
+            "mvc": self.mvc,
+            "targets": self.targets,
+            "status": self.status,
+            "origin": self.origin.isoformat() if self.origin is not None else None,
+            "layout": self.layout,
+        }
+
+    @classmethod
+    def of(cls, row: StreamRecord) -> StreamInfo:
+        return cls(
+            id=row.id,
+            device=row.device_id,
+            stream_type=StreamType(row.stream_type),
+            patient=row.patient_id,
+            session=row.session_id,
+            protocol=dict(row.protocol or {}),
+            mvc=dict(row.mvc) if row.mvc is not None else None,
+            targets=dict(row.targets) if row.targets is not None else None,
+            status=row.status,
+            origin=_aware(row.origin),
+            layout=dict(row.layout) if row.layout is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Gap:
+    expected: int
+    got: int
+    # How many of expected..got-1 are still missing (late frames fill gaps).
+    missing: int
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were stored in UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    return _aware(value)
+
+
+def layout_of(frame: SensorFrame) -> dict[str, Any]:
+    """What the first frame fixes for the whole stream (camelCase, as on the wire)."""
+    return {
+        "samplingRateHz": frame.sampling_rate_hz,
+        "channels": [c.model_dump(by_alias=True) for c in frame.channels],
+        "adc": frame.adc.model_dump(mode="json", by_alias=True) if frame.adc is not None else None,
+    }
+
+
+def frame_record(frame: SensorFrame) -> dict[str, Any]:
+    """The ``device_frame`` row of an accepted frame (values as sent, compact binary)."""
+    values = np.asarray(frame.samples, dtype="<f8")
+    times = np.asarray(frame.timestamps, dtype="<f8").tobytes() if frame.timestamps is not None else None
+    return {
+        "stream_id": frame.stream_id,
+        "sequence": frame.sequence,
+        "device_id": frame.device_id,
+        "start_time": frame.start_time,
+        "n_samples": frame.n_samples,
+        "sample_data": values.tobytes(),
+        "time_data": times,
+        "received_at": _now(),
+    }
+
+
+def gaps_of(session: Session, stream_id: str) -> list[Gap]:
+    """The stream's gaps in detection order, each with how many of its frames are still missing."""
+    rows = session.execute(
+        select(col(GapRecord.expected), col(GapRecord.got))
+        .where(col(GapRecord.stream_id) == stream_id)
+        .order_by(col(GapRecord.id))
+    ).all()
+    out = []
+    for expected, got in rows:
+        arrived = session.execute(
+            select(func.count())
+            .select_from(FrameRecord)
+            .where(
+                col(FrameRecord.stream_id) == stream_id,
+                col(FrameRecord.sequence) >= expected,
+                col(FrameRecord.sequence) < got,
+            )
+        ).scalar_one()
+        out.append(Gap(int(expected), int(got), int(got - expected - arrived)))
+    return out
+
+
+def load_recording_frames(session: Session, stream_id: str) -> list[SensorFrame]:
+    """Every stored frame of a stream, in sequence order, rebuilt exactly as the device sent them.
+
+    Samples come back as sent (raw counts stay counts; `to_arrays()` applies the declared transfer), with
+    the per-sample timestamps when the device sent them. An unknown stream or one without frames gives [].
+    """
+    stream = session.get(StreamRecord, stream_id)
+    if stream is None or stream.layout is None:
+        return []
+    layout = stream.layout
+    channels = [Channel.model_validate(c) for c in layout["channels"]]
+    adc = Adc.model_validate(layout["adc"]) if layout.get("adc") else None
+    width = len(channels)
+    stream_type = StreamType(stream.stream_type)
+    rows = session.execute(
+        select(
+            col(FrameRecord.sequence),
+            col(FrameRecord.device_id),
+            col(FrameRecord.start_time),
+            col(FrameRecord.n_samples),
+            col(FrameRecord.sample_data),
+            col(FrameRecord.time_data),
+        )
+        .where(col(FrameRecord.stream_id) == stream_id)
+        .order_by(col(FrameRecord.sequence))
+    ).all()
+    frames = []
+    for sequence, device_id, start_time, n, sample_data, time_data in rows:
+        values = np.frombuffer(sample_data, dtype="<f8").reshape(n, width)
+        times = np.frombuffer(time_data, dtype="<f8").tolist() if time_data is not None else None
+        # Validated once on arrival; constructed without re-validation here.
+        frames.append(
+            SensorFrame.model_construct(
+                device_id=device_id,
+                stream_type=stream_type,
+                stream_id=stream_id,
+                sequence=int(sequence),
+                start_time=_aware(start_time) or start_time,
+                sampling_rate_hz=float(layout["samplingRateHz"]),
+                channels=channels,
+                adc=adc,
+                samples=values.tolist(),
+                timestamps=times,
+            )
+        )
+    return frames

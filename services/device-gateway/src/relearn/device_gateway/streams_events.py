@@ -1,0 +1,67 @@
+"""The raw events the gateway stages in its outbox: one per accepted frame, one when a stream closes.
+
+Both go to the stream type's raw topic (``relearn.device.raw.emg`` / ``relearn.device.raw.balance``) with the
+device id as subject (= partition key), so one device's frames and its stream-closed event stay in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from relearn.device_gateway.signals.frames import SensorFrame, StreamType
+from relearn.device_gateway.stream_store import StreamRecord, aware
+from relearn.shared.events.envelope import CloudEvent
+
+SOURCE = "/relearn/device-gateway"
+
+EMG_FRAME = "device.emg-frame-received.v1"
+BALANCE_FRAME = "device.balance-frame-received.v1"
+EMG_CLOSED = "device.emg-stream-closed.v1"
+BALANCE_CLOSED = "device.balance-stream-closed.v1"
+
+
+def frame_event_type(stream_type: StreamType | str) -> str:
+    return EMG_FRAME if StreamType(stream_type) is StreamType.EMG else BALANCE_FRAME
+
+
+def closed_event_type(stream_type: StreamType | str) -> str:
+    return EMG_CLOSED if StreamType(stream_type) is StreamType.EMG else BALANCE_CLOSED
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = aware(value)
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _binding(stream: StreamRecord) -> dict[str, Any]:
+    return {
+        "stream": stream.id,
+        "device": stream.device_id,
+        "patient": stream.patient_id,
+        "session": stream.session_id,
+        "streamType": stream.stream_type,
+        "origin": _iso(stream.origin),
+        "protocol": dict(stream.protocol or {}),
+        "mvc": stream.mvc,
+    }
+
+
+def frame_event(stream: StreamRecord, frame: SensorFrame) -> CloudEvent:
+    """``device.<emg|balance>-frame-received.v1``: the binding's context and the frame as sent (camelCase)."""
+    data = {**_binding(stream), "targets": stream.targets, "frame": frame.to_wire()}
+    return CloudEvent.new(SOURCE, frame_event_type(stream.stream_type), frame.device_id, data)
+
+
+def closed_event(stream: StreamRecord) -> CloudEvent:
+    """``device.<emg|balance>-stream-closed.v1``: what a processor needs to finish the recording."""
+    data = {
+        **_binding(stream),
+        "targets": stream.targets,
+        "lastSequence": stream.next_sequence - 1 if stream.frames else None,
+        "frames": stream.frames,
+        "samples": stream.samples,
+        "gaps": stream.gap_count,
+        "closedAt": _iso(stream.closed_at),
+    }
+    return CloudEvent.new(SOURCE, closed_event_type(stream.stream_type), stream.device_id, data)

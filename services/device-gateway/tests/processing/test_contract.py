@@ -1,0 +1,81 @@
+"""The metric events the processor emits are what the evaluation and plan services read.
+
+Every metric code is in the evaluation CodeSystem; each event becomes a valid FHIR R4B Observation; the
+channel keeps the Observations of several channels over one window apart, and the plan service cites the
+very Observation the evaluation service stores.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir.resources.R4B.observation import Observation
+
+from relearn.device_gateway.processing import events
+from relearn.device_gateway.signals.metrics import MetricCode
+from relearn.evaluation import codes
+from relearn.evaluation.device_metrics import MetricComputed, metric_observation
+from relearn.plan.handlers import metric_observation as plan_evidence
+from relearn.plan.inbound import DeviceMetricComputed
+from relearn.shared.events.contracts import device_metric_observation_id
+from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
+
+
+def test_every_metric_code_is_an_evaluation_code() -> None:
+    for code in MetricCode:
+        concept = codes.concept(code.value)
+        assert concept.selectable and concept.properties["unit"]
+
+
+def test_raw_event_types_are_the_declared_ones() -> None:
+    assert topic_for(events.EMG_FRAME) == topic_for(events.EMG_CLOSED) == DEVICE_RAW_EMG
+    assert topic_for(events.BALANCE_FRAME) == topic_for(events.BALANCE_CLOSED) == DEVICE_RAW_BALANCE
+
+
+def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, feed: Any) -> None:
+    names = ["rectus-femoris", "biceps-femoris"]
+    frames = data.wire_frames(
+        data.lower_limb()[:3000, :2],
+        rate=1000.0,
+        channels=[{"name": n, "unit": "mV"} for n in names],
+        stream_type="emg",
+        frame_len=500,
+    )
+    emg = data.stream("emg", frames, session="enc-1", mvc={"rectus-femoris": 0.05})
+    balance_open = data.plate_stream("BDS00001", patient=emg.patient, protocol={"vision": "open"})
+    balance_closed = data.plate_stream("BDS00004", patient=emg.patient, protocol={"vision": "closed"})
+
+    events = feed.run(emg.events() + balance_open.events() + balance_closed.events())
+
+    ids: set[str] = set()
+    for event in events:
+        metric = MetricComputed.model_validate(event.data)
+        resource = metric_observation(metric)
+        Observation.model_validate(resource)  # valid FHIR R4B
+        ids.add(resource["id"])
+        assert resource["code"]["coding"][0]["code"] == event.data["metric"]
+        assert resource["valueQuantity"]["code"] == event.data["unit"]
+        if "channel" in event.data:
+            assert resource["bodySite"] == {"text": event.data["channel"]}
+        if "samples" in event.data:
+            (waveform,) = [c for c in resource["component"] if "valueSampledData" in c]
+            assert waveform["code"]["coding"][0]["code"] == "emg-envelope"
+        # The plan service cites exactly the Observation the evaluation service stores.
+        plan_metric = DeviceMetricComputed.model_validate(event.data)
+        assert plan_evidence(plan_metric) == f"Observation/{resource['id']}"
+    assert len(ids) == len(events), "no two metric events share an Observation"
+    kinds = {e.data["metric"] for e in events}
+    assert {"emg-co-contraction-index", "emg-percent-mvc", "romberg-quotient", "sway-ellipse-area"} <= kinds
+
+
+def test_metrics_without_a_channel_keep_their_former_ids() -> None:
+    start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 0, 1, tzinfo=UTC)
+    before = device_metric_observation_id("p", "d", "sway-ellipse-area", start, end)
+
+    # The id the contract gave before channels existed: stored Observations keep their ids.
+    assert before == "5dc34733-da5a-5732-99f3-516ff1df7806"
+    assert device_metric_observation_id("p", "d", "sway-ellipse-area", start, end, None) == before
+    left = device_metric_observation_id("p", "d", "emg-rms", start, end, "left")
+    right = device_metric_observation_id("p", "d", "emg-rms", start, end, "right")
+    assert len({before, left, right}) == 3

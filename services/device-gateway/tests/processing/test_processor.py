@@ -1,0 +1,417 @@
+"""The metrics processor on real recordings fed as raw frame events (no broker).
+
+Balance: subject 1's trials of the BDS data set must give the dataset authors' own values; EMG: the BMC
+contraction onset near 0.4 s, nothing on the BioSPPy baseline recording, counts kept as counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from relearn.device_gateway.signals.frames import SensorFrame
+from relearn.shared.db import transaction
+from relearn.shared.events.envelope import CloudEvent
+
+Grouped = dict[tuple[str, str | None], list[dict[str, Any]]]
+Group = Callable[[list[CloudEvent]], Grouped]
+
+TRIALS = {
+    "BDS00001": ("open", "firm"),
+    "BDS00004": ("closed", "firm"),
+    "BDS00007": ("open", "foam"),
+    "BDS00010": ("closed", "foam"),
+}
+SWAY = {
+    "sway-path-length": "cm",
+    "sway-mean-velocity": "cm/s",
+    "sway-mean-distance": "cm",
+    "sway-rms-distance": "cm",
+    "sway-ellipse-area": "cm2",
+    "sway-mean-frequency": "Hz",
+    "sway-centroidal-frequency": "Hz",
+    "sway-f50": "Hz",
+    "sway-f95": "Hz",
+}
+
+
+@pytest.fixture(scope="module")
+def reference(data: Any) -> dict[str, dict[str, str]]:
+    with (data.sensors / "balance" / "reference-metrics-subject1.tsv").open() as f:
+        return {row["Trial"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+
+def one(grouped: Grouped, metric: str, channel: str | None = None) -> dict[str, Any]:
+    (found,) = grouped[(metric, channel)]
+    return found
+
+
+# -- balance -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("trial", list(TRIALS))
+def test_balance_trial_fed_as_frames_gives_the_authors_values(
+    trial: str, data: Any, feed: Any, group: Group, reference: dict[str, dict[str, str]]
+) -> None:
+    vision, surface = TRIALS[trial]
+    stream = data.plate_stream(trial, protocol={"vision": vision, "surface": surface})
+
+    during = feed.run(stream.frame_events())
+    events = feed.run([stream.closed_event()])
+
+    # Balance metrics are whole-trial only: nothing while the trial runs.
+    assert during == []
+    grouped = group(events)
+    assert set(SWAY) <= {m for m, _ in grouped}
+    ref = reference[trial]
+    area = one(grouped, "sway-ellipse-area")
+    velocity = one(grouped, "sway-mean-velocity")
+    mfreq = one(grouped, "sway-mean-frequency")
+    assert round(area["value"], 3) == round(float(ref["COParea"]), 3)
+    assert round(velocity["value"], 3) == round(float(ref["COPvelo"]), 3)
+    assert area["value"] == pytest.approx(float(ref["COParea"]), abs=1e-6)
+    assert velocity["value"] == pytest.approx(float(ref["COPvelo"]), abs=1e-6)
+    # The authors' spectral settings are not published: our mean power frequency agrees within 4e-4 Hz.
+    assert abs(mfreq["value"] - float(ref["COPmfreq"])) < 5e-4
+    for metric, unit in SWAY.items():
+        m = one(grouped, metric)
+        assert m["unit"] == unit and math.isfinite(m["value"])
+        # The window is the whole 60 s trial, from the stream's origin.
+        assert m["window"] == {"start": stream.origin, "end": "2026-03-02T09:31:00+00:00"}
+        assert "channel" not in m
+        assert (m["patient"], m["device"], m["stream"]) == (stream.patient, stream.device, stream.stream)
+    assert all(e.subject == stream.patient and e.type == "device.metric-computed.v1" for e in events)
+    # One trial alone has no Romberg partner.
+    assert ("romberg-quotient", None) not in grouped
+
+
+def test_romberg_quotient_pairs_eyes_closed_with_eyes_open_on_the_same_surface(
+    data: Any, feed: Any, group: Group, reference: dict[str, dict[str, str]]
+) -> None:
+    patient = "pat-romberg"
+    firm_open = data.plate_stream("BDS00001", patient=patient, protocol={"vision": "open", "surface": "firm"})
+    foam_closed = data.plate_stream(
+        "BDS00010", patient=patient, protocol={"vision": "closed", "surface": "foam"}
+    )
+    firm_closed = data.plate_stream(
+        "BDS00004", patient=patient, protocol={"vision": "closed", "surface": "firm"}
+    )
+    other = data.plate_stream("BDS00007", protocol={"vision": "open", "surface": "foam"})  # another patient
+
+    first = group(feed.run(firm_open.events()))
+    foam = group(feed.run(other.events() + foam_closed.events()))
+    firm = group(feed.run(firm_closed.events()))
+
+    assert ("romberg-quotient", None) not in first
+    # The foam eyes-closed trial finds no eyes-open foam trial of this patient (the other one is not hers).
+    assert ("romberg-quotient", None) not in foam
+    quotient = one(firm, "romberg-quotient")
+    ref = {t: float(reference[t]["COParea"]) for t in ("BDS00001", "BDS00004")}
+    assert quotient["value"] == pytest.approx(ref["BDS00004"] / ref["BDS00001"], rel=1e-6)
+    assert quotient["unit"] == "{ratio}" and quotient["stream"] == firm_closed.stream
+    # This subject swayed over a smaller area with eyes closed: a quotient below 1 is data, not an error.
+    assert quotient["value"] < 1
+    components = {c["code"]: c for c in quotient["components"]}
+    assert components["sway-ellipse-area"]["value"] == quotient["value"]
+    velocity = {t: float(reference[t]["COPvelo"]) for t in ("BDS00001", "BDS00004")}
+    assert components["sway-mean-velocity"]["value"] == pytest.approx(
+        velocity["BDS00004"] / velocity["BDS00001"], rel=1e-6
+    )
+    assert set(components) == {
+        "sway-ellipse-area",
+        "sway-path-length",
+        "sway-mean-velocity",
+        "sway-mean-distance",
+        "sway-rms-distance",
+    }
+
+
+def test_an_eyes_open_trial_closing_after_the_eyes_closed_one_still_gives_the_quotient(
+    data: Any, feed: Any, group: Group, reference: dict[str, dict[str, str]]
+) -> None:
+    closed = data.plate_stream(
+        "BDS00010", patient="pat-late", protocol={"vision": "closed", "surface": "foam"}
+    )
+    opened = data.plate_stream("BDS00007", patient="pat-late", protocol={"vision": "open", "surface": "foam"})
+
+    feed.run(closed.events())
+    quotient = one(group(feed.run(opened.events())), "romberg-quotient")
+
+    ref = {t: float(reference[t]["COParea"]) for t in ("BDS00007", "BDS00010")}
+    assert quotient["value"] == pytest.approx(ref["BDS00010"] / ref["BDS00007"], rel=1e-6)
+    assert quotient["value"] > 1
+
+
+# -- EMG -----------------------------------------------------------------------------------------------
+def test_bmc_contraction_onset_near_0_4_s_and_window_metrics_in_microvolts(
+    data: Any, feed: Any, group: Group
+) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=250
+    )
+    stream = data.stream("emg", frames)
+
+    during = group(feed.run(stream.frame_events()))
+    closing = group(feed.run([stream.closed_event()]))
+
+    # 3.36 s of EMG: three complete 1 s windows, each with RMS, envelope peak and median frequency.
+    windows = during[("emg-rms", "biceps")]
+    assert [w["window"]["start"] for w in windows] == [
+        "2026-03-02T09:30:00+00:00",
+        "2026-03-02T09:30:01+00:00",
+        "2026-03-02T09:30:02+00:00",
+    ]
+    assert all(w["unit"] == "uV" for w in windows)
+    assert {m for m, _ in during} == {"emg-rms", "emg-envelope-peak", "emg-median-frequency"}
+    # Volts reported in microvolts: the contraction's RMS is about 20 mV.
+    assert all(15_000 < w["value"] < 30_000 for w in windows)
+    for w in during[("emg-median-frequency", "biceps")]:
+        assert 20.0 <= w["value"] <= 200.0 and w["unit"] == "Hz"
+
+    onset = one(closing, "emg-onset-latency", "biceps")
+    assert onset["unit"] == "ms" and 350.0 <= onset["value"] <= 500.0
+    assert onset["window"] == {"start": stream.origin, "end": "2026-03-02T09:30:03.360000+00:00"}
+    peak = one(closing, "emg-envelope-peak", "biceps")
+    samples = peak["samples"]
+    assert samples["periodMs"] == 20.0 and samples["unit"] == "uV" and samples["dimensions"] == 1
+    points = [int(v) for v in samples["data"].split()]
+    assert len(points) == 168  # 3.36 s at 50 Hz
+    # The waveform is the envelope every 20 ms: its highest point is just under the envelope's peak.
+    assert 0.98 * peak["value"] <= max(points) * samples["factor"] <= 1.001 * peak["value"]
+    assert one(closing, "emg-rms", "biceps")["unit"] == "uV"
+    assert ("emg-percent-mvc", "biceps") not in closing  # no MVC given
+
+
+def test_baseline_only_recording_in_counts_has_no_onset_and_stays_in_counts(
+    data: Any, feed: Any, group: Group
+) -> None:
+    frames = data.wire_frames(
+        data.biosppy()[:20_000],
+        rate=1000.0,
+        channels=[{"name": "emg", "unit": "counts"}],
+        stream_type="emg",
+        frame_len=1000,
+        adc={"resolutionBits": 12},
+    )
+    stream = data.stream("emg", frames)
+
+    during = group(feed.run(stream.frame_events()))
+    closing = group(feed.run([stream.closed_event()]))
+
+    assert len(during[("emg-rms", "emg")]) == 19  # the 20th window closes with the stream
+    assert {w["unit"] for w in during[("emg-rms", "emg")] + during[("emg-envelope-peak", "emg")]} == {
+        "{counts}"
+    }
+    assert ("emg-onset-latency", "emg") not in closing
+    assert one(closing, "emg-rms", "emg")["unit"] == "{counts}"
+    assert one(closing, "emg-envelope-peak", "emg")["samples"]["unit"] == "{counts}"
+
+
+def test_onset_latency_is_measured_from_the_protocol_cue(data: Any, feed: Any, group: Group) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=500
+    )
+    without = data.stream("emg", [dict(f) for f in frames])
+    cued = data.stream("emg", [dict(f) for f in frames], protocol={"cueTime": 0.3})
+
+    plain = one(group(feed.run(without.events())), "emg-onset-latency", "biceps")["value"]
+    from_cue = one(group(feed.run(cued.events())), "emg-onset-latency", "biceps")["value"]
+
+    assert from_cue == pytest.approx(plain - 300.0, abs=1.0)
+
+
+def test_four_thigh_muscles_give_mvc_percentages_and_co_contraction_per_pair(
+    data: Any, feed: Any, group: Group
+) -> None:
+    values = data.lower_limb()[:6000]
+    names = ["rectus-femoris", "biceps-femoris", "vastus-medialis", "semitendinosus"]
+    frames = data.wire_frames(
+        values,
+        rate=1000.0,
+        channels=[{"name": n, "unit": "mV"} for n in names],
+        stream_type="emg",
+        frame_len=500,
+    )
+    stream = data.stream("emg", frames, mvc={"rectus-femoris": 0.05, "vastus-medialis": 0.05})
+
+    during = group(feed.run(stream.frame_events()))
+    closing = group(feed.run([stream.closed_event()]))
+
+    # One value per channel per window: the channel tells them apart.
+    for name in names:
+        assert len(during[("emg-rms", name)]) == 5
+    assert len(during[("emg-percent-mvc", "rectus-femoris")]) == 5
+    assert ("emg-percent-mvc", "biceps-femoris") not in during
+    pct = one(closing, "emg-percent-mvc", "vastus-medialis")
+    assert pct["unit"] == "%" and pct["value"] > 0
+    pairs = sorted(c for m, c in closing if m == "emg-co-contraction-index")
+    assert len(pairs) == 6 and "rectus-femoris/biceps-femoris" in pairs
+    for pair in pairs:
+        value = one(closing, "emg-co-contraction-index", pair)["value"]
+        assert 0.0 < value <= 100.0
+
+
+# -- state: restarts, mid-stream pick-up, bounds -------------------------------------------------------
+def test_a_restarted_processor_rebuilds_the_recording_from_the_frames_table(
+    data: Any, make_feed: Callable[..., Any], group: Group, reference: dict[str, dict[str, str]]
+) -> None:
+    stream = data.plate_stream("BDS00001")
+    stored = [SensorFrame.model_validate(f) for f in stream.frames]
+    asked: list[str] = []
+
+    def load(_session: Any, stream_id: str) -> list[SensorFrame]:
+        asked.append(stream_id)
+        return stored
+
+    first = make_feed(load_frames=load)
+    first.run(stream.frame_events()[:30])
+    restarted = make_feed(load_frames=load)  # the frames before the restart never reach this one
+    restarted.run(stream.frame_events()[30:])
+    events = group(restarted.run([stream.closed_event()]))
+
+    assert asked == [stream.stream]
+    area = one(events, "sway-ellipse-area")["value"]
+    assert area == pytest.approx(float(reference["BDS00001"]["COParea"]), abs=1e-6)
+
+
+def test_windows_stay_aligned_when_another_process_picks_a_stream_up(
+    data: Any, make_feed: Callable[..., Any], group: Group
+) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=300
+    )
+    stream = data.stream("emg", frames)
+    whole = group(make_feed().run(stream.frame_events()))
+    # A second process gets the stream from its 5th frame (1.5 s in), e.g. after a rebalance.
+    late = group(make_feed().run(stream.frame_events()[5:]))
+
+    # Window [1 s, 2 s) began before it joined: not reported; [2 s, 3 s) is the same window, same value.
+    assert [w["window"] for w in late[("emg-rms", "biceps")]] == [whole[("emg-rms", "biceps")][2]["window"]]
+    assert late[("emg-rms", "biceps")][0]["value"] == pytest.approx(whole[("emg-rms", "biceps")][2]["value"])
+
+
+def test_open_streams_are_capped_and_state_is_dropped_at_close(
+    data: Any, make_feed: Callable[..., Any], group: Group
+) -> None:
+    streams = [data.plate_stream("BDS00001") for _ in range(3)]
+    store = {s.stream: [SensorFrame.model_validate(f) for f in s.frames] for s in streams}
+    feed = make_feed(max_streams=2, load_frames=lambda _s, sid: store[sid])
+
+    # Interleaved frames of three streams with room for two.
+    for batch in zip(*(s.frame_events() for s in streams), strict=True):
+        feed.run(list(batch))
+    assert feed.processor.open_streams == 2
+    areas = [one(group(feed.run([s.closed_event()])), "sway-ellipse-area")["value"] for s in streams]
+
+    assert feed.processor.open_streams == 0
+    assert feed.processor.stats.evicted > 0 and feed.processor.stats.rebuilt >= 1
+    assert areas[0] == pytest.approx(areas[1]) == pytest.approx(areas[2])
+
+
+def test_a_rolled_back_frame_is_not_trusted(data: Any, feed: Any) -> None:
+    stream = data.plate_stream("BDS00001")
+    events = stream.frame_events()
+    feed.run(events[:3])
+    handlers = feed.processor.handlers()
+
+    with pytest.raises(RuntimeError), transaction(feed.engine) as session:
+        handlers[events[3].type](session, events[3])
+        raise RuntimeError("the transaction fails after the handler ran")
+
+    assert feed.processor.open_streams == 0  # forgotten: the close will rebuild from the frames table
+
+
+# -- other stream kinds --------------------------------------------------------------------------------
+def test_load_cell_board_and_cop_streams_give_the_same_trial_metrics(
+    data: Any, feed: Any, group: Group, reference: dict[str, dict[str, str]]
+) -> None:
+    raw = np.loadtxt(data.sensors / "balance" / "BDS00001.txt", skiprows=1)
+    fz, mx, my = raw[:, 3], raw[:, 4], raw[:, 5]
+    x, y = -my / fz * 100.0, mx / fz * 100.0  # cm
+    # The same trial on a Wii-sized four-cell board (43.3 x 23.8 cm), cells in N, no twist between diagonals.
+    lx, ly = 43.3, 23.8
+    sx, sy = 2 * x * fz / lx, 2 * y * fz / ly
+    cells = np.column_stack([(fz - sx + sy) / 4, (fz + sx + sy) / 4, (fz - sx - sy) / 4, (fz + sx - sy) / 4])
+    board = data.stream(
+        "load-cells",
+        data.wire_frames(
+            cells,
+            rate=100.0,
+            channels=[{"name": n, "unit": "N"} for n in ("TL", "TR", "BL", "BR")],
+            stream_type="load-cells",
+            frame_len=64,
+        ),
+    )
+    # The dataset's own COP columns, sent by a device that reports COP in mm.
+    cop = data.stream(
+        "cop",
+        data.wire_frames(
+            raw[:, 7:9] * 10.0,
+            rate=100.0,
+            channels=[{"name": "x", "unit": "mm"}, {"name": "y", "unit": "mm"}],
+            stream_type="cop",
+            frame_len=100,
+        ),
+    )
+
+    for stream in (board, cop):
+        grouped = group(feed.run(stream.events()))
+        assert round(one(grouped, "sway-ellipse-area")["value"], 3) == round(
+            float(reference["BDS00001"]["COParea"]), 3
+        )
+        assert round(one(grouped, "sway-mean-velocity")["value"], 3) == round(
+            float(reference["BDS00001"]["COPvelo"]), 3
+        )
+
+
+def test_unevenly_sampled_armband_still_gives_window_and_recording_metrics(
+    data: Any, feed: Any, group: Group
+) -> None:
+    raw = np.loadtxt(data.sensors / "emg" / "uci_gestures_s10_1_raw_data_11-08_21.03.16.txt", skiprows=1)
+    raw = raw[:8000]
+    times = (raw[:, 0] - raw[0, 0]) / 1000.0  # integer ms, irregular
+    names = [f"ch{i}" for i in range(1, 9)]
+    frames = []
+    for seq, lo in enumerate(range(0, raw.shape[0], 400)):
+        block = slice(lo, lo + 400)
+        frames.append(
+            {
+                "deviceId": "?",
+                "streamType": "emg",
+                "streamId": "?",
+                "sequence": seq,
+                "startTime": (data.t0 + timedelta(seconds=float(times[lo]))).isoformat(),
+                "samplingRateHz": 1000.0,
+                "channels": [{"name": n, "unit": "V"} for n in names],
+                "samples": raw[block, 1:9].tolist(),
+                "timestamps": (times[block] - times[lo]).tolist(),
+            }
+        )
+    stream = data.stream("emg", frames)
+
+    during = group(feed.run(stream.frame_events()))
+    closing = group(feed.run([stream.closed_event()]))
+
+    assert len(during[("emg-rms", "ch1")]) >= 5
+    assert {c for m, c in closing if m == "emg-rms"} == set(names)
+    # Eight channels: an armband, not an agonist/antagonist set-up, so no co-contraction pairs.
+    assert not any(m == "emg-co-contraction-index" for m, _ in closing)
+
+
+def test_a_recording_longer_than_the_memory_bound_is_rebuilt_at_close(
+    data: Any, make_feed: Callable[..., Any], group: Group, reference: dict[str, dict[str, str]]
+) -> None:
+    stream = data.plate_stream("BDS00004")
+    stored = [SensorFrame.model_validate(f) for f in stream.frames]
+    # 100 kB keeps about 18 s of a 6-channel 100 Hz trial in memory: the 60 s trial outgrows it.
+    feed = make_feed(recording_bytes=100_000, load_frames=lambda _s, _id: stored)
+
+    events = group(feed.run(stream.events()))
+
+    assert feed.processor.stats.rebuilt == 1
+    area = one(events, "sway-ellipse-area")["value"]
+    assert area == pytest.approx(float(reference["BDS00004"]["COParea"]), abs=1e-6)
