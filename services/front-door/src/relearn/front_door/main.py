@@ -1,7 +1,9 @@
 """The front door: one FHIR base URL for every resource type, routed to the owning service.
 
 ``/fhir/metadata`` merges the services' CapabilityStatements; ``/fhir/<Type>/...`` is
-forwarded to the service that declared ``<Type>``. Tokens are verified by the services
+forwarded to the service that declared ``<Type>`` (bundles.py: batch/transaction Bundles at
+``POST /fhir``; includes.py: ``_include``/``_revinclude`` across services; shared_types.py:
+a type several services serve). Tokens are verified by the services
 themselves (the front door passes ``Authorization`` through), so no route is open by
 going around it. Under ``make run`` it also hosts the development token issuer.
 """
@@ -17,11 +19,14 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from relearn.front_door.bundles import BundleRouter
 from relearn.front_door.config import Settings
+from relearn.front_door.includes import IncludeResolver, check_revincludes, wants_includes
 from relearn.front_door.proxy import forward
 from relearn.front_door.routing import RoutingTable
+from relearn.front_door.shared_types import route_shared_type
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
-from relearn.shared.fhir.errors import FhirError, NotFound
+from relearn.shared.fhir.errors import NotFound
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.logging import configure_logging
@@ -38,11 +43,19 @@ def _fhir_routes(settings: Settings) -> APIRouter:
         await table.refresh()
         return FhirResponse(table.capability_statement(settings.fhir_base_url))
 
-    @router.post("", summary="batch/transaction Bundles (not supported yet)")
-    async def system_bundle() -> Response:
-        raise FhirError(
-            "batch and transaction Bundles are not supported yet", status_code=501, issue_code="not-supported"
+    @router.post(
+        "",
+        response_class=FhirResponse,
+        summary="batch (split across services) or transaction (atomic within one service) Bundle",
+    )
+    # fhirpy (execute("/")) and client-py (Bundle.create) post to the base URL with a trailing slash.
+    @router.post("/", include_in_schema=False)
+    async def system_bundle(request: Request) -> Response:
+        table: RoutingTable = request.app.state.routing
+        bundles = BundleRouter(
+            table, request.app.state.http, settings.fhir_base_url, settings.upstream_timeout_s
         )
+        return await bundles.handle(request)
 
     @router.api_route("/{resource_type}", methods=_FHIR_METHODS, include_in_schema=False)
     @router.api_route("/{resource_type}/{rest:path}", methods=_FHIR_METHODS, include_in_schema=False)
@@ -53,7 +66,33 @@ def _fhir_routes(settings: Settings) -> APIRouter:
             raise NotFound(
                 f"Resource type '{resource_type}' is not served by this server", issue_code="not-supported"
             )
-        return await forward(request.app.state.http, owner, request, settings.upstream_timeout_s)
+        search = (
+            rest in ("", "_search")
+            and request.method in ("GET", "POST")
+            and not (request.method == "POST" and rest == "")
+        )
+        if search:
+            await check_revincludes(table, resource_type, request)
+        services = await table.services_of(resource_type)
+        if len(services) > 1:
+            response = await route_shared_type(
+                request,
+                services,
+                table,
+                request.app.state.http,
+                settings.fhir_base_url,
+                settings.upstream_timeout_s,
+                resource_type,
+                rest,
+            )
+        else:
+            response = await forward(request.app.state.http, owner, request, settings.upstream_timeout_s)
+        if search and await wants_includes(request):
+            resolver = IncludeResolver(
+                table, request.app.state.http, settings.fhir_base_url, settings.upstream_timeout_s
+            )
+            response = await resolver.resolve(request, response)
+        return response
 
     return router
 

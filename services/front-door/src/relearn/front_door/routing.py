@@ -25,6 +25,8 @@ class RoutingTable:
         self._client = client
         self._refresh_after = refresh_after_s
         self._owners: dict[str, str] = {}
+        # Type -> the names of the services that declare it (the first one is routed to).
+        self._services: dict[str, list[str]] = {}
         self._statements: dict[str, dict[str, Any]] = {}
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
@@ -40,12 +42,13 @@ class RoutingTable:
             for name, statement in results:
                 if statement is not None:
                     self._statements[name] = statement
-            owners: dict[str, str] = {}
-            for name, statement in self._statements.items():
-                for rest in statement.get("rest", []):
+            services: dict[str, list[str]] = {}
+            for name in self._upstreams:  # in the configured order: the first declarer owns the type
+                for rest in self._statements.get(name, {}).get("rest", []):
                     for resource in rest.get("resource", []):
-                        owners[resource["type"]] = self._upstreams[name]
-            self._owners = owners
+                        services.setdefault(resource["type"], []).append(name)
+            self._services = services
+            self._owners = {rtype: self._upstreams[names[0]] for rtype, names in services.items()}
             self._loaded_at = time.monotonic()
 
     async def _fetch(self, name: str, base: str) -> tuple[str, dict[str, Any] | None]:
@@ -62,21 +65,74 @@ class RoutingTable:
             await self.refresh()
         return self._owners.get(resource_type)
 
+    async def service_of(self, resource_type: str) -> str | None:
+        """The name of the service that owns ``resource_type`` (None: no service serves it)."""
+        if resource_type not in self._services:
+            await self.refresh()
+        names = self._services.get(resource_type)
+        return names[0] if names else None
+
+    async def services_of(self, resource_type: str) -> list[str]:
+        """Every service that declares ``resource_type``, the owner first."""
+        if resource_type not in self._services:
+            await self.refresh()
+        return list(self._services.get(resource_type, []))
+
+    def base_of(self, service: str) -> str:
+        return self._upstreams[service]
+
+    def types_by_service(self) -> dict[str, list[str]]:
+        """The types each service owns, as the front door routes them."""
+        out: dict[str, list[str]] = {}
+        for rtype, names in sorted(self._services.items()):
+            out.setdefault(names[0], []).append(rtype)
+        return out
+
     def upstream_names(self) -> dict[str, str]:
         return dict(self._upstreams)
 
     def capability_statement(self, base_url: str) -> dict[str, Any]:
-        """The union of the services' statements, under the one base URL."""
-        resources: list[dict[str, Any]] = []
+        """The union of the services' statements, under the one base URL.
+
+        A type declared by several services is listed once, as the service it is routed to
+        declares it. ``batch`` and ``transaction`` are listed when every service takes them,
+        with what the front door adds: batches are split across services, transactions must
+        stay within one.
+        """
+        resources: dict[str, dict[str, Any]] = {}
         security: dict[str, Any] | None = None
-        for name in sorted(self._statements):
+        system: list[set[str]] = []
+        for name in self._upstreams:
+            if name not in self._statements:
+                continue
+            codes: set[str] = set()
             for rest in self._statements[name].get("rest", []):
                 security = security or rest.get("security")
-                resources.extend(copy.deepcopy(rest.get("resource", [])))
-        resources.sort(key=lambda r: r["type"])
-        rest_out: dict[str, Any] = {"mode": "server", "resource": resources}
+                codes.update(i.get("code", "") for i in rest.get("interaction", []))
+                for resource in rest.get("resource", []):
+                    if resource["type"] in resources:
+                        continue
+                    described = copy.deepcopy(resource)
+                    owners = self._services.get(resource["type"], [])
+                    if len(owners) > 1:
+                        note = (
+                            f"Served by {' and '.join(owners)} (each its own resources; reads and searches "
+                        )
+                        note += "cover all of them, writes go to the first)."
+                        described["documentation"] = f"{described.get('documentation', '')} {note}".strip()
+                    resources[resource["type"]] = described
+            system.append(codes)
+        rest_out: dict[str, Any] = {"mode": "server", "resource": [resources[t] for t in sorted(resources)]}
         if security:
             rest_out["security"] = security
+        served = set.intersection(*system) if system else set()
+        interactions = [
+            {"code": code, "documentation": doc}
+            for code, doc in self._system_documentation().items()
+            if code in served
+        ]
+        if interactions:
+            rest_out["interaction"] = interactions
         return {
             "resourceType": "CapabilityStatement",
             "status": "active",
@@ -87,4 +143,18 @@ class RoutingTable:
             "fhirVersion": "4.0.1",
             "format": ["json", "application/fhir+json"],
             "rest": [rest_out],
+        }
+
+    def _system_documentation(self) -> dict[str, str]:
+        groups = "; ".join(f"{name}: {', '.join(types)}" for name, types in self.types_by_service().items())
+        return {
+            "transaction": "Atomic within one service: all entries are stored or none is. Every entry of a "
+            f"transaction must be of types owned by the same service ({groups}); a transaction that spans "
+            "services is refused with 400 (not-supported) — send a batch. Processed DELETE, POST, PUT, GET; "
+            "urn:uuid fullUrl references are rewritten to the assigned ids; request.ifNoneExist and "
+            "request.ifMatch are honoured. PATCH is not supported.",
+            "batch": "Entries of any types: the front door sends each service its entries (concurrently) and "
+            "answers one batch-response in the request's order. Each entry is processed on its own, in its "
+            "own database transaction, with its own status (and an OperationOutcome when it failed). "
+            "Entries cannot reference each other (use a transaction within one service).",
         }

@@ -19,6 +19,9 @@ from relearn.shared.fhir.records import HistoryResult, SearchResult, StoredResou
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 _ALWAYS = ("resourceType", "id", "meta")
+# Marks an OperationOutcome issue naming an _include target another service holds: the front door
+# reads those and adds them to the searchset (see services/front-door includes.py).
+INCLUDED_ELSEWHERE = "https://relearn.health/fhir/StructureDefinition/included-elsewhere"
 
 
 def _bundle(kind: str, total: int | None, links: list[dict[str, Any]], entries: list[Any]) -> dict[str, Any]:
@@ -66,13 +69,26 @@ def searchset_bundle(
         _search_entry(s, "include", base_url, defs.get(s.resource_type), q.summary, None)
         for s in result.included
     ]
-    if q.ignored:
-        issues = [
-            Issue("not-supported", f"Ignored search parameter: {p}", "warning", [p.split("=")[0]])
-            for p in q.ignored
-        ]
-        entries.append({"resource": operation_outcome(issues), "search": {"mode": "outcome"}})
+    issues = [
+        Issue("not-supported", f"Ignored search parameter: {p}", "warning", [p.split("=")[0]])
+        for p in q.ignored
+    ]
+    if issues or result.elsewhere:
+        outcome = operation_outcome(issues)
+        outcome["issue"].extend(elsewhere_issue(ref) for ref in result.elsewhere)
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     return jsontext.dumps(_bundle("searchset", result.total, links, entries))
+
+
+def elsewhere_issue(reference: str) -> dict[str, Any]:
+    """An issue saying an ``_include`` reached ``reference``, held by another service (machine-readable)."""
+    return {
+        "extension": [{"url": INCLUDED_ELSEWHERE, "valueReference": {"reference": reference}}],
+        "severity": "information",
+        "code": "informational",
+        "diagnostics": f"{reference} is held by another service and is not included here; "
+        "read it at the FHIR base URL",
+    }
 
 
 def _search_entry(

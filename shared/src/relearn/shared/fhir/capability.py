@@ -20,6 +20,20 @@ _INTERACTION_ORDER = (
     "search-type",
 )
 _SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+# POST [base] with a Bundle (see transaction.py); the front door restates these for the whole platform.
+SYSTEM_INTERACTIONS = (
+    {
+        "code": "transaction",
+        "documentation": "All entries in one database transaction: every entry is stored or none is. "
+        "Processed DELETE, POST, PUT, GET; urn:uuid fullUrl references are rewritten to the assigned ids; "
+        "request.ifNoneExist and request.ifMatch are honoured. PATCH is not supported.",
+    },
+    {
+        "code": "batch",
+        "documentation": "Each entry on its own (its own database transaction); the batch-response gives "
+        "every entry its status, and an OperationOutcome for those that failed.",
+    },
+)
 _COMMON_PARAMS = (
     {"name": "_id", "type": "token", "documentation": "Logical id of the resource"},
     {"name": "_lastUpdated", "type": "date", "documentation": "meta.lastUpdated"},
@@ -69,6 +83,7 @@ def capability_statement(
                 "mode": "server",
                 "security": security,
                 "resource": [_resource(d, registry) for d in definitions],
+                "interaction": [dict(i) for i in SYSTEM_INTERACTIONS],
             }
         ],
     }

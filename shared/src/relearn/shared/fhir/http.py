@@ -88,15 +88,31 @@ async def search_params(request: Request) -> list[tuple[str, str]]:
 
 def if_match(request: Request) -> int | None:
     """The version named by ``If-Match: W/"n"``, or None."""
-    header = request.headers.get("if-match")
+    return parse_if_match(request.headers.get("if-match"))
+
+
+def parse_if_match(header: str | None, expression: str = "If-Match") -> int | None:
+    """The version an ``If-Match`` value (``W/"n"``) names, or None when there is none."""
     if header is None:
         return None
     m = _ETAG.match(header.strip())
     if not m:
         raise InvalidRequest(
-            f'If-Match must look like W/"<versionId>", got {header!r}', expression="If-Match"
+            f'If-Match must look like W/"<versionId>", got {header!r}', expression=expression
         )
     return int(m.group(1))
+
+
+def not_modified(header: str | None, stored: StoredResource) -> bool:
+    """Whether ``If-None-Match`` names the current version (``W/"n"``; ``"n"``, ``n`` and ``*`` too)."""
+    if header is None:
+        return False
+    for tag in header.split(","):
+        tag = tag.strip()
+        m = _ETAG.match(tag)
+        if tag == "*" or (m is not None and int(m.group(1)) == stored.version_id):
+            return True
+    return False
 
 
 def resource_headers(stored: StoredResource, *, location_base: str | None = None) -> dict[str, str]:

@@ -26,17 +26,19 @@ def fetch_included(
     indexer: Indexer,
     patient: str | None,
     include_types: Collection[str] | None,
-) -> list[StoredResource]:
+) -> tuple[list[StoredResource], list[str]]:
     """The resources ``_include``/``_revinclude`` add to ``page``, in the same store.
 
     Only registered types in ``include_types`` (None: all), never deleted, and with a patient
-    restriction only those in that patient's compartment.
+    restriction only those in that patient's compartment. Second: the references (``Type/id``)
+    an ``_include`` reached whose type this store does not hold (another service's), sorted.
     """
     ids = [m.id for m in page]
     if not ids or not query.includes:
-        return []
+        return [], []
     ref = REFERENCE
     wanted: set[tuple[str, str]] = set()
+    forward: set[tuple[str, str]] = set()
     for inc in query.includes:
         if inc.reverse:
             stmt = select(ref.c.resource_type, ref.c.resource_id).where(
@@ -56,8 +58,12 @@ def fetch_included(
             )
             if inc.target_type is not None:
                 stmt = stmt.where(ref.c.target_type == inc.target_type)
-        wanted.update((str(t), str(i)) for t, i in execute(session, stmt).all())
+        found = {(str(t), str(i)) for t, i in execute(session, stmt).all()}
+        wanted |= found
+        if not inc.reverse:
+            forward |= found
     wanted -= {(rdef.type, i) for i in ids}
+    elsewhere = sorted(f"{t}/{i}" for t, i in forward if t not in definitions)
     by_type: dict[str, list[str]] = {}
     for rtype, rid in wanted:
         if rtype in definitions and (include_types is None or rtype in include_types):
@@ -74,4 +80,4 @@ def fetch_included(
             stored = StoredResource(rtype, r[0], r[1], as_utc(r[2]), False, r[3])
             if patient is None or patient in indexer.patients(definitions[rtype], stored.resource()):
                 out.append(stored)
-    return out
+    return out, elsewhere

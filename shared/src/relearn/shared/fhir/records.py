@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any, Literal
@@ -79,6 +79,8 @@ class SearchResult:
     included: list[StoredResource]
     # None when the client asked for ``_total=none``.
     total: int | None
+    # References an ``_include`` reached whose type another service holds (``Type/id``).
+    elsewhere: list[str] = field(default_factory=list)
 
 
 @dataclass

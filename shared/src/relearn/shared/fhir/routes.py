@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlmodel import Session
 
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.auth.principal import Principal
+from relearn.shared.auth.scopes import Access
 from relearn.shared.deps import SessionDep
 from relearn.shared.fhir import jsontext
 from relearn.shared.fhir.bundle import history_bundle, searchset_bundle
@@ -36,13 +39,14 @@ from relearn.shared.fhir.errors import (
 from relearn.shared.fhir.http import (
     check_response_format,
     if_match,
+    not_modified,
     prefer,
     read_body,
     resource_headers,
     search_params,
 )
 from relearn.shared.fhir.response import FhirResponse, RawJson
-from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM
+from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM, Handling
 from relearn.shared.fhir.store import FhirStore, StoredResource
 
 Body = Annotated[bytes, Depends(read_body)]
@@ -79,12 +83,30 @@ def fhir_router(
             tags=["FHIR"],
             summary="CapabilityStatement (no token needed)",
         )
-    for rdef in definitions:
-        _TypeApi(rdef, store, base_url, prefix).install(router)
+    from relearn.shared.fhir.transaction import BundleApi  # it builds on this module
+
+    apis = {rdef.type: TypeApi(rdef, store, base_url, prefix) for rdef in definitions}
+    for api in apis.values():
+        api.install(router)
+    bundles = BundleApi(apis, base_url or store.base_url, prefix)
+    router.add_api_route(
+        "",
+        bundles.post,
+        methods=["POST"],
+        tags=["FHIR"],
+        summary="batch or transaction Bundle (a transaction is all-or-nothing)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/fhir+json": {"schema": {"type": "object", "title": "Bundle"}}},
+            }
+        },
+        name="system.bundle.post",
+    )
     return router
 
 
-class _TypeApi:
+class TypeApi:
     """The endpoints of one resource type."""
 
     def __init__(self, rdef: ResourceDefinition, store: FhirStore, base_url: str | None, prefix: str) -> None:
@@ -166,14 +188,173 @@ class _TypeApi:
             )
         return {"parameters": params}
 
+    # -- operations (HTTP-free: the routes below and batch/transaction Bundles share them) ----------
+    def read_op(self, session: Session, principal: Principal, id: str) -> StoredResource:
+        return self.store.read(
+            session, self.rdef, id, patient_restriction=self.restriction(principal, "read")
+        )
+
+    def vread_op(self, session: Session, principal: Principal, id: str, vid: str) -> StoredResource:
+        if not vid.isdigit():
+            raise NotFound(f"{self.type}/{id} has no version {vid!r}")
+        restriction = self.restriction(principal, "read")
+        return self.store.vread(session, self.rdef, id, int(vid), patient_restriction=restriction)
+
+    def search_op(
+        self,
+        session: Session,
+        principal: Principal,
+        params: Sequence[tuple[str, str]],
+        *,
+        handling: Handling,
+        base: str,
+    ) -> str:
+        """The searchset Bundle text."""
+        patient = self.restriction(principal, "read")
+        result = self.store.search(
+            session,
+            self.rdef,
+            params,
+            handling=handling,
+            patient_restriction=patient,
+            include_types=self._include_types(principal, patient),
+        )
+        return searchset_bundle(result, self.rdef, base_url=base, definitions=self.store.definitions)
+
+    def history_op(
+        self, session: Session, principal: Principal, id: str | None, q: Mapping[str, str], *, base: str
+    ) -> str:
+        """The history Bundle text (``q``: ``_count``, ``_since`` and the paging offset)."""
+        restriction = self.restriction(principal, "read")
+        count = min(_int_param(q.get("_count"), "_count", DEFAULT_COUNT), MAX_COUNT)
+        offset = _int_param(q.get(OFFSET_PARAM), OFFSET_PARAM, 0)
+        since = None
+        if q.get("_since"):
+            rng = date_range(q["_since"])
+            if rng is None:
+                raise InvalidRequest(f"_since={q['_since']} is not a valid instant", expression="_since")
+            since = rng[0]
+        result = self.store.history(
+            session, self.rdef, id, since=since, count=count, offset=offset, patient_restriction=restriction
+        )
+        path = f"{self.type}/_history" if id is None else f"{self.type}/{id}/_history"
+        params = [("_since", q["_since"])] if q.get("_since") else []
+        return history_bundle(result, base_url=base, path=path, params=params)
+
+    def match_create(
+        self, session: Session, principal: Principal, condition: Sequence[tuple[str, str]]
+    ) -> StoredResource | None:
+        """The resource a conditional create (``If-None-Exist``) finds, or None; 412 if several."""
+        patient = self.restriction(principal, "write")
+        matches = self.store.match(session, self.rdef, condition, patient_restriction=patient)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"If-None-Exist matched {len(matches)} {self.type} resources")
+        return matches[0] if matches else None
+
+    def create_op(
+        self,
+        session: Session,
+        principal: Principal,
+        resource: dict[str, Any],
+        *,
+        condition: Sequence[tuple[str, str]] | None = None,
+        id: str | None = None,
+    ) -> Written:
+        """Create (server-assigned id unless ``id``); with ``condition``, the match if there is one."""
+        patient = self.restriction(principal, "write")
+        if condition:
+            found = self.match_create(session, principal, condition)
+            if found is not None:
+                return Written(found, 200, created=False, body=principal.allows(self.type, "read"))
+        stored = self.store.create(session, self.rdef, resource, id=id, patient_restriction=patient)
+        return Written(stored, 201, created=True)
+
+    def update_op(
+        self,
+        session: Session,
+        principal: Principal,
+        id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> Written:
+        if "id" not in resource:
+            raise InvalidResource(
+                "An update must carry the resource id in the body", expression=f"{self.type}.id"
+            )
+        patient = self.restriction(principal, "write")
+        stored = self.store.update(
+            session, self.rdef, id, resource, if_match=if_match, patient_restriction=patient
+        )
+        return Written(stored, 201 if stored.created else 200, created=stored.created)
+
+    def match_update(
+        self,
+        session: Session,
+        principal: Principal,
+        params: Sequence[tuple[str, str]],
+        resource: dict[str, Any],
+    ) -> str | None:
+        """The id a conditional update writes (the match, else the body's id), or None to create."""
+        patient = self.restriction(principal, "write")
+        matches = self.store.match(session, self.rdef, params, patient_restriction=patient)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"The conditional update matched {len(matches)} {self.type} resources")
+        body_id = resource.get("id")
+        if matches and body_id not in (None, matches[0].id):
+            raise InvalidResource(
+                f"Body id '{body_id}' differs from the matching resource {matches[0].relative_url}",
+                expression=f"{self.type}.id",
+            )
+        if matches:
+            return matches[0].id
+        return str(body_id) if isinstance(body_id, str) else None
+
+    def upsert_op(
+        self,
+        session: Session,
+        principal: Principal,
+        target: str | None,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        new_id: str | None = None,
+    ) -> Written:
+        """The write of a conditional update once :meth:`match_update` chose ``target``."""
+        patient = self.restriction(principal, "write")
+        if target is not None:
+            stored = self.store.update(
+                session, self.rdef, target, resource, if_match=if_match, patient_restriction=patient
+            )
+        else:
+            stored = self.store.create(session, self.rdef, resource, id=new_id, patient_restriction=patient)
+        return Written(stored, 201 if stored.created else 200, created=stored.created)
+
+    def delete_op(self, session: Session, principal: Principal, id: str) -> Written:
+        patient = self.restriction(principal, "write")
+        stored = self.store.delete(session, self.rdef, id, patient_restriction=patient)
+        return Written(stored, 204)
+
+    def conditional_delete_op(
+        self, session: Session, principal: Principal, params: Sequence[tuple[str, str]]
+    ) -> Written:
+        patient = self.restriction(principal, "write")
+        matches = self.store.match(session, self.rdef, params, patient_restriction=patient)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"The conditional delete matched {len(matches)} {self.type} resources")
+        stored = (
+            self.store.delete(session, self.rdef, matches[0].id, patient_restriction=patient)
+            if matches
+            else None
+        )
+        return Written(stored, 204)
+
     # -- reads --------------------------------------------------------------------------------
     def read(self, request: Request, principal: PrincipalDep, session: SessionDep, id: str) -> Response:
         check_response_format(request)
-        stored = self.store.read(
-            session, self.rdef, id, patient_restriction=self._restriction(principal, "read")
-        )
+        stored = self.read_op(session, principal, id)
         headers = resource_headers(stored)
-        if request.headers.get("if-none-match") == stored.etag:
+        if not_modified(request.headers.get("if-none-match"), stored):
             return Response(status_code=304, headers=headers)
         return FhirResponse(RawJson(stored.text), headers=headers)
 
@@ -181,26 +362,14 @@ class _TypeApi:
         self, request: Request, principal: PrincipalDep, session: SessionDep, id: str, vid: str
     ) -> Response:
         check_response_format(request)
-        if not vid.isdigit():
-            raise NotFound(f"{self.type}/{id} has no version {vid!r}")
-        restriction = self._restriction(principal, "read")
-        stored = self.store.vread(session, self.rdef, id, int(vid), patient_restriction=restriction)
+        stored = self.vread_op(session, principal, id, vid)
         return FhirResponse(RawJson(stored.text), headers=resource_headers(stored))
 
     def search(
         self, request: Request, principal: PrincipalDep, session: SessionDep, params: SearchParams
     ) -> Response:
-        patient = self._restriction(principal, "read")
-        result = self.store.search(
-            session,
-            self.rdef,
-            params,
-            handling=prefer(request).handling,
-            patient_restriction=patient,
-            include_types=self._include_types(principal, patient),
-        )
-        text = searchset_bundle(
-            result, self.rdef, base_url=self.base(request), definitions=self.store.definitions
+        text = self.search_op(
+            session, principal, params, handling=prefer(request).handling, base=self.base(request)
         )
         return FhirResponse(RawJson(text))
 
@@ -216,106 +385,42 @@ class _TypeApi:
         self, request: Request, principal: Principal, session: SessionDep, id: str | None
     ) -> Response:
         check_response_format(request)
-        restriction = self._restriction(principal, "read")
-        q = request.query_params
-        count = min(_int_param(q.get("_count"), "_count", DEFAULT_COUNT), MAX_COUNT)
-        offset = _int_param(q.get(OFFSET_PARAM), OFFSET_PARAM, 0)
-        since = None
-        if q.get("_since"):
-            rng = date_range(q["_since"])
-            if rng is None:
-                raise InvalidRequest(f"_since={q['_since']} is not a valid instant", expression="_since")
-            since = rng[0]
-        result = self.store.history(
-            session, self.rdef, id, since=since, count=count, offset=offset, patient_restriction=restriction
-        )
-        path = f"{self.type}/_history" if id is None else f"{self.type}/{id}/_history"
-        params = [("_since", q["_since"])] if q.get("_since") else []
-        return FhirResponse(
-            RawJson(history_bundle(result, base_url=self.base(request), path=path, params=params))
-        )
+        text = self.history_op(session, principal, id, request.query_params, base=self.base(request))
+        return FhirResponse(RawJson(text))
 
     # -- writes -------------------------------------------------------------------------------
     def create(self, request: Request, principal: PrincipalDep, session: SessionDep, body: Body) -> Response:
         resource = jsontext.parse_resource(body, self.type)
-        patient = self._restriction(principal, "write")
-        condition = request.headers.get("if-none-exist")
-        if condition:
-            matches = self.store.match(
-                session, self.rdef, _condition_params(condition), patient_restriction=patient
-            )
-            if len(matches) > 1:
-                raise PreconditionFailed(f"If-None-Exist matched {len(matches)} {self.type} resources")
-            if matches:
-                may_read = principal.allows(self.type, "read")
-                return self._write_response(request, matches[0], 200, created=False, body=may_read)
-        stored = self.store.create(session, self.rdef, resource, patient_restriction=patient)
-        return self._write_response(request, stored, 201, created=True)
+        condition = create_condition(request.headers.get("if-none-exist"), request.query_params.multi_items())
+        written = self.create_op(session, principal, resource, condition=condition)
+        return self._write_response(request, written)
 
     def update(
         self, request: Request, principal: PrincipalDep, session: SessionDep, id: str, body: Body
     ) -> Response:
         resource = jsontext.parse_resource(body, self.type)
-        if "id" not in resource:
-            raise InvalidResource(
-                "An update must carry the resource id in the body", expression=f"{self.type}.id"
-            )
-        stored = self.store.update(
-            session,
-            self.rdef,
-            id,
-            resource,
-            if_match=if_match(request),
-            patient_restriction=self._restriction(principal, "write"),
-        )
-        return self._write_response(request, stored, 201 if stored.created else 200, created=stored.created)
+        written = self.update_op(session, principal, id, resource, if_match=if_match(request))
+        return self._write_response(request, written)
 
     def conditional_update(
         self, request: Request, principal: PrincipalDep, session: SessionDep, body: Body
     ) -> Response:
         resource = jsontext.parse_resource(body, self.type)
-        patient = self._restriction(principal, "write")
-        matches = self.store.match(
-            session, self.rdef, request.query_params.multi_items(), patient_restriction=patient
-        )
-        if len(matches) > 1:
-            raise PreconditionFailed(f"The conditional update matched {len(matches)} {self.type} resources")
-        body_id = resource.get("id")
-        if matches and body_id not in (None, matches[0].id):
-            raise InvalidResource(
-                f"Body id '{body_id}' differs from the matching resource {matches[0].relative_url}",
-                expression=f"{self.type}.id",
-            )
-        if matches or isinstance(body_id, str):
-            target = matches[0].id if matches else str(body_id)
-            stored = self.store.update(
-                session, self.rdef, target, resource, if_match=if_match(request), patient_restriction=patient
-            )
-        else:
-            stored = self.store.create(session, self.rdef, resource, patient_restriction=patient)
-        return self._write_response(request, stored, 201 if stored.created else 200, created=stored.created)
+        params = request.query_params.multi_items()
+        target = self.match_update(session, principal, params, resource)
+        written = self.upsert_op(session, principal, target, resource, if_match=if_match(request))
+        return self._write_response(request, written)
 
     def delete(self, request: Request, principal: PrincipalDep, session: SessionDep, id: str) -> Response:
-        patient = self._restriction(principal, "write")
-        stored = self.store.delete(session, self.rdef, id, patient_restriction=patient)
-        return self._deleted_response(request, stored)
+        return self._deleted_response(request, self.delete_op(session, principal, id).stored)
 
     def conditional_delete(self, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
-        patient = self._restriction(principal, "write")
-        matches = self.store.match(
-            session, self.rdef, request.query_params.multi_items(), patient_restriction=patient
-        )
-        if len(matches) > 1:
-            raise PreconditionFailed(f"The conditional delete matched {len(matches)} {self.type} resources")
-        stored = (
-            self.store.delete(session, self.rdef, matches[0].id, patient_restriction=patient)
-            if matches
-            else None
-        )
-        return self._deleted_response(request, stored)
+        written = self.conditional_delete_op(session, principal, request.query_params.multi_items())
+        return self._deleted_response(request, written.stored)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _restriction(self, principal: Principal, access: Any) -> str | None:
+    def restriction(self, principal: Principal, access: Access) -> str | None:
+        """403 unless the token may ``access`` this type; the patient it is confined to, if any."""
         principal.require(self.type, access)
         return principal.patient_restriction(self.type, access)
 
@@ -329,19 +434,22 @@ class _TypeApi:
                     allowed.add(rtype)
         return allowed
 
-    def _write_response(
-        self, request: Request, stored: StoredResource, status: int, *, created: bool, body: bool = True
-    ) -> Response:
+    def _write_response(self, request: Request, written: Written) -> Response:
+        stored = written.stored
+        assert stored is not None
+        created = written.created
         headers = resource_headers(stored, location_base=self.base(request) if created else None)
         wanted = prefer(request).return_
-        if wanted == "minimal" or not body:
-            return Response(status_code=status, headers=headers)
+        if wanted == "minimal" or not written.body:
+            return Response(status_code=written.status, headers=headers)
         if wanted == "OperationOutcome":
             verb = "Created" if created else "Stored"
             return FhirResponse(
-                informational_outcome(f"{verb} {stored.version_url}"), status_code=status, headers=headers
+                informational_outcome(f"{verb} {stored.version_url}"),
+                status_code=written.status,
+                headers=headers,
             )
-        return FhirResponse(RawJson(stored.text), status_code=status, headers=headers)
+        return FhirResponse(RawJson(stored.text), status_code=written.status, headers=headers)
 
     def _deleted_response(self, request: Request, stored: StoredResource | None) -> Response:
         headers = resource_headers(stored) if stored is not None else {}
@@ -349,6 +457,17 @@ class _TypeApi:
             what = f"Deleted {stored.relative_url}" if stored else "Nothing to delete"
             return FhirResponse(informational_outcome(what), status_code=200, headers=headers)
         return Response(status_code=204, headers=headers)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write did: the stored version (None: a delete that found nothing) and its status."""
+
+    stored: StoredResource | None
+    status: int
+    created: bool = False
+    # False when a conditional create found a resource the caller may not read.
+    body: bool = True
 
 
 def _int_param(value: str | None, name: str, default: int) -> int:
@@ -359,7 +478,28 @@ def _int_param(value: str | None, name: str, default: int) -> int:
     return int(value)
 
 
-def _condition_params(header: str) -> list[tuple[str, str]]:
+# Query parameters that only shape the response; a POST create carrying only these is unconditional.
+_FORMAT_PARAMS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+
+
+def condition_params(header: str) -> list[tuple[str, str]]:
     """``If-None-Exist: identifier=x|1&status=final`` (an optional leading ``Type?`` is dropped)."""
     query = re.sub(r"^[A-Z][A-Za-z]+\?", "", header.strip())
     return parse_qsl(query, keep_blank_values=True)
+
+
+def create_condition(header: str | None, query: Sequence[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """The criteria of a conditional create: the ``If-None-Exist`` header (the FHIR way) or the query.
+
+    ``POST [type]?identifier=x`` is how fhirpy (``get_or_create``, ``resource.create(**criteria)``)
+    asks for a conditional create. The spec defines no query on create, and ignoring it would
+    store a duplicate, so it is read as ``If-None-Exist``; both at once must agree.
+    """
+    from_query = [(k, v) for k, v in query if k not in _FORMAT_PARAMS]
+    from_header = condition_params(header) if header and header.strip() else []
+    if from_header and from_query and sorted(from_header) != sorted(from_query):
+        raise InvalidRequest(
+            "If-None-Exist and the query string give different conditions for this create; send one",
+            expression="If-None-Exist",
+        )
+    return from_header or from_query or None

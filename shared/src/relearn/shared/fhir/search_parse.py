@@ -243,8 +243,8 @@ class _Parser:
             targets = source_def.params[pname].targets
             if reverse:
                 ok = (not targets or self.rdef.type in targets) and target in (None, self.rdef.type)
-            elif target is not None:
-                ok = (not targets or target in targets) and target in self.registry
+            elif target is not None:  # a type another service holds is reported as elsewhere
+                ok = (not targets or target in targets) and bool(re.match(r"^[A-Z][A-Za-z]+$", target))
         if not ok:
             self.unknown(name, value, f"{name}={value} is not supported for {self.rdef.type}")
             return False

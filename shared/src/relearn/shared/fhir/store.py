@@ -293,7 +293,7 @@ class FhirStore:
             session, search_sql.ordered(rdef, matches, query.sort).limit(query.count).offset(query.offset)
         )
         page = [StoredResource(rdef.type, r[0], r[1], as_utc(r[2]), False, r[3]) for r in rows.all()]
-        included = fetch_included(
+        included, elsewhere = fetch_included(
             session,
             rdef,
             query,
@@ -303,7 +303,7 @@ class FhirStore:
             patient=patient_restriction,
             include_types=include_types,
         )
-        return SearchResult(query, page, included, total)
+        return SearchResult(query, page, included, total, elsewhere)
 
     def match(
         self,
