@@ -9,6 +9,7 @@ consumer runner).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -28,6 +29,18 @@ def _extra_fields(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     return event_dict
 
 
+# Browsers cannot set headers on a WebSocket, so tokens may come as `?access_token=`; servers log URLs.
+_TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s\"']+")
+
+
+def redact_tokens(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace bearer tokens carried in URLs (any string field of the line) with `***`."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "access_token=" in value:
+            event_dict[key] = _TOKEN_IN_URL.sub(r"\1***", value)
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Render all logs as JSON lines on stderr; safe to call more than once."""
     shared: list[Any] = [
@@ -41,6 +54,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_tokens,
             structlog.processors.JSONRenderer(default=str),
         ],
     )
