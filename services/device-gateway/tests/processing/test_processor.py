@@ -224,6 +224,23 @@ def test_onset_latency_is_measured_from_the_protocol_cue(data: Any, feed: Any, g
     assert from_cue == pytest.approx(plain - 300.0, abs=1.0)
 
 
+def test_onset_latency_against_a_reference_muscle_is_the_difference_of_their_onsets(
+    data: Any, feed: Any, group: Group
+) -> None:
+    # The same real contraction on two channels, the second one firing 50 ms later (a late synergist).
+    x = data.bmc()[:, :1]
+    late = np.concatenate([np.repeat(x[:1], 50, axis=0), x[:-50]])
+    values = np.hstack([x, late])
+    channels = [{"name": "vastus-lateralis", "unit": "V"}, {"name": "vastus-medialis", "unit": "V"}]
+    frames = data.wire_frames(values, rate=1000.0, channels=channels, stream_type="emg", frame_len=500)
+    stream = data.stream("emg", frames, protocol={"onsetReference": "vastus-lateralis"})
+
+    closing = group(feed.run(stream.events()))
+
+    assert one(closing, "emg-onset-latency", "vastus-medialis")["value"] == pytest.approx(50.0, abs=5.0)
+    assert ("emg-onset-latency", "vastus-lateralis") not in closing, "the reference has no latency to itself"
+
+
 def test_four_thigh_muscles_give_mvc_percentages_and_co_contraction_per_pair(
     data: Any, feed: Any, group: Group
 ) -> None:

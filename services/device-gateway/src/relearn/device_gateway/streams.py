@@ -78,6 +78,12 @@ class Protocol(_Wire):
     cue_time: float | None = Field(
         default=None, ge=0, description="Seconds from the stream's origin at which the go cue was given"
     )
+    onset_reference: str | None = Field(
+        default=None,
+        max_length=64,
+        description="EMG: the channel onset latencies are timed against (e.g. vastus-lateralis for VMO "
+        "timing); without it they are timed from cueTime or the recording start",
+    )
     board_lx_cm: float | None = Field(
         default=None, gt=0, le=500, description="Load-cell board: distance between left and right cells (cm)"
     )

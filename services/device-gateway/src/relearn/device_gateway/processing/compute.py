@@ -223,9 +223,12 @@ def _mvc_for(mvc: Mapping[str, float] | None, names: Sequence[str]) -> dict[str,
 
 @dataclass(frozen=True, slots=True)
 class OnsetProtocol:
-    """Onset latency is measured from `cue_s` seconds after the stream origin, or from the recording start."""
+    """Onset latency is measured from `cue_s` seconds after the stream origin, or from the recording start;
+    with a `reference` channel it is each other channel's onset minus the reference's (e.g. vastus medialis
+    against vastus lateralis: negative means it fired first), the timing that synergist criteria judge."""
 
     cue_s: float | None = None
+    reference: str | None = None
 
 
 def emg_recording(
@@ -259,6 +262,7 @@ def emg_recording(
     settings = emg.OnsetSettings(baseline_s=baseline)
     mvc_ok = _mvc_for(mvc, recording.channels) or {}
     out: list[Computed] = []
+    onsets: dict[str, float] = {}
     for i, name in enumerate(recording.channels):
         scale, unit = _emg_scale(recording.units[i])
         out.append(Computed(MetricCode.EMG_RMS, float(rms[i]) * scale, unit, start, end, name))
@@ -283,9 +287,8 @@ def emg_recording(
             found = []
         after = [a for a in found if a.onset >= baseline[1] - 1e-9]
         if after:
-            reference = cue_in if cue_in is not None else 0.0
-            latency_ms = 1000.0 * (after[0].onset - reference)
-            out.append(Computed(MetricCode.EMG_ONSET_LATENCY, latency_ms, "ms", start, end, name))
+            onsets[name] = after[0].onset
+    out.extend(_onset_latencies(onsets, cue_in, protocol.reference, start, end))
     n = len(recording.channels)
     if 2 <= n <= MAX_COCONTRACTION_CHANNELS:
         for a, b in itertools.combinations(range(n), 2):
@@ -298,6 +301,21 @@ def emg_recording(
             pair = f"{recording.channels[a]}/{recording.channels[b]}"
             out.append(Computed(MetricCode.EMG_CO_CONTRACTION_INDEX, value, "%", start, end, pair))
     return _finite(out)
+
+
+def _onset_latencies(
+    onsets: Mapping[str, float], cue_in: float | None, reference: str | None, start: datetime, end: datetime
+) -> list[Computed]:
+    if reference is not None:
+        if reference not in onsets:  # the reference muscle never fired: no relative timing to report
+            return []
+        origin, named = onsets[reference], [n for n in onsets if n != reference]
+    else:
+        origin, named = (cue_in if cue_in is not None else 0.0), list(onsets)
+    return [
+        Computed(MetricCode.EMG_ONSET_LATENCY, 1000.0 * (onsets[n] - origin), "ms", start, end, n)
+        for n in named
+    ]
 
 
 # -- balance ---------------------------------------------------------------------------------------------

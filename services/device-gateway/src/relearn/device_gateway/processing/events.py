@@ -38,6 +38,9 @@ class Protocol(_In):
     surface: str | None = None
     task: str | None = None
     cue_time: float | None = Field(default=None, description="seconds after the stream origin")
+    onset_reference: str | None = Field(
+        default=None, description="channel that onset latencies are timed against"
+    )
     # Load-cell board sensor spacing in cm, when not the Wii Balance Board's.
     board_lx_cm: float | None = None
     board_ly_cm: float | None = None

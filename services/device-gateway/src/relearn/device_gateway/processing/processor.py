@@ -194,7 +194,7 @@ class MetricsProcessor:
             return
         computed: list[Computed] = []
         if data.stream_type is StreamType.EMG:
-            cue = OnsetProtocol(data.protocol.cue_time)
+            cue = OnsetProtocol(data.protocol.cue_time, data.protocol.onset_reference)
             computed = compute.emg_recording(recording, data.mvc, cue)
         else:
             board = None
