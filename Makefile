@@ -1,5 +1,6 @@
 # Relearn — the front door for developers and CI.
 #   make run     the whole platform on the embedded default (broker, four services, front door)
+#   make demo    one patient's course against a running `make run`, printed as a timeline
 #   make test    every test, against real PostgreSQL and a real Kafka-protocol broker
 #   make bench   the benchmarks, figures printed
 #   make lint    ruff and mypy
@@ -11,7 +12,7 @@ UV ?= uv
 SCOPE ?= system/*.read system/*.write
 PATIENT ?=
 
-.PHONY: run test bench lint format token sync uv
+.PHONY: run demo test bench lint format token sync uv
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -21,6 +22,9 @@ sync: uv
 
 run: sync
 	$(UV) run --frozen relearn-dev run
+
+demo: sync
+	$(UV) run --frozen python -m relearn.devtools.journey
 
 test: sync
 	$(UV) run --frozen pytest

@@ -14,36 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relearn.devtools.broker import free_port
 from relearn.devtools.platform import Platform, PlatformSettings
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    var = tmp_path_factory.mktemp("var")
-    settings = PlatformSettings(
-        front_door_port=free_port(),
-        evaluation_port=free_port(),
-        plan_port=free_port(),
-        sessions_port=free_port(),
-        device_gateway_port=free_port(),
-        var_dir=var,
-    )
+    settings = PlatformSettings.on_free_ports(tmp_path_factory.mktemp("var"))
     p = Platform(settings)
     try:
         p.start(ready_timeout_s=120)
         yield p
     finally:
         p.stop()
-
-
-def _token(p: Platform, scope: str, patient: str | None = None) -> str:
-    data = {"grant_type": "client_credentials", "scope": scope}
-    if patient:
-        data["patient"] = patient
-    resp = httpx.post(f"{p.settings.issuer_url}/token", data=data, auth=("relearn-dev", "dev-secret"))
-    assert resp.status_code == 200, resp.text
-    return str(resp.json()["access_token"])
 
 
 def test_one_fhir_base_url_lists_every_service_type(platform: Platform) -> None:
@@ -73,10 +55,10 @@ def test_a_token_is_required_and_its_scopes_are_enforced(platform: Platform) -> 
     assert no_token.status_code == 401
     assert no_token.json()["resourceType"] == "OperationOutcome"
 
-    wrong = _token(platform, "system/CarePlan.read")
+    wrong = platform.token("system/CarePlan.read")
     assert httpx.get(f"{base}/Observation", headers={"Authorization": f"Bearer {wrong}"}).status_code == 403
 
-    right = _token(platform, "system/Observation.read system/Observation.write")
+    right = platform.token("system/Observation.read system/Observation.write")
     headers = {"Authorization": f"Bearer {right}"}
     # Sent as text: the decimal 12.40 must come back with its trailing zero.
     obs = (
@@ -97,7 +79,7 @@ def test_a_token_is_required_and_its_scopes_are_enforced(platform: Platform) -> 
 
 def test_a_patient_token_sees_only_its_patient(platform: Platform) -> None:
     base = platform.settings.fhir_base_url
-    writer = {"Authorization": f"Bearer {_token(platform, 'system/Observation.write')}"}
+    writer = {"Authorization": f"Bearer {platform.token('system/Observation.write')}"}
     for patient in ("alice", "bob"):
         obs = {
             "resourceType": "Observation",
@@ -106,7 +88,7 @@ def test_a_patient_token_sees_only_its_patient(platform: Platform) -> None:
             "subject": {"reference": f"Patient/{patient}"},
         }
         assert httpx.post(f"{base}/Observation", json=obs, headers=writer).status_code == 201
-    alice = {"Authorization": f"Bearer {_token(platform, 'patient/*.read', patient='alice')}"}
+    alice = {"Authorization": f"Bearer {platform.token('patient/*.read', patient='alice')}"}
     bundle = httpx.get(f"{base}/Observation", headers=alice).json()
     subjects = {e["resource"]["subject"]["reference"] for e in bundle.get("entry", [])}
     assert subjects == {"Patient/alice"}

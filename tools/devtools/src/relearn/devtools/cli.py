@@ -1,4 +1,4 @@
-"""``relearn-dev run | broker | token`` — the developer's front door to the platform."""
+"""``relearn-dev run | demo | broker | token`` — the developer's front door to the platform."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from relearn.devtools.broker import TansuBroker
+from relearn.devtools.journey import main as demo
 from relearn.devtools.platform import PlatformSettings, run
 
 
@@ -38,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="relearn-dev")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="the whole platform: broker, four services, front door")
+    sub.add_parser("demo", help="one patient's course against a running platform, printed as a timeline")
     b = sub.add_parser("broker", help="only the Tansu broker")
     b.add_argument("--port", type=int, default=None)
     t = sub.add_parser("token", help="a development bearer token from a running platform")
@@ -48,6 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "run":
         run()
+    elif args.command == "demo":
+        sys.exit(demo([]))
     elif args.command == "broker":
         broker = TansuBroker(log_dir=Path("var/broker"), port=args.port)
         broker.start()

@@ -42,3 +42,16 @@ class ScratchDatabases:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         self._created.clear()
         self._admin.dispose()
+
+    def create_per_service(self, services: list[str]) -> str:
+        """One fresh database per service; returns the URL template with ``{service}`` in the name."""
+        prefix = f"relearn_t{self._run}_p{len(self._created)}"
+        with self._admin.connect() as conn:
+            for service in services:
+                db = f"{prefix}_{service}".lower().replace("-", "_")
+                conn.execute(text(f'CREATE DATABASE "{db}"'))
+                self._created.append(db)
+        template = self._admin_url.set(database=f"{prefix}_svcplaceholder").render_as_string(
+            hide_password=False
+        )
+        return template.replace("svcplaceholder", "{service}")

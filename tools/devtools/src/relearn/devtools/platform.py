@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relearn.devtools.broker import TansuBroker
+from relearn.devtools.broker import TansuBroker, free_port
 from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.migrations import upgrade
 
@@ -47,6 +47,19 @@ class PlatformSettings(BaseSettings):
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
     database_url_template: str = ""
+
+    @classmethod
+    def on_free_ports(cls, var_dir: Path, database_url_template: str = "") -> PlatformSettings:
+        """Settings for a platform beside any other (tests, benchmarks): every port free, its own var/."""
+        return cls(
+            front_door_port=free_port(),
+            evaluation_port=free_port(),
+            plan_port=free_port(),
+            sessions_port=free_port(),
+            device_gateway_port=free_port(),
+            var_dir=var_dir,
+            database_url_template=database_url_template,
+        )
 
     def services(self) -> list[ServiceSpec]:
         return [
@@ -138,6 +151,24 @@ class Platform:
             "front-door", [self._script("front-door"), "serve"], self._front_door_env()
         )
         self.wait_ready(ready_timeout_s)
+
+    def token(
+        self,
+        scope: str = "system/*.read system/*.write",
+        *,
+        patient: str | None = None,
+        device: str | None = None,
+        client: tuple[str, str] = ("relearn-dev", "dev-secret"),
+    ) -> str:
+        """A bearer token from the platform's development issuer (client credentials)."""
+        data = {"grant_type": "client_credentials", "scope": scope}
+        if patient:
+            data["patient"] = patient
+        if device:
+            data["device"] = device
+        resp = httpx.post(f"{self.settings.issuer_url}/token", data=data, auth=client, timeout=30)
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
 
     def urls(self) -> dict[str, str]:
         s = self.settings

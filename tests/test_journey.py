@@ -1,0 +1,200 @@
+"""Issue 7: one patient from evaluation to mastery, as an EHR reads it through the one FHIR base URL.
+
+The whole platform runs as ``make run`` starts it (separate processes, its own Tansu broker) on PostgreSQL
+(``running_platform``). :class:`relearn.devtools.journey.Journey` plays the course through the public APIs
+with real development tokens; sensor recordings from ``../shared/data/sensors`` stream through the device
+gateway.
+After every step this test checks what an EHR (the read-only ``ehr-demo`` client) sees: CarePlan versions and
+their plan-change extension (the rule that fired), competence stages and progression levels, Observations of
+the evaluation and of the device metrics, Encounters and Procedures of the sessions, Goals and their
+achievement status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from relearn.devtools.journey import (
+    STAGES,
+    Journey,
+    PlatformUrls,
+    Step,
+    describe,
+    exercises,
+    goal_achievement,
+)
+from relearn.devtools.platform import Platform
+
+BALANCE = "standing-balance"
+KNEE = "knee-extension"
+
+
+@pytest.fixture(scope="module")
+def journey(running_platform: Platform) -> Iterator[Journey]:
+    # The timeline is printed as the course goes (shown with -s, or with the output of a failure).
+    urls = PlatformUrls.from_settings(running_platform.settings)
+
+    def show(step: Step) -> None:
+        print(describe(step), flush=True)
+
+    with Journey(urls, timeout_s=60, with_devices=True, on_step=show) as j:
+        yield j
+
+
+def _kinds(step: Step) -> list[str]:
+    return [c.kind for c in step.changes]
+
+
+def _reasons(step: Step, pattern_name: str = "Static standing balance") -> list[str]:
+    return [c.reason for c in step.changes if c.reason.startswith(pattern_name)]
+
+
+def _about_patient(resource: dict[str, Any], patient: str) -> bool:
+    return bool(resource.get("subject", {}).get("reference") == f"Patient/{patient}")
+
+
+def _codes(observation: dict[str, Any]) -> set[str]:
+    return {c["code"] for c in observation["code"]["coding"]}
+
+
+def _check_session(j: Journey, step: Step) -> None:
+    """What an EHR reads about any session: the Encounter, its Procedures, its device-metric Observations."""
+    assert step.session is not None and step.encounter is not None
+    ref = f"Encounter/{step.session}"
+    assert step.encounter["status"] == "finished"
+    assert _about_patient(step.encounter, j.patient)
+    assert len(step.procedures) == 2, "one Procedure per exercise"
+    assert all(p["encounter"]["reference"] == ref and _about_patient(p, j.patient) for p in step.procedures)
+    # The 24-hour response and pain/quality scores are Observations of the session too.
+    assert step.observations and all(o["encounter"]["reference"] == ref for o in step.observations)
+
+    assert [s["status"] for s in step.streams] == ["closed", "closed"]
+    assert all(s["patient"] == j.patient and s["session"] == step.session for s in step.streams)
+    assert all(s["frames"] > 0 and not s["gaps"] for s in step.streams)
+    by_stream: dict[str, list[dict[str, Any]]] = {}
+    for obs in step.device_metrics:
+        by_stream.setdefault(obs["identifier"][0]["value"], []).append(obs)
+        assert _about_patient(obs, j.patient)
+        assert obs["encounter"]["reference"] == ref
+        assert obs["device"]["reference"] in {f"Device/{j.devices['emg']}", f"Device/{j.devices['balance']}"}
+        assert obs["status"] == "final" and "effectivePeriod" in obs
+    [balance] = [s for s in step.streams if s["streamType"] == "cop"]
+    [emg] = [s for s in step.streams if s["streamType"] == "emg"]
+    assert {"sway-ellipse-area", "sway-mean-velocity"} <= {
+        c for o in by_stream[balance["id"]] for c in _codes(o)
+    }
+    emg_codes = {c for o in by_stream[emg["id"]] for c in _codes(o)}
+    assert {"emg-rms", "emg-onset-latency", "emg-co-contraction-index"} <= emg_codes
+    onset = next(o for o in by_stream[emg["id"]] if "emg-onset-latency" in _codes(o))
+    assert onset["valueQuantity"]["code"] == "ms"
+    area = next(o for o in by_stream[balance["id"]] if "sway-ellipse-area" in _codes(o))
+    assert area["valueQuantity"]["code"] == "cm2"
+
+
+def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
+    journey: Journey, closing_notes: list[str]
+) -> None:
+    j = journey
+
+    # 1. Initial evaluation: a panel of Observations; the plan service drafts a plan from its event.
+    evaluation = j.initial_evaluation()
+    panel, *members = evaluation.observations
+    assert panel["hasMember"] and len(members) == len(panel["hasMember"])
+    assert all(_about_patient(o, j.patient) for o in evaluation.observations)
+    assert any("berg-balance-scale" in _codes(o) for o in members)
+    assert evaluation.care_plan is not None and evaluation.care_plan["status"] == "draft"
+    assert _kinds(evaluation) == ["drafted"]
+    assert set(evaluation.stages) == {BALANCE, KNEE}
+    assert set(evaluation.stages.values()) == {"unconscious-incompetence"}
+    assert all(set(levels.values()) == {0} for levels in evaluation.levels.values())
+    assert {g["description"]["text"] for g in evaluation.goals} == {
+        "Stand at the kitchen counter without holding on",
+        "Climb the stairs at home",
+    }
+    assert {goal_achievement(g) for g in evaluation.goals} == {"in-progress"}
+
+    # 2. Review (round-robin over dimensions for balance) and activation; the clinic's devices are registered.
+    review = j.review_and_activate()
+    assert _kinds(review) == ["rules", "activated"]
+    assert review.care_plan is not None and review.care_plan["status"] == "active"
+    hub = j.fhir_read(f"Device/{j.devices['hub']}")
+    for sensor in ("emg", "balance"):
+        device = j.fhir_read(f"Device/{j.devices[sensor]}")
+        assert device["parent"]["reference"] == f"Device/{hub['id']}"
+
+    # 3. Sessions 1-3 with feedback: stages climb and load bearing advances, citing the device metrics.
+    s1 = j.session(label="self-rating agrees")
+    _check_session(j, s1)
+    assert s1.stages[BALANCE] == "conscious-incompetence"
+    assert any("self-rating 3/4 agrees" in r for r in _reasons(s1))
+    s2 = j.session()
+    _check_session(j, s2)
+    s3 = j.session(label="third clean session")
+    _check_session(j, s3)
+    assert s3.stages[BALANCE] == "conscious-competence"
+    [advance] = [c for c in s3.changes if "advancing load bearing 0 -> 1" in c.reason]
+    assert {f"Encounter/{s.session}" for s in (s1, s2, s3)} <= set(advance.evidence)
+    cited = [j.fhir_read(ref) for ref in advance.evidence if ref.startswith("Observation/")]
+    assert cited and all("device" in o for o in cited), "the advance cites the device-metric Observations"
+    assert {"sway-ellipse-area", "sway-mean-velocity"} <= {c for o in cited for c in _codes(o)}
+    assert s3.levels[BALANCE]["loadBearing"] == 1
+
+    # 4. A symptomatic session holds progress: a version that says why, and no progression.
+    s4 = j.session(label="symptomatic", pain_after=5, pain24h=2)
+    _check_session(j, s4)
+    assert s4.changes and set(_kinds(s4)) == {"symptoms"}
+    assert all("holding at the current level" in c.reason for c in s4.changes)
+    assert not any("advancing" in c.reason for c in s4.changes)
+    assert s4.levels == s3.levels and s4.stages == s3.stages
+
+    # 5. Without feedback, a retention check and a dual task: mastery (unconscious competence).
+    for label in ("retention check, no feedback", ""):
+        _check_session(j, j.session(label=label, feedback=False))
+    s7 = j.session(label="dual task", feedback=False, dual_task_cost=4.0)
+    _check_session(j, s7)
+    assert s7.stages[BALANCE] == "unconscious-competence"
+    assert any("retention check" in r and "dual-task session with cost 4 %" in r for r in _reasons(s7))
+    assert s7.levels[BALANCE]["proprioception"] == 1, "round-robin: proprioception after load bearing"
+
+    # 6. Eyes closed now (the next step of the proprioception ladder): joints advance too.
+    for _ in range(3):
+        last = j.session(feedback=False)
+        _check_session(j, last)
+    closed_eyes = [b for b in last.streams if b["streamType"] == "cop"]
+    assert closed_eyes[0]["protocol"]["vision"] == "closed"
+    assert {d: v for d, v in last.levels[BALANCE].items() if v} == {
+        "loadBearing": 1,
+        "proprioception": 1,
+        "joints": 1,
+    }
+
+    # 7. Re-assessment: deficits gone; the therapist applies the proposal; goals achieved.
+    reassessment = j.reassessment()
+    assert _kinds(reassessment) == ["reassessed"]
+    assert all(_about_patient(o, j.patient) for o in reassessment.observations)
+    assert {goal_achievement(g) for g in reassessment.goals} == {"achieved"}
+    assert {g["lifecycleStatus"] for g in reassessment.goals} == {"completed"}
+    assert reassessment.care_plan is not None
+    balance_request = exercises(reassessment.care_plan)[BALANCE].activity
+    assert j.fhir_read(f"ServiceRequest/{balance_request}")["status"] == "completed"
+
+    # Across the course: every CarePlan version is readable in _history, numbered without gaps, in step order.
+    history = j.care_plan_history()
+    produced = [c.version for s in j.steps for c in s.changes]
+    assert produced == sorted(history) == list(range(1, max(history) + 1))
+    stages_seen = [s.stages[BALANCE] for s in j.steps]
+    assert stages_seen == sorted(stages_seen, key=STAGES.index), "stages never move down"
+    assert stages_seen[-1] == "unconscious-competence"
+    # Every session is an Encounter of the patient, each with its Procedures.
+    encounters = j.fhir_search("Encounter", {"patient": f"Patient/{j.patient}"})
+    assert {e["id"] for e in encounters} == {s.session for s in j.steps if s.session}
+
+    slowest = sorted(j.steps, key=lambda s: s.duration_s, reverse=True)[:3]
+    note = f"journey: {len(j.steps)} steps in {j.wall_time_s:.1f}s wall time; slowest steps: " + ", ".join(
+        f"{s.name} {s.duration_s:.1f}s" for s in slowest
+    )
+    closing_notes.append(note)
+    print(note)
