@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relearn.shared.settings import default_var_dir
@@ -28,6 +29,15 @@ class Settings(BaseSettings):
         }
     )
     upstream_timeout_s: float = 30.0
+    # The services' REST APIs are routed by first path segment, learned from their /openapi.json.
+    # OpenAPI does not list WebSocket routes, so those are configured here: prefix -> a path whose
+    # owner (learned) serves the socket, or a service name. A list of prefixes means "the owner of
+    # the prefix's own first segment". /biofeedback has no HTTP route, so it names /streams.
+    websocket_routes: dict[str, str] = Field(
+        default_factory=lambda: {"/ingest/ws": "/ingest", "/biofeedback/ws": "/streams"}
+    )
+    websocket_open_timeout_s: float = 10.0
+    websocket_max_message_bytes: int = 16 * 1024 * 1024
     # Development token issuer (client-credentials) for the local run; off in production.
     dev_issuer_enabled: bool = True
     dev_issuer_url: str = "http://127.0.0.1:8080/auth"
@@ -35,3 +45,10 @@ class Settings(BaseSettings):
     dev_clients_file: Path | None = None
     auth_audience: str = "relearn"
     log_level: str = "INFO"
+
+    @field_validator("websocket_routes", mode="before")
+    @classmethod
+    def _prefix_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(prefix): str(prefix) for prefix in value}
+        return value

@@ -1,9 +1,12 @@
-"""The front door: one FHIR base URL for every resource type, routed to the owning service.
+"""The front door: one host for the FHIR base URL and the services' REST APIs and WebSockets.
 
 ``/fhir/metadata`` merges the services' CapabilityStatements; ``/fhir/<Type>/...`` is
 forwarded to the service that declared ``<Type>`` (bundles.py: batch/transaction Bundles at
 ``POST /fhir``; includes.py: ``_include``/``_revinclude`` across services; shared_types.py:
-a type several services serve). Tokens are verified by the services
+a type several services serve). Any other path is routed by its first segment to the service
+whose ``/openapi.json`` lists it (rest.py: ``/streams`` -> device gateway, ``/sessions`` ->
+sessions ...); configured WebSocket prefixes (``/ingest/ws``, ``/biofeedback/ws``) are proxied
+both ways (wsproxy.py). ``GET /apis`` lists the REST APIs. Tokens are verified by the services
 themselves (the front door passes ``Authorization`` through), so no route is open by
 going around it. Under ``make run`` it also hosts the development token issuer.
 """
@@ -11,27 +14,32 @@ going around it. Under ``make run`` it also hosts the development token issuer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.routing import BaseRoute
 
 from relearn.front_door.bundles import BundleRouter
 from relearn.front_door.config import Settings
 from relearn.front_door.includes import IncludeResolver, check_revincludes, wants_includes
-from relearn.front_door.proxy import forward
+from relearn.front_door.proxy import forward, forward_rest
+from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable
 from relearn.front_door.shared_types import route_shared_type
+from relearn.front_door.wsproxy import proxy_websocket, refuse
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
-from relearn.shared.fhir.errors import NotFound
+from relearn.shared.fhir.errors import FhirError, NotFound
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.logging import configure_logging
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 def _fhir_routes(settings: Settings) -> APIRouter:
@@ -127,6 +135,83 @@ def _health_routes() -> APIRouter:
     return router
 
 
+def _api_routes(settings: Settings) -> APIRouter:
+    """Where the REST APIs behind this host are documented."""
+    router = APIRouter(tags=["REST APIs"])
+
+    async def catalogue(request: Request) -> dict[str, Any]:
+        rest: RestRoutes = request.app.state.rest
+        await rest.refresh()
+        return {"fhir": settings.fhir_base_url, "apis": rest.catalogue()}
+
+    router.add_api_route("/", catalogue, methods=["GET"], include_in_schema=False)
+    router.add_api_route(
+        "/apis",
+        catalogue,
+        methods=["GET"],
+        summary="The services' REST APIs behind this host: their path prefixes, WebSockets and OpenAPI docs",
+    )
+
+    async def _spec(request: Request, service: str) -> dict[str, Any]:
+        rest: RestRoutes = request.app.state.rest
+        if service not in rest.services():
+            raise NotFound(f"No service '{service}' behind this host; GET /apis lists them")
+        await rest.refresh()
+        spec = rest.spec_of(service)
+        if spec is None:
+            raise FhirError(f"The {service} service is unavailable", status_code=503, issue_code="transient")
+        return spec
+
+    @router.get("/apis/{service}/openapi.json", summary="A service's OpenAPI document (its paths work here)")
+    async def service_openapi(request: Request, service: str) -> dict[str, Any]:
+        return await _spec(request, service)
+
+    @router.get("/apis/{service}/docs", include_in_schema=False)
+    async def service_docs(request: Request, service: str) -> HTMLResponse:
+        spec = await _spec(request, service)
+        title = spec.get("info", {}).get("title", service)
+        return get_swagger_ui_html(openapi_url=f"/apis/{service}/openapi.json", title=f"{title} (front door)")
+
+    return router
+
+
+def _passthrough_routes(settings: Settings) -> APIRouter:
+    """Last: every other path goes to the service whose OpenAPI lists its first segment."""
+    router = APIRouter()
+
+    @router.api_route("/{path:path}", methods=_REST_METHODS, include_in_schema=False)
+    async def rest(request: Request, path: str) -> Response:
+        table: RestRoutes = request.app.state.rest
+        service = await table.service_for(request.url.path)
+        if service is None:
+            raise NotFound(table.why_not(request.url.path))
+        return await forward_rest(
+            request.app.state.http, table.base_of(service), service, request, settings.upstream_timeout_s
+        )
+
+    @router.websocket("/{path:path}")
+    async def websocket(websocket: WebSocket, path: str) -> None:
+        table: RestRoutes = websocket.app.state.rest
+        service = await table.websocket_service_for(websocket.url.path)
+        if service is None:
+            await refuse(websocket, 4404, f"No WebSocket at {websocket.url.path}")
+            return
+        await proxy_websocket(
+            websocket,
+            table.base_of(service),
+            open_timeout_s=settings.websocket_open_timeout_s,
+            max_message_bytes=settings.websocket_max_message_bytes,
+        )
+
+    return router
+
+
+def _own_segments(routes: Iterable[BaseRoute]) -> set[str]:
+    """The first path segments the front door answers itself (never routed to a service)."""
+    out = {first_segment(str(getattr(route, "path", ""))) for route in routes}
+    return {s for s in out if s and "{" not in s}
+
+
 def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | None = None) -> FastAPI:
     """Build the front door; tests may pass an ``httpx.AsyncClient`` wired to in-process services."""
     settings = settings or Settings()
@@ -137,6 +222,12 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         client = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
         app.state.http = client
         app.state.routing = RoutingTable(settings.upstreams, client)
+        app.state.rest = RestRoutes(
+            settings.upstreams,
+            client,
+            reserved=reserved,
+            websocket_routes=settings.websocket_routes,
+        )
         try:
             yield
         finally:
@@ -145,14 +236,19 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
 
     app = FastAPI(
         title="Relearn front door",
-        description="One FHIR R4 base URL for every Relearn resource type.",
+        description="One FHIR R4 base URL for every Relearn resource type, and one host for the services' "
+        "REST APIs and WebSockets (GET /apis lists them, with each service's OpenAPI document).",
         version="0.1.0",
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(_health_routes())
-    app.include_router(_fhir_routes(settings))
+    own = [_health_routes(), _fhir_routes(settings)]
     if settings.dev_issuer_enabled:
-        issuer = DevIssuer.from_settings(settings)
-        app.include_router(dev_token_router(issuer))
+        own.append(dev_token_router(DevIssuer.from_settings(settings)))
+    own.append(_api_routes(settings))
+    for router in own:
+        app.include_router(router)
+    # Paths the front door answers itself (and FastAPI's /docs, /openapi.json) are never routed.
+    reserved = _own_segments([*app.routes, *(route for router in own for route in router.routes)])
+    app.include_router(_passthrough_routes(settings))
     return app

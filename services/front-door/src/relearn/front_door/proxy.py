@@ -1,4 +1,4 @@
-"""Forward a FHIR request to the service that owns its resource type."""
+"""Forward a request to the service that owns it: a FHIR resource type, or a REST path (``forward_rest``)."""
 
 from __future__ import annotations
 
@@ -50,4 +50,39 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
             "The service that owns this resource type is unavailable", status_code=503, issue_code="transient"
         ) from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS}
+    return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
+
+
+_REST_REQUEST_HEADERS = (*_REQUEST_HEADERS, "content-length")
+# REST APIs answer a few more headers than FHIR interactions (405 Allow, downloads, caching).
+_REST_RESPONSE_HEADERS = (*_RESPONSE_HEADERS, "allow", "cache-control", "content-disposition", "vary")
+
+
+async def forward_rest(
+    client: httpx.AsyncClient, upstream: str, service: str, request: Request, timeout_s: float
+) -> Response:
+    """Forward a REST request as it came: method, path, raw query, headers, body streamed to the service."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _REST_REQUEST_HEADERS}
+    url = f"{upstream}{request.url.path}"
+    if request.url.query:
+        url = f"{url}?{request.url.query}"
+    # The length passes through with the body, so a service sees what the caller sent (chunked stays chunked).
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    try:
+        resp = await client.request(
+            request.method,
+            url,
+            headers=headers,
+            content=request.stream() if has_body else None,
+            timeout=timeout_s,
+        )
+    except httpx.TimeoutException as exc:
+        raise FhirError(
+            f"The {service} service did not answer in time", status_code=504, issue_code="timeout"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise FhirError(
+            f"The {service} service is unavailable", status_code=503, issue_code="transient"
+        ) from exc
+    out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _REST_RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)

@@ -1,0 +1,89 @@
+"""REST routing rules of the front door, against two small stand-in upstream apps (not Relearn services).
+
+The whole-platform behaviour (the real services, WebSockets) is in tests/test_front_door_rest.py; here
+the rules that need upstreams shaped on purpose: a path two services claim, paths the front door keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from relearn.front_door.config import Settings
+from relearn.front_door.main import create_app
+
+
+def _upstream(name: str, *paths: str) -> FastAPI:
+    app = FastAPI(title=f"{name} API")
+
+    async def echo(request: Request) -> dict[str, object]:
+        return {
+            "service": name,
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "authorization": request.headers.get("authorization"),
+            "body": (await request.body()).decode(),
+        }
+
+    for path in paths:
+        for method in ("GET", "POST"):
+            app.add_api_route(path, echo, methods=[method])
+    return app
+
+
+@pytest.fixture
+def door() -> Iterator[TestClient]:
+    alpha = _upstream("alpha", "/things", "/things/{thing_id}", "/shared", "/apis/mine")
+    beta = _upstream("beta", "/others/{other_id}/close", "/shared", "/{anything}/x")
+    upstreams = httpx.AsyncClient(
+        mounts={
+            "http://alpha": httpx.ASGITransport(app=alpha),
+            "http://beta": httpx.ASGITransport(app=beta),
+        }
+    )
+    settings = Settings(upstreams={"alpha": "http://alpha", "beta": "http://beta"}, dev_issuer_enabled=False)
+    with TestClient(create_app(settings, http=upstreams)) as client:
+        yield client
+
+
+def test_paths_go_to_the_service_whose_openapi_lists_them(door: TestClient) -> None:
+    resp = door.post(
+        "/things/7?b=2&a=1&a=3", content=b'{"x": 1}', headers={"Authorization": "Bearer t", "X-Other": "no"}
+    )
+    assert resp.status_code == 200
+    assert resp.json() == {
+        "service": "alpha",
+        "method": "POST",
+        "path": "/things/7",
+        "query": "b=2&a=1&a=3",
+        "authorization": "Bearer t",
+        "body": '{"x": 1}',
+    }
+    assert door.post("/others/1/close").json()["service"] == "beta"
+    apis = {a["service"]: a for a in door.get("/apis").json()["apis"]}
+    assert apis["alpha"]["paths"] == ["/things"] and apis["beta"]["paths"] == ["/others"]
+
+
+def test_a_path_two_services_claim_is_logged_and_not_routed(
+    door: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="relearn.front_door.rest"):
+        resp = door.get("/shared")
+    assert resp.status_code == 404
+    assert "claimed by both alpha and beta" in resp.json()["issue"][0]["diagnostics"]
+    assert any("several services" in r.getMessage() for r in caplog.records)
+
+
+def test_the_front_doors_own_paths_and_templated_segments_are_not_routed(door: TestClient) -> None:
+    assert door.get("/apis/mine").status_code == 404  # /apis is the front door's
+    assert door.get("/whatever/x").status_code == 404  # beta's /{anything} cannot claim the host
+    unknown = door.get("/nothing-here")
+    assert unknown.status_code == 404
+    assert unknown.json()["resourceType"] == "OperationOutcome"
+    assert "/nothing-here" in unknown.json()["issue"][0]["diagnostics"]
