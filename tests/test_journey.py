@@ -81,7 +81,7 @@ def _check_session(j: Journey, step: Step) -> None:
         assert obs["encounter"]["reference"] == ref
         assert obs["device"]["reference"] in {f"Device/{j.devices['emg']}", f"Device/{j.devices['balance']}"}
         assert obs["status"] == "final" and "effectivePeriod" in obs
-    [balance] = [s for s in step.streams if s["streamType"] == "cop"]
+    [balance] = [s for s in step.streams if s["streamType"] == "force-plate"]
     [emg] = [s for s in step.streams if s["streamType"] == "emg"]
     assert {"sway-ellipse-area", "sway-mean-velocity"} <= {
         c for o in by_stream[balance["id"]] for c in _codes(o)
@@ -163,7 +163,7 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     for _ in range(3):
         last = j.session(feedback=False)
         _check_session(j, last)
-    closed_eyes = [b for b in last.streams if b["streamType"] == "cop"]
+    closed_eyes = [b for b in last.streams if b["streamType"] == "force-plate"]
     assert closed_eyes[0]["protocol"]["vision"] == "closed"
     assert {d: v for d, v in last.levels[BALANCE].items() if v} == {
         "loadBearing": 1,

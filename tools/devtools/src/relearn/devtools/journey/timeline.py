@@ -1,0 +1,23 @@
+"""The course as a readable timeline: one entry per step."""
+
+from __future__ import annotations
+
+from relearn.devtools.journey.reading import Step
+
+
+def describe(step: Step) -> str:
+    """A readable timeline entry: what happened, which rule fired, which stage was reached."""
+    lines = [
+        f"t+{step.started_s + step.duration_s:6.1f}s ({step.duration_s:4.1f}s)  {step.name}",
+        f"    {step.summary}",
+    ]
+    for change in step.changes:
+        lines.append(f"    CarePlan v{change.version} [{change.kind}] {change.reason}")
+    if step.stages:
+        parts = []
+        for pattern, stage in step.stages.items():
+            levels = step.levels.get(pattern, {})
+            raised = ", ".join(f"{d} {v}" for d, v in levels.items() if v) or "all at level 0"
+            parts.append(f"{pattern}: {stage.replace('-', ' ')} ({raised})")
+        lines.append("    stage: " + "; ".join(parts))
+    return "\n".join(lines)
