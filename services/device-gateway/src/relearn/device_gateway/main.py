@@ -9,17 +9,19 @@ on the raw topics through the outbox (the relay runs with the app's workers).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 
 from relearn.device_gateway.config import Settings
+from relearn.device_gateway.device_profile import DeviceSpecCache, device_written_hook
 from relearn.device_gateway.ingest import AfterClose, AfterCommit, Ingestor, ingest_router, openapi_schemas
 from relearn.device_gateway.live import LiveHub, biofeedback_router
 from relearn.device_gateway.live import StreamInfo as LiveStream
 from relearn.device_gateway.processing import metrics_consumers
-from relearn.device_gateway.resources import DEFINITIONS
+from relearn.device_gateway.resources import DEFINITIONS, publish_code_systems
 from relearn.device_gateway.streams import PatientLookup, streams_router
 from relearn.shared.app import create_service_app, fhir_api
 from relearn.shared.auth.dependency import TokenVerifier
@@ -48,7 +50,9 @@ def create_app(
     ``after_commit``/``after_close`` and ``extra_routers`` add further listeners (tests, benchmarks).
     """
     settings = settings or Settings()
-    fhir, _store = fhir_api(DEFINITIONS, settings)
+    # Device specs (kind, channels, rate) per device id, dropped when a Device is written here.
+    device_specs = DeviceSpecCache()
+    fhir, store = fhir_api(DEFINITIONS, settings, hooks=[device_written_hook(device_specs)])
     ingestor = Ingestor(settings)
     hub = LiveHub(display_rate_hz=settings.biofeedback_rate_hz)
     ingestor.after_commit.append(lambda info, frame: hub.publish(LiveStream.from_json(info.to_json()), frame))
@@ -68,13 +72,14 @@ def create_app(
             fhir,
         ],
         consumers=consumers,
-        startup=[patients.bind, *startup],
+        startup=[patients.bind, partial(publish_code_systems, store), *startup],
         engine=engine,
         token_verifier=token_verifier,
     )
     app.state.ingestor = ingestor
     app.state.patients = patients
     app.state.live_hub = hub
+    app.state.device_specs = device_specs
     _document_ingest_body(app)
     return app
 

@@ -1,11 +1,22 @@
-"""The FHIR resource types the device gateway serves, and how each is searched."""
+"""The FHIR resource types the device gateway serves, and how each is searched.
+
+Device writes are checked against the Device convention (``device_profile``: kind, channels, sampling rate,
+ADC, parent); the two CodeSystems of that convention (device-kind, device-property) are published read-only.
+"""
 
 from __future__ import annotations
 
-from fhir.resources.R4B.device import Device
+import json
 
+from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.device import Device
+from sqlalchemy.engine import Engine
+
+from relearn.device_gateway.device_profile import check_device, code_systems
+from relearn.shared.db import transaction
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.search_params import reference, string, token
+from relearn.shared.fhir.store import FhirStore
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 
@@ -22,7 +33,38 @@ DEVICE = ResourceDefinition(
         reference("location", "location", targets=("Location",), definition=f"{_SP}Device-location"),
     ],
     compartment_param="patient",
-    documentation="EMG sensors and balance boards, with the clinic gateway that carries them.",
+    validators=[check_device],
+    documentation="EMG sensors and balance boards, with the clinic gateway that carries them "
+    "(Device.parent); kind, channels, sampling rate and ADC as Device.type and Device.property coded from "
+    "https://relearn.health/fhir/CodeSystem/device-kind and .../device-property.",
 )
 
-DEFINITIONS = [DEVICE]
+# The Device convention's CodeSystems are published read-only: they change with the code, not through the API.
+CODE_SYSTEM = ResourceDefinition(
+    type="CodeSystem",
+    model=CodeSystem,
+    search_params=[
+        token("url", "url"),
+        token("version", "version"),
+        token("status", "status"),
+        string("name", "name"),
+        string("title", "title"),
+    ],
+    interactions=frozenset({"read", "vread", "search-type", "history-instance"}),
+    documentation="Relearn's device kinds (Device.type) and device properties (Device.property.type).",
+)
+
+DEFINITIONS = [DEVICE, CODE_SYSTEM]
+
+
+def publish_code_systems(store: FhirStore, engine: Engine) -> None:
+    """Store each shipped CodeSystem as ``CodeSystem/<id>`` unless the stored one already says the same."""
+    with transaction(engine) as session:
+        for cs in code_systems():
+            current = store.get(session, CODE_SYSTEM.type, cs["id"])
+            if current is not None and not current.deleted:
+                stored = json.loads(current.text)
+                stored.pop("meta", None)
+                if stored == cs:
+                    continue
+            store.update(session, CODE_SYSTEM, cs["id"], cs)

@@ -29,6 +29,7 @@ from relearn.device_gateway.authz import (
     require_stream_writer,
     stream_reader_patient,
 )
+from relearn.device_gateway.device_profile import DeviceKind, DeviceSpec, device_spec
 from relearn.device_gateway.ingest import Ingestor
 from relearn.device_gateway.signals.frames import StreamType
 from relearn.device_gateway.stream_store import StreamInfo, StreamRecord, StreamStatus, aware, gaps_of
@@ -48,7 +49,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or invalid bearer token"},
     403: {"description": "Scopes do not allow it (writes need user/ or system/ Observation.write)"},
     404: {"description": "No such stream (or not this patient's)"},
-    422: {"description": "The Device is unknown or not active"},
+    422: {
+        "description": "The Device is unknown or not active, or declares another kind (streamType), other "
+        "channels (mvc)"
+    },
 }
 
 
@@ -172,12 +176,40 @@ def stream_view(session: Session, row: StreamRecord) -> StreamView:
     )
 
 
-def _active_device(session: Session, device_id: str) -> None:
+def _active_device(session: Session, device_id: str) -> DeviceSpec:
+    """The spec of the Device the binding is for; 422 when it is unknown or not active."""
     device = read_device(session, device_id)
     if device is None:
         raise UnprocessableEntity(f"Device/{device_id} is not known: register it first", expression="device")
     if device.get("status") in ("inactive", "entered-in-error"):
         raise UnprocessableEntity(f"Device/{device_id} is {device['status']}", expression="device")
+    return device_spec(device)
+
+
+def _fits_device(spec: DeviceSpec, body: StreamIn) -> dict[str, Any]:
+    """422 unless the binding fits what the Device declares (its kind sends ``streamType``; the ``mvc``
+    channels are its channels); returns the protocol, with a load-cell board's spacing filled in."""
+    allowed = spec.stream_types
+    if allowed is not None and body.stream_type not in allowed:
+        sends = " or ".join(sorted(allowed)) if allowed else "no stream itself (it carries sensors)"
+        raise UnprocessableEntity(
+            f"Device/{body.device} is a {spec.kind} and sends {sends}, not {body.stream_type}",
+            expression="streamType",
+        )
+    if body.mvc and spec.channels:
+        unknown = sorted(set(body.mvc) - {c.name for c in spec.channels})
+        if unknown:
+            raise UnprocessableEntity(
+                f"mvc: {', '.join(unknown)} not among the channels of Device/{body.device} "
+                f"({', '.join(c.name for c in spec.channels)})",
+                expression=[f"mvc.{name}" for name in unknown],
+            )
+    protocol = body.protocol.model_dump(by_alias=True, exclude_none=True)
+    spacing = spec.load_cell_spacing_cm
+    board = spec.kind in (None, DeviceKind.LOAD_CELL_BOARD)
+    if spacing is not None and board and "boardLxCm" not in protocol and "boardLyCm" not in protocol:
+        protocol["boardLxCm"], protocol["boardLyCm"] = spacing
+    return protocol
 
 
 def streams_router(ingestor: Ingestor) -> APIRouter:
@@ -186,14 +218,14 @@ def streams_router(ingestor: Ingestor) -> APIRouter:
     @router.post("", status_code=201, summary="Open a stream binding (device stream -> patient, session)")
     def create_stream(body: StreamIn, principal: PrincipalDep, session: SessionDep) -> StreamView:
         require_stream_writer(principal)
-        _active_device(session, body.device)
+        protocol = _fits_device(_active_device(session, body.device), body)
         row = StreamRecord(
             id=str(uuid.uuid4()),
             device_id=body.device,
             stream_type=body.stream_type.value,
             patient_id=body.patient,
             session_id=body.session,
-            protocol=body.protocol.model_dump(by_alias=True, exclude_none=True),
+            protocol=protocol,
             mvc=dict(body.mvc) if body.mvc is not None else None,
             targets=body.targets.model_dump(by_alias=True, exclude_none=True) if body.targets else None,
         )
