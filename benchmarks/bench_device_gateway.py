@@ -19,9 +19,14 @@ the client's JSON encoder's.
    connected; latency = receive time of the biofeedback message for a frame - the time the frame was sent
    (= when its last sample existed). Skipped, with a note, if this gateway build does not serve
    `/biofeedback/ws` yet.
-4. The ceiling: the raw kafka-python producer (the shared producer settings: idempotent, acks=all; and the
-   same with a 1 MB batch_size) sending the very raw-event payloads the relay published in this run (read
-   back from the outbox) to a scratch topic.
+4. The ceiling: the raw kafka-python producer sending the very raw-event payloads the relay published in
+   this run (read back from the outbox) to a scratch topic, with the relay's settings (`producer_config`:
+   idempotent, acks=all, linger 5 ms, 512 kB batches, so one request carries many ~20 kB frame events),
+   then the same with gzip compression. kafka-python checksums every record batch (CRC-32C) in pure Python
+   unless the `crc32c` package is installed (it is a dependency of relearn-shared): ~6 MB/s without it.
+
+Each ingest run also prints the gateway process's CPU time per frame, and the machine's load average is
+printed at the start and the end: the machine is shared, so read the figures against it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -134,6 +140,37 @@ def wire_frames(
     return frames
 
 
+# -- the gateway process's CPU time ---------------------------------------------------------------------
+
+
+def gateway_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by the gateway process this benchmark started."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == os.getpid() and b"relearn-device-gateway" in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (2 cores shared with other work)"
+
+
 # -- 1. throughput --------------------------------------------------------------------------------------
 
 
@@ -178,15 +215,27 @@ async def http_ingest(
         plans.append((clinic.device_token(device), bodies))
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=clinic.base, timeout=60) as client:
+        cpu0 = gateway_cpu_s()
         t0 = time.perf_counter()
         waits = await asyncio.gather(*(post_all(client, token, bodies, latencies) for token, bodies in plans))
         seconds = time.perf_counter() - t0
+        cpu = gateway_cpu_s() - cpu0
     samples = DEVICES * frames_per_device * round(FRAME_S * rate)
     report(name, count=samples, seconds=seconds, latencies_s=latencies, unit="samples")
     extra = f"; {sum(waits)} x 429 waited out" if sum(waits) else ""
+    sent = DEVICES * frames_per_device
     print(
         f"    = {samples * len(channels) / seconds:,.0f} channel-samples/s, "
-        f"{DEVICES * frames_per_device / seconds:,.0f} frames/s; request latency above{extra}",
+        f"{sent / seconds:,.0f} frames/s; request latency above{extra}",
+        flush=True,
+    )
+    print_cpu(cpu, seconds, sent)
+
+
+def print_cpu(cpu_s: float, seconds: float, frames: int) -> None:
+    print(
+        f"    gateway process CPU: {cpu_s:.2f} s = {cpu_s / seconds:.0%} of one core, "
+        f"{cpu_s / frames * 1000:.2f} ms per frame (ingest, relay, metrics processor, live hub)",
         flush=True,
     )
 
@@ -221,9 +270,11 @@ async def ws_ingest(clinic: Clinic, frames_per_device: int) -> None:
                     latencies.append(time.perf_counter() - t)
                     break
 
+    cpu0 = gateway_cpu_s()
     t0 = time.perf_counter()
     await asyncio.gather(*(device(token, messages) for token, messages in plans))
     seconds = time.perf_counter() - t0
+    cpu = gateway_cpu_s() - cpu0
     samples = DEVICES * frames_per_device * round(FRAME_S * EMG_RATE)
     report(
         "EMG 8 ch 2148 Hz, WS /ingest/ws, 1 frame/msg + ack",
@@ -232,6 +283,9 @@ async def ws_ingest(clinic: Clinic, frames_per_device: int) -> None:
         latencies_s=latencies,
         unit="samples",
     )
+    frames = DEVICES * frames_per_device
+    print(f"    = {frames / seconds:,.0f} frames/s; message-to-ack latency above", flush=True)
+    print_cpu(cpu, seconds, frames)
 
 
 def wait_drained(url: str, timeout_s: float = 120) -> tuple[int, float]:
@@ -386,14 +440,22 @@ def kafka_ceiling(ctx: BenchContext, url: str) -> None:
     size = sum(len(p) for _, p in payloads)
     topic = f"bench.device.raw.{uuid.uuid4().hex[:6]}"
     ensure_topics(ctx.broker.bootstrap, [Topic(topic, 6, ())])
-    # The relay's settings; then the same with batches big enough for several frame events (kafka-python's
-    # default batch_size is 16 kB, smaller than one EMG frame event, so each event is its own request).
-    variants = [
-        ("shared producer settings", {}),
-        ("+ batch_size 1 MB", {"batch_size": 1_048_576}),
+    try:
+        import crc32c  # noqa: F401  (kafka-python uses it for record-batch checksums when present)
+
+        crc = "crc32c C extension"
+    except ImportError:
+        crc = "pure-Python CRC-32C: install crc32c"
+    base = producer_config(ctx.broker.bootstrap, "bench-device-ceiling")
+    shown = ("acks", "enable_idempotence", "linger_ms", "batch_size")
+    settings = ", ".join(f"{k}={base.get(k, 'default')}" for k in shown)
+    print(f"  ceiling producer: {settings}, max_request_size 1 MB (default); {crc}", flush=True)
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("relay settings", {}),
+        ("relay settings + gzip", {"compression_type": "gzip"}),
     ]
     for label, extra in variants:
-        config = {**producer_config(ctx.broker.bootstrap, "bench-device-ceiling"), **extra}
+        config = {**base, **extra}
         producer = KafkaProducer(**config)
         try:
             producer.send(topic, key=b"warm-up", value=b"{}").get(timeout=30)
@@ -418,6 +480,7 @@ def kafka_ceiling(ctx: BenchContext, url: str) -> None:
 
 async def load(ctx: BenchContext, base: str, issuer: DevIssuer, url: str) -> None:
     clinic = Clinic(base, issuer)
+    print(f"  load average at start: {load_average()}", flush=True)
     frames = max(10, int(50 * ctx.scale))  # per device: 50 x 0.2 s = 10 s of data each
     runs: list[tuple[str, str, float, list[dict[str, str]], int]] = [
         ("EMG 8 ch 2148 Hz, POST 1 frame/request", "emg", EMG_RATE, EMG_CHANNELS, 1),
@@ -451,3 +514,4 @@ def run(ctx: BenchContext) -> None:
         with service_process(ctx, "device-gateway", "DEVICE_GATEWAY_", url, jwks, ISSUER) as base:
             asyncio.run(load(ctx, base, issuer, url))
     kafka_ceiling(ctx, url)
+    print(f"  load average at the end: {load_average()}", flush=True)

@@ -202,7 +202,7 @@ def layout_of(frame: SensorFrame) -> dict[str, Any]:
 
 def frame_record(frame: SensorFrame) -> dict[str, Any]:
     """The ``device_frame`` row of an accepted frame (values as sent, compact binary)."""
-    values = np.asarray(frame.samples, dtype="<f8")
+    values = frame.raw_values().astype("<f8", copy=False)
     times = np.asarray(frame.timestamps, dtype="<f8").tobytes() if frame.timestamps is not None else None
     return {
         "stream_id": frame.stream_id,

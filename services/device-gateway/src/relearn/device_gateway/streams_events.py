@@ -12,6 +12,7 @@ from typing import Any
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.stream_store import StreamRecord, aware
 from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.outbox import EncodedEvent
 
 SOURCE = "/relearn/device-gateway"
 
@@ -47,10 +48,22 @@ def _binding(stream: StreamRecord) -> dict[str, Any]:
     }
 
 
-def frame_event(stream: StreamRecord, frame: SensorFrame) -> CloudEvent:
-    """``device.<emg|balance>-frame-received.v1``: the binding's context and the frame as sent (camelCase)."""
-    data = {**_binding(stream), "targets": stream.targets, "frame": frame.to_wire()}
-    return CloudEvent.new(SOURCE, frame_event_type(stream.stream_type), frame.device_id, data)
+def frame_event(stream: StreamRecord, frame: SensorFrame) -> EncodedEvent:
+    """``device.<emg|balance>-frame-received.v1``: the binding's context and the frame as sent (camelCase).
+
+    Encoded once, straight to bytes: the envelope (with the binding's context as ``data``) is dumped and
+    the frame's JSON, serialised from the validated model in pydantic's core, is spliced in as
+    ``data.frame``, so thousands of samples never become Python floats again. The bytes are the same JSON
+    as ``CloudEvent(..., data={..., "frame": frame.to_wire()}).to_bytes()``.
+    """
+    data = {**_binding(stream), "targets": stream.targets}
+    envelope = CloudEvent.new(SOURCE, frame_event_type(stream.stream_type), frame.device_id, data)
+    head = envelope.to_bytes()
+    # ``data`` is the envelope's last member: `..."data":{...}}`; put `,"frame":...` before its `}}`.
+    if not head.endswith(b"}}"):
+        raise AssertionError("unexpected CloudEvent JSON layout")
+    payload = b"".join((head[:-2], b',"frame":', frame.wire_json(), b"}}"))
+    return EncodedEvent(envelope.id, envelope.type, envelope.subject, payload)
 
 
 def closed_event(stream: StreamRecord) -> CloudEvent:

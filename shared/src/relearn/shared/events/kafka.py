@@ -42,6 +42,10 @@ def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
         "acks": "all",
         "max_in_flight_requests_per_connection": 5,  # the most idempotence allows with ordering kept
         "linger_ms": 5,
+        # kafka-python's default 16 kB is smaller than one sensor-frame event (~20-30 kB), which made every
+        # such event its own batch and request; 512 kB batches take many (and stay well under the broker's
+        # 1 MB message limit, with max_request_size at its 1 MB default).
+        "batch_size": 512 * 1024,
         "retries": 5,
         "request_timeout_ms": 10_000,
         "delivery_timeout_ms": 30_000,

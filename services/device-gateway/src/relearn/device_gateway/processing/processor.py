@@ -56,7 +56,7 @@ from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.signals.windows import Recording, StreamAssembler
 from relearn.device_gateway.stream_store import load_recording_frames
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import stage
+from relearn.shared.events.outbox import stage_many
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,9 @@ class MetricsProcessor:
 
     # -- out -------------------------------------------------------------------------------------------
     def _emit(self, session: Session, stream: StreamEvent, computed: Sequence[Computed]) -> None:
+        # One multi-row INSERT for the window's metrics (8 EMG channels give ~30 events per window).
+        stage_many(session, [metric_event(stream, c) for c in computed])
         for c in computed:
-            stage(session, metric_event(stream, c))
             self.stats.by_metric[c.metric.value] = self.stats.by_metric.get(c.metric.value, 0) + 1
 
 

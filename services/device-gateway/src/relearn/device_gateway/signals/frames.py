@@ -18,6 +18,7 @@ On the wire fields are camelCase (`deviceId`, `streamType`, `streamId`, `startTi
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
@@ -68,6 +69,10 @@ _ALLOWED_UNITS: dict[StreamType, frozenset[str]] = {
 _FORCE_PLATE_UNITS = {"Fx": "N", "Fy": "N", "Fz": "N", "Mx": "N.m", "My": "N.m", "Mz": "N.m"}
 _LOAD_CELL_NAMES = frozenset({"TL", "TR", "BL", "BR"})
 _COP_NAMES = frozenset({"x", "y"})
+
+
+# Per-thread hand-off of the float64 block from the samples validator to the model being built.
+_validated = threading.local()
 
 
 class StreamKey(NamedTuple):
@@ -128,6 +133,14 @@ class SensorFrame(BaseModel):
     timestamps: list[float] | None = None
 
     _values: FloatArray | None = PrivateAttr(default=None)
+    # The samples as sent, as one float64 block: built once while validating (see `_check_samples`).
+    _raw: FloatArray | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Pick up the block `_check_samples` built for exactly this samples list, if it did.
+        handed = _validated.__dict__.pop("samples", None)
+        if handed is not None and handed[0] is self.samples:
+            self._raw = handed[1]
 
     @field_validator("channels")
     @classmethod
@@ -181,6 +194,10 @@ class SensorFrame(BaseModel):
                     f"row {row}, channel {channels[counts[col]].name}: {block[row, col]} is outside "
                     f"the range of a {adc.resolution_bits}-bit ADC"
                 )
+        # Hand the block to this frame's `model_post_init` (same thread, right after the fields), so the
+        # nested lists are converted once per frame, not again for storage and signal processing.
+        values.flags.writeable = False
+        _validated.samples = (samples, values)
         return samples
 
     @field_validator("timestamps")
@@ -240,18 +257,27 @@ class SensorFrame(BaseModel):
     def end_time(self) -> AwareDatetime:
         return self.start_time + timedelta(seconds=self.end_time_offset)
 
+    def raw_values(self) -> FloatArray:
+        """The samples exactly as sent (counts stay counts), float64 ``[n, channels]``, read-only."""
+        if self._raw is None:
+            raw = np.asarray(self.samples, dtype=np.float64)
+            raw.flags.writeable = False
+            self._raw = raw
+        return self._raw
+
     def to_arrays(self) -> tuple[FloatArray, FloatArray]:
         """(values float64 [n, channels], times float64 [n] in seconds from start_time).
 
         Columns in `counts` are converted with the declared transfer function, if any; see `units`.
         """
         if self._values is None:
-            values = np.asarray(self.samples, dtype=np.float64)
+            values = self.raw_values()
             transfer = self.adc.transfer if self.adc else None
             if transfer is not None:
+                values = values.copy()
                 counts = [i for i, c in enumerate(self.channels) if c.unit == "counts"]
                 values[:, counts] = (values[:, counts] - transfer.offset) * transfer.gain
-            values.flags.writeable = False
+                values.flags.writeable = False
             self._values = values
         if self.timestamps is not None:
             times = np.asarray(self.timestamps, dtype=np.float64)
