@@ -506,3 +506,19 @@ def test_the_device_example_files_are_still_accepted() -> None:
     examples = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fhir-examples" / "R4"
     for path in sorted(examples.glob("Device-*.json")):
         assert refused(json.loads(path.read_text())) == [], path.name
+
+
+def test_ingest_refuses_a_first_frame_that_contradicts_its_device(gateway: Gateway, kit: Kit) -> None:
+    device = emg_device(kit.uid("emg"))
+    assert _put(gateway, device).status_code == 201
+    stream = gateway.open_stream(device["id"], "emg")
+    wire = frame(kit, deviceId=device["id"], streamId=stream["id"]).to_wire()
+
+    wrong_rate = gateway.send([{**wire, "samplingRateHz": 2000.0}], device["id"])
+    assert wrong_rate.status_code == 422, wrong_rate.text
+    assert _expressions(wrong_rate) == ["frames[0].samplingRateHz"]
+    assert gateway.stream(stream["id"])["frames"] == 0, "nothing of the refused batch is stored"
+
+    right = gateway.send([wire], device["id"])
+    assert right.status_code == 200, right.text
+    assert gateway.stream(stream["id"])["frames"] == 1

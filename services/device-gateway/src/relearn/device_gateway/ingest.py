@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -47,6 +47,7 @@ from sqlmodel import Session, col
 
 from relearn.device_gateway.authz import authorize_devices, require_device_credentials
 from relearn.device_gateway.config import Settings
+from relearn.device_gateway.device_profile import DeviceSpec, DeviceSpecCache, frame_matches_device
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.stream_store import (
     FrameRecord,
@@ -196,8 +197,10 @@ _LAYOUT_FIELDS = (("samplingRateHz", "samplingRateHz"), ("channels", "channels")
 class Ingestor:
     """Validates and stores frames; one per app (``app.state.ingestor``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, device_specs: DeviceSpecCache | None = None) -> None:
         self.settings = settings
+        # What each Device declares (kind, rate, channels); the first frame of a stream must fit it.
+        self.device_specs = device_specs or DeviceSpecCache()
         self.after_commit: list[AfterCommit] = []
         self.after_close: list[AfterClose] = []
         self.backlog = BacklogGauge(settings.ingest_backlog_cache_s)
@@ -294,7 +297,8 @@ class Ingestor:
         authorize_devices(session, principal, (f.device_id for f in frames))
         streams = self._lock_streams(session, sorted({f.stream_id for f in frames}))
         stored = self._stored_sequences(session, frames, streams)
-        self._check(frames, streams, stored)
+        specs = {d: self.device_specs.get(session, d) for d in {f.device_id for f in frames}}
+        self._check(frames, streams, stored, specs)
 
         results: list[FrameResult] = []
         gaps: list[GapReport] = []
@@ -376,7 +380,11 @@ class Ingestor:
         return {row.id: _Pending(row, dict(row.layout) if row.layout is not None else None) for row in rows}
 
     def _check(
-        self, frames: Sequence[SensorFrame], streams: dict[str, _Pending], stored: set[tuple[str, int]]
+        self,
+        frames: Sequence[SensorFrame],
+        streams: dict[str, _Pending],
+        stored: set[tuple[str, int]],
+        specs: Mapping[str, DeviceSpec | None],
     ) -> None:
         """Every problem of every frame, as one 422 (or 409 when the only problem is closed streams).
 
@@ -420,7 +428,11 @@ class Ingestor:
                 continue
             layout = layout_of(frame)
             if pending.layout is None:
-                pending.layout = layout  # the first frame (of this batch) fixes it
+                # The stream's first frame fixes its layout, so checking it against the Device covers all.
+                spec = specs.get(frame.device_id)
+                if spec is not None:
+                    issues.extend(frame_matches_device(spec, frame, where))
+                pending.layout = layout
                 continue
             for key, wire in _LAYOUT_FIELDS:
                 if pending.layout.get(key) != layout[key]:

@@ -53,7 +53,7 @@ def create_app(
     # Device specs (kind, channels, rate) per device id, dropped when a Device is written here.
     device_specs = DeviceSpecCache()
     fhir, store = fhir_api(DEFINITIONS, settings, hooks=[device_written_hook(device_specs)])
-    ingestor = Ingestor(settings)
+    ingestor = Ingestor(settings, device_specs)
     hub = LiveHub(display_rate_hz=settings.biofeedback_rate_hz)
     ingestor.after_commit.append(lambda info, frame: hub.publish(LiveStream.from_json(info.to_json()), frame))
     ingestor.after_close.append(lambda info: hub.close_stream(info.id))
