@@ -2,7 +2,10 @@
 
 1. Backlog drain: N events committed while no relay runs, then one relay publishes them
    (events/s from committed row to broker ack and marked published).
-2. Latency: relay and a consumer group running; events committed one per transaction at a
+2. Consumer backlog: the N events on the broker, one consumer group from the start; events/s
+   from its start to the last handler's commit (each handler writes a row; the consumer checks
+   and records the event ids in ``processed_event`` and commits the Kafka offsets).
+3. Latency: relay and a consumer group running; events committed one per transaction at a
    steady pace; latency = handler start - commit time (p50/p99), including Kafka and the
    consumer's idempotency transaction.
 """
@@ -13,6 +16,8 @@ import threading
 import time
 import uuid
 
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from relearn.devtools.bench import BenchContext, report
@@ -50,6 +55,8 @@ def run(ctx: BenchContext) -> None:
         "outbox relay: backlog drain (batch 500)", count=n, seconds=time.perf_counter() - t0, unit="events"
     )
 
+    _consume_backlog(ctx, engine, topic, n)
+
     latencies: list[float] = []
     done = threading.Event()
     m = int(1000 * ctx.scale)
@@ -86,3 +93,31 @@ def run(ctx: BenchContext) -> None:
     relay.stop()
     consumer.stop()
     engine.dispose()
+
+
+def _consume_backlog(ctx: BenchContext, engine: Engine, topic: str, n: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_seen (event_id text PRIMARY KEY, i int)"))
+
+    def handler(session: Session, event: CloudEvent) -> None:
+        session.connection().execute(
+            text("INSERT INTO bench_seen (event_id, i) VALUES (:id, :i)"),
+            {"id": event.id, "i": event.data["i"]},
+        )
+
+    def consumed() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM bench_seen")).scalar_one())
+
+    consumer = EventConsumer(
+        engine, ctx.broker.bootstrap, f"bench-backlog-{topic}", [topic], {"bench.happened.v1": handler}
+    )
+    consumer.start()
+    consumer.wait_until_assigned(30)  # the group join is not the consumer's speed
+    t0 = time.perf_counter()
+    before = consumed()
+    while consumed() < n:
+        time.sleep(0.02)
+    seconds = time.perf_counter() - t0
+    consumer.stop()
+    report("consumer: backlog drain (handler writes a row)", count=n - before, seconds=seconds, unit="events")

@@ -342,6 +342,35 @@ def test_a_rolled_back_frame_is_not_trusted(data: Any, feed: Any) -> None:
     assert feed.processor.open_streams == 0  # forgotten: the close will rebuild from the frames table
 
 
+def test_a_rolled_back_batch_that_closed_a_stream_is_replayed_event_by_event(
+    data: Any, make_feed: Callable[..., Any], group: Group
+) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=250
+    )
+    stream = data.stream("emg", frames)
+    stored = [SensorFrame.model_validate(f) for f in frames]
+    whole = group(make_feed(load_frames=lambda _s, _id: stored).run(stream.events()))
+    feed = make_feed(load_frames=lambda _s, _id: stored)
+    events = stream.events()
+    feed.run(events[:2])  # 0.5 s committed
+    handlers = feed.processor.handlers()
+
+    # The consumer's batch: the rest of the stream and its close in one transaction, which rolls back.
+    with pytest.raises(RuntimeError), transaction(feed.engine) as session:
+        for e in events[2:]:
+            handlers[e.type](session, e)
+        raise RuntimeError("another event of the batch fails")
+    assert feed.processor.open_streams == 0
+    replayed = group(feed.run(events[2:]))  # then each event alone
+
+    # The stream counts as open again: its frames give their windows (not the one under way at 0.5 s).
+    windows = whole[("emg-rms", "biceps")]
+    assert replayed[("emg-rms", "biceps")] == windows[1:]
+    assert one(replayed, "emg-onset-latency", "biceps") == one(whole, "emg-onset-latency", "biceps")
+    assert feed.processor.open_streams == 0
+
+
 # -- other stream kinds --------------------------------------------------------------------------------
 def test_load_cell_board_and_cop_streams_give_the_same_trial_metrics(
     data: Any, feed: Any, group: Group, reference: dict[str, dict[str, str]]

@@ -1,10 +1,29 @@
-"""The consumer runner: Kafka in a worker thread, one DB transaction per event, idempotent.
+"""The consumer runner: Kafka in a worker thread, a poll's events in one DB transaction, idempotent.
 
-For each message: read the envelope; find the handler for its type (unknown types are
-skipped); in one transaction, skip it if ``(group, event id)`` is in ``processed_event``,
-otherwise run the handler and record the id; commit; then commit the Kafka offset. A
-message that cannot be handled goes to ``<topic>.dlq`` with the error in its headers; a
-database outage is not the message's fault, so that message is retried instead.
+Each poll's records are handled in batches of up to ``max_batch`` (in each partition's order), one
+transaction per batch: read the envelopes; skip types without a handler (other groups may care); look the
+batch's event ids up in ``processed_event`` in one query and skip those already there (and an id seen
+earlier in the same batch); run the handlers of the rest; record their ids in one INSERT; commit; then, once
+per poll, commit the Kafka offsets. A crash between the two replays the batch, which the idempotency table
+absorbs.
+
+If anything in a batch fails, the batch rolls back and its records are handled again one transaction per
+event (as always with ``batch_safe=False``): a message that cannot be handled goes to ``<topic>.dlq`` with the
+error in its headers and the others commit; a database outage is not the message's fault, so that message
+and the rest of the poll are retried after a pause. An unreadable message never joins a batch: it goes to
+the DLQ between the batches before and after it.
+
+Handlers run inside the consumer's transaction and never commit. Their contract, because of batches:
+
+- the transaction holds the other events of the batch: a handler sees the writes of the events before it
+  (SQL and ORM autoflush alike) and its locks are held until the batch commits;
+- a handler can run more than once for one event without the first run counting: after a batch rolls back
+  (because of another event, or the commit) every event of it is handled again, alone. Whatever a handler
+  keeps outside the database (in-memory state, caches) must be undone when the session rolls back (listen
+  for ``after_soft_rollback`` on the session, as the device gateway's metrics processor does) or be
+  harmless to repeat; effects on the outside world belong after the commit (``after_commit``, which fires
+  once per batch);
+- a handler that needs a transaction of its own per event: give its consumer ``batch_safe=False``.
 """
 
 from __future__ import annotations
@@ -18,6 +37,7 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, IllegalStateError
+from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel
@@ -31,6 +51,10 @@ from relearn.shared.logging import bound_context
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Session, CloudEvent], None]
+Decoded = CloudEvent | InvalidEvent
+
+# Ids per ``IN (...)`` lookup: well under any database's limit on bound parameters.
+_LOOKUP_CHUNK = 500
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -40,6 +64,9 @@ class ProcessedEvent(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=64)
     event_type: str = Field(max_length=255)
     processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+_PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
 
 
 class _Transient(Exception):
@@ -54,7 +81,9 @@ class EventConsumer:
     """Consumes ``topics`` as consumer group ``group_id`` and dispatches by event type.
 
     ``dlq_producer``: a producer to write dead letters with (left open on ``stop``); by
-    default the consumer makes its own when the first dead letter comes.
+    default the consumer makes its own when the first dead letter comes. ``max_batch``: at most this
+    many records per transaction (a poll has at most ``max_poll_records``, 200). ``batch_safe=False``:
+    one transaction per event, for handlers that cannot share one (see the module docstring).
     """
 
     def __init__(
@@ -67,13 +96,19 @@ class EventConsumer:
         *,
         dlq_producer: KafkaProducer | None = None,
         retry_backoff_s: float = 1.0,
+        max_batch: int = 500,
+        batch_safe: bool = True,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self.engine = engine
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = list(topics)
         self.handlers = dict(handlers)
         self.retry_backoff_s = retry_backoff_s
+        self.max_batch = max_batch
+        self.batch_safe = batch_safe
         self._stop = threading.Event()
         self._assigned = threading.Event()
         self._thread: threading.Thread | None = None
@@ -120,23 +155,27 @@ class EventConsumer:
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         while not self._stop.is_set():
-            batches = consumer.poll(timeout_ms=200)
+            polled = consumer.poll(timeout_ms=200)
             if consumer.assignment():
                 self._assigned.set()
-            done: dict[TopicPartition, OffsetAndMetadata] = {}
-            for tp, records in batches.items():
-                for record in records:
-                    if self._stop.is_set():
-                        break
-                    if not self.handle(record):
-                        # Transient: come back to this message after a pause, keep what is done.
-                        with contextlib.suppress(IllegalStateError):  # revoked meanwhile: not ours now
-                            consumer.seek(tp, record.offset)
-                        self._stop.wait(self.retry_backoff_s)
-                        break
-                    done[tp] = OffsetAndMetadata(record.offset + 1, None, -1)
+            # Each partition's records in order; a batch may span partitions (their order is independent).
+            records = [record for partition in polled.values() for record in partition]
+            handled = 0
+            while handled < len(records) and not self._stop.is_set():
+                chunk = records[handled : handled + self.max_batch]
+                n = self.handle_batch(chunk)
+                handled += n
+                if n < len(chunk):
+                    # Transient: come back to the rest of the poll after a pause, keep what is done.
+                    self._rewind(consumer, records[handled:])
+                    self._stop.wait(self.retry_backoff_s)
+                    break
+            done = {
+                TopicPartition(r.topic, r.partition): OffsetAndMetadata(r.offset + 1, None, -1)
+                for r in records[:handled]
+            }
             if done:
-                # One offset commit per poll, after every handled event's DB commit: a crash
+                # One offset commit per poll, after the DB commits of every event handled: a crash
                 # before it replays those events, which the idempotency table absorbs.
                 try:
                     consumer.commit(done, timeout_ms=5000)
@@ -144,17 +183,109 @@ class EventConsumer:
                     # A rebalance moved partitions away; their new owner replays and dedups.
                     logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
 
+    @staticmethod
+    def _rewind(consumer: KafkaConsumer, rest: Sequence[ConsumerRecord]) -> None:
+        """Make the next poll start each partition at its first record in ``rest`` (records not handled)."""
+        first: dict[TopicPartition, int] = {}
+        for record in rest:
+            first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+        for tp, offset in first.items():
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile: not ours now
+                consumer.seek(tp, offset)
+
+    # -- a batch ----------------------------------------------------------------------------------
+    def handle_batch(self, records: Sequence[ConsumerRecord]) -> int:
+        """Process ``records`` (in order); returns how many of the first ones are done, the rest to retry."""
+        items = [(record, _decode(record)) for record in records]
+        if not self.batch_safe:
+            return self._one_by_one(items)
+        handled = 0
+        run: list[tuple[ConsumerRecord, CloudEvent]] = []
+        for record, decoded in items:
+            if isinstance(decoded, CloudEvent):
+                run.append((record, decoded))
+                continue
+            # Unreadable: the batch before it, then the message alone (to the DLQ), then go on.
+            n = self._batch(run)
+            handled += n
+            if n < len(run) or not self._handle_one(record, decoded):
+                return handled
+            handled += 1
+            run = []
+        return handled + self._batch(run)
+
+    def _batch(self, items: Sequence[tuple[ConsumerRecord, CloudEvent]]) -> int:
+        work = [(event, h) for _, event in items if (h := self.handlers.get(event.type)) is not None]
+        if len(work) <= 1:  # nothing to share a transaction with
+            return self._one_by_one(items)
+        try:
+            self._apply_batch(work)
+        except Exception as exc:
+            # Rolled back: find the culprit (or wait out the outage) one event at a time.
+            logger.warning(
+                "event batch failed; handling its events one transaction each",
+                extra={
+                    "group": self.group_id,
+                    "events": len(work),
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
+                },
+            )
+            return self._one_by_one(items)
+        return len(items)
+
+    def _apply_batch(self, work: Sequence[tuple[CloudEvent, Handler]]) -> None:
+        with transaction(self.engine) as session:
+            seen = self._processed(session, [event.id for event, _ in work])
+            rows: list[dict[str, object]] = []
+            now = datetime.now(UTC)
+            for event, handler in work:
+                if event.id in seen:
+                    continue  # a replay, or the same event twice in this batch
+                seen.add(event.id)
+                with bound_context(event_id=event.id, event_type=event.type):
+                    handler(session, event)
+                rows.append(
+                    {
+                        "consumer": self.group_id,
+                        "event_id": event.id,
+                        "event_type": event.type,
+                        "processed_at": now,
+                    }
+                )
+            if rows:
+                session.execute(insert(_PROCESSED), rows)
+
+    def _processed(self, session: Session, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` this group has processed already."""
+        unique = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        for i in range(0, len(unique), _LOOKUP_CHUNK):
+            query = select(_PROCESSED.c.event_id).where(
+                _PROCESSED.c.consumer == self.group_id,
+                _PROCESSED.c.event_id.in_(unique[i : i + _LOOKUP_CHUNK]),
+            )
+            found.update(session.execute(query).scalars())
+        return found
+
+    def _one_by_one(self, items: Sequence[tuple[ConsumerRecord, Decoded]]) -> int:
+        for i, (record, decoded) in enumerate(items):
+            if self._stop.is_set() or not self._handle_one(record, decoded):
+                return i
+        return len(items)
+
     # -- one message ----------------------------------------------------------------------------
     def handle(self, record: ConsumerRecord) -> bool:
-        """Process one record; False when it must be retried (the database is unavailable)."""
-        try:
-            event = CloudEvent.from_bytes(record.value)
-        except InvalidEvent as exc:
+        """Process one record in its own transaction; False when it must be retried (database unavailable)."""
+        return self._handle_one(record, _decode(record))
+
+    def _handle_one(self, record: ConsumerRecord, decoded: Decoded) -> bool:
+        if isinstance(decoded, InvalidEvent):
             logger.error(
                 "unreadable message; sending to the DLQ",
                 extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
             )
-            return self._dead_letter(record, exc)
+            return self._dead_letter(record, decoded)
+        event = decoded
         handler = self.handlers.get(event.type)
         if handler is None:
             return True  # not ours to handle; other groups may care
@@ -216,3 +347,10 @@ class EventConsumer:
         if producer is not None:
             with contextlib.suppress(Exception):
                 close_producer(producer)
+
+
+def _decode(record: ConsumerRecord) -> Decoded:
+    try:
+        return CloudEvent.from_bytes(record.value)
+    except InvalidEvent as exc:
+        return exc

@@ -23,7 +23,10 @@ gateway's frames table, the recording of record (up to `recording_s`, 300 s, for
 
 Every metric event is staged in the handler's transaction (the same one that records the raw event as
 processed), so a replayed raw event gives no second metric event. If that transaction rolls back, the
-stream's in-memory state is dropped, so nothing half-applied is trusted later.
+in-memory state of every stream it fed is dropped and the streams it closed count as open again, so nothing
+half-applied is trusted later and the events, handled again (the consumer replays a rolled-back batch one
+event at a time), start those streams afresh (a window already under way when the batch began is then not
+reported; the close rebuilds the recording from the frames table).
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Session, CloudEvent], None]
 FrameLoader = Callable[[Session, str], Sequence[SensorFrame]]
 
+_UNDO = "relearn.metrics-processor.undo"
+
 EMG_WINDOW_S = 1.0
 BALANCE_WINDOW_S = 5.0  # the assembler needs a window; balance windows give no metrics (module docstring)
 
@@ -71,6 +76,14 @@ BALANCE_WINDOW_S = 5.0  # the assembler needs a window; balance windows give no 
 class _Stream:
     assembler: StreamAssembler
     frames: int = 0
+
+
+@dataclass
+class _Undo:
+    """What one transaction did to the in-memory state, to take back if it rolls back."""
+
+    fed: set[str] = field(default_factory=set)
+    closed: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -127,7 +140,7 @@ class MetricsProcessor:
                 logger.info("frame for a closed stream ignored", extra={"stream": data.stream})
                 return
             state = self._state(data)
-            self._on_rollback(session, data.stream)
+            self._undo(session).fed.add(data.stream)
             result = state.assembler.push(data.frame)
             if not result.accepted:
                 return
@@ -169,22 +182,44 @@ class MetricsProcessor:
         state = self._streams[data.stream] = _Stream(assembler)
         return state
 
-    def _on_rollback(self, session: Session, stream: str) -> None:
-        # The frame (and any window it completed) was not applied after all: forget the stream, so the
-        # retried event starts it afresh (its windows stay aligned on the origin) and the close rebuilds
-        # the recording from the frames table.
-        def forget(_session: Session, _previous: Any) -> None:
+    def _undo(self, session: Session) -> _Undo:
+        """This transaction's undo record; if the transaction rolls back, its frames (and any window they
+        completed) and closes were not applied after all: the streams it fed are forgotten, so the retried
+        events start them afresh (their windows stay aligned on the origin) and the close rebuilds the
+        recording from the frames table; the streams it closed are open again. One record (and one listener)
+        per transaction, however many events a consumer's batch puts in it."""
+        key = (_UNDO, id(self))
+        current: _Undo | None = session.info.get(key)
+        if current is not None:
+            return current
+        undo = session.info[key] = _Undo()
+
+        def rolled_back(_session: Session, _previous: Any) -> None:
+            if session.info.get(key) is not undo:
+                return  # that transaction committed; the session has moved on
+            del session.info[key]
             with self._lock:
-                self._streams.pop(stream, None)
+                for stream in undo.fed:
+                    self._streams.pop(stream, None)
+                for stream in undo.closed:
+                    self._closed.pop(stream, None)
+
+        def committed(_session: Session) -> None:
+            if session.info.get(key) is undo:
+                del session.info[key]
 
         session.connection()  # begin the transaction now (the consumer's has begun), so its rollback is seen
-        sa_event.listen(session, "after_soft_rollback", forget, once=True)
+        sa_event.listen(session, "after_soft_rollback", rolled_back, once=True)
+        sa_event.listen(session, "after_commit", committed, once=True)
+        return undo
 
     # -- close -----------------------------------------------------------------------------------------
     def on_closed(self, session: Session, event: CloudEvent) -> None:
         data = StreamClosed.model_validate(event.data)
         with self._lock:
             state = self._streams.pop(data.stream, None)
+            if data.stream not in self._closed:
+                self._undo(session).closed.add(data.stream)
             self._closed[data.stream] = None
             while len(self._closed) > self._remember_closed:
                 self._closed.popitem(last=False)
