@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, WebSocket
 from fastapi.testclient import TestClient
 
 from relearn.devtools.broker import TansuBroker, free_port
@@ -29,6 +29,12 @@ def _app(tmp_path: Path, bootstrap: str) -> TestClient:
     def hello() -> dict[str, str]:
         logging.getLogger("relearn.test").info("saying hello", extra={"who": "world"})
         return {"hello": "world"}
+
+    @router.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
 
     app = create_service_app(settings, title="t", description="t", routers=[router], engine=make_engine(url))
     return TestClient(app)
@@ -61,6 +67,17 @@ def test_request_id_is_echoed_and_logged_as_json(
     hello = [line for line in lines if line.get("event") == "saying hello"]
     assert hello and hello[0]["request_id"] == "req-123"
     assert hello[0]["who"] == "world" and hello[0]["service"] == "evaluation"
+
+
+def test_errors_carry_the_request_id_and_sockets_pass_through(tmp_path: Path, broker: TansuBroker) -> None:
+    with _app(tmp_path, broker.bootstrap) as client:
+        missing = client.get("/nowhere", headers={"X-Request-ID": "req-404"})
+        assert missing.status_code == 404
+        assert missing.headers.get_list("X-Request-ID") == ["req-404"]
+        assert missing.json()["resourceType"] == "OperationOutcome"
+        with client.websocket_connect("/echo", headers={"X-Request-ID": "req-ws"}) as ws:
+            ws.send_text("ping")
+            assert ws.receive_text() == "ping"
 
 
 def test_settings_are_read_with_the_service_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

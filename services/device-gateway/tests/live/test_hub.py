@@ -4,6 +4,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from relearn.device_gateway.live.hub import LiveHub, StreamInfo, Subscription, Targets
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
+from relearn.device_gateway.stream_store import StreamInfo as Binding
 
 Split = Callable[..., list[SensorFrame]]
 EMG_CHANNELS = [{"name": "vm", "unit": "mV"}, {"name": "bf", "unit": "mV"}]
@@ -208,3 +210,30 @@ def test_subscribing_needs_exactly_one_target() -> None:
 
     with pytest.raises(ValueError, match="exactly one"):
         asyncio.run(attempt())
+
+
+@pytest.mark.parametrize(
+    ("mvc", "targets"),
+    [
+        ({"vm": 0.5, "bf": 2}, {"emgPercentMvcMin": 40.0, "swayRadiusMaxCm": 1.5}),
+        (None, None),
+        ({}, {}),
+    ],
+)
+def test_the_hub_reads_a_binding_as_its_wire_form_says(
+    mvc: dict[str, float] | None, targets: dict[str, float] | None
+) -> None:
+    binding = Binding(
+        id="emg-1",
+        device="armband-7",
+        stream_type=StreamType.EMG,
+        patient="p1",
+        session="enc-1",
+        protocol={"task": "knee-extension"},
+        mvc=mvc,
+        targets=targets,
+        status="open",
+        origin=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+        layout=None,
+    )
+    assert StreamInfo.from_binding(binding) == StreamInfo.from_json(binding.to_json())

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.tokens import verifier_from_settings
@@ -31,6 +32,43 @@ from relearn.shared.settings import ServiceSettings
 from relearn.shared.workers import WorkerFactory, Workers
 
 logger = logging.getLogger(__name__)
+
+_REQUEST_ID = b"x-request-id"
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: each HTTP request runs with ``request_id`` bound in the log context, and its response
+    carries it back as ``X-Request-ID``.
+
+    The id is the request's ``X-Request-ID`` header when it sends a non-empty one, else a new uuid4 hex.
+    WebSocket and lifespan scopes pass through untouched. An exception the app does not turn into a
+    response propagates as it is (the outermost error handler answers 500, without the header).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for name, value in scope["headers"]:
+            if name.lower() == _REQUEST_ID:  # the first one, as ``request.headers.get`` would
+                rid = value.decode("latin-1")
+                break
+        rid = rid or uuid.uuid4().hex
+        header = (_REQUEST_ID, rid.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _REQUEST_ID]
+                headers.append(header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with bound_context(request_id=rid):
+            await self.app(scope, receive, send_with_id)
 
 
 def create_service_app(
@@ -76,14 +114,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        with bound_context(request_id=rid):
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
-
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)

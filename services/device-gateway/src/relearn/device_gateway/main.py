@@ -55,7 +55,7 @@ def create_app(
     fhir, store = fhir_api(DEFINITIONS, settings, hooks=[device_written_hook(device_specs)])
     ingestor = Ingestor(settings, device_specs)
     hub = LiveHub(display_rate_hz=settings.biofeedback_rate_hz)
-    ingestor.after_commit.append(lambda info, frame: hub.publish(LiveStream.from_json(info.to_json()), frame))
+    ingestor.after_commit.append(lambda info, frame: hub.publish(LiveStream.from_binding(info), frame))
     ingestor.after_close.append(lambda info: hub.close_stream(info.id))
     ingestor.after_commit.extend(after_commit)
     ingestor.after_close.extend(after_close)

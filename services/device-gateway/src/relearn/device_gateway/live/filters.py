@@ -45,7 +45,13 @@ from relearn.device_gateway.signals.cop import (
     cop_from_force_plate,
     cop_from_load_cells,
 )
-from relearn.device_gateway.signals.emg import DEFAULT_BAND_HZ, DEFAULT_ENVELOPE_CUTOFF_HZ, effective_band
+from relearn.device_gateway.signals.emg import (
+    DEFAULT_BAND_HZ,
+    DEFAULT_ENVELOPE_CUTOFF_HZ,
+    bandpass_sos,
+    effective_band,
+    lowpass_sos,
+)
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 
 FloatArray = NDArray[np.float64]
@@ -140,8 +146,9 @@ class EmgEnvelope:
             raise ValueError(f"envelope cutoff {cutoff_hz} Hz must be below Nyquist ({fs / 2} Hz)")
         self.fs = fs
         self.n_channels = n_channels
-        self._bandpass = np.asarray(signal.butter(4, [lo, hi], btype="bandpass", fs=fs, output="sos"))
-        self._lowpass = np.asarray(signal.butter(2, cutoff_hz, btype="lowpass", fs=fs, output="sos"))
+        # Writable copies of the cached designs (scipy's sosfilt rejects read-only arrays).
+        self._bandpass = np.array(bandpass_sos(fs, lo, hi, 4))
+        self._lowpass = np.array(lowpass_sos(fs, cutoff_hz, 2))
         self.reset()
 
     def reset(self) -> None:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,9 @@ from relearn.device_gateway.live.filters import (
     display_for,
 )
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
+
+if TYPE_CHECKING:
+    from relearn.device_gateway.stream_store import StreamInfo as Binding
 
 DEFAULT_QUEUE_SIZE = 64
 """Messages a subscriber may fall behind (about 13 s of 0.2 s frames) before its oldest are dropped."""
@@ -84,6 +87,23 @@ class StreamInfo:
     stream_type: StreamType
     mvc: Mapping[str, float] | None = None  # MVC envelope per channel, in the channel's unit
     targets: Targets = field(default_factory=Targets)
+
+    @classmethod
+    def from_binding(cls, binding: Binding) -> StreamInfo:
+        """From the ingest path's binding snapshot, directly (no JSON round trip per frame)."""
+        targets = binding.targets or {}
+        return cls(
+            id=binding.id,
+            device=binding.device,
+            patient=binding.patient,
+            session=binding.session,
+            stream_type=binding.stream_type,
+            mvc={str(k): float(v) for k, v in binding.mvc.items()} if binding.mvc else None,
+            targets=Targets(
+                emg_percent_mvc_min=targets.get("emgPercentMvcMin"),
+                sway_radius_max_cm=targets.get("swayRadiusMaxCm"),
+            ),
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StreamInfo:

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -73,6 +74,12 @@ def rms_distance(x: ArrayLike, y: ArrayLike) -> float:
     return float(np.sqrt(np.mean(rd * rd)))
 
 
+@lru_cache(maxsize=256)
+def _f95(dfd: int) -> float:
+    # F_0.95(2, dfd): about 0.1 ms through scipy.stats, and windows of a stream share their length.
+    return float(stats.f.ppf(0.95, 2, dfd))
+
+
 def ellipse_area_95(x: ArrayLike, y: ArrayLike) -> float:
     """95 % prediction-ellipse area (BDS `COParea`).
 
@@ -82,7 +89,7 @@ def ellipse_area_95(x: ArrayLike, y: ArrayLike) -> float:
     xa, ya = _xy(x, y, minimum=3)
     n = xa.size
     eigenvalues = np.linalg.eigvalsh(np.cov(np.vstack([xa, ya]), ddof=1))
-    f_quantile = float(stats.f.ppf(0.95, 2, n - 2))
+    f_quantile = _f95(n - 2)
     scale = f_quantile * (n - 1) * 2 * (n + 1) / (n * (n - 2))
     return float(math.pi * np.prod(np.sqrt(np.clip(eigenvalues, 0.0, None) * scale)))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -54,30 +55,56 @@ def effective_band(
     return low, high_eff
 
 
+@lru_cache(maxsize=128)
+def _butter_sos(fs: float, cutoff: float | tuple[float, float], order: int) -> FloatArray:
+    # A tuple cutoff is a band. Designs depend on (rate, cutoffs, order) only, and a stream keeps its rate,
+    # so each is computed once instead of for every window (a band-pass design costs about 1 ms).
+    if isinstance(cutoff, tuple):
+        designed = signal.butter(order, list(cutoff), btype="bandpass", fs=fs, output="sos")
+    else:
+        designed = signal.butter(order, cutoff, btype="lowpass", fs=fs, output="sos")
+    sos = np.array(designed, dtype=np.float64)
+    sos.flags.writeable = False  # shared by every caller
+    return sos
+
+
+def bandpass_sos(
+    fs: float, low: float = DEFAULT_BAND_HZ[0], high: float = DEFAULT_BAND_HZ[1], order: int = 4
+) -> FloatArray:
+    """Butterworth band-pass design (second-order sections) over `effective_band`; cached, read-only.
+
+    scipy's filter kernels want a writable array: pass them a copy (`np.array(sos)`).
+    """
+    return _butter_sos(float(fs), effective_band(fs, low, high), order)
+
+
+def lowpass_sos(fs: float, cutoff: float, order: int = 2) -> FloatArray:
+    """Butterworth low-pass design (second-order sections); cached, read-only (see `bandpass_sos`)."""
+    if not 0 < cutoff < fs / 2:
+        raise ValueError(f"low-pass cutoff {cutoff} Hz must be between 0 and Nyquist ({fs / 2} Hz)")
+    return _butter_sos(float(fs), float(cutoff), order)
+
+
 def _zero_lag(sos: FloatArray, x: FloatArray) -> FloatArray:
     n = x.shape[0]
     if n < 2:
         raise ValueError("need at least two samples to filter")
     # sosfiltfilt's default edge padding; shortened for short windows rather than failing.
     padlen = min(3 * (2 * len(sos) + 1), n - 1)
-    return np.asarray(signal.sosfiltfilt(sos, x, axis=0, padlen=padlen), dtype=np.float64)
+    # A writable copy of the (cached, read-only) design: scipy's Cython kernel rejects read-only buffers.
+    return np.asarray(signal.sosfiltfilt(np.array(sos), x, axis=0, padlen=padlen), dtype=np.float64)
 
 
 def bandpass(
     x: ArrayLike, fs: float, low: float = DEFAULT_BAND_HZ[0], high: float = DEFAULT_BAND_HZ[1], order: int = 4
 ) -> FloatArray:
     """Zero-lag Butterworth band-pass (design order `order`, applied forward and backward)."""
-    lo, hi = effective_band(fs, low, high)
-    sos = signal.butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos")
-    return _zero_lag(sos, _as_float(x))
+    return _zero_lag(bandpass_sos(fs, low, high, order), _as_float(x))
 
 
 def lowpass(x: ArrayLike, fs: float, cutoff: float, order: int = 2) -> FloatArray:
     """Zero-lag Butterworth low-pass."""
-    if not 0 < cutoff < fs / 2:
-        raise ValueError(f"low-pass cutoff {cutoff} Hz must be between 0 and Nyquist ({fs / 2} Hz)")
-    sos = signal.butter(order, cutoff, btype="lowpass", fs=fs, output="sos")
-    return _zero_lag(sos, _as_float(x))
+    return _zero_lag(lowpass_sos(fs, cutoff, order), _as_float(x))
 
 
 def rectify(x: ArrayLike) -> FloatArray:
