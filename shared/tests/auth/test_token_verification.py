@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,16 @@ def test_valid_token_becomes_the_principal(issuer: DevIssuer, verifier: JwtVerif
     }
     assert principal.allows("Observation", "write")
     assert not principal.allows("Observation", "read")
+
+
+def test_the_principal_carries_the_token_expiry(sign: Signer, verifier: JwtVerifier) -> None:
+    now = int(time.time())
+    principal = verifier.verify(sign(_claims(exp=now + 600)))
+    assert principal.expires_at == datetime.fromtimestamp(now + 600, UTC)
+    assert not principal.expired()
+    # Within the verifier's clock-skew leeway the token still verifies, but it has expired.
+    late = verifier.verify(sign(_claims(exp=now - 10)))
+    assert late.expired() and (late.seconds_left() or 0) < 0
 
 
 def test_patient_scoped_token_is_restricted_to_its_patient(issuer: DevIssuer, verifier: JwtVerifier) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -168,3 +170,57 @@ def test_unsubscribes_when_the_client_leaves(client: TestClient, hub: LiveHub, i
         receive(ws)
         assert hub.stats()["subscribers"] == 1
     wait_for(lambda: hub.stats()["subscribers"] == 0, timeout_s=10, what="the subscription to end")
+
+
+def _close_of(ws: Any, timeout_s: float = 10.0) -> WebSocketDisconnect:
+    """The server's close of `ws` (messages before it are skipped), waited for at most `timeout_s`."""
+
+    def until_close() -> WebSocketDisconnect:
+        while True:
+            try:
+                ws.receive_text()
+            except WebSocketDisconnect as closed:
+                return closed
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(until_close).result(timeout=timeout_s)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_the_socket_closes_when_the_token_expires_unless_refreshed(
+    client: TestClient, hub: LiveHub, issuer: DevIssuer, split: Split
+) -> None:
+    verifier: JwtVerifier = client.app.state.token_verifier  # type: ignore[attr-defined]
+    # Short-lived tokens; the refreshed socket's first, so it has expired by the time the other one closes.
+    refreshed = issuer.mint("relearn-dev", "patient/Observation.read", patient="p1", ttl_s=3)
+    left_alone = issuer.mint("relearn-dev", "user/Observation.read", ttl_s=3)
+    first_expiry = verifier.verify(refreshed).expires_at
+    assert first_expiry is not None
+    with (
+        client.websocket_connect(f"/biofeedback/ws?stream=emg-p1&access_token={refreshed}") as kept,
+        client.websocket_connect(f"/biofeedback/ws?stream=emg-p1&access_token={left_alone}") as ended,
+    ):
+        assert receive(kept)["type"] == receive(ended)["type"] == "subscribed"
+        # A fresh token must be for the same patient, and verify; the old one stays until then.
+        for wrong, code in [(token(issuer, "patient/Observation.read", "p2"), 403), ("not-a-jwt", 401)]:
+            kept.send_text(json.dumps({"type": "token", "accessToken": wrong}))
+            reply = receive(kept)
+            assert (reply["type"], reply["status"], reply["code"]) == ("token", "error", code)
+        kept.send_text(
+            json.dumps({"type": "token", "accessToken": token(issuer, "patient/Observation.read", "p1")})
+        )
+        reply = receive(kept)
+        assert (reply["type"], reply["status"]) == ("token", "accepted")
+        assert datetime.fromisoformat(reply["expiresAt"]) > first_expiry
+
+        closed = _close_of(ended)
+        assert (closed.code, closed.reason) == (4401, "token expired")
+        assert datetime.now(UTC) >= first_expiry
+        wait_for(
+            lambda: hub.stats()["subscribers"] == 1, timeout_s=10, what="the expired subscription to end"
+        )
+        frames = emg_frames(split, "emg-p1", seconds=0.2)
+        hub.publish(P1_STREAM, frames[0])
+        assert receive(kept)["type"] == "emg"  # the refreshed socket lives on

@@ -20,7 +20,10 @@ claim, see :mod:`relearn.device_gateway.authz`). A request is all-or-nothing:
 close with 4000 + the HTTP status): each text message is one SensorFrame or ``{"frames": [...]}``, answered
 with one ack per frame, ``{"streamId", "sequence", "status": "accepted"|"duplicate", "gap"?}``, or
 ``{"status": "error", "code", "issue": OperationOutcome}`` (nothing of that message stored), or under
-back-pressure ``{"status": "retry", "retryAfterMs"}`` for frames that were not stored.
+back-pressure ``{"status": "retry", "retryAfterMs"}`` for frames that were not stored. The token is checked
+again at each message: one arriving after its expiry is not handled and the socket closes with 4401 ``token
+expired``. Before that, ``{"type": "token", "accessToken"}`` swaps in a fresh token of the same subject and
+device (answered ``{"type": "token", "status": "accepted", "expiresAt"}`` or ``"status": "error"``).
 
 Per-request work is vectorised: samples are parsed by pydantic's core, checked and stored as numpy blocks.
 """
@@ -61,7 +64,13 @@ from relearn.device_gateway.stream_store import (
 from relearn.device_gateway.streams_events import frame_event
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.auth.principal import Principal
-from relearn.shared.auth.websocket import authenticate_websocket, refuse
+from relearn.shared.auth.websocket import (
+    SocketCredentials,
+    authenticate_websocket,
+    close_expired,
+    refuse,
+    token_refresh,
+)
 from relearn.shared.db import transaction
 from relearn.shared.events.outbox import EncodedEvent, OutboxEvent, stage_many
 from relearn.shared.fhir.errors import (
@@ -599,6 +608,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             await refuse(websocket, exc)  # close code 4000 + the HTTP status (4401, 4403)
             return
         await websocket.accept()
+        credentials = SocketCredentials(websocket, principal, check=require_device_credentials)
         try:
             while True:
                 message = await websocket.receive()
@@ -607,7 +617,14 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                 raw = message.get("text") if message.get("text") is not None else message.get("bytes")
                 if raw is None:
                     continue
-                acks = await run_in_threadpool(ingestor.handle_message, engine, principal, raw)
+                if credentials.expired():  # checked at each message: nothing arriving after expiry is stored
+                    await close_expired(websocket)
+                    return
+                token = token_refresh(raw)
+                if token is not None:
+                    await websocket.send_json(await credentials.refresh(token))
+                    continue
+                acks = await run_in_threadpool(ingestor.handle_message, engine, credentials.principal, raw)
                 for ack in acks:
                     await websocket.send_json(ack)
         except WebSocketDisconnect:

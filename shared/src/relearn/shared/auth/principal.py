@@ -1,8 +1,9 @@
-"""Who is calling: the verified token's subject, scopes and (for patient scopes) patient."""
+"""Who is calling: the verified token's subject, scopes, (for patient scopes) patient and expiry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from relearn.shared.auth.scopes import Access, Scope
 from relearn.shared.fhir.errors import Forbidden
@@ -18,6 +19,19 @@ class Principal:
     # The device id for device credentials (device gateways), if any.
     device: str | None = None
     raw_scope: str = field(default="", compare=False)
+    # When the token stops being valid (its `exp` claim); None when unknown. Long-lived connections
+    # (WebSockets) end at this time, since the token was only checked when they opened.
+    expires_at: datetime | None = field(default=None, compare=False)
+
+    def seconds_left(self, now: datetime | None = None) -> float | None:
+        """Seconds until the token expires (0 or less once it has); None when the expiry is unknown."""
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - (now or datetime.now(UTC))).total_seconds()
+
+    def expired(self, now: datetime | None = None) -> bool:
+        left = self.seconds_left(now)
+        return left is not None and left <= 0
 
     def _grants(self, resource_type: str, access: Access) -> list[Scope]:
         return [s for s in self.scopes if s.grants(resource_type, access)]

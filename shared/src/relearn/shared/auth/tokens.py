@@ -141,6 +141,7 @@ class JwtVerifier:
             patient=_optional_str(claims, "patient"),
             device=_optional_str(claims, "device"),
             raw_scope=raw_scope,
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),  # a number: `_check_claims` saw to it
         )
 
     def verified_claims(self, token: str) -> dict[str, Any]:

@@ -9,8 +9,13 @@ and a reason.
 
 First message: `{"type": "subscribed", "stream"|"session", "patient", "displayRateHz"}`; then the hub's
 `emg`/`cop` messages, `{"type": "closed", ...}` when a stream closes, and `{"type": "lagging", "dropped": n}`
-before the next message when this client was too slow and lost `n` messages. Messages from the client are
-ignored (a client may send pings).
+before the next message when this client was too slow and lost `n` messages.
+
+The socket closes with 4401 and the reason `token expired` when the token's expiry (`exp`) passes. Before that
+the client may send `{"type": "token", "accessToken": "..."}`: a fresh token of the same subject and patient
+that may still watch this stream or session replaces the old one (reply `{"type": "token", "status":
+"accepted", "expiresAt"}`; otherwise `"status": "error"` with `code` and an OperationOutcome `issue`, and the
+old token stays). Other messages from the client are ignored (a client may send pings).
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from starlette.concurrency import run_in_threadpool
 
 from relearn.device_gateway.live.hub import LiveHub, Subscription
 from relearn.shared.auth.principal import Principal
-from relearn.shared.auth.websocket import authenticate_websocket, refuse
+from relearn.shared.auth.websocket import (
+    SocketCredentials,
+    authenticate_websocket,
+    close_expired,
+    refuse,
+    token_refresh,
+)
 from relearn.shared.fhir.errors import FhirError, Forbidden, InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -59,30 +70,26 @@ def biofeedback_router(hub: LiveHub, resolve: PatientResolver) -> APIRouter:
 
     async def _authorise(
         websocket: WebSocket, stream: str | None, session: str | None
-    ) -> tuple[str | None, str]:
-        """(patient filter for the subscription, the resolved patient) or raises a FhirError."""
+    ) -> tuple[Principal, str | None, str]:
+        """(principal, patient filter for the subscription, the resolved patient) or raises a FhirError."""
         principal: Principal = await authenticate_websocket(websocket)
         if (stream is None) == (session is None):
             raise InvalidRequest(
                 "Give exactly one of the query parameters stream or session", expression="stream"
             )
         principal.require("Observation", "read")
-        restriction = principal.patient_restriction("Observation", "read")
         patient = await _patient_of(stream, session)
         what = f"stream {stream}" if stream is not None else f"session {session}"
         if patient is None:
             raise NotFound(f"No open or known {what}")
-        if restriction is not None and restriction != patient:
-            # Same answer shape as other patient-compartment refusals, without saying whose it is.
-            raise Forbidden(f"This token may only watch streams of patient {restriction}, not {what}")
-        return restriction, patient
+        return principal, _may_watch(principal, patient, what), patient
 
     @router.websocket("/biofeedback/ws")
     async def biofeedback(
         websocket: WebSocket, stream: str | None = None, session: str | None = None
     ) -> None:
         try:
-            restriction, patient = await _authorise(websocket, stream, session)
+            principal, restriction, patient = await _authorise(websocket, stream, session)
         except FhirError as error:
             await refuse(websocket, error)
             return
@@ -93,6 +100,10 @@ def biofeedback_router(hub: LiveHub, resolve: PatientResolver) -> APIRouter:
             )
             return
         await websocket.accept()
+        what = f"stream {stream}" if stream is not None else f"session {session}"
+        credentials = SocketCredentials(
+            websocket, principal, check=lambda fresh: _may_watch(fresh, patient, what)
+        )
         with hub.subscribe(stream=stream, session=session, patient=restriction) as sub:
             hello = {
                 "type": "subscribed",
@@ -102,36 +113,61 @@ def biofeedback_router(hub: LiveHub, resolve: PatientResolver) -> APIRouter:
                 "displayRateHz": hub.display_rate_hz,
             }
             await websocket.send_text(json.dumps({k: v for k, v in hello.items() if v is not None}))
-            await _pump(websocket, sub)
+            await _pump(websocket, sub, credentials)
 
     return router
 
 
-async def _pump(websocket: WebSocket, sub: Subscription) -> None:
-    """Send queued messages until the client goes away (noticed by a concurrent receive)."""
+def _may_watch(principal: Principal, patient: str, what: str) -> str | None:
+    """The patient filter for `principal` watching `what` (of `patient`), or raises 403."""
+    principal.require("Observation", "read")
+    restriction = principal.patient_restriction("Observation", "read")
+    if restriction is not None and restriction != patient:
+        # Same answer shape as other patient-compartment refusals, without saying whose it is.
+        raise Forbidden(f"This token may only watch streams of patient {restriction}, not {what}")
+    return restriction
+
+
+async def _pump(websocket: WebSocket, sub: Subscription, credentials: SocketCredentials) -> None:
+    """Send queued messages until the client goes away (noticed by a concurrent receive) or the token
+    expires (a timer beside them, moved by token refreshes; then the socket closes with 4401)."""
+    sending = asyncio.Lock()  # the sender and the refresh replies take turns
 
     async def send() -> None:
         reported = 0
         while True:
             text = await sub.get()
-            if sub.dropped > reported:
-                await websocket.send_text(json.dumps({"type": "lagging", "dropped": sub.dropped - reported}))
-                reported = sub.dropped
-            await websocket.send_text(text)
+            async with sending:
+                if sub.dropped > reported:
+                    lag = {"type": "lagging", "dropped": sub.dropped - reported}
+                    await websocket.send_text(json.dumps(lag))
+                    reported = sub.dropped
+                await websocket.send_text(text)
 
     async def receive() -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+            token = token_refresh(raw) if raw is not None else None
+            if token is not None:
+                reply = await credentials.refresh(token)
+                async with sending:
+                    await websocket.send_text(json.dumps(reply))
 
     sender = asyncio.create_task(send())
     receiver = asyncio.create_task(receive())
+    expiry = asyncio.create_task(credentials.until_expired())
+    tasks = (sender, receiver, expiry)
     try:
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, receiver):
+        for task in tasks:
             task.cancel()
-        for task in (sender, receiver):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
+    if expiry.done() and not expiry.cancelled() and expiry.exception() is None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone
+            await close_expired(websocket)
