@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from relearn.device_gateway.config import Settings
 from relearn.device_gateway.main import create_app
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.stream_store import StreamInfo, load_recording_frames
-from relearn.devtools.apps import make_issuer, service_app
+from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named 
     from conftest import Gateway, Kit
 
 EMG_CHANNEL = [{"name": "vastus-lateralis-right", "unit": "mV"}]
+DEVICE_SCOPE = "system/Device.read system/Observation.write"
 UCI_CHANNELS = [{"name": f"ch{i}", "unit": "V"} for i in range(1, 9)]
 
 
@@ -63,6 +64,19 @@ def _emg_stream(gateway: Gateway, kit: Kit) -> tuple[str, str, str]:
         targets={"emgPercentMvcMin": 30},
     )["id"]
     return device, patient, stream
+
+
+def _emg_frames(kit: Kit, values: np.ndarray, device: str, stream: str) -> list[dict[str, Any]]:
+    """Wire frames of a one-channel EMG recording at 1 kHz, 100 samples a frame."""
+    return kit.frames_from(
+        values,
+        device=device,
+        stream=stream,
+        stream_type="emg",
+        rate=1000.0,
+        channels=EMG_CHANNEL,
+        frame_len=100,
+    )
 
 
 def _issues(resp: Any) -> list[dict[str, Any]]:
@@ -127,15 +141,7 @@ def test_an_emg_recording_arrives_whole_and_once(gateway: Gateway, kit: Kit) -> 
 def test_a_skipped_sequence_is_a_gap_until_it_arrives(gateway: Gateway, kit: Kit) -> None:
     _, values = kit.load_bmc_emg()
     device, _, stream = _emg_stream(gateway, kit)
-    frames = kit.frames_from(
-        values[:500],
-        device=device,
-        stream=stream,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    frames = _emg_frames(kit, values[:500], device, stream)
     resp = gateway.send([frames[0], frames[1], frames[3]], device)
     assert resp.status_code == 200, resp.text
     assert [r["status"] for r in resp.json()["results"]] == ["accepted"] * 3
@@ -155,15 +161,7 @@ def test_a_skipped_sequence_is_a_gap_until_it_arrives(gateway: Gateway, kit: Kit
 def test_an_invalid_frame_refuses_the_whole_batch(gateway: Gateway, kit: Kit) -> None:
     _, values = kit.load_bmc_emg()
     device, _, stream = _emg_stream(gateway, kit)
-    frames = kit.frames_from(
-        values[:400],
-        device=device,
-        stream=stream,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    frames = _emg_frames(kit, values[:400], device, stream)
     frames[1]["samples"][7] = [0.1, 0.2]  # two values for one channel
     del frames[2]["samplingRateHz"]
     resp = gateway.send(frames, device)
@@ -174,15 +172,7 @@ def test_an_invalid_frame_refuses_the_whole_batch(gateway: Gateway, kit: Kit) ->
     assert gateway.stream(stream)["frames"] == 0  # frames[0] was fine, and not stored either
 
     # Stream checks name their field too: a new layout, another stream type, an unknown stream.
-    good = kit.frames_from(
-        values[:200],
-        device=device,
-        stream=stream,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    good = _emg_frames(kit, values[:200], device, stream)
     relabelled = {**good[1], "channels": [{"name": "biceps-femoris-left", "unit": "mV"}]}
     resp = gateway.send([good[0], relabelled], device)
     assert resp.status_code == 422
@@ -282,15 +272,7 @@ def test_irregular_timestamps_are_kept_exactly(gateway: Gateway, kit: Kit) -> No
 def test_concurrent_resends_store_each_frame_once(gateway: Gateway, kit: Kit) -> None:
     _, values = kit.load_bmc_emg()
     device, _, stream = _emg_stream(gateway, kit)
-    frames = kit.frames_from(
-        values[:1000],
-        device=device,
-        stream=stream,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    frames = _emg_frames(kit, values[:1000], device, stream)
     with ThreadPoolExecutor(max_workers=4) as pool:
         responses = list(pool.map(lambda _: gateway.send(frames, device), range(4)))
     assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
@@ -311,15 +293,7 @@ def test_concurrent_resends_store_each_frame_once(gateway: Gateway, kit: Kit) ->
 def test_websocket_ingest_acks_each_frame(gateway: Gateway, kit: Kit) -> None:
     _, values = kit.load_bmc_emg()
     device, _, stream = _emg_stream(gateway, kit)
-    frames = kit.frames_from(
-        values[:500],
-        device=device,
-        stream=stream,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    frames = _emg_frames(kit, values[:500], device, stream)
     with gateway.client.websocket_connect("/ingest/ws", headers=gateway.device_token(device)) as ws:
         ws.send_text(json.dumps(frames[0]))
         assert ws.receive_json() == {"streamId": stream, "sequence": 0, "status": "accepted"}
@@ -355,6 +329,62 @@ def test_websocket_ingest_acks_each_frame(gateway: Gateway, kit: Kit) -> None:
     ):
         ws.receive_json()
     assert refused.value.code == 4403
+
+
+def _close_of(ws: Any, timeout_s: float = 10.0) -> WebSocketDisconnect:
+    """The server's close of `ws` (messages before it are skipped), waited for at most `timeout_s`."""
+
+    def until_close() -> WebSocketDisconnect:
+        while True:
+            try:
+                ws.receive_json()
+            except WebSocketDisconnect as closed:
+                return closed
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(until_close).result(timeout=timeout_s)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_websocket_ingest_stops_at_token_expiry_unless_refreshed(gateway: Gateway, kit: Kit) -> None:
+    _, values = kit.load_bmc_emg()
+    device, _, stream = _emg_stream(gateway, kit)
+    frames = _emg_frames(kit, values[:300], device, stream)
+    other = gateway.register_device()
+
+    def device_token(device: str, ttl_s: int = 3600) -> str:
+        token: str = gateway.issuer.mint("device-gateway-dev", DEVICE_SCOPE, device=device, ttl_s=ttl_s)
+        return token
+
+    short = [device_token(device, ttl_s=3) for _ in range(2)]  # expiring in 2-3 s
+    expiries = [gateway.app.state.token_verifier.verify(t).expires_at for t in short]
+    with (
+        gateway.client.websocket_connect(f"/ingest/ws?access_token={short[0]}") as ended,
+        gateway.client.websocket_connect(f"/ingest/ws?access_token={short[1]}") as kept,
+    ):
+        ended.send_text(json.dumps(frames[0]))
+        assert ended.receive_json()["status"] == "accepted"
+        # A fresh token must be for the same device and verify; the old one stays until then.
+        for wrong, code in [(device_token(other), 403), ("not-a-jwt", 401)]:
+            kept.send_text(json.dumps({"type": "token", "accessToken": wrong}))
+            reply = kept.receive_json()
+            assert (reply["type"], reply["status"], reply["code"]) == ("token", "error", code)
+        kept.send_text(json.dumps({"type": "token", "accessToken": device_token(device)}))
+        reply = kept.receive_json()
+        assert (reply["type"], reply["status"]) == ("token", "accepted")
+        kept.send_text(json.dumps(frames[1]))
+        assert kept.receive_json()["status"] == "accepted"
+
+        wait_for(lambda: datetime.now(UTC) >= max(expiries), timeout_s=10, what="the short tokens to expire")
+        ended.send_text(json.dumps(frames[2]))  # too late: not stored, the socket closes
+        closed = _close_of(ended)
+        assert (closed.code, closed.reason) == (4401, "token expired")
+        assert gateway.stream(stream)["frames"] == 2
+        kept.send_text(json.dumps(frames[2]))  # the refreshed socket goes on (and frame 2 is new to it)
+        assert kept.receive_json() == {"streamId": stream, "sequence": 2, "status": "accepted"}
+    assert gateway.stream(stream)["frames"] == 3
 
 
 # -- back-pressure: its own app, whose relay only runs when the test says so ---------------------------
@@ -395,15 +425,7 @@ def test_a_backlog_above_the_limit_is_429_and_nothing_is_stored(
     )
     stream_id = stream.json()["id"]
     _, values = kit.load_bmc_emg()
-    frames = kit.frames_from(
-        values[:500],
-        device=device,
-        stream=stream_id,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    frames = _emg_frames(kit, values[:500], device, stream_id)
     token = issuer.mint("device-gateway-dev", "system/Observation.write", device=device)
     dev = {"Authorization": f"Bearer {token}"}
 
@@ -436,15 +458,7 @@ def test_after_commit_hooks_see_each_accepted_frame_once(gateway: Gateway, kit: 
     """Where live biofeedback plugs in: called after the commit, never for duplicates or refusals."""
     _, values = kit.load_bmc_emg()
     device, patient, stream = _emg_stream(gateway, kit)
-    frames = kit.frames_from(
-        values[:300],
-        device=device,
-        stream=stream,
-        stream_type="emg",
-        rate=1000.0,
-        channels=EMG_CHANNEL,
-        frame_len=100,
-    )
+    frames = _emg_frames(kit, values[:300], device, stream)
     seen: list[tuple[StreamInfo, SensorFrame]] = []
     closed: list[StreamInfo] = []
     ingestor = gateway.app.state.ingestor
@@ -460,15 +474,7 @@ def test_after_commit_hooks_see_each_accepted_frame_once(gateway: Gateway, kit: 
         # After the close, a resent frame is still just a duplicate (its ack was lost); a new one is 409.
         resent = gateway.send([frames[1]], device)
         assert resent.status_code == 200 and resent.json()["results"][0]["status"] == "duplicate"
-        late = kit.frames_from(
-            values[:400],
-            device=device,
-            stream=stream,
-            stream_type="emg",
-            rate=1000.0,
-            channels=EMG_CHANNEL,
-            frame_len=100,
-        )[3]
+        late = _emg_frames(kit, values[:400], device, stream)[3]
         assert gateway.send([late], device).status_code == 409
     finally:
         ingestor.after_commit.pop()

@@ -6,15 +6,12 @@ ADC, parent); the two CodeSystems of that convention (device-kind, device-proper
 
 from __future__ import annotations
 
-import json
-
-from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.device import Device
 from sqlalchemy.engine import Engine
 
 from relearn.device_gateway.device_profile import check_device, code_systems
-from relearn.shared.db import transaction
-from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.definition import ResourceDefinition, published_code_systems
+from relearn.shared.fhir.publishing import publish_shipped
 from relearn.shared.fhir.search_params import reference, string, token
 from relearn.shared.fhir.store import FhirStore
 
@@ -40,18 +37,8 @@ DEVICE = ResourceDefinition(
 )
 
 # The Device convention's CodeSystems are published read-only: they change with the code, not through the API.
-CODE_SYSTEM = ResourceDefinition(
-    type="CodeSystem",
-    model=CodeSystem,
-    search_params=[
-        token("url", "url"),
-        token("version", "version"),
-        token("status", "status"),
-        string("name", "name"),
-        string("title", "title"),
-    ],
-    interactions=frozenset({"read", "vread", "search-type", "history-instance"}),
-    documentation="Relearn's device kinds (Device.type) and device properties (Device.property.type).",
+CODE_SYSTEM = published_code_systems(
+    "Relearn's device kinds (Device.type) and device properties (Device.property.type)."
 )
 
 DEFINITIONS = [DEVICE, CODE_SYSTEM]
@@ -59,12 +46,4 @@ DEFINITIONS = [DEVICE, CODE_SYSTEM]
 
 def publish_code_systems(store: FhirStore, engine: Engine) -> None:
     """Store each shipped CodeSystem as ``CodeSystem/<id>`` unless the stored one already says the same."""
-    with transaction(engine) as session:
-        for cs in code_systems():
-            current = store.get(session, CODE_SYSTEM.type, cs["id"])
-            if current is not None and not current.deleted:
-                stored = json.loads(current.text)
-                stored.pop("meta", None)
-                if stored == cs:
-                    continue
-            store.update(session, CODE_SYSTEM, cs["id"], cs)
+    publish_shipped(store, engine, CODE_SYSTEM, code_systems())

@@ -13,6 +13,7 @@ sees only its own patient's streams; a device token the streams of the devices i
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -155,22 +156,13 @@ class StreamView(_Wire):
 
 
 def stream_view(session: Session, row: StreamRecord) -> StreamView:
+    """The binding as :class:`StreamInfo` snapshots it, with its counters, gaps and timestamps."""
     return StreamView(
-        id=row.id,
-        device=row.device_id,
-        stream_type=StreamType(row.stream_type),
-        patient=row.patient_id,
-        session=row.session_id,
-        protocol=dict(row.protocol or {}),
-        mvc=row.mvc,
-        targets=row.targets,
-        status="closed" if row.status == StreamStatus.CLOSED else "open",
+        **asdict(StreamInfo.of(row)),
         next_sequence=row.next_sequence,
         frames=row.frames,
         samples=row.samples,
         gaps=[GapView(expected=g.expected, got=g.got, missing=g.missing) for g in gaps_of(session, row.id)],
-        origin=aware(row.origin),
-        layout=row.layout,
         created=aware(row.created_at) or row.created_at,
         closed=aware(row.closed_at),
     )

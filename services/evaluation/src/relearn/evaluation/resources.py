@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.observation import Observation
 
-from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.definition import ResourceDefinition, published_code_systems
 from relearn.shared.fhir.r4_search import OBSERVATION_PARAMS
-from relearn.shared.fhir.search_params import string, token
 
 OBSERVATION = ResourceDefinition(
     type="Observation",
@@ -19,18 +17,8 @@ OBSERVATION = ResourceDefinition(
 )
 
 # The local CodeSystem is published read-only: it changes with the code, not through the API.
-CODE_SYSTEM = ResourceDefinition(
-    type="CodeSystem",
-    model=CodeSystem,
-    search_params=[
-        token("url", "url"),
-        token("version", "version"),
-        token("status", "status"),
-        string("name", "name"),
-        string("title", "title"),
-    ],
-    interactions=frozenset({"read", "vread", "search-type", "history-instance"}),
-    documentation="Relearn's local codes for neuromuscular evaluation, session outcomes and device metrics.",
+CODE_SYSTEM = published_code_systems(
+    "Relearn's local codes for neuromuscular evaluation, session outcomes and device metrics."
 )
 
 DEFINITIONS = [OBSERVATION, CODE_SYSTEM]

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 from fastapi import Request, Response
 
-from relearn.front_door.routing import RoutingTable
+from relearn.front_door.proxy import service_errors
+from relearn.front_door.routing import Upstreams
 from relearn.shared.fhir import jsontext
 from relearn.shared.fhir.errors import FhirError, Issue, NotFound
 from relearn.shared.fhir.http import check_body_type, check_response_format
@@ -41,23 +42,18 @@ _ENTRY_REF = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
 class BundleRouter:
-    def __init__(
-        self, table: RoutingTable, client: httpx.AsyncClient, base_url: str, timeout_s: float
-    ) -> None:
-        self.table = table
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+    def __init__(self, upstreams: Upstreams) -> None:
+        self.up = upstreams
 
     async def handle(self, request: Request) -> Response:
         check_response_format(request)
         check_body_type(request)
         body = await request.body()
-        parsed = parse_bundle(body, self.base_url)
+        parsed = parse_bundle(body, self.up.base_url)
         raw_entries: list[Any] = jsontext.loads(body).get("entry", [])
         headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_HEADERS}
         headers["content-type"] = FHIR_JSON
-        owners = [await self.table.service_of(e.type) for e in parsed.entries]
+        owners = [await self.up.table.service_of(e.type) for e in parsed.entries]
         if parsed.type == "transaction":
             return await self._transaction(body, parsed, owners, headers)
         return await self._batch(raw_entries, parsed, owners, headers)
@@ -149,17 +145,10 @@ class BundleRouter:
         return error_entry(error)
 
     async def _post(self, service: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
-        url = f"{self.table.base_of(service)}/fhir"
-        try:
-            return await self.client.post(url, content=content, headers=headers, timeout=self.timeout_s)
-        except httpx.TimeoutException as exc:
-            raise FhirError(
-                f"The {service} service did not answer in time", status_code=504, issue_code="timeout"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise FhirError(
-                f"The {service} service is unavailable", status_code=503, issue_code="transient"
-            ) from exc
+        url = f"{self.up.table.base_of(service)}/fhir"
+        with service_errors(service):
+            resp = await self.up.client.post(url, content=content, headers=headers, timeout=self.up.timeout_s)
+        return resp
 
 
 def _spanning(parsed: BundleRequest, owners: list[str | None], services: list[str]) -> FhirError:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import httpx
 from fastapi import Request, Response
 
-from relearn.front_door.routing import RoutingTable
+from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.shared.fhir import jsontext
 from relearn.shared.fhir.bundle import INCLUDED_ELSEWHERE
 from relearn.shared.fhir.errors import InvalidRequest
@@ -57,13 +57,8 @@ async def wants_includes(request: Request) -> bool:
 
 
 class IncludeResolver:
-    def __init__(
-        self, table: RoutingTable, client: httpx.AsyncClient, base_url: str, timeout_s: float
-    ) -> None:
-        self.table = table
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+    def __init__(self, upstreams: Upstreams) -> None:
+        self.up = upstreams
 
     async def resolve(self, request: Request, response: Response) -> Response:
         """The searchset with every ``included-elsewhere`` reference read from its owner and added."""
@@ -84,7 +79,7 @@ class IncludeResolver:
         found = dict(zip(refs, answers, strict=True))
         matches = [e for e in entries if not _is_outcome(e)]
         included = [
-            {"fullUrl": f"{self.base_url}/{ref}", "resource": answer, "search": {"mode": "include"}}
+            {"fullUrl": f"{self.up.base_url}/{ref}", "resource": answer, "search": {"mode": "include"}}
             for ref, answer in found.items()
             if not isinstance(answer, str) and answer is not None
         ]
@@ -106,12 +101,12 @@ class IncludeResolver:
     async def _read(self, reference: str, headers: dict[str, str]) -> Any:
         """The resource (raw JSON), None when the caller may not see it, or why it could not be read."""
         rtype = reference.split("/")[0]
-        owner = await self.table.service_of(rtype)
+        owner = await self.up.table.service_of(rtype)
         if owner is None:
             return f"{reference} is not included: no service here holds {rtype} resources"
-        url = f"{self.table.base_of(owner)}/fhir/{reference}"
+        url = f"{self.up.table.base_of(owner)}/fhir/{reference}"
         try:
-            resp = await self.client.get(url, headers=headers, timeout=self.timeout_s)
+            resp = await self.up.client.get(url, headers=headers, timeout=self.up.timeout_s)
         except httpx.HTTPError:
             return f"{reference} is not included: the {owner} service is unavailable"
         if resp.status_code == 200:

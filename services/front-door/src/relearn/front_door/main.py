@@ -29,7 +29,7 @@ from relearn.front_door.config import Settings
 from relearn.front_door.includes import IncludeResolver, check_revincludes, wants_includes
 from relearn.front_door.proxy import forward, forward_rest
 from relearn.front_door.rest import RestRoutes, first_segment
-from relearn.front_door.routing import RoutingTable
+from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
 from relearn.front_door.wsproxy import proxy_websocket, refuse
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
@@ -45,6 +45,14 @@ _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 def _fhir_routes(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
+    def _upstreams(request: Request) -> Upstreams:
+        return Upstreams(
+            request.app.state.routing,
+            request.app.state.http,
+            settings.fhir_base_url,
+            settings.upstream_timeout_s,
+        )
+
     @router.get("/metadata", response_class=FhirResponse, summary="CapabilityStatement of the whole platform")
     async def metadata(request: Request) -> FhirResponse:
         table: RoutingTable = request.app.state.routing
@@ -59,11 +67,7 @@ def _fhir_routes(settings: Settings) -> APIRouter:
     # fhirpy (execute("/")) and client-py (Bundle.create) post to the base URL with a trailing slash.
     @router.post("/", include_in_schema=False)
     async def system_bundle(request: Request) -> Response:
-        table: RoutingTable = request.app.state.routing
-        bundles = BundleRouter(
-            table, request.app.state.http, settings.fhir_base_url, settings.upstream_timeout_s
-        )
-        return await bundles.handle(request)
+        return await BundleRouter(_upstreams(request)).handle(request)
 
     @router.api_route("/{resource_type}", methods=_FHIR_METHODS, include_in_schema=False)
     @router.api_route("/{resource_type}/{rest:path}", methods=_FHIR_METHODS, include_in_schema=False)
@@ -83,23 +87,11 @@ def _fhir_routes(settings: Settings) -> APIRouter:
             await check_revincludes(table, resource_type, request)
         services = await table.services_of(resource_type)
         if len(services) > 1:
-            response = await route_shared_type(
-                request,
-                services,
-                table,
-                request.app.state.http,
-                settings.fhir_base_url,
-                settings.upstream_timeout_s,
-                resource_type,
-                rest,
-            )
+            response = await route_shared_type(request, services, _upstreams(request), resource_type, rest)
         else:
             response = await forward(request.app.state.http, owner, request, settings.upstream_timeout_s)
         if search and await wants_includes(request):
-            resolver = IncludeResolver(
-                table, request.app.state.http, settings.fhir_base_url, settings.upstream_timeout_s
-            )
-            response = await resolver.resolve(request, response)
+            response = await IncludeResolver(_upstreams(request)).resolve(request, response)
         return response
 
     return router

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 from fastapi import Request, Response
 
@@ -53,6 +56,21 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
 
 
+@contextmanager
+def service_errors(service: str) -> Iterator[None]:
+    """A call to ``service`` that times out raises 504 (timeout); one that cannot reach it 503 (transient)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise FhirError(
+            f"The {service} service did not answer in time", status_code=504, issue_code="timeout"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise FhirError(
+            f"The {service} service is unavailable", status_code=503, issue_code="transient"
+        ) from exc
+
+
 _REST_REQUEST_HEADERS = (*_REQUEST_HEADERS, "content-length")
 # REST APIs answer a few more headers than FHIR interactions (405 Allow, downloads, caching).
 _REST_RESPONSE_HEADERS = (*_RESPONSE_HEADERS, "allow", "cache-control", "content-disposition", "vary")
@@ -68,7 +86,7 @@ async def forward_rest(
         url = f"{url}?{request.url.query}"
     # The length passes through with the body, so a service sees what the caller sent (chunked stays chunked).
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-    try:
+    with service_errors(service):
         resp = await client.request(
             request.method,
             url,
@@ -76,13 +94,5 @@ async def forward_rest(
             content=request.stream() if has_body else None,
             timeout=timeout_s,
         )
-    except httpx.TimeoutException as exc:
-        raise FhirError(
-            f"The {service} service did not answer in time", status_code=504, issue_code="timeout"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise FhirError(
-            f"The {service} service is unavailable", status_code=503, issue_code="transient"
-        ) from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _REST_RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,3 +159,17 @@ class RoutingTable:
             "own database transaction, with its own status (and an OperationOutcome when it failed). "
             "Entries cannot reference each other (use a transaction within one service).",
         }
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    """How a FHIR request reaches the services: who serves which type, the HTTP client, the one public FHIR
+    base URL (kept without a trailing slash) and how long a service may take to answer."""
+
+    table: RoutingTable
+    client: httpx.AsyncClient
+    base_url: str
+    timeout_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))

@@ -15,7 +15,7 @@ import httpx
 from fastapi import Request, Response
 
 from relearn.front_door.proxy import forward
-from relearn.front_door.routing import RoutingTable
+from relearn.front_door.routing import Upstreams
 from relearn.shared.fhir import jsontext
 from relearn.shared.fhir.errors import FhirError, InvalidRequest
 from relearn.shared.fhir.paging import page_links
@@ -28,24 +28,21 @@ _PASS_HEADERS = ("authorization", "accept", "prefer", "x-request-id")
 async def route_shared_type(
     request: Request,
     services: list[str],
-    table: RoutingTable,
-    client: httpx.AsyncClient,
-    base_url: str,
-    timeout_s: float,
+    up: Upstreams,
     resource_type: str,
     rest: str,
 ) -> Response:
     if request.method == "GET" and rest not in ("", "_history"):
         answer: Response | None = None
         for name in services:
-            answer = await forward(client, table.base_of(name), request, timeout_s)
+            answer = await forward(up.client, up.table.base_of(name), request, up.timeout_s)
             if answer.status_code != 404:
                 return answer
         assert answer is not None
         return answer
     if request.method == "GET" and rest == "":
-        return await _merged_search(request, services, table, client, base_url, timeout_s, resource_type)
-    return await forward(client, table.base_of(services[0]), request, timeout_s)
+        return await _merged_search(request, services, up, resource_type)
+    return await forward(up.client, up.table.base_of(services[0]), request, up.timeout_s)
 
 
 def _int(params: list[tuple[str, str]], name: str, default: int) -> int:
@@ -60,10 +57,7 @@ def _int(params: list[tuple[str, str]], name: str, default: int) -> int:
 async def _merged_search(
     request: Request,
     services: list[str],
-    table: RoutingTable,
-    client: httpx.AsyncClient,
-    base_url: str,
-    timeout_s: float,
+    up: Upstreams,
     resource_type: str,
 ) -> Response:
     params = request.query_params.multi_items()
@@ -79,10 +73,10 @@ async def _merged_search(
     headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_HEADERS}
 
     async def ask(name: str) -> httpx.Response:
-        url = f"{table.base_of(name)}/fhir/{resource_type}"
+        url = f"{up.table.base_of(name)}/fhir/{resource_type}"
         try:
-            return await client.get(
-                url, params=[*kept, ("_count", str(window))], headers=headers, timeout=timeout_s
+            return await up.client.get(
+                url, params=[*kept, ("_count", str(window))], headers=headers, timeout=up.timeout_s
             )
         except httpx.HTTPError as exc:
             raise FhirError(
@@ -110,7 +104,7 @@ async def _merged_search(
     if total is not None:
         merged["total"] = total
     merged["link"] = page_links(
-        f"{base_url.rstrip('/')}/{resource_type}",
+        f"{up.base_url}/{resource_type}",
         kept,
         offset=offset,
         count=count,

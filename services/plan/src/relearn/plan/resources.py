@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fhir.resources.R4B.careplan import CarePlan
-from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from relearn.shared.fhir.definition import Interaction, ResourceDefinition
-from relearn.shared.fhir.search_params import date, reference, string, token
+from relearn.shared.fhir.definition import Interaction, ResourceDefinition, published_code_systems
+from relearn.shared.fhir.search_params import date, reference, token
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 
@@ -79,19 +78,9 @@ SERVICE_REQUEST = ResourceDefinition(
 )
 
 # The local CodeSystems (competence stage, dimension, category, movement pattern), published read-only.
-CODE_SYSTEM = ResourceDefinition(
-    type="CodeSystem",
-    model=CodeSystem,
-    search_params=[
-        token("url", "url"),
-        token("version", "version"),
-        token("status", "status"),
-        string("name", "name"),
-        string("title", "title"),
-    ],
-    interactions=frozenset({"read", "vread", "search-type", "history-instance"}),
-    documentation="Relearn's local codes for care plans: competence stage, progression dimension, category "
-    "and movement pattern.",
+CODE_SYSTEM = published_code_systems(
+    "Relearn's local codes for care plans: competence stage, progression dimension, category "
+    "and movement pattern."
 )
 
 DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, CODE_SYSTEM]

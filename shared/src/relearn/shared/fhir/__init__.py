@@ -18,6 +18,7 @@ Where each thing lives:
     routes.py         fhir_router(): the REST interactions as a FastAPI router
     capability.py     capability_statement()
     handlers.py       install_error_handlers(): every error as an OperationOutcome
+    publishing.py     publish_shipped(): a service's shipped CodeSystems into its store at startup
 
 Import from the submodules; this package imports nothing so that ``errors`` stays importable
 from anywhere.

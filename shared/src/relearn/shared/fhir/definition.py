@@ -16,7 +16,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from relearn.shared.fhir.search_params import SearchParam
+from fhir.resources.R4B.codesystem import CodeSystem
+
+from relearn.shared.fhir.search_params import SearchParam, string, token
 
 Interaction = Literal[
     "read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"
@@ -83,3 +85,26 @@ class ResourceDefinition:
 
     def supports(self, interaction: Interaction) -> bool:
         return interaction in self.interactions
+
+
+# Shipped CodeSystems are read over FHIR, never written: they change with the code.
+PUBLISHED_INTERACTIONS: frozenset[Interaction] = frozenset(
+    {"read", "vread", "search-type", "history-instance"}
+)
+
+
+def published_code_systems(documentation: str) -> ResourceDefinition:
+    """``CodeSystem`` served read-only: the local CodeSystems a service ships and publishes at startup."""
+    return ResourceDefinition(
+        type="CodeSystem",
+        model=CodeSystem,
+        search_params=[
+            token("url", "url"),
+            token("version", "version"),
+            token("status", "status"),
+            string("name", "name"),
+            string("title", "title"),
+        ],
+        interactions=PUBLISHED_INTERACTIONS,
+        documentation=documentation,
+    )
