@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir.resources.R4B.observation import Observation
+from sqlalchemy import create_engine
 
-from relearn.device_gateway.processing import events
+from relearn.device_gateway.config import Settings
+from relearn.device_gateway.processing import events, metrics_consumer
 from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation import codes
 from relearn.evaluation.device_metrics import MetricComputed, metric_observation
@@ -79,3 +81,10 @@ def test_metrics_without_a_channel_keep_their_former_ids() -> None:
     left = device_metric_observation_id("p", "d", "emg-rms", start, end, "left")
     right = device_metric_observation_id("p", "d", "emg-rms", start, end, "right")
     assert len({before, left, right}) == 3
+
+
+def test_the_processor_memory_bounds_come_from_the_settings() -> None:
+    settings = Settings(metrics_max_open_streams=3, metrics_recording_mib=2.0)
+    consumer = metrics_consumer(settings, create_engine("sqlite://"))
+    processor = next(iter(consumer.handlers.values())).__self__  # type: ignore[attr-defined]
+    assert (processor.max_streams, processor.recording_bytes) == (3, 2 * 1024 * 1024)

@@ -29,3 +29,9 @@ class Settings(ServiceSettings):
 
     # Live biofeedback display rate (updates per second per stream; at least 20).
     biofeedback_rate_hz: float = Field(default=25.0, ge=20, le=200)
+
+    # Metrics processor memory: streams assembled at once (the least recently fed is evicted and rebuilt
+    # from the frames table at close) and the recording kept in memory per stream. Worst case about
+    # max_open_streams x recording_mib MiB per worker process.
+    metrics_max_open_streams: int = Field(default=32, ge=1, le=10_000)
+    metrics_recording_mib: float = Field(default=32.0, gt=0, le=4096)

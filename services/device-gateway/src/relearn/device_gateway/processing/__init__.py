@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
+from relearn.device_gateway.config import Settings
 from relearn.device_gateway.processing.processor import MetricsProcessor
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG
@@ -29,7 +30,12 @@ def metrics_consumer(
     group_id: str = GROUP,
 ) -> EventConsumer:
     """The metrics consumer; `processor` holds the per-stream state (a new one by default)."""
-    processor = processor or MetricsProcessor()
+    if processor is None:
+        limits = settings if isinstance(settings, Settings) else Settings()
+        processor = MetricsProcessor(
+            max_streams=limits.metrics_max_open_streams,
+            recording_bytes=int(limits.metrics_recording_mib * 1024 * 1024),
+        )
     return EventConsumer(
         engine,
         settings.kafka_bootstrap,
