@@ -6,8 +6,9 @@ integration does: search with paging, read, conditional create, versioned update
 
 - fhirpy writes with ``Content-Type: application/json`` (accepted: the spec allows it);
 - fhirpy's conditional create (``get_or_create``, ``resource.create(**criteria)``) sends the
-  criteria as a query string on the POST instead of ``If-None-Exist`` (accepted as
-  ``If-None-Exist``: ignoring it would store a duplicate);
+  criteria as a query string on the POST instead of ``If-None-Exist``: FHIR defines no such thing,
+  so it is refused with a 400 OperationOutcome saying which header to send (and nothing stored);
+  fhirpy's ``extra_headers`` carries ``If-None-Exist`` the spec's way;
 - fhirpy's ``refresh()`` sends ``If-None-Match: <versionId>`` without the ``W/"..."`` (accepted);
 - fhirpy maps 412 to ``MultipleResourcesFound`` whatever its cause (the OperationOutcome says
   which precondition failed);
@@ -106,22 +107,20 @@ def test_fhirpy_conditional_create_does_not_duplicate(fhirpy: SyncFHIRClient, ba
     ident = {"system": "urn:relearn:test-obs", "value": uuid.uuid4().hex}
     criteria = {"identifier": f"{ident['system']}|{ident['value']}"}
     observations = fhirpy.resources("Observation").search(**criteria)
-    first, created = observations.get_or_create(
-        fhirpy.resource("Observation", **_obs(patient, identifier=[ident]))
-    )
-    again, created_again = observations.get_or_create(
-        fhirpy.resource("Observation", **_obs(patient, identifier=[ident]))
-    )
-    assert created is True and created_again is False
-    assert again.id == first.id
-    # The spec's way (If-None-Exist), through fhirpy's extra headers.
+    # fhirpy's own conditional create sends the criteria as a query string: refused, clearly, nothing stored.
+    with pytest.raises(OperationOutcome) as refused:
+        observations.get_or_create(fhirpy.resource("Observation", **_obs(patient, identifier=[ident])))
+    assert "If-None-Exist" in str(refused.value)
+    assert observations.count() == 0
+    # The spec's way (If-None-Exist), through fhirpy's extra headers: the second create finds the first.
     with_header = SyncFHIRClient(
         base,
         authorization=f"Bearer {token}",
         extra_headers={"If-None-Exist": f"identifier={criteria['identifier']}"},
     )
-    third = with_header.resource("Observation", **_obs(patient, identifier=[ident])).save()
-    assert third.id == first.id
+    first = with_header.resource("Observation", **_obs(patient, identifier=[ident])).save()
+    second = with_header.resource("Observation", **_obs(patient, identifier=[ident])).save()
+    assert second.id == first.id
     assert observations.count() == 1
 
 

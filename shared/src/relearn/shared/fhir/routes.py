@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlmodel import Session
@@ -489,17 +489,19 @@ def condition_params(header: str) -> list[tuple[str, str]]:
 
 
 def create_condition(header: str | None, query: Sequence[tuple[str, str]]) -> list[tuple[str, str]] | None:
-    """The criteria of a conditional create: the ``If-None-Exist`` header (the FHIR way) or the query.
+    """The criteria of a conditional create: the ``If-None-Exist`` header, the only form FHIR defines.
 
-    ``POST [type]?identifier=x`` is how fhirpy (``get_or_create``, ``resource.create(**criteria)``)
-    asks for a conditional create. The spec defines no query on create, and ignoring it would
-    store a duplicate, so it is read as ``If-None-Exist``; both at once must agree.
+    ``POST [type]?identifier=x`` is how fhirpy (``get_or_create``, ``resource.create(**criteria)``) asks
+    for one. FHIR gives a query on create no meaning, and silently ignoring it would store a duplicate the
+    client believes it prevented, so it is refused (400) with what to send instead.
     """
-    from_query = [(k, v) for k, v in query if k not in _FORMAT_PARAMS]
-    from_header = condition_params(header) if header and header.strip() else []
-    if from_header and from_query and sorted(from_header) != sorted(from_query):
+    criteria = [(k, v) for k, v in query if k not in _FORMAT_PARAMS]
+    if criteria:
+        names = ", ".join(sorted({k for k, _ in criteria}))
         raise InvalidRequest(
-            "If-None-Exist and the query string give different conditions for this create; send one",
+            f"search parameters on a create ({names}) are not defined by FHIR: a conditional create sends "
+            f"its criteria in the If-None-Exist header (If-None-Exist: {urlencode(criteria)}); "
+            "in a Bundle, in entry.request.ifNoneExist",
             expression="If-None-Exist",
         )
-    return from_header or from_query or None
+    return condition_params(header) if header and header.strip() else None
