@@ -7,6 +7,7 @@ and ``raw_events`` reads what the relay published on a raw topic, from the start
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -105,20 +106,32 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    pg_database: Callable[[str], str], broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
+def make_gateway(
+    pg_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Gateway]]:
+    """A factory: ``make_gateway(bootstrap)`` starts a gateway app on a fresh database and that broker."""
     issuer = make_issuer(tmp_path_factory.mktemp("keys"))
-    app = service_app(
-        "relearn.device_gateway",
-        Settings,
-        create_app,
-        database_url=pg_database("device_gateway"),
-        bootstrap=broker.bootstrap,
-        jwks=issuer.publish(),
-    )
-    with TestClient(app) as client:
-        yield Gateway(app, client, app.state.engine, issuer, broker.bootstrap)
+    jwks = issuer.publish()
+    with contextlib.ExitStack() as stack:
+
+        def make(bootstrap: str) -> Gateway:
+            app = service_app(
+                "relearn.device_gateway",
+                Settings,
+                create_app,
+                database_url=pg_database("device_gateway"),
+                bootstrap=bootstrap,
+                jwks=jwks,
+            )
+            client = stack.enter_context(TestClient(app))
+            return Gateway(app, client, app.state.engine, issuer, bootstrap)
+
+        yield make
+
+
+@pytest.fixture(scope="module")
+def gateway(make_gateway: Callable[[str], Gateway], broker: TansuBroker) -> Gateway:
+    return make_gateway(broker.bootstrap)
 
 
 # -- recordings cut into frames -----------------------------------------------------------------------
