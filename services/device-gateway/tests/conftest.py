@@ -11,6 +11,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocketDisconnect
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy.engine import Engine
@@ -232,6 +233,24 @@ def raw_events(
     return [e for _, _, e in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
+def close_of(ws: Any, timeout_s: float = 10.0) -> WebSocketDisconnect:
+    """The server's close of a test WebSocket (messages before it are skipped), waited for at most
+    ``timeout_s``."""
+
+    def until_close() -> WebSocketDisconnect:
+        while True:
+            try:
+                ws.receive_text()
+            except WebSocketDisconnect as closed:
+                return closed
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(until_close).result(timeout=timeout_s)
+    finally:
+        pool.shutdown(wait=False)
+
+
 @dataclass(frozen=True)
 class Kit:
     """What the tests use beside the app (test modules cannot import conftest under importlib mode)."""
@@ -242,6 +261,7 @@ class Kit:
     load_bmc_emg: Callable[[], tuple[np.ndarray, np.ndarray]] = load_bmc_emg
     load_balance: Callable[..., tuple[np.ndarray, np.ndarray]] = load_balance
     load_uci_gestures: Callable[[], tuple[np.ndarray, np.ndarray]] = load_uci_gestures
+    close_of: Callable[..., WebSocketDisconnect] = close_of
     force_plate_channels: tuple[dict[str, str], ...] = tuple(FORCE_PLATE_CHANNELS)
     t0: datetime = T0
 

@@ -331,23 +331,6 @@ def test_websocket_ingest_acks_each_frame(gateway: Gateway, kit: Kit) -> None:
     assert refused.value.code == 4403
 
 
-def _close_of(ws: Any, timeout_s: float = 10.0) -> WebSocketDisconnect:
-    """The server's close of `ws` (messages before it are skipped), waited for at most `timeout_s`."""
-
-    def until_close() -> WebSocketDisconnect:
-        while True:
-            try:
-                ws.receive_json()
-            except WebSocketDisconnect as closed:
-                return closed
-
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(until_close).result(timeout=timeout_s)
-    finally:
-        pool.shutdown(wait=False)
-
-
 def test_websocket_ingest_stops_at_token_expiry_unless_refreshed(gateway: Gateway, kit: Kit) -> None:
     _, values = kit.load_bmc_emg()
     device, _, stream = _emg_stream(gateway, kit)
@@ -379,7 +362,7 @@ def test_websocket_ingest_stops_at_token_expiry_unless_refreshed(gateway: Gatewa
 
         wait_for(lambda: datetime.now(UTC) >= max(expiries), timeout_s=10, what="the short tokens to expire")
         ended.send_text(json.dumps(frames[2]))  # too late: not stored, the socket closes
-        closed = _close_of(ended)
+        closed = kit.close_of(ended)
         assert (closed.code, closed.reason) == (4401, "token expired")
         assert gateway.stream(stream)["frames"] == 2
         kept.send_text(json.dumps(frames[2]))  # the refreshed socket goes on (and frame 2 is new to it)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -24,6 +23,9 @@ from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.devtools.apps import AUDIENCE, ISSUER, make_issuer, wait_for
 from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.auth.tokens import JwtVerifier
+
+if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
+    from conftest import Kit
 
 Split = Callable[..., list[SensorFrame]]
 CHANNELS = [{"name": f"ch{i}", "unit": "uV"} for i in range(8)]
@@ -172,25 +174,8 @@ def test_unsubscribes_when_the_client_leaves(client: TestClient, hub: LiveHub, i
     wait_for(lambda: hub.stats()["subscribers"] == 0, timeout_s=10, what="the subscription to end")
 
 
-def _close_of(ws: Any, timeout_s: float = 10.0) -> WebSocketDisconnect:
-    """The server's close of `ws` (messages before it are skipped), waited for at most `timeout_s`."""
-
-    def until_close() -> WebSocketDisconnect:
-        while True:
-            try:
-                ws.receive_text()
-            except WebSocketDisconnect as closed:
-                return closed
-
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(until_close).result(timeout=timeout_s)
-    finally:
-        pool.shutdown(wait=False)
-
-
 def test_the_socket_closes_when_the_token_expires_unless_refreshed(
-    client: TestClient, hub: LiveHub, issuer: DevIssuer, split: Split
+    client: TestClient, hub: LiveHub, issuer: DevIssuer, split: Split, kit: Kit
 ) -> None:
     verifier: JwtVerifier = client.app.state.token_verifier  # type: ignore[attr-defined]
     # Short-lived tokens; the refreshed socket's first, so it has expired by the time the other one closes.
@@ -215,7 +200,7 @@ def test_the_socket_closes_when_the_token_expires_unless_refreshed(
         assert (reply["type"], reply["status"]) == ("token", "accepted")
         assert datetime.fromisoformat(reply["expiresAt"]) > first_expiry
 
-        closed = _close_of(ended)
+        closed = kit.close_of(ended)
         assert (closed.code, closed.reason) == (4401, "token expired")
         assert datetime.now(UTC) >= first_expiry
         wait_for(
