@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from relearn.device_gateway.config import Settings
-from relearn.device_gateway.main import create_app
+from relearn.device_gateway.main import consumers, create_app
 from relearn.shared.cli import service_main
 
 
 def main() -> None:
-    service_main("relearn.device_gateway", Settings, create_app)
+    service_main("relearn.device_gateway", Settings, create_app, consumers)

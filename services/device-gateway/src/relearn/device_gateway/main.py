@@ -1,9 +1,11 @@
-"""The device gateway: the device registry (FHIR Device), stream bindings, sensor frame ingest.
+"""The device gateway: the device registry (FHIR Device), stream bindings, ingest, metrics, live biofeedback.
 
 Devices (EMG sensors, balance boards, the clinic hubs that carry them) are FHIR Device resources. A
 clinician's app or an EHR binds a device's stream to a patient (``/streams``); the device sends frames with
 device credentials (``/ingest/frames``, ``/ingest/ws``); each accepted frame is stored once and published
-on the raw topics through the outbox (the relay runs with the app's workers).
+on the raw topics through the outbox (the relay runs with the app's workers). The metrics processor
+consumes the raw topics (``processing``) and the process that stored a frame shows it live
+(``WS /biofeedback/ws``).
 """
 
 from __future__ import annotations

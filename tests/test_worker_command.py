@@ -1,0 +1,54 @@
+"""Production runs each service's consumers in its `worker` command (API pods have RUN_WORKERS=false): that
+command must run exactly the consumers the app runs under `make run`, for every service that has any."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from relearn.devtools.apps import make_issuer
+from relearn.shared.migrations import upgrade
+from relearn.shared.workers import Workers
+
+SERVICES = [
+    ("relearn.evaluation", "EVALUATION_"),
+    ("relearn.plan", "PLAN_"),
+    ("relearn.sessions", "SESSIONS_"),
+    ("relearn.device_gateway", "DEVICE_GATEWAY_"),
+]
+
+
+@pytest.mark.parametrize(("package", "prefix"), SERVICES)
+def test_the_worker_command_runs_the_consumers_the_app_runs(
+    package: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    upgrade(package, url)
+    env = {
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP": "127.0.0.1:9",  # nothing is started: no broker needed
+        "RUN_WORKERS": "false",
+        "CREATE_TOPICS": "false",
+        "AUTH_JWKS": str(make_issuer(tmp_path / "keys").publish()),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(prefix + name, value)
+    in_worker: list[list[str]] = []
+
+    def capture(workers: Workers) -> None:
+        in_worker.append(sorted(c.group_id for c in workers.consumers))
+
+    monkeypatch.setattr("relearn.shared.cli.run_until_signalled", capture)
+    monkeypatch.setattr(sys, "argv", [package, "worker"])
+    importlib.import_module(f"{package}.cli").main()
+
+    create_app = importlib.import_module(f"{package}.main").create_app
+    settings = importlib.import_module(f"{package}.config").Settings()
+    with TestClient(create_app(settings)) as client:
+        in_app = sorted(c.group_id for c in client.app.state.workers.consumers)  # type: ignore[attr-defined]
+    assert in_app, f"{package} declares consumers"
+    assert in_worker == [in_app]
