@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from relearn.devtools.apps import wait_for
+from relearn.devtools.journey.evaluations import evaluation_body
 from relearn.devtools.platform import Platform
 
 
@@ -216,31 +218,11 @@ def test_references_between_services_resolve_at_the_base_url(fhir: httpx.Client)
     assert [e["resource"]["id"] for e in by_device["entry"]] == [created["id"]]
 
 
-def _evaluation(patient: str) -> dict[str, Any]:
-    """An initial evaluation: the plan service drafts a CarePlan from it (over the broker)."""
-    return {
-        "patient": patient,
-        "performer": "Practitioner/pt-7",
-        "effective": "2026-11-20T10:15:00+01:00",
-        "kind": "initial",
-        "ageYears": 64,
-        "referralConditions": [{"kind": "stroke", "text": "Left MCA ischaemic stroke", "onset": "2026-08"}],
-        "rom": [{"joint": "knee", "motion": "flexion", "side": "right", "mode": "active", "degrees": 90}],
-        "strength": [{"muscleGroup": "knee-extensors", "side": "right", "grade": "3"}],
-        "goals": [
-            {
-                "text": "Climb the stairs",
-                "target": {"measure": "rom-knee-flexion", "side": "right", "value": 120},
-            }
-        ],
-    }
-
-
 def test_includes_across_services(running_platform: Platform, fhir: httpx.Client) -> None:
     patient = _patient()
     evaluation = httpx.post(
         f"{running_platform.urls()['evaluation']}/evaluations",
-        json=_evaluation(patient),
+        json=evaluation_body(patient, "initial", datetime.now(UTC)),
         headers={"Authorization": fhir.headers["Authorization"]},
     )
     assert evaluation.status_code == 201, evaluation.text

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from relearn.devtools.broker import TansuBroker
+from relearn.devtools.testing import read_from_start
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.kafka import ensure_topics, producer_config
@@ -86,7 +86,7 @@ def test_replay_is_handled_once_poison_goes_to_the_dlq_and_a_db_outage_is_retrie
     assert _seen(pg_engine) == [1, 2, 4]
     assert flaky.id in _connection_lost
 
-    dead = _read_from_start(broker.bootstrap, dlq(topic), 2)
+    dead = read_from_start(broker.bootstrap, dlq(topic), 2)
     # In order: the unknown type and the retried event are not dead letters, so the poison is first.
     assert [dict(d.headers)["error_type"] for d in dead] == [b"ValueError", b"InvalidEvent"]
     headers = dict(dead[0].headers)
@@ -96,20 +96,6 @@ def test_replay_is_handled_once_poison_goes_to_the_dlq_and_a_db_outage_is_retrie
     assert headers["consumer_group"].startswith(b"test.group.")
     assert CloudEvent.from_bytes(dead[0].value) == poison  # the original bytes
     assert dead[1].value == b"{not an envelope"
-
-
-def _read_from_start(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    reader.assign([TopicPartition(topic, 0)])
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            for records in reader.poll(timeout_ms=200).values():
-                got.extend(records)
-    finally:
-        reader.close()
-    return got
 
 
 def test_a_restarted_consumer_does_not_reprocess_committed_events(

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from relearn.devtools.broker import TansuBroker
+from relearn.devtools.testing import read_from_start
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.kafka import ensure_topics, producer_config
@@ -125,20 +126,6 @@ def committed(broker: TansuBroker) -> Iterator[Callable[[str, str], int | None]]
         reader.close(autocommit=False)
 
 
-def _dead_letters(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    reader.assign([TopicPartition(topic, 0)])
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            for records in reader.poll(timeout_ms=200).values():
-                got.extend(records)
-    finally:
-        reader.close()
-    return got
-
-
 def test_a_backlog_commits_in_one_transaction_with_its_processed_ids(
     pg_engine: Engine,
     broker: TansuBroker,
@@ -236,7 +223,7 @@ def test_a_poison_event_in_a_batch_goes_to_the_dlq_alone_and_the_others_commit(
     assert recorder.numbers() == [1, 2, 3, 5, 6, 7, 8]
     # The handler's in-memory effects of the rolled-back batch were undone before its events were replayed.
     assert sorted(recorder.applied) == [1, 2, 3, 5, 6, 7, 8]
-    dead = _dead_letters(broker.bootstrap, dlq(topic), 2)
+    dead = read_from_start(broker.bootstrap, dlq(topic), 2)
     assert [dict(d.headers)["error_type"] for d in dead] == [b"ValueError", b"InvalidEvent"]
     assert CloudEvent.from_bytes(dead[0].value) == poison
     assert dict(dead[0].headers)["original_offset"] == b"3"
@@ -268,5 +255,5 @@ def test_a_database_outage_in_a_batch_is_retried_not_dead_lettered(
     assert recorder.numbers() == [1, 2, 3, 4, 5]
     assert recorder.calls[3] >= 3
     assert sorted(recorder.applied) == [1, 2, 3, 4, 5]
-    dead = _dead_letters(broker.bootstrap, dlq(topic), 1)
+    dead = read_from_start(broker.bootstrap, dlq(topic), 1)
     assert CloudEvent.from_bytes(dead[0].value) == sentinel

@@ -8,9 +8,12 @@ broker is a Tansu process started once per test session on a free loopback port.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from relearn.devtools.broker import TansuBroker
 from relearn.devtools.pg import ScratchDatabases
@@ -33,3 +36,19 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
         yield b
     finally:
         b.stop()
+
+
+def read_from_start(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Any]:
+    """The records of partition 0 of ``topic`` from its start (no consumer group), once ``expected`` of them
+    arrived or ``timeout_s`` passed (dead-letter topics have one partition)."""
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    reader.assign([TopicPartition(topic, 0)])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=200).values():
+                got.extend(records)
+    finally:
+        reader.close()
+    return got
