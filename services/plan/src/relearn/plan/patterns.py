@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -128,6 +129,11 @@ class MetricCheck(BaseModel):
     maximum: float | None
     unit: str
     label: str
+    muscle: str | None = None
+    reference_kind: str | None = None
+    reference_muscle: str | None = None
+    antagonist: str | None = None
+    source: str = "device"
 
 
 class MasteryCriteria(CatalogueModel):
@@ -239,6 +245,12 @@ class MovementPattern(CatalogueModel):
 
     def step(self, dimension: Dimension, level: int) -> LadderStep:
         return self.ladders[dimension][level]
+
+    def unmet_requirements(
+        self, dimension: Dimension, level: int, levels: Mapping[Dimension, int]
+    ) -> tuple[str, ...]:
+        """Why the step at ``level`` of ``dimension`` cannot be prescribed yet (empty: it can)."""
+        return ()
 
     def rule_patch(self) -> dict[str, Any]:
         """The pattern's own rule settings, applied over the service defaults."""
