@@ -269,7 +269,8 @@ def _judge_check(record: SessionRecord, check: MetricCheck, waiver: Waiver | Non
             source=uncomputable[0].observation if uncomputable else None,
             note=f"not computable: {why}" if why else "not measured in this session",
         )
-    if waiver is not None and result.status != "pass":
+    if waiver is not None and result.status in ("missing", "pending"):
+        # A waiver stands in for evidence nobody can take here; a measured failure stays a failure.
         return result.model_copy(
             update={"status": "waived", "note": f"waived by {waiver.by}: {waiver.reason}"}
         )
@@ -287,7 +288,7 @@ def assess(
     source = record.procedure or record.session
     out: list[CriterionResult] = []
 
-    def add(criterion: str, label: str, target: str, value: float | str | None, ok: bool) -> None:
+    def add(criterion: str, label: str, target: str, value: int | float | str | None, ok: bool) -> None:
         out.append(
             CriterionResult(
                 criterion=criterion,

@@ -151,7 +151,14 @@ class MasteryCriteria(CatalogueModel):
         out: list[MetricCheck] = []
         if self.rom is not None:
             out.append(
-                MetricCheck(kind="rom", minimum=self.rom.min, maximum=self.rom.max, unit="deg", label="ROM")
+                MetricCheck(
+                    kind="rom",
+                    minimum=self.rom.min,
+                    maximum=self.rom.max,
+                    unit="deg",
+                    label="ROM",
+                    source="session",
+                )
             )
         if self.emg_onset_latency_max_ms is not None:
             out.append(

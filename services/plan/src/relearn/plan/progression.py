@@ -537,6 +537,32 @@ def _advance(
             ),
             None,
         )
+        declined = next(
+            (
+                t
+                for t in ctx.tasks
+                if t.activity == activity.id
+                and t.kind == "approve-advance"
+                and t.status == "rejected"
+                and t.proposed == step
+            ),
+            None,
+        )
+        if approved is None and declined is not None:
+            reason = (
+                f"{name}: mastered, but the therapist declined the advance of {DIMENSION_DISPLAY[dim].lower()} "
+                f"{old} -> {old + 1} (Task/{declined.id}: {declined.resolution}); holding"
+            )
+            activity, hold = _hold(
+                activity,
+                pattern,
+                f"declined:{declined.id}",
+                reason,
+                evidence,
+                criteria,
+                f"Task/{declined.id}",
+            )
+            return activity, [hold] if hold else []
         if approved is None:
             task = ctx.raise_task(
                 TaskState(

@@ -185,7 +185,7 @@ class CriterionResult(StateModel):
     label: str
     muscle: str | None = None
     target: str
-    value: float | str | None = None
+    value: int | float | str | None = None
     unit: str | None = None
     source: str | None = Field(default=None, description="Observation/<id> (or Procedure/Encounter) used")
     status: CriterionStatus
