@@ -237,7 +237,7 @@ def test_bad_input_names_the_field_and_writes_nothing(service: dict[str, Any]) -
     assert resp.status_code == 400
     assert resp.json()["issue"][0]["expression"] == ["rules.mastery.maxPian"]
     resp = client.put(
-        f"/plans/{plan_id}/rules", json={"rules": {"symptoms": {"acceptablePainMax": 2}}}, headers=auth
+        f"/plans/{plan_id}/rules", json={"rules": {"symptoms": {"acceptablePainMax": 1}}}, headers=auth
     )
     assert resp.status_code == 400 and "below mastery.maxPain" in resp.text
     assert client.get(f"/plans/{plan_id}", headers=auth).json()["version"] == 1

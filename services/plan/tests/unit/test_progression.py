@@ -10,9 +10,8 @@ import pytest
 from relearn.plan.catalogue import Catalogue
 from relearn.plan.editing import override, set_rule_overrides
 from relearn.plan.evidence import attempt
-from relearn.plan.patterns import MovementPattern
 from relearn.plan.inbound import SymptomsRecorded
-from relearn.plan.patterns import Dimension
+from relearn.plan.patterns import Dimension, MovementPattern
 from relearn.plan.progression import apply_session, apply_symptoms
 from relearn.plan.rules import DEFAULT_RULES
 from relearn.plan.stages import CompetenceStage

@@ -630,7 +630,8 @@ def apply_proposal(plan: PlanState, proposal: PlanProposal, *, by: str, at: date
 
 
 def screening_of(evaluation: EvaluationCompleted) -> Screening | None:
-    """Fall-risk screening values of an evaluation: its ``screening`` (TUG, Berg), else its TUG / Berg deficits."""
+    """Fall-risk screening values of an evaluation: its ``screening`` (TUG, Berg), else its TUG / Berg
+    deficits."""
     tug = evaluation.screening.tug if evaluation.screening else None
     berg = evaluation.screening.berg if evaluation.screening else None
     tug_s, tug_obs = (tug.value, tug.observation) if tug else (None, None)

@@ -366,8 +366,8 @@ def set_waivers(
     catalogue: Catalogue,
     base: ProgressionRules = DEFAULT_RULES,
 ) -> Outcome:
-    """Replace the plan's criterion waivers (each with its own reason), then re-judge the activities they touch:
-    a streak that only waited for the waived evidence advances now, saying which criteria were waived."""
+    """Replace the plan's criterion waivers (each with its own reason), then re-judge the activities they
+    touch: a streak that only waited for the waived evidence advances now, saying which criteria were waived."""
     patterns = {a.pattern for a in plan.activities}
     for i, w in enumerate(waivers):
         if w.pattern is not None and w.pattern not in patterns:
@@ -411,7 +411,8 @@ def set_waivers(
     if ctx.raised:
         updated = updated.with_tasks(ctx.raised)
     listed = "; ".join(
-        f"{w.criterion}{' of ' + w.muscle if w.muscle else ''} for {w.pattern or 'every pattern'} ({w.reason})"
+        f"{w.criterion}{' of ' + w.muscle if w.muscle else ''} for {w.pattern or 'every pattern'} "
+        f"({w.reason})"
         for w in waivers
     )
     text = f"criterion waivers set by {by}: {listed or 'none'} - {reason}"
@@ -437,8 +438,8 @@ def resolve_task(
     at: datetime,
     catalogue: Catalogue,
 ) -> Outcome:
-    """The therapist answers a Task: approve or reject an advance for a patient at fall risk, or allow (approve)
-    or not (reject) another try of an advance that symptoms undid repeatedly."""
+    """The therapist answers a Task: approve or reject an advance for a patient at fall risk, or allow
+    (approve) or not (reject) another try of an advance that symptoms undid repeatedly."""
     if not reason.strip():
         raise PlanError("answering a task needs a reason")
     task = plan.task(task_id)
@@ -476,7 +477,8 @@ def resolve_task(
                 dimension=dim,
                 from_value=step.from_level,
                 to_value=step.to_level,
-                reason=f"{name}: advance of {DIMENSION_DISPLAY[dim].lower()} {step.from_level} -> {step.to_level} "
+                reason=f"{name}: advance of {DIMENSION_DISPLAY[dim].lower()} {step.from_level} -> "
+                f"{step.to_level} "
                 f"('{pattern.step(dim, step.to_level).description}') approved by {by}: {reason}",
                 evidence=task.evidence,
                 task=f"Task/{task.id}",
@@ -514,7 +516,8 @@ def resolve_task(
                 activity=activity.id,
                 pattern=pattern.code,
                 kind="task",
-                reason=f"{name}: the advance of {DIMENSION_DISPLAY[step.dimension].lower()} {step.from_level} -> "
+                reason=f"{name}: the advance of {DIMENSION_DISPLAY[step.dimension].lower()} "
+                f"{step.from_level} -> "
                 f"{step.to_level} {verdict} ({by}: {reason})",
                 task=f"Task/{task.id}",
                 override=info,

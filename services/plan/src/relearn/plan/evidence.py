@@ -2,11 +2,11 @@
 
 Every criterion ends in one of five statuses, and every decision lists them (value, target, source, status):
 
-- ``pass`` / ``fail``: measured, within / outside the target. A measured failure (the muscle produced no onset,
-  activation below threshold: a metric with status ``not-detected``) is a failure, never "missing";
+- ``pass`` / ``fail``: measured, within / outside the target. A measured failure (the muscle produced no
+  onset, activation below threshold: a metric with status ``not-detected``) is a failure, never "missing";
 - ``missing``: nothing measured it in this session (or only ``not-computable`` metrics: no reference, no MVC).
   Missing evidence blocks mastery: the engine says what it is waiting for;
-- ``pending``: the session's streams may still deliver it (until their metrics complete, or the wait times out);
+- ``pending``: the session's streams may still deliver it (until their metrics complete, or the wait ends);
 - ``waived``: a therapist waived that criterion for the plan, with a reason that every decision repeats.
 
 Device evidence is judged per muscle on the channels bound to that muscle, never averaged across channels or
@@ -246,6 +246,13 @@ def _judge_check(record: SessionRecord, check: MetricCheck, waiver: Waiver | Non
             status="fail",
             note=e.reason or "the muscle produced no onset above the baseline threshold",
         )
+    elif record.awaiting and check.source != "session" and not any(_outside(check, m[0]) for m in measured):
+        result = CriterionResult(
+            **base,
+            value=round(measured[0][0], 3) if measured else None,
+            status="pending",
+            note=f"waiting for the metrics of {', '.join(record.awaiting)}",
+        )
     elif measured:
         worst = max(measured, key=lambda m: _outside(check, m[0]))
         bad = [m for m in measured if _outside(check, m[0])]
@@ -256,10 +263,6 @@ def _judge_check(record: SessionRecord, check: MetricCheck, waiver: Waiver | Non
             source=pick[1],
             status="fail" if bad else "pass",
             note=f"{len(measured)} measurement(s), each judged on its own" if len(measured) > 1 else None,
-        )
-    elif record.awaiting:
-        result = CriterionResult(
-            **base, status="pending", note=f"waiting for the metrics of {', '.join(record.awaiting)}"
         )
     else:
         why = uncomputable[0].reason if uncomputable else None

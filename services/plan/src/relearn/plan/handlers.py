@@ -174,7 +174,8 @@ def plan_handlers(writer: PlanWriter) -> Mapping[str, Handler]:
 def sweep_evidence(
     writer: PlanWriter, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> Callable[[Session], None]:
-    """The periodic job: sessions whose wait for their streams' metrics has ended are judged on what arrived."""
+    """The periodic job: sessions whose wait for their streams' metrics has ended are judged on what
+    arrived."""
 
     def sweep(session: Session) -> None:
         at = now()

@@ -515,7 +515,8 @@ class CompletedMetric(_Inbound):
 
 
 class StreamMetricsCompleted(_Inbound):
-    """``device.stream-metrics-completed.v1``: every whole-recording metric of a closed stream has been sent."""
+    """``device.stream-metrics-completed.v1``: every whole-recording metric of a closed stream has been
+    sent."""
 
     patient: str
     device: str

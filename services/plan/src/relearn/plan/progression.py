@@ -238,7 +238,8 @@ def _stage_drop(
         kind="stage-change",
         from_value=activity.stage.value,
         to_value=cap.value,
-        reason=f"{label(activity, pattern)}: {activity.stage.display.lower()} -> {cap.display.lower()}: {why}",
+        reason=f"{label(activity, pattern)}: {activity.stage.display.lower()} -> {cap.display.lower()}: "
+        f"{why}",
         evidence=evidence,
     )
     return activity.model_copy(update={"stage": cap, "stage_since": len(activity.log)}), decision
@@ -399,7 +400,8 @@ def _on_symptoms(
                         pattern=pattern.code,
                         kind="review-failed-advance",
                         reason=f"{name}: the advance of {DIMENSION_DISPLAY[change.dimension].lower()} "
-                        f"{int(change.from_value)} -> {int(change.to_value)} was undone by symptoms {count} times; "
+                        f"{int(change.from_value)} -> {int(change.to_value)} was undone by symptoms "
+                        f"{count} times; "
                         "it will not be tried again until you review it (approve to allow another try)",
                         proposed=step,
                         evidence=evidence,
@@ -550,7 +552,8 @@ def _advance(
         )
         if approved is None and declined is not None:
             reason = (
-                f"{name}: mastered, but the therapist declined the advance of {DIMENSION_DISPLAY[dim].lower()} "
+                f"{name}: mastered, but the therapist declined the advance of "
+                f"{DIMENSION_DISPLAY[dim].lower()} "
                 f"{old} -> {old + 1} (Task/{declined.id}: {declined.resolution}); holding"
             )
             activity, hold = _hold(
@@ -571,7 +574,8 @@ def _advance(
                     pattern=pattern.code,
                     kind="approve-advance",
                     reason=f"{name}: mastered; proposed advance of {DIMENSION_DISPLAY[dim].lower()} {old} -> "
-                    f"{old + 1} ('{pattern.step(dim, old + 1).description}') needs your approval: the patient is "
+                    f"{old + 1} ('{pattern.step(dim, old + 1).description}') needs your approval: the "
+                    "patient is "
                     f"at fall risk ({risk})",
                     proposed=step,
                     evidence=evidence,
@@ -657,6 +661,8 @@ def _load_step(
     if len(records) < k:
         return activity, None
     tail = records[-k:]
+    if len({r.load_kg for r in tail}) != 1:
+        return activity, None  # 2-for-2 counts sessions at the same load
     for r in tail:
         target = r.target_reps or r.prescribed_reps
         if r.load_kg <= 0 or not r.reps or r.reps[-1] < target + rule.reps_over_target:
@@ -672,7 +678,8 @@ def _load_step(
     if new <= base:
         smallest = base + rule.increment_kg
         reason = (
-            f"{name}: last set beat the target by >= {rule.reps_over_target} reps in {k} consecutive sessions "
+            f"{name}: last set beat the target by >= {rule.reps_over_target} reps in {k} consecutive "
+            "sessions "
             f"(2-for-2), but the smallest load step {base:g} kg -> {smallest:g} kg would be "
             f"+{100 * rule.increment_kg / base:.0f} % (at most {rule.max_increase_pct:g} %) - the load stays "
             f"{base:g} kg; progress another dimension instead (more repetitions, or a slower tempo)"
@@ -706,7 +713,8 @@ def _load_step(
 
 
 def _weekly_rise(activity: ActivityState, index: int, rules: ProgressionRules) -> str | None:
-    """Pain before sessions rising week on week (Silbernagel): the mean of the last 7 days against the 7 before."""
+    """Pain before sessions rising week on week (Silbernagel): the mean of the last 7 days against the 7
+    before."""
     t = activity.log[index].at
     if t is None:
         return None
@@ -753,7 +761,8 @@ def _correction(
         activity,
         pattern,
         change,
-        f"{label(activity, pattern)}: correction - a metric of {record.session} that arrived after the advance "
+        f"{label(activity, pattern)}: correction - a metric of {record.session} that arrived after the "
+        "advance "
         f"contradicts it ({what})",
         record_evidence(record),
         _criteria([judged]),
@@ -770,7 +779,8 @@ def evaluate(
     at: datetime,
     ctx: Context | None = None,
 ) -> tuple[ActivityState, list[Decision]]:
-    """Re-judge one activity after the record at ``index`` changed (logged, 24-h response, metric, evidence)."""
+    """Re-judge one activity after the record at ``index`` changed (logged, 24-h response, metric,
+    evidence)."""
     ctx = ctx or Context(plan_id="")
     record = activity.log[index]
     decisions: list[Decision] = []

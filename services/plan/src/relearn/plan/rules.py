@@ -8,7 +8,7 @@ override that does not validate is refused whole.
 Sources of the defaults:
 - mastery: 3 consecutive sessions within target, pain in the safe zone, no 24-hour flare (brief, competence
   ladder); every criterion of the level measured (or waived by a therapist, recorded);
-- pain-monitoring model (Silbernagel et al. 2007): during activity 0-2 safe, above 2 up to 5 acceptable (hold),
+- pain-monitoring model (Silbernagel et al. 2007): during activity 0-2 safe, above 2 to 5 acceptable (hold),
   above 5 high risk (regress what was last changed); pain the next morning back to the patient's baseline; no
   rise from week to week. Judged against the patient's own baseline (pain before the session) as well;
 - load: NSCA "2-for-2" - add 2.5-10 % when the last set beats the target by >= 2 reps in 2 sessions running,

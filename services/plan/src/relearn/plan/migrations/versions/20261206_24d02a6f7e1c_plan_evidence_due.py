@@ -11,7 +11,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = "24d02a6f7e1c"
 down_revision: str | None = "59520c914d0b"
 branch_labels: str | Sequence[str] | None = None
