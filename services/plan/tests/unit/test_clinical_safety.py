@@ -1,6 +1,6 @@
 """Issue 12's rules, one by one, on the engine itself: evidence gates, waivers, the wait for a session's
-streams, late corrections, symptoms against the baseline, what a regression undoes, Tasks for the therapist, the load
-cap and stages that follow the patient."""
+streams, late corrections, symptoms against the baseline, what a regression undoes, Tasks for the therapist,
+the load cap and stages that follow the patient."""
 
 from __future__ import annotations
 

@@ -367,7 +367,7 @@ def set_waivers(
     base: ProgressionRules = DEFAULT_RULES,
 ) -> Outcome:
     """Replace the plan's criterion waivers (each with its own reason), then re-judge the activities they
-    touch: a streak that only waited for the waived evidence advances now, saying which criteria were waived."""
+    touch: a streak that only waited for the waived evidence advances now, naming the waived criteria."""
     patterns = {a.pattern for a in plan.activities}
     for i, w in enumerate(waivers):
         if w.pattern is not None and w.pattern not in patterns:
