@@ -141,10 +141,15 @@ def test_unmet_requirements_say_what_load_bearing_must_reach_first(catalogue: Ca
     assert knee.unmet_requirements(LB, 3, {Dimension.JOINTS: 0}) == ()
 
 
-def test_standing_balance_practises_its_sensory_conditions_standing_free(catalogue: Catalogue) -> None:
+def test_standing_balance_waits_for_standing_before_its_sensory_conditions(catalogue: Catalogue) -> None:
     balance = catalogue.get("standing-balance")
     assert balance.unmet_requirements(Dimension.PROPRIOCEPTION, 0, {LB: 0}) == ()
-    assert balance.unmet_requirements(Dimension.PROPRIOCEPTION, 1, {LB: 1}) == (
+    # Eyes closed on a firm floor next to a support; foam and tandem stance only standing free.
+    assert balance.unmet_requirements(Dimension.PROPRIOCEPTION, 1, {LB: 0}) == (
+        "load bearing must first reach partial-weight-bearing (now 'Sitting, feet supported')",
+    )
+    assert balance.unmet_requirements(Dimension.PROPRIOCEPTION, 1, {LB: 1}) == ()
+    assert balance.unmet_requirements(Dimension.PROPRIOCEPTION, 2, {LB: 1}) == (
         "load bearing must first reach full-weight-bearing (now 'Supported standing: one hand on a support')",
     )
     assert balance.unmet_requirements(Dimension.PROPRIOCEPTION, 4, {LB: 2}) == ()
