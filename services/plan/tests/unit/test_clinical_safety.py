@@ -327,3 +327,26 @@ def test_stages_follow_the_patient_down(clinic: Any) -> None:
     sore = clinic.session(pattern, day=5, pain_after=8)
     drops = [d for d in sore.decisions if d.kind == "stage-change"]
     assert drops and drops[0].to_value == "conscious-competence" and "symptomatic" in drops[0].reason
+
+
+def test_only_the_named_muscle_timed_against_the_named_reference_is_evidence(
+    active: PlanState, make_clinic: Callable[..., Any]
+) -> None:
+    clinic = make_clinic(_only_emg_onset_required(active))
+    for day in (0, 2, 4):
+        clinic.session(KNEE, day=day, streams=(f"st-{day}",))
+        session = clinic.last_session.session
+        wrong_muscle = _onset(session, f"st-{day}", 5.0, minute=1) | {
+            "muscle": "biceps-femoris",
+            "channel": "ch3",
+        }
+        wrong_clock = _onset(session, f"st-{day}", 5.0, minute=2) | {"reference": {"kind": "cue"}}
+        clinic.metric(wrong_muscle)
+        clinic.metric(wrong_clock)
+        clinic.stream_completed(f"st-{day}", day=day)
+        clinic.symptoms(session, day=day + 1)
+    assert clinic.activity(KNEE).levels[Dimension.JOINTS] == 0
+    activity = clinic.activity(KNEE)
+    assert "waits for evidence: EMG onset latency of vastus-medialis" in (
+        activity.last_change.reason if activity.last_change else ""
+    )

@@ -49,12 +49,15 @@ def test_mastered_sessions_advance_one_dimension_at_a_time_in_the_default_order(
     for day in range(0, 27, 3):  # nine good sessions, each followed by a settled 24-hour response
         for outcome in clinic.good_day(KNEE, day=day):
             advances += [d for d in outcome.decisions if d.kind == "advance"]
+    # Joints level 2 (sit-to-stand) puts weight on the leg: it waits for the load-bearing ladder, so the
+    # engine passes over it and advances motion, saying why.
     assert [(d.dimension, d.from_value, d.to_value) for d in advances] == [
         (Dimension.JOINTS, 0, 1),
-        (Dimension.JOINTS, 1, 2),
         (Dimension.MOTION, 0, 1),
+        (Dimension.MOTION, 1, 2),
     ]
-    assert _raised(_levels(clinic)) == {"joints": 2, "motion": 1}
+    assert _raised(_levels(clinic)) == {"joints": 1, "motion": 2}
+    assert "passed over: joints 2: load bearing must first reach full-weight-bearing" in advances[1].reason
     first = advances[0]
     assert "3 consecutive sessions with every criterion met" in first.reason
     assert {c.criterion for c in first.criteria} >= {"sets", "reps", "quality", "rom", "emg-onset-latency"}
@@ -240,6 +243,9 @@ def _metric(
         "window": {"start": start, "end": f"2026-12-05T09:{minute:02d}:30+00:00"},
         "value": value,
         "unit": unit,
+        # The knee's onset criterion: vastus medialis timed against its synergist, vastus lateralis.
+        "muscle": "vastus-medialis",
+        "reference": {"kind": "synergist", "muscle": "vastus-lateralis"},
     }
 
 

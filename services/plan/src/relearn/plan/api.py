@@ -619,6 +619,7 @@ def catalogue_router(catalogue: Catalogue) -> APIRouter:
     def list_patterns(principal: PrincipalDep) -> dict[str, Any]:
         return {
             "version": catalogue.version,
+            "producedMetrics": list(catalogue.produced_metrics),
             "patterns": [
                 {
                     "code": p.code,
@@ -633,6 +634,25 @@ def catalogue_router(catalogue: Catalogue) -> APIRouter:
 
     @router.get("/{code}", summary="One movement pattern: ladders, dosing, mastery criteria")
     def get_pattern(code: Annotated[str, Path(max_length=64)], principal: PrincipalDep) -> dict[str, Any]:
-        return _pattern(catalogue, code).model_dump(mode="json", by_alias=True)
+        pattern = _pattern(catalogue, code)
+        body = pattern.model_dump(mode="json", by_alias=True)
+        # The measured criteria as the engine judges them: metric, limits, muscle(s), who measures it.
+        body["criteria"] = [
+            {
+                "metric": c.kind,
+                "label": c.label,
+                "min": c.minimum,
+                "max": c.maximum,
+                "unit": c.unit,
+                "muscle": c.muscle,
+                "reference": None
+                if c.reference_kind is None
+                else {"kind": c.reference_kind, "muscle": c.reference_muscle},
+                "antagonist": c.antagonist,
+                "source": c.source,
+            }
+            for c in pattern.mastery.checks()
+        ]
+        return body
 
     return router
