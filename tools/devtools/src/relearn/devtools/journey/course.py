@@ -18,6 +18,18 @@ from relearn.devtools.journey.recordings import balance_recording, default_data_
 
 T = TypeVar("T")
 
+
+def dual_task_trial(cost_pct: float) -> dict[str, Any]:
+    """A gait-speed trial whose dual-task cost (computed by the sessions service) is ``cost_pct`` %."""
+    return {
+        "measure": "gait-speed",
+        "single": 1.0,
+        "dual": round(1.0 - cost_pct / 100, 4),
+        "unit": "m/s",
+        "lowerIsBetter": False,
+    }
+
+
 BALANCE = "standing-balance"
 KNEE = "knee-extension"
 # The live-feedback limit of the balance trials: the centre of pressure within 2 cm of its mean.
@@ -319,7 +331,7 @@ class Journey:
                     "painAfter": pain_after,
                     "withFeedback": feedback,
                     "dualTask": dual_task_cost is not None,
-                    "dualTaskCostPct": dual_task_cost,
+                    "dualTaskTrial": dual_task_trial(dual_task_cost) if dual_task_cost is not None else None,
                     "deviceStreams": streams.get(pattern, []),
                 }
             )
