@@ -306,6 +306,7 @@ class Journey:
         dual_task_cost: float | None,
         quality: int,
         self_rating: int,
+        retention: bool = False,
     ) -> list[dict[str, Any]]:
         """Both exercises at the plan's current level and dose, citing their device streams."""
         body = []
@@ -330,6 +331,7 @@ class Journey:
                     "painBefore": 1,
                     "painAfter": pain_after,
                     "withFeedback": feedback,
+                    "retentionAttempt": retention,
                     "dualTask": dual_task_cost is not None,
                     "dualTaskTrial": dual_task_trial(dual_task_cost) if dual_task_cost is not None else None,
                     "deviceStreams": streams.get(pattern, []),
@@ -347,6 +349,7 @@ class Journey:
         dual_task_cost: float | None = None,
         quality: int = 3,
         self_rating: int = 3,
+        retention: bool = False,
     ) -> Step:
         """A clinic session: both exercises at the plan's current level and dose, the recordings streamed
         through the gateway, the session closed, then (a day later) its 24-hour symptom response."""
@@ -373,6 +376,7 @@ class Journey:
             dual_task_cost=dual_task_cost,
             quality=quality,
             self_rating=self_rating,
+            retention=retention,
         )
         clinician = self.api.clinician
         self.api.call(
@@ -438,6 +442,8 @@ class Journey:
             "with feedback" if feedback else "without feedback",
             f"pain {pain_after}/10 after, {pain24h}/10 at 24 h",
         ]
+        if retention:
+            bits.append("marked as a feedback-free retention attempt")
         if dual_task_cost is not None:
             bits.append(f"dual task (cost {dual_task_cost:g} %)")
         if bindings:
@@ -555,7 +561,7 @@ class Journey:
         self.session()
         self.session(label="third clean session")
         self.session(label="symptomatic", pain_after=5, pain24h=2)
-        self.session(label="retention check, no feedback", feedback=False)
+        self.session(label="retention check, no feedback", feedback=False, retention=True)
         self.session(feedback=False)
         self.session(label="dual task", feedback=False, dual_task_cost=4.0)
         for _ in range(3):
