@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -20,7 +20,7 @@ from relearn.evaluation.device_metrics import MetricComputed, metric_observation
 from relearn.evaluation.main import create_app
 from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import consumer_config, producer_config
+from relearn.shared.events.kafka import producer_config
 from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
 
 JSON = {"Content-Type": "application/fhir+json"}
@@ -60,9 +60,13 @@ def _counts(engine: Engine) -> tuple[int, int]:
 def _events_for(
     bootstrap: str, topic: str, patient: str, types: set[str], timeout_s: float = 30
 ) -> list[CloudEvent]:
-    consumer = KafkaConsumer(topic, **consumer_config(bootstrap, f"test-{uuid.uuid4().hex[:6]}"))
+    # No consumer group: joining one can take longer than the wait on a loaded machine.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     found: list[CloudEvent] = []
     try:
+        partitions = wait_for(lambda: consumer.partitions_for_topic(topic), what=f"{topic} to exist")
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
         wait_for(
             lambda: (
                 found.extend(
