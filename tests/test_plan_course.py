@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
+from relearn.devtools.journey.course import dual_task_trial
 from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
@@ -176,6 +177,10 @@ class Course:
                         "cues": ["tactile-cueing"] if feedback else [],
                         "withFeedback": feedback,
                         "dualTask": dual_task_cost is not None,
+                        # As the sessions service publishes it: the trial and the cost it computed.
+                        "dualTaskTrial": dual_task_trial(dual_task_cost)
+                        if dual_task_cost is not None
+                        else None,
                         "dualTaskCostPct": dual_task_cost,
                         "retentionAttempt": retention,
                         "rom": {"valueDeg": 95, "method": "goniometer"},
