@@ -350,3 +350,38 @@ def test_only_the_named_muscle_timed_against_the_named_reference_is_evidence(
     assert "waits for evidence: EMG onset latency of vastus-medialis" in (
         activity.last_change.reason if activity.last_change else ""
     )
+
+
+def test_an_exercise_names_its_own_muscles_and_the_evidence_follows(
+    active: PlanState, make_clinic: Callable[..., Any], catalogue: Catalogue, scene: Any
+) -> None:
+    from relearn.plan.editing import set_activity_muscles
+    from relearn.plan.state import CriterionMuscles
+
+    clinic = make_clinic(_only_emg_onset_required(active))
+    knee = clinic.activity(KNEE)
+    chosen = {"emg-onset-latency": CriterionMuscles(reference_muscle="rectus-femoris")}
+    edited = set_activity_muscles(
+        clinic.plan,
+        knee.id,
+        chosen,
+        by=scene.THERAPIST,
+        reason="no room for a VL electrode",
+        at=scene.START,
+        catalogue=catalogue,
+    )
+    assert edited.changed and "against rectus-femoris" in edited.plan.history[-1].reason
+    clinic.plan = edited.plan
+    for day in (0, 2, 4):
+        clinic.session(KNEE, day=day, streams=(f"st-{day}",))
+        session = clinic.last_session.session
+        clinic.metric(
+            _onset(session, f"st-{day}", 5.0)
+            | {"reference": {"kind": "synergist", "muscle": "rectus-femoris"}}
+        )
+        clinic.stream_completed(f"st-{day}", day=day)
+        clinic.symptoms(session, day=day + 1)
+    assert clinic.activity(KNEE).levels[Dimension.JOINTS] == 1
+    advance = clinic.plan.history[-1].decisions[-1]
+    (onset,) = {c.label for c in advance.criteria if c.criterion == "emg-onset-latency"}
+    assert "relative to the synergist rectus-femoris" in onset

@@ -26,6 +26,7 @@ from relearn.plan.editing import (
     override,
     remove_activity,
     resolve_task,
+    set_activity_muscles,
     set_activity_status,
     set_rule_overrides,
     set_status,
@@ -37,7 +38,15 @@ from relearn.plan.persistence import PlanRecord
 from relearn.plan.progression import Outcome, activity_rules
 from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, RuleError, canonical_patch
 from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import ActivityStatus, PlanError, PlanState, PlanStatus, Side, Waiver
+from relearn.plan.state import (
+    ActivityStatus,
+    CriterionMuscles,
+    PlanError,
+    PlanState,
+    PlanStatus,
+    Side,
+    Waiver,
+)
 from relearn.plan.writer import PlanWriter
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.auth.principal import Principal
@@ -141,6 +150,20 @@ class WaiversIn(_Body):
 
     waivers: list[WaiverIn] = Field(max_length=50)
     reason: Reason = "criterion waivers changed"
+
+
+class CriterionMusclesIn(_Body):
+    muscle: str | None = Field(default=None, max_length=64)
+    reference_muscle: str | None = Field(default=None, max_length=64)
+    antagonist: str | None = Field(default=None, max_length=64)
+
+
+class MusclesIn(_Body):
+    """Which muscles this exercise's EMG criteria judge, e.g. ``{"emg-onset-latency": {"muscle":
+    "vastus-medialis", "referenceMuscle": "rectus-femoris"}}``; ``{}`` goes back to the pattern's."""
+
+    criteria: dict[Annotated[str, Field(max_length=64)], CriterionMusclesIn] = Field(max_length=10)
+    reason: Reason
 
 
 class TaskAnswerIn(_Body):
@@ -501,6 +524,34 @@ def plans_router(writer: PlanWriter) -> APIRouter:
         session: SessionDep,
     ) -> RulesView:
         return put_rules(session, principal, plan_id, body, code)
+
+    @router.put(
+        "/{plan_id}/activities/{activity_id}/muscles",
+        summary="The muscles this exercise's EMG criteria judge (recorded; over the pattern's choice)",
+    )
+    def put_muscles(
+        plan_id: PlanId,
+        activity_id: ActivityId,
+        body: MusclesIn,
+        principal: PrincipalDep,
+        session: SessionDep,
+    ) -> PlanView:
+        record = _writable(session, principal, plan_id)
+        if record.plan().find_activity(activity_id) is None:
+            raise NotFound(f"CarePlan/{plan_id} has no activity '{activity_id}'")
+        chosen = {
+            kind: CriterionMuscles(
+                muscle=m.muscle, reference_muscle=m.reference_muscle, antagonist=m.antagonist
+            )
+            for kind, m in body.criteria.items()
+        }
+        return commit(
+            session,
+            record,
+            lambda p: set_activity_muscles(
+                p, activity_id, chosen, by=_by(principal), reason=body.reason, at=_now(), catalogue=catalogue
+            ),
+        )
 
     @router.get("/{plan_id}/waivers", summary="Criteria a therapist waived for this plan, with reasons")
     def get_waivers(plan_id: PlanId, principal: PrincipalDep, session: SessionDep) -> list[dict[str, Any]]:

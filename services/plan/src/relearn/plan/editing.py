@@ -21,6 +21,7 @@ from relearn.plan.state import (
     ActivityStatus,
     ChangeNote,
     ChangeRef,
+    CriterionMuscles,
     Decision,
     DeficitRef,
     Dose,
@@ -545,3 +546,62 @@ def resolve_task(
         decisions=decisions,
     )
     return Outcome(updated, tuple(decisions), changed=True)
+
+
+def set_activity_muscles(
+    plan: PlanState,
+    activity_id: str,
+    muscles: Mapping[str, CriterionMuscles],
+    *,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+) -> Outcome:
+    """The muscles this exercise's EMG criteria judge (``{criterion: {muscle, referenceMuscle,
+    antagonist}}``), replacing the catalogue pattern's choice; ``{}`` goes back to the pattern's."""
+    activity = plan.activity(activity_id)
+    pattern = catalogue.find(activity.pattern)
+    if pattern is None:
+        raise PlanError(f"pattern {activity.pattern} is not in catalogue {catalogue.version}")
+    known = set(catalogue.vocabulary.muscles)
+    kinds = {c.kind: c for c in pattern.mastery.checks()}
+    for kind, chosen in muscles.items():
+        check = kinds.get(kind)
+        if check is None or kind not in ("emg-onset-latency", "co-contraction"):
+            raise PlanError(f"muscles.{kind}: {pattern.code} has no EMG criterion '{kind}'")
+        for field, value in (
+            ("muscle", chosen.muscle),
+            ("referenceMuscle", chosen.reference_muscle),
+            ("antagonist", chosen.antagonist),
+        ):
+            if value is not None and value not in known:
+                raise PlanError(f"muscles.{kind}.{field}: '{value}' is not a SENIAM muscle of the catalogue")
+        if chosen.reference_muscle is not None and check.reference_kind != "synergist":
+            raise PlanError(f"muscles.{kind}.referenceMuscle: the criterion is not timed against a synergist")
+        if chosen.antagonist is not None and kind != "co-contraction":
+            raise PlanError(f"muscles.{kind}.antagonist: only co-contraction has an antagonist")
+        muscle = chosen.muscle or check.muscle
+        if muscle is not None and muscle in (chosen.reference_muscle, chosen.antagonist):
+            raise PlanError(f"muscles.{kind}: a muscle cannot be its own reference or antagonist")
+    if dict(muscles) == activity.muscles:
+        return Outcome(plan, ignored=("muscles unchanged",))
+    listed = "; ".join(
+        f"{kind}: {m.muscle or 'pattern default'}"
+        + (f" against {m.reference_muscle}" if m.reference_muscle else "")
+        + (f"/{m.antagonist}" if m.antagonist else "")
+        for kind, m in muscles.items()
+    )
+    text = (
+        f"{label(activity, pattern)}: EMG criteria judged on {listed or 'the pattern defaults'}, "
+        f"set by {by}: {reason}"
+    )
+    updated = plan.with_activities(
+        [
+            activity.model_copy(
+                update={"muscles": dict(muscles), "last_change": ChangeNote(at=at, reason=text)}
+            )
+        ]
+    )
+    updated = updated.recorded(at=at, kind="edited", reason=text, by=by, trigger=f"muscles:{activity.id}")
+    return Outcome(updated, changed=True)

@@ -17,7 +17,7 @@ counts only when it is timed against what the criterion says (a synergist, or th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,6 +27,7 @@ from relearn.plan.rules import ProgressionRules, assistance_within, pain_zone, s
 from relearn.plan.stages import Attempt
 from relearn.plan.state import (
     ActivityState,
+    CriterionMuscles,
     CriterionResult,
     MetricEvidence,
     RomMeasure,
@@ -177,7 +178,41 @@ def baseline_pain(activity: ActivityState, index: int) -> int | None:
 
 
 def _label(check: MetricCheck) -> str:
-    return f"{check.label} of {check.muscle}" if check.muscle else check.label
+    if check.muscle and check.muscle not in check.label:
+        return f"{check.label} of {check.muscle}"
+    return check.label
+
+
+def activity_checks(
+    pattern: MovementPattern, muscles: Mapping[str, CriterionMuscles] | None = None
+) -> tuple[MetricCheck, ...]:
+    """The pattern's criteria with the muscles this plan exercise names instead, where it names any."""
+    out = []
+    for check in pattern.mastery.checks():
+        chosen = (muscles or {}).get(check.kind)
+        if chosen is None:
+            out.append(check)
+            continue
+        muscle = chosen.muscle or check.muscle
+        reference = chosen.reference_muscle or check.reference_muscle
+        antagonist = chosen.antagonist or check.antagonist
+        if check.kind == "co-contraction":
+            label = f"co-contraction of {muscle}/{antagonist}"
+        elif check.reference_kind == "synergist":
+            label = f"EMG onset latency of {muscle} (relative to the synergist {reference})"
+        else:
+            label = f"{check.label.split(' of ')[0]} of {muscle}"
+        out.append(
+            check.model_copy(
+                update={
+                    "muscle": muscle,
+                    "reference_muscle": reference,
+                    "antagonist": antagonist,
+                    "label": label,
+                }
+            )
+        )
+    return tuple(out)
 
 
 def _target(check: MetricCheck) -> str:
@@ -286,6 +321,7 @@ def assess(
     rules: ProgressionRules,
     waivers: Sequence[Waiver] = (),
     baseline: int | None = None,
+    muscles: Mapping[str, CriterionMuscles] | None = None,
 ) -> Assessment:
     m = rules.mastery
     source = record.procedure or record.session
@@ -354,7 +390,7 @@ def assess(
         not below,
     )
     waive_pattern = pattern.code
-    for check in pattern.mastery.checks():
+    for check in activity_checks(pattern, muscles):
         waiver = next((w for w in waivers if w.covers(waive_pattern, check.kind, check.muscle)), None)
         out.append(_judge_check(record, check, waiver))
     pain_ok = pain_zone(record.pain_after, rules, baseline) == "safe" and (
@@ -382,9 +418,15 @@ def attempt(
     rules: ProgressionRules,
     waivers: Sequence[Waiver] = (),
     baseline: int | None = None,
+    muscles: Mapping[str, CriterionMuscles] | None = None,
 ) -> Attempt:
     a = assess(
-        record, pattern, rules, waivers, record.pain_before if record.pain_before is not None else baseline
+        record,
+        pattern,
+        rules,
+        waivers,
+        record.pain_before if record.pain_before is not None else baseline,
+        muscles,
     )
     return Attempt(
         session=record.session,

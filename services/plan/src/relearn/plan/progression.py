@@ -177,7 +177,7 @@ def _attempts(
     activity: ActivityState, pattern: MovementPattern, rules: ProgressionRules, ctx: Context, start: int
 ) -> list[Attempt]:
     return [
-        attempt(r, pattern, rules, ctx.waivers, baseline_pain(activity, i))
+        attempt(r, pattern, rules, ctx.waivers, baseline_pain(activity, i), activity.muscles)
         for i, r in enumerate(activity.log)
         if i >= start
     ]
@@ -443,7 +443,9 @@ def _stage_changes(
         latest_attempt = None
         if latest is not None:
             idx = activity.log.index(latest)
-            latest_attempt = attempt(latest, pattern, rules, ctx.waivers, baseline_pain(activity, idx))
+            latest_attempt = attempt(
+                latest, pattern, rules, ctx.waivers, baseline_pain(activity, idx), activity.muscles
+            )
         change = next_stage(
             activity.stage,
             latest=latest_attempt,
@@ -748,7 +750,7 @@ def _correction(
         return activity, None
     if change.dimension is None or activity.levels.get(change.dimension) != int(change.to_value):
         return activity, None
-    judged = attempt(record, pattern, rules, ctx.waivers, baseline_pain(activity, index))
+    judged = attempt(record, pattern, rules, ctx.waivers, baseline_pain(activity, index), activity.muscles)
     failed = [
         c for c in judged.criteria if c.status == "fail" and c.criterion not in ("sets", "reps", "quality")
     ]

@@ -335,6 +335,14 @@ class ChangeNote(StateModel):
     evidence: tuple[str, ...] = ()
 
 
+class CriterionMuscles(StateModel):
+    """A plan exercise's own choice of muscles for one EMG criterion, over the catalogue pattern's."""
+
+    muscle: str | None = Field(default=None, description="the trained muscle the criterion judges")
+    reference_muscle: str | None = Field(default=None, description="onset latency: the synergist")
+    antagonist: str | None = Field(default=None, description="co-contraction: the antagonist")
+
+
 class ActivityState(StateModel):
     id: str = Field(description="CarePlan.activity id = ServiceRequest id")
     pattern: str
@@ -357,6 +365,9 @@ class ActivityState(StateModel):
         default_factory=dict, description="'<dimension>:<level>' -> times symptoms undid that advance"
     )
     hold: str | None = Field(default=None, description="the reason of the hold in force, if any")
+    muscles: dict[str, CriterionMuscles] = Field(
+        default_factory=dict, description="criterion kind -> the muscles this exercise judges it on"
+    )
     last_change: ChangeNote | None = None
 
     @property
