@@ -127,8 +127,9 @@ def test_arbitrary_rates_find_the_burst(fs: float) -> None:
     found = emg.emg_onsets(signal, fs)
 
     assert len(found) == 1
-    assert found[0].onset == pytest.approx(1.0, abs=0.06)
-    assert found[0].offset == pytest.approx(2.0, abs=0.06)
+    assert found[0].onset == pytest.approx(1.0, abs=0.01)
+    # The causal filters ring briefly after a strong burst (100x rest): the offset comes a little late.
+    assert 2.0 <= found[0].offset <= 2.08
     window = signal[round(1.1 * fs) : round(1.9 * fs)]
     assert 40.0 < emg.median_frequency(window, fs) < 150.0
 

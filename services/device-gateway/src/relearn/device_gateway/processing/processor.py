@@ -43,7 +43,7 @@ from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing import compute
-from relearn.device_gateway.processing.compute import BoardGeometry, Computed, OnsetProtocol, Trial
+from relearn.device_gateway.processing.compute import BoardGeometry, Computed, Trial
 from relearn.device_gateway.processing.events import (
     BALANCE_CLOSED,
     BALANCE_FRAME,
@@ -52,6 +52,7 @@ from relearn.device_gateway.processing.events import (
     FrameReceived,
     StreamClosed,
     StreamEvent,
+    completed_event,
     metric_event,
 )
 from relearn.device_gateway.processing.tables import BalanceTrialRecord
@@ -226,11 +227,11 @@ class MetricsProcessor:
         recording = self._recording(session, data, state)
         if recording is None:
             logger.warning("stream closed without samples: no metrics", extra={"stream": data.stream})
+            stage_many(session, [completed_event(data, [])])
             return
         computed: list[Computed] = []
         if data.stream_type is StreamType.EMG:
-            cue = OnsetProtocol(data.protocol.cue_time, data.protocol.onset_reference)
-            computed = compute.emg_recording(recording, data.mvc, cue)
+            computed = compute.emg_recording(recording, data.mvc, data.protocol.emg())
         else:
             board = None
             lx, ly = data.protocol.board_lx_cm, data.protocol.board_ly_cm
@@ -242,6 +243,8 @@ class MetricsProcessor:
                 if quotient is not None:
                     computed.append(quotient)
         self._emit(session, data, computed)
+        # After the metrics, same transaction and key: whoever reads it has every metric of the close.
+        stage_many(session, [completed_event(data, computed)])
         self.stats.recording_metrics += len(computed)
 
     def _recording(self, session: Session, data: StreamClosed, state: _Stream | None) -> Recording | None:
