@@ -10,10 +10,11 @@ events come in order to one member):
   ones need the 0.15 Hz band), 5 s numbers would only be noise in the record, and live sway feedback is the
   gateway's biofeedback socket's job;
 - a stream-closed event gives the whole-recording metrics (EMG: RMS, envelope peak with the envelope as a
-  waveform, median frequency, %MVC, onset latency from the protocol's cue or the recording start, co-
-  contraction per pair; balance: the COP trial metrics) and, for a balance trial with eyes closed or open,
-  the Romberg quotient against the latest opposite-vision trial of the same patient and surface. Then the
-  stream's state is dropped.
+  waveform, median frequency, %MVC, onset latency per channel against the protocol's synergist or cue, co-
+  contraction for the declared pairs, each `measured`, `not-detected` or `not-computable`; balance: the COP
+  trial metrics) and, for a balance trial with eyes closed or open, the Romberg quotient against the latest
+  opposite-vision trial of the same patient and surface; then `device.stream-metrics-completed.v1` listing
+  them (also when the stream had no samples). Then the stream's state is dropped.
 
 Memory is bounded: each assembler holds a ring of three windows plus a recording of at most `recording_s`
 and `recording_bytes` (32 MiB: 217 s of 8 channels at 2148 Hz), and at most `max_streams` (32) assemblers are
