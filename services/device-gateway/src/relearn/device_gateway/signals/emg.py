@@ -413,18 +413,15 @@ def emg_window_metrics(
     start: datetime,
     *,
     mvc: Mapping[str, float] | None = None,
-    onset: OnsetSettings | None = None,
-    cocontraction_pairs: Sequence[tuple[str, str]] = (),
     envelope_method: EnvelopeMethod = "lowpass",
     envelope_cutoff: float = DEFAULT_ENVELOPE_CUTOFF_HZ,
 ) -> list[Metric]:
     """Per-channel metrics of one uniformly sampled window `values` [n, channels] starting at `start`.
 
     `unit` is the UCUM unit of the values (e.g. `mV`, `{counts}`). Produces emg-rms and emg-envelope-peak in
-    that unit, emg-median-frequency in Hz, emg-percent-mvc (mean envelope as % of the channel's MVC envelope,
-    when given), emg-onset-latency in ms from the window start (first activation of `onset_signal`, when
-    `onset` settings are given and one is found), and emg-co-contraction-index in % for each named pair. The
-    window must include the onset settings' baseline period.
+    that unit, emg-median-frequency in Hz and emg-percent-mvc (mean envelope as % of the channel's MVC
+    envelope, when given). Onset latency and co-contraction are whole-trial measures with a reference and
+    declared pairs (processing.compute.emg_recording), never per window.
     """
     x = _as_float(values)
     if x.ndim == 1:
@@ -451,14 +448,4 @@ def emg_window_metrics(
         if mvc and name in mvc:
             pct = float(percent_mvc(means[i], mvc[name]))
             out.append(Metric(MetricCode.EMG_PERCENT_MVC, pct, "%", start, end, ch))
-        if onset is not None:
-            found = detect_onsets(onset_signal(x[:, i], fs), fs, onset)
-            if found:
-                out.append(
-                    Metric(MetricCode.EMG_ONSET_LATENCY, 1000.0 * found[0].onset, "ms", start, end, ch)
-                )
-    index = {name: i for i, name in enumerate(channels)}
-    for a, b in cocontraction_pairs:
-        value = cocontraction(env[:, index[a]], env[:, index[b]])
-        out.append(Metric(MetricCode.EMG_CO_CONTRACTION_INDEX, value, "%", start, end, (a, b)))
     return out
