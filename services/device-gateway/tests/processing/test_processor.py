@@ -416,6 +416,20 @@ def test_a_recording_too_short_reports_its_declared_metrics_as_not_computable(
     assert [m["status"] for m in events[-1].data["metrics"]] == ["not-computable"] * 5
 
 
+def test_a_malformed_protocol_in_a_raw_event_does_not_fail_the_close(
+    data: Any, feed: Any, group: Group
+) -> None:
+    # Bindings are validated by the gateway; a raw event from elsewhere with junk still gives its metrics.
+    stream = thigh_stream(data, data.lower_limb()[:1000], protocol={"muscles": None, "pairs": "VM/BF"})
+
+    events = feed.run(stream.events())
+
+    assert one(group(events), "emg-rms", "VM")["status"] == "measured"
+    assert "muscle" not in one(group(events), "emg-rms", "VM")
+    assert not any(m == "emg-co-contraction-index" for m, _ in group(events))
+    assert events[-1].type == "device.stream-metrics-completed.v1"
+
+
 # -- state: restarts, mid-stream pick-up, bounds -------------------------------------------------------
 def test_a_restarted_processor_rebuilds_the_recording_from_the_frames_table(
     data: Any, make_feed: Callable[..., Any], group: Group, reference: dict[str, dict[str, str]]

@@ -72,6 +72,27 @@ class Protocol(_In):
         text = str(value).strip().lower().removeprefix("eyes-") if value is not None else ""
         return text if text in ("open", "closed") else None
 
+    @field_validator("muscles", mode="before")
+    @classmethod
+    def _muscles(cls, value: Any) -> dict[str, str]:
+        """Validated at binding; here anything malformed is dropped rather than failing the close."""
+        if not isinstance(value, dict):
+            return {}
+        return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> list[dict[str, str]]:
+        if not isinstance(value, list):
+            return []
+        return [
+            {"agonist": p["agonist"], "antagonist": p["antagonist"]}
+            for p in value
+            if isinstance(p, dict)
+            and isinstance(p.get("agonist"), str)
+            and isinstance(p.get("antagonist"), str)
+        ]
+
     @field_validator("surface", mode="before")
     @classmethod
     def _surface(cls, value: Any) -> str | None:
