@@ -218,10 +218,43 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
         "unit": "uV",
         "samples": {"periodMs": 50, "origin": 0, "factor": 0.1, "unit": "uV", "data": "10 20 415 30"},
     }
+    # A muscle that produced no onset: a value-less event, a finding to store (not a poison event).
+    absent = {
+        **data,
+        "metric": "emg-onset-latency",
+        "channel": "RF",
+        "muscle": "rectus-femoris",
+        "value": None,
+        "unit": "ms",
+        "status": "not-detected",
+        "reason": "no onset above baseline mean + 3 SD for 25 ms",
+        "reference": {"kind": "cue", "channel": None, "muscle": None},
+        "samples": None,
+    }
     producer = KafkaProducer(**producer_config(service["bootstrap"], "test-gateway"))
     for _ in range(2):  # two events for the same window: a recomputation (new event id)
         event = CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", data)
         producer.send(DEVICE_METRICS, key=event.key, value=event.to_bytes()).get(10)
+    # The gateway's close summary shares the topic; this service has nothing to do with it.
+    completed = CloudEvent.new(
+        "/relearn/device-gateway/metrics",
+        "device.stream-metrics-completed.v1",
+        "eval-5",
+        {
+            "patient": "eval-5",
+            "device": "emg-7",
+            "stream": "s-1",
+            "session": None,
+            "streamType": "emg",
+            "metrics": [],
+            "gaps": 0,
+        },
+    )
+    for e in (
+        CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", absent),
+        completed,
+    ):
+        producer.send(DEVICE_METRICS, key=e.key, value=e.to_bytes()).get(10)
     producer.close()
 
     obs_id = metric_observation_id(MetricComputed.model_validate(data))
@@ -234,8 +267,17 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
     assert obs["device"]["reference"] == "Device/emg-7"
     assert obs["encounter"]["reference"] == "Encounter/enc-9"
     assert obs["component"][0]["valueSampledData"]["data"] == "10 20 415 30"
+    absent_id = metric_observation_id(MetricComputed.model_validate(absent))
+    wait_for(
+        lambda: client.get(f"/fhir/Observation/{absent_id}", headers=auth).status_code == 200,
+        what="the not-detected onset stored",
+    )
+    none = client.get(f"/fhir/Observation/{absent_id}", headers=auth).json()
+    assert "valueQuantity" not in none and none["dataAbsentReason"]["coding"][0]["code"] == "not-applicable"
+    assert none["bodySite"]["coding"][0]["code"] == "rectus-femoris"
+    assert none["note"][0]["text"].startswith("no onset")
     bundle = client.get("/fhir/Observation?patient=eval-5&device=Device/emg-7", headers=auth).json()
-    assert bundle["total"] == 1  # updated, not duplicated
+    assert bundle["total"] == 2  # the RMS updated, not duplicated; and the onset
 
 
 def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:

@@ -14,7 +14,13 @@ from relearn.devtools.journey.evaluations import evaluation_body
 from relearn.devtools.journey.gateway import Gateway
 from relearn.devtools.journey.plan import PlanService, activity_state, session_record
 from relearn.devtools.journey.reading import FhirReader, Step, goal_achievement
-from relearn.devtools.journey.recordings import balance_recording, default_data_dir, emg_recording
+from relearn.devtools.journey.recordings import (
+    EMG_MVC,
+    EMG_PROTOCOL,
+    balance_recording,
+    default_data_dir,
+    emg_recording,
+)
 
 T = TypeVar("T")
 
@@ -272,8 +278,9 @@ class Journey:
                 "emg",
                 rec,
                 session=session,
-                protocol={"task": "knee extension"},
+                protocol={"task": "knee extension", **EMG_PROTOCOL},
                 start=start + timedelta(minutes=5),
+                mvc=EMG_MVC,
             )
             bindings.append(closed)
             streams[KNEE].append(closed["id"])
