@@ -487,8 +487,24 @@ def resolve_task(
             )
         )
         stage_update: dict[str, Any] = {}
-        if activity.stage.rank > CompetenceStage.CONSCIOUS_COMPETENCE.rank:
-            stage_update = {"stage": CompetenceStage.CONSCIOUS_COMPETENCE, "stage_since": size}
+        cap = CompetenceStage.CONSCIOUS_COMPETENCE
+        if activity.stage.rank > cap.rank:
+            stage_update = {"stage": cap, "stage_since": size}
+            decisions.append(
+                Decision(
+                    activity=activity.id,
+                    pattern=pattern.code,
+                    kind="stage-change",
+                    from_value=activity.stage.value,
+                    to_value=cap.value,
+                    reason=f"{name}: {activity.stage.display.lower()} -> {cap.display.lower()}: a stage "
+                    "belongs "
+                    "to the level it was earned at; the new level "
+                    f"'{pattern.step(dim, step.to_level).description}' "
+                    "re-enters at conscious competence",
+                    evidence=task.evidence,
+                )
+            )
         activity = activity.model_copy(
             update={
                 "levels": {**activity.levels, dim: step.to_level},

@@ -25,6 +25,7 @@ same reason writes no new version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import fmean
@@ -347,7 +348,7 @@ def _on_symptoms(
             "starts again"
         )
         activity, hold = _hold(activity, pattern, "symptoms-acceptable", reason, evidence)
-        return activity, [hold] if hold else []
+        return activity, [hold.model_copy(update={"cause": "symptoms"})] if hold else []
     action = (
         rules.symptoms.flare_action
         if zone in ("flare", "not-settled")
@@ -420,7 +421,7 @@ def _on_symptoms(
                 )
     activity, dropped = _stage_drop(activity, pattern, f"symptomatic ({what})", evidence)
     decisions.extend([dropped] if dropped else [])
-    return activity, decisions
+    return activity, [d.model_copy(update={"cause": "symptoms"}) for d in decisions]
 
 
 def _stage_changes(
@@ -807,7 +808,7 @@ def evaluate(
                 f"{label(activity, pattern)}: {rising} - holding every advance; therapist review advised",
                 record_evidence(record),
             )
-            decisions.extend([hold] if hold else [])
+            decisions.extend([hold.model_copy(update={"cause": "symptoms"})] if hold else [])
         else:
             activity, advanced = _advance(activity, pattern, rules, ctx, at)
             decisions.extend(advanced)
@@ -836,8 +837,7 @@ def _version(
 ) -> Outcome:
     if not decisions:
         return Outcome(plan, (), tuple(ignored), changed=False)
-    symptomatic = any(d.kind in ("hold", "regress") for d in decisions)
-    kind: ChangeKind = "symptoms" if symptomatic else "progressed"
+    kind = change_kind(decisions)
     plan = plan.recorded(
         at=at,
         kind=kind,
@@ -847,6 +847,16 @@ def _version(
         decisions=decisions,
     )
     return Outcome(plan, tuple(decisions), tuple(ignored), changed=plan.version != original.version)
+
+
+def change_kind(decisions: Sequence[Decision]) -> ChangeKind:
+    """What a CarePlan version records: symptoms (pain, a flare), held (waiting for evidence, a therapist's
+    answer), or progressed (advances, corrections, stages, doses)."""
+    if any(d.cause == "symptoms" for d in decisions):
+        return "symptoms"
+    if all(d.kind in ("hold", "task") for d in decisions):
+        return "held"
+    return "progressed"
 
 
 def _fallback_time(plan: PlanState) -> datetime:

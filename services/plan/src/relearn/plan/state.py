@@ -37,6 +37,7 @@ ChangeKind = Literal[
     "status",
     "waiver",
     "task",
+    "held",
 ]
 GoalLifecycle = Literal["proposed", "active", "completed", "cancelled"]
 GoalAchievement = Literal["in-progress", "improving", "worsening", "no-change", "achieved", "not-achieved"]
@@ -273,6 +274,10 @@ class Decision(StateModel):
         default=(), description="each criterion the decision used: value, target, source, status"
     )
     task: str | None = Field(default=None, description="Task/<id> raised for the therapist")
+    cause: Literal["symptoms"] | None = Field(
+        default=None,
+        description="symptoms: the decision answers pain or a flare (the version's kind says so)",
+    )
     override: OverrideInfo | None = None
 
 

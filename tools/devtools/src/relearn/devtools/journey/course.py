@@ -38,6 +38,8 @@ def dual_task_trial(cost_pct: float) -> dict[str, Any]:
 
 BALANCE = "standing-balance"
 KNEE = "knee-extension"
+# The active knee extension range the therapist measures in each session (the catalogue asks >= 85 deg).
+KNEE_ROM_DEG = 95
 # The live-feedback limit of the balance trials: the centre of pressure within 2 cm of its mean.
 BALANCE_TARGETS = {"swayRadiusMaxCm": 2.0}
 
@@ -339,6 +341,10 @@ class Journey:
                     "painAfter": pain_after,
                     "withFeedback": feedback,
                     "retentionAttempt": retention,
+                    # The range reached, measured with a goniometer: the knee's ROM criterion needs it.
+                    **(
+                        {"rom": {"valueDeg": KNEE_ROM_DEG, "method": "goniometer"}} if pattern == KNEE else {}
+                    ),
                     "dualTask": dual_task_cost is not None,
                     "dualTaskTrial": dual_task_trial(dual_task_cost) if dual_task_cost is not None else None,
                     "deviceStreams": streams.get(pattern, []),
@@ -433,6 +439,7 @@ class Journey:
             )
 
         self.wait(f"the plan service to read the 24-hour response of {session_ref}", responded)
+        step.tasks = self._answer_tasks()
 
         if bindings:
             step.device_checks = self.plans.device_checks(self.plan(), self.activities, session_ref)
@@ -466,6 +473,30 @@ class Journey:
             )
         return self._finish(step)
 
+    def _answer_tasks(self) -> list[dict[str, Any]]:
+        """The therapist answers what the engine asked: an advance proposed for a patient at fall risk is
+        approved (supervised, with a rail at hand); the answered Tasks."""
+        assert self.plan_id is not None
+        tasks = self.api.call(
+            "GET",
+            f"{self.urls.plan}/plans/{self.plan_id}/tasks",
+            200,
+            "the plan's tasks",
+            headers=self.api.clinician,
+        )
+        answered = []
+        for task in tasks:
+            if task["status"] != "requested" or task["kind"] != "approve-advance":
+                continue
+            self._change_plan(
+                "POST",
+                f"tasks/{task['id']}/approve",
+                f"approving Task/{task['id']}",
+                "supervised progression agreed with the patient, rail at hand",
+            )
+            answered.append(task)
+        return answered
+
     def _wait_for_whole_recording(self, stream: str, seconds: float) -> None:
         def stored() -> bool:
             for obs in self.device_metrics(stream):
@@ -498,6 +529,9 @@ class Journey:
                     m.get("kind") for m in metrics
                 }:
                     return None
+                record = session_record(p, pattern, session_ref) or {}
+                if not set(ids) <= set(record.get("streamsComplete", [])):
+                    return None  # the gateway has not said yet that every metric of the stream is sent
                 cited.extend(str(m["observation"]) for m in metrics if m.get("observation"))
             return cited or None
 

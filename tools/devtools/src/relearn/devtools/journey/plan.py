@@ -77,14 +77,22 @@ class PlanService:
         for pattern in patterns:
             record = session_record(plan, pattern, session_ref) or {}
             values: dict[str, list[float]] = {}
+            absent: dict[str, str] = {}
             for m in record.get("metrics", []):
+                if m.get("value") is None:
+                    absent[str(m["kind"])] = str(m.get("status") or "not measured")
+                    continue
                 values.setdefault(str(m["kind"]), []).append(float(m["value"]))
+            for kind, status in sorted(absent.items()):
+                if kind not in values:
+                    checks.setdefault(pattern, []).append(f"{kind} {status}")
             for kind, vs in sorted(values.items()):
                 path, unit = CRITERIA.get(kind, ((), ""))
                 limit = _limit(self.mastery(pattern), path) if path else None
-                mean = sum(vs) / len(vs)
-                text = f"{kind} {mean:.3g} {unit}".rstrip()
+                # Each value on its own (the engine never averages across channels or windows).
+                text = f"{kind} {', '.join(f'{v:.3g}' for v in vs)} {unit}".rstrip()
                 if limit is not None:
-                    text += f" <= {limit:g}" if mean <= limit else f" > {limit:g} (not within target)"
+                    worst = max(vs)
+                    text += f" <= {limit:g}" if worst <= limit else f" > {limit:g} (not within target)"
                 checks.setdefault(pattern, []).append(text)
         return checks
