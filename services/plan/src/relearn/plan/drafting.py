@@ -503,7 +503,8 @@ def propose_changes(
 
     New deficits get patterns at their simplest form (or join the activity that already trains that pattern
     and side) and clinician goals; a goal whose deficits are no longer reported is achieved (the re-assessment
-    lists deficits only); an activity at unconscious competence whose deficits are all gone may be completed.
+    lists deficits only); an activity that reached unconscious competence whose deficits are all gone may be
+    completed.
     """
     deficits = _relevant(reassessment, options)
     now: dict[DeficitKey, Deficit] = {d.key: d for d in deficits}
@@ -563,7 +564,9 @@ def propose_changes(
         for a in plan.activities
         if a.status == "active"
         and a.deficits
-        and a.stage is CompetenceStage.UNCONSCIOUS_COMPETENCE
+        # Mastery reached (unconscious competence at some level: a later advance re-enters at conscious
+        # competence, which does not undo it).
+        and (a.stage is CompetenceStage.UNCONSCIOUS_COMPETENCE or a.mastered)
         and all(_still_open(now, ref.key) is None for ref in a.deficits)
     ]
     achieved = sum(u.achievement == "achieved" for u in updates)

@@ -469,7 +469,10 @@ def _stage_changes(
                 evidence=change.evidence,
             )
         )
-        activity = activity.model_copy(update={"stage": change.to, "stage_since": len(activity.log)})
+        mastered = activity.mastered or change.to is CompetenceStage.UNCONSCIOUS_COMPETENCE
+        activity = activity.model_copy(
+            update={"stage": change.to, "stage_since": len(activity.log), "mastered": mastered}
+        )
     return activity, decisions
 
 

@@ -370,6 +370,9 @@ class ActivityState(StateModel):
         default_factory=dict, description="'<dimension>:<level>' -> times symptoms undid that advance"
     )
     hold: str | None = Field(default=None, description="the reason of the hold in force, if any")
+    mastered: bool = Field(
+        default=False, description="unconscious competence was reached at some level (kept after re-entry)"
+    )
     muscles: dict[str, CriterionMuscles] = Field(
         default_factory=dict, description="criterion kind -> the muscles this exercise judges it on"
     )

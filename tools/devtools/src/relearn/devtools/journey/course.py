@@ -222,6 +222,23 @@ class Journey:
                 "vary the balance challenge: one dimension after the other",
                 rules={"advance": {"strategy": "round-robin"}},
             )
+        if KNEE in self.activities:
+            # The thigh EMG has vastus medialis and biceps femoris only: the knee's onset criterion (vastus
+            # medialis against its synergist vastus lateralis) cannot be measured here, so it is waived, said why.
+            self._change_plan(
+                "PUT",
+                "waivers",
+                "the knee's EMG onset waiver",
+                "no vastus lateralis electrode in this clinic's thigh EMG",
+                waivers=[
+                    {
+                        "pattern": KNEE,
+                        "criterion": "emg-onset-latency",
+                        "reason": "no vastus lateralis electrode: the onset of vastus medialis cannot be timed "
+                        "against its synergist",
+                    }
+                ],
+            )
         activated = self._change_plan("POST", "activate", "activation", "reviewed with the patient")
         step.data = {"activated": activated}
         if self.with_devices is None:
@@ -595,7 +612,9 @@ class Journey:
     # -- the whole course ------------------------------------------------------------------------------------
 
     def run(self) -> list[Step]:
-        """The standard course: 13 steps, ending with mastery of standing balance and a re-assessment."""
+        """The standard course: 13 steps. Standing balance reaches unconscious competence twice (at the first
+        load-bearing level, then at the next proprioception level), each advance proposed for this patient at
+        fall risk and approved by the therapist; a re-assessment closes the course."""
         self.initial_evaluation()
         self.review_and_activate()
         self.session(label="self-rating agrees")
@@ -605,8 +624,9 @@ class Journey:
         self.session(label="retention check, no feedback", feedback=False, retention=True)
         self.session(feedback=False)
         self.session(label="dual task", feedback=False, dual_task_cost=4.0)
-        for _ in range(3):
-            self.session(feedback=False)
+        self.session(label="retention check, no feedback", feedback=False, retention=True)
+        self.session(label="dual task", feedback=False, dual_task_cost=4.0)
+        self.session(feedback=False)
         self.reassessment()
         return self.steps
 
