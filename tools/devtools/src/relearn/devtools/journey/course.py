@@ -224,7 +224,7 @@ class Journey:
             )
         if KNEE in self.activities:
             # The thigh EMG has vastus medialis and biceps femoris only: the knee's onset criterion (vastus
-            # medialis against its synergist vastus lateralis) cannot be measured here, so it is waived, said why.
+            # medialis against its synergist vastus lateralis) cannot be measured here: it is waived, with why.
             self._change_plan(
                 "PUT",
                 "waivers",
@@ -234,7 +234,8 @@ class Journey:
                     {
                         "pattern": KNEE,
                         "criterion": "emg-onset-latency",
-                        "reason": "no vastus lateralis electrode: the onset of vastus medialis cannot be timed "
+                        "reason": "no vastus lateralis electrode: the onset of vastus medialis cannot be "
+                        "timed "
                         "against its synergist",
                     }
                 ],
