@@ -224,7 +224,7 @@ class Journey:
             )
         if KNEE in self.activities:
             # The thigh EMG has vastus medialis and biceps femoris only: the knee's onset criterion (vastus
-            # medialis against its synergist vastus lateralis) cannot be measured here: it is waived, with why.
+            # medialis against its synergist vastus lateralis) cannot be measured here: waived, with why.
             self._change_plan(
                 "PUT",
                 "waivers",
