@@ -385,3 +385,12 @@ def test_an_exercise_names_its_own_muscles_and_the_evidence_follows(
     advance = clinic.plan.history[-1].decisions[-1]
     (onset,) = {c.label for c in advance.criteria if c.criterion == "emg-onset-latency"}
     assert "relative to the synergist rectus-femoris" in onset
+
+
+def test_a_symptom_hold_is_said_again_after_a_safe_session(clinic: Any) -> None:
+    first = clinic.session(KNEE, day=0, pain_before=0, pain_after=4)
+    again = clinic.session(KNEE, day=2, pain_before=0, pain_after=4)
+    assert _kinds(first.decisions) == ["hold"] and again.decisions == ()
+    clinic.session(KNEE, day=4)  # safe
+    later = clinic.session(KNEE, day=6, pain_before=0, pain_after=4)
+    assert _kinds(later.decisions) == ["hold"]

@@ -436,11 +436,12 @@ def _stage_changes(
     for _ in range(len(CompetenceStage)):
         at_level = _attempts(activity, pattern, rules, ctx, activity.level_since)
         since = _attempts(activity, pattern, rules, ctx, activity.stage_since)
-        before = (
-            _attempts(activity, pattern, rules, ctx, activity.stage_since - 1)[0]
-            if activity.stage_since
-            else None
-        )
+        before = None
+        if activity.stage_since:
+            k = activity.stage_since - 1
+            before = attempt(
+                activity.log[k], pattern, rules, ctx.waivers, baseline_pain(activity, k), activity.muscles
+            )
         latest_attempt = None
         if latest is not None:
             idx = activity.log.index(latest)
@@ -794,6 +795,9 @@ def evaluate(
     if zone != "safe":
         activity, decisions = _on_symptoms(activity, pattern, rules, ctx, index, zone, trigger, at)
     else:
+        if trigger == "session" and activity.hold == "symptoms-acceptable":
+            # A session in the safe zone ends a symptom hold: the next symptoms are news again.
+            activity = activity.model_copy(update={"hold": None})
         activity, decisions = _stage_changes(
             activity, pattern, rules, ctx, record if trigger == "session" else None
         )
@@ -801,6 +805,8 @@ def evaluate(
         if trigger in ("metric", "evidence"):
             activity, corrected = _correction(activity, pattern, rules, ctx, index)
         rising = _weekly_rise(activity, index, rules) if corrected is None else None
+        if rising is None and activity.hold == "weekly-rise":
+            activity = activity.model_copy(update={"hold": None})
         if corrected is not None:
             decisions.append(corrected)
         elif rising is not None:
