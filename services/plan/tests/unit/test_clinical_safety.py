@@ -394,3 +394,12 @@ def test_a_symptom_hold_is_said_again_after_a_safe_session(clinic: Any) -> None:
     clinic.session(KNEE, day=4)  # safe
     later = clinic.session(KNEE, day=6, pain_before=0, pain_after=4)
     assert _kinds(later.decisions) == ["hold"]
+
+
+def test_the_smallest_increment_within_the_cap_is_taken(clinic: Any) -> None:
+    clinic.session(KNEE, day=0, load=5.0, reps=[12, 12, 12])
+    dosed = clinic.session(KNEE, day=2, load=5.0, reps=[12, 12, 12])
+    (dose,) = dosed.decisions
+    # 5 % of 5 kg rounds down to nothing; 0.5 kg is +10 %, exactly the cap.
+    assert (dose.kind, dose.from_value, dose.to_value) == ("dose-change", 5.0, 5.5)
+    assert "+10.0 %" in dose.reason

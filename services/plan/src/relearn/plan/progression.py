@@ -680,6 +680,9 @@ def _load_step(
     pct = min(pct, rule.max_increase_pct)
     base = tail[-1].load_kg
     new = _round_down(base * (1 + pct / 100), rule.increment_kg)
+    if new <= base and 100 * rule.increment_kg / base <= rule.max_increase_pct + 1e-9:
+        # The pattern's step rounds to nothing, but the smallest increment is within the cap: take it.
+        new = round(base + rule.increment_kg, 3)
     evidence = tuple(dict.fromkeys(ref for r in tail for ref in record_evidence(r)))
     name = label(activity, pattern)
     if new <= base:
