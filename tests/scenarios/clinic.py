@@ -1,9 +1,9 @@
 """The scenario harness: a clinic that evaluates patients, drafts and activates their plans, runs sessions
 with synthetic device trials, records 24-hour responses, and reads back the decisions each step produced.
 
-Everything goes through the services' public HTTP APIs (``POST /evaluations``; ``/plans...``; ``/sessions...``;
-``POST /fhir/Device``, ``/streams``, ``/ingest/frames``) with development tokens. After each call that starts
-asynchronous work the clinic waits until every event in flight has been handled
+Everything goes through the services' public HTTP APIs (``POST /evaluations``; ``/plans...``;
+``/sessions...``; ``POST /fhir/Device``, ``/streams``, ``/ingest/frames``) with development tokens. After
+each call that starts asynchronous work the clinic waits until every event in flight has been handled
 (:class:`~relearn.devtools.inprocess.Quiescence`), then reads the plan: the decisions of a step are those of
 the CarePlan versions written since the step began.
 
@@ -37,7 +37,7 @@ BALANCE_CONDITIONS = (("open", "firm"), ("closed", "firm"), ("open", "foam"), ("
 Status = Literal["pass", "fail", "missing", "waived"]
 
 
-# -- what a scenario says --------------------------------------------------------------------------------------
+# -- what a scenario says ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -222,9 +222,10 @@ class Expect:
     absent: tuple[str, ...] = ()
     careplan: tuple[str, ...] = ()
     evidence_sources: bool = False  # every pass/fail criterion cites its source Observation
+    cites_observation: bool = False  # the decision's evidence includes a device-metric Observation
 
 
-# -- the clinic ------------------------------------------------------------------------------------------------
+# -- the clinic ----------------------------------------------------------------------------------------------
 
 
 class Clinic:
@@ -358,7 +359,10 @@ class Patient:
         for a in state["activities"]:
             if a["pattern"] not in wanted:
                 self.call(
-                    "DELETE", f"{base}/activities/{a['id']}", 200, "removing an exercise",
+                    "DELETE",
+                    f"{base}/activities/{a['id']}",
+                    200,
+                    "removing an exercise",
                     json={"reason": "not part of this scenario"},
                 )
         present = {a["pattern"] for a in state["activities"]}
@@ -370,12 +374,18 @@ class Patient:
                 self.call("POST", f"{base}/activities", (200, 201), f"adding {pattern}", json=body)
         if self.setup.rules:
             self.call(
-                "PUT", f"{base}/rules", 200, "plan rules",
+                "PUT",
+                f"{base}/rules",
+                200,
+                "plan rules",
                 json={"rules": dict(self.setup.rules), "reason": "scenario rules"},
             )
         for pattern, rules in (self.setup.pattern_rules or {}).items():
             self.call(
-                "PUT", f"{base}/rules/patterns/{pattern}", 200, f"{pattern} rules",
+                "PUT",
+                f"{base}/rules/patterns/{pattern}",
+                200,
+                f"{pattern} rules",
                 json={"rules": rules, "reason": "scenario rules"},
             )
         self.call("POST", f"{base}/activate", 200, "activation", json={"reason": "reviewed"})
@@ -497,7 +507,6 @@ class Patient:
         self._step(lambda: self._session(s))
 
     def _session(self, s: Session) -> None:
-        api = self.clinic.api
         activity = self.activity(s.pattern)
         dose = activity["dose"]
         start = self.last_end + s.after
@@ -555,7 +564,6 @@ class Patient:
         if s.late_emg is not None:
             later = self._open_emg(s.late_emg, sid, start + timedelta(minutes=30))
             self.gateway.close_stream(later)
-        del api
 
     def _symptoms(self, pain24h: int, flare: bool, *, recorded: datetime) -> None:
         self.call(
@@ -584,6 +592,9 @@ class Patient:
                 f"(dimension {expect.dimension}, to {expect.to}); the last step decided: {shown}"
             )
             self._check_criteria(decision, expect)
+            if expect.cites_observation:
+                cited = [e for e in decision.get("evidence", []) if str(e).startswith("Observation/")]
+                assert cited, f"the decision cites no Observation: {json.dumps(decision, indent=1)}"
         if expect.careplan:
             text = json.dumps(self.care_plan()).lower()
             missing = [t for t in expect.careplan if t.lower() not in text]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from relearn.device_gateway.config import Settings as GatewaySettings
@@ -25,6 +26,7 @@ from relearn.plan.config import Settings as PlanSettings
 from relearn.plan.main import create_app as create_plan
 from relearn.sessions.config import Settings as SessionsSettings
 from relearn.sessions.main import create_app as create_sessions
+from relearn.shared.settings import ServiceSettings
 
 from .clinic import Clinic
 
@@ -42,7 +44,7 @@ def clinic(
 ) -> Iterator[Clinic]:
     issuer = make_issuer(tmp_path_factory.mktemp("keys"))
     jwks = issuer.publish()
-    specs = {
+    specs: dict[str, tuple[str, type[ServiceSettings], Callable[..., FastAPI]]] = {
         "evaluation": ("relearn.evaluation", EvaluationSettings, create_evaluation),
         "plan": ("relearn.plan", PlanSettings, create_plan),
         "sessions": ("relearn.sessions", SessionsSettings, create_sessions),

@@ -1,13 +1,15 @@
-"""Synthetic sensor recordings whose truth is known: EMG bursts at chosen onsets, balance trials at a chosen sway.
+"""Synthetic sensor recordings whose truth is known: EMG bursts at chosen onsets, balance trials at a
+chosen sway.
 
 EMG: each channel is white noise (the resting baseline) plus, from a chosen onset, a burst of band-limited
-noise (20-250 Hz) at a chosen amplitude, with a 10 ms rise. Onsets are in ms after the cue (which comes after a
-quiet baseline), so a test sets the latency between two muscles, leaves a muscle silent or barely active, and
-scales one electrode's gain. Deterministic: each channel's noise is seeded by its name.
+noise (20-250 Hz) at a chosen amplitude, with a 10 ms rise. Onsets are in ms after the cue (which comes
+after a quiet baseline), so a test sets the latency between two muscles, leaves a muscle silent or barely
+active, and scales one electrode's gain. Deterministic: each channel's noise is seeded by its name.
 
-Balance: a real quiet-standing force-plate trial (:func:`relearn.devtools.journey.recordings.balance_recording`)
-with its moments scaled about their means, which scales the centre-of-pressure excursions (COP = -My/Fz,
-Mx/Fz) by the same factor and the sway area by its square.
+Balance: a real quiet-standing force-plate trial
+(:func:`relearn.devtools.journey.recordings.balance_recording`) with its moments scaled about their means,
+which scales the centre-of-pressure excursions (COP = -My/Fz, Mx/Fz) by the same factor and the sway area
+by its square.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
+from scipy import signal  # type: ignore[import-untyped]
 
 from relearn.devtools.journey.recordings import Recording, balance_recording
 
@@ -68,7 +70,9 @@ def emg_bursts(
     return Recording("emg", rate_hz, tuple((b.channel, "mV") for b in bursts), rows)
 
 
-def scaled_balance(data_dir: Path, condition: int, *, sway_scale: float = 1.0, seconds: float = 30.0) -> Recording:
+def scaled_balance(
+    data_dir: Path, condition: int, *, sway_scale: float = 1.0, seconds: float = 30.0
+) -> Recording:
     """The force-plate trial of a sensory condition (0 eyes open firm ... 3 eyes closed foam), its first
     ``seconds``, with the centre-of-pressure excursions multiplied by ``sway_scale``."""
     rec, _, _ = balance_recording(data_dir, condition)

@@ -155,7 +155,11 @@ class Gateway:
     def close_stream(self, stream: str) -> dict[str, Any]:
         """Close a stream: the gateway then computes its whole-recording metrics. The closed binding."""
         closed: dict[str, Any] = self.api.call(
-            "POST", f"{self._base}/streams/{stream}/close", 200, "closing a stream", headers=self.api.clinician
+            "POST",
+            f"{self._base}/streams/{stream}/close",
+            200,
+            "closing a stream",
+            headers=self.api.clinician,
         )
         return closed
 
