@@ -110,11 +110,12 @@ def test_every_local_code_the_mappers_write_is_in_the_codesystem(ids: Callable[[
             assert concept.selectable, coding["code"]
             assert coding["display"] == concept.display
             used.add(coding["code"])
-    # The evaluation itself uses everything but the session and device codes (the other services' share).
+    # The evaluation itself uses everything but the session and device codes (the other services' share),
+    # and the ROM instruments of exercise ROM (session.logged.v1).
     unused = {
         c.code
         for c in codes.concepts().values()
-        if c.selectable and c.parent not in ("session", "emg", "device-balance")
+        if c.selectable and c.parent not in ("session", "emg", "device-balance", "rom-instrument")
     } - used
     assert unused == set()
 
@@ -149,6 +150,7 @@ def test_device_gateway_and_session_codes_are_there() -> None:
         ("pain-before-session", "{score}"),
         ("pain-after-session", "{score}"),
         ("movement-quality", "{score}"),
+        ("rom-exercise-active", "deg"),
         ("sway-path-length", "cm"),
         ("sway-mean-velocity", "cm/s"),
         ("sway-ellipse-area", "cm2"),

@@ -18,6 +18,18 @@ from relearn.devtools.journey.recordings import balance_recording, default_data_
 
 T = TypeVar("T")
 
+
+def dual_task_trial(cost_pct: float) -> dict[str, Any]:
+    """A gait-speed trial whose dual-task cost (computed by the sessions service) is ``cost_pct`` %."""
+    return {
+        "measure": "gait-speed",
+        "single": 1.0,
+        "dual": round(1.0 - cost_pct / 100, 4),
+        "unit": "m/s",
+        "lowerIsBetter": False,
+    }
+
+
 BALANCE = "standing-balance"
 KNEE = "knee-extension"
 # The live-feedback limit of the balance trials: the centre of pressure within 2 cm of its mean.
@@ -294,6 +306,7 @@ class Journey:
         dual_task_cost: float | None,
         quality: int,
         self_rating: int,
+        retention: bool = False,
     ) -> list[dict[str, Any]]:
         """Both exercises at the plan's current level and dose, citing their device streams."""
         body = []
@@ -318,8 +331,9 @@ class Journey:
                     "painBefore": 1,
                     "painAfter": pain_after,
                     "withFeedback": feedback,
+                    "retentionAttempt": retention,
                     "dualTask": dual_task_cost is not None,
-                    "dualTaskCostPct": dual_task_cost,
+                    "dualTaskTrial": dual_task_trial(dual_task_cost) if dual_task_cost is not None else None,
                     "deviceStreams": streams.get(pattern, []),
                 }
             )
@@ -335,6 +349,7 @@ class Journey:
         dual_task_cost: float | None = None,
         quality: int = 3,
         self_rating: int = 3,
+        retention: bool = False,
     ) -> Step:
         """A clinic session: both exercises at the plan's current level and dose, the recordings streamed
         through the gateway, the session closed, then (a day later) its 24-hour symptom response."""
@@ -361,6 +376,7 @@ class Journey:
             dual_task_cost=dual_task_cost,
             quality=quality,
             self_rating=self_rating,
+            retention=retention,
         )
         clinician = self.api.clinician
         self.api.call(
@@ -426,6 +442,8 @@ class Journey:
             "with feedback" if feedback else "without feedback",
             f"pain {pain_after}/10 after, {pain24h}/10 at 24 h",
         ]
+        if retention:
+            bits.append("marked as a feedback-free retention attempt")
         if dual_task_cost is not None:
             bits.append(f"dual task (cost {dual_task_cost:g} %)")
         if bindings:
@@ -543,7 +561,7 @@ class Journey:
         self.session()
         self.session(label="third clean session")
         self.session(label="symptomatic", pain_after=5, pain24h=2)
-        self.session(label="retention check, no feedback", feedback=False)
+        self.session(label="retention check, no feedback", feedback=False, retention=True)
         self.session(feedback=False)
         self.session(label="dual task", feedback=False, dual_task_cost=4.0)
         for _ in range(3):
