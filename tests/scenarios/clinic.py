@@ -34,7 +34,9 @@ PROPERTY_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-property"
 UCUM = "http://unitsofmeasure.org"
 BALANCE_CONDITIONS = (("open", "firm"), ("closed", "firm"), ("open", "foam"), ("closed", "foam"))
 
-Status = Literal["pass", "fail", "missing", "waived"]
+Status = Literal["pass", "fail", "missing", "waived", "pending"]
+# Criteria judged on a measurement (an Observation), not on the session's own record.
+MEASURED = ("rom", "emg-onset-latency", "co-contraction", "sway-area", "sway-velocity")
 
 
 # -- what a scenario says ------------------------------------------------------------------------------------
@@ -45,7 +47,7 @@ class EmgTrial:
     """A synthetic EMG trial: one burst per channel, the channels bound to muscles (contract A ``muscles``,
     sent only when given), the onset reference channel and/or the cue, declared agonist/antagonist ``pairs``
     (contract A, sent only when given) and MVC per channel. ``close_late``: the stream is bound and pushed
-    before the exercise is recorded (and cited by it) but closed only after the 24-hour response."""
+    before the exercise is recorded (and cited by it) but left open until a :class:`CloseStreams` step."""
 
     bursts: tuple[Burst, ...]
     muscles: Mapping[str, str] | None = None
@@ -169,7 +171,7 @@ class Override:
 class Waive:
     """A therapist waives one mastery criterion of a pattern for this plan, with a reason."""
 
-    metric: str
+    criterion: str
     muscle: str | None = None
     reason: str = "electrodes not tolerated: judged on quality"
     pattern: str | None = None
@@ -179,13 +181,32 @@ class Waive:
 
 
 @dataclass(frozen=True)
-class ApproveProposal:
-    """The therapist approves the plan's latest open proposal."""
+class AnswerTask:
+    """The therapist approves (or rejects) the plan's latest open Task, with a reason."""
 
+    approve: bool = True
     reason: str = "reviewed with the patient: supervised"
 
     def run(self, patient: Patient) -> None:
-        patient.approve_proposal(self.reason)
+        patient.answer_task(self.approve, self.reason)
+
+
+@dataclass(frozen=True)
+class CloseStreams:
+    """Close the streams left open by ``EmgTrial(close_late=True)``: their metrics arrive now."""
+
+    def run(self, patient: Patient) -> None:
+        patient.close_open_streams()
+
+
+@dataclass(frozen=True)
+class Check:
+    """Check what the previous step decided, mid-row."""
+
+    expect: Expect
+
+    def run(self, patient: Patient) -> None:
+        patient.check(self.expect)
 
 
 def clean(n: int, **kwargs: Any) -> list[Session]:
@@ -223,9 +244,15 @@ class Expect:
     careplan: tuple[str, ...] = ()
     evidence_sources: bool = False  # every pass/fail criterion cites its source Observation
     cites_observation: bool = False  # the decision's evidence includes a device-metric Observation
+    settled: bool = True  # the plan waits for no stream's metrics: it judged every session of the row
 
 
 # -- the clinic ----------------------------------------------------------------------------------------------
+
+
+def _brief(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """A decision without its criteria list, for failure messages."""
+    return {k: v for k, v in decision.items() if k not in ("criteria", "evidence")}
 
 
 class Clinic:
@@ -284,6 +311,7 @@ class Patient:
         self.last: list[dict[str, Any]] = []  # the decisions of the last step
         self.gateway = Gateway(clinic.api, self.id)
         self._emg_devices: dict[tuple[str, ...], str] = {}
+        self.open_streams: list[str] = []
         self.plan_id = self._draft_and_activate()
 
     # -- plumbing ------------------------------------------------------------------------------------------
@@ -312,20 +340,32 @@ class Patient:
     def activity(self, pattern: str | None = None) -> dict[str, Any]:
         return activity_state(self.plan(), pattern or self.setup.patterns[0])
 
-    def tasks(self) -> list[dict[str, Any]]:
-        """FHIR Tasks for the therapist about this patient (none while no service publishes Tasks)."""
-        resp = self.clinic.api.http.get(
+    def tasks(self, status: str = "requested") -> list[dict[str, Any]]:
+        """The FHIR Tasks asking the therapist about this patient, as an EHR reads them."""
+        bundle = self.call(
+            "GET",
             f"{self.urls.plan}/fhir/Task",
-            params={"patient": f"Patient/{self.id}"},
-            headers=self.clinic.api.clinician,
+            200,
+            "the therapist's Tasks",
+            params={"patient": f"Patient/{self.id}", "status": status},
         )
-        if resp.status_code != 200:
-            return []
-        return [e["resource"] for e in resp.json().get("entry", [])]
+        return [e["resource"] for e in bundle.get("entry", [])]
 
-    def proposals(self) -> list[dict[str, Any]]:
+    def awaiting(self) -> list[str]:
+        """Streams of logged sessions whose metrics the plan still waits for (none once it has judged)."""
+        return [
+            stream
+            for a in self.plan()["state"]["activities"]
+            for r in a["log"]
+            if not r.get("evidenceTimedOut")
+            for stream in r.get("streams", [])
+            if stream not in r.get("streamsComplete", [])
+        ]
+
+    def plan_tasks(self) -> list[dict[str, Any]]:
+        """The plan's questions for the therapist (``GET /plans/{id}/tasks``)."""
         found: list[dict[str, Any]] = self.call(
-            "GET", f"{self.urls.plan}/plans/{self.plan_id}/proposals", 200, "proposals"
+            "GET", f"{self.urls.plan}/plans/{self.plan_id}/tasks", 200, "the plan's tasks"
         )
         return found
 
@@ -407,25 +447,27 @@ class Patient:
         self._step(lambda: self.call("POST", url, 200, "an override", json=body))
 
     def waive(self, w: Waive) -> None:
-        """A waiver is a per-pattern rule of the plan: ``mastery.waivers`` (metric, muscle, reason)."""
-        pattern = w.pattern or self.setup.patterns[0]
-        waiver: dict[str, Any] = {"metric": w.metric, "reason": w.reason}
+        """``PUT /plans/{id}/waivers`` replaces the plan's waivers: the ones in force plus this one."""
+        url = f"{self.urls.plan}/plans/{self.plan_id}/waivers"
+        keep = ("pattern", "criterion", "muscle", "reason")
+        waivers = [{k: v[k] for k in keep if v.get(k)} for v in self.call("GET", url, 200, "waivers")]
+        waiver: dict[str, Any] = {
+            "pattern": w.pattern or self.setup.patterns[0],
+            "criterion": w.criterion,
+            "reason": w.reason,
+        }
         if w.muscle is not None:
             waiver["muscle"] = w.muscle
-        current = self.call("GET", f"{self.urls.plan}/plans/{self.plan_id}/rules", 200, "rules")
-        rules = dict(current["patterns"].get(pattern, {}))
-        mastery = dict(rules.get("mastery", {}))
-        mastery["waivers"] = [*mastery.get("waivers", []), waiver]
-        rules["mastery"] = mastery
-        url = f"{self.urls.plan}/plans/{self.plan_id}/rules/patterns/{pattern}"
-        self._step(lambda: self.call("PUT", url, 200, "a waiver", json={"rules": rules, "reason": w.reason}))
+        body = {"waivers": [*waivers, waiver], "reason": w.reason}
+        self._step(lambda: self.call("PUT", url, 200, "a waiver", json=body))
 
-    def approve_proposal(self, reason: str) -> None:
-        open_ = [p for p in self.proposals() if p["status"] == "open"]
+    def answer_task(self, approve: bool, reason: str) -> None:
+        open_ = [t for t in self.plan_tasks() if t["status"] == "requested"]
         if not open_:
-            raise AssertionError(f"no open proposal to approve; proposals: {self.proposals()}")
-        url = f"{self.urls.plan}/plans/{self.plan_id}/proposals/{open_[-1]['id']}/apply"
-        self._step(lambda: self.call("POST", url, 200, "approving a proposal", json={"reason": reason}))
+            raise AssertionError(f"no open task to answer; tasks: {self.plan_tasks()}")
+        verb = "approve" if approve else "reject"
+        url = f"{self.urls.plan}/plans/{self.plan_id}/tasks/{open_[-1]['id']}/{verb}"
+        self._step(lambda: self.call("POST", url, 200, f"{verb} a task", json={"reason": reason}))
 
     # -- sessions ------------------------------------------------------------------------------------------
 
@@ -559,11 +601,17 @@ class Patient:
         if s.pain24h is not None:
             self._symptoms(s.pain24h, s.flare, recorded=end + timedelta(hours=24))
             self.settle()
-        for stream in late_close:
-            self.gateway.close_stream(stream)
+        self.open_streams.extend(late_close)
         if s.late_emg is not None:
             later = self._open_emg(s.late_emg, sid, start + timedelta(minutes=30))
             self.gateway.close_stream(later)
+
+    def close_open_streams(self) -> None:
+        def close() -> None:
+            while self.open_streams:
+                self.gateway.close_stream(self.open_streams.pop(0))
+
+        self._step(close)
 
     def _symptoms(self, pain24h: int, flare: bool, *, recorded: datetime) -> None:
         self.call(
@@ -581,10 +629,16 @@ class Patient:
     # -- checking ------------------------------------------------------------------------------------------
 
     def check(self, expect: Expect) -> None:
-        shown = json.dumps(self.last, indent=1)[:6000]
+        shown = json.dumps([_brief(d) for d in self.last], indent=1)
+        if expect.settled:
+            waiting = self.awaiting()
+            assert not waiting, f"the plan still waits for the metrics of streams {waiting}"
+        # One change at a time: a step never advances an exercise on two dimensions.
+        advances = [d["activity"] for d in self.last if d["kind"] == "advance"]
+        assert len(advances) == len(set(advances)), f"two advances of one exercise in a step: {shown}"
         for kind in expect.absent:
             made = [d for d in self.last if d["kind"] == kind]
-            assert not made, f"the last step made a '{kind}' decision it should not have: {made}"
+            assert not made, f"the last step made a '{kind}' decision it should not have: {shown}"
         if expect.kind is not None:
             decision = self._matching(expect)
             assert decision is not None, (
@@ -605,12 +659,11 @@ class Patient:
             return all(t.lower() in text.lower() for t in expect.reason)
 
         if expect.kind == "task":
+            # A question for the therapist: the decision names a Task an EHR can read (status requested).
+            tasks = {f"Task/{t['id']}" for t in self.tasks()}
             for d in self.last:
-                if d["kind"] in ("task", "proposal") and fits(d["reason"]):
+                if d.get("task") in tasks and fits(d["reason"]):
                     return d
-            for task in self.tasks():
-                if fits(json.dumps(task)):
-                    return {"kind": "task", "reason": json.dumps(task), "criteria": []}
             return None
         for d in self.last:
             if d["kind"] != expect.kind or not fits(d["reason"]):
@@ -632,7 +685,9 @@ class Patient:
             got = {str(c.get("status")) for c in found}
             assert status in got, f"criterion '{label}' is {got}, expected {status}"
         if expect.evidence_sources:
-            judged = [c for c in criteria if c.get("status") in ("pass", "fail")]
-            assert judged, f"the decision judges no criterion: {json.dumps(decision, indent=1)}"
-            unsourced = [c for c in judged if "Observation/" not in json.dumps(c)]
-            assert not unsourced, f"criteria without their source Observation: {unsourced}"
+            judged = [
+                c for c in criteria if c.get("criterion") in MEASURED and c.get("status") in ("pass", "fail")
+            ]
+            assert judged, f"the decision judges no measured criterion: {json.dumps(decision, indent=1)}"
+            unsourced = [c for c in judged if not str(c.get("source", "")).startswith("Observation/")]
+            assert not unsourced, f"measured criteria without their source Observation: {unsourced}"

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from relearn.devtools.apps import wait_for
 from relearn.devtools.journey.client import Api, PlatformUrls
 from relearn.shared.auth.dev_issuer import DevIssuer
+from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.outbox import OutboxEvent
 
 
@@ -74,6 +75,11 @@ class InProcessApi(Api):
         return self._tokens[key]
 
 
+def event_consumers(app: FastAPI) -> list[EventConsumer]:
+    """The app's Kafka consumers (its workers also include periodic jobs, which read no topic)."""
+    return [c for c in app.state.workers.consumers if isinstance(c, EventConsumer)]
+
+
 class Quiescence:
     """Waits until the apps have nothing in flight: outboxes drained, consumer groups caught up."""
 
@@ -81,7 +87,7 @@ class Quiescence:
         self.apps = list(apps)
         self.groups: dict[str, list[str]] = {}
         for app in self.apps:
-            for consumer in app.state.workers.consumers:
+            for consumer in event_consumers(app):
                 self.groups.setdefault(consumer.group_id, []).extend(consumer.topics)
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="quiescence")
         self.reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, client_id="quiescence")
