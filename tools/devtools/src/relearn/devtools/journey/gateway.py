@@ -116,10 +116,11 @@ class Gateway:
         protocol: dict[str, Any],
         start: datetime,
         targets: dict[str, float] | None = None,
+        mvc: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """Stream one recording of the ``role`` sensor in a session: bind, push, close; the closed binding."""
         binding = self.open_stream(
-            role, recording, session=session, protocol=protocol, start=start, targets=targets
+            role, recording, session=session, protocol=protocol, start=start, targets=targets, mvc=mvc
         )
         return self.close_stream(binding["id"])
 
