@@ -147,11 +147,13 @@ class Gateway:
             body["targets"] = targets
         if mvc is not None:
             body["mvc"] = mvc
-        binding: dict[str, Any] = self.api.call(
-            "POST", f"{self._base}/streams", 201, f"a {role} stream", json=body, headers=self.api.clinician
+        clinician = self.api.clinician
+        binding = self.api.call(
+            "POST", f"{self._base}/streams", 201, f"a {role} stream", json=body, headers=clinician
         )
         self._push(role, frames(recording, self.devices[role], binding["id"], start))
-        return binding
+        opened: dict[str, Any] = binding
+        return opened
 
     def close_stream(self, stream: str) -> dict[str, Any]:
         """Close a stream: the gateway then computes its whole-recording metrics. The closed binding."""
