@@ -21,11 +21,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from kafka import KafkaConsumer, TopicPartition
+
+from relearn.devtools.apps import wait_for
 from relearn.devtools.inprocess import InProcessApi, Quiescence
 from relearn.devtools.journey.client import JourneyError, iso
 from relearn.devtools.journey.gateway import Gateway
 from relearn.devtools.journey.plan import activity_state
 from relearn.devtools.journey.recordings import Recording, default_data_dir
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.topics import PLAN_EVENTS
 
 from .signals import Burst, emg_bursts, scaled_balance
 
@@ -245,6 +250,7 @@ class Expect:
     evidence_sources: bool = False  # every pass/fail criterion cites its source Observation
     cites_observation: bool = False  # the decision's evidence includes a device-metric Observation
     settled: bool = True  # the plan waits for no stream's metrics: it judged every session of the row
+    event: bool = False  # the plan event of the decision's version carries the same criteria
 
 
 # -- the clinic ----------------------------------------------------------------------------------------------
@@ -258,9 +264,12 @@ def _brief(decision: Mapping[str, Any]) -> dict[str, Any]:
 class Clinic:
     """The platform as a clinic uses it; :meth:`patient` starts a fresh patient's course."""
 
-    def __init__(self, api: InProcessApi, quiet: Quiescence, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, api: InProcessApi, quiet: Quiescence, bootstrap: str, data_dir: Path | None = None
+    ) -> None:
         self.api = api
         self.quiet = quiet
+        self.bootstrap = bootstrap
         self.data_dir = data_dir or default_data_dir()
         self._sided: dict[str, bool] = {}
 
@@ -375,7 +384,12 @@ class Patient:
         work()
         self.settle()
         history = self.plan()["state"]["history"]
-        self.last = [d for change in history if change["version"] > before for d in change["decisions"]]
+        self.last = [
+            {**d, "version": change["version"]}
+            for change in history
+            if change["version"] > before
+            for d in change["decisions"]
+        ]
 
     # -- evaluation, draft, review, activation -------------------------------------------------------------
 
@@ -646,6 +660,8 @@ class Patient:
                 f"(dimension {expect.dimension}, to {expect.to}); the last step decided: {shown}"
             )
             self._check_criteria(decision, expect)
+            if expect.event:
+                self._check_event(decision, expect)
             if expect.cites_observation:
                 cited = [e for e in decision.get("evidence", []) if str(e).startswith("Observation/")]
                 assert cited, f"the decision cites no Observation: {json.dumps(decision, indent=1)}"
@@ -674,6 +690,35 @@ class Patient:
                 continue
             return d
         return None
+
+    def plan_events(self) -> list[dict[str, Any]]:
+        """Every plan event about this patient so far (read from the start of the plan topic, no group)."""
+        reader = KafkaConsumer(bootstrap_servers=self.clinic.bootstrap, group_id=None)
+        try:
+            parts = [TopicPartition(PLAN_EVENTS, p) for p in sorted(reader.partitions_for_topic(PLAN_EVENTS))]
+            reader.assign(parts)
+            reader.seek_to_beginning(*parts)
+            ends = reader.end_offsets(parts)
+            found: list[dict[str, Any]] = []
+
+            def read_to_end() -> bool:
+                for records in reader.poll(timeout_ms=200).values():
+                    for r in records:
+                        event = CloudEvent.from_bytes(r.value)
+                        if event.subject == self.id:
+                            found.append({"type": event.type, **event.data})
+                return all(reader.position(tp) >= ends[tp] for tp in parts)
+
+            wait_for(read_to_end, what="the plan topic read to its end")
+            return found
+        finally:
+            reader.close()
+
+    def _check_event(self, decision: Mapping[str, Any], expect: Expect) -> None:
+        """The plan event of the decision's version carries its criteria too (what other services read)."""
+        events = [e for e in self.plan_events() if e.get("versionId") == decision["version"]]
+        assert events, f"no plan event for CarePlan version {decision['version']}"
+        self._check_criteria({"criteria": [c for e in events for c in e.get("criteria", [])]}, expect)
 
     @staticmethod
     def _check_criteria(decision: Mapping[str, Any], expect: Expect) -> None:

@@ -79,4 +79,4 @@ def clinic(
         api = InProcessApi(in_process_urls(HOSTS), clients, issuer)
         stack.callback(api.close)
         quiet.wait(timeout_s=120, what="the consumers to catch up with earlier tests' events")
-        yield Clinic(api, quiet)
+        yield Clinic(api, quiet, broker.bootstrap)

@@ -558,6 +558,7 @@ ROWS: list[Row] = [
                 "co-contraction vastus-medialis": "waived",
             },
             evidence_sources=True,
+            event=True,
         ),
     ),
     Row(
@@ -577,10 +578,16 @@ ROWS: list[Row] = [
         needs_gateway=True,
     ),
     Row(
-        "7 the CarePlan an EHR reads shows the criteria of a hold",
+        "7 a hold shows its criteria in the CarePlan an EHR reads and in the plan event",
         KNEE_SETUP,
         knee(3, emg=None),
-        Expect("hold", ("waits for evidence",), careplan=("EMG onset latency", "missing")),
+        Expect(
+            "hold",
+            ("waits for evidence",),
+            criteria={"emg-onset-latency vastus-medialis": "missing"},
+            careplan=("EMG onset latency", "missing"),
+            event=True,
+        ),
     ),
 ]
 
