@@ -82,6 +82,11 @@ class Gateway:
         )
         return str(created["id"])
 
+    def register(self, role: str, body: dict[str, Any]) -> str:
+        """One more Device for ``role`` (``body``: the Device's elements besides identifier and status)."""
+        self.devices[role] = self._device(role, body)
+        return self.devices[role]
+
     def register_devices(self) -> None:
         """The clinic hub and the two sensors it carries, as FHIR Devices (POST /fhir/Device)."""
         hub = self._device(
@@ -114,6 +119,23 @@ class Gateway:
         mvc: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """Stream one recording of the ``role`` sensor in a session: bind, push, close; the closed binding."""
+        binding = self.open_stream(
+            role, recording, session=session, protocol=protocol, start=start, targets=targets, mvc=mvc
+        )
+        return self.close_stream(binding["id"])
+
+    def open_stream(
+        self,
+        role: str,
+        recording: Recording,
+        *,
+        session: str,
+        protocol: dict[str, Any],
+        start: datetime,
+        targets: dict[str, float] | None = None,
+        mvc: dict[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """Bind a stream of the ``role`` sensor and push the recording, leaving it open; the binding."""
         body: dict[str, Any] = {
             "device": self.devices[role],
             "streamType": recording.stream_type,
@@ -130,8 +152,17 @@ class Gateway:
             "POST", f"{self._base}/streams", 201, f"a {role} stream", json=body, headers=clinician
         )
         self._push(role, frames(recording, self.devices[role], binding["id"], start))
+        opened: dict[str, Any] = binding
+        return opened
+
+    def close_stream(self, stream: str) -> dict[str, Any]:
+        """Close a stream: the gateway then computes its whole-recording metrics. The closed binding."""
         closed: dict[str, Any] = self.api.call(
-            "POST", f"{self._base}/streams/{binding['id']}/close", 200, "closing a stream", headers=clinician
+            "POST",
+            f"{self._base}/streams/{stream}/close",
+            200,
+            "closing a stream",
+            headers=self.api.clinician,
         )
         return closed
 
