@@ -6,9 +6,7 @@ synthetic EMG and force-plate trials through the device gateway, 24-hour respons
 the decision the last step must have produced, with the words of its explanation and, where the engine lists
 them, the status of each mastery criterion (pass / fail / missing / waived).
 
-Rows the engine does not implement yet are ``xfail(strict=True)`` with "engine: <rule>" (or "sessions:" /
-"gateway:" for a contract field a service does not accept yet): when the rule lands the row passes, the strict
-xfail fails, and the mark comes off. Rows without a mark hold with today's engine.
+Every row runs the real thing and must hold: no row is marked expected-to-fail.
 
 What the rows read (docs/progression-rules.md): a decision's ``criteria`` (criterion key, muscle, value,
 target, source Observation, status), a ``task`` decision and the FHIR Task it raises (``GET /fhir/Task``),
@@ -25,8 +23,6 @@ from typing import Any
 
 import pytest
 
-from relearn.device_gateway.processing import events as gateway_events
-from relearn.device_gateway.streams import Protocol as GatewayProtocol
 from relearn.devtools.journey.plan import session_record
 
 from .clinic import (
@@ -109,8 +105,6 @@ class Row:
     setup: Setup
     steps: Sequence[Step]
     expect: Expect
-    xfail: str | None = None  # what the platform lacks for this row: a strict xfail until it lands
-    needs_gateway: bool = False  # streams with muscles/pairs and complete-metrics reports (contracts A, C)
 
 
 NOT_AT_RISK = Setup(patterns=(PELVIC,))
@@ -120,13 +114,6 @@ BALANCE_SETUP = Setup(patterns=(BALANCE,))
 # The exercise's order of dimensions when a row is about load (tempo first keeps stages and levels out of it).
 LOAD_SETUP = Setup(patterns=(KNEE,), rules={"advance": {"dimensionOrder": ["tempo"]}})
 EMG_WAIVED = [Waive("emg-onset-latency", "vastus-medialis"), Waive("co-contraction", "vastus-medialis")]
-
-# Rows that need the gateway part of issue 12: streams that bind muscles and pairs (contract A) and report
-# their metrics complete (contract C; a session with streams is judged only then). They are strict xfails
-# while the gateway lacks either, and ordinary rows as soon as it has both (checked with it merged).
-GATEWAY_A = "gateway: stream muscles/pairs binding (contract A)"
-GATEWAY_C = "gateway: device.stream-metrics-completed.v1 (contract C)"
-GATEWAY_READY = "muscles" in GatewayProtocol.model_fields and hasattr(gateway_events, "METRICS_COMPLETED")
 
 ROWS: list[Row] = [
     # ---------- 1. evidence gates ---------------------------------------------------------------------------
@@ -166,14 +153,12 @@ ROWS: list[Row] = [
         KNEE_SETUP,
         knee(3, emg=knee_emg(vmo=None)),
         Expect(absent=("advance", "hold")),
-        needs_gateway=True,
     ),
     Row(
         "1 a paretic muscle at 3x the noise has no onset: a measured failure, not missing evidence",
         KNEE_SETUP,
         knee(3, emg=knee_emg(vmo=100.0, vmo_activation=3.0)),
         Expect(absent=("advance", "hold")),
-        needs_gateway=True,
     ),
     Row(
         "1 ROM below the criterion by goniometer is a failure: no advance, and no 'waits for evidence'",
@@ -210,14 +195,12 @@ ROWS: list[Row] = [
             criteria={"sway-area": "pass", "sway-velocity": "pass"},
             evidence_sources=True,
         ),
-        needs_gateway=True,
     ),
     Row(
         "1 sway beyond the target (6x the excursions: about 12 cm2, 3 cm/s) is a failure, not missing",
         BALANCE_SETUP,
         balance(3, balance=BalanceTrial(sway_scale=6.0)),
         Expect(absent=("advance", "hold")),
-        needs_gateway=True,
     ),
     Row(
         "1 the decision waits for the metrics of the session's streams",
@@ -229,14 +212,12 @@ ROWS: list[Row] = [
             CloseStreams(),
         ],
         Expect("advance", ("joints 0 -> 1",), criteria={"emg-onset-latency vastus-medialis": "pass"}),
-        needs_gateway=True,
     ),
     Row(
         "1 a late metric contradicting an advance produces a correcting version",
         KNEE_SETUP,
         [*knee(2), *knee(1, late_emg=knee_emg(vmo=140.0))],
         Expect("regress", ("correction", "vastus-medialis"), dimension="joints", to=0),
-        needs_gateway=True,
     ),
     # ---------- 2. one change at a time ---------------------------------------------------------------------
     Row(
@@ -250,7 +231,6 @@ ROWS: list[Row] = [
         Setup(patterns=(KNEE,), rules={"advance": {"dimensionOrder": ["joints", "loadBearing"]}}),
         [Override(levels={"joints": 1}), *knee(3)],
         Expect("advance", ("load bearing 0 -> 1",), dimension="loadBearing", to=1),
-        needs_gateway=True,
     ),
     Row(
         "2 not at fall risk (Berg 54, TUG 9 s) a load-bearing advance is applied",
@@ -298,7 +278,6 @@ ROWS: list[Row] = [
         KNEE_SETUP,
         knee(3, emg=knee_emg(vmo=140.0, bf=40.0, bf_activation=40.0)),
         Expect(absent=("advance", "hold")),
-        needs_gateway=True,
     ),
     Row(
         "3 VMO firing before VL passes and the advance cites the EMG Observations",
@@ -310,7 +289,6 @@ ROWS: list[Row] = [
             criteria={"emg-onset-latency vastus-medialis": "pass", "rom": "pass"},
             evidence_sources=True,
         ),
-        needs_gateway=True,
     ),
     Row(
         "3 no reference channel and no cue: onset latency is missing, never timed from the recording start",
@@ -322,21 +300,18 @@ ROWS: list[Row] = [
             criteria={"emg-onset-latency vastus-medialis": "missing"},
             absent=("advance",),
         ),
-        needs_gateway=True,
     ),
     Row(
         "3 a 3x electrode gain does not move %MVC-normalised co-contraction",
         KNEE_SETUP,
         knee(3, emg=knee_emg(vmo_gain=3.0)),
         Expect("advance", ("joints 0 -> 1",), criteria={"co-contraction vastus-medialis": "pass"}),
-        needs_gateway=True,
     ),
     Row(
         "3 co-contraction only for declared pairs: co-active synergists do not fail it",
         KNEE_SETUP,
         knee(3, emg=knee_emg(vmo=100.0, vl=100.0)),
         Expect("advance", ("joints 0 -> 1",), criteria={"co-contraction biceps-femoris": "pass"}),
-        needs_gateway=True,
     ),
     Row(
         "3 no pair declared: co-contraction is missing",
@@ -348,7 +323,6 @@ ROWS: list[Row] = [
             criteria={"co-contraction": "missing"},
             absent=("advance",),
         ),
-        needs_gateway=True,
     ),
     Row(
         "3 no MVC: co-contraction is not computable, so missing",
@@ -360,7 +334,6 @@ ROWS: list[Row] = [
             criteria={"co-contraction": "missing"},
             absent=("advance",),
         ),
-        needs_gateway=True,
     ),
     # ---------- 4. symptoms and load ------------------------------------------------------------------------
     Row(
@@ -414,7 +387,6 @@ ROWS: list[Row] = [
         LOAD_SETUP,
         [Override(dose={"loadKg": 5.0}), *clean(2, reps=12, load_kg=5.0)],
         Expect("dose-change", ("5 kg -> 5.5 kg", "+10.0 %"), to=5.5),
-        xfail="engine: 5 -> 5.5 kg is computed as more than 10 % (floating point: 10.000000000000009)",
     ),
     Row(
         "4 the same advance undone twice by symptoms asks the therapist",
@@ -575,7 +547,6 @@ ROWS: list[Row] = [
             },
             evidence_sources=True,
         ),
-        needs_gateway=True,
     ),
     Row(
         "7 a hold shows its criteria in the CarePlan an EHR reads and in the plan event",
@@ -592,18 +563,9 @@ ROWS: list[Row] = [
 ]
 
 
-def _marks(row: Row) -> list[pytest.MarkDecorator]:
-    if row.xfail:
-        return [pytest.mark.xfail(strict=True, reason=row.xfail)]
-    if row.needs_gateway:
-        reason = f"{GATEWAY_A}; {GATEWAY_C}"
-        return [pytest.mark.xfail(not GATEWAY_READY, strict=True, reason=reason)]
-    return []
-
-
 @pytest.mark.parametrize(
     "row",
-    [pytest.param(r, id=r.name, marks=_marks(r)) for r in ROWS],
+    [pytest.param(r, id=r.name) for r in ROWS],
 )
 def test_scenario(clinic: Clinic, row: Row) -> None:
     patient = clinic.patient(row.setup)
