@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named 
     from conftest import Gateway, Kit
 
 EMG_CHANNEL = [{"name": "vastus-lateralis-right", "unit": "mV"}]
-DEVICE_SCOPE = "system/Device.read system/Observation.write"
+DEVICE_SCOPE = "system/Observation.write"
 UCI_CHANNELS = [{"name": f"ch{i}", "unit": "V"} for i in range(1, 9)]
 
 
@@ -338,6 +338,7 @@ def test_websocket_ingest_stops_at_token_expiry_unless_refreshed(gateway: Gatewa
     other = gateway.register_device()
 
     def device_token(device: str, ttl_s: int = 3600) -> str:
+        gateway.issuer.clients.register_device("device-gateway-dev", device)
         token: str = gateway.issuer.mint("device-gateway-dev", DEVICE_SCOPE, device=device, ttl_s=ttl_s)
         return token
 
@@ -409,6 +410,7 @@ def test_a_backlog_above_the_limit_is_429_and_nothing_is_stored(
     stream_id = stream.json()["id"]
     _, values = kit.load_bmc_emg()
     frames = _emg_frames(kit, values[:500], device, stream_id)
+    issuer.clients.register_device("device-gateway-dev", device)
     token = issuer.mint("device-gateway-dev", "system/Observation.write", device=device)
     dev = {"Authorization": f"Bearer {token}"}
 

@@ -18,7 +18,7 @@ from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
 from relearn.shared.auth.keys import JwksCache, load_jwks
 from relearn.shared.auth.scopes import Scope
 from relearn.shared.auth.tokens import JwtVerifier, verifier_from_settings
-from relearn.shared.fhir.errors import Unauthorized
+from relearn.shared.fhir.errors import FhirError, Unauthorized
 from relearn.shared.settings import ServiceSettings
 
 from .conftest import AUDIENCE, ISSUER, Signer
@@ -53,13 +53,13 @@ def _rejected(verifier: JwtVerifier, token: str) -> Unauthorized:
 
 
 def test_valid_token_becomes_the_principal(issuer: DevIssuer, verifier: JwtVerifier) -> None:
-    token = issuer.mint("device-gateway-dev", "system/Device.read system/Observation.write", device="emg-7")
+    token = issuer.mint("relearn-dev", "system/Device.read system/Observation.write")
 
     principal = verifier.verify(token)
 
-    assert principal.subject == "device-gateway-dev"
-    assert principal.client_id == "device-gateway-dev"
-    assert principal.device == "emg-7"
+    assert principal.subject == "relearn-dev"
+    assert principal.client_id == "relearn-dev"
+    assert principal.device is None
     assert principal.patient is None
     assert principal.scopes == {
         Scope("system", "Device", read=True, write=False),
@@ -67,6 +67,19 @@ def test_valid_token_becomes_the_principal(issuer: DevIssuer, verifier: JwtVerif
     }
     assert principal.allows("Observation", "write")
     assert not principal.allows("Observation", "read")
+
+
+def test_a_device_token_grants_ingest_only(issuer: DevIssuer, verifier: JwtVerifier) -> None:
+    """Whatever scopes a device credential lists, it reads and writes nothing but its frames."""
+    principal = verifier.verify(issuer.mint("device-gateway-dev", "system/Observation.write"))
+
+    assert principal.device == "relearn-dev-hub"  # the device the client was registered with
+    assert principal.may_ingest()
+    assert not principal.allows("Observation", "write")
+    with pytest.raises(FhirError) as refused:
+        principal.require("Observation", "write")
+    assert refused.value.status_code == 403
+    assert "Device credentials" in str(refused.value)
 
 
 def test_the_principal_carries_the_token_expiry(sign: Signer, verifier: JwtVerifier) -> None:
