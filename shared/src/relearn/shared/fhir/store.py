@@ -127,8 +127,12 @@ class FhirStore:
             raise PreconditionFailed(f"If-Match version {if_match} failed: {rdef.type}/{id} {have}")
         if cur is None:
             return self._write_new(session, rdef, id, resource, "PUT", patient_restriction)
-        if patient_restriction is not None and not cur.deleted:
-            self._require_compartment(rdef, jsontext.loads(cur.text), patient_restriction)
+        if patient_restriction is not None:
+            # A deleted id still belongs to whoever's it was: the last content decides, so a patient
+            # token cannot take over (and then read the history of) another patient's deleted resource.
+            previous = self._last_content(session, rdef.type, id, cur.version_id + 1)
+            if previous:
+                self._require_compartment(rdef, jsontext.loads(previous), patient_restriction)
         prepared, stored = self._prepare(rdef, id, resource, cur.version_id + 1, cur.last_updated, "PUT")
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
@@ -233,7 +237,8 @@ class FhirStore:
         """Versions newest first, of one resource (``id``) or of the whole type.
 
         With a patient restriction, type history lists only resources currently in the
-        patient's compartment; an instance outside it is 404.
+        patient's compartment; an instance outside it is 404; and of those, only the versions
+        that are themselves in the compartment (a deletion: when the content before it was).
         """
         conds = [V.c.resource_type == rdef.type]
         if id is not None:
@@ -250,6 +255,8 @@ class FhirStore:
             conds.append(V.c.id.in_(inside))
         if since is not None:
             conds.append(V.c.last_updated >= since)
+        if patient_restriction is not None:
+            return self._restricted_history(session, rdef, conds, count, offset, patient_restriction)
         total = execute(session, select(func.count()).select_from(V).where(*conds)).one()[0]
         rows = execute(
             session,
@@ -261,6 +268,41 @@ class FhirStore:
         ).all()
         entries = [_from_version(rdef.type, r[0], r[1:]) for r in rows]
         return HistoryResult(entries, int(total), offset, count)
+
+    def _restricted_history(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        conds: list[Any],
+        count: int,
+        offset: int,
+        patient: str,
+    ) -> HistoryResult:
+        """History of one patient's compartment, checked version by version (a patient's resources are
+        few, so they are filtered here rather than indexed per version)."""
+        rows = execute(
+            session,
+            select(V.c.id, V.c.version_id, V.c.last_updated, V.c.method, V.c.text)
+            .where(*conds)
+            .order_by(V.c.last_updated.desc(), V.c.id, V.c.version_id.desc()),
+        ).all()
+        visible: dict[tuple[str, int], bool] = {}
+        for rid in {r[0] for r in rows}:
+            # Every version of the resource, oldest first: a deletion inherits the content before it.
+            versions = execute(
+                session,
+                select(V.c.version_id, V.c.text)
+                .where(V.c.resource_type == rdef.type, V.c.id == rid)
+                .order_by(V.c.version_id),
+            ).all()
+            inside = False
+            for version_id, text in versions:
+                if text:
+                    inside = patient in self.indexer.patients(rdef, jsontext.loads(text))
+                visible[(rid, version_id)] = inside
+        shown = [r for r in rows if visible.get((r[0], r[1]), False)]
+        entries = [_from_version(rdef.type, r[0], r[1:]) for r in shown[offset : offset + count]]
+        return HistoryResult(entries, len(shown), offset, count)
 
     # -- search -------------------------------------------------------------------------------
     def parse(
@@ -448,25 +490,27 @@ class FhirStore:
         if patient not in self.indexer.patients(rdef, resource):
             raise Forbidden(f"This token may only write {rdef.type} resources of Patient/{patient}")
 
+    def _last_content(self, session: Session, rtype: str, id: str, before_version: int) -> str:
+        """The text of the newest non-deleted version older than ``before_version`` ("" if none)."""
+        row = execute(
+            session,
+            select(V.c.text)
+            .where(
+                V.c.resource_type == rtype,
+                V.c.id == id,
+                V.c.version_id < before_version,
+                V.c.text.is_not(None),
+            )
+            .order_by(V.c.version_id.desc())
+            .limit(1),
+        ).first()
+        return str(row[0]) if row and row[0] else ""
+
     def _hide_outside(
         self, session: Session, rdef: ResourceDefinition, stored: StoredResource, patient: str
     ) -> None:
         """404 unless the resource (for a deletion: its last content) is in ``patient``'s compartment."""
-        text = stored.text
-        if not text:
-            row = execute(
-                session,
-                select(V.c.text)
-                .where(
-                    V.c.resource_type == rdef.type,
-                    V.c.id == stored.id,
-                    V.c.version_id < stored.version_id,
-                    V.c.text.is_not(None),
-                )
-                .order_by(V.c.version_id.desc())
-                .limit(1),
-            ).first()
-            text = row[0] if row else ""
+        text = stored.text or self._last_content(session, rdef.type, stored.id, stored.version_id)
         if not text or patient not in self.indexer.patients(rdef, jsontext.loads(text)):
             raise NotFound(f"{rdef.type}/{stored.id} is not known")
 
