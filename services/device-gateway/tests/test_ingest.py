@@ -194,6 +194,29 @@ def test_an_invalid_frame_refuses_the_whole_batch(gateway: Gateway, kit: Kit) ->
     assert resp.status_code == 400
 
 
+def test_sequences_are_bounded_and_ucum_counts_is_accepted(gateway: Gateway, kit: Kit) -> None:
+    _, values = kit.load_bmc_emg()
+    device, _, stream = _emg_stream(gateway, kit)
+    frames = _emg_frames(kit, values[:200], device, stream)
+    for huge in (2**70, 2**62, 2**31):
+        resp = gateway.send([{**frames[0], "sequence": huge}], device)
+        assert resp.status_code == 422, resp.text
+        assert _issues(resp)[0]["expression"] == ["frames[0].sequence"]
+    assert gateway.stream(stream)["frames"] == 0 and gateway.stream(stream)["gaps"] == []
+
+    counts = gateway.register_device()
+    raw = gateway.open_stream(counts)["id"]
+    frame = {
+        **_emg_frames(kit, values[:100], counts, raw)[0],
+        "channels": [{"name": "vastus-lateralis-right", "unit": "{counts}"}],
+        "adc": {"resolutionBits": 16},
+        "samples": [[v] for v in range(100)],
+    }
+    resp = gateway.send([frame], counts)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["results"][0]["status"] == "accepted"
+
+
 def test_a_frame_too_large_for_one_event_must_be_split(gateway: Gateway, kit: Kit) -> None:
     device = gateway.register_device()
     stream = gateway.open_stream(device)["id"]
