@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     auth_audience: str = "relearn"
     log_level: str = "INFO"
 
+    # Input limits (docs/api.md, "Limits"), checked before anything is forwarded; the services check them too.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+    max_query_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_bundle_entries: int = Field(default=1000, ge=1)
+
     @field_validator("websocket_routes", mode="before")
     @classmethod
     def _prefix_list(cls, value: Any) -> Any:

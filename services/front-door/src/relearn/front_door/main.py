@@ -36,6 +36,7 @@ from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
 from relearn.shared.fhir.errors import FhirError, NotFound
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
+from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.logging import configure_logging
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -234,6 +235,11 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.max_bundle_entries = settings.max_bundle_entries
+    app.add_middleware(
+        RequestGuard,
+        limits=settings_limits(settings, [("/ingest/", settings.ingest_max_body_bytes)]),
+    )
     own = [_health_routes(), _fhir_routes(settings)]
     if settings.dev_issuer_enabled:
         own.append(dev_token_router(DevIssuer.from_settings(settings)))

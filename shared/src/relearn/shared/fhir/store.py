@@ -33,6 +33,7 @@ from relearn.shared.fhir.errors import (
 )
 from relearn.shared.fhir.includes import fetch_included
 from relearn.shared.fhir.indexing import Indexer, IndexRows
+from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.records import (
     ChangeKind,
     HistoryResult,
@@ -76,6 +77,7 @@ class FhirStore:
     definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
     base_url: str | None = None
     write_hooks: list[WriteHook] = field(default_factory=list)
+    limits: FhirLimits = field(default_factory=FhirLimits)
 
     def __post_init__(self) -> None:
         self.indexer = Indexer(self.base_url)
@@ -310,7 +312,12 @@ class FhirStore:
     ) -> SearchQuery:
         """Parse search parameters for ``rdef`` against this store's definitions."""
         return parse_search(
-            rdef, params, handling=handling, registry=self.definitions, base_url=self.base_url
+            rdef,
+            params,
+            handling=handling,
+            registry=self.definitions,
+            base_url=self.base_url,
+            limits=self.limits,
         )
 
     def search(
