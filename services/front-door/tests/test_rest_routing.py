@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -125,3 +126,19 @@ def test_the_front_doors_own_paths_and_templated_segments_are_not_routed(door: T
     assert unknown.status_code == 404
     assert unknown.json()["resourceType"] == "OperationOutcome"
     assert "/nothing-here" in unknown.json()["issue"][0]["diagnostics"]
+
+
+def test_the_development_issuer_refuses_to_start_in_production(tmp_path: Path) -> None:
+    settings = Settings(upstreams={}, environment="production", dev_issuer_enabled=True)
+    with pytest.raises(ValueError, match="FRONT_DOOR_INSECURE_DEV_ISSUER_IN_PRODUCTION"):
+        create_app(settings)
+    # Without the issuer, production starts; with the loud flag, so does the issuer (and it says so).
+    create_app(Settings(upstreams={}, environment="production", dev_issuer_enabled=False))
+    loud = Settings(
+        upstreams={},
+        environment="production",
+        dev_issuer_enabled=True,
+        insecure_dev_issuer_in_production=True,
+        dev_key_dir=tmp_path,
+    )
+    assert "/auth/token" in create_app(loud).openapi()["paths"]

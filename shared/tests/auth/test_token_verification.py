@@ -8,11 +8,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from joserfc import jwt
-from joserfc.jwk import ECKey, OctKey
+from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
 from relearn.shared.auth.keys import JwksCache, load_jwks
@@ -265,3 +266,40 @@ def test_verifier_from_settings(issuer: DevIssuer) -> None:
 
     with pytest.raises(ValueError, match="AUTH_JWKS"):
         verifier_from_settings(ServiceSettings(auth_jwks="", environment="production"))
+
+
+def test_production_verifies_tokens_of_the_external_issuers_jwks(issuer: DevIssuer) -> None:
+    """In production the keys come from the configured identity provider's jwks_uri, nothing else."""
+    idp_key = RSAKey.generate_key(2048, auto_kid=True)
+    public = {**idp_key.as_dict(private=False), "kid": idp_key.kid, "use": "sig", "alg": "RS256"}
+    fetched: list[str] = []
+
+    def jwks_endpoint(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return httpx.Response(200, json={"keys": [public]})
+
+    settings = ServiceSettings(
+        environment="production",
+        auth_jwks="https://idp.clinic.example/.well-known/jwks.json",
+        auth_issuer="https://idp.clinic.example",
+        auth_audience="relearn",
+    )
+    client = httpx.Client(transport=httpx.MockTransport(jwks_endpoint))
+    verifier = verifier_from_settings(settings, client=client)
+    now = int(time.time())
+    claims = {
+        "iss": "https://idp.clinic.example",
+        "aud": "relearn",
+        "sub": "ehr-1",
+        "exp": now + 300,
+        "iat": now,
+        "scope": "system/Observation.read",
+    }
+    token = jwt.encode({"alg": "RS256", "kid": idp_key.kid}, claims, idp_key, algorithms=["RS256"])
+    principal = verifier.verify(token)
+    assert principal.subject == "ehr-1" and principal.allows("Observation", "read")
+    assert fetched == ["https://idp.clinic.example/.well-known/jwks.json"]
+    # The development issuer's tokens are not accepted there, even with the right claims.
+    dev = issuer.mint("relearn-dev", "system/*.*")
+    with pytest.raises(Unauthorized):
+        verifier.verify(dev)

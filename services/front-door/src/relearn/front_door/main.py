@@ -14,6 +14,7 @@ going around it. Under ``make run`` it also hosts the development token issuer.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -209,6 +210,12 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     """Build the front door; tests may pass an ``httpx.AsyncClient`` wired to in-process services."""
     settings = settings or Settings()
     configure_logging("front-door", settings.log_level)
+    settings.check_dev_issuer()
+    if settings.dev_issuer_enabled and settings.environment == "production":
+        logging.getLogger(__name__).warning(
+            "INSECURE: the development token issuer runs in production "
+            "(FRONT_DOOR_INSECURE_DEV_ISSUER_IN_PRODUCTION=true): anyone reaching it can mint every scope"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
