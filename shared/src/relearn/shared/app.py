@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.tokens import verifier_from_settings
 from relearn.shared.db import make_engine
+from relearn.shared.deadline import DeadlineMiddleware
 from relearn.shared.events.kafka import broker_reachable
 from relearn.shared.fhir.capability import capability_statement
 from relearn.shared.fhir.definition import ResourceDefinition
@@ -119,6 +120,7 @@ def create_service_app(
     install_error_handlers(app)
 
     # Inside the request id: refusals carry X-Request-ID too.
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_deadline_s)
     app.add_middleware(RequestGuard, limits=settings_limits(settings, body_limits))
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router())

@@ -50,6 +50,10 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Work of a request still running after this many seconds is rolled back (503 + Retry-After), so the
+    # front door's upstream timeout (30 s), which must be longer, never hides a commit.
+    request_deadline_s: float = Field(default=25.0, gt=0, le=600)
+
     # Input limits (docs/api.md, "Limits"): each refused with a 4xx OperationOutcome naming it.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="request body (413)")
     max_json_depth: int = Field(default=64, ge=8, le=512, description="JSON nesting (400)")
