@@ -135,6 +135,8 @@ class FhirStore:
             previous = self._last_content(session, rdef.type, id, cur.version_id + 1)
             if previous:
                 self._require_compartment(rdef, jsontext.loads(previous), patient_restriction)
+        if patient_restriction is not None:
+            self._early_compartment(rdef, {**resource, "id": id}, patient_restriction)
         prepared, stored = self._prepare(rdef, id, resource, cur.version_id + 1, cur.last_updated, "PUT")
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
@@ -414,6 +416,8 @@ class FhirStore:
         patient_restriction: str | None,
     ) -> StoredResource:
         """Version 1 of a resource that has no row yet."""
+        if patient_restriction is not None:
+            self._early_compartment(rdef, {**resource, "id": id}, patient_restriction)
         prepared, stored = self._prepare(rdef, id, resource, 1, None, method)
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
@@ -492,6 +496,16 @@ class FhirStore:
     def _notify(self, session: Session, change: ResourceChange) -> None:
         for hook in self.write_hooks:
             hook(session, change)
+
+    def _early_compartment(self, rdef: ResourceDefinition, resource: dict[str, Any], patient: str) -> None:
+        """The compartment check before validation, so a token learns nothing about resources it may not
+        write; a body too malformed to read is left to validation (and checked again after it)."""
+        try:
+            inside = patient in self.indexer.patients(rdef, resource)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return
+        if not inside:
+            raise Forbidden(f"This token may only write {rdef.type} resources of Patient/{patient}")
 
     def _require_compartment(self, rdef: ResourceDefinition, resource: dict[str, Any], patient: str) -> None:
         if patient not in self.indexer.patients(rdef, resource):

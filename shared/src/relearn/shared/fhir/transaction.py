@@ -628,6 +628,8 @@ class BundleApi:
         self._prefix = prefix
 
     def post(self, request: Request, principal: PrincipalDep, engine: EngineDep, body: Body) -> Response:
+        if principal.is_device:  # nothing a Bundle can do is open to device credentials
+            principal.require("Bundle", "write")
         base = (self._base_url or str(request.base_url).rstrip("/") + self._prefix).rstrip("/")
         limits = next(iter(self.apis.values())).store.limits if self.apis else FhirLimits()
         bundle = parse_bundle(body, base, max_entries=limits.max_bundle_entries)
