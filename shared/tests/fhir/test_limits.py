@@ -178,3 +178,24 @@ def test_header_and_path_errors_are_4xx(small: Api) -> None:
     )
     assert resp.status_code == 415
     assert _issue(small, resp)["expression"] == ["Content-Type"]
+
+
+def test_the_default_limits_refuse_the_reported_inputs(api: Api) -> None:
+    """The inputs of the security review, against the default limits (each was a 5xx before)."""
+    nested = (
+        '{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":'
+        + ("[" * 5000 + "]" * 5000)
+        + "}"
+    )
+    resp = api.call("POST", "/fhir/Observation", body=nested)
+    assert resp.status_code == 400 and "max_json_depth" in resp.text
+    many = ",".join(f"c{i}" for i in range(1100))
+    resp = api.get("/fhir/Observation", params={"code": many})
+    assert resp.status_code == 400 and "max_search_values" in resp.text
+    resp = api.get("/fhir/Observation", params=[("code", f"c{i}") for i in range(1100)])
+    assert resp.status_code == 400 and "max_search_params" in resp.text
+    device_rate = (
+        '{"resourceType":"Observation","status":"final","code":{"text":"rate"},'
+        '"valueQuantity":{"value":1' + "0" * 400 + ',"unit":"Hz"}}'
+    )
+    assert api.call("POST", "/fhir/Observation", body=device_rate).status_code == 422
