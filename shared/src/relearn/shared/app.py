@@ -31,12 +31,15 @@ from relearn.shared.fhir.store import FhirStore, WriteHook
 from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.health import BrokerProbe, health_router
 from relearn.shared.logging import bound_context, configure_logging
+from relearn.shared.openapi import install_error_docs
 from relearn.shared.settings import ServiceSettings
 from relearn.shared.workers import WorkerFactory, Workers
 
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID = b"x-request-id"
+# Answered without a token (docs/api.md).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/fhir/metadata"})
 
 
 class RequestIdMiddleware:
@@ -126,6 +129,7 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    install_error_docs(app, open_paths=OPEN_PATHS)
     return app
 
 

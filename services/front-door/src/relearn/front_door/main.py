@@ -39,6 +39,7 @@ from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.logging import configure_logging
+from relearn.shared.openapi import install_error_docs
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -256,4 +257,9 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     # Paths the front door answers itself (and FastAPI's /docs, /openapi.json) are never routed.
     reserved = _own_segments([*app.routes, *(route for router in own for route in router.routes)])
     app.include_router(_passthrough_routes(settings))
+    install_error_docs(
+        app,
+        open_paths={"/healthz", "/readyz", "/fhir/metadata", "/apis", "/apis/{service}/openapi.json"},
+        other_errors={"/auth/token", "/auth/jwks.json", "/.well-known/smart-configuration"},
+    )
     return app
