@@ -118,14 +118,16 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
 
     # 2. Review (round-robin over dimensions for balance) and activation; the clinic's devices are registered.
     review = j.review_and_activate()
-    assert _kinds(review) == ["rules", "activated"]
+    assert _kinds(review) == ["rules", "waiver", "activated"]
+    assert "no vastus lateralis electrode" in review.changes[1].reason
     assert review.care_plan is not None and review.care_plan["status"] == "active"
     hub = j.fhir_read(f"Device/{j.devices['hub']}")
     for sensor in ("emg", "balance"):
         device = j.fhir_read(f"Device/{j.devices[sensor]}")
         assert device["parent"]["reference"] == f"Device/{hub['id']}"
 
-    # 3. Sessions 1-3 with feedback: stages climb and load bearing advances, citing the device metrics.
+    # 3. Sessions 1-3 with feedback: stages climb; mastery proposes a load-bearing advance, which for this
+    #    patient at fall risk (Berg 38 < 45) is a Task the therapist approves; it cites the device metrics.
     s1 = j.session(label="self-rating agrees")
     _check_session(j, s1)
     assert s1.stages[BALANCE] == "conscious-incompetence"
@@ -135,12 +137,22 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     s3 = j.session(label="third clean session")
     _check_session(j, s3)
     assert s3.stages[BALANCE] == "conscious-competence"
-    [advance] = [c for c in s3.changes if "advancing load bearing 0 -> 1" in c.reason]
+    [proposed] = [c for c in s3.changes if "needs your approval" in c.reason]
+    assert proposed.kind == "held" and "fall risk (Berg 38 < 45)" in proposed.reason
+    [task] = s3.tasks
+    assert j.fhir_read(f"Task/{task['id']}")["status"] == "completed", "the EHR reads the answered Task"
+    [advance] = [c for c in s3.changes if "load bearing 0 -> 1" in c.reason and "approved by" in c.reason]
     assert {f"Encounter/{s.session}" for s in (s1, s2, s3)} <= set(advance.evidence)
     cited = [j.fhir_read(ref) for ref in advance.evidence if ref.startswith("Observation/")]
     assert cited and all("device" in o for o in cited), "the advance cites the device-metric Observations"
     assert {"sway-ellipse-area", "sway-mean-velocity"} <= {c for o in cited for c in _codes(o)}
+    # The proposal listed every criterion it was judged on: sway measured and met in each of the 3 sessions.
+    sway = [c for c in proposed.criteria if c["criterion"] in ("sway-area", "sway-velocity")]
+    assert len(sway) == 6 and {c["status"] for c in sway} == {"pass"}
+    assert all(str(c["source"]).startswith("Observation/") for c in sway)
     assert s3.levels[BALANCE]["loadBearing"] == 1
+    # The knee is measured too, and its measured failures hold it: co-contraction above 40 % is a failure.
+    assert s3.levels[KNEE] == s1.levels[KNEE]
 
     # 4. A symptomatic session holds progress: a version that says why, and no progression.
     s4 = j.session(label="symptomatic", pain_after=5, pain24h=2)
@@ -150,21 +162,31 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     assert not any("advancing" in c.reason for c in s4.changes)
     assert s4.levels == s3.levels and s4.stages == s3.stages
 
-    # 5. Without feedback, a retention check and a dual task: mastery (unconscious competence).
-    for label in ("retention check, no feedback", ""):
-        _check_session(j, j.session(label=label, feedback=False))
+    # 5. Without feedback, a marked retention attempt and a dual task: mastery (unconscious competence); the
+    #    next advance (proprioception, round-robin) is approved and re-enters conscious competence.
+    for label, retention in (("retention check, no feedback", True), ("", False)):
+        _check_session(j, j.session(label=label, feedback=False, retention=retention))
     s7 = j.session(label="dual task", feedback=False, dual_task_cost=4.0)
     _check_session(j, s7)
-    assert s7.stages[BALANCE] == "unconscious-competence"
-    assert any("retention check" in r and "dual-task session with cost 4 %" in r for r in _reasons(s7))
+    [mastery] = [c for c in s7.changes if "-> unconscious competence" in c.reason]
+    assert "retention attempt" in mastery.reason and "deterioration of 4 %" in mastery.reason
+    assert any("proprioception 0 -> 1" in c.reason and "approved by" in c.reason for c in s7.changes)
+    [reentry] = [c for c in s7.changes if "unconscious competence -> conscious competence" in c.reason]
+    assert "re-enters at conscious competence" in reentry.reason
     assert s7.levels[BALANCE]["proprioception"] == 1, "round-robin: proprioception after load bearing"
 
-    # 6. Eyes closed now (the next step of the proprioception ladder): joints advance too.
-    for _ in range(3):
-        last = j.session(feedback=False)
-        _check_session(j, last)
+    # 6. Eyes closed now (the next step of the proprioception ladder): mastery again at this level, and joints
+    #    advance (not a fall-risk dimension: no approval needed).
+    s8 = j.session(label="retention check, no feedback", feedback=False, retention=True)
+    _check_session(j, s8)
+    s9 = j.session(label="dual task", feedback=False, dual_task_cost=4.0)
+    _check_session(j, s9)
+    last = j.session(feedback=False)
+    _check_session(j, last)
     closed_eyes = [b for b in last.streams if b["streamType"] == "force-plate"]
     assert closed_eyes[0]["protocol"]["vision"] == "closed"
+    assert any("-> unconscious competence" in c.reason for c in last.changes)
+    assert any("advancing joints 0 -> 1" in c.reason for c in last.changes)
     assert {d: v for d, v in last.levels[BALANCE].items() if v} == {
         "loadBearing": 1,
         "proprioception": 1,
@@ -185,9 +207,16 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     history = j.care_plan_history()
     produced = [c.version for s in j.steps for c in s.changes]
     assert produced == sorted(history) == list(range(1, max(history) + 1))
-    stages_seen = [s.stages[BALANCE] for s in j.steps]
-    assert stages_seen == sorted(stages_seen, key=STAGES.index), "stages never move down"
-    assert stages_seen[-1] == "unconscious-competence"
+    # Stages follow the patient: unconscious competence reached at two levels, and every move down is the
+    # re-entry of a new level, said in its version.
+    stage_changes = [
+        c for st in j.steps for c in st.changes if c.reason.startswith("Static standing balance")
+    ]
+    reached = [c for c in stage_changes if "-> unconscious competence" in c.reason]
+    assert len(reached) == 2
+    downs = [c for c in stage_changes if "unconscious competence -> conscious competence" in c.reason]
+    assert downs and all("re-enters at conscious competence" in c.reason for c in downs)
+    assert set(STAGES) >= {s.stages[BALANCE] for s in j.steps}
     # Every session is an Encounter of the patient, each with its Procedures.
     encounters = j.fhir_search("Encounter", {"patient": f"Patient/{j.patient}"})
     assert {e["id"] for e in encounters} == {s.session for s in j.steps if s.session}

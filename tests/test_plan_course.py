@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
+from relearn.devtools.journey.course import dual_task_trial
 from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
@@ -145,6 +146,7 @@ class Course:
         pain_after: int = 1,
         pain24h: int = 1,
         dual_task_cost: float | None = None,
+        retention: bool = False,
     ) -> tuple[CloudEvent, CloudEvent]:
         """A session (at the plan's current level and dose) and, a day later, its 24-hour response."""
         self.count += 1
@@ -175,7 +177,13 @@ class Course:
                         "cues": ["tactile-cueing"] if feedback else [],
                         "withFeedback": feedback,
                         "dualTask": dual_task_cost is not None,
+                        # As the sessions service publishes it: the trial and the cost it computed.
+                        "dualTaskTrial": dual_task_trial(dual_task_cost)
+                        if dual_task_cost is not None
+                        else None,
                         "dualTaskCostPct": dual_task_cost,
+                        "retentionAttempt": retention,
+                        "rom": {"valueDeg": 95, "method": "goniometer"},
                         "quality": 3,
                         "selfRating": 3,
                         "painBefore": 1,
@@ -197,6 +205,21 @@ class Course:
             },
         )
         return logged, symptoms
+
+    def waive_emg(self, reason: str = "no EMG in this clinic") -> None:
+        """The therapist waives the knee's EMG criteria for this plan (nothing measures them here)."""
+        resp = self.api.put(
+            f"/plans/{self.plan_id}/waivers",
+            json={
+                "waivers": [
+                    {"pattern": PATTERN, "criterion": "emg-onset-latency", "reason": reason},
+                    {"pattern": PATTERN, "criterion": "co-contraction", "reason": reason},
+                ],
+                "reason": "device criteria cannot be measured here",
+            },
+            headers=self.p["auth"],
+        )
+        assert resp.status_code == 200, resp.text
 
     def history(self) -> dict[int, dict[str, Any]]:
         """Every CarePlan version an EHR can read, by versionId."""
@@ -236,10 +259,14 @@ def _stage(care_plan: dict[str, Any]) -> str:
 
 def _change(care_plan: dict[str, Any]) -> dict[str, Any]:
     [ext] = [e for e in care_plan["extension"] if e["url"] == EXT_PLAN_CHANGE]
-    parts: dict[str, Any] = {"evidence": []}
+    parts: dict[str, Any] = {"evidence": [], "criterion": []}
     for p in ext["extension"]:
         if p["url"] == "evidence":
             parts["evidence"].append(p["valueReference"]["reference"])
+        elif p["url"] == "criterion":
+            parts["criterion"].append(
+                {c["url"]: next(v for k, v in c.items() if k.startswith("value")) for c in p["extension"]}
+            )
         else:
             parts[p["url"]] = next(v for k, v in p.items() if k.startswith("value"))
     return parts
@@ -278,6 +305,8 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
         headers=auth,
     )
     assert resp.status_code == 200, resp.text
+    # No EMG in this clinic: the therapist waives the knee's EMG criteria, with a reason, before activating.
+    course.waive_emg()
     resp = course.api.post(f"/plans/{course.plan_id}/activate", json={"reason": "reviewed"}, headers=auth)
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "active"
@@ -288,9 +317,9 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
     s4, _ = course.day(pain_after=7)  # symptomatic: regression on joints
     for _ in range(3):
         course.day()  # joints 0 -> 1 again
-    s8, _ = course.day(feedback=False)  # a retention check, 2 days after the last practice
+    s8, _ = course.day(feedback=False, retention=True)  # a retention attempt, 2 days after the last practice
     s9, _ = course.day(feedback=False, dual_task_cost=5.0)
-    course.day(feedback=False)  # unconscious competence, then motion 0 -> 1
+    course.day(feedback=False)  # unconscious competence, then motion 0 -> 1 re-entering conscious competence
     for _ in range(3):
         course.day(feedback=False)  # load bearing 0 -> 1
 
@@ -299,30 +328,33 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
     assert kinds == {
         1: "drafted",
         2: "rules",
-        3: "activated",
-        4: "progressed",
+        3: "waiver",
+        4: "activated",
         5: "progressed",
         6: "progressed",
-        7: "symptoms",
-        8: "progressed",
+        7: "progressed",
+        8: "symptoms",
         9: "progressed",
         10: "progressed",
         11: "progressed",
+        12: "progressed",
+        13: "progressed",
     }
-    assert history[1]["status"] == "draft" and history[3]["status"] == "active"
+    assert history[1]["status"] == "draft" and history[4]["status"] == "active"
 
     expected = {
         # version: (stage, joints, motion, loadBearing)
         1: ("unconscious-incompetence", 0, 0, 0),
-        3: ("unconscious-incompetence", 0, 0, 0),
-        4: ("conscious-incompetence", 0, 0, 0),
-        5: ("conscious-competence", 0, 0, 0),
-        6: ("conscious-competence", 1, 0, 0),
-        7: ("conscious-competence", 0, 0, 0),
-        8: ("conscious-competence", 1, 0, 0),
-        9: ("unconscious-competence", 1, 0, 0),
-        10: ("unconscious-competence", 1, 1, 0),
-        11: ("unconscious-competence", 1, 1, 1),
+        4: ("unconscious-incompetence", 0, 0, 0),
+        5: ("conscious-incompetence", 0, 0, 0),
+        6: ("conscious-competence", 0, 0, 0),
+        7: ("conscious-competence", 1, 0, 0),
+        8: ("conscious-competence", 0, 0, 0),
+        9: ("conscious-competence", 1, 0, 0),
+        10: ("unconscious-competence", 1, 0, 0),
+        11: ("unconscious-competence", 1, 1, 0),
+        12: ("conscious-competence", 1, 1, 0),  # a stage belongs to the level it was earned at
+        13: ("conscious-competence", 1, 1, 1),
     }
     for version, (stage, joints, motion, load_bearing) in expected.items():
         cp = history[version]
@@ -334,17 +366,22 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
             load_bearing,
         ), f"version {version}"
 
-    change = {v: _change(history[v]) for v in range(2, 12)}
-    assert "self-rating 3/4 agrees" in change[4]["reason"] and change[4]["evidence"] == [s1.data["session"]]
-    assert "conscious competence" in change[5]["reason"]
-    assert "advancing joints 0 -> 1" in change[6]["reason"]
-    assert len(change[6]["evidence"]) == 3
-    assert "pain 7/10 after the session" in change[7]["reason"] and "joints 1 -> 0" in change[7]["reason"]
-    assert change[7]["evidence"] == [s4.data["session"]]
-    assert "without feedback" in change[9]["reason"] and "retention check" in change[9]["reason"]
-    assert {s8.data["session"], s9.data["session"]} <= set(change[9]["evidence"])
-    assert "advancing motion 0 -> 1" in change[10]["reason"]
-    assert "advancing load bearing 0 -> 1" in change[11]["reason"]
+    change = {v: _change(history[v]) for v in range(2, 14)}
+    assert "no EMG in this clinic" in change[3]["reason"]
+    assert "self-rating 3/4 agrees" in change[5]["reason"] and change[5]["evidence"] == [s1.data["session"]]
+    assert "conscious competence" in change[6]["reason"]
+    assert "advancing joints 0 -> 1" in change[7]["reason"]
+    assert len(change[7]["evidence"]) == 3
+    # The advance lists each criterion it used: ROM measured and met, the EMG criteria waived with the reason.
+    criteria = {(c["criterion"], c["status"]) for c in change[7]["criterion"]}
+    assert {("rom", "pass"), ("emg-onset-latency", "waived"), ("co-contraction", "waived")} <= criteria
+    assert "pain 7/10 after the session" in change[8]["reason"] and "joints 1 -> 0" in change[8]["reason"]
+    assert change[8]["evidence"] == [s4.data["session"]]
+    assert "without feedback" in change[10]["reason"] and "retention attempt" in change[10]["reason"]
+    assert {s8.data["session"], s9.data["session"]} <= set(change[10]["evidence"])
+    assert "advancing motion 0 -> 1" in change[11]["reason"]
+    assert "re-enters at conscious competence" in change[12]["reason"]
+    assert "advancing load bearing 0 -> 1" in change[13]["reason"]
     # Each version's exercise says why it changed, in the words an EHR displays.
     assert "Competence stage: unconscious competence" in _exercise(history[11])["progress"][0]["text"]
 
@@ -353,13 +390,18 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
     sr = course.api.get(f"/fhir/ServiceRequest/{activity['id']}", headers=auth).json()
     assert sr["basedOn"] == [{"reference": f"CarePlan/{course.plan_id}"}]
     assert sr["status"] == "active"
-    assert any(d["coding"][0]["code"] == "unconscious-competence" for d in sr["orderDetail"])
+    assert any(d["coding"][0]["code"] == "conscious-competence" for d in sr["orderDetail"])
 
     # One event per version, in order, each carrying the version it produced and every activity.
-    events = _plan_events(platform["bootstrap"], course.patient, 11)
-    assert [e.data["versionId"] for e in events] == list(range(1, 12))
-    assert [e.type for e in events][:3] == ["plan.drafted.v1", "plan.updated.v1", "plan.activated.v1"]
-    assert [e.type for e in events][3:] == [
+    events = _plan_events(platform["bootstrap"], course.patient, 13)
+    assert [e.data["versionId"] for e in events] == list(range(1, 14))
+    assert [e.type for e in events][:4] == [
+        "plan.drafted.v1",
+        "plan.updated.v1",
+        "plan.updated.v1",
+        "plan.activated.v1",
+    ]
+    assert [e.type for e in events][4:] == [
         "plan.stage-changed.v1",
         "plan.stage-changed.v1",
         "plan.progressed.v1",
@@ -367,14 +409,16 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
         "plan.progressed.v1",
         "plan.stage-changed.v1",
         "plan.progressed.v1",
+        "plan.stage-changed.v1",
         "plan.progressed.v1",
     ]
+    assert any(c["status"] == "waived" for c in events[6].data["criteria"])
     assert all(len(e.data["activities"]) == 2 for e in events)
 
     # A replayed event changes nothing: the same envelope again, and the same session under a new id.
     course.send(sym3)
     course.send(CloudEvent.new("/relearn/sessions", "session.logged.v1", course.patient, s4.data))
-    assert max(course.history()) == 11
+    assert max(course.history()) == 13
 
 
 def test_rules_edited_through_the_api_change_when_a_pattern_advances(platform: dict[str, Any]) -> None:
@@ -397,6 +441,7 @@ def test_rules_edited_through_the_api_change_when_a_pattern_advances(platform: d
     assert resp.json()["effective"][PATTERN]["mastery"]["consecutiveSessions"] == 2
     assert resp.json()["effective"]["knee-flexion"]["mastery"]["consecutiveSessions"] == 3
     for course in (default, edited):
+        course.waive_emg()
         assert course.api.post(f"/plans/{course.plan_id}/activate", headers=auth).status_code == 200
 
     for _ in range(2):

@@ -25,7 +25,9 @@ from relearn.device_gateway.device_profile import (
     device_spec,
     frame_matches_device,
 )
+from relearn.device_gateway.device_profile.codes import MUSCLE_SYSTEM
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
+from relearn.device_gateway.stream_protocol import muscle_codes
 from relearn.shared.fhir.errors import InvalidResource
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
@@ -405,6 +407,7 @@ def test_the_code_systems_are_published_read_only(gateway: Gateway) -> None:
     for cs_id, url, codes in (
         ("device-kind", KIND_SYSTEM, {k.value for k in DeviceKind}),
         ("device-property", PROPERTY_SYSTEM, {p.value for p in PropertyCode}),
+        ("muscle", MUSCLE_SYSTEM, muscle_codes()),
     ):
         resp = gateway.client.get(f"/fhir/CodeSystem/{cs_id}", headers=headers)
         assert resp.status_code == 200, resp.text
@@ -453,6 +456,52 @@ def test_a_stream_binding_must_fit_the_device_kind(gateway: Gateway, kit: Kit) -
     # A Device without a kind takes any stream type, as before.
     plain = gateway.register_device()
     assert _bind(gateway, kit, plain, "cop").status_code == 201
+
+
+def test_an_emg_binding_names_muscles_pairs_and_reference_among_the_device_channels(
+    gateway: Gateway, kit: Kit
+) -> None:
+    emg = emg_device(kit.uid("emg"))
+    assert _put(gateway, emg).status_code == 201
+    protocol = {
+        "muscles": {"vastus-medialis-left": "vastus-medialis", "vastus-lateralis-left": "vastus-lateralis"},
+        "onsetReference": "vastus-lateralis-left",
+        "pairs": [{"agonist": "vastus-medialis-left", "antagonist": "vastus-lateralis-left"}],
+        "cueTime": 1.5,
+    }
+    created = _bind(gateway, kit, emg["id"], "emg", protocol=protocol)
+    assert created.status_code == 201, created.text
+    assert created.json()["protocol"] == protocol
+
+    def refused(**changes: Any) -> tuple[int, list[str], str]:
+        resp = _bind(gateway, kit, emg["id"], "emg", protocol={**protocol, **changes})
+        issue = resp.json()["issue"][0]
+        return resp.status_code, issue["expression"], issue["diagnostics"]
+
+    # A muscle that is not on the published (SENIAM) list.
+    status, where, why = refused(muscles={"vastus-medialis-left": "vmo"})
+    assert (status, where) == (422, ["protocol.muscles.vastus-medialis-left"])
+    assert "/fhir/CodeSystem/muscle" in why
+    # Channels the Device does not have: in muscles, as the reference, in a pair.
+    assert refused(muscles={"soleus-left": "soleus"})[:2] == (422, ["protocol.muscles.soleus-left"])
+    assert refused(onsetReference="soleus-left")[:2] == (422, ["protocol.onsetReference"])
+    bad_pair = [{"agonist": "vastus-medialis-left", "antagonist": "biceps-femoris-left"}]
+    assert refused(pairs=bad_pair)[:2] == (422, ["protocol.pairs[0].antagonist"])
+    # A muscle is not its own antagonist; a pair is declared once (either way round).
+    same = [{"agonist": "vastus-medialis-left", "antagonist": "vastus-medialis-left"}]
+    assert refused(pairs=same)[:2] == (422, ["protocol.pairs[0]"])
+    twice = [protocol["pairs"][0], {"agonist": "vastus-lateralis-left", "antagonist": "vastus-medialis-left"}]
+    assert refused(pairs=twice)[:2] == (422, ["protocol.pairs[1]"])
+    # A pair without an antagonist is malformed (400 naming the field), not a server error.
+    resp = _bind(gateway, kit, emg["id"], "emg", protocol={"pairs": [{"agonist": "vastus-medialis-left"}]})
+    assert resp.status_code == 400 and resp.json()["issue"][0]["expression"] == [
+        "protocol.pairs[0].antagonist"
+    ]
+    # A Device that declares no channels: only the muscle names are checked.
+    plain = gateway.register_device()
+    assert _bind(gateway, kit, plain, "emg", protocol={"muscles": {"ch1": "soleus"}}).status_code == 201
+    resp = _bind(gateway, kit, plain, "emg", protocol={"muscles": {"ch1": "calf"}})
+    assert resp.status_code == 422 and resp.json()["issue"][0]["expression"] == ["protocol.muscles.ch1"]
 
 
 def test_a_load_cell_board_binding_gets_the_board_geometry(gateway: Gateway, kit: Kit) -> None:

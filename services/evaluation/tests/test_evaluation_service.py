@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -20,7 +20,7 @@ from relearn.evaluation.device_metrics import MetricComputed, metric_observation
 from relearn.evaluation.main import create_app
 from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import consumer_config, producer_config
+from relearn.shared.events.kafka import producer_config
 from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
 
 JSON = {"Content-Type": "application/fhir+json"}
@@ -60,9 +60,13 @@ def _counts(engine: Engine) -> tuple[int, int]:
 def _events_for(
     bootstrap: str, topic: str, patient: str, types: set[str], timeout_s: float = 30
 ) -> list[CloudEvent]:
-    consumer = KafkaConsumer(topic, **consumer_config(bootstrap, f"test-{uuid.uuid4().hex[:6]}"))
+    # No consumer group: joining one can take longer than the wait on a loaded machine.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     found: list[CloudEvent] = []
     try:
+        partitions = wait_for(lambda: consumer.partitions_for_topic(topic), what=f"{topic} to exist")
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
         wait_for(
             lambda: (
                 found.extend(
@@ -112,6 +116,18 @@ def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(
     [event] = _events_for(service["bootstrap"], EVALUATION_EVENTS, "eval-1", {"evaluation.completed.v1"})[:1]
     assert event.data["evaluationId"] == panel_id
     assert {g["text"] for g in event.data["goals"]} >= {"Walk to the shop without my cane"}
+    # The fall-risk screening the plan reads, pointing at the stored Observations.
+    tug_id = tug["entry"][0]["resource"]["id"]
+    assert event.data["screening"]["tug"] == {
+        "value": 21.3,
+        "unit": "s",
+        "observation": f"Observation/{tug_id}",
+    }
+    berg = event.data["screening"]["berg"]
+    assert (berg["value"], berg["unit"]) == (38, "{score}")
+    stored_berg = client.get(f"/fhir/{berg['observation']}", headers=_auth(issuer)).json()
+    assert stored_berg["code"]["coding"][0]["code"] == "berg-balance-scale"
+    assert stored_berg["valueQuantity"]["value"] == 38
 
 
 def test_a_reassessment_emits_its_own_event(
@@ -122,7 +138,8 @@ def test_a_reassessment_emits_its_own_event(
     )
     assert resp.status_code == 201
     assert resp.json()["eventType"] == "evaluation.reassessed.v1"
-    _events_for(service["bootstrap"], EVALUATION_EVENTS, "eval-2", {"evaluation.reassessed.v1"})
+    [event] = _events_for(service["bootstrap"], EVALUATION_EVENTS, "eval-2", {"evaluation.reassessed.v1"})[:1]
+    assert (event.data["screening"]["tug"]["value"], event.data["screening"]["berg"]["value"]) == (21.3, 38)
 
 
 @pytest.mark.parametrize(
@@ -201,10 +218,43 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
         "unit": "uV",
         "samples": {"periodMs": 50, "origin": 0, "factor": 0.1, "unit": "uV", "data": "10 20 415 30"},
     }
+    # A muscle that produced no onset: a value-less event, a finding to store (not a poison event).
+    absent = {
+        **data,
+        "metric": "emg-onset-latency",
+        "channel": "RF",
+        "muscle": "rectus-femoris",
+        "value": None,
+        "unit": "ms",
+        "status": "not-detected",
+        "reason": "no onset above baseline mean + 3 SD for 25 ms",
+        "reference": {"kind": "cue", "channel": None, "muscle": None},
+        "samples": None,
+    }
     producer = KafkaProducer(**producer_config(service["bootstrap"], "test-gateway"))
     for _ in range(2):  # two events for the same window: a recomputation (new event id)
         event = CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", data)
         producer.send(DEVICE_METRICS, key=event.key, value=event.to_bytes()).get(10)
+    # The gateway's close summary shares the topic; this service has nothing to do with it.
+    completed = CloudEvent.new(
+        "/relearn/device-gateway/metrics",
+        "device.stream-metrics-completed.v1",
+        "eval-5",
+        {
+            "patient": "eval-5",
+            "device": "emg-7",
+            "stream": "s-1",
+            "session": None,
+            "streamType": "emg",
+            "metrics": [],
+            "gaps": 0,
+        },
+    )
+    for e in (
+        CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", absent),
+        completed,
+    ):
+        producer.send(DEVICE_METRICS, key=e.key, value=e.to_bytes()).get(10)
     producer.close()
 
     obs_id = metric_observation_id(MetricComputed.model_validate(data))
@@ -217,8 +267,17 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
     assert obs["device"]["reference"] == "Device/emg-7"
     assert obs["encounter"]["reference"] == "Encounter/enc-9"
     assert obs["component"][0]["valueSampledData"]["data"] == "10 20 415 30"
+    absent_id = metric_observation_id(MetricComputed.model_validate(absent))
+    wait_for(
+        lambda: client.get(f"/fhir/Observation/{absent_id}", headers=auth).status_code == 200,
+        what="the not-detected onset stored",
+    )
+    none = client.get(f"/fhir/Observation/{absent_id}", headers=auth).json()
+    assert "valueQuantity" not in none and none["dataAbsentReason"]["coding"][0]["code"] == "not-applicable"
+    assert none["bodySite"]["coding"][0]["code"] == "rectus-femoris"
+    assert none["note"][0]["text"].startswith("no onset")
     bundle = client.get("/fhir/Observation?patient=eval-5&device=Device/emg-7", headers=auth).json()
-    assert bundle["total"] == 1  # updated, not duplicated
+    assert bundle["total"] == 2  # the RMS updated, not duplicated; and the onset
 
 
 def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
@@ -273,6 +332,79 @@ def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
         if any(c["code"] == "72514-3" for c in e["resource"]["code"]["coding"])
     )
     assert pains == [2, 3, 4]
+
+
+def test_an_exercise_rom_becomes_the_observation_the_event_names_once(service: dict[str, Any]) -> None:
+    rom_id = str(uuid.uuid4())
+    logged = {
+        "session": "Encounter/enc-12",
+        "patient": "eval-7",
+        "setting": "clinic",
+        "start": "2026-11-20T09:00:00+00:00",
+        "end": "2026-11-20T09:45:00+00:00",
+        "carePlan": "CarePlan/cp-2",
+        "exercises": [
+            {
+                "procedure": "Procedure/pr-7",
+                "activity": "a-1",
+                "pattern": "knee-extension",
+                "quality": 3,
+                "painBefore": 1,
+                "painAfter": 1,
+                "retentionAttempt": False,
+                "rom": {
+                    "valueDeg": 85,
+                    "method": "goniometer",
+                    "motion": "knee-extension",
+                    "observation": f"Observation/{rom_id}",
+                },
+                "start": "2026-11-20T09:05:00+00:00",
+                "end": "2026-11-20T09:15:00+00:00",
+            }
+        ],
+    }
+    first = CloudEvent.new("/relearn/sessions", "session.logged.v1", "eval-7", logged)
+    republished = CloudEvent.new("/relearn/sessions", "session.logged.v1", "eval-7", logged)  # new event id
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-sessions"))
+    for event in (first, first, republished):
+        producer.send(SESSIONS_EVENTS, key=event.key, value=event.to_bytes()).get(10)
+    producer.close()
+
+    client, auth = service["client"], _auth(service["issuer"])
+    # Pain after is written once per delivery: two versions mean both distinct events were applied.
+    pain_after = wait_for(
+        lambda: (
+            (
+                b := client.get(
+                    "/fhir/Observation?patient=eval-7&code=https://relearn.health/fhir/CodeSystem/"
+                    "neuromuscular-evaluation|pain-after-session",
+                    headers=auth,
+                ).json()
+            ).get("total")
+            == 1
+            and b["entry"][0]["resource"]["meta"]["versionId"] == "2"
+        ),
+        what="both session.logged.v1 events applied",
+    )
+    assert pain_after
+    obs = client.get(f"/fhir/Observation/{rom_id}", headers=auth).json()
+    assert obs["meta"]["versionId"] == "1", "a replay with the same content writes no new version"
+    assert obs["valueQuantity"] == {
+        "value": 85,
+        "unit": "deg",
+        "system": "http://unitsofmeasure.org",
+        "code": "deg",
+    }
+    assert [c["code"] for c in obs["code"]["coding"]] == ["rom-exercise-active", "rom-knee-extension"]
+    assert obs["method"]["coding"][0]["code"] == "rom-instrument-goniometer"
+    assert obs["partOf"] == [{"reference": "Procedure/pr-7"}]
+    assert obs["encounter"] == {"reference": "Encounter/enc-12"}
+    assert obs["effectivePeriod"] == {
+        "start": "2026-11-20T09:05:00+00:00",
+        "end": "2026-11-20T09:15:00+00:00",
+    }
+    found = client.get("/fhir/Observation?patient=eval-7&part-of=Procedure/pr-7", headers=auth).json()
+    assert rom_id in {e["resource"]["id"] for e in found.get("entry", [])}
 
 
 def test_the_local_codesystem_is_published(service: dict[str, Any]) -> None:

@@ -154,6 +154,17 @@ def test_an_evaluation_drafts_a_plan_an_ehr_can_read(service: dict[str, Any]) ->
     assert [c["code"] for c in stage_cs["concept"]][-1] == "unconscious-competence"
     patterns = client.get("/fhir/CodeSystem/movement-pattern", headers=auth).json()
     assert patterns["count"] == len(client.get("/catalogue", headers=auth).json()["patterns"])
+    # The catalogue view shows what each criterion is measured on and what a step waits for.
+    knee = client.get("/catalogue/knee-extension", headers=auth).json()
+    onset = next(c for c in knee["criteria"] if c["metric"] == "emg-onset-latency")
+    assert (onset["muscle"], onset["reference"], onset["max"], onset["source"]) == (
+        "vastus-medialis",
+        {"kind": "synergist", "muscle": "vastus-lateralis"},
+        10,
+        "device",
+    )
+    assert knee["muscles"]["antagonists"] == ["biceps-femoris", "semitendinosus"]
+    assert knee["ladders"]["joints"][2]["requires"] == {"loadBearing": "full-weight-bearing"}
 
     # A replay of the evaluation drafts nothing new.
     _send(service, "evaluation.completed.v1", patient, _evaluation(patient, f"ev-{patient}"))
@@ -237,7 +248,7 @@ def test_bad_input_names_the_field_and_writes_nothing(service: dict[str, Any]) -
     assert resp.status_code == 400
     assert resp.json()["issue"][0]["expression"] == ["rules.mastery.maxPian"]
     resp = client.put(
-        f"/plans/{plan_id}/rules", json={"rules": {"symptoms": {"acceptablePainMax": 2}}}, headers=auth
+        f"/plans/{plan_id}/rules", json={"rules": {"symptoms": {"acceptablePainMax": 1}}}, headers=auth
     )
     assert resp.status_code == 400 and "below mastery.maxPain" in resp.text
     assert client.get(f"/plans/{plan_id}", headers=auth).json()["version"] == 1

@@ -106,10 +106,14 @@ def test_a_clinic_session_from_start_to_close(service: SessionsService) -> None:
     }
     assert (knee["targetReps"], knee["targetMet"]) == (10, False)
 
-    hip = exercise(activity="hip-abd", sets=2, reps=[12, 12], cues=[], dualTask=True, dualTaskCostPct=12.5)
+    trial = {"measure": "reps", "single": 12, "dual": 10.5, "lowerIsBetter": False}
+    hip = exercise(activity="hip-abd", sets=2, reps=[12, 12], cues=[], dualTask=True, dualTaskTrial=trial)
     resp = service.client.post(f"/sessions/{sid}/exercises", json=hip, headers=service.headers)
     assert resp.status_code == 201, resp.text
     assert [e["activity"] for e in resp.json()["exercises"]] == ["knee-ext", "hip-abd"]
+    hip_view = resp.json()["exercises"][1]
+    assert hip_view["dualTaskTrial"] == {**trial, "single": 12.0, "unit": None}
+    assert hip_view["dualTaskCostPct"] == 12.5, "the service computes the cost: 1.5 reps fewer of 12"
     stored = _stored(service, sid)
     assert stored["exercises"] == 2
     assert (stored["events"], stored["procedures"]) == ([], 0), "nothing is final before the session closes"
@@ -227,6 +231,16 @@ def test_an_activity_not_in_the_active_plan_is_refused_naming_the_field(service:
         ({"cues": ["hypnosis"]}, "cues[0]", "not a known cue"),
         ({"painAfterr": 3}, "painAfterr", "is not a known field"),
         ({"assistance": None}, "assistance", "Input should be"),
+        ({"rom": {"valueDeg": 400, "method": "goniometer"}}, "rom.valueDeg", "less than or equal to 360"),
+        ({"rom": {"valueDeg": 90, "method": "protractor"}}, "rom.method", "'goniometer', 'inclinometer' or"),
+        (
+            {
+                "dualTask": True,
+                "dualTaskTrial": {"measure": "reps", "single": 0, "dual": 8, "lowerIsBetter": False},
+            },
+            "dualTaskTrial.single",
+            "must not be 0",
+        ),
     ],
 )
 def test_bad_exercise_fields_are_400_naming_the_field_and_store_nothing(
@@ -240,6 +254,73 @@ def test_bad_exercise_fields_are_400_naming_the_field_and_store_nothing(
     assert issue["expression"] == [field]
     assert issue["diagnostics"].startswith(f"{field}: ")
     assert message in issue["diagnostics"]
+    assert _stored(service, sid)["exercises"] == 0
+
+
+def test_rom_and_a_retention_attempt_are_kept_shown_and_on_the_procedure(service: SessionsService) -> None:
+    patient, care_plan = service.active_plan()
+    sid = _start(service, patient, care_plan)["id"]
+    body = exercise(
+        withFeedback=False,
+        cues=[],
+        retentionAttempt=True,
+        rom={"valueDeg": 87.5, "method": "goniometer", "motion": "knee-extension"},
+    )
+    resp = service.client.post(f"/sessions/{sid}/exercises", json=body, headers=service.headers)
+    assert resp.status_code == 201, resp.text
+    (knee,) = resp.json()["exercises"]
+    assert knee["retentionAttempt"] is True
+    rom = knee["rom"]
+    assert (rom["valueDeg"], rom["method"], rom["motion"]) == (87.5, "goniometer", "knee-extension")
+    assert rom["observation"].startswith("Observation/") and rom["observation"] != "Observation/"
+
+    service.client.post(f"/sessions/{sid}/close", headers=service.headers)
+    got = service.client.get(f"/sessions/{sid}", headers=service.headers).json()
+    assert got["exercises"][0]["rom"] == rom, "the session log keeps the ROM and its Observation id"
+
+    procedure = service.client.get(f"/fhir/{knee['procedure']}", headers=service.headers).json()
+    (perf,) = [e for e in procedure["extension"] if e["url"].endswith("/exercise-performance")]
+    parts = {p["url"]: p for p in perf["extension"]}
+    assert parts["rom"]["valueQuantity"]["value"] == 87.5
+    assert parts["romMethod"]["valueCode"] == "goniometer"
+    assert parts["romObservation"]["valueReference"] == {"reference": rom["observation"]}
+    assert parts["retentionAttempt"]["valueBoolean"] is True
+    assert "active ROM knee-extension 87.5 deg (goniometer)" in procedure["note"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"dualTask": True, "dualTaskCostPct": 20.0}, "dualTaskCostPct", "send dualTaskTrial"),
+        ({"retentionAttempt": True, "withFeedback": True}, "retentionAttempt", "feedback-free"),
+        (
+            {
+                "dualTask": False,
+                "dualTaskTrial": {"measure": "reps", "single": 10, "dual": 8, "lowerIsBetter": False},
+            },
+            "dualTaskTrial",
+            "only recorded when dualTask is true",
+        ),
+    ],
+)
+def test_broken_rules_between_exercise_fields_are_422_naming_the_field_and_store_nothing(
+    service: SessionsService, change: dict[str, Any], field: str, message: str
+) -> None:
+    patient, care_plan = service.active_plan()
+    sid = _start(service, patient, care_plan)["id"]
+    for url, body, path in (
+        (f"/sessions/{sid}/exercises", exercise(**change), field),
+        (
+            f"/sessions/{sid}/exercises/batch",
+            {"exercises": [exercise(), exercise(**change)]},
+            f"exercises[1].{field}",
+        ),
+    ):
+        resp = service.client.post(url, json=body, headers=service.headers)
+        assert resp.status_code == 422, resp.text
+        issue = _issue(resp)
+        assert (issue["code"], issue["expression"]) == ("business-rule", [path])
+        assert issue["diagnostics"].startswith(f"{path}: ") and message in issue["diagnostics"]
     assert _stored(service, sid)["exercises"] == 0
 
 

@@ -150,13 +150,25 @@ def test_closing_a_session_publishes_session_logged_with_the_documented_fields(
         "painBefore": 1,
         "painAfter": 4,
         "withFeedback": False,
+        "retentionAttempt": True,
         "dualTask": True,
-        "dualTaskCostPct": 20.0,
+        "dualTaskTrial": {
+            "measure": "sway-area",
+            "single": 5.0,
+            "dual": 6.0,
+            "unit": "cm2",
+            "lowerIsBetter": True,
+        },
+        "rom": {"valueDeg": 40, "method": "device"},
         "deviceStreams": ["balance-01", "emg-02"],
+        "start": "2026-01-05T09:10:00+00:00",
+        "end": "2026-01-05T09:20:00+00:00",
     }
-    procedure = service.client.post(
+    recorded = service.client.post(
         f"/sessions/{sid}/exercises", json=exercise, headers=service.headers
-    ).json()["exercises"][0]["procedure"]
+    ).json()
+    procedure = recorded["exercises"][0]["procedure"]
+    rom_observation = recorded["exercises"][0]["rom"]["observation"]
     service.client.post(f"/sessions/{sid}/close", headers=service.headers)
 
     record = _find_on_topic(
@@ -194,13 +206,24 @@ def test_closing_a_session_publishes_session_logged_with_the_documented_fields(
         "assistance": "moderate",
         "cues": ["mirror"],
         "withFeedback": False,
+        "retentionAttempt": True,
         "dualTask": True,
-        "dualTaskCostPct": 20.0,
+        "dualTaskTrial": {
+            "measure": "sway-area",
+            "single": 5.0,
+            "dual": 6.0,
+            "unit": "cm2",
+            "lowerIsBetter": True,
+        },
+        "dualTaskCostPct": 20.0,  # computed: 20 % more sway under the dual task
+        "rom": {"valueDeg": 40.0, "method": "device", "motion": None, "observation": rom_observation},
         "quality": 2,
         "selfRating": 3,
         "painBefore": 1,
         "painAfter": 4,
         "deviceStreams": ["balance-01", "emg-02"],
+        "start": "2026-01-05T09:10:00+00:00",
+        "end": "2026-01-05T09:20:00+00:00",
     }
 
     resp = service.client.post(

@@ -213,8 +213,11 @@ def make_feed(engine: Engine) -> Callable[..., Feed]:
 
 
 def by_metric(events: list[CloudEvent]) -> dict[tuple[str, str | None], list[dict[str, Any]]]:
+    """The metric-computed events by (metric, channel); a close's completed event is not a metric."""
     out: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for e in events:
+        if e.type != "device.metric-computed.v1":
+            continue
         out.setdefault((e.data["metric"], e.data.get("channel")), []).append(e.data)
     return out
 

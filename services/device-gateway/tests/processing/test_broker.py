@@ -63,6 +63,20 @@ class Metrics:
         )
         return self.of(*streams)
 
+    def wait_completed(self, streams: tuple[str, ...]) -> list[CloudEvent]:
+        """Every event of `streams` up to each one's close summary (it comes after the close's metrics)."""
+
+        def done() -> bool:
+            self.poll()
+            closed = {e.data["stream"] for e in self.of(*streams) if e.type == COMPLETED}
+            return closed == set(streams)
+
+        wait_for(done, timeout_s=90, what="the close summaries")
+        return self.of(*streams)
+
+
+COMPLETED = "device.stream-metrics-completed.v1"
+
 
 def _frames(values: Any, rate: float, channels: list[dict[str, str]], stream_type: str, n: int) -> list[Any]:
     t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -82,7 +96,12 @@ def _frames(values: Any, rate: float, channels: list[dict[str, str]], stream_typ
 
 
 def _raw_events(
-    device: str, patient: str, stream_type: str, frames: list[dict[str, Any]], protocol: dict[str, Any]
+    device: str,
+    patient: str,
+    stream_type: str,
+    frames: list[dict[str, Any]],
+    protocol: dict[str, Any],
+    mvc: dict[str, float] | None = None,
 ) -> tuple[str, list[CloudEvent]]:
     """A stream's frame events and its stream-closed event, as the gateway stages them."""
     stream = f"str-{uuid.uuid4().hex[:10]}"
@@ -95,7 +114,7 @@ def _raw_events(
         "streamType": stream_type,
         "origin": frames[0]["startTime"],
         "protocol": protocol,
-        "mvc": None,
+        "mvc": mvc,
     }
     events = [
         CloudEvent.new(
@@ -144,7 +163,26 @@ def test_raw_events_on_the_broker_become_metric_events_once(
         {"vision": "closed", "surface": "firm"},
     )
     emg, emg_events = _raw_events(
-        device, patient, "emg", _frames(data.bmc(), 1000.0, [{"name": "biceps", "unit": "V"}], "emg", 250), {}
+        device,
+        patient,
+        "emg",
+        _frames(data.bmc(), 1000.0, [{"name": "biceps", "unit": "V"}], "emg", 250),
+        {"cueTime": 0.0},
+    )
+    # Four thigh muscles bound to their channels (standing: RF stays at rest, ST fires first), latencies
+    # against the synergist ST, co-contraction for two declared pairs, one of them without MVC.
+    thigh = {"RF": "rectus-femoris", "BF": "biceps-femoris", "VM": "vastus-medialis", "ST": "semitendinosus"}
+    legs, leg_events = _raw_events(
+        device,
+        patient,
+        "emg",
+        _frames(data.lower_limb()[:6000], 1000.0, [{"name": n, "unit": "mV"} for n in thigh], "emg", 500),
+        {
+            "muscles": thigh,
+            "onsetReference": "ST",
+            "pairs": [{"agonist": "VM", "antagonist": "ST"}, {"agonist": "RF", "antagonist": "BF"}],
+        },
+        mvc={"RF": 0.05, "VM": 0.05, "ST": 0.2},
     )
 
     def publish(events: list[CloudEvent]) -> None:
@@ -158,9 +196,16 @@ def test_raw_events_on_the_broker_become_metric_events_once(
     relay.start()
     try:
         assert consumer.wait_until_assigned()
-        publish(open_events + closed_events + emg_events)
+        publish(open_events + closed_events + emg_events + leg_events)
+        # Each stream's close summary comes after its metrics (one patient: one partition, in order).
+        everything = metrics.wait_completed((opened, closed, emg, legs))
+        summaries = {e.data["stream"]: e for e in everything if e.type == COMPLETED}
+        for stream in (opened, closed, emg, legs):
+            mine = [e for e in everything if e.data["stream"] == stream]
+            assert mine[-1].type == COMPLETED and [e.type for e in mine].count(COMPLETED) == 1
+        events = [e for e in everything if e.type != COMPLETED]
         # Balance: 9 sway metrics per trial + the Romberg quotient; EMG: 3 windows x 3 + 4 at the close.
-        events = metrics.wait((opened, closed, emg), 9 + 9 + 1 + 9 + 4)
+        assert len(metrics.of(opened, closed, emg)) - 3 == 9 + 9 + 1 + 9 + 4
 
         with (data.sensors / "balance" / "reference-metrics-subject1.tsv").open() as f:
             reference = {row["Trial"]: row for row in csv.DictReader(f, delimiter="\t")}
@@ -187,9 +232,38 @@ def test_raw_events_on_the_broker_become_metric_events_once(
         assert 350 <= values[(emg, "emg-onset-latency", "biceps")]["value"] <= 500
         assert all(e.subject == patient and e.type == "device.metric-computed.v1" for e in events)
 
+        # Per muscle, against the synergist; RF never fires: not detected; no reference, no latency to it.
+        synergist = {"kind": "synergist", "channel": "ST", "muscle": "semitendinosus"}
+        bf, vm, rf = (values[(legs, "emg-onset-latency", c)] for c in ("BF", "VM", "RF"))
+        assert (bf["muscle"], bf["status"], bf["reference"]) == ("biceps-femoris", "measured", synergist)
+        assert bf["value"] == pytest.approx(100.0, abs=30.0) and vm["value"] == pytest.approx(750.0, abs=40.0)
+        assert (rf["status"], rf["value"], rf["muscle"]) == ("not-detected", None, "rectus-femoris")
+        assert (legs, "emg-onset-latency", "ST") not in values
+        # Co-contraction for the declared pairs only.
+        cocon = {c: d for (s_, m, c), d in values.items() if s_ == legs and m == "emg-co-contraction-index"}
+        assert set(cocon) == {"VM/ST", "RF/BF"}
+        assert cocon["VM/ST"]["status"] == "measured" and 0 < cocon["VM/ST"]["value"] < 100
+        assert cocon["VM/ST"]["antagonist"] == "semitendinosus"
+        assert (cocon["RF/BF"]["status"], cocon["RF/BF"]["value"]) == ("not-computable", None)
+        # The summary lists each whole-recording metric with its status.
+        summary = summaries[legs].data
+        assert (summary["streamType"], summary["gaps"], summary["patient"]) == ("emg", 0, patient)
+        listed = {(m["metric"], m.get("channel")): m["status"] for m in summary["metrics"]}
+        assert listed[("emg-onset-latency", "RF")] == "not-detected"
+        assert listed[("emg-co-contraction-index", "RF/BF")] == "not-computable"
+        assert (
+            listed[("emg-onset-latency", "BF")] == listed[("emg-co-contraction-index", "VM/ST")] == "measured"
+        )
+        assert len(listed) == 4 * 3 + 3 + 3 + 2  # RMS, peak, MDF x 4; %MVC x 3; 3 onsets; 2 pairs
+        assert summaries[emg].data["metrics"][-1] == {
+            "metric": "emg-onset-latency",
+            "channel": "biceps",
+            "status": "measured",
+        }
+
         # Replay everything, then a short sentinel stream per topic from the same device (same partitions,
         # so once its metrics are out, the replays before it have been consumed).
-        publish(open_events + closed_events + emg_events)
+        publish(open_events + closed_events + emg_events + leg_events)
         sentinel_balance, sentinel_b = _raw_events(
             device,
             patient,
@@ -205,10 +279,10 @@ def test_raw_events_on_the_broker_become_metric_events_once(
             {},
         )
         publish(sentinel_b + sentinel_e)
-        metrics.wait((sentinel_balance, sentinel_emg), 9 + 3 + 4)
+        metrics.wait_completed((sentinel_balance, sentinel_emg))
         time.sleep(0.5)  # not a timing assertion: lets a (wrong) late duplicate show up before we count
         metrics.poll()
-        assert len(metrics.of(opened, closed, emg)) == len(events)
+        assert len(metrics.of(opened, closed, emg, legs)) == len(everything)
     finally:
         relay.stop()
         consumer.stop()

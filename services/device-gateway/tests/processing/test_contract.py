@@ -15,13 +15,14 @@ from sqlalchemy import create_engine
 
 from relearn.device_gateway.config import Settings
 from relearn.device_gateway.processing import events, metrics_consumer
+from relearn.device_gateway.processing import events as events_module
 from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation import codes
 from relearn.evaluation.device_metrics import MetricComputed, metric_observation
 from relearn.plan.handlers import metric_observation as plan_evidence
 from relearn.plan.inbound import DeviceMetricComputed
 from relearn.shared.events.contracts import device_metric_observation_id
-from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
+from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
 
 
 def test_every_metric_code_is_an_evaluation_code() -> None:
@@ -48,7 +49,13 @@ def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, fe
     balance_open = data.plate_stream("BDS00001", patient=emg.patient, protocol={"vision": "open"})
     balance_closed = data.plate_stream("BDS00004", patient=emg.patient, protocol={"vision": "closed"})
 
-    events = feed.run(emg.events() + balance_open.events() + balance_closed.events())
+    emg.protocol = {
+        "muscles": {"rectus-femoris": "rectus-femoris"},
+        "pairs": [{"agonist": "rectus-femoris", "antagonist": "biceps-femoris"}],
+    }
+
+    everything = feed.run(emg.events() + balance_open.events() + balance_closed.events())
+    events = [e for e in everything if e.type == events_module.METRIC_COMPUTED]
 
     ids: set[str] = set()
     for event in events:
@@ -57,8 +64,15 @@ def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, fe
         Observation.model_validate(resource)  # valid FHIR R4B
         ids.add(resource["id"])
         assert resource["code"]["coding"][0]["code"] == event.data["metric"]
-        assert resource["valueQuantity"]["code"] == event.data["unit"]
-        if "channel" in event.data:
+        if event.data["status"] == "measured":
+            assert resource["valueQuantity"]["code"] == event.data["unit"]
+        else:  # no onset reference, no MVC for biceps-femoris: stored without a value, with the reason
+            assert "valueQuantity" not in resource and resource["dataAbsentReason"]
+            assert resource["note"][0]["text"] == event.data["reason"]
+        if "muscle" in event.data:
+            assert resource["bodySite"]["coding"][0]["code"] == event.data["muscle"]
+            assert event.data["channel"] in resource["bodySite"]["text"]
+        elif "channel" in event.data:
             assert resource["bodySite"] == {"text": event.data["channel"]}
         if "samples" in event.data:
             (waveform,) = [c for c in resource["component"] if "valueSampledData" in c]
@@ -69,6 +83,10 @@ def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, fe
     assert len(ids) == len(events), "no two metric events share an Observation"
     kinds = {e.data["metric"] for e in events}
     assert {"emg-co-contraction-index", "emg-percent-mvc", "romberg-quotient", "sway-ellipse-area"} <= kinds
+    assert {e.data["status"] for e in events} == {"measured", "not-computable"}
+    # Each close ends with its summary, which the evaluation service has no handler for.
+    completed = [e for e in everything if e.type == events_module.METRICS_COMPLETED]
+    assert len(completed) == 3 and topic_for(events_module.METRICS_COMPLETED) == DEVICE_METRICS
 
 
 def test_metrics_without_a_channel_keep_their_former_ids() -> None:

@@ -84,7 +84,12 @@ def test_balance_trial_fed_as_frames_gives_the_authors_values(
         assert m["window"] == {"start": stream.origin, "end": "2026-03-02T09:31:00+00:00"}
         assert "channel" not in m
         assert (m["patient"], m["device"], m["stream"]) == (stream.patient, stream.device, stream.stream)
-    assert all(e.subject == stream.patient and e.type == "device.metric-computed.v1" for e in events)
+    *metrics, completed = events
+    assert all(e.subject == stream.patient and e.type == "device.metric-computed.v1" for e in metrics)
+    # Then the close's summary: every whole-trial metric, measured.
+    assert completed.type == "device.stream-metrics-completed.v1" and completed.subject == stream.patient
+    assert completed.data["streamType"] == "force-plate" and completed.data["gaps"] == 0
+    assert completed.data["metrics"] == [{"metric": m.data["metric"], "status": "measured"} for m in metrics]
     # One trial alone has no Romberg partner.
     assert ("romberg-quotient", None) not in grouped
 
@@ -153,7 +158,7 @@ def test_bmc_contraction_onset_near_0_4_s_and_window_metrics_in_microvolts(
     frames = data.wire_frames(
         data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=250
     )
-    stream = data.stream("emg", frames)
+    stream = data.stream("emg", frames, protocol={"cueTime": 0.0})  # the cue at the recording's start
 
     during = group(feed.run(stream.frame_events()))
     closing = group(feed.run([stream.closed_event()]))
@@ -174,6 +179,11 @@ def test_bmc_contraction_onset_near_0_4_s_and_window_metrics_in_microvolts(
 
     onset = one(closing, "emg-onset-latency", "biceps")
     assert onset["unit"] == "ms" and 350.0 <= onset["value"] <= 500.0
+    assert onset["status"] == "measured" and onset["reference"] == {
+        "kind": "cue",
+        "channel": None,
+        "muscle": None,
+    }
     assert onset["window"] == {"start": stream.origin, "end": "2026-03-02T09:30:03.360000+00:00"}
     peak = one(closing, "emg-envelope-peak", "biceps")
     samples = peak["samples"]
@@ -197,7 +207,7 @@ def test_baseline_only_recording_in_counts_has_no_onset_and_stays_in_counts(
         frame_len=1000,
         adc={"resolutionBits": 12},
     )
-    stream = data.stream("emg", frames)
+    stream = data.stream("emg", frames, protocol={"cueTime": 0.5})
 
     during = group(feed.run(stream.frame_events()))
     closing = group(feed.run([stream.closed_event()]))
@@ -206,7 +216,9 @@ def test_baseline_only_recording_in_counts_has_no_onset_and_stays_in_counts(
     assert {w["unit"] for w in during[("emg-rms", "emg")] + during[("emg-envelope-peak", "emg")]} == {
         "{counts}"
     }
-    assert ("emg-onset-latency", "emg") not in closing
+    # No contraction after the cue: a measured "not detected", not a missing value.
+    onset = one(closing, "emg-onset-latency", "emg")
+    assert (onset["status"], onset["value"]) == ("not-detected", None) and "no onset" in onset["reason"]
     assert one(closing, "emg-rms", "emg")["unit"] == "{counts}"
     assert one(closing, "emg-envelope-peak", "emg")["samples"]["unit"] == "{counts}"
 
@@ -215,13 +227,18 @@ def test_onset_latency_is_measured_from_the_protocol_cue(data: Any, feed: Any, g
     frames = data.wire_frames(
         data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=500
     )
-    without = data.stream("emg", [dict(f) for f in frames])
+    at_start = data.stream("emg", [dict(f) for f in frames], protocol={"cueTime": 0.0})
     cued = data.stream("emg", [dict(f) for f in frames], protocol={"cueTime": 0.3})
+    without = data.stream("emg", [dict(f) for f in frames])
 
-    plain = one(group(feed.run(without.events())), "emg-onset-latency", "biceps")["value"]
+    plain = one(group(feed.run(at_start.events())), "emg-onset-latency", "biceps")["value"]
     from_cue = one(group(feed.run(cued.events())), "emg-onset-latency", "biceps")["value"]
+    no_clock = one(group(feed.run(without.events())), "emg-onset-latency", "biceps")
 
     assert from_cue == pytest.approx(plain - 300.0, abs=1.0)
+    # Never from the recording start: without a cue or a reference channel there is no latency to give.
+    assert (no_clock["status"], no_clock["value"]) == ("not-computable", None)
+    assert "onsetReference" in no_clock["reason"] and "reference" not in no_clock
 
 
 def test_onset_latency_against_a_reference_muscle_is_the_difference_of_their_onsets(
@@ -241,35 +258,176 @@ def test_onset_latency_against_a_reference_muscle_is_the_difference_of_their_ons
     assert ("emg-onset-latency", "vastus-lateralis") not in closing, "the reference has no latency to itself"
 
 
-def test_four_thigh_muscles_give_mvc_percentages_and_co_contraction_per_pair(
-    data: Any, feed: Any, group: Group
-) -> None:
-    values = data.lower_limb()[:6000]
-    names = ["rectus-femoris", "biceps-femoris", "vastus-medialis", "semitendinosus"]
+THIGH = {"RF": "rectus-femoris", "BF": "biceps-femoris", "VM": "vastus-medialis", "ST": "semitendinosus"}
+
+
+def thigh_stream(data: Any, values: np.ndarray, **kw: Any) -> Any:
+    """The UCI lower-limb recording (standing: RF stays at rest, ST fires at 0.43 s, BF 0.53 s, VM 1.18 s) as
+    a four-channel EMG stream whose channels are bound to their muscles."""
     frames = data.wire_frames(
         values,
         rate=1000.0,
-        channels=[{"name": n, "unit": "mV"} for n in names],
+        channels=[{"name": n, "unit": "mV"} for n in THIGH],
         stream_type="emg",
         frame_len=500,
     )
-    stream = data.stream("emg", frames, mvc={"rectus-femoris": 0.05, "vastus-medialis": 0.05})
+    protocol = {"muscles": dict(THIGH), **kw.pop("protocol", {})}
+    return data.stream("emg", frames, protocol=protocol, **kw)
+
+
+def test_four_thigh_muscles_per_muscle_onsets_against_a_synergist_and_declared_pairs_only(
+    data: Any, feed: Any, group: Group
+) -> None:
+    stream = thigh_stream(
+        data,
+        data.lower_limb()[:6000],
+        protocol={
+            "onsetReference": "ST",
+            "pairs": [{"agonist": "VM", "antagonist": "ST"}, {"agonist": "RF", "antagonist": "BF"}],
+        },
+        mvc={"RF": 0.05, "VM": 0.05, "ST": 0.2},
+    )
 
     during = group(feed.run(stream.frame_events()))
-    closing = group(feed.run([stream.closed_event()]))
+    events = feed.run([stream.closed_event()])
+    closing = group(events)
 
-    # One value per channel per window: the channel tells them apart.
-    for name in names:
+    # One value per channel per window, each naming its muscle.
+    for name, muscle in THIGH.items():
         assert len(during[("emg-rms", name)]) == 5
-    assert len(during[("emg-percent-mvc", "rectus-femoris")]) == 5
-    assert ("emg-percent-mvc", "biceps-femoris") not in during
-    pct = one(closing, "emg-percent-mvc", "vastus-medialis")
-    assert pct["unit"] == "%" and pct["value"] > 0
-    pairs = sorted(c for m, c in closing if m == "emg-co-contraction-index")
-    assert len(pairs) == 6 and "rectus-femoris/biceps-femoris" in pairs
-    for pair in pairs:
-        value = one(closing, "emg-co-contraction-index", pair)["value"]
-        assert 0.0 < value <= 100.0
+        assert {w["muscle"] for w in during[("emg-rms", name)]} == {muscle}
+    assert len(during[("emg-percent-mvc", "RF")]) == 5
+    assert ("emg-percent-mvc", "BF") not in during
+    assert one(closing, "emg-percent-mvc", "VM")["value"] > 0
+
+    # Onset latency per muscle, against the synergist's onset (ST), never averaged.
+    synergist = {"kind": "synergist", "channel": "ST", "muscle": "semitendinosus"}
+    bf, vm = one(closing, "emg-onset-latency", "BF"), one(closing, "emg-onset-latency", "VM")
+    assert (bf["muscle"], bf["status"], bf["reference"]) == ("biceps-femoris", "measured", synergist)
+    assert bf["value"] == pytest.approx(100.0, abs=30.0)  # 0.53 s - 0.43 s
+    assert vm["value"] == pytest.approx(750.0, abs=40.0) and vm["muscle"] == "vastus-medialis"
+    # RF never rises above its resting level: a measured failure with a reason, not silence.
+    rf = one(closing, "emg-onset-latency", "RF")
+    assert (rf["status"], rf["value"], rf["muscle"]) == ("not-detected", None, "rectus-femoris")
+    assert "3 SD" in rf["reason"] and rf["reference"] == synergist
+    assert ("emg-onset-latency", "ST") not in closing, "the reference has no latency to itself"
+
+    # Co-contraction for the declared pairs only (not the 6 pairs of 4 channels), on %MVC envelopes.
+    pairs = {
+        c: one(closing, "emg-co-contraction-index", c) for m, c in closing if m == "emg-co-contraction-index"
+    }
+    assert set(pairs) == {"VM/ST", "RF/BF"}
+    vm_st = pairs["VM/ST"]
+    assert vm_st["status"] == "measured" and 0.0 < vm_st["value"] < 100.0 and vm_st["unit"] == "%"
+    assert (vm_st["muscle"], vm_st["antagonist"]) == ("vastus-medialis", "semitendinosus")
+    rf_bf = pairs["RF/BF"]
+    assert (rf_bf["status"], rf_bf["value"]) == ("not-computable", None) and "no MVC for channel BF" in rf_bf[
+        "reason"
+    ]
+    assert (rf_bf["muscle"], rf_bf["antagonist"]) == ("rectus-femoris", "biceps-femoris")
+
+    # Last, the close's summary: each whole-recording metric with its status, after all of them.
+    completed = events[-1]
+    assert completed.type == "device.stream-metrics-completed.v1"
+    assert [e.type for e in events[:-1]] == ["device.metric-computed.v1"] * (len(events) - 1)
+    listed = {(m["metric"], m.get("channel")): m for m in completed.data["metrics"]}
+    assert listed[("emg-onset-latency", "RF")] == {
+        "metric": "emg-onset-latency",
+        "channel": "RF",
+        "muscle": "rectus-femoris",
+        "status": "not-detected",
+    }
+    assert listed[("emg-co-contraction-index", "RF/BF")]["status"] == "not-computable"
+    assert listed[("emg-co-contraction-index", "VM/ST")]["muscle"] == "vastus-medialis"
+    whole = [e.data for e in events[:-1] if e.data["window"]["end"] == "2026-03-02T09:30:06+00:00"]
+    assert len(listed) == len(completed.data["metrics"]) == len(whole)
+    assert {k: v["status"] for k, v in listed.items()} == {
+        (d["metric"], d["channel"]): d["status"] for d in whole
+    }
+    assert (completed.data["stream"], completed.data["streamType"], completed.data["gaps"]) == (
+        stream.stream,
+        "emg",
+        0,
+    )
+
+
+def test_co_contraction_ignores_electrode_gain_when_the_mvc_was_recorded_with_it(
+    data: Any, feed: Any, group: Group
+) -> None:
+    values = data.lower_limb()[:6000]
+    louder = values.copy()
+    louder[:, 1] *= 3.0  # BF's electrode at three times the gain, for the trial and for its MVC
+    pairs = {"pairs": [{"agonist": "VM", "antagonist": "BF"}], "cueTime": 0.4}
+    plain = thigh_stream(data, values, protocol=pairs, mvc={"VM": 0.05, "BF": 0.3})
+    gained = thigh_stream(data, louder, protocol=pairs, mvc={"VM": 0.05, "BF": 0.9})
+
+    before = group(feed.run(plain.events()))
+    after = group(feed.run(gained.events()))
+
+    value = one(before, "emg-co-contraction-index", "VM/BF")["value"]
+    assert 0.0 < value < 100.0
+    assert one(after, "emg-co-contraction-index", "VM/BF")["value"] == pytest.approx(value, rel=1e-9)
+    # Onsets (threshold relative to each channel's own baseline) do not move either.
+    for name in ("BF", "VM"):
+        onset = one(after, "emg-onset-latency", name)
+        assert onset["value"] == pytest.approx(one(before, "emg-onset-latency", name)["value"])
+        assert onset["reference"]["kind"] == "cue"
+
+
+def test_two_resting_muscles_give_no_co_contraction_and_a_silent_reference_no_latency(
+    data: Any, feed: Any, group: Group
+) -> None:
+    # The first 1.1 s: RF and VM at rest throughout (BF and ST are already active).
+    stream = thigh_stream(
+        data,
+        data.lower_limb()[:1100],
+        protocol={"onsetReference": "RF", "pairs": [{"agonist": "VM", "antagonist": "RF"}]},
+        mvc={"RF": 0.05, "VM": 0.05},
+    )
+
+    closing = group(feed.run(stream.events()))
+
+    # Resting noise on both channels is not ~95 % co-contraction: there is nothing active to compare.
+    cocon = one(closing, "emg-co-contraction-index", "VM/RF")
+    assert (cocon["status"], cocon["value"]) == ("not-computable", None)
+    assert "neither muscle was active" in cocon["reason"]
+    # The reference (RF) never fired: BF's onset has nothing to be timed against; VM itself never fired.
+    bf = one(closing, "emg-onset-latency", "BF")
+    assert (bf["status"], bf["value"]) == ("not-computable", None) and "RF produced no onset" in bf["reason"]
+    assert one(closing, "emg-onset-latency", "VM")["status"] == "not-detected"
+
+
+def test_a_recording_too_short_reports_its_declared_metrics_as_not_computable(
+    data: Any, feed: Any, group: Group
+) -> None:
+    stream = thigh_stream(
+        data,
+        data.lower_limb()[:200],
+        protocol={"cueTime": 0.05, "pairs": [{"agonist": "VM", "antagonist": "BF"}]},
+        mvc={"VM": 0.05, "BF": 0.3},
+    )
+
+    events = feed.run(stream.events())
+    closing = group(events)
+
+    assert {s for m, c in closing for s in [one(closing, m, c)["status"]]} == {"not-computable"}
+    assert {c for m, c in closing if m == "emg-onset-latency"} == set(THIGH)
+    assert one(closing, "emg-co-contraction-index", "VM/BF")["reason"].startswith("the recording has no")
+    assert [m["status"] for m in events[-1].data["metrics"]] == ["not-computable"] * 5
+
+
+def test_a_malformed_protocol_in_a_raw_event_does_not_fail_the_close(
+    data: Any, feed: Any, group: Group
+) -> None:
+    # Bindings are validated by the gateway; a raw event from elsewhere with junk still gives its metrics.
+    stream = thigh_stream(data, data.lower_limb()[:1000], protocol={"muscles": None, "pairs": "VM/BF"})
+
+    events = feed.run(stream.events())
+
+    assert one(group(events), "emg-rms", "VM")["status"] == "measured"
+    assert "muscle" not in one(group(events), "emg-rms", "VM")
+    assert not any(m == "emg-co-contraction-index" for m, _ in group(events))
+    assert events[-1].type == "device.stream-metrics-completed.v1"
 
 
 # -- state: restarts, mid-stream pick-up, bounds -------------------------------------------------------

@@ -73,6 +73,10 @@ def test_mean_frequency_is_close_to_the_authors_copmfreq(
     assert balance.mean_power_frequency(x, y, FS) == pytest.approx(
         float(reference[trial]["COPmfreq"]), abs=5e-4
     )
+    # The agreement the evaluation CodeSystem states for sway-mean-frequency: within 0.11 %, not exact.
+    assert balance.mean_power_frequency(x, y, FS) == pytest.approx(
+        float(reference[trial]["COPmfreq"]), rel=1.1e-3
+    )
 
 
 def test_romberg_quotients_from_computed_metrics(
@@ -180,5 +184,8 @@ def test_distances_velocity_and_frequencies_on_a_known_sway() -> None:
     assert freq.f50 == pytest.approx(0.5, abs=0.03)
     assert freq.centroidal == pytest.approx(0.5, abs=0.03)
     assert freq.mean == pytest.approx(0.5, abs=0.03)
+    assert freq.f95 == pytest.approx(
+        0.5, abs=0.1
+    )  # the Hann window spreads the line over +-2 bins of 0.05 Hz
     # Covariance diag(2, 2): area = pi * 2 * F * (n-1) * 2 * (n+1) / (n * (n-2)), about pi * 2 * 5.99 * 2.
     assert balance.ellipse_area_95(x, y) == pytest.approx(np.pi * 2.0 * 2 * 2.9966, rel=2e-3)

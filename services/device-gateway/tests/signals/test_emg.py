@@ -127,8 +127,9 @@ def test_arbitrary_rates_find_the_burst(fs: float) -> None:
     found = emg.emg_onsets(signal, fs)
 
     assert len(found) == 1
-    assert found[0].onset == pytest.approx(1.0, abs=0.06)
-    assert found[0].offset == pytest.approx(2.0, abs=0.06)
+    assert found[0].onset == pytest.approx(1.0, abs=0.01)
+    # The causal filters ring briefly after a strong burst (100x rest): the offset comes a little late.
+    assert 2.0 <= found[0].offset <= 2.08
     window = signal[round(1.1 * fs) : round(1.9 * fs)]
     assert 40.0 < emg.median_frequency(window, fs) < 150.0
 
@@ -197,7 +198,7 @@ def test_cocontraction_definitions() -> None:
         emg.cocontraction(np.zeros(10), np.zeros(10))
 
 
-def test_window_metrics_cover_mvc_onset_and_cocontraction() -> None:
+def test_window_metrics_cover_amplitude_frequency_and_mvc_only() -> None:
     fs = 1111.0
     agonist = _burst(fs, 3.0, (1.0, 2.5), seed=3)
     antagonist = 0.2 * _burst(fs, 3.0, (1.0, 2.5), seed=4)
@@ -210,16 +211,123 @@ def test_window_metrics_cover_mvc_onset_and_cocontraction() -> None:
         "mV",
         start,
         mvc={"vastus-medialis-left": 0.4},
-        onset=emg.OnsetSettings(baseline_s=(0.0, 0.5)),
-        cocontraction_pairs=[("vastus-medialis-left", "biceps-femoris-left")],
     )
 
     by_code = {(m.code, m.channels): m for m in metrics}
-    onset = by_code[(MetricCode.EMG_ONSET_LATENCY, ("vastus-medialis-left",))]
-    assert onset.value == pytest.approx(1000.0, abs=60.0) and onset.unit == "ms"
     pct = by_code[(MetricCode.EMG_PERCENT_MVC, ("vastus-medialis-left",))]
     assert pct.unit == "%" and 0 < pct.value < 100
-    cocon = by_code[(MetricCode.EMG_CO_CONTRACTION_INDEX, ("vastus-medialis-left", "biceps-femoris-left"))]
-    assert 20.0 < cocon.value < 40.0  # antagonist at a fifth of the agonist: 200 * 0.2 / 1.2 = 33 %
     assert all(m.start == start and (m.end - start).total_seconds() == pytest.approx(3.0) for m in metrics)
     assert (MetricCode.EMG_PERCENT_MVC, ("biceps-femoris-left",)) not in by_code
+    # Onset latency and co-contraction need a reference and declared pairs: whole-trial measures only.
+    assert {m.code for m in metrics} == {
+        MetricCode.EMG_RMS,
+        MetricCode.EMG_ENVELOPE_PEAK,
+        MetricCode.EMG_MEDIAN_FREQUENCY,
+        MetricCode.EMG_PERCENT_MVC,
+    }
+
+
+# -- onset timing: bias on a burst of known onset (docs/signals.md) ------------------------------------
+
+
+def _known_onset(fs: float, amplitude: float, seed: int, onset_s: float = 1.0) -> np.ndarray:
+    """White resting noise (RMS 1) and, from `onset_s`, a 20-250 Hz 'contraction' of RMS `amplitude`."""
+    rng = np.random.default_rng(seed)
+    n = round(2.0 * fs)
+    activity = emg.bandpass(rng.normal(size=n), fs, 20.0, min(250.0, 0.45 * fs))
+    activity *= amplitude / activity.std()
+    return 0.01 * (rng.normal(size=n) + activity * (np.arange(n) / fs >= onset_s))
+
+
+def _bias_ms(fs: float, amplitude: float, detect: Callable[[np.ndarray], list[emg.Activation]]) -> np.ndarray:
+    found = [detect(_known_onset(fs, amplitude, seed)) for seed in range(20)]
+    assert all(found), "every burst is found"
+    return np.array([1000.0 * (f[0].onset - 1.0) for f in found])
+
+
+@pytest.mark.parametrize("fs", [1000.0, 1111.0, 2148.0])
+def test_onset_bias_on_a_burst_of_known_onset_is_under_5_ms(fs: float) -> None:
+    # A burst at 10x the resting RMS (20 dB), 20 noise realisations.
+    bias = _bias_ms(fs, 10.0, lambda x: emg.emg_onsets(x, fs))
+
+    assert abs(bias.mean()) < 5.0, bias
+    assert np.all((bias > -5.0) & (bias < 10.0)), bias  # and no single onset far off
+
+
+def test_the_former_zero_lag_8_hz_envelope_put_onsets_tens_of_ms_early() -> None:
+    fs = 1000.0
+    old = emg.OnsetSettings(min_duration_s=0.05)
+
+    bias = _bias_ms(fs, 10.0, lambda x: emg.detect_onsets(emg.linear_envelope(x, fs, 8.0), fs, old))
+
+    # The filter run backwards spreads the burst's rise to before it begins.
+    assert bias.mean() < -25.0
+
+
+def test_a_burst_at_3x_the_resting_level_is_no_onset_but_5x_is() -> None:
+    fs = 1000.0
+    weak = [emg.emg_onsets(_known_onset(fs, 3.0, seed), fs) for seed in range(10)]
+    clear = [emg.emg_onsets(_known_onset(fs, 5.0, seed), fs) for seed in range(10)]
+
+    assert sum(bool(f) for f in weak) <= 1
+    assert all(clear)
+
+
+def test_the_onset_envelope_is_causal() -> None:
+    fs = 1000.0
+    x = _known_onset(fs, 30.0, seed=1)
+    cut = round(1.2 * fs)
+
+    # What happens after a sample never changes the envelope before it (no backward spreading).
+    # (The means removed differ: a constant, which the band-pass started in its steady state rejects.)
+    whole, head = emg.onset_envelope(x, fs), emg.onset_envelope(x[:cut], fs)
+    assert np.allclose(whole[:cut], head, rtol=1e-9, atol=1e-12)
+    assert whole[round(0.99 * fs)] < 2 * whole[:300].mean()  # still at rest just before the burst
+
+
+def test_a_sustain_of_25_ms_is_needed() -> None:
+    fs = 1000.0
+    x = np.full(1000, 1.0)
+    x[:300] += 0.01 * np.random.default_rng(0).normal(size=300)
+    x[500:520] = 20.0  # 20 ms above threshold: noise, not an onset
+    x[700:730] = 20.0  # 30 ms: an onset
+
+    found = emg.detect_onsets(x, fs, emg.OnsetSettings(min_peak_ratio=1.0))
+
+    assert [round(a.onset, 3) for a in found] == [0.7]
+
+
+# -- co-contraction on %MVC envelopes over the active part ---------------------------------------------
+
+
+def test_two_resting_channels_no_longer_read_as_near_total_co_contraction() -> None:
+    fs = 1000.0
+    rng = np.random.default_rng(5)
+    a, b = 0.01 * rng.normal(size=3000), 0.01 * rng.normal(size=3000)
+    env = emg.linear_envelope(np.column_stack([a, b]), fs)
+    acts = [emg.emg_onsets(x, fs) for x in (a, b)]
+
+    # On the whole raw envelopes equal noise floors look like ~95 % co-contraction ...
+    assert emg.cocontraction(env[:, 0], env[:, 1]) > 90.0
+    # ... but neither muscle is active: there is no active part to judge.
+    assert acts == [[], []]
+    with pytest.raises(ValueError, match="no active samples"):
+        emg.cocontraction_mvc(env[:, 0], env[:, 1], 0.1, 0.1, emg.active_mask(3000, fs, *acts))
+
+
+def test_co_contraction_on_mvc_envelopes_ignores_electrode_gain() -> None:
+    fs = 1000.0
+    agonist = _burst(fs, 3.0, (1.0, 2.5), seed=3)
+    antagonist = 0.3 * _burst(fs, 3.0, (1.2, 2.0), seed=4)
+    env = emg.linear_envelope(np.column_stack([agonist, antagonist]), fs)
+    active = emg.active_mask(env.shape[0], fs, emg.emg_onsets(agonist, fs), emg.emg_onsets(antagonist, fs))
+
+    same = emg.cocontraction_mvc(env[:, 0], env[:, 1], 0.4, 0.2, active)
+    gained = emg.cocontraction_mvc(env[:, 0], 3.0 * env[:, 1], 0.4, 3.0 * 0.2, active)
+
+    assert gained == pytest.approx(same, rel=1e-12)
+    # The raw index moves with the gain (the issue's 51 % -> 86 %); the %MVC one does not.
+    raw, raw_gained = emg.cocontraction(env[:, 0], env[:, 1]), emg.cocontraction(env[:, 0], 3.0 * env[:, 1])
+    assert raw_gained - raw > 20.0
+    # Only the active part counts: 1.0-2.5 s here, not the rest before and after.
+    assert active[1000:2500].all() and not active[:990].any() and not active[2600:].any()

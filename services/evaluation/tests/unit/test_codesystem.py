@@ -110,11 +110,12 @@ def test_every_local_code_the_mappers_write_is_in_the_codesystem(ids: Callable[[
             assert concept.selectable, coding["code"]
             assert coding["display"] == concept.display
             used.add(coding["code"])
-    # The evaluation itself uses everything but the session and device codes (the other services' share).
+    # The evaluation itself uses everything but the session and device codes (the other services' share),
+    # and the ROM instruments of exercise ROM (session.logged.v1).
     unused = {
         c.code
         for c in codes.concepts().values()
-        if c.selectable and c.parent not in ("session", "emg", "device-balance")
+        if c.selectable and c.parent not in ("session", "emg", "device-balance", "rom-instrument")
     } - used
     assert unused == set()
 
@@ -149,6 +150,7 @@ def test_device_gateway_and_session_codes_are_there() -> None:
         ("pain-before-session", "{score}"),
         ("pain-after-session", "{score}"),
         ("movement-quality", "{score}"),
+        ("rom-exercise-active", "deg"),
         ("sway-path-length", "cm"),
         ("sway-mean-velocity", "cm/s"),
         ("sway-ellipse-area", "cm2"),
@@ -160,3 +162,46 @@ def test_device_gateway_and_session_codes_are_there() -> None:
 def test_an_unknown_local_code_cannot_be_written() -> None:
     with pytest.raises(codes.UnknownCode):
         codes.local("rom-knee-twist")
+
+
+SWAY_CODES = {
+    "sway-path-length",
+    "sway-mean-velocity",
+    "sway-mean-distance",
+    "sway-rms-distance",
+    "sway-ellipse-area",
+    "sway-mean-frequency",
+    "sway-centroidal-frequency",
+    "sway-f50",
+    "sway-f95",
+    "romberg-quotient",
+}
+
+
+def test_sway_codes_form_one_group_each_stating_its_method_and_agreement() -> None:
+    # One place: every centre-of-pressure metric under device-balance, itself a balance grouping.
+    assert {c.code for c in codes.children("device-balance")} == SWAY_CODES
+    group = codes.concept("device-balance")
+    assert group.parent == "balance" and not group.selectable
+    assert not any(c.code.startswith("sway-") for c in codes.children("balance"))
+    for code in SWAY_CODES:
+        definition = codes.concept(code).definition
+        assert "Method:" in definition and "Agreement:" in definition, code
+    # The mean frequency is a close reproduction of the data set's COPmfreq, and says so.
+    mfreq = codes.concept("sway-mean-frequency").definition
+    assert "NOT an exact one" in mfreq and "0.11 %" in mfreq
+
+
+def test_the_codes_published_before_the_regrouping_are_all_still_valid() -> None:
+    # Version 1.1.0 had these under 'balance' and 'device-balance'; recorded Observations keep using them.
+    for code in SWAY_CODES | {
+        "balance",
+        "device-balance",
+        "single-leg-stance",
+        "romberg",
+        "berg-balance-scale",
+    }:
+        codes.concept(code)
+    for key in ("sway-path-length", "sway-mean-velocity", "sway-ellipse-area", "sway-rms-distance"):
+        assert codes.measure(key).coding["code"] == key and codes.concept(key).selectable
+    assert codes.codesystem()["version"] == "1.2.0"

@@ -144,3 +144,50 @@ def test_no_deficits_when_everything_is_within_norms(ids: Ids) -> None:
     data, _ = event_data(ev, ids)
     assert data["deficits"] == []
     assert data["goals"][0]["target"] is None
+
+
+def test_screening_carries_the_tug_and_berg_measured_with_their_observations(
+    evaluation: EvaluationIn, ids: Ids
+) -> None:
+    data, observation_of = event_data(evaluation, ids)
+    assert data["screening"] == {
+        "tug": {"value": 21.3, "unit": "s", "observation": f"Observation/{observation_of['balance[1]']}"},
+        "berg": {
+            "value": 38,
+            "unit": "{score}",
+            "observation": f"Observation/{observation_of['balance[2]']}",
+        },
+    }
+
+
+def test_screening_is_null_when_not_measured_and_reports_within_norm_results(ids: Ids) -> None:
+    base = {"patient": "p", "effective": "2026-11-20", "kind": "reassessment", "pain": 2}
+    data, _ = event_data(EvaluationIn.model_validate(base), ids)
+    assert data["screening"] == {"tug": None, "berg": None}
+
+    fit = EvaluationIn.model_validate({**base, "ageYears": 60, "balance": [{"test": "tug", "value": 7.5}]})
+    data, observation_of = event_data(fit, ids)
+    assert data["deficits"] == []  # a normal TUG is no deficit, yet the plan still needs its value
+    assert data["screening"]["tug"] == {
+        "value": 7.5,
+        "unit": "s",
+        "observation": f"Observation/{observation_of['balance[0]']}",
+    }
+    assert data["screening"]["berg"] is None
+
+
+def test_screening_takes_the_worse_of_two_records(ids: Ids) -> None:
+    twice = [
+        {"test": "tug", "value": 12.0},
+        {"test": "berg", "value": 50},
+        {"test": "tug", "value": 15.5},
+        {"test": "berg", "value": 44},
+        {"test": "tug", "value": 11.0},
+    ]
+    ev = EvaluationIn.model_validate(
+        {"patient": "p", "effective": "2026-11-20", "kind": "initial", "balance": twice}
+    )
+    data, observation_of = event_data(ev, ids)
+    tug, berg = data["screening"]["tug"], data["screening"]["berg"]
+    assert (tug["value"], tug["observation"]) == (15.5, f"Observation/{observation_of['balance[2]']}")
+    assert (berg["value"], berg["observation"]) == (44, f"Observation/{observation_of['balance[3]']}")

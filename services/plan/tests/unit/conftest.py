@@ -13,10 +13,22 @@ from relearn.plan.catalogue import Catalogue, load_catalogue
 from relearn.plan.drafting import draft_plan
 from relearn.plan.editing import activate
 from relearn.plan.ids import stable_id
-from relearn.plan.inbound import DeviceMetricComputed, EvaluationCompleted, SessionLogged, SymptomsRecorded
-from relearn.plan.progression import Outcome, apply_metric, apply_session, apply_symptoms
+from relearn.plan.inbound import (
+    DeviceMetricComputed,
+    EvaluationCompleted,
+    SessionLogged,
+    StreamMetricsCompleted,
+    SymptomsRecorded,
+)
+from relearn.plan.progression import (
+    Outcome,
+    apply_metric,
+    apply_session,
+    apply_stream_completed,
+    apply_symptoms,
+)
 from relearn.plan.rules import DEFAULT_RULES, ProgressionRules
-from relearn.plan.state import ActivityState, PlanState
+from relearn.plan.state import ActivityState, PlanState, Waiver
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 EVAL_CS = "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation"
@@ -232,9 +244,34 @@ def draft(evaluation: EvaluationCompleted, catalogue: Catalogue) -> PlanState:
     return draft_plan(evaluation, catalogue=catalogue, ids=stable_id)
 
 
+DEVICE_CRITERIA = ("emg-onset-latency", "co-contraction", "sway-area", "sway-velocity")
+
+
+def waive_device_criteria(plan: PlanState) -> PlanState:
+    """The plan with every device criterion waived (the course tests judge sets, reps, quality, pain, ROM)."""
+    waivers = tuple(
+        Waiver(criterion=kind, reason="no EMG or balance board in this clinic", by=THERAPIST, at=START)
+        for kind in DEVICE_CRITERIA
+    )
+    return plan.model_copy(update={"waivers": waivers})
+
+
 @pytest.fixture
-def active(draft: PlanState) -> PlanState:
+def strict(draft: PlanState) -> PlanState:
+    """The active plan with no waiver: every criterion must be measured."""
     return activate(draft, by=THERAPIST, at=START - timedelta(hours=1)).plan
+
+
+@pytest.fixture
+def at_risk(strict: PlanState) -> PlanState:
+    """Device criteria waived; the patient's TUG (16.5 s) puts them at fall risk."""
+    return waive_device_criteria(strict)
+
+
+@pytest.fixture
+def active(at_risk: PlanState) -> PlanState:
+    """Device criteria waived and no fall-risk screening: the course tests judge the other rules."""
+    return at_risk.model_copy(update={"screening": None})
 
 
 def activity_of(plan: PlanState, pattern: str) -> ActivityState:
@@ -274,6 +311,9 @@ class Clinic:
         load: float = 0.0,
         streams: tuple[str, ...] = (),
         session: str | None = None,
+        rom: float | None = 95.0,
+        pain_before: int = 1,
+        retention: bool = False,
     ) -> SessionLogged:
         activity = self.activity(pattern)
         self.count += 1
@@ -303,9 +343,11 @@ class Clinic:
                         "dualTaskCostPct": cost,
                         "quality": quality,
                         "selfRating": self_rating,
-                        "painBefore": 1,
+                        "painBefore": pain_before,
                         "painAfter": pain_after,
                         "deviceStreams": list(streams),
+                        "retentionAttempt": retention,
+                        "rom": None if rom is None else {"valueDeg": rom, "method": "goniometer"},
                     }
                 ],
             }
@@ -335,6 +377,15 @@ class Clinic:
         second = self.symptoms(self.last_session.session, day=day + 1)
         return [first, second]
 
+    def stream_completed(self, stream: str, *, day: float, session: str | None = None) -> Outcome:
+        event = StreamMetricsCompleted.model_validate(
+            {"patient": self.plan.patient, "device": "dev-1", "stream": stream, "session": session}
+        )
+        at = START + timedelta(days=day)
+        return self._keep(
+            apply_stream_completed(self.plan, event, catalogue=self.catalogue, rules=self.rules, at=at)
+        )
+
     def metric(self, payload: dict[str, Any], observation: str | None = None) -> Outcome:
         event = DeviceMetricComputed.model_validate({"patient": self.plan.patient, **payload})
         return self._keep(
@@ -362,6 +413,10 @@ class Scene:
 
     START = START
     THERAPIST = THERAPIST
+
+    @staticmethod
+    def waive_device_criteria(plan: PlanState) -> PlanState:
+        return waive_device_criteria(plan)
 
     @staticmethod
     def payload() -> dict[str, Any]:

@@ -14,17 +14,22 @@ from relearn.plan.state import PlanState, RuleOverrides
 def test_defaults_are_the_briefs() -> None:
     r = DEFAULT_RULES
     assert r.mastery.consecutive_sessions == 3
-    assert r.mastery.max_pain == 3
+    assert r.mastery.max_pain == 2  # Silbernagel 2007: 0-2 safe
     assert r.mastery.require_24h_response
-    assert r.symptoms.acceptable_pain_max == 5
+    assert r.symptoms.acceptable_pain_max == 5  # above 5: high risk
+    assert r.symptoms.relative_to_baseline and r.symptoms.next_day_back_to_baseline
+    assert r.symptoms.failed_advances_before_review == 2
     assert (r.load.reps_over_target, r.load.consecutive_sessions) == (2, 2)
-    assert r.stages.retention_hours == 24
+    assert r.load.max_increase_pct == 10
+    assert (r.stages.retention_min_hours, r.stages.retention_max_hours) == (20, 72)
     assert r.stages.max_dual_task_cost_pct == 10
+    assert r.stages.on_advance == "conscious-competence"
+    assert (r.safety.fall_risk_tug_s, r.safety.fall_risk_berg_below) == (13.5, 45)
     assert r.advance.dimension_order is None  # all six, in the brief's order
 
 
 def test_pain_zones_follow_silbernagel() -> None:
-    assert [pain_zone(p, DEFAULT_RULES) for p in (0, 3, 4, 5, 6, 10)] == [
+    assert [pain_zone(p, DEFAULT_RULES) for p in (0, 2, 3, 5, 6, 10)] == [
         "safe",
         "safe",
         "acceptable",
@@ -32,6 +37,17 @@ def test_pain_zones_follow_silbernagel() -> None:
         "unacceptable",
         "unacceptable",
     ]
+
+
+def test_pain_is_judged_against_the_patients_baseline_too() -> None:
+    # A patient at 4/10 before every session: 4 after is their baseline, not a reason to hold.
+    assert pain_zone(4, DEFAULT_RULES, baseline=4) == "safe"
+    assert pain_zone(5, DEFAULT_RULES, baseline=4) == "acceptable"  # a rise, within the acceptable zone
+    assert pain_zone(6, DEFAULT_RULES, baseline=5) == "unacceptable"  # above 5 is high risk whatever
+    assert pain_zone(2, DEFAULT_RULES, baseline=0) == "safe"
+    assert pain_zone(3, DEFAULT_RULES, baseline=0) == "acceptable"
+    absolute = resolve_rules(DEFAULT_RULES, {"symptoms": {"relativeToBaseline": False}})
+    assert pain_zone(4, absolute, baseline=4) == "acceptable"
 
 
 def test_dual_task_cost_is_positive_when_worse_under_the_dual_task() -> None:
@@ -44,11 +60,11 @@ def test_dual_task_cost_is_positive_when_worse_under_the_dual_task() -> None:
 
 def test_partial_overrides_merge_in_camel_or_snake_case() -> None:
     rules = resolve_rules(
-        DEFAULT_RULES, {"mastery": {"consecutiveSessions": 2}}, {"stages": {"retention_hours": 48}}
+        DEFAULT_RULES, {"mastery": {"consecutiveSessions": 2}}, {"stages": {"retention_max_hours": 48}}
     )
     assert rules.mastery.consecutive_sessions == 2
-    assert rules.mastery.max_pain == 3  # untouched
-    assert rules.stages.retention_hours == 48
+    assert rules.mastery.max_pain == 2  # untouched
+    assert rules.stages.retention_max_hours == 48
 
 
 @pytest.mark.parametrize(
@@ -56,7 +72,9 @@ def test_partial_overrides_merge_in_camel_or_snake_case() -> None:
     [
         {"mastery": {"maxPain": 11}},
         {"mastery": {"consecutiveSesions": 2}},
-        {"symptoms": {"acceptablePainMax": 2}},
+        {"symptoms": {"acceptablePainMax": 1}},
+        {"stages": {"retentionMinHours": 80}},
+        {"load": {"maxIncreasePct": 0}},
         {"load": {"increasePct": 25}},
         {"advance": {"dimensionOrder": ["joints", "joints"]}},
     ],

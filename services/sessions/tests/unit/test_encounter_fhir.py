@@ -68,8 +68,10 @@ def session(plan: PlanView, monday: datetime, exercise: Callable[..., dict[str, 
                     cues=[],
                     selfRating=None,
                     withFeedback=False,
+                    retentionAttempt=True,
                     dualTask=True,
-                    dualTaskCostPct=8.0,
+                    dualTaskTrial={"measure": "reps", "single": 12, "dual": 11, "lowerIsBetter": False},
+                    rom={"valueDeg": 35, "method": "inclinometer", "motion": "hip-abduction"},
                 ),
             ),
         ],
@@ -194,14 +196,40 @@ def test_procedure_extensions_hold_sets_load_assistance_feedback_and_level(sessi
         "load": {"value": 2.0, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
         "assistance": {"system": CS_ASSISTANCE, "code": "minimal", "display": "Minimal assistance"},
         "withFeedback": True,
+        "retentionAttempt": False,
         "dualTask": False,
     }
     hip_perf = dict(_parts(_ext(hip, SD_EXERCISE_PERFORMANCE)))
-    assert (hip_perf["withFeedback"], hip_perf["dualTask"], hip_perf["dualTaskCost"]["value"]) == (
+    assert (hip_perf["withFeedback"], hip_perf["retentionAttempt"], hip_perf["dualTask"]) == (
         False,
         True,
-        8.0,
+        True,
     )
+    assert (hip_perf["dualTaskMeasure"], hip_perf["dualTaskLowerIsBetter"]) == ("reps", False)
+    assert (hip_perf["dualTaskSingle"], hip_perf["dualTaskDual"]) == ({"value": 12.0}, {"value": 11.0})
+    assert hip_perf["dualTaskCost"] == {
+        "value": 8.33,
+        "unit": "%",
+        "system": "http://unitsofmeasure.org",
+        "code": "%",
+    }
+    rom_obs = session.exercises[1].rom
+    assert rom_obs is not None
+    assert hip_perf["rom"] == {
+        "value": 35.0,
+        "unit": "deg",
+        "system": "http://unitsofmeasure.org",
+        "code": "deg",
+    }
+    assert (hip_perf["romMethod"], hip_perf["romMotion"]) == ("inclinometer", "hip-abduction")
+    assert hip_perf["romObservation"] == {"reference": f"Observation/{rom_obs.observation_id}"}
+    hip_note = hip["note"][0]["text"]
+    for words in (
+        "active ROM hip-abduction 35 deg (inclinometer)",
+        "retention attempt",
+        "under a dual task (cost 8.33 %: reps 12 -> 11)",
+    ):
+        assert words in hip_note
     assert dict(_parts(_ext(knee, SD_PROGRESSION_LEVEL))) == {
         "joints": 0,
         "motion": 1,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from relearn.sessions.schemas import (
     parse,
 )
 from relearn.sessions.workflow import (
+    ID_NAMESPACE,
     close_session,
     log_home_practice,
     record_exercise,
@@ -52,7 +54,25 @@ def _documented_keys(title: str) -> set[str]:
 def closed(plan: PlanView, monday: datetime, exercise: Callable[..., dict[str, Any]]) -> Any:
     state = start_session("s1", parse(SessionStart, {"patient": "p1", "carePlan": "cp1"}), plan, now=monday)
     state = record_exercise(
-        state, parse(ExercisePerformed, exercise(dualTask=True, dualTaskCostPct=15.0)), plan
+        state,
+        parse(
+            ExercisePerformed,
+            exercise(
+                withFeedback=False,
+                retentionAttempt=True,
+                dualTask=True,
+                dualTaskTrial={
+                    "measure": "tug-time",
+                    "single": 10,
+                    "dual": 11.5,
+                    "unit": "s",
+                    "lowerIsBetter": True,
+                },
+                rom={"valueDeg": 85, "method": "goniometer", "motion": "knee-extension"},
+                start="2026-01-05T09:05:00Z",
+            ),
+        ),
+        plan,
     )
     return close_session(state, SessionClose(), now=monday + timedelta(minutes=30))
 
@@ -60,7 +80,8 @@ def closed(plan: PlanView, monday: datetime, exercise: Callable[..., dict[str, A
 def test_session_logged_has_exactly_the_documented_fields(closed: Any) -> None:
     data = session_logged_data(closed)
     exercise = data["exercises"][0]
-    assert set(data) | set(exercise) | set(exercise["level"]) == _documented_keys("session.logged.v1")
+    nested = set(exercise["level"]) | set(exercise["dualTaskTrial"]) | set(exercise["rom"])
+    assert set(data) | set(exercise) | nested == _documented_keys("session.logged.v1")
     assert set(exercise["level"]) == {
         "joints",
         "motion",
@@ -82,6 +103,7 @@ def test_session_logged_values(closed: Any) -> None:
         "carePlan": "CarePlan/cp1",
     }
     (e,) = data["exercises"]
+    rom_id = uuid.uuid5(ID_NAMESPACE, f"{closed.exercises[0].procedure_id}|rom")
     assert e == {
         "procedure": f"Procedure/{closed.exercises[0].procedure_id}",
         "activity": "knee-ext",
@@ -100,14 +122,31 @@ def test_session_logged_values(closed: Any) -> None:
         "loadKg": 2.0,
         "assistance": "minimal",
         "cues": ["tactile-cueing", "emg-biofeedback"],
-        "withFeedback": True,
+        "withFeedback": False,
+        "retentionAttempt": True,
         "dualTask": True,
-        "dualTaskCostPct": 15.0,
+        "dualTaskTrial": {
+            "measure": "tug-time",
+            "single": 10.0,
+            "dual": 11.5,
+            "unit": "s",
+            "lowerIsBetter": True,
+        },
+        "dualTaskCostPct": 15.0,  # 1.5 s slower of 10 s, and slower is worse
+        "rom": {
+            "valueDeg": 85.0,
+            "method": "goniometer",
+            "motion": "knee-extension",
+            # uuid5 of the Procedure id and "rom": the evaluation service stores it under this id.
+            "observation": f"Observation/{rom_id}",
+        },
         "quality": 3,
         "selfRating": 2,
         "painBefore": 2,
         "painAfter": 3,
         "deviceStreams": ["emg-7f3a"],
+        "start": "2026-01-05T09:05:00+00:00",
+        "end": None,
     }
     # It travels in the shared envelope on the sessions topic.
     event = CloudEvent.new("/relearn/sessions", "session.logged.v1", data["patient"], data)
@@ -128,6 +167,12 @@ def test_home_practice_leaves_unrated_fields_null(plan: PlanView, monday: dateti
     e = data["exercises"][0]
     assert data["setting"] == "home"
     assert (e["quality"], e["painBefore"], e["selfRating"], e["assistance"]) == (None, None, None, "none")
+    assert (e["retentionAttempt"], e["rom"], e["dualTaskTrial"], e["dualTaskCostPct"]) == (
+        False,
+        None,
+        None,
+        None,
+    )
 
 
 def test_session_logged_needs_a_closed_session(plan: PlanView, monday: datetime) -> None:

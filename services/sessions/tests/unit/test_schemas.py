@@ -17,11 +17,76 @@ def _refused(model: type[Any], body: dict[str, Any], prefix: str = "") -> Invali
 
 
 def test_a_full_exercise_is_read_with_camel_case_fields(exercise: Callable[..., dict[str, Any]]) -> None:
-    e = parse(ExercisePerformed, exercise(dualTask=True, dualTaskCostPct=-4.5, targetReps=10))
+    trial = {"measure": "gait-speed", "single": 1.2, "dual": 0.9, "unit": "m/s", "lowerIsBetter": False}
+    rom = {"valueDeg": 95.5, "method": "device", "motion": "knee-flexion"}
+    e = parse(ExercisePerformed, exercise(dualTask=True, dualTaskTrial=trial, rom=rom, targetReps=10))
     assert (e.sets, e.reps, e.load_kg, e.assistance) == (3, [10, 10, 8], 2.0, "minimal")
     assert e.cues == ["tactile-cueing", "emg-biofeedback"]
     assert e.level.given() == {"motion": 1}
-    assert (e.dual_task, e.dual_task_cost_pct, e.target_reps) == (True, -4.5, 10)
+    assert (e.dual_task, e.target_reps, e.retention_attempt) == (True, 10, False)
+    assert e.dual_task_trial is not None and e.rom is not None
+    assert (e.dual_task_trial.measure, e.dual_task_trial.unit, e.dual_task_trial.cost_pct) == (
+        "gait-speed",
+        "m/s",
+        25.0,
+    )
+    assert (e.rom.value_deg, e.rom.method, e.rom.motion) == (95.5, "device", "knee-flexion")
+
+
+@pytest.mark.parametrize(
+    ("single", "dual", "lower_is_better", "cost"),
+    [
+        (10, 8, False, 20.0),  # 2 reps fewer under the dual task: worse
+        (10, 12, False, -20.0),  # more reps under the dual task: an improvement, negative
+        (10, 12, True, 20.0),  # TUG 10 s -> 12 s: slower is worse
+        (10, 8, True, -20.0),  # less sway under the dual task: an improvement
+        (3, 3, False, 0.0),
+        (-4, -5, False, 25.0),  # a signed measure: falling further below is still worse
+    ],
+)
+def test_the_dual_task_cost_is_positive_when_the_dual_task_makes_it_worse(
+    exercise: Callable[..., dict[str, Any]], single: float, dual: float, lower_is_better: bool, cost: float
+) -> None:
+    trial = {"measure": "m", "single": single, "dual": dual, "lowerIsBetter": lower_is_better}
+    e = parse(ExercisePerformed, exercise(dualTask=True, dualTaskTrial=trial))
+    assert e.dual_task_trial is not None
+    assert e.dual_task_trial.cost_pct == cost
+
+
+def _unprocessable(body: dict[str, Any]) -> InvalidResource:
+    with pytest.raises(InvalidResource) as caught:
+        parse(ExercisePerformed, body, "exercises[0]")
+    assert caught.value.status_code == 422
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("override", "path", "words"),
+    [
+        ({"dualTask": True, "dualTaskCostPct": 10}, "exercises[0].dualTaskCostPct", "send dualTaskTrial"),
+        ({"dualTaskCostPct": None}, "exercises[0].dualTaskCostPct", "is computed by the service"),
+        ({"retentionAttempt": True, "withFeedback": True}, "exercises[0].retentionAttempt", "feedback-free"),
+        (
+            {"dualTaskTrial": {"measure": "reps", "single": 10, "dual": 8, "lowerIsBetter": False}},
+            "exercises[0].dualTaskTrial",
+            "only recorded when dualTask is true",
+        ),
+    ],
+)
+def test_broken_rules_between_fields_are_unprocessable_naming_the_field(
+    exercise: Callable[..., dict[str, Any]], override: dict[str, Any], path: str, words: str
+) -> None:
+    issue = _unprocessable(exercise(**override)).issues[0]
+    assert (issue.code, issue.expression) == ("business-rule", [path])
+    assert words in issue.diagnostics and issue.diagnostics.startswith(path)
+
+
+def test_a_broken_rule_next_to_a_bad_value_reports_both(exercise: Callable[..., dict[str, Any]]) -> None:
+    err = _unprocessable(exercise(dualTaskCostPct=12, painAfter=11))
+    assert {(i.code, i.expression[0]) for i in err.issues} == {
+        ("invalid", "exercises[0].painAfter"),
+        ("business-rule", "exercises[0].dualTaskCostPct"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -33,7 +98,57 @@ def test_a_full_exercise_is_read_with_camel_case_fields(exercise: Callable[..., 
         ({"reps": [10, 10]}, "exercises[0].reps", "sets is 3"),
         ({"cues": ["telepathy"]}, "exercises[0].cues[0]", "not a known cue"),
         ({"assistance": "lots"}, "exercises[0].assistance", "'none', 'minimal', 'moderate' or 'maximal'"),
-        ({"dualTaskCostPct": 10}, "exercises[0].dualTaskCostPct", "only meaningful when dualTask is true"),
+        (
+            {"rom": {"valueDeg": 361, "method": "goniometer"}},
+            "exercises[0].rom.valueDeg",
+            "less than or equal to 360",
+        ),
+        (
+            {"rom": {"valueDeg": -1, "method": "goniometer"}},
+            "exercises[0].rom.valueDeg",
+            "greater than or equal to 0",
+        ),
+        (
+            {"rom": {"valueDeg": 90, "method": "eyeballed"}},
+            "exercises[0].rom.method",
+            "'goniometer', 'inclinometer' or 'device'",
+        ),
+        ({"rom": {"method": "goniometer"}}, "exercises[0].rom.valueDeg", "is required"),
+        (
+            {"rom": {"valueDeg": 90, "method": "device", "motion": "x" * 101}},
+            "exercises[0].rom.motion",
+            "at most 100",
+        ),
+        ({"retentionAttempt": "often"}, "exercises[0].retentionAttempt", "valid boolean"),
+        (
+            {
+                "dualTask": True,
+                "dualTaskTrial": {"measure": "reps", "single": 0, "dual": 8, "lowerIsBetter": False},
+            },
+            "exercises[0].dualTaskTrial.single",
+            "must not be 0",
+        ),
+        (
+            {
+                "dualTask": True,
+                "dualTaskTrial": {"measure": "reps", "single": 1e7, "dual": 8, "lowerIsBetter": False},
+            },
+            "exercises[0].dualTaskTrial.single",
+            "less than or equal to 1000000",
+        ),
+        (
+            {
+                "dualTask": True,
+                "dualTaskTrial": {"measure": "Gait Speed", "single": 1, "dual": 1, "lowerIsBetter": False},
+            },
+            "exercises[0].dualTaskTrial.measure",
+            "should match pattern",
+        ),
+        (
+            {"dualTask": True, "dualTaskTrial": {"measure": "reps", "single": 10, "dual": 8}},
+            "exercises[0].dualTaskTrial.lowerIsBetter",
+            "is required",
+        ),
         ({"level": {"joint": 1}}, "exercises[0].level.joint", "not a known field"),
         ({"level": {"tempo": -1}}, "exercises[0].level.tempo", "greater than or equal to 0"),
         ({"painafter": 2}, "exercises[0].painafter", "not a known field"),

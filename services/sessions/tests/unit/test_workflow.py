@@ -242,3 +242,46 @@ def test_states_and_plan_views_survive_a_json_round_trip(
     )
     assert SessionState.model_validate_json(recorded.model_dump_json()) == recorded
     assert PlanView.model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_rom_observation_ids_are_stable_when_a_session_is_rebuilt_and_differ_per_exercise(
+    plan: PlanView, monday: datetime, exercise: Exercise
+) -> None:
+    body = exercise(rom={"valueDeg": 80, "method": "goniometer"})
+
+    def rom_ids() -> list[str]:
+        state = record_exercises(_start(plan, monday), [parse(ExercisePerformed, body)] * 2, plan)
+        return [e.rom.observation_id for e in state.exercises if e.rom is not None]
+
+    first, again = rom_ids(), rom_ids()
+    assert first == again and len(set(first)) == 2
+
+
+def test_new_exercise_fields_survive_a_json_round_trip_and_old_states_still_load(
+    plan: PlanView, monday: datetime, exercise: Exercise
+) -> None:
+    body = exercise(
+        withFeedback=False,
+        retentionAttempt=True,
+        dualTask=True,
+        dualTaskTrial={"measure": "reps", "single": 10, "dual": 9, "lowerIsBetter": False},
+        rom={"valueDeg": 80, "method": "device", "motion": "knee-extension"},
+    )
+    state = record_exercise(_start(plan, monday), parse(ExercisePerformed, body), plan)
+    assert SessionState.model_validate_json(state.model_dump_json()) == state
+    (e,) = state.exercises
+    assert (e.retention_attempt, e.dual_task_cost_pct) == (True, 10.0)
+
+    # A session stored before these fields existed (a client-typed cost, no trial, no ROM) still loads.
+    stored = state.model_dump(mode="json")
+    for old in stored["exercises"]:
+        for name in ("dual_task_trial", "retention_attempt", "rom"):
+            del old[name]
+        old["dual_task_cost_pct"] = 12.0
+    (loaded,) = SessionState.model_validate(stored).exercises
+    assert (loaded.dual_task_cost_pct, loaded.dual_task_trial, loaded.retention_attempt, loaded.rom) == (
+        12.0,
+        None,
+        False,
+        None,
+    )

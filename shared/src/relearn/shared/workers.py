@@ -1,4 +1,4 @@
-"""Background workers of a service: its outbox relay and its event consumers.
+"""Background workers of a service: its outbox relay, its event consumers and its periodic jobs.
 
 They run inside the API process under ``make run`` (``run_workers``) and as a separate
 ``worker`` command in production; either way they are built here.
@@ -10,8 +10,10 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.kafka import ensure_topics
@@ -21,7 +23,60 @@ from relearn.shared.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
-WorkerFactory = Callable[[Engine, ServiceSettings], Sequence[EventConsumer]]
+
+class BackgroundWorker(Protocol):
+    """What ``Workers`` starts and stops: an event consumer or a periodic job (``group_id`` names it)."""
+
+    group_id: str
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = 10.0) -> None: ...
+
+
+WorkerFactory = Callable[[Engine, ServiceSettings], Sequence[EventConsumer | BackgroundWorker]]
+
+
+class PeriodicWorker:
+    """Runs ``job(session)`` every ``interval_s`` in its own transaction (committed when it returns).
+
+    For work no event triggers, such as a deadline passing. A failing run is logged and retried next time.
+    """
+
+    def __init__(
+        self, engine: Engine, name: str, job: Callable[[Session], None], *, interval_s: float = 15.0
+    ) -> None:
+        self.group_id = name
+        self._engine = engine
+        self._job = job
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> None:
+        with Session(self._engine) as session:
+            self._job(session)
+            session.commit()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.run_once()
+            except Exception:  # the database may be away: the next run retries
+                logger.warning("periodic job failed", extra={"job": self.group_id}, exc_info=True)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"periodic-{self.group_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
 
 
 class Workers:
@@ -30,7 +85,9 @@ class Workers:
     def __init__(self, engine: Engine, settings: ServiceSettings, consumers: WorkerFactory | None) -> None:
         self.settings = settings
         self.relay = OutboxRelay(engine, settings.kafka_bootstrap, client_id=f"{settings.service_name}-relay")
-        self.consumers: list[EventConsumer] = list(consumers(engine, settings)) if consumers else []
+        self.consumers: list[EventConsumer | BackgroundWorker] = (
+            list(consumers(engine, settings)) if consumers else []
+        )
         self._started = False
 
     def start(self) -> None:

@@ -33,6 +33,7 @@ from relearn.device_gateway.authz import (
 from relearn.device_gateway.device_profile import DeviceKind, DeviceSpec, device_spec
 from relearn.device_gateway.ingest import Ingestor
 from relearn.device_gateway.signals.frames import StreamType
+from relearn.device_gateway.stream_protocol import Muscles, Pairs, check_emg_protocol
 from relearn.device_gateway.stream_store import StreamInfo, StreamRecord, StreamStatus, aware, gaps_of
 from relearn.device_gateway.streams_events import closed_event
 from relearn.shared.auth.dependency import PrincipalDep
@@ -52,7 +53,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such stream (or not this patient's)"},
     422: {
         "description": "The Device is unknown or not active, or declares another kind (streamType), other "
-        "channels (mvc)"
+        "channels (mvc, protocol.muscles / pairs / onsetReference); an unknown muscle (protocol.muscles.<ch>)"
     },
 }
 
@@ -86,9 +87,11 @@ class Protocol(_Wire):
     onset_reference: str | None = Field(
         default=None,
         max_length=64,
-        description="EMG: the channel onset latencies are timed against (e.g. vastus-lateralis for VMO "
-        "timing); without it they are timed from cueTime or the recording start",
+        description="EMG: the synergist channel onset latencies are timed against (e.g. vastus-lateralis "
+        "for VMO timing); without it they are timed from cueTime; with neither there is no latency",
     )
+    muscles: Muscles | None = None
+    pairs: Pairs | None = None
     board_lx_cm: float | None = Field(
         default=None, gt=0, le=500, description="Load-cell board: distance between left and right cells (cm)"
     )
@@ -196,6 +199,14 @@ def _fits_device(spec: DeviceSpec, body: StreamIn) -> dict[str, Any]:
                 f"({', '.join(c.name for c in spec.channels)})",
                 expression=[f"mvc.{name}" for name in unknown],
             )
+    p = body.protocol
+    check_emg_protocol(
+        muscles=p.muscles,
+        pairs=p.pairs,
+        onset_reference=p.onset_reference,
+        channels=[c.name for c in spec.channels],
+        device=body.device,
+    )
     protocol = body.protocol.model_dump(by_alias=True, exclude_none=True)
     spacing = spec.load_cell_spacing_cm
     board = spec.kind in (None, DeviceKind.LOAD_CELL_BOARD)

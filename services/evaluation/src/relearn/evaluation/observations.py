@@ -290,6 +290,31 @@ def _target_event(target: GoalTargetIn) -> dict[str, Any]:
     }
 
 
+# Fall-risk screening tests the plan reads (TUG > 13.5 s or Berg < 45 makes load-bearing advances proposals).
+SCREENING_TESTS = ("tug", "berg")
+
+
+def _screening(ev: EvaluationIn, ids: dict[str, str]) -> dict[str, dict[str, Any] | None]:
+    """The evaluation's own TUG and Berg, deficit or not; the worse one when a test was recorded twice."""
+    out: dict[str, dict[str, Any] | None] = dict.fromkeys(SCREENING_TESTS)
+    for i, t in enumerate(ev.balance):
+        if t.test not in SCREENING_TESTS:
+            continue
+        m = codes.measure(t.test)
+        found = out[t.test]
+        if found is not None and (
+            t.value <= found["value"] if m.better == "lower" else t.value >= found["value"]
+        ):
+            continue
+        oid = ids.get(f"balance[{i}]")
+        out[t.test] = {
+            "value": int(t.value) if t.value.is_integer() else t.value,
+            "unit": m.unit,
+            "observation": f"Observation/{oid}" if oid is not None else None,
+        }
+    return out
+
+
 def evaluation_completed_data(
     ev: EvaluationIn,
     panel: dict[str, Any],
@@ -324,6 +349,9 @@ def evaluation_completed_data(
                               unit, comparator: ">=" | "<=" (which way is better), side,
                               muscleGroup, dueDate: "YYYY-MM-DD" | null}}]
         concerns            [{observationId, text}]
+        screening           {tug: {value, unit: "s", observation: "Observation/<id>"} | null,
+                             berg: {value, unit: "{score}", observation} | null} -- the fall-risk
+                            screening tests as measured (deficit or not; the worse of two records)
     """
     table = norms or load_norms()
     ids = {path: m["id"] for m in members if (path := item_path(m)) is not None}
@@ -361,4 +389,5 @@ def evaluation_completed_data(
         "concerns": [
             {"observationId": ids.get(f"concerns[{i}]"), "text": c} for i, c in enumerate(ev.concerns)
         ],
+        "screening": _screening(ev, ids),
     }

@@ -25,9 +25,12 @@ from relearn.plan.editing import (
     add_activity,
     override,
     remove_activity,
+    resolve_task,
+    set_activity_muscles,
     set_activity_status,
     set_rule_overrides,
     set_status,
+    set_waivers,
 )
 from relearn.plan.ids import stable_id
 from relearn.plan.patterns import Dimension, MovementPattern
@@ -35,7 +38,15 @@ from relearn.plan.persistence import PlanRecord
 from relearn.plan.progression import Outcome, activity_rules
 from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, RuleError, canonical_patch
 from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import ActivityStatus, PlanError, PlanState, PlanStatus, Side
+from relearn.plan.state import (
+    ActivityStatus,
+    CriterionMuscles,
+    PlanError,
+    PlanState,
+    PlanStatus,
+    Side,
+    Waiver,
+)
 from relearn.plan.writer import PlanWriter
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.auth.principal import Principal
@@ -119,6 +130,44 @@ class RulesIn(_Body):
         examples=[{"mastery": {"consecutiveSessions": 2}, "advance": {"strategy": "round-robin"}}]
     )
     reason: Reason = "progression rules edited"
+
+
+class WaiverIn(_Body):
+    """One criterion a therapist waives for this plan (e.g. EMG onset when no synergist electrode is used)."""
+
+    pattern: str | None = Field(default=None, max_length=64, description="None: every pattern of the plan")
+    criterion: str = Field(
+        min_length=1, max_length=64, description="criterion key: rom, emg-onset-latency, co-contraction, ..."
+    )
+    muscle: str | None = Field(
+        default=None, max_length=64, description="None: the criterion for every muscle"
+    )
+    reason: Reason
+
+
+class WaiversIn(_Body):
+    """The plan's waivers, replaced whole (``[]`` removes them); every decision repeats the ones it used."""
+
+    waivers: list[WaiverIn] = Field(max_length=50)
+    reason: Reason = "criterion waivers changed"
+
+
+class CriterionMusclesIn(_Body):
+    muscle: str | None = Field(default=None, max_length=64)
+    reference_muscle: str | None = Field(default=None, max_length=64)
+    antagonist: str | None = Field(default=None, max_length=64)
+
+
+class MusclesIn(_Body):
+    """Which muscles this exercise's EMG criteria judge, e.g. ``{"emg-onset-latency": {"muscle":
+    "vastus-medialis", "referenceMuscle": "rectus-femoris"}}``; ``{}`` goes back to the pattern's."""
+
+    criteria: dict[Annotated[str, Field(max_length=64)], CriterionMusclesIn] = Field(max_length=10)
+    reason: Reason
+
+
+class TaskAnswerIn(_Body):
+    reason: Reason
 
 
 class PlanView(BaseModel):
@@ -476,6 +525,108 @@ def plans_router(writer: PlanWriter) -> APIRouter:
     ) -> RulesView:
         return put_rules(session, principal, plan_id, body, code)
 
+    @router.put(
+        "/{plan_id}/activities/{activity_id}/muscles",
+        summary="The muscles this exercise's EMG criteria judge (recorded; over the pattern's choice)",
+    )
+    def put_muscles(
+        plan_id: PlanId,
+        activity_id: ActivityId,
+        body: MusclesIn,
+        principal: PrincipalDep,
+        session: SessionDep,
+    ) -> PlanView:
+        record = _writable(session, principal, plan_id)
+        if record.plan().find_activity(activity_id) is None:
+            raise NotFound(f"CarePlan/{plan_id} has no activity '{activity_id}'")
+        chosen = {
+            kind: CriterionMuscles(
+                muscle=m.muscle, reference_muscle=m.reference_muscle, antagonist=m.antagonist
+            )
+            for kind, m in body.criteria.items()
+        }
+        return commit(
+            session,
+            record,
+            lambda p: set_activity_muscles(
+                p, activity_id, chosen, by=_by(principal), reason=body.reason, at=_now(), catalogue=catalogue
+            ),
+        )
+
+    @router.get("/{plan_id}/waivers", summary="Criteria a therapist waived for this plan, with reasons")
+    def get_waivers(plan_id: PlanId, principal: PrincipalDep, session: SessionDep) -> list[dict[str, Any]]:
+        plan = _readable(session, principal, plan_id).plan()
+        return [w.model_dump(mode="json", by_alias=True) for w in plan.waivers]
+
+    @router.put(
+        "/{plan_id}/waivers",
+        summary="Replace the plan's criterion waivers (recorded; the activities they touch are re-judged)",
+    )
+    def put_waivers(
+        plan_id: PlanId, body: WaiversIn, principal: PrincipalDep, session: SessionDep
+    ) -> PlanView:
+        record = _writable(session, principal, plan_id)
+        by, at = _by(principal), _now()
+        waivers = [
+            Waiver(pattern=w.pattern, criterion=w.criterion, muscle=w.muscle, reason=w.reason, by=by, at=at)
+            for w in body.waivers
+        ]
+        return commit(
+            session,
+            record,
+            lambda p: set_waivers(p, waivers, by=by, reason=body.reason, at=at, catalogue=catalogue),
+        )
+
+    @router.get("/{plan_id}/tasks", summary="Questions the progression engine asks the therapist (FHIR Task)")
+    def get_tasks(plan_id: PlanId, principal: PrincipalDep, session: SessionDep) -> list[dict[str, Any]]:
+        plan = _readable(session, principal, plan_id).plan()
+        return [t.model_dump(mode="json", by_alias=True) for t in plan.tasks]
+
+    def answer(
+        plan_id: str, task_id: str, approve: bool, body: TaskAnswerIn, principal: Principal, session: Session
+    ) -> PlanView:
+        record = _writable(session, principal, plan_id)
+        plan = record.plan()
+        if not any(t.id == task_id for t in plan.tasks):
+            raise NotFound(f"CarePlan/{plan_id} has no task '{task_id}'")
+        if plan.task(task_id).status != "requested":
+            raise Conflict(f"Task/{task_id} is already {plan.task(task_id).status}")
+        return commit(
+            session,
+            record,
+            lambda p: resolve_task(
+                p,
+                task_id,
+                approve=approve,
+                by=_by(principal),
+                reason=body.reason,
+                at=_now(),
+                catalogue=catalogue,
+            ),
+        )
+
+    @router.post(
+        "/{plan_id}/tasks/{task_id}/approve", summary="Approve a proposed advance / allow another try"
+    )
+    def approve_task(
+        plan_id: PlanId,
+        task_id: Annotated[str, Path(max_length=64)],
+        body: TaskAnswerIn,
+        principal: PrincipalDep,
+        session: SessionDep,
+    ) -> PlanView:
+        return answer(plan_id, task_id, True, body, principal, session)
+
+    @router.post("/{plan_id}/tasks/{task_id}/reject", summary="Decline a proposed advance / keep it blocked")
+    def reject_task(
+        plan_id: PlanId,
+        task_id: Annotated[str, Path(max_length=64)],
+        body: TaskAnswerIn,
+        principal: PrincipalDep,
+        session: SessionDep,
+    ) -> PlanView:
+        return answer(plan_id, task_id, False, body, principal, session)
+
     @router.get("/{plan_id}/proposals", summary="Changes proposed by re-assessments")
     def get_proposals(plan_id: PlanId, principal: PrincipalDep, session: SessionDep) -> list[ProposalView]:
         record = _readable(session, principal, plan_id)
@@ -519,6 +670,7 @@ def catalogue_router(catalogue: Catalogue) -> APIRouter:
     def list_patterns(principal: PrincipalDep) -> dict[str, Any]:
         return {
             "version": catalogue.version,
+            "producedMetrics": list(catalogue.produced_metrics),
             "patterns": [
                 {
                     "code": p.code,
@@ -533,6 +685,25 @@ def catalogue_router(catalogue: Catalogue) -> APIRouter:
 
     @router.get("/{code}", summary="One movement pattern: ladders, dosing, mastery criteria")
     def get_pattern(code: Annotated[str, Path(max_length=64)], principal: PrincipalDep) -> dict[str, Any]:
-        return _pattern(catalogue, code).model_dump(mode="json", by_alias=True)
+        pattern = _pattern(catalogue, code)
+        body = pattern.model_dump(mode="json", by_alias=True)
+        # The measured criteria as the engine judges them: metric, limits, muscle(s), who measures it.
+        body["criteria"] = [
+            {
+                "metric": c.kind,
+                "label": c.label,
+                "min": c.minimum,
+                "max": c.maximum,
+                "unit": c.unit,
+                "muscle": c.muscle,
+                "reference": None
+                if c.reference_kind is None
+                else {"kind": c.reference_kind, "muscle": c.reference_muscle},
+                "antagonist": c.antagonist,
+                "source": c.source,
+            }
+            for c in pattern.mastery.checks()
+        ]
+        return body
 
     return router

@@ -28,7 +28,16 @@ from typing import Any
 from relearn.plan.catalogue import Catalogue
 from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension, MovementPattern
 from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import ActivityState, ActivityStatus, GoalState, PlanChange, PlanState, PlanStatus
+from relearn.plan.state import (
+    ActivityState,
+    ActivityStatus,
+    CriterionResult,
+    GoalState,
+    PlanChange,
+    PlanState,
+    PlanStatus,
+    TaskState,
+)
 
 CANONICAL = "https://relearn.health/fhir"
 CS_STAGE = f"{CANONICAL}/CodeSystem/competence-stage"
@@ -228,6 +237,47 @@ def progression_extension(
     return {"url": EXT_PROGRESSION, "extension": parts}
 
 
+def _criterion_extension(c: CriterionResult) -> dict[str, Any]:
+    """One criterion a decision used, computable: what, on which muscle and session, value, target, status."""
+    parts: list[dict[str, Any]] = [
+        {"url": "criterion", "valueCode": c.criterion},
+        {"url": "status", "valueCode": c.status},
+        {"url": "target", "valueString": c.target},
+    ]
+    if c.muscle:
+        parts.append({"url": "muscle", "valueCode": c.muscle})
+    if c.session:
+        parts.append({"url": "session", "valueReference": _ref(c.session)})
+    if isinstance(c.value, bool) or c.value is None:
+        pass
+    elif isinstance(c.value, int | float):
+        quantity: dict[str, Any] = {"value": c.value}
+        if c.unit:
+            quantity |= {"unit": c.unit, "system": UCUM, "code": c.unit}
+        parts.append({"url": "value", "valueQuantity": quantity})
+    else:
+        parts.append({"url": "value", "valueString": str(c.value)})
+    if c.source and _is_reference(c.source):
+        parts.append({"url": "source", "valueReference": _ref(c.source)})
+    if c.note:
+        parts.append({"url": "note", "valueString": c.note})
+    return {"url": "criterion", "extension": parts}
+
+
+def criterion_text(c: CriterionResult) -> str:
+    value = (
+        "-"
+        if c.value is None
+        else f"{c.value}{' ' + c.unit if c.unit and not isinstance(c.value, str) else ''}"
+    )
+    text = f"{c.label}: {value} (target {c.target}) {c.status.upper()}"
+    if c.source:
+        text += f" [{c.source}]"
+    if c.note:
+        text += f" - {c.note}"
+    return text
+
+
 def _change_extension(change: PlanChange) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [
         {"url": "version", "valueInteger": change.version},
@@ -242,6 +292,10 @@ def _change_extension(change: PlanChange) -> dict[str, Any]:
             else {"url": "by", "valueString": change.by}
         )
     parts.extend({"url": "evidence", "valueReference": _ref(ref)} for ref in change.evidence)
+    for d in change.decisions:
+        parts.extend(_criterion_extension(c) for c in d.criteria)
+        if d.task:
+            parts.append({"url": "task", "valueReference": _ref(d.task)})
     return {"url": EXT_PLAN_CHANGE, "extension": parts}
 
 
@@ -249,6 +303,9 @@ def _change_note(change: PlanChange) -> dict[str, Any]:
     text = f"Version {change.version} ({change.kind}): {change.reason}"
     if change.evidence:
         text += f". Evidence: {', '.join(change.evidence)}"
+    criteria = [c for d in change.decisions for c in d.criteria]
+    if criteria:
+        text += ". Criteria: " + "; ".join(criterion_text(c) for c in criteria)
     return {**_who(change.by), "time": _dt(change.at), "text": text}
 
 
@@ -511,3 +568,67 @@ def service_requests(plan: PlanState, catalogue: Catalogue) -> list[dict[str, An
 def plan_resources(plan: PlanState, catalogue: Catalogue) -> list[dict[str, Any]]:
     """CarePlan, then its Goals, then its ServiceRequests: write them in one transaction."""
     return [care_plan(plan, catalogue), *goal_resources(plan), *service_requests(plan, catalogue)]
+
+
+# -------------------------------------------------------------------------------------------------- tasks
+
+TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+_TASK_STATUS = {
+    "requested": "requested",
+    "completed": "completed",
+    "rejected": "rejected",
+    "cancelled": "cancelled",
+}
+
+
+def task_resource(plan: PlanState, task: TaskState) -> dict[str, Any]:
+    """A question for the treating therapist (FHIR Task, intent proposal, focus the CarePlan)."""
+    resource: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": task.id,
+        "status": _TASK_STATUS[task.status],
+        "intent": "proposal",
+        "priority": "urgent" if task.kind == "review-failed-advance" else "routine",
+        "code": {
+            "coding": [
+                {"system": TASK_CODE, "code": "approve", "display": "Activate/approve the focal resource"}
+            ],
+            "text": "Approve an advance"
+            if task.kind == "approve-advance"
+            else "Review a repeatedly failed advance",
+        },
+        "reasonCode": {"text": task.reason},
+        "description": task.reason,
+        "focus": _ref(f"CarePlan/{plan.id}"),
+        "for": _ref(f"Patient/{plan.patient}"),
+        "authoredOn": _dt(task.created),
+        "lastModified": _dt(task.resolved or task.created),
+    }
+    if _is_reference(plan.author):
+        resource["owner"] = _ref(str(plan.author))
+    if task.proposed is not None:
+        p = task.proposed
+        resource["input"] = [
+            {"type": {"text": "activity"}, "valueReference": _ref(f"ServiceRequest/{task.activity}")},
+            {"type": {"text": "dimension"}, "valueCoding": dimension_coding(p.dimension)},
+            {"type": {"text": "from level"}, "valueInteger": p.from_level},
+            {"type": {"text": "to level"}, "valueInteger": p.to_level},
+        ]
+    if task.evidence:
+        resource["input"] = [
+            *resource.get("input", []),
+            *(
+                {"type": {"text": "evidence"}, "valueReference": _ref(r)}
+                for r in task.evidence
+                if _is_reference(r)
+            ),
+        ]
+    if task.resolution:
+        resource["output"] = [{"type": {"text": "resolution"}, "valueString": task.resolution}]
+    if task.resolved_by and _is_reference(task.resolved_by):
+        resource["requester"] = _ref(task.resolved_by)
+    return resource
+
+
+def task_resources(plan: PlanState) -> list[dict[str, Any]]:
+    return [task_resource(plan, t) for t in plan.tasks]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from relearn.shared.settings import ServiceSettings
@@ -12,3 +13,5 @@ class Settings(ServiceSettings):
 
     service_name: str = "plan"
     port: int = 8082
+    # How often the worker looks for sessions whose wait for their streams' metrics has ended.
+    evidence_sweep_interval_s: float = Field(default=15.0, gt=0, le=3600)

@@ -32,6 +32,7 @@ from relearn.plan.state import (
     PlanError,
     PlanState,
     ReferralRef,
+    Screening,
     Side,
     StateModel,
 )
@@ -400,6 +401,7 @@ def draft_plan(
         ),
         activities=tuple(activities),
         goals=tuple(goals),
+        screening=screening_of(evaluation),
         version=1,
         history=(
             PlanChange(
@@ -501,7 +503,8 @@ def propose_changes(
 
     New deficits get patterns at their simplest form (or join the activity that already trains that pattern
     and side) and clinician goals; a goal whose deficits are no longer reported is achieved (the re-assessment
-    lists deficits only); an activity at unconscious competence whose deficits are all gone may be completed.
+    lists deficits only); an activity that reached unconscious competence whose deficits are all gone may be
+    completed.
     """
     deficits = _relevant(reassessment, options)
     now: dict[DeficitKey, Deficit] = {d.key: d for d in deficits}
@@ -561,7 +564,9 @@ def propose_changes(
         for a in plan.activities
         if a.status == "active"
         and a.deficits
-        and a.stage is CompetenceStage.UNCONSCIOUS_COMPETENCE
+        # Mastery reached (unconscious competence at some level: a later advance re-enters at conscious
+        # competence, which does not undo it).
+        and (a.stage is CompetenceStage.UNCONSCIOUS_COMPETENCE or a.mastered)
         and all(_still_open(now, ref.key) is None for ref in a.deficits)
     ]
     achieved = sum(u.achievement == "achieved" for u in updates)
@@ -625,3 +630,31 @@ def apply_proposal(plan: PlanState, proposal: PlanProposal, *, by: str, at: date
         trigger=proposal.evaluation,
     )
     return Outcome(updated, changed=True)
+
+
+def screening_of(evaluation: EvaluationCompleted) -> Screening | None:
+    """Fall-risk screening values of an evaluation: its ``screening`` (TUG, Berg), else its TUG / Berg
+    deficits."""
+    tug = evaluation.screening.tug if evaluation.screening else None
+    berg = evaluation.screening.berg if evaluation.screening else None
+    tug_s, tug_obs = (tug.value, tug.observation) if tug else (None, None)
+    berg_v, berg_obs = (berg.value, berg.observation) if berg else (None, None)
+    for d in evaluation.deficits:
+        key = (d.code.code if d.code else d.measure).lower()
+        if tug_s is None and d.measured is not None and (key in ("89423-8", "tug") or d.measure == "tug"):
+            tug_s, tug_obs = d.measured, d.observation
+        if (
+            berg_v is None
+            and d.measured is not None
+            and (key.startswith("berg") or d.measure.startswith("berg"))
+        ):
+            berg_v, berg_obs = d.measured, d.observation
+    if tug_s is None and berg_v is None:
+        return None
+    return Screening(
+        tug_s=tug_s,
+        berg=berg_v,
+        tug_observation=tug_obs,
+        berg_observation=berg_obs,
+        evaluation=evaluation.evaluation,
+    )

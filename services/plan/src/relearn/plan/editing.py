@@ -13,13 +13,15 @@ from pydantic import ValidationError
 from relearn.plan.catalogue import Catalogue
 from relearn.plan.ids import IdFactory
 from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension
-from relearn.plan.progression import Outcome, activity_rules, label
+from relearn.plan.progression import Context, Outcome, activity_rules, evaluate, label
 from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, RuleError, RulePatch
 from relearn.plan.stages import CompetenceStage
 from relearn.plan.state import (
     ActivityState,
     ActivityStatus,
     ChangeNote,
+    ChangeRef,
+    CriterionMuscles,
     Decision,
     DeficitRef,
     Dose,
@@ -29,6 +31,7 @@ from relearn.plan.state import (
     PlanStatus,
     RuleOverrides,
     Side,
+    Waiver,
 )
 
 # Which plan statuses may follow which (FHIR request-status, as a clinic uses it).
@@ -145,6 +148,8 @@ def override(
             update |= {
                 "levels": {**activity.levels, **changed},
                 "advanced": _stack_after(activity, changed),
+                "changes": (),  # the therapist's levels are the new starting point for regressions
+                "hold": None,
                 "level_since": size,
                 "dose_since": size,
             }
@@ -337,4 +342,282 @@ def remove_activity(plan: PlanState, activity_id: str, *, by: str, reason: str, 
         by=by,
         trigger=activity_id,
     )
+    return Outcome(updated, changed=True)
+
+
+def _criterion_keys(catalogue: Catalogue, patterns: set[str]) -> dict[str, set[str | None]]:
+    """criterion kind -> the muscles it is judged on, over the given patterns."""
+    keys: dict[str, set[str | None]] = {}
+    for code in patterns:
+        p = catalogue.find(code)
+        if p is None:
+            continue
+        for check in p.mastery.checks():
+            keys.setdefault(check.kind, set()).add(check.muscle)
+    return keys
+
+
+def set_waivers(
+    plan: PlanState,
+    waivers: list[Waiver],
+    *,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+    base: ProgressionRules = DEFAULT_RULES,
+) -> Outcome:
+    """Replace the plan's criterion waivers (each with its own reason), then re-judge the activities they
+    touch: a streak that only waited for the waived evidence advances now, naming the waived criteria."""
+    patterns = {a.pattern for a in plan.activities}
+    for i, w in enumerate(waivers):
+        if w.pattern is not None and w.pattern not in patterns:
+            raise PlanError(f"waivers[{i}].pattern: '{w.pattern}' is not a pattern of plan {plan.id}")
+        keys = _criterion_keys(catalogue, {w.pattern} if w.pattern else patterns)
+        if w.criterion not in keys:
+            raise PlanError(
+                f"waivers[{i}].criterion: '{w.criterion}' is not a criterion of "
+                f"{w.pattern or 'this plan'} (one of {', '.join(sorted(keys)) or 'none'})"
+            )
+        if w.muscle is not None and w.muscle not in keys[w.criterion]:
+            raise PlanError(f"waivers[{i}].muscle: '{w.muscle}' is not judged by {w.criterion} here")
+    if tuple(waivers) == plan.waivers:
+        return Outcome(plan, ignored=("waivers unchanged",))
+    updated = plan.model_copy(update={"waivers": tuple(waivers)})
+    ctx = Context.of(updated)
+    decisions: list[Decision] = []
+    touched = {w.pattern for w in waivers} | {w.pattern for w in plan.waivers}
+    for activity in updated.activities:
+        if activity.status != "active" or not activity.log or updated.status != "active":
+            continue
+        if None not in touched and activity.pattern not in touched:
+            continue
+        pattern = catalogue.find(activity.pattern)
+        if pattern is None:
+            continue
+        judged, made = evaluate(
+            activity.model_copy(update={"hold": None})
+            if activity.hold and activity.hold.startswith("evidence:")
+            else activity,
+            pattern,
+            activity_rules(updated, pattern, base),
+            index=len(activity.log) - 1,
+            trigger="evidence",
+            at=at,
+            ctx=ctx,
+        )
+        if made:
+            decisions.extend(made)
+            updated = updated.with_activities([judged])
+    if ctx.raised:
+        updated = updated.with_tasks(ctx.raised)
+    listed = "; ".join(
+        f"{w.criterion}{' of ' + w.muscle if w.muscle else ''} for {w.pattern or 'every pattern'} "
+        f"({w.reason})"
+        for w in waivers
+    )
+    text = f"criterion waivers set by {by}: {listed or 'none'} - {reason}"
+    updated = updated.recorded(
+        at=at,
+        kind="waiver",
+        reason="; ".join([text, *(d.reason for d in decisions)]),
+        evidence=[ref for d in decisions for ref in d.evidence],
+        by=by,
+        trigger="waivers",
+        decisions=decisions,
+    )
+    return Outcome(updated, tuple(decisions), changed=True)
+
+
+def resolve_task(
+    plan: PlanState,
+    task_id: str,
+    *,
+    approve: bool,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+) -> Outcome:
+    """The therapist answers a Task: approve or reject an advance for a patient at fall risk, or allow
+    (approve) or not (reject) another try of an advance that symptoms undid repeatedly."""
+    if not reason.strip():
+        raise PlanError("answering a task needs a reason")
+    task = plan.task(task_id)
+    if task.status != "requested":
+        raise PlanError(f"Task/{task_id} is already {task.status}")
+    activity = plan.activity(task.activity)
+    pattern = catalogue.find(activity.pattern)
+    if pattern is None:
+        raise PlanError(f"pattern {activity.pattern} is not in catalogue {catalogue.version}")
+    done = task.model_copy(
+        update={
+            "status": "completed" if approve else "rejected",
+            "resolved": at,
+            "resolved_by": by,
+            "resolution": reason,
+        }
+    )
+    name = label(activity, pattern)
+    decisions: list[Decision] = []
+    info = OverrideInfo(by=by, reason=reason)
+    step = task.proposed
+    if approve and task.kind == "approve-advance" and step is not None:
+        if activity.levels.get(step.dimension, 0) != step.from_level:
+            raise PlanError(
+                f"Task/{task_id}: {step.dimension.value} is no longer at level {step.from_level}; "
+                "the proposal is out of date"
+            )
+        size = len(activity.log)
+        dim = step.dimension
+        decisions.append(
+            Decision(
+                activity=activity.id,
+                pattern=pattern.code,
+                kind="advance",
+                dimension=dim,
+                from_value=step.from_level,
+                to_value=step.to_level,
+                reason=f"{name}: advance of {DIMENSION_DISPLAY[dim].lower()} {step.from_level} -> "
+                f"{step.to_level} "
+                f"('{pattern.step(dim, step.to_level).description}') approved by {by}: {reason}",
+                evidence=task.evidence,
+                task=f"Task/{task.id}",
+                override=info,
+            )
+        )
+        stage_update: dict[str, Any] = {}
+        cap = CompetenceStage.CONSCIOUS_COMPETENCE
+        if activity.stage.rank > cap.rank:
+            stage_update = {"stage": cap, "stage_since": size}
+            decisions.append(
+                Decision(
+                    activity=activity.id,
+                    pattern=pattern.code,
+                    kind="stage-change",
+                    from_value=activity.stage.value,
+                    to_value=cap.value,
+                    reason=f"{name}: {activity.stage.display.lower()} -> {cap.display.lower()}: a stage "
+                    "belongs "
+                    "to the level it was earned at; the new level "
+                    f"'{pattern.step(dim, step.to_level).description}' "
+                    "re-enters at conscious competence",
+                    evidence=task.evidence,
+                )
+            )
+        activity = activity.model_copy(
+            update={
+                "levels": {**activity.levels, dim: step.to_level},
+                "advanced": (*activity.advanced, dim),
+                "changes": (
+                    *activity.changes,
+                    ChangeRef(
+                        kind="advance", dimension=dim, from_value=step.from_level, to_value=step.to_level
+                    ),
+                ),
+                "level_since": size,
+                "dose_since": size,
+                "hold": None,
+                **stage_update,
+            }
+        )
+    elif task.kind == "review-failed-advance" and step is not None:
+        key = f"{step.dimension.value}:{step.to_level}"
+        failed = dict(activity.failed_advances)
+        if approve:
+            failed.pop(key, None)
+        activity = activity.model_copy(update={"failed_advances": failed, "hold": None})
+        verdict = "may be tried again" if approve else "stays blocked"
+        decisions.append(
+            Decision(
+                activity=activity.id,
+                pattern=pattern.code,
+                kind="task",
+                reason=f"{name}: the advance of {DIMENSION_DISPLAY[step.dimension].lower()} "
+                f"{step.from_level} -> "
+                f"{step.to_level} {verdict} ({by}: {reason})",
+                task=f"Task/{task.id}",
+                override=info,
+            )
+        )
+    else:
+        decisions.append(
+            Decision(
+                activity=activity.id,
+                pattern=pattern.code,
+                kind="task",
+                reason=f"{name}: proposal Task/{task.id} rejected by {by}: {reason}",
+                task=f"Task/{task.id}",
+                override=info,
+            )
+        )
+    updated = plan.with_activities([activity]).with_tasks([done])
+    updated = updated.recorded(
+        at=at,
+        kind="task",
+        reason="; ".join(d.reason for d in decisions),
+        evidence=task.evidence,
+        by=by,
+        trigger=f"Task/{task.id}",
+        decisions=decisions,
+    )
+    return Outcome(updated, tuple(decisions), changed=True)
+
+
+def set_activity_muscles(
+    plan: PlanState,
+    activity_id: str,
+    muscles: Mapping[str, CriterionMuscles],
+    *,
+    by: str,
+    reason: str,
+    at: datetime,
+    catalogue: Catalogue,
+) -> Outcome:
+    """The muscles this exercise's EMG criteria judge (``{criterion: {muscle, referenceMuscle,
+    antagonist}}``), replacing the catalogue pattern's choice; ``{}`` goes back to the pattern's."""
+    activity = plan.activity(activity_id)
+    pattern = catalogue.find(activity.pattern)
+    if pattern is None:
+        raise PlanError(f"pattern {activity.pattern} is not in catalogue {catalogue.version}")
+    known = set(catalogue.vocabulary.muscles)
+    kinds = {c.kind: c for c in pattern.mastery.checks()}
+    for kind, chosen in muscles.items():
+        check = kinds.get(kind)
+        if check is None or kind not in ("emg-onset-latency", "co-contraction"):
+            raise PlanError(f"muscles.{kind}: {pattern.code} has no EMG criterion '{kind}'")
+        for field, value in (
+            ("muscle", chosen.muscle),
+            ("referenceMuscle", chosen.reference_muscle),
+            ("antagonist", chosen.antagonist),
+        ):
+            if value is not None and value not in known:
+                raise PlanError(f"muscles.{kind}.{field}: '{value}' is not a SENIAM muscle of the catalogue")
+        if chosen.reference_muscle is not None and check.reference_kind != "synergist":
+            raise PlanError(f"muscles.{kind}.referenceMuscle: the criterion is not timed against a synergist")
+        if chosen.antagonist is not None and kind != "co-contraction":
+            raise PlanError(f"muscles.{kind}.antagonist: only co-contraction has an antagonist")
+        muscle = chosen.muscle or check.muscle
+        if muscle is not None and muscle in (chosen.reference_muscle, chosen.antagonist):
+            raise PlanError(f"muscles.{kind}: a muscle cannot be its own reference or antagonist")
+    if dict(muscles) == activity.muscles:
+        return Outcome(plan, ignored=("muscles unchanged",))
+    listed = "; ".join(
+        f"{kind}: {m.muscle or 'pattern default'}"
+        + (f" against {m.reference_muscle}" if m.reference_muscle else "")
+        + (f"/{m.antagonist}" if m.antagonist else "")
+        for kind, m in muscles.items()
+    )
+    text = (
+        f"{label(activity, pattern)}: EMG criteria judged on {listed or 'the pattern defaults'}, "
+        f"set by {by}: {reason}"
+    )
+    updated = plan.with_activities(
+        [
+            activity.model_copy(
+                update={"muscles": dict(muscles), "last_change": ChangeNote(at=at, reason=text)}
+            )
+        ]
+    )
+    updated = updated.recorded(at=at, kind="edited", reason=text, by=by, trigger=f"muscles:{activity.id}")
     return Outcome(updated, changed=True)

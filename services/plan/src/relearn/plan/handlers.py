@@ -2,8 +2,12 @@
 
 - ``evaluation.completed.v1``: draft a plan (status ``draft``) for the therapist to review;
 - ``evaluation.reassessed.v1``: a proposal of changes kept for the therapist (applied through the API);
-- ``session.logged.v1``, ``session.symptoms-recorded.v1``, ``device.metric-computed.v1``: the progression
-  engine on the patient's active plan, one CarePlan version and one event per decision.
+- ``session.logged.v1``, ``session.symptoms-recorded.v1``, ``device.metric-computed.v1``,
+  ``device.stream-metrics-completed.v1``: the progression engine on the patient's active plan, one CarePlan
+  version and one event per decision.
+
+:func:`sweep_evidence` (a periodic job, not an event) judges sessions whose wait for their streams' metrics
+has passed.
 
 Replays change nothing: the consumer's processed-event table, then the domain's own guards (a plan drafted
 from an evaluation exists already; a session already in the log; a metric window already held).
@@ -13,22 +17,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from sqlmodel import Session
 
 from relearn.plan import persistence
 from relearn.plan.catalogue import Catalogue
-from relearn.plan.drafting import draft_plan, propose_changes
+from relearn.plan.drafting import draft_plan, propose_changes, screening_of
 from relearn.plan.ids import stable_id
 from relearn.plan.inbound import (
     DeviceMetricComputed,
     EvaluationCompleted,
     SessionLogged,
+    StreamMetricsCompleted,
     SymptomsRecorded,
     bare_id,
 )
 from relearn.plan.persistence import PlanRecord, ProposalRecord
-from relearn.plan.progression import Outcome, apply_metric, apply_session, apply_symptoms
+from relearn.plan.progression import (
+    Outcome,
+    apply_metric,
+    apply_session,
+    apply_stream_completed,
+    apply_symptoms,
+    expire_evidence,
+)
 from relearn.plan.state import PlanState
 from relearn.plan.writer import PlanWriter
 from relearn.shared.events.contracts import device_metric_observation_id
@@ -78,6 +91,11 @@ def plan_handlers(writer: PlanWriter) -> Mapping[str, Handler]:
         if record is None or record.patient_id != evaluation.patient:
             _ignored(event, f"patient {evaluation.patient} has no active or draft plan to re-assess")
             return
+        screening = screening_of(evaluation)
+        if screening is not None and record.plan().screening != screening:
+            # Fall risk is judged on the last evaluation: kept at once, whatever the therapist does with the
+            # proposal.
+            persistence.save(session, record.plan().model_copy(update={"screening": screening}), record)
         proposal = propose_changes(record.plan(), evaluation, catalogue=catalogue, ids=stable_id)
         pid = stable_id("Proposal", f"{record.id}|{evaluation.evaluation}")
         if session.get(ProposalRecord, pid) is not None:
@@ -132,10 +150,42 @@ def plan_handlers(writer: PlanWriter) -> Mapping[str, Handler]:
             lambda p: apply_metric(p, m, catalogue=catalogue, observation=metric_observation(m)),
         )
 
+    def stream_completed(session: Session, event: CloudEvent) -> None:
+        completed = StreamMetricsCompleted.model_validate(event.data)
+        record = persistence.active_for(session, completed.patient)
+        at = event.time
+        progress(
+            session,
+            event,
+            record,
+            lambda p: apply_stream_completed(p, completed, catalogue=catalogue, at=at),
+        )
+
     return {
         "evaluation.completed.v1": drafted,
         "evaluation.reassessed.v1": reassessed,
         "session.logged.v1": session_logged,
         "session.symptoms-recorded.v1": symptoms,
         "device.metric-computed.v1": metric,
+        "device.stream-metrics-completed.v1": stream_completed,
     }
+
+
+def sweep_evidence(
+    writer: PlanWriter, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Callable[[Session], None]:
+    """The periodic job: sessions whose wait for their streams' metrics has ended are judged on what
+    arrived."""
+
+    def sweep(session: Session) -> None:
+        at = now()
+        for record in persistence.evidence_overdue(session, at):
+            before = record.plan()
+            outcome = expire_evidence(before, now=at, catalogue=writer.catalogue)
+            writer.apply(session, record, before, outcome)
+            logger.info(
+                "evidence wait ended",
+                extra={"care_plan": before.reference, "decisions": len(outcome.decisions)},
+            )
+
+    return sweep

@@ -296,6 +296,24 @@ class ReferralIn(_Inbound):
         return self.condition or self.observation
 
 
+class ScreeningValue(_Inbound):
+    value: float
+    unit: str | None = None
+    observation: str | None = None
+
+    @field_validator("observation", mode="before")
+    @classmethod
+    def _observation(cls, value: Any) -> Any:
+        return _observation_ref(value)
+
+
+class ScreeningIn(_Inbound):
+    """Fall-risk screening values the evaluation measured (deficit or not)."""
+
+    tug: ScreeningValue | None = None
+    berg: ScreeningValue | None = None
+
+
 class EvaluationCompleted(_Inbound):
     """``evaluation.completed.v1`` and ``evaluation.reassessed.v1``."""
 
@@ -311,6 +329,7 @@ class EvaluationCompleted(_Inbound):
     deficits: tuple[Deficit, ...] = ()
     goals: tuple[PatientGoal, ...] = ()
     care_plan: str | None = Field(default=None, description="for a re-assessment: the plan it re-assesses")
+    screening: ScreeningIn | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -340,6 +359,18 @@ class EvaluationCompleted(_Inbound):
         return () if value is None else value
 
 
+class RomIn(_Inbound):
+    value_deg: float = Field(ge=0, le=360)
+    method: str | None = None
+    motion: str | None = None
+    observation: str | None = None
+
+    @field_validator("observation", mode="before")
+    @classmethod
+    def _observation(cls, value: Any) -> Any:
+        return _observation_ref(value)
+
+
 class ExerciseLogged(_Inbound):
     procedure: str | None = None
     activity: str
@@ -353,7 +384,11 @@ class ExerciseLogged(_Inbound):
     cues: tuple[str, ...] = ()
     with_feedback: bool = True
     dual_task: bool = False
-    dual_task_cost_pct: float | None = None
+    dual_task_cost_pct: float | None = Field(
+        default=None, description="computed by the sessions service from the dual-task trial"
+    )
+    retention_attempt: bool = False
+    rom: RomIn | None = None
     quality: int | None = Field(default=None, ge=0, le=4, description="null for home practice (not rated)")
     self_rating: int | None = Field(default=None, ge=0, le=4)
     pain_before: int | None = Field(default=None, ge=0, le=10)
@@ -436,17 +471,60 @@ class MetricComponent(_Inbound):
     unit: str | None = None
 
 
+class OnsetReference(_Inbound):
+    """What an onset latency is timed against: a synergist channel or the movement cue."""
+
+    kind: Literal["synergist", "cue"]
+    channel: str | None = None
+    muscle: str | None = None
+
+
 class DeviceMetricComputed(_Inbound):
     patient: str
     device: str
     stream: str | None = None
     session: str | None = None
     channel: str | None = None
+    muscle: str | None = None
+    antagonist: str | None = None
     metric: str
     window: MetricWindow
     value: float | None = None
+    status: Literal["measured", "not-detected", "not-computable"] = "measured"
+    reason: str | None = Field(default=None, max_length=1000)
+    reference: OnsetReference | None = None
     unit: str | None = None
     components: tuple[MetricComponent, ...] = ()
+
+    @field_validator("session")
+    @classmethod
+    def _session(cls, value: str | None) -> str | None:
+        return None if value is None else reference("Encounter", value)
+
+    @field_validator("patient")
+    @classmethod
+    def _patient(cls, value: str) -> str:
+        return bare_id(value)
+
+
+class CompletedMetric(_Inbound):
+    metric: str
+    channel: str | None = None
+    muscle: str | None = None
+    status: str = "measured"
+
+
+class StreamMetricsCompleted(_Inbound):
+    """``device.stream-metrics-completed.v1``: every whole-recording metric of a closed stream has been
+    sent."""
+
+    patient: str
+    device: str
+    stream: str
+    session: str | None = None
+    stream_type: str | None = None
+    metrics: tuple[CompletedMetric, ...] = ()
+    gaps: int = 0
 
     @field_validator("session")
     @classmethod

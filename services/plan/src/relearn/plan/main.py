@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from relearn.plan.api import catalogue_router, plans_router
 from relearn.plan.catalogue import load_catalogue
 from relearn.plan.config import Settings
-from relearn.plan.handlers import plan_handlers
+from relearn.plan.handlers import plan_handlers, sweep_evidence
 from relearn.plan.measurements import record_observation
 from relearn.plan.publishing import publish_code_systems
 from relearn.plan.resources import DEFINITIONS
@@ -21,14 +21,17 @@ from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
 from relearn.shared.settings import ServiceSettings
+from relearn.shared.workers import BackgroundWorker, PeriodicWorker
 
 
 def build_writer(settings: ServiceSettings) -> PlanWriter:
     return PlanWriter(fhir_store(DEFINITIONS, settings), load_catalogue())
 
 
-def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
-    handlers = {"observation.recorded.v1": record_observation, **plan_handlers(build_writer(settings))}
+def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer | BackgroundWorker]:
+    writer = build_writer(settings)
+    handlers = {"observation.recorded.v1": record_observation, **plan_handlers(writer)}
+    interval = settings.evidence_sweep_interval_s if isinstance(settings, Settings) else 15.0
     return [
         EventConsumer(
             engine,
@@ -36,7 +39,8 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
             group_id="plan",
             topics=[EVALUATION_EVENTS, SESSIONS_EVENTS, DEVICE_METRICS],
             handlers=handlers,
-        )
+        ),
+        PeriodicWorker(engine, "plan-evidence-sweep", sweep_evidence(writer), interval_s=interval),
     ]
 
 

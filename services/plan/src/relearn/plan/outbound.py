@@ -99,6 +99,10 @@ def _decision_data(plan: PlanState, decision: Decision, version_id: int) -> dict
         data["level"] = activity_data(activity)["level"]
     if decision.override is not None:
         data["override"] = {"by": decision.override.by, "reason": decision.override.reason}
+    if decision.criteria:
+        data["criteria"] = [c.model_dump(mode="json", by_alias=True) for c in decision.criteria]
+    if decision.task:
+        data["task"] = decision.task
     return data
 
 
@@ -126,17 +130,19 @@ def events_for(
         else:
             others.append(d)
     if others:
-        events.append(
-            (
-                PLAN_UPDATED,
-                plan_updated(
-                    plan,
-                    version_id=version_id,
-                    reason="; ".join(d.reason for d in others),
-                    evidence=[ref for d in others for ref in d.evidence],
-                ),
-            )
+        data = plan_updated(
+            plan,
+            version_id=version_id,
+            reason="; ".join(d.reason for d in others),
+            evidence=[ref for d in others for ref in d.evidence],
         )
+        criteria = [c.model_dump(mode="json", by_alias=True) for d in others for c in d.criteria]
+        if criteria:
+            data["criteria"] = criteria
+        tasks = [d.task for d in others if d.task]
+        if tasks:
+            data["tasks"] = tasks
+        events.append((PLAN_UPDATED, data))
     return events
 
 

@@ -4,14 +4,19 @@ A movement pattern is trained from its simplest form (level 0 of every ladder: s
 non-weight-bearing, eyes open on a stable surface, assisted or unloaded, fixed tempo) and advances along six
 dimensions, one at a time. Each dimension's ladder is an ordered list of steps; a step's ``kind`` is ranked so
 the loader can refuse a ladder that goes backwards or does not start at the simplest form.
+
+A step may ``require`` another dimension to have reached a kind first (a joints step "sit-to-stand" requires
+load bearing at full-weight-bearing): the step changes its own dimension only, and the posture it needs is the
+load-bearing ladder's to reach. :meth:`MovementPattern.unmet_requirements` says what still stands in the way.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -85,6 +90,8 @@ class CatalogueModel(BaseModel):
 class LadderStep(CatalogueModel):
     kind: str = Field(min_length=1)
     description: str = Field(min_length=1)
+    # Other dimensions' step kinds this step needs first (rank >=), e.g. {loadBearing: full-weight-bearing}.
+    requires: dict[Dimension, str] = Field(default_factory=dict, max_length=len(Dimension))
 
 
 class TargetDeficit(CatalogueModel):
@@ -118,8 +125,78 @@ class RomWindow(CatalogueModel):
         return self
 
 
+# A SENIAM muscle name as a lower-case kebab slug, without side: ``vastus-medialis``.
+MuscleSlug = Annotated[str, Field(pattern=r"^[a-z]+(-[a-z]+)*$", max_length=64)]
+
+MetricSource = Literal["device", "session"]
+OnsetReferenceKind = Literal["synergist", "cue"]
+
+# Metric kinds a session records itself (contract: ROM per exercise, by goniometer, inclinometer or device).
+SESSION_METRIC_KINDS: frozenset[str] = frozenset({"rom"})
+
+
+class PatternMuscles(CatalogueModel):
+    """The muscles a pattern trains and their antagonists: what a stream's EMG channels are bound to."""
+
+    targets: tuple[MuscleSlug, ...] = Field(min_length=1, max_length=8)
+    antagonists: tuple[MuscleSlug, ...] = Field(default=(), max_length=8)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PatternMuscles:
+        both = set(self.targets) & set(self.antagonists)
+        if both:
+            raise ValueError(f"muscles {sorted(both)} are both targets and antagonists")
+        if len(set(self.targets)) != len(self.targets) or len(set(self.antagonists)) != len(self.antagonists):
+            raise ValueError("a muscle is listed twice")
+        return self
+
+
+class OnsetReference(CatalogueModel):
+    """What an onset latency is timed against: a synergist's onset (its muscle named) or the movement cue."""
+
+    kind: OnsetReferenceKind
+    muscle: MuscleSlug | None = None
+
+    @model_validator(mode="after")
+    def _muscle_for_synergist(self) -> OnsetReference:
+        if self.kind == "synergist" and self.muscle is None:
+            raise ValueError("an onset reference of kind synergist names its muscle")
+        if self.kind == "cue" and self.muscle is not None:
+            raise ValueError("an onset reference of kind cue names no muscle")
+        return self
+
+
+class EmgOnsetCriterion(CatalogueModel):
+    """The trained muscle's onset may lag its reference by at most ``maxMs`` (negative: it leads)."""
+
+    max_ms: float = Field(gt=0, le=1000)
+    muscle: MuscleSlug
+    reference: OnsetReference
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> EmgOnsetCriterion:
+        if self.reference.muscle == self.muscle:
+            raise ValueError(f"the onset of {self.muscle} cannot be timed against itself")
+        return self
+
+
+class CoContractionCriterion(CatalogueModel):
+    """Winter's co-contraction index of one declared agonist/antagonist pair, on %MVC envelopes."""
+
+    max_pct: float = Field(gt=0, le=100)
+    agonist: MuscleSlug
+    antagonist: MuscleSlug
+
+    @model_validator(mode="after")
+    def _a_pair(self) -> CoContractionCriterion:
+        if self.agonist == self.antagonist:
+            raise ValueError("co-contraction needs two different muscles")
+        return self
+
+
 class MetricCheck(BaseModel):
-    """One device criterion of mastery: the metric kind and the window its value must fall in."""
+    """One measured criterion of mastery: the metric kind, the window its value must fall in, which muscle
+    (and reference or antagonist) it is measured on, and who produces it (a device stream or the session)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -128,6 +205,11 @@ class MetricCheck(BaseModel):
     maximum: float | None
     unit: str
     label: str
+    muscle: str | None = None
+    reference_kind: OnsetReferenceKind | None = None
+    reference_muscle: str | None = None
+    antagonist: str | None = None
+    source: MetricSource = "device"
 
 
 class MasteryCriteria(CatalogueModel):
@@ -136,8 +218,8 @@ class MasteryCriteria(CatalogueModel):
     min_quality: int | None = Field(default=None, ge=0, le=4)
     max_pain: int | None = Field(default=None, ge=0, le=10)
     rom: RomWindow | None = None
-    emg_onset_latency_max_ms: float | None = None
-    co_contraction_max_pct: float | None = Field(default=None, ge=0, le=100)
+    emg_onset: EmgOnsetCriterion | None = None
+    co_contraction: CoContractionCriterion | None = None
     sway_area_max_cm2: float | None = Field(default=None, gt=0)
     sway_velocity_max_cm_s: float | None = Field(default=None, gt=0)
 
@@ -145,26 +227,41 @@ class MasteryCriteria(CatalogueModel):
         out: list[MetricCheck] = []
         if self.rom is not None:
             out.append(
-                MetricCheck(kind="rom", minimum=self.rom.min, maximum=self.rom.max, unit="deg", label="ROM")
+                MetricCheck(
+                    kind="rom",
+                    minimum=self.rom.min,
+                    maximum=self.rom.max,
+                    unit="deg",
+                    label="ROM",
+                    source="session",
+                )
             )
-        if self.emg_onset_latency_max_ms is not None:
+        if self.emg_onset is not None:
+            onset = self.emg_onset
+            against = onset.reference.muscle if onset.reference.kind == "synergist" else "the cue"
             out.append(
                 MetricCheck(
                     kind="emg-onset-latency",
                     minimum=None,
-                    maximum=self.emg_onset_latency_max_ms,
+                    maximum=onset.max_ms,
                     unit="ms",
-                    label="EMG onset latency",
+                    label=f"EMG onset latency of {onset.muscle} (relative to {against})",
+                    muscle=onset.muscle,
+                    reference_kind=onset.reference.kind,
+                    reference_muscle=onset.reference.muscle,
                 )
             )
-        if self.co_contraction_max_pct is not None:
+        if self.co_contraction is not None:
+            pair = self.co_contraction
             out.append(
                 MetricCheck(
                     kind="co-contraction",
                     minimum=None,
-                    maximum=self.co_contraction_max_pct,
+                    maximum=pair.max_pct,
                     unit="%",
-                    label="co-contraction",
+                    label=f"co-contraction of {pair.agonist}/{pair.antagonist}",
+                    muscle=pair.agonist,
+                    antagonist=pair.antagonist,
                 )
             )
         if self.sway_area_max_cm2 is not None:
@@ -199,6 +296,7 @@ class MovementPattern(CatalogueModel):
     keywords: tuple[str, ...] = ()
     starting_form: str = Field(min_length=1)
     dimension_order: tuple[Dimension, ...] | None = None
+    muscles: PatternMuscles
     ladders: dict[Dimension, tuple[LadderStep, ...]]
     dosing: DoseDefaults
     mastery: MasteryCriteria
@@ -232,13 +330,67 @@ class MovementPattern(CatalogueModel):
                     )
         if self.dimension_order is not None and len(set(self.dimension_order)) != len(self.dimension_order):
             raise ValueError(f"pattern {self.code}: dimensionOrder repeats a dimension")
+        self._check_requires()
+        self._check_criteria_muscles()
         return self
+
+    def _check_requires(self) -> None:
+        for dim, steps in self.ladders.items():
+            for level, step in enumerate(steps):
+                for other, kind in step.requires.items():
+                    where = f"pattern {self.code}: {dim.value} level {level} requires {other.value} '{kind}'"
+                    if other == dim:
+                        raise ValueError(f"{where}: a step cannot require its own dimension")
+                    ranks = STEP_KINDS[other]
+                    if kind not in ranks:
+                        raise ValueError(f"{where}, which is not one of {sorted(ranks)}")
+                    reached = max(ranks[s.kind] for s in self.ladders[other])
+                    if ranks[kind] > reached:
+                        raise ValueError(f"{where}, which this pattern's {other.value} ladder never reaches")
+                    if level == 0 and ranks[kind] > ranks[self.ladders[other][0].kind]:
+                        raise ValueError(f"{where}, but level 0 is the starting form and cannot wait for it")
+
+    def _check_criteria_muscles(self) -> None:
+        onset, pair = self.mastery.emg_onset, self.mastery.co_contraction
+        if onset is not None and onset.muscle not in self.muscles.targets:
+            raise ValueError(
+                f"pattern {self.code}: emgOnset muscle '{onset.muscle}' is not one of its target muscles"
+            )
+        if pair is not None:
+            if pair.agonist not in self.muscles.targets:
+                raise ValueError(
+                    f"pattern {self.code}: coContraction agonist '{pair.agonist}' is not one of its "
+                    "target muscles"
+                )
+            if pair.antagonist not in self.muscles.antagonists:
+                raise ValueError(
+                    f"pattern {self.code}: coContraction antagonist '{pair.antagonist}' is not one of its "
+                    "antagonists"
+                )
 
     def top_level(self, dimension: Dimension) -> int:
         return len(self.ladders[dimension]) - 1
 
     def step(self, dimension: Dimension, level: int) -> LadderStep:
         return self.ladders[dimension][level]
+
+    def unmet_requirements(
+        self, dimension: Dimension, level: int, levels: Mapping[Dimension, int]
+    ) -> tuple[str, ...]:
+        """Why ``dimension`` at ``level`` cannot be prescribed yet with the other dimensions at ``levels``
+        (a dimension missing from ``levels`` is at level 0); empty when it can."""
+        if not 0 <= level <= self.top_level(dimension):
+            raise ValueError(f"{dimension.value} level {level} is outside 0-{self.top_level(dimension)}")
+        unmet: list[str] = []
+        for other, kind in self.step(dimension, level).requires.items():
+            # A level beyond a ladder's top is read as its top (the plan cannot be further than that).
+            now = self.step(other, min(max(levels.get(other, 0), 0), self.top_level(other)))
+            ranks = STEP_KINDS[other]
+            if ranks[now.kind] < ranks[kind]:
+                unmet.append(
+                    f"{DIMENSION_DISPLAY[other].lower()} must first reach {kind} (now '{now.description}')"
+                )
+        return tuple(unmet)
 
     def rule_patch(self) -> dict[str, Any]:
         """The pattern's own rule settings, applied over the service defaults."""
@@ -265,15 +417,60 @@ def _has_word(haystack: str, needle: str) -> bool:
 class MetricKind(CatalogueModel):
     codes: tuple[str, ...] = Field(min_length=1)
     unit: str
+    # Who measures it: a device stream (its codes must be published, see ``producedMetrics``) or the session.
+    source: MetricSource
+
+
+class PostureMatch(BaseModel):
+    """A posture term found in a step's text and the load-bearing kind it implies."""
+
+    model_config = ConfigDict(frozen=True)
+
+    term: str
+    kind: str
 
 
 class Vocabulary(CatalogueModel):
-    """How an evaluation names body sites, motions and measures, and how devices name metrics."""
+    """How an evaluation names body sites, motions and measures, how devices name metrics, which muscles the
+    catalogue may name, and which words in a step's text imply a load-bearing state."""
 
     body_sites: dict[str, tuple[str, ...]]
     motions: dict[str, tuple[str, ...]]
     measure_kinds: dict[str, tuple[str, ...]]
     metric_kinds: dict[str, MetricKind]
+    muscles: tuple[MuscleSlug, ...] = Field(min_length=1)
+    posture_terms: dict[str, str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _posture_kinds(self) -> Vocabulary:
+        kinds = STEP_KINDS[Dimension.LOAD_BEARING]
+        for term, kind in self.posture_terms.items():
+            if not slug(term):
+                raise ValueError(f"posture term '{term}' has no words")
+            if kind not in kinds:
+                raise ValueError(
+                    f"posture term '{term}': '{kind}' is not a load-bearing kind {sorted(kinds)}"
+                )
+        return self
+
+    def posture(self, text: str) -> tuple[PostureMatch, ...]:
+        """The posture terms in ``text`` (word boundaries, a plural 's' allowed); a term inside a longer
+        matching term is not counted ("supported mini-squat" is not also a "squat")."""
+        hay = f"-{slug(text)}-"
+        spans: list[tuple[int, int, str, str]] = []
+        for term, kind in self.posture_terms.items():
+            s = slug(term)
+            for needle in (f"-{s}-", f"-{s}s-"):
+                at = hay.find(needle)
+                while at >= 0:
+                    spans.append((at + 1, at + len(needle) - 1, term, kind))
+                    at = hay.find(needle, at + 1)
+        kept = [
+            a
+            for a in spans
+            if not any(b[0] <= a[0] and a[1] <= b[1] and (b[1] - b[0]) > (a[1] - a[0]) for b in spans)
+        ]
+        return tuple(dict.fromkeys(PostureMatch(term=t, kind=k) for _, _, t, k in sorted(kept)))
 
     @staticmethod
     def _best(texts: list[str], table: dict[str, tuple[str, ...]]) -> str | None:

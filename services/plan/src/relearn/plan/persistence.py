@@ -13,6 +13,7 @@ from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from relearn.plan.drafting import PlanProposal
+from relearn.plan.progression import evidence_due
 from relearn.plan.state import PlanState
 
 
@@ -38,6 +39,8 @@ class PlanRecord(SQLModel, table=True):
     status: str = Field(max_length=32)
     version: int = Field(description="PlanState.version = the CarePlan versionId")
     evaluation: str | None = Field(default=None, max_length=128)
+    # The earliest time a session of this plan stops waiting for its streams' metrics (the sweeper's index).
+    evidence_due: datetime | None = Field(default=None, index=True)
     state: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
@@ -101,11 +104,30 @@ def save(session: Session, plan: PlanState, record: PlanRecord | None = None) ->
         )
     record.status = plan.status
     record.version = plan.version
+    due = evidence_due(plan) if plan.status == "active" else None
+    record.evidence_due = due.astimezone(UTC) if due is not None else None
     record.state = plan.model_dump_json(by_alias=True)
     record.updated_at = _now()
     session.add(record)
     session.flush()
     return record
+
+
+def evidence_overdue(session: Session, now: datetime, limit: int = 50) -> list[PlanRecord]:
+    """Active plans with a session whose wait for its streams' metrics has ended, locked, oldest first; rows
+    another worker holds are skipped (it is judging them)."""
+    query = (
+        select(PlanRecord)
+        .where(
+            PlanRecord.status == "active",
+            col(PlanRecord.evidence_due).is_not(None),
+            col(PlanRecord.evidence_due) <= now,
+        )
+        .order_by(col(PlanRecord.evidence_due))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.exec(query).all())
 
 
 def proposals_of(session: Session, plan_id: str) -> list[ProposalRecord]:

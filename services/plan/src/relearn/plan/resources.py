@@ -5,6 +5,7 @@ from __future__ import annotations
 from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.task import Task
 
 from relearn.shared.fhir.definition import Interaction, ResourceDefinition, published_code_systems
 from relearn.shared.fhir.search_params import date, reference, token
@@ -77,10 +78,29 @@ SERVICE_REQUEST = ResourceDefinition(
     documentation="Exercise prescriptions (Physical Activity IG): one per plan activity, with its dose.",
 )
 
+TASK = ResourceDefinition(
+    type="Task",
+    model=Task,
+    search_params=[
+        reference("patient", "for", targets=("Patient",), definition=f"{_SP}clinical-patient"),
+        reference("subject", "for", definition=f"{_SP}Task-subject"),
+        reference("focus", "focus", definition=f"{_SP}Task-focus"),
+        reference("owner", "owner", definition=f"{_SP}Task-owner"),
+        token("status", "status", definition=f"{_SP}Task-status"),
+        token("code", "code", definition=f"{_SP}Task-code"),
+        date("authored-on", "authoredOn", definition=f"{_SP}Task-authored-on"),
+    ],
+    compartment_param="patient",
+    interactions=READ_ONLY,
+    documentation="Questions for the therapist raised by the progression engine: approve an advance for a "
+    "patient at fall risk, review an advance that symptoms undid repeatedly. Answered through "
+    "POST /plans/{id}/tasks/{taskId}/approve|reject.",
+)
+
 # The local CodeSystems (competence stage, dimension, category, movement pattern), published read-only.
 CODE_SYSTEM = published_code_systems(
     "Relearn's local codes for care plans: competence stage, progression dimension, category "
     "and movement pattern."
 )
 
-DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, CODE_SYSTEM]
+DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, TASK, CODE_SYSTEM]

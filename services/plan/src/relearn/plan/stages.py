@@ -9,11 +9,14 @@ unconscious incompetence -> conscious incompetence -> conscious competence -> un
 - conscious incompetence -> conscious competence: N consecutive sessions within target (feedback allowed),
   pain <= 3/10, no 24-hour flare;
 - conscious -> unconscious competence: since reaching conscious competence, the last N sessions performed
-  without feedback are within target, one of them is a retention check (>= 24 h after the previous practice)
-  and one is under a dual task with |dual-task cost| <= 10 %.
+  without feedback are within target, one of them is a retention check - an attempt the therapist marked as a
+  feedback-free retention attempt, 20-72 h after the last practice of the pattern (home practice included) -
+  and one is under a dual task whose deterioration (cost computed by the sessions service from paired
+  single/dual measurements) is at most 10 % (one-sided: a patient who improves under a dual task passes).
 
-Stages never move down on their own (symptoms change the exercise, not the patient's awareness); a therapist
-can set any stage with an override.
+A stage belongs to the level at which it was earned: advancing a level re-enters at conscious competence
+(``stages.onAdvance``), and a symptomatic regression drops the stage to conscious competence at most. A
+therapist can set any stage with an override.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from relearn.plan.rules import ProgressionRules
+
+if TYPE_CHECKING:  # state imports the stages: only the type is needed here
+    from relearn.plan.state import CriterionResult
 
 
 class CompetenceStage(StrEnum):
@@ -58,6 +65,9 @@ class Attempt:
     self_rating: int | None
     quality: int | None  # None: not rated (home practice) - neutral for every streak
     evidence: tuple[str, ...]
+    qualifies_but_for_evidence: bool = False  # only missing or pending evidence keeps it from qualifying
+    retention_attempt: bool = False
+    criteria: tuple[CriterionResult, ...] = ()
 
     @property
     def rated(self) -> bool:
@@ -96,20 +106,23 @@ def _starts(a: Attempt) -> datetime | None:
 
 
 def is_retention_check(attempt: Attempt, previous: Attempt | None, rules: ProgressionRules) -> bool:
-    """Performed at least ``retention_hours`` after the previous practice of the pattern ended."""
-    if previous is None:
+    """Marked as a feedback-free retention attempt and performed 20-72 h (the rules' window) after the
+    previous practice of the pattern ended."""
+    if previous is None or not attempt.retention_attempt or attempt.with_feedback:
         return False
     began, last = _starts(attempt), previous.end or previous.start
     if began is None or last is None:
         return False
-    return (began - last).total_seconds() >= rules.stages.retention_hours * 3600
+    hours = (began - last).total_seconds() / 3600
+    return rules.stages.retention_min_hours <= hours <= rules.stages.retention_max_hours
 
 
 def dual_task_within(attempt: Attempt, rules: ProgressionRules) -> bool:
+    """One-sided: the deterioration under the dual task is at most the limit (an improvement passes)."""
     return (
         attempt.dual_task
         and attempt.dual_task_cost_pct is not None
-        and abs(attempt.dual_task_cost_pct) <= rules.stages.max_dual_task_cost_pct
+        and attempt.dual_task_cost_pct <= rules.stages.max_dual_task_cost_pct
     )
 
 
@@ -176,9 +189,9 @@ def _unconscious_competence(
         return None
     return StageChange(
         CompetenceStage.UNCONSCIOUS_COMPETENCE,
-        f"{n} consecutive sessions within target without feedback, a retention check >= "
-        f"{rules.stages.retention_hours:g} h after the previous practice ({retention.session}) and a "
-        f"dual-task session with cost {dual.dual_task_cost_pct:g} % "
-        f"(limit {rules.stages.max_dual_task_cost_pct:g} %, {dual.session})",
+        f"{n} consecutive sessions within target without feedback, a feedback-free retention attempt "
+        f"{rules.stages.retention_min_hours:g}-{rules.stages.retention_max_hours:g} h after the previous "
+        f"practice ({retention.session}) and a dual-task session with a deterioration of "
+        f"{dual.dual_task_cost_pct:g} % (at most {rules.stages.max_dual_task_cost_pct:g} %, {dual.session})",
         _evidence((*streak, retention, dual)),
     )

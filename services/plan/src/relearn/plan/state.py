@@ -20,9 +20,24 @@ from relearn.plan.stages import CompetenceStage
 PlanStatus = Literal["draft", "active", "on-hold", "revoked", "completed", "entered-in-error"]
 ActivityStatus = Literal["active", "on-hold", "completed", "cancelled"]
 Side = Literal["left", "right", "bilateral"]
-DecisionKind = Literal["advance", "hold", "regress", "stage-change", "dose-change"]
+DecisionKind = Literal["advance", "hold", "regress", "stage-change", "dose-change", "task"]
+MetricStatus = Literal["measured", "not-detected", "not-computable"]
+CriterionStatus = Literal["pass", "fail", "missing", "waived", "pending"]
+TaskStatus = Literal["requested", "completed", "rejected", "cancelled"]
+TaskKind = Literal["approve-advance", "review-failed-advance"]
 ChangeKind = Literal[
-    "drafted", "activated", "progressed", "symptoms", "override", "edited", "reassessed", "rules", "status"
+    "drafted",
+    "activated",
+    "progressed",
+    "symptoms",
+    "override",
+    "edited",
+    "reassessed",
+    "rules",
+    "status",
+    "waiver",
+    "task",
+    "held",
 ]
 GoalLifecycle = Literal["proposed", "active", "completed", "cancelled"]
 GoalAchievement = Literal["in-progress", "improving", "worsening", "no-change", "achieved", "not-achieved"]
@@ -73,12 +88,18 @@ class MetricEvidence(StateModel):
         description="catalogue metric kind: rom, emg-onset-latency, co-contraction, sway-area, ..."
     )
     code: str = Field(description="the metric code as published")
-    value: float
+    value: float | None = Field(default=None, description="None unless status is measured")
+    status: MetricStatus = "measured"
+    reason: str | None = Field(default=None, description="why it is not-detected / not-computable")
     unit: str | None = None
     session: str | None = None
     stream: str | None = None
     device: str | None = None
     channel: str | None = Field(default=None, description="the sensor channel (EMG muscle), when per channel")
+    muscle: str | None = Field(default=None, description="SENIAM muscle the channel is bound to")
+    antagonist: str | None = Field(default=None, description="co-contraction: the antagonist muscle")
+    reference_kind: str | None = Field(default=None, description="onset latency: synergist or cue")
+    reference_muscle: str | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
     observation: str | None = Field(default=None, description="Observation/<id> that stores it, when known")
@@ -89,6 +110,15 @@ class MetricEvidence(StateModel):
         start = self.window_start.isoformat() if self.window_start else ""
         end = self.window_end.isoformat() if self.window_end else ""
         return (self.stream or self.device or self.session or "", self.channel or "", self.code, start, end)
+
+
+class RomMeasure(StateModel):
+    """Active range of motion achieved in one exercise (goniometer, inclinometer or device)."""
+
+    value_deg: float = Field(ge=0, le=360)
+    method: str | None = None
+    motion: str | None = None
+    observation: str | None = Field(default=None, description="Observation/<id> that stores it")
 
 
 class SessionRecord(StateModel):
@@ -113,8 +143,21 @@ class SessionRecord(StateModel):
     pain_after: int
     with_feedback: bool
     dual_task: bool = False
-    dual_task_cost_pct: float | None = None
+    dual_task_cost_pct: float | None = Field(
+        default=None, description="computed by the sessions service from paired single/dual measurements"
+    )
+    retention_attempt: bool = Field(default=False, description="marked as a feedback-free retention attempt")
+    rom: RomMeasure | None = None
     streams: tuple[str, ...] = ()
+    streams_complete: tuple[str, ...] = Field(
+        default=(), description="streams whose metrics have all arrived (device.stream-metrics-completed.v1)"
+    )
+    evidence_due: datetime | None = Field(
+        default=None, description="until when a decision waits for the metrics of the session's streams"
+    )
+    evidence_timed_out: bool = Field(
+        default=False, description="the wait ended: what has not arrived is judged missing"
+    )
     metrics: tuple[MetricEvidence, ...] = ()
     pain_24h: int | None = None
     flare: bool | None = None
@@ -124,6 +167,91 @@ class SessionRecord(StateModel):
     @property
     def at(self) -> datetime | None:
         return self.end or self.start
+
+    @property
+    def awaiting(self) -> tuple[str, ...]:
+        """Streams whose metrics may still arrive (none once the wait has timed out)."""
+        if self.evidence_timed_out:
+            return ()
+        return tuple(s for s in self.streams if s not in self.streams_complete)
+
+
+class CriterionResult(StateModel):
+    """One criterion of the current level as judged on one session: what was measured against what target."""
+
+    criterion: str = Field(
+        description="criterion key: sets, reps, quality, assistance, level, pain, rom, ..."
+    )
+    session: str | None = Field(default=None, description="the session (Encounter) it was judged on")
+    label: str
+    muscle: str | None = None
+    target: str
+    value: int | float | str | None = None
+    unit: str | None = None
+    source: str | None = Field(default=None, description="Observation/<id> (or Procedure/Encounter) used")
+    status: CriterionStatus
+    note: str | None = None
+
+
+class Waiver(StateModel):
+    """A therapist's decision that a criterion is not required for a pattern of this plan (recorded)."""
+
+    pattern: str | None = Field(default=None, description="None: every pattern of the plan")
+    criterion: str = Field(description="criterion key, e.g. emg-onset-latency, rom, co-contraction")
+    muscle: str | None = Field(default=None, description="None: the criterion for every muscle")
+    reason: str = Field(min_length=3, max_length=1000)
+    by: str
+    at: datetime
+
+    def covers(self, pattern: str, criterion: str, muscle: str | None) -> bool:
+        return (
+            (self.pattern is None or self.pattern == pattern)
+            and self.criterion == criterion
+            and (self.muscle is None or self.muscle == muscle)
+        )
+
+
+class Screening(StateModel):
+    """Fall-risk screening values of the last evaluation (TUG in s, Berg Balance Scale score)."""
+
+    tug_s: float | None = None
+    berg: float | None = None
+    tug_observation: str | None = None
+    berg_observation: str | None = None
+    evaluation: str | None = None
+
+
+class ProposedStep(StateModel):
+    dimension: Dimension
+    from_level: int
+    to_level: int
+
+
+class TaskState(StateModel):
+    """A question for the therapist (published as a FHIR Task): approve an advance, review a failing one."""
+
+    id: str
+    activity: str
+    pattern: str
+    kind: TaskKind
+    status: TaskStatus = "requested"
+    reason: str
+    proposed: ProposedStep | None = None
+    evidence: tuple[str, ...] = ()
+    created: datetime
+    resolved: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+
+class ChangeRef(StateModel):
+    """One change the engine made to an activity (an advance or a load increase), for regressions to undo."""
+
+    kind: Literal["advance", "load"]
+    dimension: Dimension | None = None
+    from_value: float = Field(alias="from")
+    to_value: float = Field(alias="to")
+    sessions: tuple[str, ...] = Field(default=(), description="the sessions whose evidence justified it")
 
 
 class OverrideInfo(StateModel):
@@ -142,6 +270,14 @@ class Decision(StateModel):
     to_value: int | float | str | None = Field(default=None, alias="to")
     reason: str
     evidence: tuple[str, ...] = ()
+    criteria: tuple[CriterionResult, ...] = Field(
+        default=(), description="each criterion the decision used: value, target, source, status"
+    )
+    task: str | None = Field(default=None, description="Task/<id> raised for the therapist")
+    cause: Literal["symptoms"] | None = Field(
+        default=None,
+        description="symptoms: the decision answers pain or a flare (the version's kind says so)",
+    )
     override: OverrideInfo | None = None
 
 
@@ -204,6 +340,14 @@ class ChangeNote(StateModel):
     evidence: tuple[str, ...] = ()
 
 
+class CriterionMuscles(StateModel):
+    """A plan exercise's own choice of muscles for one EMG criterion, over the catalogue pattern's."""
+
+    muscle: str | None = Field(default=None, description="the trained muscle the criterion judges")
+    reference_muscle: str | None = Field(default=None, description="onset latency: the synergist")
+    antagonist: str | None = Field(default=None, description="co-contraction: the antagonist")
+
+
 class ActivityState(StateModel):
     id: str = Field(description="CarePlan.activity id = ServiceRequest id")
     pattern: str
@@ -219,6 +363,19 @@ class ActivityState(StateModel):
     dose_since: int = Field(default=0, description="index into log where the current load began")
     stage_since: int = Field(default=0, description="index into log where the current stage began")
     advanced: tuple[Dimension, ...] = Field(default=(), description="dimensions advanced, most recent last")
+    changes: tuple[ChangeRef, ...] = Field(
+        default=(), description="advances and load increases not undone yet, most recent last"
+    )
+    failed_advances: dict[str, int] = Field(
+        default_factory=dict, description="'<dimension>:<level>' -> times symptoms undid that advance"
+    )
+    hold: str | None = Field(default=None, description="the reason of the hold in force, if any")
+    mastered: bool = Field(
+        default=False, description="unconscious competence was reached at some level (kept after re-entry)"
+    )
+    muscles: dict[str, CriterionMuscles] = Field(
+        default_factory=dict, description="criterion kind -> the muscles this exercise judges it on"
+    )
     last_change: ChangeNote | None = None
 
     @property
@@ -267,6 +424,12 @@ class PlanState(StateModel):
     activities: tuple[ActivityState, ...] = ()
     goals: tuple[GoalState, ...] = ()
     rule_overrides: RuleOverrides = RuleOverrides()
+    waivers: tuple[Waiver, ...] = ()
+    screening: Screening | None = None
+    tasks: tuple[TaskState, ...] = ()
+    completed_streams: tuple[str, ...] = Field(
+        default=(), description="streams whose metrics completed before their session was logged"
+    )
     pending_metrics: tuple[MetricEvidence, ...] = Field(
         default=(), description="metrics for sessions not logged yet"
     )
@@ -295,6 +458,20 @@ class PlanState(StateModel):
     def with_activities(self, activities: Iterable[ActivityState]) -> PlanState:
         changed = {a.id: a for a in activities}
         return self.model_copy(update={"activities": tuple(changed.get(a.id, a) for a in self.activities)})
+
+    def with_tasks(self, tasks: Iterable[TaskState]) -> PlanState:
+        changed = {t.id: t for t in tasks}
+        kept = tuple(changed.pop(t.id, t) for t in self.tasks)
+        return self.model_copy(update={"tasks": (*kept, *changed.values())})
+
+    def task(self, task_id: str) -> TaskState:
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise PlanError(f"plan {self.id} has no task '{task_id}'")
+
+    def waived(self, pattern: str, criterion: str, muscle: str | None) -> Waiver | None:
+        return next((w for w in self.waivers if w.covers(pattern, criterion, muscle)), None)
 
     def with_goals(self, goals: Iterable[GoalState]) -> PlanState:
         changed = {g.id: g for g in goals}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relearn.plan.progression import change_kind
 from relearn.plan.stages import CompetenceStage
 from relearn.plan.state import ActivityState, ChangeKind, ChangeNote, Decision, PlanChange, PlanState
 
@@ -23,8 +24,8 @@ class PlanVersion:
 
 
 def _kind(change: PlanChange, decision: Decision) -> ChangeKind:
-    if change.kind in ("progressed", "symptoms"):
-        return "symptoms" if decision.kind in ("hold", "regress") else "progressed"
+    if change.kind in ("progressed", "symptoms", "held"):
+        return change_kind([decision])
     return change.kind
 
 

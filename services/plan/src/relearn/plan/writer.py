@@ -16,12 +16,12 @@ from typing import Any
 from sqlmodel import Session
 
 from relearn.plan import persistence
-from relearn.plan.careplan_fhir import care_plan, goal_resources, service_requests
+from relearn.plan.careplan_fhir import care_plan, goal_resources, service_requests, task_resources
 from relearn.plan.catalogue import Catalogue
 from relearn.plan.outbound import SOURCE, version_event
 from relearn.plan.persistence import PlanRecord
 from relearn.plan.progression import Outcome
-from relearn.plan.resources import CARE_PLAN, GOAL, SERVICE_REQUEST
+from relearn.plan.resources import CARE_PLAN, GOAL, SERVICE_REQUEST, TASK
 from relearn.plan.state import PlanState
 from relearn.plan.versions import PlanVersion, split_versions
 from relearn.shared.events.envelope import CloudEvent
@@ -66,6 +66,8 @@ class PlanWriter:
             self._write_if_changed(session, GOAL, goal)
         for request in service_requests(plan, self.catalogue):
             self._write_if_changed(session, SERVICE_REQUEST, request)
+        for task in task_resources(plan):
+            self._write_if_changed(session, TASK, task)
         for activity_id in removed:
             current = self.store.get(session, SERVICE_REQUEST.type, activity_id)
             if current is not None and not current.deleted:
@@ -87,6 +89,8 @@ class PlanWriter:
         if not outcome.changed:
             if outcome.plan != before:  # the session log, a pending metric: kept, no new version
                 persistence.save(session, outcome.plan, record)
+                for task in task_resources(outcome.plan):
+                    self._write_if_changed(session, TASK, task)
             return outcome.plan, []
         versions = split_versions(before, outcome.plan)
         kept = {a.id for a in outcome.plan.activities}

@@ -136,7 +136,21 @@ _EXERCISE_EXAMPLE = {
     "painAfter": 3,
     "withFeedback": True,
     "dualTask": False,
+    "rom": {"valueDeg": 85, "method": "goniometer", "motion": "knee-extension"},
     "deviceStreams": ["emg-7f3a"],
+}
+_DUAL_TASK_EXAMPLE = {
+    "activity": "sit-to-stand",
+    "sets": 1,
+    "reps": [8],
+    "assistance": "none",
+    "quality": 3,
+    "painBefore": 1,
+    "painAfter": 1,
+    "withFeedback": False,
+    "retentionAttempt": True,
+    "dualTask": True,
+    "dualTaskTrial": {"measure": "reps", "single": 10, "dual": 8, "lowerIsBetter": False},
 }
 _HOME_EXAMPLES = {
     "home": {
@@ -219,12 +233,27 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         responses={
             **_SESSION_ERRORS,
             409: _error("The session is closed"),
-            422: _error("`activity` is not an activity of the patient's active plan"),
+            422: _error(
+                "`activity` is not an activity of the patient's active plan, or a rule between fields "
+                "is broken (`retentionAttempt` with feedback, `dualTaskTrial` without `dualTask`, a "
+                "client-typed `dualTaskCostPct`)"
+            ),
         },
     )
     def record_exercise(
         session_id: SessionId,
-        body: Annotated[ExercisePerformed, Body(openapi_examples={"exercise": {"value": _EXERCISE_EXAMPLE}})],
+        body: Annotated[
+            ExercisePerformed,
+            Body(
+                openapi_examples={
+                    "exercise": {"summary": "With its ROM", "value": _EXERCISE_EXAMPLE},
+                    "retention-dual-task": {
+                        "summary": "A feedback-free retention attempt under a dual task (cost 20 %)",
+                        "value": _DUAL_TASK_EXAMPLE,
+                    },
+                }
+            ),
+        ],
         principal: PrincipalDep,
         db: SessionDep,
     ) -> SessionView:
@@ -239,7 +268,10 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         responses={
             **_SESSION_ERRORS,
             409: _error("The session is closed"),
-            422: _error("`exercises[i].activity` is not an activity of the patient's active plan"),
+            422: _error(
+                "`exercises[i].activity` is not an activity of the patient's active plan, or a rule "
+                "between fields is broken (as for one exercise)"
+            ),
         },
     )
     def record_exercises(

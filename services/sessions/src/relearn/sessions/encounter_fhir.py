@@ -16,7 +16,11 @@ Representation (what an EHR sees), standard elements first:
   ``followUp`` the 24-hour symptom check, ``note`` a readable line with every figure.
 - Figures with no standard element are in three documented extensions:
   ``exercise-performance`` (complex: ``set`` one per set = reps done, ``targetReps``, ``load`` kg,
-  ``assistance``, ``withFeedback``, ``dualTask``, ``dualTaskCost`` %, ``difficulty``),
+  ``assistance``, ``withFeedback``, ``retentionAttempt``, ``dualTask``, the dual-task trial
+  ``dualTaskMeasure`` / ``dualTaskSingle`` / ``dualTaskDual`` / ``dualTaskLowerIsBetter`` and its
+  computed ``dualTaskCost`` %, ``difficulty``, and the active ROM reached: ``rom`` deg, ``romMethod``
+  (goniometer | inclinometer | device), ``romMotion``, ``romObservation`` -- the Observation the
+  evaluation service stores it as; R4 Procedure has no element that references an Observation),
   ``progression-level`` (complex: one integer per dimension) and ``device-stream`` (Identifier).
 - Outcome scores (pain before/after, movement quality, self-rating, 24-hour response) are not
   mapped here: they travel in ``session.logged.v1`` / ``session.symptoms-recorded.v1`` and the
@@ -163,14 +167,38 @@ def _performance_extension(exercise: RecordedExercise) -> dict[str, Any]:
         },
         {"url": "assistance", "valueCoding": _coding(CS_ASSISTANCE, exercise.assistance, ASSISTANCE_LEVELS)},
         {"url": "withFeedback", "valueBoolean": exercise.with_feedback},
+        {"url": "retentionAttempt", "valueBoolean": exercise.retention_attempt},
         {"url": "dualTask", "valueBoolean": exercise.dual_task},
     ]
+    if (trial := exercise.dual_task_trial) is not None:
+        parts += [
+            {"url": "dualTaskMeasure", "valueString": trial.measure},
+            {"url": "dualTaskSingle", "valueQuantity": _trial_value(trial.single, trial.unit)},
+            {"url": "dualTaskDual", "valueQuantity": _trial_value(trial.dual, trial.unit)},
+            {"url": "dualTaskLowerIsBetter", "valueBoolean": trial.lower_is_better},
+        ]
     if exercise.dual_task_cost_pct is not None:
         cost = {"value": exercise.dual_task_cost_pct, "unit": "%", "system": UCUM, "code": "%"}
         parts.append({"url": "dualTaskCost", "valueQuantity": cost})
     if exercise.difficulty is not None:
         parts.append({"url": "difficulty", "valueInteger": exercise.difficulty})
+    if (rom := exercise.rom) is not None:
+        parts.append(
+            {
+                "url": "rom",
+                "valueQuantity": {"value": rom.value_deg, "unit": "deg", "system": UCUM, "code": "deg"},
+            }
+        )
+        parts.append({"url": "romMethod", "valueCode": rom.method})
+        if rom.motion is not None:
+            parts.append({"url": "romMotion", "valueString": rom.motion})
+        parts.append({"url": "romObservation", "valueReference": _ref(rom.observation)})
     return {"url": SD_EXERCISE_PERFORMANCE, "extension": parts}
+
+
+def _trial_value(value: float, unit: str | None) -> dict[str, Any]:
+    """A trial figure as a Quantity; the client's unit is taken as UCUM (the API asks for UCUM)."""
+    return {"value": value} if unit is None else {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
 def _level_extension(exercise: RecordedExercise) -> dict[str, Any]:
@@ -199,9 +227,19 @@ def _readable(exercise: RecordedExercise) -> str:
         parts.append(f"difficulty {exercise.difficulty}/4")
     before = f"{exercise.pain_before} -> " if exercise.pain_before is not None else "after "
     parts.append(f"pain {before}{exercise.pain_after}/10")
+    if exercise.rom is not None:
+        motion = f" {exercise.rom.motion}" if exercise.rom.motion else ""
+        parts.append(f"active ROM{motion} {exercise.rom.value_deg:g} deg ({exercise.rom.method})")
     parts.append("with feedback" if exercise.with_feedback else "without feedback")
+    if exercise.retention_attempt:
+        parts.append("retention attempt")
     if exercise.dual_task:
         cost = f" (cost {exercise.dual_task_cost_pct:g} %)" if exercise.dual_task_cost_pct is not None else ""
+        trial = exercise.dual_task_trial
+        if trial is not None:
+            unit = f" {trial.unit}" if trial.unit else ""
+            change = f"{trial.measure} {trial.single:g} -> {trial.dual:g}{unit}"
+            cost = f" (cost {exercise.dual_task_cost_pct:g} %: {change})"
         parts.append(f"under a dual task{cost}")
     return "; ".join(parts)
 

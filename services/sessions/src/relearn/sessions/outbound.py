@@ -16,6 +16,30 @@ SESSION_LOGGED = "session.logged.v1"
 SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
 
 
+def _trial(e: RecordedExercise) -> dict[str, Any] | None:
+    t = e.dual_task_trial
+    if t is None:
+        return None
+    return {
+        "measure": t.measure,
+        "single": t.single,
+        "dual": t.dual,
+        "unit": t.unit,
+        "lowerIsBetter": t.lower_is_better,
+    }
+
+
+def _rom(e: RecordedExercise) -> dict[str, Any] | None:
+    if e.rom is None:
+        return None
+    return {
+        "valueDeg": e.rom.value_deg,
+        "method": e.rom.method,
+        "motion": e.rom.motion,
+        "observation": e.rom.observation,
+    }
+
+
 def _exercise(e: RecordedExercise) -> dict[str, Any]:
     return {
         "procedure": f"Procedure/{e.procedure_id}",
@@ -30,13 +54,19 @@ def _exercise(e: RecordedExercise) -> dict[str, Any]:
         "cues": list(e.cues),
         "withFeedback": e.with_feedback,
         "dualTask": e.dual_task,
+        "dualTaskTrial": _trial(e),
         "dualTaskCostPct": e.dual_task_cost_pct,
+        "retentionAttempt": e.retention_attempt,
+        "rom": _rom(e),
         # Null for home practice: no therapist rated it, and 0 would read as a perfect score.
         "quality": e.quality,
         "selfRating": e.self_rating,
         "painBefore": e.pain_before,
         "painAfter": e.pain_after,
         "deviceStreams": list(e.device_streams),
+        # When the exercise itself was timed (null: the session's start/end stand for it).
+        "start": e.start.isoformat() if e.start is not None else None,
+        "end": e.end.isoformat() if e.end is not None else None,
     }
 
 

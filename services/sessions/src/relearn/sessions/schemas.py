@@ -21,12 +21,26 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from relearn.shared.fhir.errors import InvalidResource, Issue
 from relearn.shared.fhir.validation import ID_PATTERN
 
 Setting = Literal["clinic", "home"]
 Assistance = Literal["none", "minimal", "moderate", "maximal"]
+RomMethod = Literal["goniometer", "inclinometer", "device"]
+
+# Error type of a rule between fields (retention with feedback, a trial without a dual task, a
+# client-typed cost): the request is well formed but cannot be accepted, so it is a 422, not a 400.
+RULE_ERROR = "business-rule"
+
+# Fields clients used to send and the service now derives: refused with what to send instead.
+RETIRED_FIELDS: dict[str, str] = {
+    "dualTaskCostPct": (
+        "is computed by the service: send dualTaskTrial {measure, single, dual, unit?, lowerIsBetter} "
+        "(the paired single- and dual-task measurements) instead"
+    ),
+}
 
 # The progression dimensions of the brief (joints, motion, load bearing, proprioception, resistance, tempo).
 DIMENSIONS: tuple[str, ...] = ("joints", "motion", "loadBearing", "proprioception", "resistance", "tempo")
@@ -164,6 +178,46 @@ class SessionStart(_Request):
     notes: Notes | None = None
 
 
+def _rule(message: str) -> PydanticCustomError:
+    return PydanticCustomError(RULE_ERROR, message)
+
+
+class RomMeasured(_Request):
+    """Active range of motion reached in the exercise, as the therapist measured it."""
+
+    value_deg: float = Field(ge=0, le=360, description="degrees, 0-360")
+    method: RomMethod = Field(description="goniometer, inclinometer or a device (motion sensor)")
+    motion: str | None = Field(
+        default=None, min_length=1, max_length=100, description="the motion measured, e.g. knee-flexion"
+    )
+
+
+class DualTaskTrial(_Request):
+    """Paired measurements of one trial type, alone and under a dual task; the service derives the cost."""
+
+    measure: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
+        description="the trial's measure, e.g. reps, gait-speed, sway-area, tug-time, quality",
+    )
+    single: float = Field(ge=-1_000_000, le=1_000_000, description="the value under the single task")
+    dual: float = Field(ge=-1_000_000, le=1_000_000, description="the value under the dual task")
+    unit: str | None = Field(default=None, min_length=1, max_length=32, description="UCUM, e.g. m/s")
+    lower_is_better: bool = Field(description="true for times and sway, false for reps, speed, quality")
+
+    @field_validator("single")
+    @classmethod
+    def _non_zero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("must not be 0: the dual-task cost is relative to the single-task value")
+        return v
+
+    @property
+    def cost_pct(self) -> float:
+        """``100 * (single - dual) / |single|``, sign flipped when lower is better: positive = worse."""
+        cost = 100.0 * (self.single - self.dual) / abs(self.single)
+        return round(-cost if self.lower_is_better else cost, 2) + 0.0  # + 0.0: no "-0.0"
+
+
 class ExercisePerformed(_SetsAndReps):
     """One exercise performed against a plan activity, as the therapist records it."""
 
@@ -179,7 +233,13 @@ class ExercisePerformed(_SetsAndReps):
     pain_after: Pain
     with_feedback: bool = Field(description="performed with external feedback (cues, biofeedback, mirror)")
     dual_task: bool = False
-    dual_task_cost_pct: float | None = Field(default=None, ge=-1000, le=1000)
+    retention_attempt: bool = Field(
+        default=False, description="a feedback-free retention attempt (the therapist marks it)"
+    )
+    dual_task_trial: DualTaskTrial | None = Field(
+        default=None, description="paired single/dual measurements; needs dualTask true"
+    )
+    rom: RomMeasured | None = Field(default=None, description="active range of motion reached")
     device_streams: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=20
     )
@@ -187,11 +247,18 @@ class ExercisePerformed(_SetsAndReps):
     end: AwareDatetime | None = None
     notes: Notes | None = None
 
-    @field_validator("dual_task_cost_pct")
+    @field_validator("retention_attempt")
     @classmethod
-    def _cost_needs_dual_task(cls, v: float | None, info: ValidationInfo) -> float | None:
+    def _retention_is_feedback_free(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("with_feedback"):
+            raise _rule("a retention attempt is feedback-free: it cannot be recorded with withFeedback true")
+        return v
+
+    @field_validator("dual_task_trial")
+    @classmethod
+    def _trial_needs_dual_task(cls, v: DualTaskTrial | None, info: ValidationInfo) -> DualTaskTrial | None:
         if v is not None and not info.data.get("dual_task", False):
-            raise ValueError("a dual-task cost is only meaningful when dualTask is true")
+            raise _rule("a dual-task trial is only recorded when dualTask is true")
         return v
 
 
@@ -255,22 +322,35 @@ def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
 
 
 def invalid_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> InvalidResource:
-    """One ``invalid`` issue per pydantic error dict, each naming its field path and saying what is wrong."""
+    """One issue per pydantic error dict, each naming its field path and saying what is wrong.
+
+    Malformed or out-of-range values are ``invalid`` (400); a rule between fields or a retired field
+    (:data:`RETIRED_FIELDS`) is ``business-rule`` and makes the answer a 422.
+    """
     issues: list[Issue] = []
+    rule_broken = False
     for err in errors:
-        path = field_path(tuple(err["loc"]), prefix) or "(body)"
+        loc = tuple(err["loc"])
+        path = field_path(loc, prefix) or "(body)"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        code = "invalid"
+        if err["type"] == "extra_forbidden" and loc and loc[-1] in RETIRED_FIELDS:
+            msg, code = RETIRED_FIELDS[str(loc[-1])], "business-rule"
+        elif err["type"] == RULE_ERROR:
+            code = "business-rule"
+        elif err["type"] == "extra_forbidden":
             msg = "is not a known field"
         elif err["type"] == "missing":
             msg = "is required"
         elif err["type"] == "json_invalid":
             path = "(body)"
             msg = f"is not valid JSON ({(err.get('ctx') or {}).get('error', 'decode error')})"
-        issues.append(Issue("invalid", f"{path}: {msg}", "error", [path]))
+        rule_broken = rule_broken or code == "business-rule"
+        issues.append(Issue(code, f"{path}: {msg}", "error", [path]))
     if not issues:
         issues.append(Issue("invalid", "(body): invalid request", "error", ["(body)"]))
-    return InvalidResource(issues[0].diagnostics, issues=issues)
+    # A broken rule makes the whole request a 422 (every issue is still listed).
+    return InvalidResource(issues[0].diagnostics, issues=issues, status_code=422 if rule_broken else None)
 
 
 def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidResource:

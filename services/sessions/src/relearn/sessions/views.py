@@ -10,10 +10,11 @@ from pydantic.alias_generators import to_camel
 
 from relearn.sessions.adherence import WeekAdherence
 from relearn.sessions.recording import AdherenceReport
-from relearn.sessions.schemas import Assistance, Setting
+from relearn.sessions.schemas import Assistance, RomMethod, Setting
 from relearn.sessions.workflow import (
     PainZone,
     RecordedExercise,
+    RecordedRom,
     SessionState,
     SessionStatus,
     SessionSummary,
@@ -23,6 +24,25 @@ from relearn.sessions.workflow import (
 
 class _View(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class RomView(_View):
+    value_deg: float
+    method: RomMethod
+    motion: str | None
+    observation: str = Field(description="the Observation the evaluation service stores: Observation/<id>")
+
+    @classmethod
+    def of(cls, r: RecordedRom) -> RomView:
+        return cls(value_deg=r.value_deg, method=r.method, motion=r.motion, observation=r.observation)
+
+
+class DualTaskTrialView(_View):
+    measure: str
+    single: float
+    dual: float
+    unit: str | None
+    lower_is_better: bool
 
 
 class ExerciseView(_View):
@@ -44,7 +64,13 @@ class ExerciseView(_View):
     pain_after: int
     with_feedback: bool
     dual_task: bool
-    dual_task_cost_pct: float | None
+    dual_task_trial: DualTaskTrialView | None
+    dual_task_cost_pct: float | None = Field(
+        description="computed from dualTaskTrial: 100*(single-dual)/|single|, sign flipped when lower is "
+        "better; positive = worse under the dual task"
+    )
+    retention_attempt: bool = Field(description="a feedback-free retention attempt")
+    rom: RomView | None = Field(description="active range of motion reached in the exercise")
     device_streams: list[str]
     start: datetime | None
     end: datetime | None
@@ -71,7 +97,12 @@ class ExerciseView(_View):
             pain_after=e.pain_after,
             with_feedback=e.with_feedback,
             dual_task=e.dual_task,
+            dual_task_trial=DualTaskTrialView.model_validate(e.dual_task_trial.model_dump())
+            if e.dual_task_trial is not None
+            else None,
             dual_task_cost_pct=e.dual_task_cost_pct,
+            retention_attempt=e.retention_attempt,
+            rom=RomView.of(e.rom) if e.rom is not None else None,
             device_streams=list(e.device_streams),
             start=e.start,
             end=e.end,
@@ -149,7 +180,15 @@ _SESSION_EXAMPLE: dict[str, Any] = {
             "painAfter": 3,
             "withFeedback": True,
             "dualTask": False,
+            "dualTaskTrial": None,
             "dualTaskCostPct": None,
+            "retentionAttempt": False,
+            "rom": {
+                "valueDeg": 85.0,
+                "method": "goniometer",
+                "motion": "knee-extension",
+                "observation": "Observation/9a4b7c1d-2e3f-5a6b-8c7d-0e1f2a3b4c5d",
+            },
             "deviceStreams": ["emg-7f3a"],
             "start": None,
             "end": None,

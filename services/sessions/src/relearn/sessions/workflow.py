@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from relearn.sessions.plan_view import PlanView, check_activity, require_plan
 from relearn.sessions.schemas import (
     Assistance,
+    DualTaskTrial,
     ExercisePerformed,
     HomePractice,
+    RomMethod,
     SessionClose,
     SessionStart,
     Setting,
@@ -41,6 +43,26 @@ ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://relearn.health/fhir/sessi
 def derived_id(*parts: str) -> str:
     """A deterministic FHIR id for the thing named by ``parts`` (e.g. session, exercise, measure)."""
     return str(uuid.uuid5(ID_NAMESPACE, "|".join(parts)))
+
+
+def rom_observation_id(procedure_id: str) -> str:
+    """The id of the ROM Observation of an exercise: uuid5 of its Procedure id and "rom"."""
+    return derived_id(procedure_id, "rom")
+
+
+class RecordedRom(BaseModel):
+    """The active ROM reached in an exercise and the Observation the evaluation service stores it as."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value_deg: float
+    method: RomMethod
+    motion: str | None = None
+    observation_id: str = Field(description="derived from the Procedure id, so a replay names the same one")
+
+    @property
+    def observation(self) -> str:
+        return f"Observation/{self.observation_id}"
 
 
 class RecordedExercise(BaseModel):
@@ -65,7 +87,11 @@ class RecordedExercise(BaseModel):
     pain_after: int
     with_feedback: bool
     dual_task: bool = False
+    # Computed from dual_task_trial (sessions recorded before it existed kept the client's figure).
     dual_task_cost_pct: float | None = None
+    dual_task_trial: DualTaskTrial | None = None
+    retention_attempt: bool = False
+    rom: RecordedRom | None = None
     device_streams: tuple[str, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
@@ -189,8 +215,11 @@ def _resolve(
     state: SessionState, exercise: ExercisePerformed, plan: PlanView, field: str, index: int
 ) -> RecordedExercise:
     activity = check_activity(plan, exercise.activity, field=f"{field}activity")
+    procedure_id = derived_id(state.id, "exercise", str(index))
+    trial = exercise.dual_task_trial
+    rom = exercise.rom
     return RecordedExercise(
-        procedure_id=derived_id(state.id, "exercise", str(index)),
+        procedure_id=procedure_id,
         activity=activity.id,
         pattern=activity.pattern,
         level={**activity.level, **exercise.level.given()},
@@ -206,7 +235,17 @@ def _resolve(
         pain_after=exercise.pain_after,
         with_feedback=exercise.with_feedback,
         dual_task=exercise.dual_task,
-        dual_task_cost_pct=exercise.dual_task_cost_pct,
+        dual_task_cost_pct=trial.cost_pct if trial is not None else None,
+        dual_task_trial=trial,
+        retention_attempt=exercise.retention_attempt,
+        rom=None
+        if rom is None
+        else RecordedRom(
+            value_deg=rom.value_deg,
+            method=rom.method,
+            motion=rom.motion,
+            observation_id=rom_observation_id(procedure_id),
+        ),
         device_streams=tuple(exercise.device_streams),
         start=exercise.start,
         end=exercise.end,

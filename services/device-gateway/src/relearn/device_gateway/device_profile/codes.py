@@ -15,7 +15,14 @@ KIND_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-kind"
 PROPERTY_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-property"
 UCUM = "http://unitsofmeasure.org"
 
-CODESYSTEM_FILES = ("relearn-device-kind-codesystem.json", "relearn-device-property-codesystem.json")
+MUSCLE_SYSTEM = "https://relearn.health/fhir/CodeSystem/muscle"
+
+# The muscle CodeSystem (stream bindings' protocol.muscles, see stream_protocol) is published with these two.
+CODESYSTEM_FILES = (
+    "relearn-device-kind-codesystem.json",
+    "relearn-device-property-codesystem.json",
+    "relearn-muscle-codesystem.json",
+)
 
 
 class DeviceKind(StrEnum):
@@ -70,7 +77,7 @@ def _code_system_texts() -> tuple[str, ...]:
 
 
 def code_systems() -> list[dict[str, Any]]:
-    """The two CodeSystems (device-kind, device-property) as shipped, fresh copies."""
+    """The shipped CodeSystems (device-kind, device-property, muscle), fresh copies."""
     return [json.loads(text) for text in _code_system_texts()]
 
 

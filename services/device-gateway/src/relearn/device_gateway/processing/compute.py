@@ -11,7 +11,6 @@ are in cm, cm/s, cm2 and Hz.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -37,9 +36,6 @@ ENVELOPE_RATE_HZ = 50.0
 so 50 Hz keeps its shape)."""
 ENVELOPE_LEVELS = 10_000
 """The waveform's values are integers 0..ENVELOPE_LEVELS times `factor` (compact, 4 significant digits)."""
-MAX_COCONTRACTION_CHANNELS = 4
-"""Co-contraction is computed for every pair of channels of streams with 2..4 channels (an agonist/antagonist
-set-up, e.g. the four thigh muscles); wider arrays (a forearm armband) get none, 28 pairs mean nothing."""
 ROMBERG_BASES = (
     MetricCode.SWAY_ELLIPSE_AREA,
     MetricCode.SWAY_PATH_LENGTH,
@@ -86,18 +82,41 @@ class Samples:
         }
 
 
+MEASURED = "measured"
+NOT_DETECTED = "not-detected"
+NOT_COMPUTABLE = "not-computable"
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetReference:
+    """What an onset latency is timed against: a synergist channel's onset, or the movement cue."""
+
+    kind: str  # "synergist" | "cue"
+    channel: str | None = None
+    muscle: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Computed:
-    """One metric value over [start, end); `channel` None for whole-stream (balance) metrics."""
+    """One metric value over [start, end); `channel` None for whole-stream (balance) metrics.
+
+    `status` is `measured` (value finite), `not-detected` (a measured failure, e.g. no onset: value None) or
+    `not-computable` (the evidence does not exist, e.g. no reference or no MVC: value None), with `reason`.
+    `muscle` / `antagonist` are the bound muscles (co-contraction: agonist and antagonist)."""
 
     metric: MetricCode
-    value: float
+    value: float | None
     unit: str
     start: datetime
     end: datetime
     channel: str | None = None
     components: tuple[Component, ...] = field(default_factory=tuple)
     samples: Samples | None = None
+    status: str = MEASURED
+    reason: str | None = None
+    muscle: str | None = None
+    antagonist: str | None = None
+    reference: OnsetReference | None = None
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -171,7 +190,8 @@ def envelope_samples(envelope: FloatArray, fs: float, unit: str) -> Samples:
 
 
 def _finite(items: list[Computed]) -> list[Computed]:
-    out = [c for c in items if math.isfinite(c.value)]
+    # Value-less results (not detected / not computable) are findings, kept; a NaN measurement is not.
+    out = [c for c in items if c.value is None or math.isfinite(c.value)]
     if len(out) != len(items):
         logger.warning("non-finite metric values dropped", extra={"dropped": len(items) - len(out)})
     return out
@@ -222,22 +242,36 @@ def _mvc_for(mvc: Mapping[str, float] | None, names: Sequence[str]) -> dict[str,
 
 
 @dataclass(frozen=True, slots=True)
-class OnsetProtocol:
-    """Onset latency is measured from `cue_s` seconds after the stream origin, or from the recording start;
-    with a `reference` channel it is each other channel's onset minus the reference's (e.g. vastus medialis
-    against vastus lateralis: negative means it fired first), the timing that synergist criteria judge."""
+class EmgProtocol:
+    """What the binding's protocol says about an EMG recording (docs/api.md, "Streams").
+
+    `cue_s`: seconds after the stream origin when the movement cue was given; `reference`: the channel onset
+    latencies are timed against (a synergist: each other channel's onset minus the reference's, e.g. vastus
+    medialis against vastus lateralis, negative when it fired first); it takes precedence over the cue.
+    Without either there is no latency to report (never from the recording start: it would only measure the
+    baseline). `muscles`: channel -> SENIAM muscle slug. `pairs`: the declared (agonist, antagonist) channel
+    pairs, the only ones co-contraction is computed for."""
 
     cue_s: float | None = None
     reference: str | None = None
+    muscles: Mapping[str, str] = field(default_factory=dict)
+    pairs: tuple[tuple[str, str], ...] = ()
+
+
+NO_ONSET = "no onset: the envelope never stayed above baseline mean + 3 SD for 25 ms with a peak of 5x rest"
+NO_CLOCK = "the protocol gives neither onsetReference nor cueTime: an onset latency has nothing to refer to"
 
 
 def emg_recording(
-    recording: Recording, mvc: Mapping[str, float] | None, protocol: OnsetProtocol
+    recording: Recording, mvc: Mapping[str, float] | None, protocol: EmgProtocol
 ) -> list[Computed]:
-    """Whole-recording EMG metrics per channel, co-contraction per pair, the envelope as a waveform."""
+    """Whole-recording EMG metrics per channel, co-contraction per declared pair, the envelope as a waveform.
+
+    Onset latency is reported for every channel but the reference (measured, not-detected or
+    not-computable); co-contraction for every declared pair (measured or not-computable)."""
     stretch = uniform_stretch(recording.times, recording.values, recording.sampling_rate_hz)
     if stretch is None or stretch.seconds < MIN_EMG_SECONDS:
-        return []
+        return _too_short(recording, protocol)
     if not stretch.whole:
         logger.warning(
             "EMG recording has gaps: whole-recording metrics use its longest stretch",
@@ -249,23 +283,27 @@ def emg_recording(
     end = start + timedelta(seconds=stretch.seconds)
     cond = emg.conditioned(x, fs)
     env = np.clip(emg.lowpass(emg.rectify(cond), fs, emg.DEFAULT_ENVELOPE_CUTOFF_HZ), 0.0, None)
+    timing = emg.onset_envelope(x, fs)
     rms = np.atleast_1d(emg.rms(cond))
     f, p = emg.welch_psd(cond, fs)
     mdf = np.atleast_1d(spectral_fraction_frequency(f, p, 0.5))
     cue = protocol.cue_s
     # Onsets are searched after a quiet baseline: the 0.5 s before the cue, or the first 0.3 s.
     cue_in = None if cue is None else cue - stretch.t0
-    if cue_in is not None and cue_in >= 0.2:
+    if cue_in is not None and 0.2 <= cue_in <= stretch.seconds:
         baseline = (max(0.0, cue_in - 0.5), cue_in)
     else:
         baseline = (0.0, min(0.3, stretch.seconds / 2))
     settings = emg.OnsetSettings(baseline_s=baseline)
     mvc_ok = _mvc_for(mvc, recording.channels) or {}
+    muscles = protocol.muscles
     out: list[Computed] = []
-    onsets: dict[str, float] = {}
+    activations: dict[str, list[emg.Activation]] = {}
+    onsets: dict[str, float | None] = {}
     for i, name in enumerate(recording.channels):
         scale, unit = _emg_scale(recording.units[i])
-        out.append(Computed(MetricCode.EMG_RMS, float(rms[i]) * scale, unit, start, end, name))
+        muscle = muscles.get(name)
+        out.append(Computed(MetricCode.EMG_RMS, float(rms[i]) * scale, unit, start, end, name, muscle=muscle))
         out.append(
             Computed(
                 MetricCode.EMG_ENVELOPE_PEAK,
@@ -275,47 +313,181 @@ def emg_recording(
                 end,
                 name,
                 samples=envelope_samples(env[:, i] * scale, fs, unit),
+                muscle=muscle,
             )
         )
-        out.append(Computed(MetricCode.EMG_MEDIAN_FREQUENCY, float(mdf[i]), "Hz", start, end, name))
+        out.append(
+            Computed(MetricCode.EMG_MEDIAN_FREQUENCY, float(mdf[i]), "Hz", start, end, name, muscle=muscle)
+        )
         if name in mvc_ok:
             pct = float(emg.percent_mvc(env[:, i].mean(), mvc_ok[name]))
-            out.append(Computed(MetricCode.EMG_PERCENT_MVC, pct, "%", start, end, name))
-        try:
-            found = emg.detect_onsets(emg.onset_signal(x[:, i], fs), fs, settings)
-        except ValueError:
-            found = []
+            out.append(Computed(MetricCode.EMG_PERCENT_MVC, pct, "%", start, end, name, muscle=muscle))
+        found = emg.detect_onsets(timing[:, i], fs, settings, amplitude=env[:, i])
+        activations[name] = found
         after = [a for a in found if a.onset >= baseline[1] - 1e-9]
-        if after:
-            onsets[name] = after[0].onset
-    out.extend(_onset_latencies(onsets, cue_in, protocol.reference, start, end))
-    n = len(recording.channels)
-    if 2 <= n <= MAX_COCONTRACTION_CHANNELS:
-        for a, b in itertools.combinations(range(n), 2):
-            if recording.units[a] != recording.units[b]:
-                continue
-            try:
-                value = emg.cocontraction(env[:, a], env[:, b])
-            except ValueError:
-                continue
-            pair = f"{recording.channels[a]}/{recording.channels[b]}"
-            out.append(Computed(MetricCode.EMG_CO_CONTRACTION_INDEX, value, "%", start, end, pair))
+        onsets[name] = after[0].onset if after else None
+    span = (start, end)
+    out.extend(_onset_latencies(recording.channels, onsets, cue_in, stretch.seconds, protocol, span))
+    out.extend(_cocontractions(recording.channels, env, activations, fs, mvc_ok, protocol, span))
     return _finite(out)
 
 
 def _onset_latencies(
-    onsets: Mapping[str, float], cue_in: float | None, reference: str | None, start: datetime, end: datetime
+    channels: Sequence[str],
+    onsets: Mapping[str, float | None],
+    cue_in: float | None,
+    seconds: float,
+    protocol: EmgProtocol,
+    span: tuple[datetime, datetime],
 ) -> list[Computed]:
-    if reference is not None:
-        if reference not in onsets:  # the reference muscle never fired: no relative timing to report
-            return []
-        origin, named = onsets[reference], [n for n in onsets if n != reference]
-    else:
-        origin, named = (cue_in if cue_in is not None else 0.0), list(onsets)
-    return [
-        Computed(MetricCode.EMG_ONSET_LATENCY, 1000.0 * (onsets[n] - origin), "ms", start, end, n)
-        for n in named
+    """One onset latency per channel (but the reference), relative to what the protocol supplies."""
+    muscles, ref = protocol.muscles, protocol.reference
+
+    def item(
+        name: str,
+        reference: OnsetReference | None,
+        value: float | None = None,
+        status: str = MEASURED,
+        reason: str | None = None,
+    ) -> Computed:
+        return Computed(
+            MetricCode.EMG_ONSET_LATENCY,
+            value,
+            "ms",
+            *span,
+            name,
+            status=status,
+            reason=reason,
+            muscle=muscles.get(name),
+            reference=reference,
+        )
+
+    if ref is not None:
+        reference = OnsetReference("synergist", ref, muscles.get(ref))
+        named = [n for n in channels if n != ref]
+        if ref not in onsets:
+            why = f"the reference channel {ref} is not in the recording"
+            return [item(n, reference, status=NOT_COMPUTABLE, reason=why) for n in named]
+        origin = onsets[ref]
+        out = []
+        for n in named:
+            onset = onsets[n]
+            if onset is None:
+                out.append(item(n, reference, status=NOT_DETECTED, reason=NO_ONSET))
+            elif origin is None:
+                why = f"the reference channel {ref} produced no onset to time against"
+                out.append(item(n, reference, status=NOT_COMPUTABLE, reason=why))
+            else:
+                out.append(item(n, reference, 1000.0 * (onset - origin)))
+        return out
+    if cue_in is not None:
+        reference = OnsetReference("cue")
+        if not 0.0 <= cue_in <= seconds:
+            why = "the cue falls outside the usable recording (before it, after it, or in a gap)"
+            return [item(n, reference, status=NOT_COMPUTABLE, reason=why) for n in channels]
+        out = []
+        for n in channels:
+            onset = onsets[n]
+            if onset is None:
+                out.append(item(n, reference, status=NOT_DETECTED, reason=NO_ONSET))
+            else:
+                out.append(item(n, reference, 1000.0 * (onset - cue_in)))
+        return out
+    return [item(n, None, status=NOT_COMPUTABLE, reason=NO_CLOCK) for n in channels]
+
+
+def _cocontractions(
+    channels: Sequence[str],
+    env: FloatArray,
+    activations: Mapping[str, Sequence[emg.Activation]],
+    fs: float,
+    mvc: Mapping[str, float],
+    protocol: EmgProtocol,
+    span: tuple[datetime, datetime],
+) -> list[Computed]:
+    """Winter's %COCON for each declared pair, on %MVC envelopes over the active part of the trial."""
+    index = {name: i for i, name in enumerate(channels)}
+    out = []
+    for a, b in protocol.pairs:
+        value: float | None = None
+        status, reason = MEASURED, None
+        absent = [c for c in (a, b) if c not in index]
+        no_mvc = [c for c in (a, b) if c not in mvc]
+        if absent:
+            status, reason = NOT_COMPUTABLE, f"channel {', '.join(absent)} is not in the recording"
+        elif no_mvc:
+            status, reason = NOT_COMPUTABLE, f"no MVC for channel {', '.join(no_mvc)}: %MVC cannot be formed"
+        else:
+            active = emg.active_mask(env.shape[0], fs, activations[a], activations[b])
+            try:
+                value = emg.cocontraction_mvc(env[:, index[a]], env[:, index[b]], mvc[a], mvc[b], active)
+            except ValueError:
+                status = NOT_COMPUTABLE
+                reason = (
+                    "neither muscle was active (no envelope above its onset threshold): nothing to compare"
+                )
+        out.append(
+            Computed(
+                MetricCode.EMG_CO_CONTRACTION_INDEX,
+                value,
+                "%",
+                *span,
+                f"{a}/{b}",
+                status=status,
+                reason=reason,
+                muscle=protocol.muscles.get(a),
+                antagonist=protocol.muscles.get(b),
+            )
+        )
+    return out
+
+
+def _too_short(recording: Recording, protocol: EmgProtocol) -> list[Computed]:
+    """A recording too short (or too broken) for whole-recording metrics: the onset latencies and declared
+    co-contractions it was meant to give are reported as not computable, not left out."""
+    if recording.times.size == 0:
+        return []
+    start = recording.origin + timedelta(seconds=float(recording.times[0]))
+    end = recording.origin + timedelta(seconds=float(recording.times[-1]) + 1.0 / recording.sampling_rate_hz)
+    why = f"the recording has no uninterrupted stretch of {MIN_EMG_SECONDS} s"
+    muscles = protocol.muscles
+    reference: OnsetReference | None = None
+    if protocol.reference is not None:
+        reference = OnsetReference("synergist", protocol.reference, muscles.get(protocol.reference))
+    elif protocol.cue_s is not None:
+        reference = OnsetReference("cue")
+    out = [
+        Computed(
+            MetricCode.EMG_ONSET_LATENCY,
+            None,
+            "ms",
+            start,
+            end,
+            n,
+            status=NOT_COMPUTABLE,
+            reason=why,
+            muscle=muscles.get(n),
+            reference=reference,
+        )
+        for n in recording.channels
+        if n != protocol.reference
     ]
+    out.extend(
+        Computed(
+            MetricCode.EMG_CO_CONTRACTION_INDEX,
+            None,
+            "%",
+            start,
+            end,
+            f"{a}/{b}",
+            status=NOT_COMPUTABLE,
+            reason=why,
+            muscle=muscles.get(a),
+            antagonist=muscles.get(b),
+        )
+        for a, b in protocol.pairs
+    )
+    return out
 
 
 # -- balance ---------------------------------------------------------------------------------------------
@@ -381,7 +553,7 @@ def balance_recording(
     out = _finite([Computed(m.code, m.value, m.unit, m.start, m.end) for m in metrics])
     if not out:
         return [], None
-    trial = Trial(out[0].start, out[0].end, {c.metric.value: c.value for c in out})
+    trial = Trial(out[0].start, out[0].end, {c.metric.value: c.value for c in out if c.value is not None})
     return out, trial
 
 

@@ -1,20 +1,23 @@
 """The events the metrics processor reads (raw frame / stream-closed, docs GATEWAY) and the one it writes.
 
 In: `device.{emg,balance}-frame-received.v1` and `device.{emg,balance}-stream-closed.v1` on the raw topics,
-subject = device id. Out: `device.metric-computed.v1` on `relearn.device.metrics`, subject = patient id, data
-`{patient, device, stream, session, channel?, metric, window: {start, end}, value, unit, components?,
-samples?}` with `metric` a code of the evaluation CodeSystem.
+subject = device id. Out, on `relearn.device.metrics`, subject = patient id: `device.metric-computed.v1`, data
+`{patient, device, stream, session, channel?, muscle?, metric, window: {start, end}, value, unit, status,
+reason?, reference?, antagonist?, components?, samples?}` with `metric` a code of the evaluation CodeSystem;
+and after a close's metrics `device.stream-metrics-completed.v1`, data `{patient, device, stream, session,
+streamType, metrics: [{metric, channel?, muscle?, status}], gaps}` (docs/events.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from relearn.device_gateway.processing.compute import Computed
+from relearn.device_gateway.processing.compute import Computed, EmgProtocol
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.shared.events.envelope import CloudEvent
 
@@ -25,14 +28,21 @@ BALANCE_FRAME = "device.balance-frame-received.v1"
 EMG_CLOSED = "device.emg-stream-closed.v1"
 BALANCE_CLOSED = "device.balance-stream-closed.v1"
 METRIC_COMPUTED = "device.metric-computed.v1"
+METRICS_COMPLETED = "device.stream-metrics-completed.v1"
 
 
 class _In(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
+class Pair(_In):
+    agonist: str
+    antagonist: str
+
+
 class Protocol(_In):
-    """The binding's protocol as far as metrics need it; anything else in it is ignored, nothing rejected."""
+    """The binding's protocol as far as metrics need it; anything else in it is ignored, nothing rejected
+    (the gateway validated it at binding: `stream_protocol`)."""
 
     vision: str | None = None
     surface: str | None = None
@@ -41,9 +51,19 @@ class Protocol(_In):
     onset_reference: str | None = Field(
         default=None, description="channel that onset latencies are timed against"
     )
+    muscles: dict[str, str] = Field(default_factory=dict, description="channel -> SENIAM muscle slug")
+    pairs: list[Pair] = Field(default_factory=list, description="declared agonist/antagonist channel pairs")
     # Load-cell board sensor spacing in cm, when not the Wii Balance Board's.
     board_lx_cm: float | None = None
     board_ly_cm: float | None = None
+
+    def emg(self) -> EmgProtocol:
+        return EmgProtocol(
+            cue_s=self.cue_time,
+            reference=self.onset_reference,
+            muscles=dict(self.muscles),
+            pairs=tuple((p.agonist, p.antagonist) for p in self.pairs),
+        )
 
     @field_validator("vision", mode="before")
     @classmethod
@@ -51,6 +71,27 @@ class Protocol(_In):
         """`open` / `closed` (also `eyes-open` / `eyes-closed`); anything else means not a Romberg trial."""
         text = str(value).strip().lower().removeprefix("eyes-") if value is not None else ""
         return text if text in ("open", "closed") else None
+
+    @field_validator("muscles", mode="before")
+    @classmethod
+    def _muscles(cls, value: Any) -> dict[str, str]:
+        """Validated at binding; here anything malformed is dropped rather than failing the close."""
+        if not isinstance(value, dict):
+            return {}
+        return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> list[dict[str, str]]:
+        if not isinstance(value, list):
+            return []
+        return [
+            {"agonist": p["agonist"], "antagonist": p["antagonist"]}
+            for p in value
+            if isinstance(p, dict)
+            and isinstance(p.get("agonist"), str)
+            and isinstance(p.get("antagonist"), str)
+        ]
 
     @field_validator("surface", mode="before")
     @classmethod
@@ -98,9 +139,20 @@ def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
         "window": {"start": _iso(c.start), "end": _iso(c.end)},
         "value": c.value,
         "unit": c.unit,
+        "status": c.status,
     }
     if c.channel is not None:
         data["channel"] = c.channel
+    muscle = c.muscle or (stream.protocol.muscles.get(c.channel) if c.channel is not None else None)
+    if muscle is not None:
+        data["muscle"] = muscle
+    if c.antagonist is not None:
+        data["antagonist"] = c.antagonist
+    if c.reason is not None:
+        data["reason"] = c.reason
+    if c.reference is not None:
+        ref = c.reference
+        data["reference"] = {"kind": ref.kind, "channel": ref.channel, "muscle": ref.muscle}
     if c.components:
         data["components"] = [{"code": k.code, "value": k.value, "unit": k.unit} for k in c.components]
     if c.samples is not None:
@@ -110,3 +162,30 @@ def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
 
 def metric_event(stream: StreamEvent, c: Computed) -> CloudEvent:
     return CloudEvent.new(SOURCE, METRIC_COMPUTED, stream.patient, metric_data(stream, c))
+
+
+def completed_data(stream: StreamClosed, computed: Sequence[Computed]) -> dict[str, Any]:
+    """The `device.stream-metrics-completed.v1` data: every whole-recording metric of the close, by status."""
+    items = []
+    for c in computed:
+        item: dict[str, Any] = {"metric": c.metric.value}
+        if c.channel is not None:
+            item["channel"] = c.channel
+        muscle = c.muscle or (stream.protocol.muscles.get(c.channel) if c.channel is not None else None)
+        if muscle is not None:
+            item["muscle"] = muscle
+        item["status"] = c.status
+        items.append(item)
+    return {
+        "patient": stream.patient,
+        "device": stream.device,
+        "stream": stream.stream,
+        "session": stream.session,
+        "streamType": stream.stream_type.value,
+        "metrics": items,
+        "gaps": stream.gaps or 0,
+    }
+
+
+def completed_event(stream: StreamClosed, computed: Sequence[Computed]) -> CloudEvent:
+    return CloudEvent.new(SOURCE, METRICS_COMPLETED, stream.patient, completed_data(stream, computed))

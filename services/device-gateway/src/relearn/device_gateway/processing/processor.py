@@ -10,10 +10,11 @@ events come in order to one member):
   ones need the 0.15 Hz band), 5 s numbers would only be noise in the record, and live sway feedback is the
   gateway's biofeedback socket's job;
 - a stream-closed event gives the whole-recording metrics (EMG: RMS, envelope peak with the envelope as a
-  waveform, median frequency, %MVC, onset latency from the protocol's cue or the recording start, co-
-  contraction per pair; balance: the COP trial metrics) and, for a balance trial with eyes closed or open,
-  the Romberg quotient against the latest opposite-vision trial of the same patient and surface. Then the
-  stream's state is dropped.
+  waveform, median frequency, %MVC, onset latency per channel against the protocol's synergist or cue, co-
+  contraction for the declared pairs, each `measured`, `not-detected` or `not-computable`; balance: the COP
+  trial metrics) and, for a balance trial with eyes closed or open, the Romberg quotient against the latest
+  opposite-vision trial of the same patient and surface; then `device.stream-metrics-completed.v1` listing
+  them (also when the stream had no samples). Then the stream's state is dropped.
 
 Memory is bounded: each assembler holds a ring of three windows plus a recording of at most `recording_s`
 and `recording_bytes` (32 MiB: 217 s of 8 channels at 2148 Hz), and at most `max_streams` (32) assemblers are
@@ -43,7 +44,7 @@ from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing import compute
-from relearn.device_gateway.processing.compute import BoardGeometry, Computed, OnsetProtocol, Trial
+from relearn.device_gateway.processing.compute import BoardGeometry, Computed, Trial
 from relearn.device_gateway.processing.events import (
     BALANCE_CLOSED,
     BALANCE_FRAME,
@@ -52,6 +53,7 @@ from relearn.device_gateway.processing.events import (
     FrameReceived,
     StreamClosed,
     StreamEvent,
+    completed_event,
     metric_event,
 )
 from relearn.device_gateway.processing.tables import BalanceTrialRecord
@@ -226,11 +228,11 @@ class MetricsProcessor:
         recording = self._recording(session, data, state)
         if recording is None:
             logger.warning("stream closed without samples: no metrics", extra={"stream": data.stream})
+            stage_many(session, [completed_event(data, [])])
             return
         computed: list[Computed] = []
         if data.stream_type is StreamType.EMG:
-            cue = OnsetProtocol(data.protocol.cue_time, data.protocol.onset_reference)
-            computed = compute.emg_recording(recording, data.mvc, cue)
+            computed = compute.emg_recording(recording, data.mvc, data.protocol.emg())
         else:
             board = None
             lx, ly = data.protocol.board_lx_cm, data.protocol.board_ly_cm
@@ -242,6 +244,8 @@ class MetricsProcessor:
                 if quotient is not None:
                     computed.append(quotient)
         self._emit(session, data, computed)
+        # After the metrics, same transaction and key: whoever reads it has every metric of the close.
+        stage_many(session, [completed_event(data, computed)])
         self.stats.recording_metrics += len(computed)
 
     def _recording(self, session: Session, data: StreamClosed, state: _Stream | None) -> Recording | None:

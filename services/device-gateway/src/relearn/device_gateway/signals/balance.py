@@ -10,8 +10,8 @@ f >= 0.
 - `sway-f50` / `sway-f95`: frequency below which 50 % / 95 % of the power in 0.15-5 Hz lies.
 - `sway-centroidal-frequency`: sqrt(m2 / m0) over 0.15-5 Hz (Prieto's CFREQ), m_k = integral f^k P(f) df.
 - `sway-mean-frequency`: m1 / m0 over the whole spectrum (0 to Nyquist). This is our reading of the BDS
-  authors' `COPmfreq`; it matches their published values within 4e-4 Hz but not to the last digit (their
-  exact spectral settings are not published), see `mean_power_frequency`.
+  authors' `COPmfreq`; it matches their published values within 3.6e-4 Hz (0.001-0.11 %), not exactly
+  (their spectral settings are not published), see `mean_power_frequency`.
 """
 
 from __future__ import annotations

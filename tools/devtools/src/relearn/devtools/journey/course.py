@@ -14,12 +14,32 @@ from relearn.devtools.journey.evaluations import evaluation_body
 from relearn.devtools.journey.gateway import Gateway
 from relearn.devtools.journey.plan import PlanService, activity_state, session_record
 from relearn.devtools.journey.reading import FhirReader, Step, goal_achievement
-from relearn.devtools.journey.recordings import balance_recording, default_data_dir, emg_recording
+from relearn.devtools.journey.recordings import (
+    EMG_MVC,
+    EMG_PROTOCOL,
+    balance_recording,
+    default_data_dir,
+    emg_recording,
+)
 
 T = TypeVar("T")
 
+
+def dual_task_trial(cost_pct: float) -> dict[str, Any]:
+    """A gait-speed trial whose dual-task cost (computed by the sessions service) is ``cost_pct`` %."""
+    return {
+        "measure": "gait-speed",
+        "single": 1.0,
+        "dual": round(1.0 - cost_pct / 100, 4),
+        "unit": "m/s",
+        "lowerIsBetter": False,
+    }
+
+
 BALANCE = "standing-balance"
 KNEE = "knee-extension"
+# The active knee extension range the therapist measures in each session (the catalogue asks >= 85 deg).
+KNEE_ROM_DEG = 95
 # The live-feedback limit of the balance trials: the centre of pressure within 2 cm of its mean.
 BALANCE_TARGETS = {"swayRadiusMaxCm": 2.0}
 
@@ -202,6 +222,24 @@ class Journey:
                 "vary the balance challenge: one dimension after the other",
                 rules={"advance": {"strategy": "round-robin"}},
             )
+        if KNEE in self.activities:
+            # The thigh EMG has vastus medialis and biceps femoris only: the knee's onset criterion (vastus
+            # medialis against its synergist vastus lateralis) cannot be measured here: waived, with why.
+            self._change_plan(
+                "PUT",
+                "waivers",
+                "the knee's EMG onset waiver",
+                "no vastus lateralis electrode in this clinic's thigh EMG",
+                waivers=[
+                    {
+                        "pattern": KNEE,
+                        "criterion": "emg-onset-latency",
+                        "reason": "no vastus lateralis electrode: the onset of vastus medialis cannot be "
+                        "timed "
+                        "against its synergist",
+                    }
+                ],
+            )
         activated = self._change_plan("POST", "activate", "activation", "reviewed with the patient")
         step.data = {"activated": activated}
         if self.with_devices is None:
@@ -260,8 +298,9 @@ class Journey:
                 "emg",
                 rec,
                 session=session,
-                protocol={"task": "knee extension"},
+                protocol={"task": "knee extension", **EMG_PROTOCOL},
                 start=start + timedelta(minutes=5),
+                mvc=EMG_MVC,
             )
             bindings.append(closed)
             streams[KNEE].append(closed["id"])
@@ -294,6 +333,7 @@ class Journey:
         dual_task_cost: float | None,
         quality: int,
         self_rating: int,
+        retention: bool = False,
     ) -> list[dict[str, Any]]:
         """Both exercises at the plan's current level and dose, citing their device streams."""
         body = []
@@ -318,8 +358,13 @@ class Journey:
                     "painBefore": 1,
                     "painAfter": pain_after,
                     "withFeedback": feedback,
+                    "retentionAttempt": retention,
+                    # The range reached, measured with a goniometer: the knee's ROM criterion needs it.
+                    **(
+                        {"rom": {"valueDeg": KNEE_ROM_DEG, "method": "goniometer"}} if pattern == KNEE else {}
+                    ),
                     "dualTask": dual_task_cost is not None,
-                    "dualTaskCostPct": dual_task_cost,
+                    "dualTaskTrial": dual_task_trial(dual_task_cost) if dual_task_cost is not None else None,
                     "deviceStreams": streams.get(pattern, []),
                 }
             )
@@ -335,6 +380,7 @@ class Journey:
         dual_task_cost: float | None = None,
         quality: int = 3,
         self_rating: int = 3,
+        retention: bool = False,
     ) -> Step:
         """A clinic session: both exercises at the plan's current level and dose, the recordings streamed
         through the gateway, the session closed, then (a day later) its 24-hour symptom response."""
@@ -361,6 +407,7 @@ class Journey:
             dual_task_cost=dual_task_cost,
             quality=quality,
             self_rating=self_rating,
+            retention=retention,
         )
         clinician = self.api.clinician
         self.api.call(
@@ -410,6 +457,7 @@ class Journey:
             )
 
         self.wait(f"the plan service to read the 24-hour response of {session_ref}", responded)
+        step.tasks = self._answer_tasks()
 
         if bindings:
             step.device_checks = self.plans.device_checks(self.plan(), self.activities, session_ref)
@@ -426,6 +474,8 @@ class Journey:
             "with feedback" if feedback else "without feedback",
             f"pain {pain_after}/10 after, {pain24h}/10 at 24 h",
         ]
+        if retention:
+            bits.append("marked as a feedback-free retention attempt")
         if dual_task_cost is not None:
             bits.append(f"dual task (cost {dual_task_cost:g} %)")
         if bindings:
@@ -440,6 +490,30 @@ class Journey:
                 f"{pattern} {', '.join(checks)}" for pattern, checks in step.device_checks.items()
             )
         return self._finish(step)
+
+    def _answer_tasks(self) -> list[dict[str, Any]]:
+        """The therapist answers what the engine asked: an advance proposed for a patient at fall risk is
+        approved (supervised, with a rail at hand); the answered Tasks."""
+        assert self.plan_id is not None
+        tasks = self.api.call(
+            "GET",
+            f"{self.urls.plan}/plans/{self.plan_id}/tasks",
+            200,
+            "the plan's tasks",
+            headers=self.api.clinician,
+        )
+        answered = []
+        for task in tasks:
+            if task["status"] != "requested" or task["kind"] != "approve-advance":
+                continue
+            self._change_plan(
+                "POST",
+                f"tasks/{task['id']}/approve",
+                f"approving Task/{task['id']}",
+                "supervised progression agreed with the patient, rail at hand",
+            )
+            answered.append(task)
+        return answered
 
     def _wait_for_whole_recording(self, stream: str, seconds: float) -> None:
         def stored() -> bool:
@@ -473,6 +547,9 @@ class Journey:
                     m.get("kind") for m in metrics
                 }:
                     return None
+                record = session_record(p, pattern, session_ref) or {}
+                if not set(ids) <= set(record.get("streamsComplete", [])):
+                    return None  # the gateway has not said yet that every metric of the stream is sent
                 cited.extend(str(m["observation"]) for m in metrics if m.get("observation"))
             return cited or None
 
@@ -536,18 +613,21 @@ class Journey:
     # -- the whole course ------------------------------------------------------------------------------------
 
     def run(self) -> list[Step]:
-        """The standard course: 13 steps, ending with mastery of standing balance and a re-assessment."""
+        """The standard course: 13 steps. Standing balance reaches unconscious competence twice (at the first
+        load-bearing level, then at the next proprioception level), each advance proposed for this patient at
+        fall risk and approved by the therapist; a re-assessment closes the course."""
         self.initial_evaluation()
         self.review_and_activate()
         self.session(label="self-rating agrees")
         self.session()
         self.session(label="third clean session")
         self.session(label="symptomatic", pain_after=5, pain24h=2)
-        self.session(label="retention check, no feedback", feedback=False)
+        self.session(label="retention check, no feedback", feedback=False, retention=True)
         self.session(feedback=False)
         self.session(label="dual task", feedback=False, dual_task_cost=4.0)
-        for _ in range(3):
-            self.session(feedback=False)
+        self.session(label="retention check, no feedback", feedback=False, retention=True)
+        self.session(label="dual task", feedback=False, dual_task_cost=4.0)
+        self.session(feedback=False)
         self.reassessment()
         return self.steps
 

@@ -120,6 +120,7 @@ class Gateway:
         protocol: dict[str, Any],
         start: datetime,
         targets: dict[str, float] | None = None,
+        mvc: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """Stream one recording of the ``role`` sensor in a session: bind, push, close; the closed binding."""
         body: dict[str, Any] = {
@@ -131,6 +132,8 @@ class Gateway:
         }
         if targets is not None:
             body["targets"] = targets
+        if mvc is not None:
+            body["mvc"] = mvc
         clinician = self.api.clinician
         binding = self.api.call(
             "POST", f"{self._base}/streams", 201, f"a {role} stream", json=body, headers=clinician

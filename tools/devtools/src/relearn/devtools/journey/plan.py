@@ -8,13 +8,21 @@ from typing import Any
 
 from relearn.devtools.journey.client import Api, JourneyError
 
-# The plan's metric kinds and the catalogue's mastery criterion on each (an upper limit).
-CRITERIA: dict[str, tuple[str, str]] = {
-    "sway-area": ("swayAreaMaxCm2", "cm2"),
-    "sway-velocity": ("swayVelocityMaxCmS", "cm/s"),
-    "emg-onset-latency": ("emgOnsetLatencyMaxMs", "ms"),
-    "co-contraction": ("coContractionMaxPct", "%"),
+# The plan's metric kinds and where the catalogue's mastery criterion on each keeps its upper limit
+# (a key of ``mastery``, then a key inside it for the per-muscle criteria).
+CRITERIA: dict[str, tuple[tuple[str, ...], str]] = {
+    "sway-area": (("swayAreaMaxCm2",), "cm2"),
+    "sway-velocity": (("swayVelocityMaxCmS",), "cm/s"),
+    "emg-onset-latency": (("emgOnset", "maxMs"), "ms"),
+    "co-contraction": (("coContraction", "maxPct"), "%"),
 }
+
+
+def _limit(mastery: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = mastery
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def activity_state(plan: Mapping[str, Any], pattern: str) -> dict[str, Any]:
@@ -69,14 +77,22 @@ class PlanService:
         for pattern in patterns:
             record = session_record(plan, pattern, session_ref) or {}
             values: dict[str, list[float]] = {}
+            absent: dict[str, str] = {}
             for m in record.get("metrics", []):
+                if m.get("value") is None:
+                    absent[str(m["kind"])] = str(m.get("status") or "not measured")
+                    continue
                 values.setdefault(str(m["kind"]), []).append(float(m["value"]))
+            for kind, status in sorted(absent.items()):
+                if kind not in values:
+                    checks.setdefault(pattern, []).append(f"{kind} {status}")
             for kind, vs in sorted(values.items()):
-                key, unit = CRITERIA.get(kind, ("", ""))
-                limit = self.mastery(pattern).get(key) if key else None
-                mean = sum(vs) / len(vs)
-                text = f"{kind} {mean:.3g} {unit}".rstrip()
+                path, unit = CRITERIA.get(kind, ((), ""))
+                limit = _limit(self.mastery(pattern), path) if path else None
+                # Each value on its own (the engine never averages across channels or windows).
+                text = f"{kind} {', '.join(f'{v:.3g}' for v in vs)} {unit}".rstrip()
                 if limit is not None:
-                    text += f" <= {limit:g}" if mean <= limit else f" > {limit:g} (not within target)"
+                    worst = max(vs)
+                    text += f" <= {limit:g}" if worst <= limit else f" > {limit:g} (not within target)"
                 checks.setdefault(pattern, []).append(text)
         return checks

@@ -35,11 +35,13 @@ class PlanChange:
     kind: str
     reason: str
     evidence: tuple[str, ...]
+    # Each criterion the decision used: {criterion, status, target, muscle?, session?, value?, source?, note?}
+    criteria: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, care_plan: Mapping[str, Any]) -> PlanChange:
         version = int(care_plan["meta"]["versionId"])
-        kind, reason, evidence = "", "", []
+        kind, reason, evidence, criteria = "", "", [], []
         for ext in care_plan.get("extension", []):
             if ext.get("url") != EXT_PLAN_CHANGE:
                 continue
@@ -50,7 +52,31 @@ class PlanChange:
                     reason = str(part["valueString"])
                 elif part["url"] == "evidence":
                     evidence.append(str(part["valueReference"]["reference"]))
-        return cls(version, kind, reason, tuple(evidence))
+                elif part["url"] == "criterion":
+                    criteria.append({p["url"]: _value(p) for p in part.get("extension", [])})
+        return cls(version, kind, reason, tuple(evidence), tuple(criteria))
+
+    def criteria_line(self) -> str:
+        """The device and session criteria the decision used, e.g. ``sway-area 0.94 cm2 pass``."""
+        out = []
+        for c in self.criteria:
+            if c.get("criterion") in ("sets", "reps", "quality", "assistance", "level"):
+                continue
+            value = c.get("value")
+            shown = (
+                f"{value.get('value')} {value.get('unit', '')}".strip() if isinstance(value, dict) else value
+            )
+            muscle = f" ({c['muscle']})" if c.get("muscle") else ""
+            out.append(
+                f"{c.get('criterion')}{muscle} {shown if shown is not None else '-'} {c.get('status')}"
+            )
+        return "; ".join(dict.fromkeys(out))
+
+
+def _value(part: Mapping[str, Any]) -> Any:
+    if "valueReference" in part:
+        return part["valueReference"]["reference"]
+    return next((v for k, v in part.items() if k.startswith("value")), None)
 
 
 @dataclass(frozen=True)
@@ -120,6 +146,9 @@ class Step:
     streams: list[dict[str, Any]] = field(default_factory=list)  # the gateway's stream bindings, closed
     # pattern -> the device criteria the plan judged this session on, e.g. "sway-area 0.94 cm2 <= 10"
     device_checks: dict[str, list[str]] = field(default_factory=dict)
+    tasks: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # questions of the engine the therapist answered
     data: dict[str, Any] = field(default_factory=dict)  # step-specific: responses of the domain APIs
 
     @property

@@ -33,6 +33,15 @@ EMG_COLUMNS = (2, 1)
 EMG_CHANNELS = ("vastus-medialis-right", "biceps-femoris-right")
 EMG_RATE_HZ = 1000.0
 EMG_SECONDS = 4
+# What the stream binding's protocol says of it (docs/api.md, EMG protocol): the muscle of each channel,
+# the movement cue (0.4 s in, after a quiet baseline; latencies are timed from it), the agonist/antagonist
+# pair and each channel's MVC envelope (mV) that co-contraction is normalised to.
+EMG_PROTOCOL = {
+    "muscles": {"vastus-medialis-right": "vastus-medialis", "biceps-femoris-right": "biceps-femoris"},
+    "cueTime": 0.4,
+    "pairs": [{"agonist": "vastus-medialis-right", "antagonist": "biceps-femoris-right"}],
+}
+EMG_MVC = {"vastus-medialis-right": 0.05, "biceps-femoris-right": 0.4}
 
 
 def default_data_dir() -> Path:

@@ -11,8 +11,12 @@ def describe(step: Step) -> str:
         f"t+{step.started_s + step.duration_s:6.1f}s ({step.duration_s:4.1f}s)  {step.name}",
         f"    {step.summary}",
     ]
+    for task in step.tasks:
+        lines.append(f"    therapist approved Task/{task['id']}: {task['reason']}")
     for change in step.changes:
         lines.append(f"    CarePlan v{change.version} [{change.kind}] {change.reason}")
+        if change.kind in ("progressed", "task") and change.criteria:
+            lines.append(f"      evidence: {change.criteria_line()}")
     if step.stages:
         parts = []
         for pattern, stage in step.stages.items():
