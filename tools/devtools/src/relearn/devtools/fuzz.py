@@ -6,7 +6,7 @@ here. Checks: no server error, responses as the OpenAPI document says. Each targ
 in ``<var>/fuzz/`` and the run ends with one line per target and the totals; it exits non-zero when any
 check failed.
 
-    make fuzz                       # FUZZ_EXAMPLES=25 per operation
+    make fuzz                       # FUZZ_EXAMPLES=50 per operation
     FUZZ_EXAMPLES=200 make fuzz
 """
 
@@ -86,7 +86,7 @@ def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> d
 
 
 def main() -> int:
-    examples = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+    examples = int(os.environ.get("FUZZ_EXAMPLES", "50"))
     var = Path(tempfile.mkdtemp(prefix="relearn-fuzz-")) / "var"
     platform = Platform(PlatformSettings.on_free_ports(var))
     out = var / "fuzz"
