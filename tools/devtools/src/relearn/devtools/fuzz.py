@@ -79,7 +79,9 @@ def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> d
         str(report),
     ]
     with (out / f"{name}.log").open("w", encoding="utf-8") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        # In the report directory: schemathesis keeps its cache (.schemathesis/) in the working directory.
+        run = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=out, check=False)
+        code = run.returncode
     totals = _totals(report)
     totals["exit"] = code
     return totals
