@@ -68,7 +68,7 @@ PLATE_CHANNELS = [
 ]
 FRAME_S = 0.2
 DEVICES = 8
-DEVICE_SCOPE = "system/Device.read system/Observation.write"
+DEVICE_SCOPE = "system/Observation.write"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -84,6 +84,7 @@ class Clinic:
         self.admin = {"Authorization": f"Bearer {issuer.mint('relearn-dev', 'user/*.*')}"}
 
     def device_token(self, device: str) -> str:
+        self.issuer.clients.register_device("device-gateway-dev", device)
         return self.issuer.mint("device-gateway-dev", DEVICE_SCOPE, device=device)
 
     def open(self, stream_type: str, **binding: Any) -> tuple[str, str, str]:

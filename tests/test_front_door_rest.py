@@ -52,7 +52,7 @@ class FrontDoor:
         auth = ("device-gateway-dev", "device-gateway-secret")
         return _token(self.platform, auth, "system/Observation.write", device=device)
 
-    def device(self, name: str, parent: str | None = None) -> str:
+    def device(self, name: str, parent: str | None = None, id: str | None = None) -> str:
         body: dict[str, Any] = {
             "resourceType": "Device",
             "status": "active",
@@ -60,10 +60,12 @@ class FrontDoor:
         }
         if parent:
             body["parent"] = {"reference": f"Device/{parent}"}
-        resp = self.http.post(
-            "/fhir/Device", json=body, headers={**self.clinician, "Content-Type": "application/fhir+json"}
-        )
-        assert resp.status_code == 201, resp.text
+        headers = {**self.clinician, "Content-Type": "application/fhir+json"}
+        if id is not None:
+            resp = self.http.put(f"/fhir/Device/{id}", json={**body, "id": id}, headers=headers)
+        else:
+            resp = self.http.post("/fhir/Device", json=body, headers=headers)
+        assert resp.status_code in (200, 201), resp.text
         return str(resp.json()["id"])
 
     def websocket(self, path: str, headers: dict[str, str] | None = None) -> ClientConnection:
@@ -78,7 +80,8 @@ def door(running_platform: Platform) -> FrontDoor:
 @pytest.fixture(scope="module")
 def devices(door: FrontDoor) -> tuple[str, str]:
     """A clinic hub carrying an EMG sensor (FHIR Devices, created through the front door)."""
-    hub = door.device("Clinic hub")
+    # The hub the development device client is registered with (dev-clients.json): the only one it may claim.
+    hub = door.device("Clinic hub", id="relearn-dev-hub")
     return hub, door.device("EMG sensor", parent=hub)
 
 

@@ -226,16 +226,22 @@ def test_the_front_door_is_the_one_published_fhir_base_url_and_routes_to_every_s
         port = services[name]["environment"][f"{APPS_BY_SCRIPT['relearn-' + name].prefix}PORT"]
         assert url == f"http://{name}:{port}", "the front door reaches each API by its compose service name"
     (published,) = services["front-door"]["ports"]
-    bind, _, target = published.rpartition(":")
+    target = published.rpartition(":")[2]
     assert target == "8080"
-    if env["FRONT_DOOR_DEV_ISSUER_ENABLED"] == "true":
-        # Its clients' secrets are public: only this machine may ask it for tokens.
-        assert bind.split(":")[0] == "127.0.0.1"
+    # The front door runs as production, without the development issuer.
+    assert (env["FRONT_DOOR_ENVIRONMENT"], env["FRONT_DOOR_DEV_ISSUER_ENABLED"]) == ("production", "false")
+    issuer = services["dev-issuer"]
+    assert issuer["profiles"] == ["dev"], "the development issuer runs only in the dev profile"
+    # Its clients' secrets are public: only this machine may ask it for tokens.
+    (issuer_port,) = issuer["ports"]
+    assert issuer_port.startswith("127.0.0.1:")
+    assert issuer["environment"]["FRONT_DOOR_DEV_ISSUER_ENABLED"] == "true"
     for app in SERVICES:
         public_base = services[app.name]["environment"][f"{app.prefix}FHIR_BASE_URL"]
         assert public_base == env["FRONT_DOOR_FHIR_BASE_URL"], "services build fullUrls on the one base URL"
         assert (
-            services[app.name]["environment"][f"{app.prefix}AUTH_ISSUER"] == env["FRONT_DOOR_DEV_ISSUER_URL"]
+            services[app.name]["environment"][f"{app.prefix}AUTH_ISSUER"]
+            == issuer["environment"]["FRONT_DOOR_DEV_ISSUER_URL"]
         )
 
 

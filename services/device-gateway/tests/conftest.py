@@ -34,7 +34,7 @@ from relearn.shared.events.envelope import CloudEvent
 
 SENSORS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "sensors"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-DEVICE_SCOPE = "system/Device.read system/Observation.write"
+DEVICE_SCOPE = "system/Observation.write"
 
 
 def uid(prefix: str) -> str:
@@ -51,6 +51,7 @@ class Gateway:
 
     # -- tokens --------------------------------------------------------------------------------------
     def device_token(self, device: str, scope: str = DEVICE_SCOPE) -> dict[str, str]:
+        self.issuer.clients.register_device("device-gateway-dev", device)  # as an operator installs a hub
         token = self.issuer.mint("device-gateway-dev", scope, device=device)
         return {"Authorization": f"Bearer {token}"}
 

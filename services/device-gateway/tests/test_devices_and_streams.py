@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from kafka import KafkaConsumer, TopicPartition
 
 from relearn.devtools.apps import wait_for
+from relearn.shared.auth.dev_issuer import RegisteredClient
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.topics import DEVICE_RAW_BALANCE
 
@@ -75,7 +76,17 @@ def test_ingest_needs_device_credentials(gateway: Gateway, kit: Kit) -> None:
     assert resp.status_code == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     # A device token without Observation.write.
-    resp = gateway.send(frames["frames"], device, headers=gateway.device_token(device, "system/Device.read"))
+    gateway.issuer.clients.add(
+        RegisteredClient(
+            f"reader-{device}",
+            ("system/Device.read",),
+            client_secret="s",
+            device_claim=True,
+            devices=(device,),
+        )
+    )
+    reader = gateway.issuer.mint(f"reader-{device}", "system/Device.read", device=device)
+    resp = gateway.send(frames["frames"], device, headers={"Authorization": f"Bearer {reader}"})
     assert resp.status_code == 403
     assert gateway.stream(stream)["frames"] == 0
 
@@ -196,6 +207,30 @@ def test_a_device_reads_the_binding_it_sends_for(gateway: Gateway, kit: Kit) -> 
     resp = gateway.client.get(f"/streams/{stream}", headers=gateway.device_token(device))
     assert resp.status_code == 200 and resp.json()["nextSequence"] == 0
     assert gateway.client.get(f"/streams/{stream}", headers=gateway.device_token(stranger)).status_code == 404
+
+
+def test_a_device_credential_writes_nothing_but_frames(gateway: Gateway, kit: Kit) -> None:
+    """A hub's token cannot write clinical data, open or close bindings, nor read other data."""
+    hub, other = gateway.register_device(), gateway.register_device()
+    theirs = gateway.open_stream(other, patient=kit.uid("pat"))["id"]
+    mine = gateway.open_stream(hub)["id"]
+    device = {**gateway.device_token(hub), "Content-Type": "application/fhir+json"}
+    for method, url, body in [
+        ("POST", "/fhir/Device", {"resourceType": "Device", "status": "active"}),
+        ("PUT", f"/fhir/Device/{hub}", {"resourceType": "Device", "id": hub, "status": "inactive"}),
+        ("DELETE", f"/fhir/Device/{other}", None),
+        ("POST", "/streams", {"device": hub, "streamType": "emg", "patient": kit.uid("pat")}),
+        ("POST", f"/streams/{theirs}/close", None),
+        ("POST", f"/streams/{mine}/close", None),
+    ]:
+        resp = gateway.client.request(method, url, json=body, headers=device)
+        assert resp.status_code == 403, (method, url, resp.text)
+        assert "Device credentials" in _issue(resp)["diagnostics"]
+    for url in ["/fhir/Device", f"/fhir/Device/{hub}", "/streams"]:
+        assert gateway.client.get(url, headers=device).status_code == 403, url
+    assert gateway.stream(theirs)["status"] == "open" and gateway.stream(mine)["status"] == "open"
+    # Its own stream's state stays readable.
+    assert gateway.client.get(f"/streams/{mine}", headers=device).status_code == 200
 
 
 def test_the_api_is_documented(gateway: Gateway) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named 
     from conftest import Gateway, Kit
 
 EMG_CHANNEL = [{"name": "vastus-lateralis-right", "unit": "mV"}]
-DEVICE_SCOPE = "system/Device.read system/Observation.write"
+DEVICE_SCOPE = "system/Observation.write"
 UCI_CHANNELS = [{"name": f"ch{i}", "unit": "V"} for i in range(1, 9)]
 
 
@@ -194,6 +194,29 @@ def test_an_invalid_frame_refuses_the_whole_batch(gateway: Gateway, kit: Kit) ->
     assert resp.status_code == 400
 
 
+def test_sequences_are_bounded_and_ucum_counts_is_accepted(gateway: Gateway, kit: Kit) -> None:
+    _, values = kit.load_bmc_emg()
+    device, _, stream = _emg_stream(gateway, kit)
+    frames = _emg_frames(kit, values[:200], device, stream)
+    for huge in (2**70, 2**62, 2**31):
+        resp = gateway.send([{**frames[0], "sequence": huge}], device)
+        assert resp.status_code == 422, resp.text
+        assert _issues(resp)[0]["expression"] == ["frames[0].sequence"]
+    assert gateway.stream(stream)["frames"] == 0 and gateway.stream(stream)["gaps"] == []
+
+    counts = gateway.register_device()
+    raw = gateway.open_stream(counts)["id"]
+    frame = {
+        **_emg_frames(kit, values[:100], counts, raw)[0],
+        "channels": [{"name": "vastus-lateralis-right", "unit": "{counts}"}],
+        "adc": {"resolutionBits": 16},
+        "samples": [[v] for v in range(100)],
+    }
+    resp = gateway.send([frame], counts)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["results"][0]["status"] == "accepted"
+
+
 def test_a_frame_too_large_for_one_event_must_be_split(gateway: Gateway, kit: Kit) -> None:
     device = gateway.register_device()
     stream = gateway.open_stream(device)["id"]
@@ -338,6 +361,7 @@ def test_websocket_ingest_stops_at_token_expiry_unless_refreshed(gateway: Gatewa
     other = gateway.register_device()
 
     def device_token(device: str, ttl_s: int = 3600) -> str:
+        gateway.issuer.clients.register_device("device-gateway-dev", device)
         token: str = gateway.issuer.mint("device-gateway-dev", DEVICE_SCOPE, device=device, ttl_s=ttl_s)
         return token
 
@@ -409,6 +433,7 @@ def test_a_backlog_above_the_limit_is_429_and_nothing_is_stored(
     stream_id = stream.json()["id"]
     _, values = kit.load_bmc_emg()
     frames = _emg_frames(kit, values[:500], device, stream_id)
+    issuer.clients.register_device("device-gateway-dev", device)
     token = issuer.mint("device-gateway-dev", "system/Observation.write", device=device)
     dev = {"Authorization": f"Bearer {token}"}
 

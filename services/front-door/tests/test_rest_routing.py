@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,7 +55,9 @@ def door() -> Iterator[TestClient]:
 
 def test_paths_go_to_the_service_whose_openapi_lists_them(door: TestClient) -> None:
     resp = door.post(
-        "/things/7?b=2&a=1&a=3", content=b'{"x": 1}', headers={"Authorization": "Bearer t", "X-Other": "no"}
+        "/things/7?b=2&a=1&a=3",
+        content=b'{"x": 1}',
+        headers={"Authorization": "Bearer t", "X-Other": "no", "Content-Type": "application/json"},
     )
     assert resp.status_code == 200
     assert resp.json() == {
@@ -68,6 +71,42 @@ def test_paths_go_to_the_service_whose_openapi_lists_them(door: TestClient) -> N
     assert door.post("/others/1/close").json()["service"] == "beta"
     apis = {a["service"]: a for a in door.get("/apis").json()["apis"]}
     assert apis["alpha"]["paths"] == ["/things"] and apis["beta"]["paths"] == ["/others"]
+
+
+def test_header_and_url_errors_are_4xx_before_forwarding(door: TestClient) -> None:
+    """Bytes or paths the proxy cannot forward, or limits exceeded, never reach a service nor become 5xx."""
+    for header in (b"Bearer \xe9", b"Bearer  ", b"Bearer"):
+        resp = door.get("/things/1", headers={"Authorization": header})  # type: ignore[dict-item]
+        assert resp.status_code == 401, header
+        assert resp.headers["www-authenticate"].startswith("Bearer")
+        assert resp.json()["resourceType"] == "OperationOutcome"
+    for path in (
+        "/fhir/Observation/a%00b",
+        "/things/%00",
+        "/things/..%2F..%2Freadyz",
+        "/things/%2e%2e/readyz",
+    ):
+        resp = door.get(path)
+        assert resp.status_code == 400, path
+        assert resp.json()["issue"][0]["expression"] == ["path"]
+    resp = door.get("/things/1", params={"q": "x" * 40_000})
+    assert resp.status_code == 414 and resp.json()["resourceType"] == "OperationOutcome"
+    resp = door.post("/things/1", content=b'{"x": 1}', headers={"Authorization": "Bearer t"})
+    assert resp.status_code == 415
+    resp = door.post(
+        "/things/1", content=b"[" * 100 + b"]" * 100, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400 and "max_json_depth" in resp.json()["issue"][0]["diagnostics"]
+    entry = {"request": {"method": "GET", "url": "Observation/1"}}
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry] * 1001}
+    resp = door.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+    assert resp.status_code == 413 and "max_bundle_entries" in resp.json()["issue"][0]["diagnostics"]
+    big = b'{"x": "' + b"y" * (8 * 1024 * 1024) + b'"}'
+    resp = door.post("/things/1", content=big, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413
+    # A non-ASCII value of another forwarded header reaches the service as sent, not a 500.
+    resp = door.get("/things/1", headers={"Authorization": "Bearer t", "Prefer": b"x=\xe9"})  # type: ignore[dict-item]
+    assert resp.status_code == 200
 
 
 def test_a_path_two_services_claim_is_logged_and_not_routed(
@@ -87,3 +126,19 @@ def test_the_front_doors_own_paths_and_templated_segments_are_not_routed(door: T
     assert unknown.status_code == 404
     assert unknown.json()["resourceType"] == "OperationOutcome"
     assert "/nothing-here" in unknown.json()["issue"][0]["diagnostics"]
+
+
+def test_the_development_issuer_refuses_to_start_in_production(tmp_path: Path) -> None:
+    settings = Settings(upstreams={}, environment="production", dev_issuer_enabled=True)
+    with pytest.raises(ValueError, match="FRONT_DOOR_INSECURE_DEV_ISSUER_IN_PRODUCTION"):
+        create_app(settings)
+    # Without the issuer, production starts; with the loud flag, so does the issuer (and it says so).
+    create_app(Settings(upstreams={}, environment="production", dev_issuer_enabled=False))
+    loud = Settings(
+        upstreams={},
+        environment="production",
+        dev_issuer_enabled=True,
+        insecure_dev_issuer_in_production=True,
+        dev_key_dir=tmp_path,
+    )
+    assert "/auth/token" in create_app(loud).openapi()["paths"]

@@ -21,7 +21,7 @@ AUDIENCE = "relearn"
 Signer = Callable[..., str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def clients() -> ClientRegistry:
     """The registry shipped for `make run` (so the tests also prove that file is valid)."""
     shipped = files("relearn.devtools") / "dev-clients.json"

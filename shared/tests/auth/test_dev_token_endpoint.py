@@ -230,13 +230,22 @@ def test_patient_scope_needs_a_patient(http: TestClient, issuer: DevIssuer) -> N
 
 
 def test_device_claim_only_for_device_clients(http: TestClient, issuer: DevIssuer) -> None:
-    gateway = http.post(
-        TOKEN_URL,
-        data={"grant_type": "client_credentials", "scope": "system/Observation.write", "device": "board-3"},
-        headers=_basic("device-gateway-dev", "device-gateway-secret"),
-    )
+    form = {"grant_type": "client_credentials", "scope": "system/Observation.write"}
+    hub = _basic("device-gateway-dev", "device-gateway-secret")
+    gateway = http.post(TOKEN_URL, data={**form, "device": "relearn-dev-hub"}, headers=hub)
     assert gateway.status_code == 200, gateway.text
-    assert _published_verifier(issuer).verify(gateway.json()["access_token"]).device == "board-3"
+    assert _published_verifier(issuer).verify(gateway.json()["access_token"]).device == "relearn-dev-hub"
+    # Without a device parameter, the client's one registered device: never a token without the claim.
+    implied = http.post(TOKEN_URL, data=form, headers=hub)
+    assert _published_verifier(issuer).verify(implied.json()["access_token"]).device == "relearn-dev-hub"
+    # One hub's secret cannot claim another hub.
+    other = http.post(TOKEN_URL, data={**form, "device": "board-3"}, headers=hub)
+    assert other.status_code == 400
+    assert other.json()["error"] == "invalid_request"
+    assert "not registered" in other.json()["error_description"]
+    # Registering the device with the client (an operator's act) is what lets it claim it.
+    issuer.clients.register_device("device-gateway-dev", "board-3")
+    assert http.post(TOKEN_URL, data={**form, "device": "board-3"}, headers=hub).status_code == 200
 
     ehr = http.post(
         TOKEN_URL,

@@ -8,17 +8,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from joserfc import jwt
-from joserfc.jwk import ECKey, OctKey
+from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
 from relearn.shared.auth.keys import JwksCache, load_jwks
 from relearn.shared.auth.scopes import Scope
 from relearn.shared.auth.tokens import JwtVerifier, verifier_from_settings
-from relearn.shared.fhir.errors import Unauthorized
+from relearn.shared.fhir.errors import FhirError, Unauthorized
 from relearn.shared.settings import ServiceSettings
 
 from .conftest import AUDIENCE, ISSUER, Signer
@@ -53,13 +54,13 @@ def _rejected(verifier: JwtVerifier, token: str) -> Unauthorized:
 
 
 def test_valid_token_becomes_the_principal(issuer: DevIssuer, verifier: JwtVerifier) -> None:
-    token = issuer.mint("device-gateway-dev", "system/Device.read system/Observation.write", device="emg-7")
+    token = issuer.mint("relearn-dev", "system/Device.read system/Observation.write")
 
     principal = verifier.verify(token)
 
-    assert principal.subject == "device-gateway-dev"
-    assert principal.client_id == "device-gateway-dev"
-    assert principal.device == "emg-7"
+    assert principal.subject == "relearn-dev"
+    assert principal.client_id == "relearn-dev"
+    assert principal.device is None
     assert principal.patient is None
     assert principal.scopes == {
         Scope("system", "Device", read=True, write=False),
@@ -67,6 +68,19 @@ def test_valid_token_becomes_the_principal(issuer: DevIssuer, verifier: JwtVerif
     }
     assert principal.allows("Observation", "write")
     assert not principal.allows("Observation", "read")
+
+
+def test_a_device_token_grants_ingest_only(issuer: DevIssuer, verifier: JwtVerifier) -> None:
+    """Whatever scopes a device credential lists, it reads and writes nothing but its frames."""
+    principal = verifier.verify(issuer.mint("device-gateway-dev", "system/Observation.write"))
+
+    assert principal.device == "relearn-dev-hub"  # the device the client was registered with
+    assert principal.may_ingest()
+    assert not principal.allows("Observation", "write")
+    with pytest.raises(FhirError) as refused:
+        principal.require("Observation", "write")
+    assert refused.value.status_code == 403
+    assert "Device credentials" in str(refused.value)
 
 
 def test_the_principal_carries_the_token_expiry(sign: Signer, verifier: JwtVerifier) -> None:
@@ -252,3 +266,40 @@ def test_verifier_from_settings(issuer: DevIssuer) -> None:
 
     with pytest.raises(ValueError, match="AUTH_JWKS"):
         verifier_from_settings(ServiceSettings(auth_jwks="", environment="production"))
+
+
+def test_production_verifies_tokens_of_the_external_issuers_jwks(issuer: DevIssuer) -> None:
+    """In production the keys come from the configured identity provider's jwks_uri, nothing else."""
+    idp_key = RSAKey.generate_key(2048, auto_kid=True)
+    public = {**idp_key.as_dict(private=False), "kid": idp_key.kid, "use": "sig", "alg": "RS256"}
+    fetched: list[str] = []
+
+    def jwks_endpoint(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return httpx.Response(200, json={"keys": [public]})
+
+    settings = ServiceSettings(
+        environment="production",
+        auth_jwks="https://idp.clinic.example/.well-known/jwks.json",
+        auth_issuer="https://idp.clinic.example",
+        auth_audience="relearn",
+    )
+    client = httpx.Client(transport=httpx.MockTransport(jwks_endpoint))
+    verifier = verifier_from_settings(settings, client=client)
+    now = int(time.time())
+    claims = {
+        "iss": "https://idp.clinic.example",
+        "aud": "relearn",
+        "sub": "ehr-1",
+        "exp": now + 300,
+        "iat": now,
+        "scope": "system/Observation.read",
+    }
+    token = jwt.encode({"alg": "RS256", "kid": idp_key.kid}, claims, idp_key, algorithms=["RS256"])
+    principal = verifier.verify(token)
+    assert principal.subject == "ehr-1" and principal.allows("Observation", "read")
+    assert fetched == ["https://idp.clinic.example/.well-known/jwks.json"]
+    # The development issuer's tokens are not accepted there, even with the right claims.
+    dev = issuer.mint("relearn-dev", "system/*.*")
+    with pytest.raises(Unauthorized):
+        verifier.verify(dev)

@@ -30,9 +30,11 @@ from relearn.shared.fhir.capability import capability_statement
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.errors import Unauthorized
 from relearn.shared.fhir.handlers import install_error_handlers
+from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.r4_search import OBSERVATION_PARAMS, PATIENT_PARAMS
 from relearn.shared.fhir.routes import fhir_router
 from relearn.shared.fhir.store import FhirStore
+from relearn.shared.guard import GuardLimits, RequestGuard
 
 PUBLIC_BASE = "https://fhir.example.org/r4"
 R4_EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fhir-examples" / "R4"
@@ -135,12 +137,15 @@ class Api:
         return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
 
 
-def build_app(url: str) -> tuple[FastAPI, FhirStore, Engine]:
+def build_app(
+    url: str, *, guard: GuardLimits | None = None, limits: FhirLimits | None = None
+) -> tuple[FastAPI, FhirStore, Engine]:
     engine = make_engine(url)
     SQLModel.metadata.create_all(engine)
-    store = FhirStore(base_url=PUBLIC_BASE)
+    store = FhirStore(base_url=PUBLIC_BASE, limits=limits or FhirLimits())
     app = FastAPI()
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, limits=guard)  # as create_service_app installs it
     capability = capability_statement(
         [OBSERVATION, PATIENT],
         base_url=PUBLIC_BASE,

@@ -100,3 +100,41 @@ def test_a_token_is_required(api: Api) -> None:
     assert api.json(r)["issue"][0]["code"] == "login"
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert api.get("/fhir/Observation", token="not-a-known-token").status_code == 401
+
+
+def test_a_deleted_resource_of_another_patient_cannot_be_taken_over(api: Api) -> None:
+    """The compartment of a deleted id is that of its last content: no PUT over it, no history leak."""
+    theirs = api.create(api.observation("b"))
+    secret = {**theirs, "note": [{"text": "b's private note"}]}
+    assert api.call("PUT", f"/fhir/Observation/{theirs['id']}", body=secret).status_code == 200
+    assert api.call("DELETE", f"/fhir/Observation/{theirs['id']}").status_code == 204
+
+    takeover = {**api.observation("a"), "id": theirs["id"]}
+    resp = api.call("PUT", f"/fhir/Observation/{theirs['id']}", body=takeover, token="pat-a-rw")
+    assert resp.status_code == 403
+    # Conditional update naming the deleted id in the body (no match) is the same write.
+    resp = api.call("PUT", "/fhir/Observation", body=takeover, token="pat-a-rw", params={"_id": theirs["id"]})
+    assert resp.status_code == 403
+    # Nothing was written: still deleted, and a's tokens see none of its versions.
+    assert api.get(f"/fhir/Observation/{theirs['id']}").status_code == 410
+    assert api.get(f"/fhir/Observation/{theirs['id']}/_history", token="pat-a").status_code == 404
+    history = api.json(api.get("/fhir/Observation/_history", token="pat-a", params={"_count": "1000"}))
+    assert theirs["id"] not in {e.get("resource", {}).get("id") for e in history.get("entry", [])}
+    assert "b's private note" not in api.get("/fhir/Observation/_history", token="pat-a").text
+
+
+def test_history_shows_only_the_versions_in_the_patients_compartment(api: Api) -> None:
+    """A resource moved from b to a: a sees its own versions, not b's earlier ones (as vread does)."""
+    moved = api.create({**api.observation("b"), "note": [{"text": "b's version"}]})
+    now_a = {**moved, "subject": {"reference": "Patient/a"}, "note": [{"text": "a's version"}]}
+    assert api.call("PUT", f"/fhir/Observation/{moved['id']}", body=now_a).status_code == 200
+
+    instance = api.json(api.get(f"/fhir/Observation/{moved['id']}/_history", token="pat-a"))
+    assert [e["resource"]["meta"]["versionId"] for e in instance["entry"]] == ["2"]
+    assert instance["total"] == 1
+    typed = api.get("/fhir/Observation/_history", token="pat-a", params={"_count": "1000"})
+    assert "a's version" in typed.text and "b's version" not in typed.text
+    assert api.get(f"/fhir/Observation/{moved['id']}/_history/1", token="pat-a").status_code == 404
+    # The system token still sees both.
+    everything = api.json(api.get(f"/fhir/Observation/{moved['id']}/_history"))
+    assert len(everything["entry"]) == 2

@@ -20,20 +20,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.tokens import verifier_from_settings
 from relearn.shared.db import make_engine
+from relearn.shared.deadline import DeadlineMiddleware
 from relearn.shared.events.kafka import broker_reachable
 from relearn.shared.fhir.capability import capability_statement
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.handlers import install_error_handlers
+from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.routes import fhir_router
 from relearn.shared.fhir.store import FhirStore, WriteHook
+from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.health import BrokerProbe, health_router
 from relearn.shared.logging import bound_context, configure_logging
+from relearn.shared.openapi import install_error_docs
 from relearn.shared.settings import ServiceSettings
 from relearn.shared.workers import WorkerFactory, Workers
 
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID = b"x-request-id"
+# Answered without a token (docs/api.md).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/fhir/metadata"})
 
 
 class RequestIdMiddleware:
@@ -82,11 +88,13 @@ def create_service_app(
     engine: Engine | None = None,
     token_verifier: TokenVerifier | None = None,
     version: str = "0.1.0",
+    body_limits: Sequence[tuple[str, int]] = (),
 ) -> FastAPI:
     """Build a service app; ``engine``/``token_verifier`` may be injected by tests.
 
     ``startup`` callables run once the engine exists, before requests are served (e.g. to
-    publish reference data such as a CodeSystem).
+    publish reference data such as a CodeSystem). ``body_limits`` (path prefix, bytes) raise or
+    lower ``settings.max_body_bytes`` for some routes (ingest).
     """
     configure_logging(settings.service_name, settings.log_level)
 
@@ -114,10 +122,14 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
 
+    # Inside the request id: refusals carry X-Request-ID too.
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_deadline_s)
+    app.add_middleware(RequestGuard, limits=settings_limits(settings, body_limits))
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    install_error_docs(app, open_paths=OPEN_PATHS)
     return app
 
 
@@ -128,7 +140,7 @@ def fhir_store(
     hooks: Sequence[Callable[[FhirStore], WriteHook]] = (),
 ) -> FhirStore:
     """The store for the types a service owns, with its write hooks (routes and consumers share it)."""
-    store = FhirStore(base_url=settings.fhir_base_url)
+    store = FhirStore(base_url=settings.fhir_base_url, limits=FhirLimits.from_settings(settings))
     for rdef in definitions:
         store.register(rdef)
     store.write_hooks.extend(make(store) for make in hooks)

@@ -14,6 +14,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+from relearn.shared.deadline import check_deadline
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the service's engine; SQLite gets WAL, foreign keys and a busy timeout."""
@@ -44,10 +46,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+    """One unit of work: commit on success, roll back on any error (or when the request's deadline passed)."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
+            check_deadline()  # work that outlived its request is not committed: the client was told 503
             session.commit()
         except BaseException:
             session.rollback()

@@ -50,6 +50,19 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Work of a request still running after this many seconds is rolled back (503 + Retry-After), so the
+    # front door's upstream timeout (30 s), which must be longer, never hides a commit.
+    request_deadline_s: float = Field(default=25.0, gt=0, le=600)
+
+    # Input limits (docs/api.md, "Limits"): each refused with a 4xx OperationOutcome naming it.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="request body (413)")
+    max_json_depth: int = Field(default=64, ge=8, le=512, description="JSON nesting (400)")
+    max_query_bytes: int = Field(default=32 * 1024, ge=1024, description="query string (414)")
+    max_bundle_entries: int = Field(default=1000, ge=1, description="entries of a batch/transaction (413)")
+    max_search_params: int = Field(default=50, ge=1, description="parameters of one search (400)")
+    max_search_values: int = Field(default=100, ge=1, description="values of one search parameter (400)")
+    max_page_offset: int = Field(default=100_000, ge=0, description="paging offset (400)")
+
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file ``var/<service>.db``."""
         if self.database_url:

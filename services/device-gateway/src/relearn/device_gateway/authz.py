@@ -2,12 +2,16 @@
 
 Device credentials: a device or a clinic hub holds a token with a ``device`` claim and
 ``system/Observation.write``. It may push frames for ``deviceId`` == its claim, or for a Device (FHIR, in this
-service's store) whose ``parent`` is ``Device/<claim>`` (a sensor carried by the hub). A token without a
-device claim cannot ingest.
+service's store) whose ``parent`` is ``Device/<claim>`` (a sensor carried by the hub), and read the bindings
+of those devices (``GET /streams/{id}``, to resume after a reconnect). Nothing else: every FHIR or domain
+read and write with a device credential is 403 (:class:`Principal` grants it nothing), so a hub cannot
+write clinical data, open or close bindings, or read other patients' data. A token without a device claim
+cannot ingest.
 
-Stream bindings are set up by clinicians' apps and EHRs: ``user/`` or ``system/`` ``Observation.write`` to
-create or close, ``Observation.read`` to read; a ``patient/`` token reads only its own patient's streams. A
-device token may also read the bindings of the devices it may push for (to resume after a reconnect).
+Stream bindings are a clinician's act: a clinician's app or an EHR (``user/`` or ``system/``
+``Observation.write``) opens and closes them, naming the patient and the session's Encounter; devices only
+send frames to a binding that exists. ``Observation.read`` reads bindings; a ``patient/`` token reads only
+its own patient's streams.
 """
 
 from __future__ import annotations
@@ -45,7 +49,10 @@ def require_device_credentials(principal: Principal) -> str:
     """The device claim of an ingest token (403 without one, or without Observation write)."""
     if not principal.device:
         raise Forbidden("Ingest needs device credentials: a token with a 'device' claim")
-    principal.require("Observation", "write")
+    if not principal.may_ingest():
+        raise Forbidden(
+            f"Token scopes '{principal.raw_scope}' do not allow sending frames (Observation write)"
+        )
     return principal.device
 
 
@@ -86,8 +93,8 @@ def stream_reader_patient(principal: Principal) -> str | None:
 def readable_stream(session: Session, principal: Principal, stream_id: str) -> StreamRecord:
     """The binding if the caller may read it; 404 when unknown or outside the caller's patient."""
     row = session.get(StreamRecord, stream_id)
-    if principal.device and not principal.allows("Observation", "read"):
-        principal.require("Observation", "write")
+    if principal.device:
+        require_device_credentials(principal)
         if row is None or not may_push_for(session, principal.device, row.device_id):
             raise NotFound(f"stream {stream_id} is not known")
         return row

@@ -26,6 +26,8 @@ class Settings(ServiceSettings):
     ingest_max_event_bytes: int = Field(default=900_000, ge=1_000)
     # Most frames in one POST /ingest/frames (or one WebSocket message).
     ingest_max_frames: int = Field(default=1_000, ge=1)
+    # Largest POST /ingest/... body (413); other routes take max_body_bytes.
+    ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
     # Live biofeedback display rate (updates per second per stream; at least 20).
     biofeedback_rate_hz: float = Field(default=25.0, ge=20, le=200)

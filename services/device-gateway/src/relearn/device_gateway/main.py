@@ -76,6 +76,7 @@ def create_app(
         consumers=consumers,
         startup=[patients.bind, partial(publish_code_systems, store), *startup],
         engine=engine,
+        body_limits=[("/ingest/", settings.ingest_max_body_bytes)],
         token_verifier=token_verifier,
     )
     app.state.ingestor = ingestor

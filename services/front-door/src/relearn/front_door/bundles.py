@@ -49,7 +49,7 @@ class BundleRouter:
         check_response_format(request)
         check_body_type(request)
         body = await request.body()
-        parsed = parse_bundle(body, self.up.base_url)
+        parsed = parse_bundle(body, self.up.base_url, max_entries=request.app.state.max_bundle_entries)
         raw_entries: list[Any] = jsontext.loads(body).get("entry", [])
         headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_HEADERS}
         headers["content-type"] = FHIR_JSON

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     )
     websocket_open_timeout_s: float = 10.0
     websocket_max_message_bytes: int = 16 * 1024 * 1024
+    # development | test | production. In production the development issuer refuses to start (its clients'
+    # secrets are public) unless insecure_dev_issuer_in_production is set, loudly, on purpose.
+    environment: str = "development"
+    insecure_dev_issuer_in_production: bool = False
     # Development token issuer (client-credentials) for the local run; off in production.
     dev_issuer_enabled: bool = True
     dev_issuer_url: str = "http://127.0.0.1:8080/auth"
@@ -45,6 +49,25 @@ class Settings(BaseSettings):
     dev_clients_file: Path | None = None
     auth_audience: str = "relearn"
     log_level: str = "INFO"
+
+    # Input limits (docs/api.md, "Limits"), checked before anything is forwarded; the services check them too.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+    max_query_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_bundle_entries: int = Field(default=1000, ge=1)
+
+    def check_dev_issuer(self) -> None:
+        """Refuse to run the development issuer in production without the explicit, loudly named flag."""
+        production = self.environment == "production"
+        if self.dev_issuer_enabled and production and not self.insecure_dev_issuer_in_production:
+            raise ValueError(
+                "FRONT_DOOR_DEV_ISSUER_ENABLED is on while FRONT_DOOR_ENVIRONMENT=production: the "
+                "development issuer mints every scope for clients whose secrets are public. Use the "
+                "clinic's identity provider (services' *_AUTH_JWKS / *_AUTH_ISSUER) and "
+                "FRONT_DOOR_DEV_ISSUER_ENABLED=false; to run it anyway, set "
+                "FRONT_DOOR_INSECURE_DEV_ISSUER_IN_PRODUCTION=true."
+            )
 
     @field_validator("websocket_routes", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ going around it. Under ``make run`` it also hosts the development token issuer.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,7 +37,9 @@ from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
 from relearn.shared.fhir.errors import FhirError, NotFound
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
+from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.logging import configure_logging
+from relearn.shared.openapi import install_error_docs
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -208,6 +211,12 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     """Build the front door; tests may pass an ``httpx.AsyncClient`` wired to in-process services."""
     settings = settings or Settings()
     configure_logging("front-door", settings.log_level)
+    settings.check_dev_issuer()
+    if settings.dev_issuer_enabled and settings.environment == "production":
+        logging.getLogger(__name__).warning(
+            "INSECURE: the development token issuer runs in production "
+            "(FRONT_DOOR_INSECURE_DEV_ISSUER_IN_PRODUCTION=true): anyone reaching it can mint every scope"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -234,6 +243,11 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.max_bundle_entries = settings.max_bundle_entries
+    app.add_middleware(
+        RequestGuard,
+        limits=settings_limits(settings, [("/ingest/", settings.ingest_max_body_bytes)]),
+    )
     own = [_health_routes(), _fhir_routes(settings)]
     if settings.dev_issuer_enabled:
         own.append(dev_token_router(DevIssuer.from_settings(settings)))
@@ -243,4 +257,9 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     # Paths the front door answers itself (and FastAPI's /docs, /openapi.json) are never routed.
     reserved = _own_segments([*app.routes, *(route for router in own for route in router.routes)])
     app.include_router(_passthrough_routes(settings))
+    install_error_docs(
+        app,
+        open_paths={"/healthz", "/readyz", "/fhir/metadata", "/apis", "/apis/{service}/openapi.json"},
+        other_errors={"/auth/token", "/auth/jwks.json", "/.well-known/smart-configuration"},
+    )
     return app

@@ -34,8 +34,14 @@ _RESPONSE_HEADERS = (
 )
 
 
+def _raw_headers(request: Request, names: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """The headers to pass on, as the bytes that came (a non-ASCII value must not fail the proxy)."""
+    wanted = {n.encode() for n in names}
+    return [(k, v) for k, v in request.headers.raw if k.lower() in wanted]
+
+
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
-    headers = {k: v for k, v in request.headers.items() if k.lower() in _REQUEST_HEADERS}
+    headers = _raw_headers(request, _REQUEST_HEADERS)
     url = f"{upstream}{request.url.path}"
     try:
         resp = await client.request(
@@ -80,7 +86,7 @@ async def forward_rest(
     client: httpx.AsyncClient, upstream: str, service: str, request: Request, timeout_s: float
 ) -> Response:
     """Forward a REST request as it came: method, path, raw query, headers, body streamed to the service."""
-    headers = {k: v for k, v in request.headers.items() if k.lower() in _REST_REQUEST_HEADERS}
+    headers = _raw_headers(request, _REST_REQUEST_HEADERS)
     url = f"{upstream}{request.url.path}"
     if request.url.query:
         url = f"{url}?{request.url.query}"

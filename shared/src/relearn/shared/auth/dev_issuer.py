@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote_plus
@@ -117,8 +117,9 @@ class RegisteredClient:
     """A client allowed to use the client-credentials grant.
 
     ``allowed_scopes`` are SMART scope patterns a requested scope must fall within
-    (``system/*.*`` covers ``system/Observation.read``); ``device_claim`` lets the client
-    put a ``device`` claim in its tokens (device gateways).
+    (``system/*.*`` covers ``system/Observation.read``); ``device_claim`` makes it a device client
+    (a clinic hub): every token it gets carries a ``device`` claim, one of the ``devices`` it was
+    registered with, so one hub's secret cannot impersonate another hub.
     """
 
     client_id: str
@@ -126,6 +127,7 @@ class RegisteredClient:
     client_secret: str | None = field(default=None, repr=False)
     client_secret_hash: str | None = field(default=None, repr=False)
     device_claim: bool = False
+    devices: tuple[str, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -136,6 +138,37 @@ class RegisteredClient:
         for pattern in self.allowed_scopes:
             if Scope.parse(pattern) is None and "/" in pattern:
                 raise ValueError(f"Client {self.client_id!r}: {pattern!r} is not a SMART scope")
+        if self.devices and not self.device_claim:
+            raise ValueError(f"Client {self.client_id!r}: 'devices' needs device_claim")
+        for device in self.devices:
+            if not _FHIR_ID.match(device):
+                raise ValueError(f"Client {self.client_id!r}: device {device!r} is not a FHIR id")
+
+    def device_for(self, requested: str | None) -> str | None:
+        """The ``device`` claim a token for this client carries, or :class:`TokenRequestError`.
+
+        A device client always gets one, among the devices it was registered with (the only one
+        when it has one and none is asked for); other clients never do.
+        """
+        if not self.device_claim:
+            if requested is not None:
+                raise TokenRequestError(
+                    "invalid_request", f"Client {self.client_id!r} may not carry a 'device' claim"
+                )
+            return None
+        if requested is None:
+            if len(self.devices) == 1:
+                return self.devices[0]
+            raise TokenRequestError(
+                "invalid_request",
+                f"Client {self.client_id!r} is a device client: give 'device' (a registered device id)",
+            )
+        if requested not in self.devices:
+            raise TokenRequestError(
+                "invalid_request",
+                f"Device {requested!r} is not registered to client {self.client_id!r}",
+            )
+        return requested
 
     def check_secret(self, secret: str) -> bool:
         """Constant-time check of a presented secret."""
@@ -168,13 +201,9 @@ class RegisteredClient:
             )
         if patient is not None and not _FHIR_ID.match(patient):
             raise TokenRequestError("invalid_request", "'patient' must be a FHIR resource id")
-        if device is not None:
-            if not self.device_claim:
-                raise TokenRequestError(
-                    "invalid_request", f"Client {self.client_id!r} may not carry a 'device' claim"
-                )
-            if not _FHIR_ID.match(device):
-                raise TokenRequestError("invalid_request", "'device' must be a FHIR resource id")
+        if device is not None and not _FHIR_ID.match(device):
+            raise TokenRequestError("invalid_request", "'device' must be a FHIR resource id")
+        self.device_for(device)
         return " ".join(requested)
 
 
@@ -182,7 +211,9 @@ class ClientRegistry:
     """The registered clients, usually loaded from a JSON file::
 
         {"clients": [{"client_id": "ehr-demo", "client_secret_hash": "pbkdf2_sha256$...",
-                      "scope": "system/*.read", "device_claim": false, "description": "..."}]}
+                      "scope": "system/*.read", "device_claim": false, "description": "..."},
+                     {"client_id": "hub-1", "client_secret": "...", "scope": "system/Observation.write",
+                      "device_claim": true, "devices": ["hub-1"]}]}
 
     A client has ``client_secret`` (a plain development secret) or ``client_secret_hash``
     (from :func:`hash_secret`).
@@ -204,6 +235,9 @@ class ClientRegistry:
         clients = []
         for entry in entries:
             scope = entry.get("scope", "")
+            devices = entry.get("devices", [])
+            if not isinstance(devices, list):
+                raise ValueError(f"Client {entry.get('client_id')!r}: 'devices' is a list of Device ids")
             clients.append(
                 RegisteredClient(
                     client_id=str(entry["client_id"]),
@@ -211,6 +245,7 @@ class ClientRegistry:
                     client_secret=entry.get("client_secret"),
                     client_secret_hash=entry.get("client_secret_hash"),
                     device_claim=bool(entry.get("device_claim", False)),
+                    devices=tuple(str(d) for d in devices),
                     description=str(entry.get("description", "")),
                 )
             )
@@ -220,6 +255,22 @@ class ClientRegistry:
     def from_file(cls, path: Path | str) -> ClientRegistry:
         """Load the registry from a JSON file."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def add(self, client: RegisteredClient) -> None:
+        """Register one more client (at runtime: tests, an operator's tooling)."""
+        if client.client_id in self._clients:
+            raise ValueError(f"Client {client.client_id!r} is registered twice")
+        self._clients[client.client_id] = client
+
+    def register_device(self, client_id: str, device: str) -> RegisteredClient:
+        """Bind one more device id to a device client (what an operator does when installing a hub)."""
+        client = self._clients.get(client_id)
+        if client is None or not client.device_claim:
+            raise ValueError(f"{client_id!r} is not a registered device client")
+        if device not in client.devices:
+            client = replace(client, devices=(*client.devices, device))
+            self._clients[client_id] = client
+        return client
 
     def __iter__(self) -> Iterator[RegisteredClient]:
         return iter(self._clients.values())
@@ -448,6 +499,7 @@ class DevIssuer:
         if client is None:
             raise _invalid_client()
         granted = client.grant(scope, patient=patient, device=device)
+        device = client.device_for(device)
         ttl = self.default_ttl_s if ttl_s is None else ttl_s
         now = int(self._clock())
         claims: dict[str, Any] = {

@@ -33,7 +33,20 @@ class Principal:
         left = self.seconds_left(now)
         return left is not None and left <= 0
 
+    @property
+    def is_device(self) -> bool:
+        """A device credential (a token with a ``device`` claim): a hub or sensor, not a person or system."""
+        return self.device is not None
+
+    def may_ingest(self) -> bool:
+        """Whether this is a device credential allowed to send frames (``Observation`` write scope)."""
+        return self.is_device and any(s.grants("Observation", "write") for s in self.scopes)
+
     def _grants(self, resource_type: str, access: Access) -> list[Scope]:
+        # Device credentials carry only what ingest needs (frames, their own streams' state, checked by
+        # the device gateway itself): no FHIR or domain read or write, whatever scopes the token lists.
+        if self.is_device:
+            return []
         return [s for s in self.scopes if s.grants(resource_type, access)]
 
     def allows(self, resource_type: str, access: Access) -> bool:
@@ -41,6 +54,11 @@ class Principal:
 
     def require(self, resource_type: str, access: Access) -> None:
         """Raise 403 unless some scope grants ``access`` on ``resource_type``."""
+        if self.is_device:
+            raise Forbidden(
+                f"Device credentials (Device/{self.device}) may only send frames to /ingest and read their "
+                f"own streams; {access} on {resource_type} needs a user or system token",
+            )
         if not self.allows(resource_type, access):
             raise Forbidden(
                 f"Token scopes '{self.raw_scope}' do not allow {access} on {resource_type}",

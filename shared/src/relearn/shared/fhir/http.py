@@ -96,9 +96,10 @@ def parse_if_match(header: str | None, expression: str = "If-Match") -> int | No
     if header is None:
         return None
     m = _ETAG.match(header.strip())
-    if not m:
+    if not m or len(m.group(1)) > 10 or int(m.group(1)) > 2**31 - 1:
         raise InvalidRequest(
-            f'If-Match must look like W/"<versionId>", got {header!r}', expression=expression
+            f'If-Match must look like W/"<versionId>" (a version id up to 2^31-1), got {header[:60]!r}',
+            expression=expression,
         )
     return int(m.group(1))
 
@@ -110,7 +111,7 @@ def not_modified(header: str | None, stored: StoredResource) -> bool:
     for tag in header.split(","):
         tag = tag.strip()
         m = _ETAG.match(tag)
-        if tag == "*" or (m is not None and int(m.group(1)) == stored.version_id):
+        if tag == "*" or (m is not None and len(m.group(1)) <= 10 and int(m.group(1)) == stored.version_id):
             return True
     return False
 

@@ -45,6 +45,7 @@ from relearn.shared.fhir.http import (
     resource_headers,
     search_params,
 )
+from relearn.shared.fhir.limits import MAX_INT32, bounded_int
 from relearn.shared.fhir.response import FhirResponse, RawJson
 from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM, Handling
 from relearn.shared.fhir.store import FhirStore, StoredResource
@@ -195,10 +196,11 @@ class TypeApi:
         )
 
     def vread_op(self, session: Session, principal: Principal, id: str, vid: str) -> StoredResource:
-        if not vid.isdigit():
+        if not vid.isascii() or not vid.isdigit():
             raise NotFound(f"{self.type}/{id} has no version {vid!r}")
+        version = bounded_int("vid", vid, MAX_INT32)
         restriction = self.restriction(principal, "read")
-        return self.store.vread(session, self.rdef, id, int(vid), patient_restriction=restriction)
+        return self.store.vread(session, self.rdef, id, version, patient_restriction=restriction)
 
     def search_op(
         self,
@@ -226,8 +228,8 @@ class TypeApi:
     ) -> str:
         """The history Bundle text (``q``: ``_count``, ``_since`` and the paging offset)."""
         restriction = self.restriction(principal, "read")
-        count = min(_int_param(q.get("_count"), "_count", DEFAULT_COUNT), MAX_COUNT)
-        offset = _int_param(q.get(OFFSET_PARAM), OFFSET_PARAM, 0)
+        count = min(_int_param(q.get("_count"), "_count", DEFAULT_COUNT, MAX_INT32), MAX_COUNT)
+        offset = _int_param(q.get(OFFSET_PARAM), OFFSET_PARAM, 0, self.store.limits.max_page_offset)
         since = None
         if q.get("_since"):
             rng = date_range(q["_since"])
@@ -470,12 +472,10 @@ class Written:
     body: bool = True
 
 
-def _int_param(value: str | None, name: str, default: int) -> int:
+def _int_param(value: str | None, name: str, default: int, maximum: int) -> int:
     if value is None:
         return default
-    if not value.isdigit():
-        raise InvalidRequest(f"{name} must be a non-negative integer", expression=name)
-    return int(value)
+    return bounded_int(name, value, maximum)
 
 
 # Query parameters that only shape the response; a POST create carrying only these is unconditional.

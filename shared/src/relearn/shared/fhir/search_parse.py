@@ -18,6 +18,7 @@ from relearn.shared.fhir.dates import date_range
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.errors import InvalidRequest
 from relearn.shared.fhir.indexing import clip, parse_reference
+from relearn.shared.fhir.limits import MAX_INT32, FhirLimits, bounded_int
 from relearn.shared.fhir.search_params import CONTROL_PARAMS, MODIFIERS
 from relearn.shared.fhir.validation import ID_PATTERN
 
@@ -30,6 +31,7 @@ MAX_COUNT = 1000
 OFFSET_PARAM = "_getpagesoffset"
 SUMMARY_MODES = ("count", "true", "text", "data", "false")
 
+_MAX_DOUBLE = Decimal("1.7976931348623157e308")
 _PREFIXED = re.compile(r"^(eq|ne|lt|le|gt|ge|sa|eb|ap)(?=[-+0-9.])")
 
 
@@ -157,7 +159,9 @@ class _Parser:
         handling: Handling,
         registry: Mapping[str, ResourceDefinition],
         base_url: str | None,
+        limits: FhirLimits,
     ) -> None:
+        self.limits = limits
         self.rdef = rdef
         self.handling = handling
         self.registry = registry
@@ -169,7 +173,28 @@ class _Parser:
             raise InvalidRequest(f"{why} (Prefer: handling=strict)", expression=name)
         self.query.ignored.append(f"{name}={value}")
 
+    def _check_size(self, params: Sequence[tuple[str, str]]) -> None:
+        """400 before any parsing for too many parameters, or too many values of one (they become SQL)."""
+        limits = self.limits
+        if len(params) > limits.max_search_params:
+            raise InvalidRequest(
+                f"{len(params)} search parameters; at most {limits.max_search_params} (max_search_params)",
+                expression="query",
+                issue_code="too-costly",
+            )
+        values: dict[str, int] = {}
+        for raw_name, value in params:
+            name = raw_name.partition(":")[0]
+            values[name] = values.get(name, 0) + value.count(",") + 1
+            if values[name] > limits.max_search_values:
+                raise InvalidRequest(
+                    f"More than {limits.max_search_values} values of '{name}' (max_search_values)",
+                    expression=name,
+                    issue_code="too-costly",
+                )
+
     def parse(self, params: Sequence[tuple[str, str]]) -> SearchQuery:
+        self._check_size(params)
         for raw_name, value in params:
             name, _, modifier = raw_name.partition(":")
             if name in CONTROL_PARAMS:
@@ -191,9 +216,9 @@ class _Parser:
     def _control(self, name: str, value: str) -> bool:
         q = self.query
         if name == "_count":
-            q.count = min(_non_negative_int(name, value), MAX_COUNT)
+            q.count = min(bounded_int(name, value, MAX_INT32), MAX_COUNT)
         elif name == OFFSET_PARAM:
-            q.offset = _non_negative_int(name, value)
+            q.offset = bounded_int(name, value, self.limits.max_page_offset, limit_name="max_page_offset")
         elif name == "_sort":
             return self._sort(value)
         elif name in ("_include", "_revinclude"):
@@ -311,12 +336,6 @@ class _Parser:
         return ReferenceValue(parsed.target_type, parsed.target_id, parsed.url)
 
 
-def _non_negative_int(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise InvalidRequest(f"{name} must be a non-negative integer", expression=name)
-    return int(value)
-
-
 def _token(text: str) -> TokenValue:
     parts = split_unescaped(text, "|")
     if len(parts) == 1:
@@ -349,7 +368,7 @@ def _number(name: str, text: str, *, quantity: bool) -> NumberValue:
         dec = Decimal(num)
     except InvalidOperation:
         raise InvalidRequest(f"'{text}' is not a valid number for '{name}'", expression=name) from None
-    if not dec.is_finite():
+    if not dec.is_finite() or abs(dec) > _MAX_DOUBLE:
         raise InvalidRequest(f"'{text}' is not a finite number", expression=name)
     half = Decimal(5).scaleb(int(dec.as_tuple().exponent) - 1)
     system = parts[1] or None if len(parts) == 3 else None
@@ -364,6 +383,8 @@ def parse_search(
     handling: Handling = "lenient",
     registry: Mapping[str, ResourceDefinition] | None = None,
     base_url: str | None = None,
+    limits: FhirLimits | None = None,
 ) -> SearchQuery:
     """Parse ``(name, value)`` pairs (query string order) for a search on ``rdef.type``."""
-    return _Parser(rdef, handling, registry or {rdef.type: rdef}, base_url).parse(params)
+    parser = _Parser(rdef, handling, registry or {rdef.type: rdef}, base_url, limits or FhirLimits())
+    return parser.parse(params)

@@ -33,6 +33,7 @@ from relearn.shared.fhir.errors import (
 )
 from relearn.shared.fhir.includes import fetch_included
 from relearn.shared.fhir.indexing import Indexer, IndexRows
+from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.records import (
     ChangeKind,
     HistoryResult,
@@ -76,6 +77,7 @@ class FhirStore:
     definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
     base_url: str | None = None
     write_hooks: list[WriteHook] = field(default_factory=list)
+    limits: FhirLimits = field(default_factory=FhirLimits)
 
     def __post_init__(self) -> None:
         self.indexer = Indexer(self.base_url)
@@ -127,8 +129,14 @@ class FhirStore:
             raise PreconditionFailed(f"If-Match version {if_match} failed: {rdef.type}/{id} {have}")
         if cur is None:
             return self._write_new(session, rdef, id, resource, "PUT", patient_restriction)
-        if patient_restriction is not None and not cur.deleted:
-            self._require_compartment(rdef, jsontext.loads(cur.text), patient_restriction)
+        if patient_restriction is not None:
+            # A deleted id still belongs to whoever's it was: the last content decides, so a patient
+            # token cannot take over (and then read the history of) another patient's deleted resource.
+            previous = self._last_content(session, rdef.type, id, cur.version_id + 1)
+            if previous:
+                self._require_compartment(rdef, jsontext.loads(previous), patient_restriction)
+        if patient_restriction is not None:
+            self._early_compartment(rdef, {**resource, "id": id}, patient_restriction)
         prepared, stored = self._prepare(rdef, id, resource, cur.version_id + 1, cur.last_updated, "PUT")
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
@@ -233,7 +241,8 @@ class FhirStore:
         """Versions newest first, of one resource (``id``) or of the whole type.
 
         With a patient restriction, type history lists only resources currently in the
-        patient's compartment; an instance outside it is 404.
+        patient's compartment; an instance outside it is 404; and of those, only the versions
+        that are themselves in the compartment (a deletion: when the content before it was).
         """
         conds = [V.c.resource_type == rdef.type]
         if id is not None:
@@ -250,6 +259,8 @@ class FhirStore:
             conds.append(V.c.id.in_(inside))
         if since is not None:
             conds.append(V.c.last_updated >= since)
+        if patient_restriction is not None:
+            return self._restricted_history(session, rdef, conds, count, offset, patient_restriction)
         total = execute(session, select(func.count()).select_from(V).where(*conds)).one()[0]
         rows = execute(
             session,
@@ -262,13 +273,53 @@ class FhirStore:
         entries = [_from_version(rdef.type, r[0], r[1:]) for r in rows]
         return HistoryResult(entries, int(total), offset, count)
 
+    def _restricted_history(
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        conds: list[Any],
+        count: int,
+        offset: int,
+        patient: str,
+    ) -> HistoryResult:
+        """History of one patient's compartment, checked version by version (a patient's resources are
+        few, so they are filtered here rather than indexed per version)."""
+        rows = execute(
+            session,
+            select(V.c.id, V.c.version_id, V.c.last_updated, V.c.method, V.c.text)
+            .where(*conds)
+            .order_by(V.c.last_updated.desc(), V.c.id, V.c.version_id.desc()),
+        ).all()
+        visible: dict[tuple[str, int], bool] = {}
+        for rid in {r[0] for r in rows}:
+            # Every version of the resource, oldest first: a deletion inherits the content before it.
+            versions = execute(
+                session,
+                select(V.c.version_id, V.c.text)
+                .where(V.c.resource_type == rdef.type, V.c.id == rid)
+                .order_by(V.c.version_id),
+            ).all()
+            inside = False
+            for version_id, text in versions:
+                if text:
+                    inside = patient in self.indexer.patients(rdef, jsontext.loads(text))
+                visible[(rid, version_id)] = inside
+        shown = [r for r in rows if visible.get((r[0], r[1]), False)]
+        entries = [_from_version(rdef.type, r[0], r[1:]) for r in shown[offset : offset + count]]
+        return HistoryResult(entries, len(shown), offset, count)
+
     # -- search -------------------------------------------------------------------------------
     def parse(
         self, rdef: ResourceDefinition, params: Sequence[tuple[str, str]], *, handling: Handling = "lenient"
     ) -> SearchQuery:
         """Parse search parameters for ``rdef`` against this store's definitions."""
         return parse_search(
-            rdef, params, handling=handling, registry=self.definitions, base_url=self.base_url
+            rdef,
+            params,
+            handling=handling,
+            registry=self.definitions,
+            base_url=self.base_url,
+            limits=self.limits,
         )
 
     def search(
@@ -365,6 +416,8 @@ class FhirStore:
         patient_restriction: str | None,
     ) -> StoredResource:
         """Version 1 of a resource that has no row yet."""
+        if patient_restriction is not None:
+            self._early_compartment(rdef, {**resource, "id": id}, patient_restriction)
         prepared, stored = self._prepare(rdef, id, resource, 1, None, method)
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
@@ -444,29 +497,41 @@ class FhirStore:
         for hook in self.write_hooks:
             hook(session, change)
 
+    def _early_compartment(self, rdef: ResourceDefinition, resource: dict[str, Any], patient: str) -> None:
+        """The compartment check before validation, so a token learns nothing about resources it may not
+        write; a body too malformed to read is left to validation (and checked again after it)."""
+        try:
+            inside = patient in self.indexer.patients(rdef, resource)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return
+        if not inside:
+            raise Forbidden(f"This token may only write {rdef.type} resources of Patient/{patient}")
+
     def _require_compartment(self, rdef: ResourceDefinition, resource: dict[str, Any], patient: str) -> None:
         if patient not in self.indexer.patients(rdef, resource):
             raise Forbidden(f"This token may only write {rdef.type} resources of Patient/{patient}")
+
+    def _last_content(self, session: Session, rtype: str, id: str, before_version: int) -> str:
+        """The text of the newest non-deleted version older than ``before_version`` ("" if none)."""
+        row = execute(
+            session,
+            select(V.c.text)
+            .where(
+                V.c.resource_type == rtype,
+                V.c.id == id,
+                V.c.version_id < before_version,
+                V.c.text.is_not(None),
+            )
+            .order_by(V.c.version_id.desc())
+            .limit(1),
+        ).first()
+        return str(row[0]) if row and row[0] else ""
 
     def _hide_outside(
         self, session: Session, rdef: ResourceDefinition, stored: StoredResource, patient: str
     ) -> None:
         """404 unless the resource (for a deletion: its last content) is in ``patient``'s compartment."""
-        text = stored.text
-        if not text:
-            row = execute(
-                session,
-                select(V.c.text)
-                .where(
-                    V.c.resource_type == rdef.type,
-                    V.c.id == stored.id,
-                    V.c.version_id < stored.version_id,
-                    V.c.text.is_not(None),
-                )
-                .order_by(V.c.version_id.desc())
-                .limit(1),
-            ).first()
-            text = row[0] if row else ""
+        text = stored.text or self._last_content(session, rdef.type, stored.id, stored.version_id)
         if not text or patient not in self.indexer.patients(rdef, jsontext.loads(text)):
             raise NotFound(f"{rdef.type}/{stored.id} is not known")
 

@@ -47,6 +47,7 @@ from relearn.shared.fhir.errors import (
     informational_outcome,
 )
 from relearn.shared.fhir.http import Prefer, not_modified, parse_if_match, prefer
+from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.records import StoredResource
 from relearn.shared.fhir.response import FhirResponse, RawJson
 from relearn.shared.fhir.routes import Body, TypeApi, Written, create_condition
@@ -95,10 +96,13 @@ class BundleRequest:
 
 
 # -- parsing -------------------------------------------------------------------------------------
-def parse_bundle(body: bytes, base: str) -> BundleRequest:
-    """Validate a posted batch/transaction Bundle; 400 naming every wrong field (``Bundle.entry[2]...``)."""
+def parse_bundle(body: bytes, base: str, *, max_entries: int | None = None) -> BundleRequest:
+    """Validate a posted batch/transaction Bundle; 400 naming every wrong field (``Bundle.entry[2]...``),
+    413 above ``max_entries`` entries (default :class:`FhirLimits`), 422 for a number out of range."""
     try:
         bundle = jsontext.loads(body)
+    except RecursionError:
+        raise InvalidRequest("The JSON is nested too deep", expression="Bundle") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}", expression="Bundle") from exc
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -116,6 +120,16 @@ def parse_bundle(body: bytes, base: str) -> BundleRequest:
     raw_entries = bundle.get("entry", [])
     if not isinstance(raw_entries, list):
         raise InvalidRequest("Bundle.entry must be a list", expression="Bundle.entry")
+    limit = FhirLimits().max_bundle_entries if max_entries is None else max_entries
+    if len(raw_entries) > limit:
+        raise FhirError(
+            f"{len(raw_entries)} entries; a batch or transaction takes at most {limit} (max_bundle_entries): "
+            "split it",
+            expression="Bundle.entry",
+            status_code=413,
+            issue_code="too-long",
+        )
+    jsontext.check_numbers(bundle, "Bundle")
     issues: list[Issue] = []
     entries: list[EntryRequest] = []
     for i, raw in enumerate(raw_entries):
@@ -614,8 +628,11 @@ class BundleApi:
         self._prefix = prefix
 
     def post(self, request: Request, principal: PrincipalDep, engine: EngineDep, body: Body) -> Response:
+        if principal.is_device:  # nothing a Bundle can do is open to device credentials
+            principal.require("Bundle", "write")
         base = (self._base_url or str(request.base_url).rstrip("/") + self._prefix).rstrip("/")
-        bundle = parse_bundle(body, base)
+        limits = next(iter(self.apis.values())).store.limits if self.apis else FhirLimits()
+        bundle = parse_bundle(body, base, max_entries=limits.max_bundle_entries)
         processor = BundleProcessor(self.apis, base)
         prefs = prefer(request)
         if bundle.type == "batch":

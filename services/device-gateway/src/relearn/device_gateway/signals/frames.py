@@ -59,6 +59,9 @@ class StreamType(StrEnum):
     COP = "cop"
 
 
+# The largest frame sequence number accepted.
+MAX_SEQUENCE = 2**31 - 1
+
 # Units a device may declare per stream type (spellings as sent; UCUM via `ucum_unit`).
 _ALLOWED_UNITS: dict[StreamType, frozenset[str]] = {
     StreamType.EMG: frozenset({"V", "mV", "uV", "µV", "counts"}),
@@ -87,7 +90,13 @@ class Channel(BaseModel):
     model_config = _WIRE
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-    unit: str
+    unit: Annotated[str, Field(max_length=32)]
+
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _ucum_counts(cls, unit: Any) -> Any:
+        # `{counts}` is the UCUM spelling (the docs' and the Device convention's); `counts` the short one.
+        return "counts" if unit == "{counts}" else unit
 
 
 class LinearTransfer(BaseModel):
@@ -124,7 +133,8 @@ class SensorFrame(BaseModel):
     device_id: Annotated[str, Field(min_length=1, max_length=128)]
     stream_type: StreamType
     stream_id: Annotated[str, Field(min_length=1, max_length=128)]
-    sequence: Annotated[int, Field(ge=0)]
+    # Bounded: a forged or corrupt sequence cannot record an absurd gap (2^31 frames is years of one stream).
+    sequence: Annotated[int, Field(ge=0, le=MAX_SEQUENCE)]
     start_time: AwareDatetime
     sampling_rate_hz: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     channels: Annotated[list[Channel], Field(min_length=1, max_length=MAX_CHANNELS)]

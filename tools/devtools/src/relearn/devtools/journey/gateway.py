@@ -18,6 +18,7 @@ import httpx
 from relearn.devtools.journey.client import Api, JourneyError, iso
 from relearn.devtools.journey.recordings import Recording
 
+HUB_ID = "relearn-dev-hub"  # the device id `device-gateway-dev` is registered with (dev-clients.json)
 SID_JOURNEY_DEVICE = "https://relearn.health/fhir/sid/journey-device"
 FRAMES_PER_REQUEST = 20
 # The sensors the hub carries: (role, name, model number).
@@ -64,7 +65,7 @@ class Gateway:
             return "/ingest/frames" in spec.get("paths", {}) and "/streams" in spec.get("paths", {})
         return False
 
-    def _device(self, role: str, body: dict[str, Any]) -> str:
+    def _device(self, role: str, body: dict[str, Any], id: str | None = None) -> str:
         resource = {
             "resourceType": "Device",
             "identifier": [{"system": SID_JOURNEY_DEVICE, "value": f"{self.patient}-{role}"}],
@@ -72,9 +73,12 @@ class Gateway:
             **body,
         }
         headers = {**self.api.clinician, "Content-Type": "application/fhir+json"}
+        url = f"{self.api.urls.fhir_base}/Device"
+        if id is not None:  # the hub: at the id its device client was registered with
+            resource["id"] = id
         created = self.api.call(
-            "POST",
-            f"{self.api.urls.fhir_base}/Device",
+            "POST" if id is None else "PUT",
+            url if id is None else f"{url}/{id}",
             (200, 201),
             f"the {role} Device",
             json=resource,
@@ -88,13 +92,18 @@ class Gateway:
         return self.devices[role]
 
     def register_devices(self) -> None:
-        """The clinic hub and the two sensors it carries, as FHIR Devices (POST /fhir/Device)."""
+        """The clinic hub and the two sensors it carries, as FHIR Devices (POST /fhir/Device).
+
+        The hub is ``Device/relearn-dev-hub``: the development issuer binds the hub's client to that id,
+        so its token can only claim it.
+        """
         hub = self._device(
             "hub",
             {
                 "deviceName": [{"name": "Clinic gateway, room 2", "type": "user-friendly-name"}],
                 "manufacturer": "Relearn",
             },
+            id=HUB_ID,
         )
         self.devices["hub"] = hub
         for role, name, model in SENSORS:

@@ -1,0 +1,113 @@
+"""``make fuzz``: schemathesis against every service and the front door, with a valid token; totals printed.
+
+The platform starts as ``make run`` starts it (own broker, SQLite, free ports, a scratch ``var/``).
+Schemathesis is not a workspace dependency: it runs from PyPI in its own environment (``uvx``), pinned
+here. Checks: no server error, responses as the OpenAPI document says. Each target's JSON report is kept
+in ``<var>/fuzz/`` and the run ends with one line per target and the totals; it exits non-zero when any
+check failed.
+
+    make fuzz                       # FUZZ_EXAMPLES=50 per operation
+    FUZZ_EXAMPLES=200 make fuzz
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from relearn.devtools.platform import Platform, PlatformSettings
+
+SCHEMATHESIS = "schemathesis==4.32.5"
+CHECKS = "not_a_server_error,response_schema_conformance"
+
+
+def _uvx() -> list[str]:
+    uvx = shutil.which("uvx")
+    if uvx is None:
+        raise SystemExit("make fuzz needs uv's uvx on PATH (make sync installs uv)")
+    return [uvx, "--from", SCHEMATHESIS, "schemathesis"]
+
+
+def _totals(report: Path) -> dict[str, int]:
+    """Requests sent and failures found, from a schemathesis ndjson event stream."""
+    requests = failures = 0
+    if not report.exists():
+        return {"requests": 0, "failures": 0}
+    for line in report.read_text(encoding="utf-8").splitlines():
+        try:
+            event: dict[str, Any] = json.loads(line)
+        except ValueError:
+            continue
+        for name, body in event.items():
+            if name == "ScenarioFinished" and isinstance(body, dict):
+                recorder = body.get("recorder", {})
+                interactions = recorder.get("interactions", {})
+                requests += len(interactions)
+                for checks in recorder.get("checks", {}).values():
+                    failures += sum(1 for c in checks if c.get("status") == "FAILURE")
+    return {"requests": requests, "failures": failures}
+
+
+def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> dict[str, int]:
+    report = out / f"{name}.ndjson"
+    command = [
+        *_uvx(),
+        "run",
+        f"{base}/openapi.json",
+        "--url",
+        base,
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(examples),
+        "--workers",
+        "1",
+        "--seed",
+        "1",
+        "--no-color",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+    ]
+    with (out / f"{name}.log").open("w", encoding="utf-8") as log:
+        # In the report directory: schemathesis keeps its cache (.schemathesis/) in the working directory.
+        run = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=out, check=False)
+        code = run.returncode
+    totals = _totals(report)
+    totals["exit"] = code
+    return totals
+
+
+def main() -> int:
+    examples = int(os.environ.get("FUZZ_EXAMPLES", "50"))
+    var = Path(tempfile.mkdtemp(prefix="relearn-fuzz-")) / "var"
+    platform = Platform(PlatformSettings.on_free_ports(var))
+    out = var / "fuzz"
+    results: dict[str, dict[str, int]] = {}
+    try:
+        platform.start(ready_timeout_s=120)
+        out.mkdir(parents=True, exist_ok=True)
+        token = platform.token()
+        for name, base in platform.urls().items():
+            results[name] = fuzz_target(name, base, token, out, examples)
+            r = results[name]
+            print(f"{name:16} {r['requests']:7} requests  {r['failures']:4} failures  (exit {r['exit']})")
+    finally:
+        platform.stop()
+    requests = sum(r["requests"] for r in results.values())
+    failures = sum(r["failures"] for r in results.values())
+    print(f"{'total':16} {requests:7} requests  {failures:4} failures  (reports in {out})")
+    return 1 if failures or any(r["exit"] for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
