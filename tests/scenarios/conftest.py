@@ -1,6 +1,7 @@
 """The four services in this process, on one real Tansu broker and real PostgreSQL, for the scenario suite.
 
-Module-scoped: every scenario is a fresh patient on the same platform (patients are independent). Calls go
+Module-scoped, on a broker of its own: every scenario is a fresh patient on the same platform (patients are
+independent). Calls go
 through the services' public HTTP APIs with development tokens (the clinic's for the clinic, the hub's
 ``device`` token for ingest); :class:`~relearn.devtools.inprocess.Quiescence` tells when every event in flight
 has been handled, so no step sleeps.
@@ -46,9 +47,22 @@ OVERRIDES: dict[str, dict[str, Any]] = {"plan": {"evidence_sweep_interval_s": 36
 
 
 @pytest.fixture(scope="module")
+def scenario_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """A broker of the suite's own: its consumer groups (``plan``, ``device-gateway-metrics`` ...) share no
+    members or offsets with groups of the same names that earlier tests left on the session's broker."""
+    b = TansuBroker(log_dir=tmp_path_factory.mktemp("scenario-broker"))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
 def clinic(
-    broker: TansuBroker, pg_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+    scenario_broker: TansuBroker, pg_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Clinic]:
+    broker = scenario_broker
     issuer = make_issuer(tmp_path_factory.mktemp("keys"))
     jwks = issuer.publish()
     specs: dict[str, tuple[str, type[ServiceSettings], Callable[..., FastAPI]]] = {

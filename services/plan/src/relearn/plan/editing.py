@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from relearn.plan.catalogue import Catalogue
 from relearn.plan.ids import IdFactory
 from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension
-from relearn.plan.progression import Context, Outcome, activity_rules, evaluate, label
+from relearn.plan.progression import Context, Outcome, activity_rules, evaluate, label, stage_reentry
 from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, RuleError, RulePatch
 from relearn.plan.stages import CompetenceStage
 from relearn.plan.state import (
@@ -486,25 +486,6 @@ def resolve_task(
                 override=info,
             )
         )
-        stage_update: dict[str, Any] = {}
-        cap = CompetenceStage.CONSCIOUS_COMPETENCE
-        if activity.stage.rank > cap.rank:
-            stage_update = {"stage": cap, "stage_since": size}
-            decisions.append(
-                Decision(
-                    activity=activity.id,
-                    pattern=pattern.code,
-                    kind="stage-change",
-                    from_value=activity.stage.value,
-                    to_value=cap.value,
-                    reason=f"{name}: {activity.stage.display.lower()} -> {cap.display.lower()}: a stage "
-                    "belongs "
-                    "to the level it was earned at; the new level "
-                    f"'{pattern.step(dim, step.to_level).description}' "
-                    "re-enters at conscious competence",
-                    evidence=task.evidence,
-                )
-            )
         activity = activity.model_copy(
             update={
                 "levels": {**activity.levels, dim: step.to_level},
@@ -518,9 +499,11 @@ def resolve_task(
                 "level_since": size,
                 "dose_since": size,
                 "hold": None,
-                **stage_update,
             }
         )
+        if activity_rules(plan, pattern).stages.on_advance == "conscious-competence":
+            activity, reentry = stage_reentry(activity, pattern, dim, step.to_level, task.evidence)
+            decisions.extend([reentry] if reentry else [])
     elif task.kind == "review-failed-advance" and step is not None:
         key = f"{step.dimension.value}:{step.to_level}"
         failed = dict(activity.failed_advances)

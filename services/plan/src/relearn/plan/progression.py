@@ -246,6 +246,19 @@ def _stage_drop(
     return activity.model_copy(update={"stage": cap, "stage_since": len(activity.log)}), decision
 
 
+def stage_reentry(
+    activity: ActivityState, pattern: MovementPattern, dim: Dimension, level: int, evidence: tuple[str, ...]
+) -> tuple[ActivityState, Decision | None]:
+    """After an advance to ``level`` of ``dim``: the stage re-enters at conscious competence (at most)."""
+    return _stage_drop(
+        activity,
+        pattern,
+        f"a stage belongs to the level it was earned at; the new level "
+        f"'{pattern.step(dim, level).description}' re-enters at conscious competence",
+        evidence,
+    )
+
+
 def _last_change(activity: ActivityState) -> ChangeRef | None:
     if activity.changes:
         return activity.changes[-1]
@@ -632,13 +645,7 @@ def _advance(
         )
     ]
     if rules.stages.on_advance == "conscious-competence":
-        updated, dropped = _stage_drop(
-            updated,
-            pattern,
-            f"a stage belongs to the level it was earned at; the new level "
-            f"'{pattern.step(dim, old + 1).description}' re-enters at conscious competence",
-            evidence,
-        )
+        updated, dropped = stage_reentry(updated, pattern, dim, old + 1, evidence)
         decisions.extend([dropped] if dropped else [])
     return updated, decisions
 

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.journey.client import Api, PlatformUrls
@@ -79,61 +81,86 @@ def event_consumers(app: FastAPI) -> list[EventConsumer]:
 
 
 class Quiescence:
-    """Waits until the apps have nothing in flight: every outbox row published, and every published event
-    handled by every consumer group (of these apps) that has a handler for it.
-
-    Read from the databases only (outbox rows against each group's processed-event records), not from broker
-    offsets: Tansu's latest-offset lookup is not reliable enough to wait on.
-    """
+    """Waits until the apps have nothing in flight: outboxes drained, consumer groups caught up with the
+    broker, and - read from the databases, in case the broker's end offsets lag - every published event
+    handled by every group of these apps that has a handler for it."""
 
     def __init__(self, bootstrap: str, apps: Iterable[FastAPI]) -> None:
         self.apps = list(apps)
-        # (app, group, topics, event types it handles)
-        self.groups: list[tuple[FastAPI, str, frozenset[str], frozenset[str]]] = [
+        # (app, group, topics, event types it handles), for the database check
+        self.handlers: list[tuple[FastAPI, str, frozenset[str], frozenset[str]]] = [
             (app, c.group_id, frozenset(c.topics), frozenset(c.handlers))
             for app in self.apps
             for c in event_consumers(app)
         ]
+        self.groups: dict[str, list[str]] = {}
+        for app in self.apps:
+            for consumer in event_consumers(app):
+                self.groups.setdefault(consumer.group_id, []).extend(consumer.topics)
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="quiescence")
+        self.reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, client_id="quiescence")
+        self.partitions: dict[str, list[TopicPartition]] = {}
+        for topics in self.groups.values():
+            for topic in topics:
+                if topic not in self.partitions:
+                    parts = self.reader.partitions_for_topic(topic) or set()
+                    self.partitions[topic] = [TopicPartition(topic, p) for p in sorted(parts)]
 
     def close(self) -> None:
-        return None
+        self.admin.close()
+        self.reader.close()
 
-    def _outbox(self) -> tuple[int, list[tuple[str, str, str]]]:
-        """(rows not yet published, [(event id, topic, type)] published); each app has its own database."""
-        waiting = 0
+    def _unpublished(self) -> int:
+        total = 0
+        for app in self.apps:
+            with Session(app.state.engine) as s:
+                query = select(func.count()).select_from(OutboxEvent)
+                total += s.exec(query.where(col(OutboxEvent.published_at).is_(None))).one()
+        return total
+
+    def _lag(self) -> tuple[int, dict[TopicPartition, int]]:
+        every = [tp for parts in self.partitions.values() for tp in parts]
+        ends: dict[TopicPartition, int] = self.reader.end_offsets(every)
+        lag = 0
+        for group, topics in self.groups.items():
+            wanted = [tp for topic in topics for tp in self.partitions[topic]]
+            committed = self.admin.list_group_offsets({group: wanted}).get(group, {})
+            for tp in wanted:
+                done = committed.get(tp)
+                offset = done.offset if done is not None and done.offset >= 0 else 0
+                lag += max(0, ends[tp] - offset)
+        return lag, ends
+
+    def quiet(self) -> bool:
+        """Nothing in flight now: caught up, no outbox row waiting, and no new record meanwhile (a consumer
+        writes its outbox rows before it commits its offsets, so this order misses nothing)."""
+        lag, ends = self._lag()
+        if lag:
+            return False
+        if self._unpublished():
+            return False
+        if self._unhandled():
+            return False
+        lag_after, ends_after = self._lag()
+        return lag_after == 0 and ends_after == ends
+
+    def _unhandled(self) -> int:
+        """Published events a group of these apps handles but has not recorded as processed."""
         published: list[tuple[str, str, str]] = []
         for app in self.apps:
             with Session(app.state.engine) as s:
-                rows = s.exec(
-                    select(
-                        OutboxEvent.event_id, OutboxEvent.topic, OutboxEvent.type, OutboxEvent.published_at
-                    )
-                ).all()
-            for event_id, topic, type_, published_at in rows:
-                if published_at is None:
-                    waiting += 1
-                else:
-                    published.append((event_id, topic, type_))
-        return waiting, published
-
-    def _unhandled(self, published: list[tuple[str, str, str]]) -> int:
+                query = select(OutboxEvent.event_id, OutboxEvent.topic, OutboxEvent.type)
+                published.extend(s.exec(query.where(col(OutboxEvent.published_at).is_not(None))).all())
         missing = 0
-        for app, group, topics, types in self.groups:
+        for app, group, topics, types in self.handlers:
             wanted = {e for e, topic, type_ in published if topic in topics and type_ in types}
             if not wanted:
                 continue
             with Session(app.state.engine) as s:
-                done = set(
-                    s.exec(select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == group)).all()
-                )
+                query2 = select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == group)
+                done = set(s.exec(query2).all())
             missing += len(wanted - done)
         return missing
-
-    def quiet(self) -> bool:
-        """Nothing in flight now: no outbox row waiting and every published event handled (a handler writes
-        its own outbox rows in the transaction that records the event processed, so nothing slips between)."""
-        waiting, published = self._outbox()
-        return waiting == 0 and self._unhandled(published) == 0
 
     def wait(self, timeout_s: float = 60.0, what: str = "every event in flight to be handled") -> None:
         wait_for(self.quiet, timeout_s, what)
