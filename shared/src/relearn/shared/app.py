@@ -12,11 +12,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relearn.shared import idempotency
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.tokens import verifier_from_settings
 from relearn.shared.db import make_engine
@@ -118,6 +120,7 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    idempotency.install(app, timedelta(seconds=settings.idempotency_retention_s))
     return app
 
 

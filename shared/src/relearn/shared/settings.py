@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # How long an Idempotency-Key's stored answer is replayed (then the key may be used again).
+    idempotency_retention_s: float = Field(default=86400.0, gt=0)
+
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file ``var/<service>.db``."""
         if self.database_url:

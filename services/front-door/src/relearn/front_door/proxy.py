@@ -21,6 +21,7 @@ _REQUEST_HEADERS = (
     "if-modified-since",
     "prefer",
     "x-request-id",
+    "idempotency-key",
 )
 _RESPONSE_HEADERS = (
     "content-type",
@@ -31,6 +32,7 @@ _RESPONSE_HEADERS = (
     "www-authenticate",
     "x-request-id",
     "retry-after",
+    "idempotent-replayed",
 )
 
 
