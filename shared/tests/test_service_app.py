@@ -46,6 +46,11 @@ def test_probes_answer_without_a_token(tmp_path: Path, broker: TansuBroker) -> N
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+        # The outbox is detail (waiting and dead-lettered events), also as Prometheus gauges.
+        assert ready.json()["outbox"] == {"pending": 0, "deadLettered": 0}
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "relearn_outbox_dead_letters 0" in metrics.text.splitlines()
 
 
 def test_readiness_fails_when_the_broker_is_unreachable(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from relearn.devtools.broker import TansuBroker
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import OutboxEvent, OutboxRelay, stage
+from relearn.shared.events.outbox import OutboxDeadLetter, OutboxEvent, OutboxRelay, outbox_counts, stage
 from relearn.shared.migrations import upgrade
 
 
@@ -115,10 +116,10 @@ def test_only_one_relay_per_postgres_database_publishes_at_a_time(
     in_send, release = threading.Event(), threading.Event()
 
     class SlowRelay(OutboxRelay):
-        def _publish(self, rows: Sequence[Any]) -> None:
+        def _publish(self, rows: Sequence[Any]) -> dict[int, str]:
             in_send.set()
             release.wait(10)
-            super()._publish(rows)
+            return super()._publish(rows)
 
     first = SlowRelay(pg_engine, broker.bootstrap, "relay-a")
     second = OutboxRelay(pg_engine, broker.bootstrap, "relay-b")
@@ -232,3 +233,52 @@ def test_outbox_works_on_the_embedded_sqlite_default(
     assert got[0].data == {"n": 42}
     relay.stop()
     assert _unpublished(engine) == []
+
+
+def _dead_letters(engine: Engine) -> list[OutboxDeadLetter]:
+    with Session(engine) as s:
+        return list(s.exec(select(OutboxDeadLetter)).all())
+
+
+def test_a_row_that_can_never_be_published_is_moved_aside_and_the_rest_flow_on(
+    pg_engine: Engine, broker: TansuBroker, unique: Callable[[str], str]
+) -> None:
+    """An event larger than the producer's 1 MB request limit: dead-lettered with the reason, once."""
+    topic = unique("outbox-poison")
+    huge = CloudEvent.new("/test", "observation.recorded.v1", "p1", {"n": 1, "blob": "x" * 2_000_000})
+    for event in (_event(0), huge, _event(2)):
+        with transaction(pg_engine) as session:
+            stage(session, event, topic=topic)
+    relay = OutboxRelay(pg_engine, broker.bootstrap, "test-relay")
+    try:
+        assert relay.relay_once() == 2
+        assert relay.relay_once() == 0  # nothing left to retry: the poison row no longer blocks
+    finally:
+        relay.stop()
+    got = _read_all(broker.bootstrap, topic, 2)
+    assert [e.data["n"] for e in got] == [0, 2]
+    (dead,) = _dead_letters(pg_engine)
+    assert dead.event_id == huge.id and dead.topic == topic
+    assert dead.reason.startswith("MessageSizeTooLargeError")
+    assert outbox_counts(pg_engine) == {"pending": 0, "deadLettered": 1}
+
+
+def test_published_rows_are_purged_after_the_retention(
+    pg_engine: Engine, broker: TansuBroker, unique: Callable[[str], str]
+) -> None:
+    topic = unique("outbox-purge")
+    for n in range(3):
+        with transaction(pg_engine) as session:
+            stage(session, _event(n), topic=topic)
+    relay = OutboxRelay(pg_engine, broker.bootstrap, "test-relay", retention_s=3600)
+    try:
+        assert relay.relay_once() == 3
+    finally:
+        relay.stop()
+    with transaction(pg_engine) as session:  # committed after the relay ran: not published yet
+        stage(session, _event(3), topic=topic)
+    now = datetime.now(UTC)
+    assert relay.purge_published(now) == 0  # published seconds ago, kept for an hour
+    assert relay.purge_published(now + timedelta(hours=2)) == 3
+    remaining = [CloudEvent.from_bytes(r.payload).data["n"] for r in _unpublished(pg_engine)]
+    assert remaining == [3]

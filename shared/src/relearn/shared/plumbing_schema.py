@@ -242,3 +242,31 @@ def drop_plumbing_tables_v2() -> None:
     with op.batch_alter_table("idempotency_key", schema=None) as batch_op:
         batch_op.drop_index("ix_idempotency_key_created")
     op.drop_table("idempotency_key")
+
+
+def create_plumbing_tables_v3() -> None:
+    """v3 adds the outbox's dead letters: rows that can never be published, with the reason."""
+    op.create_table(
+        "outbox_dead_letter",
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False
+        ),
+        sa.Column("event_id", AutoString(length=64), nullable=False),
+        sa.Column("topic", AutoString(length=255), nullable=False),
+        sa.Column("key", AutoString(length=255), nullable=False),
+        sa.Column("type", AutoString(length=255), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("failed_at", UTCDateTime(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("reason", AutoString(length=1000), nullable=False),
+        sa.PrimaryKeyConstraint("seq"),
+    )
+    with op.batch_alter_table("outbox_dead_letter", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_dead_letter_failed", ["failed_at"], unique=False)
+
+
+def drop_plumbing_tables_v3() -> None:
+    with op.batch_alter_table("outbox_dead_letter", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_dead_letter_failed")
+    op.drop_table("outbox_dead_letter")

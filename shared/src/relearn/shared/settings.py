@@ -50,6 +50,10 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Published outbox rows are deleted after this long (the broker keeps the events; the rows only
+    # serve an operator looking into a recent incident).
+    outbox_retention_s: float = Field(default=86400.0, gt=0)
+
     # How long an Idempotency-Key's stored answer is replayed (then the key may be used again).
     idempotency_retention_s: float = Field(default=86400.0, gt=0)
 

@@ -29,7 +29,12 @@ class Workers:
 
     def __init__(self, engine: Engine, settings: ServiceSettings, consumers: WorkerFactory | None) -> None:
         self.settings = settings
-        self.relay = OutboxRelay(engine, settings.kafka_bootstrap, client_id=f"{settings.service_name}-relay")
+        self.relay = OutboxRelay(
+            engine,
+            settings.kafka_bootstrap,
+            client_id=f"{settings.service_name}-relay",
+            retention_s=settings.outbox_retention_s,
+        )
         self.consumers: list[EventConsumer] = list(consumers(engine, settings)) if consumers else []
         self._started = False
 

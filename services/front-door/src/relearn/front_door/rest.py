@@ -3,7 +3,8 @@
 Like FHIR types (routing.py), nothing is hard-coded: the first segment of every path a service's
 ``/openapi.json`` lists (``/streams/{id}/close`` -> ``streams``) is routed to that service. The
 front door's own paths (``/fhir``, ``/auth``, ``/healthz`` ...) and every service's plumbing
-(``/healthz``, ``/readyz``, ``/docs``, ``/openapi.json``, ``/redoc``) are never routed. A segment
+(``/healthz``, ``/readyz``, ``/metrics``, ``/docs``, ``/openapi.json``, ``/redoc``) are never routed. A
+segment
 two services claim is a configuration error: it is logged and left unrouted (404), rather than
 sending requests to whichever answered first.
 
@@ -24,7 +25,7 @@ import httpx
 logger = logging.getLogger(__name__)
 
 # Every service serves these itself; they are not part of its REST API.
-SERVICE_PLUMBING = frozenset({"fhir", "healthz", "readyz", "docs", "openapi.json", "redoc"})
+SERVICE_PLUMBING = frozenset({"fhir", "healthz", "readyz", "metrics", "docs", "openapi.json", "redoc"})
 
 
 def first_segment(path: str) -> str:
