@@ -25,7 +25,9 @@ from relearn.shared.db import make_engine
 from relearn.shared.events.kafka import broker_reachable
 from relearn.shared.fhir.capability import capability_statement
 from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.errors import Issue, operation_outcome
 from relearn.shared.fhir.handlers import install_error_handlers
+from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.fhir.routes import fhir_router
 from relearn.shared.fhir.store import FhirStore, WriteHook
 from relearn.shared.health import BrokerProbe, health_router
@@ -44,7 +46,7 @@ class RequestIdMiddleware:
 
     The id is the request's ``X-Request-ID`` header when it sends a non-empty one, else a new uuid4 hex.
     WebSocket and lifespan scopes pass through untouched. An exception the app does not turn into a
-    response propagates as it is (the outermost error handler answers 500, without the header).
+    response is answered 500 by ``UnhandledErrors`` inside this middleware (so with the header).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -71,6 +73,41 @@ class RequestIdMiddleware:
 
         with bound_context(request_id=rid):
             await self.app(scope, receive, send_with_id)
+
+
+class UnhandledErrors:
+    """Pure ASGI: an exception no handler turned into a response becomes a 500 OperationOutcome here.
+
+    Starlette's outermost error middleware answers 500 too, but then re-raises, and uvicorn closes the
+    connection: a client (the front door) that reuses its pooled connection gets "server disconnected"
+    on its next, unrelated request. Answering here keeps the connection, so one error stays one error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if started:  # too late for another answer: let the server end the connection
+                raise
+            logger.exception(
+                "unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")}
+            )
+            outcome = operation_outcome([Issue("exception", "Internal server error")])
+            await FhirResponse(outcome, status_code=500)(scope, receive, send)
 
 
 def create_service_app(
@@ -116,6 +153,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
 
+    app.add_middleware(UnhandledErrors)  # inside RequestIdMiddleware: the 500 carries the request id
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router())
     for router in routers:
