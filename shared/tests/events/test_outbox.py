@@ -19,7 +19,9 @@ from relearn.devtools.broker import TansuBroker
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.events.consumer import EventConsumer
 from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.kafka import TopicGuard, admin_client
 from relearn.shared.events.outbox import OutboxDeadLetter, OutboxEvent, OutboxRelay, outbox_counts, stage
+from relearn.shared.events.topics import Topic, dlq
 from relearn.shared.migrations import upgrade
 
 
@@ -282,3 +284,52 @@ def test_published_rows_are_purged_after_the_retention(
     assert relay.purge_published(now + timedelta(hours=2)) == 3
     remaining = [CloudEvent.from_bytes(r.payload).data["n"] for r in _unpublished(pg_engine)]
     assert remaining == [3]
+
+
+def _partitions(bootstrap: str, *topics: str) -> dict[str, int]:
+    admin = admin_client(bootstrap)
+    try:
+        return {d["name"]: len(d["partitions"]) for d in admin.describe_topics(list(topics))}
+    finally:
+        admin.close()
+
+
+def test_dead_letter_topics_a_broker_restart_lost_come_back_as_declared(
+    pg_engine: Engine, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
+    """The memory engine forgets every topic on restart, and nobody asks for a dead-letter topic until an
+    event fails: the relay's guard re-creates it as declared (1 partition; Tansu's default is 4). The
+    relay's events reach the event topic again."""
+    own = TansuBroker(log_dir=tmp_path)
+    own.start()
+    topic = unique("guarded")
+    guard = TopicGuard(own.bootstrap, [Topic(topic, 3, ()), Topic(dlq(topic), 1, ())], every_s=1.0)
+    relay = OutboxRelay(
+        pg_engine,
+        own.bootstrap,
+        "test-relay",
+        poll_interval_s=0.1,
+        ack_timeout_s=2,
+        max_backoff_s=1,
+        topic_guard=guard,
+    )
+    try:
+        relay.start()
+        with transaction(pg_engine) as session:
+            stage(session, _event(0), topic=topic)
+        _wait(lambda: _unpublished(pg_engine) == [], "publication before the restart")
+        assert _partitions(own.bootstrap, topic, dlq(topic)) == {topic: 3, dlq(topic): 1}
+        assert guard.recreated == 2
+
+        own.restart()  # same port, empty memory: no topics at all
+        with transaction(pg_engine) as session:
+            stage(session, _event(1), topic=topic)
+        _wait(lambda: _unpublished(pg_engine) == [], "publication after the restart")
+        assert [e.data["n"] for e in _read_all(own.bootstrap, topic, 1)] == [1]
+        # Nobody asks for the dead-letter topic: only the guard can have made it (describing does not).
+        _wait(lambda: _partitions(own.bootstrap, dlq(topic))[dlq(topic)] > 0, "the dead-letter topic")
+        assert _partitions(own.bootstrap, dlq(topic)) == {dlq(topic): 1}
+        assert guard.recreated >= 3
+    finally:
+        relay.stop()
+        own.stop()

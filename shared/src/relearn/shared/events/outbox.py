@@ -32,7 +32,7 @@ from sqlmodel import Field, Session, SQLModel, col
 
 from relearn.shared.db import is_postgres, transaction
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import close_producer, producer_config
+from relearn.shared.events.kafka import TopicGuard, close_producer, producer_config
 from relearn.shared.events.topics import topic_for
 
 logger = logging.getLogger(__name__)
@@ -202,8 +202,12 @@ class OutboxRelay:
         linger_s: float = 0.01,
         retention_s: float = 86400.0,
         purge_every_s: float = 60.0,
+        topic_guard: TopicGuard | None = None,
     ) -> None:
         self.engine = engine
+        # With a guard the service manages its topics: a topic gone missing (a broker restart) is re-created
+        # as declared, checked every few seconds and right after a failed round, before sending again.
+        self.topic_guard = topic_guard
         # Published rows are deleted after ``retention_s`` (the broker keeps the events).
         self.retention_s = retention_s
         self.purge_every_s = purge_every_s
@@ -248,6 +252,8 @@ class OutboxRelay:
         backoff = 0.0
         while not self._stop.is_set():
             try:
+                if self.topic_guard is not None:
+                    self.topic_guard.check(now=backoff > 0)
                 self._purge_now_and_then()
                 sent = self.relay_once()
                 backoff = 0.0
