@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka import errors as kafka_errors
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -333,3 +334,66 @@ def test_dead_letter_topics_a_broker_restart_lost_come_back_as_declared(
     finally:
         relay.stop()
         own.stop()
+
+
+class _Sent:
+    """A send already answered by the (fake) broker: acknowledged, or failed with ``error``."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.is_done = True
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class _AnsweringProducer:
+    """A boundary fake of the broker's answers: the event numbered ``n`` fails with ``errors[n]``."""
+
+    def __init__(self, errors: dict[int, Exception]) -> None:
+        self.errors = errors
+        self.sent: list[int] = []
+
+    def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> _Sent:
+        n = CloudEvent.from_bytes(value).data["n"]
+        self.sent.append(n)
+        return _Sent(self.errors.get(n))
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def _stage_three(engine: Engine, topic: str) -> None:
+    for n in range(3):
+        with transaction(engine) as session:
+            stage(session, _event(n), topic=topic)
+
+
+def test_a_record_the_broker_refuses_as_invalid_is_dead_lettered_and_the_others_marked(
+    pg_engine: Engine, unique: Callable[[str], str]
+) -> None:
+    _stage_three(pg_engine, unique("refused"))
+    relay = OutboxRelay(pg_engine, "127.0.0.1:1", "test-relay")
+    relay._producer = _AnsweringProducer({1: kafka_errors.InvalidRecordError("refused by the broker")})  # type: ignore[assignment]
+    assert relay.relay_once() == 2
+    assert _unpublished(pg_engine) == []
+    (dead,) = _dead_letters(pg_engine)
+    assert CloudEvent.from_bytes(dead.payload).data["n"] == 1
+    assert dead.reason.startswith("InvalidRecordError")
+
+
+def test_a_transient_broker_error_retries_the_whole_batch_in_order(
+    pg_engine: Engine, unique: Callable[[str], str]
+) -> None:
+    _stage_three(pg_engine, unique("transient"))
+    relay = OutboxRelay(pg_engine, "127.0.0.1:1", "test-relay")
+    flaky = _AnsweringProducer({1: kafka_errors.NotLeaderForPartitionError("leader moved")})
+    relay._producer = flaky  # type: ignore[assignment]
+    with pytest.raises(kafka_errors.NotLeaderForPartitionError):
+        relay.relay_once()
+    assert len(_unpublished(pg_engine)) == 3 and _dead_letters(pg_engine) == []
+    healthy = _AnsweringProducer({})
+    relay._producer = healthy  # type: ignore[assignment]
+    assert relay.relay_once() == 3
+    assert (flaky.sent, healthy.sent) == ([0, 1, 2], [0, 1, 2])  # sent again from the first, in order
