@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
-from fastapi import APIRouter, WebSocket
+import uvicorn
+from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.testclient import TestClient
 
 from relearn.devtools.broker import TansuBroker, free_port
@@ -18,6 +22,10 @@ from relearn.shared.migrations import upgrade
 
 
 def _app(tmp_path: Path, bootstrap: str) -> TestClient:
+    return TestClient(_service(tmp_path, bootstrap))
+
+
+def _service(tmp_path: Path, bootstrap: str) -> FastAPI:
     url = f"sqlite:///{tmp_path / 'svc.db'}"
     upgrade("relearn.evaluation", url)
     settings = EvaluationSettings(
@@ -30,14 +38,17 @@ def _app(tmp_path: Path, bootstrap: str) -> TestClient:
         logging.getLogger("relearn.test").info("saying hello", extra={"who": "world"})
         return {"hello": "world"}
 
+    @router.get("/boom")
+    def boom() -> dict[str, str]:
+        raise RuntimeError("a bug")
+
     @router.websocket("/echo")
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_text(await websocket.receive_text())
         await websocket.close()
 
-    app = create_service_app(settings, title="t", description="t", routers=[router], engine=make_engine(url))
-    return TestClient(app)
+    return create_service_app(settings, title="t", description="t", routers=[router], engine=make_engine(url))
 
 
 def test_probes_answer_without_a_token(tmp_path: Path, broker: TansuBroker) -> None:
@@ -46,6 +57,11 @@ def test_probes_answer_without_a_token(tmp_path: Path, broker: TansuBroker) -> N
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+        # The outbox is detail (waiting and dead-lettered events), also as Prometheus gauges.
+        assert ready.json()["outbox"] == {"pending": 0, "deadLettered": 0}
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "relearn_outbox_dead_letters 0" in metrics.text.splitlines()
 
 
 def test_readiness_fails_when_the_broker_is_unreachable(tmp_path: Path) -> None:
@@ -78,6 +94,41 @@ def test_errors_carry_the_request_id_and_sockets_pass_through(tmp_path: Path, br
         with client.websocket_connect("/echo", headers={"X-Request-ID": "req-ws"}) as ws:
             ws.send_text("ping")
             assert ws.receive_text() == "ping"
+
+
+def test_an_unhandled_error_is_a_500_outcome_and_keeps_the_connection(
+    tmp_path: Path, broker: TansuBroker
+) -> None:
+    """Starlette's own 500 re-raises and uvicorn then closes the connection: a client reusing it (the front
+    door's pool) saw its next, unrelated request fail. Here the 500 is answered and the connection kept."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _service(tmp_path, broker.bootstrap), host="127.0.0.1", port=free_port(), log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{server.config.port}"
+        with httpx.Client(base_url=base, limits=httpx.Limits(max_connections=1)) as client:
+            failed = client.get("/boom", headers={"X-Request-ID": "req-500"})
+            assert failed.status_code == 500
+            assert failed.json()["issue"][0]["diagnostics"] == "Internal server error"
+            assert failed.headers["X-Request-ID"] == "req-500"
+            after = client.get("/hello")
+            assert after.status_code == 200
+
+            def local_port(r: httpx.Response) -> int:
+                return int(r.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+            assert local_port(after) == local_port(failed)  # the same connection served both
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_settings_are_read_with_the_service_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,11 +12,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relearn.shared import idempotency
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.tokens import verifier_from_settings
 from relearn.shared.db import make_engine
@@ -24,8 +26,10 @@ from relearn.shared.deadline import DeadlineMiddleware
 from relearn.shared.events.kafka import broker_reachable
 from relearn.shared.fhir.capability import capability_statement
 from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.errors import Issue, operation_outcome
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.limits import FhirLimits
+from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.fhir.routes import fhir_router
 from relearn.shared.fhir.store import FhirStore, WriteHook
 from relearn.shared.guard import RequestGuard, settings_limits
@@ -48,7 +52,7 @@ class RequestIdMiddleware:
 
     The id is the request's ``X-Request-ID`` header when it sends a non-empty one, else a new uuid4 hex.
     WebSocket and lifespan scopes pass through untouched. An exception the app does not turn into a
-    response propagates as it is (the outermost error handler answers 500, without the header).
+    response is answered 500 by ``UnhandledErrors`` inside this middleware (so with the header).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -75,6 +79,41 @@ class RequestIdMiddleware:
 
         with bound_context(request_id=rid):
             await self.app(scope, receive, send_with_id)
+
+
+class UnhandledErrors:
+    """Pure ASGI: an exception no handler turned into a response becomes a 500 OperationOutcome here.
+
+    Starlette's outermost error middleware answers 500 too, but then re-raises, and uvicorn closes the
+    connection: a client (the front door) that reuses its pooled connection gets "server disconnected"
+    on its next, unrelated request. Answering here keeps the connection, so one error stays one error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if started:  # too late for another answer: let the server end the connection
+                raise
+            logger.exception(
+                "unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")}
+            )
+            outcome = operation_outcome([Issue("exception", "Internal server error")])
+            await FhirResponse(outcome, status_code=500)(scope, receive, send)
 
 
 def create_service_app(
@@ -122,6 +161,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
 
+    app.add_middleware(UnhandledErrors)  # innermost: an error anywhere below answers 500 itself
     # Inside the request id: refusals carry X-Request-ID too.
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_deadline_s)
     app.add_middleware(RequestGuard, limits=settings_limits(settings, body_limits))
@@ -130,6 +170,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     install_error_docs(app, open_paths=OPEN_PATHS)
+    idempotency.install(app, timedelta(seconds=settings.idempotency_retention_s))
     return app
 
 

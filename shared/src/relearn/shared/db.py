@@ -6,6 +6,7 @@ inside business code.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,3 +66,27 @@ def ping(engine: Engine) -> None:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def lock_for_write(session: Session, key: str) -> None:
+    """Serialise this transaction with every other that locks ``key``, until it commits or rolls back.
+
+    For check-then-write sequences (conditional create, idempotency keys): once this returns, every
+    transaction that locked ``key`` before has committed, and the next query sees what it wrote.
+    PostgreSQL: a transaction-scoped advisory lock on a 64-bit hash of ``key`` (READ COMMITTED takes a
+    new snapshot per statement). SQLite has one writer: the database's write lock is taken now
+    (``BEGIN IMMEDIATE``), so the check runs inside the write transaction, not before it.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id(key)})
+    elif conn.dialect.name == "sqlite":
+        raw: Any = conn.connection.dbapi_connection
+        # pysqlite begins a transaction only before a write: a transaction already open holds the lock.
+        if not raw.in_transaction:
+            session.execute(text("BEGIN IMMEDIATE"))
+
+
+def lock_id(key: str) -> int:
+    """A signed 64-bit number for ``key`` (PostgreSQL advisory lock ids are bigint)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)

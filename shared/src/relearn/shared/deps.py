@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from relearn.shared import idempotency
 from relearn.shared.db import transaction
 
 
@@ -17,9 +18,11 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+def get_session(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     # One transaction per request, committed before the response is sent (scope="function").
     with transaction(engine) as session:
+        # A POST with an Idempotency-Key: its stored answer is replayed, or the key is taken here.
+        idempotency.claim(session, request)
         yield session
 
 

@@ -219,3 +219,54 @@ def drop_plumbing_tables_v1() -> None:
         batch_op.drop_index("ix_fhir_resource_type_updated")
 
     op.drop_table("fhir_resource")
+
+
+def create_plumbing_tables_v2() -> None:
+    """v2 adds the answers stored for ``Idempotency-Key`` (relearn.shared.idempotency)."""
+    op.create_table(
+        "idempotency_key",
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("owner", "key"),
+    )
+    with op.batch_alter_table("idempotency_key", schema=None) as batch_op:
+        batch_op.create_index("ix_idempotency_key_created", ["created_at"], unique=False)
+
+
+def drop_plumbing_tables_v2() -> None:
+    with op.batch_alter_table("idempotency_key", schema=None) as batch_op:
+        batch_op.drop_index("ix_idempotency_key_created")
+    op.drop_table("idempotency_key")
+
+
+def create_plumbing_tables_v3() -> None:
+    """v3 adds the outbox's dead letters: rows that can never be published, with the reason."""
+    op.create_table(
+        "outbox_dead_letter",
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False
+        ),
+        sa.Column("event_id", AutoString(length=64), nullable=False),
+        sa.Column("topic", AutoString(length=255), nullable=False),
+        sa.Column("key", AutoString(length=255), nullable=False),
+        sa.Column("type", AutoString(length=255), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("failed_at", UTCDateTime(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("reason", AutoString(length=1000), nullable=False),
+        sa.PrimaryKeyConstraint("seq"),
+    )
+    with op.batch_alter_table("outbox_dead_letter", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_dead_letter_failed", ["failed_at"], unique=False)
+
+
+def drop_plumbing_tables_v3() -> None:
+    with op.batch_alter_table("outbox_dead_letter", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_dead_letter_failed")
+    op.drop_table("outbox_dead_letter")

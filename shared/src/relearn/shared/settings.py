@@ -62,6 +62,12 @@ class ServiceSettings(BaseSettings):
     max_search_params: int = Field(default=50, ge=1, description="parameters of one search (400)")
     max_search_values: int = Field(default=100, ge=1, description="values of one search parameter (400)")
     max_page_offset: int = Field(default=100_000, ge=0, description="paging offset (400)")
+    # Published outbox rows are deleted after this long (the broker keeps the events; the rows only
+    # serve an operator looking into a recent incident).
+    outbox_retention_s: float = Field(default=86400.0, gt=0)
+
+    # How long an Idempotency-Key's stored answer is replayed (then the key may be used again).
+    idempotency_retention_s: float = Field(default=86400.0, gt=0)
 
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file ``var/<service>.db``."""

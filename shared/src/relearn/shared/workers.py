@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.kafka import ensure_topics
+from relearn.shared.events.kafka import TopicGuard, ensure_topics
 from relearn.shared.events.outbox import OutboxRelay
 from relearn.shared.events.topics import all_topics
 from relearn.shared.settings import ServiceSettings
@@ -84,7 +84,15 @@ class Workers:
 
     def __init__(self, engine: Engine, settings: ServiceSettings, consumers: WorkerFactory | None) -> None:
         self.settings = settings
-        self.relay = OutboxRelay(engine, settings.kafka_bootstrap, client_id=f"{settings.service_name}-relay")
+        # A local broker (create_topics): topics a broker restart lost are re-created as declared.
+        guard = TopicGuard(settings.kafka_bootstrap, all_topics()) if settings.create_topics else None
+        self.relay = OutboxRelay(
+            engine,
+            settings.kafka_bootstrap,
+            client_id=f"{settings.service_name}-relay",
+            retention_s=settings.outbox_retention_s,
+            topic_guard=guard,
+        )
         self.consumers: list[EventConsumer | BackgroundWorker] = (
             list(consumers(engine, settings)) if consumers else []
         )

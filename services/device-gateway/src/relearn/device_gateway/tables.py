@@ -4,4 +4,5 @@ import relearn.device_gateway.processing.tables  # the metrics processor's balan
 import relearn.device_gateway.stream_store
 import relearn.shared.events.consumer
 import relearn.shared.events.outbox
-import relearn.shared.fhir.tables  # noqa: F401  (FHIR store, outbox, processed events; streams, frames, gaps)
+import relearn.shared.fhir.tables
+import relearn.shared.idempotency  # noqa: F401  (idempotency keys; FHIR store, outbox, processed events; streams, frames, gaps)

@@ -37,7 +37,7 @@ from relearn.shared.fhir.transaction import (
 )
 
 # Headers a service needs to process the Bundle as the caller asked.
-_PASS_HEADERS = ("authorization", "accept", "prefer", "x-request-id")
+_PASS_HEADERS = ("authorization", "accept", "prefer", "x-request-id", "idempotency-key")
 _ENTRY_REF = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
@@ -75,7 +75,7 @@ class BundleRouter:
         if len(services) > 1:
             raise _spanning(parsed, owners, services)
         resp = await self._post(services[0], body, headers)
-        keep = ("content-type", "x-request-id", "www-authenticate", "retry-after")
+        keep = ("content-type", "x-request-id", "www-authenticate", "retry-after", "idempotent-replayed")
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() in keep}
         return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
         }
     )
     upstream_timeout_s: float = 30.0
+    # A service that has not published its CapabilityStatement yet is asked again at most this often.
+    capability_retry_s: float = Field(default=0.5, ge=0)
     # The services' REST APIs are routed by first path segment, learned from their /openapi.json.
     # OpenAPI does not list WebSocket routes, so those are configured here: prefix -> a path whose
     # owner (learned) serves the socket, or a service name. A list of prefixes means "the owner of

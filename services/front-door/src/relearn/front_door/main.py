@@ -28,13 +28,13 @@ from starlette.routing import BaseRoute
 from relearn.front_door.bundles import BundleRouter
 from relearn.front_door.config import Settings
 from relearn.front_door.includes import IncludeResolver, check_revincludes, wants_includes
-from relearn.front_door.proxy import forward, forward_rest
+from relearn.front_door.proxy import RETRY_AFTER_S, forward, forward_rest, unavailable
 from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
 from relearn.front_door.wsproxy import proxy_websocket, refuse
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
-from relearn.shared.fhir.errors import FhirError, NotFound
+from relearn.shared.fhir.errors import NotFound
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.guard import RequestGuard, settings_limits
@@ -78,6 +78,12 @@ def _fhir_routes(settings: Settings) -> APIRouter:
         table: RoutingTable = request.app.state.routing
         owner = await table.owner_of(resource_type)
         if owner is None:
+            missing = table.missing()
+            if missing:  # maybe theirs: never "not supported" before every service has said what it serves
+                raise unavailable(
+                    f"Resource type '{resource_type}' is not known yet: {', '.join(missing)} has not "
+                    f"published its CapabilityStatement (starting or unavailable); retry in {RETRY_AFTER_S}s"
+                )
             raise NotFound(
                 f"Resource type '{resource_type}' is not served by this server", issue_code="not-supported"
             )
@@ -107,7 +113,10 @@ def _health_routes() -> APIRouter:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "service": "front-door"}
 
-    @router.get("/readyz", summary="Ready when every service behind the front door is ready")
+    @router.get(
+        "/readyz",
+        summary="Ready when every service behind the front door is ready and its CapabilityStatement known",
+    )
     async def readyz(request: Request) -> JSONResponse:
         table: RoutingTable = request.app.state.routing
         client: httpx.AsyncClient = request.app.state.http
@@ -122,7 +131,11 @@ def _health_routes() -> APIRouter:
         names = table.upstream_names()
         states = await asyncio.gather(*(check(b) for b in names.values()))
         checks: dict[str, Any] = dict(zip(names, states, strict=True))
-        ready = all(s == "ok" for s in states)
+        # Ready only once every service's types are known: before, a type could answer 503 here.
+        await table.refresh()
+        missing = table.missing()
+        checks["capabilities"] = "ok" if not missing else f"missing: {', '.join(missing)}"
+        ready = all(s == "ok" for s in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503
         )
@@ -154,7 +167,7 @@ def _api_routes(settings: Settings) -> APIRouter:
         await rest.refresh()
         spec = rest.spec_of(service)
         if spec is None:
-            raise FhirError(f"The {service} service is unavailable", status_code=503, issue_code="transient")
+            raise unavailable(f"The {service} service is unavailable")
         return spec
 
     @router.get("/apis/{service}/openapi.json", summary="A service's OpenAPI document (its paths work here)")
@@ -222,7 +235,9 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
         app.state.http = client
-        app.state.routing = RoutingTable(settings.upstreams, client)
+        app.state.routing = RoutingTable(
+            settings.upstreams, client, missing_retry_s=settings.capability_retry_s
+        )
         app.state.rest = RestRoutes(
             settings.upstreams,
             client,

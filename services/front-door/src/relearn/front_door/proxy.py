@@ -10,6 +10,39 @@ from fastapi import Request, Response
 
 from relearn.shared.fhir.errors import FhirError
 
+# What a client is told to wait when a service is unreachable or slow (starting, restarting).
+RETRY_AFTER_S = 5
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def unavailable(message: str, *, status_code: int = 503) -> FhirError:
+    """503 (transient) or 504 (timeout) with ``Retry-After``: the service is starting, restarting or slow."""
+    code = "timeout" if status_code == 504 else "transient"
+    return FhirError(
+        message, status_code=status_code, issue_code=code, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+def may_resend(
+    method: str,
+    headers: httpx.Headers | dict[str, str] | list[tuple[bytes, bytes]],
+    exc: httpx.HTTPError,
+) -> bool:
+    """Whether a request that failed with ``exc`` before any answer may be sent once more.
+
+    A connection error means nothing was sent. "Server disconnected" on a pooled keep-alive connection is
+    usually the service having closed it just before (after an error, or on restart): a read or a request
+    carrying an Idempotency-Key is safe to send again; any other write may have been applied, so it is not.
+    """
+    if isinstance(exc, httpx.ConnectError):
+        return True
+    if isinstance(exc, httpx.RemoteProtocolError):
+        names = {(k[0] if isinstance(k, tuple) else k) for k in headers}
+        lowered = {(n.decode("latin-1") if isinstance(n, bytes) else n).lower() for n in names}
+        return method.upper() in _SAFE_METHODS or "idempotency-key" in lowered
+    return False
+
+
 # Headers that carry FHIR semantics or identity and must reach the service unchanged.
 _REQUEST_HEADERS = (
     "authorization",
@@ -21,6 +54,7 @@ _REQUEST_HEADERS = (
     "if-modified-since",
     "prefer",
     "x-request-id",
+    "idempotency-key",
 )
 _RESPONSE_HEADERS = (
     "content-type",
@@ -31,6 +65,7 @@ _RESPONSE_HEADERS = (
     "www-authenticate",
     "x-request-id",
     "retry-after",
+    "idempotent-replayed",
 )
 
 
@@ -43,38 +78,38 @@ def _raw_headers(request: Request, names: tuple[str, ...]) -> list[tuple[bytes, 
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
     headers = _raw_headers(request, _REQUEST_HEADERS)
     url = f"{upstream}{request.url.path}"
-    try:
-        resp = await client.request(
-            request.method,
-            url,
-            params=list(request.query_params.multi_items()),
-            headers=headers,
-            content=await request.body(),
-            timeout=timeout_s,
-        )
-    except httpx.TimeoutException as exc:
-        raise FhirError("The service did not answer in time", status_code=504, issue_code="timeout") from exc
-    except httpx.HTTPError as exc:
-        raise FhirError(
-            "The service that owns this resource type is unavailable", status_code=503, issue_code="transient"
-        ) from exc
+    body = await request.body()
+    for attempt in (1, 2):
+        try:
+            resp = await client.request(
+                request.method,
+                url,
+                params=list(request.query_params.multi_items()),
+                headers=headers,
+                content=body,
+                timeout=timeout_s,
+            )
+            break
+        except httpx.TimeoutException as exc:
+            raise unavailable("The service did not answer in time", status_code=504) from exc
+        except httpx.HTTPError as exc:
+            if attempt == 1 and may_resend(request.method, headers, exc):
+                continue
+            raise unavailable("The service that owns this resource type is unavailable") from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
 
 
 @contextmanager
 def service_errors(service: str) -> Iterator[None]:
-    """A call to ``service`` that times out raises 504 (timeout); one that cannot reach it 503 (transient)."""
+    """A call to ``service`` that times out raises 504 (timeout); one that cannot reach it 503 (transient);
+    both with ``Retry-After``."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise FhirError(
-            f"The {service} service did not answer in time", status_code=504, issue_code="timeout"
-        ) from exc
+        raise unavailable(f"The {service} service did not answer in time", status_code=504) from exc
     except httpx.HTTPError as exc:
-        raise FhirError(
-            f"The {service} service is unavailable", status_code=503, issue_code="transient"
-        ) from exc
+        raise unavailable(f"The {service} service is unavailable") from exc
 
 
 _REST_REQUEST_HEADERS = (*_REQUEST_HEADERS, "content-length")
@@ -93,12 +128,18 @@ async def forward_rest(
     # The length passes through with the body, so a service sees what the caller sent (chunked stays chunked).
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     with service_errors(service):
-        resp = await client.request(
-            request.method,
-            url,
-            headers=headers,
-            content=request.stream() if has_body else None,
-            timeout=timeout_s,
-        )
+        try:
+            resp = await client.request(
+                request.method,
+                url,
+                headers=headers,
+                content=request.stream() if has_body else None,
+                timeout=timeout_s,
+            )
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+            # A streamed body cannot be sent twice: only a request without one is resent.
+            if has_body or not may_resend(request.method, headers, exc):
+                raise
+            resp = await client.request(request.method, url, headers=headers, timeout=timeout_s)
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _REST_RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)

@@ -3,9 +3,9 @@
 Like FHIR types (routing.py), nothing is hard-coded: the first segment of every path a service's
 ``/openapi.json`` lists (``/streams/{id}/close`` -> ``streams``) is routed to that service. The
 front door's own paths (``/fhir``, ``/auth``, ``/healthz`` ...) and every service's plumbing
-(``/healthz``, ``/readyz``, ``/docs``, ``/openapi.json``, ``/redoc``) are never routed. A segment
-two services claim is a configuration error: it is logged and left unrouted (404), rather than
-sending requests to whichever answered first.
+(``/healthz``, ``/readyz``, ``/metrics``, ``/docs``, ``/openapi.json``, ``/redoc``) are never routed. A
+segment two services claim is a configuration error: it is logged and left unrouted (404), rather
+than sending requests to whichever answered first.
 
 OpenAPI does not list WebSocket routes, so those are configured (``Settings.websocket_routes``):
 each prefix goes to the service that owns a given path (learned as above) or to a named service.
@@ -24,7 +24,7 @@ import httpx
 logger = logging.getLogger(__name__)
 
 # Every service serves these itself; they are not part of its REST API.
-SERVICE_PLUMBING = frozenset({"fhir", "healthz", "readyz", "docs", "openapi.json", "redoc"})
+SERVICE_PLUMBING = frozenset({"fhir", "healthz", "readyz", "metrics", "docs", "openapi.json", "redoc"})
 
 
 def first_segment(path: str) -> str:

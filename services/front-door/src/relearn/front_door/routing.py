@@ -3,6 +3,10 @@
 The front door never hard-codes ownership: a service that starts serving a new type shows
 up here after its ``/fhir/metadata`` lists it. The merged CapabilityStatement is the union
 of what the services declare, so it tells the truth about what the one base URL answers.
+Until a service has answered once it is *missing*: its types are unknown, so the front door
+is not ready, an unknown type answers 503 (not 404), and ``/metadata`` names the service.
+A missing service is asked again at most every ``missing_retry_s`` (the others every
+``refresh_after_s``); a service known once keeps its last statement while it is down.
 """
 
 from __future__ import annotations
@@ -21,10 +25,19 @@ logger = logging.getLogger(__name__)
 
 
 class RoutingTable:
-    def __init__(self, upstreams: dict[str, str], client: httpx.AsyncClient, *, refresh_after_s: float = 5.0):
+    def __init__(
+        self,
+        upstreams: dict[str, str],
+        client: httpx.AsyncClient,
+        *,
+        refresh_after_s: float = 5.0,
+        missing_retry_s: float = 0.5,
+    ):
         self._upstreams = upstreams
         self._client = client
         self._refresh_after = refresh_after_s
+        self._missing_retry = missing_retry_s
+        self._missing_at = 0.0
         self._owners: dict[str, str] = {}
         # Type -> the names of the services that declare it (the first one is routed to).
         self._services: dict[str, list[str]] = {}
@@ -35,11 +48,15 @@ class RoutingTable:
     async def refresh(self, *, force: bool = False) -> None:
         """Ask every service for its CapabilityStatement (at most every few seconds)."""
         async with self._lock:
-            if not force and time.monotonic() - self._loaded_at < self._refresh_after:
+            now = time.monotonic()
+            stale = force or now - self._loaded_at >= self._refresh_after
+            if stale:
+                names = list(self._upstreams)
+            elif self.missing() and now - self._missing_at >= self._missing_retry:
+                names = self.missing()  # a starting service: ask it again soon, not in 5 s
+            else:
                 return
-            results = await asyncio.gather(
-                *(self._fetch(name, base) for name, base in self._upstreams.items())
-            )
+            results = await asyncio.gather(*(self._fetch(name, self._upstreams[name]) for name in names))
             for name, statement in results:
                 if statement is not None:
                     self._statements[name] = statement
@@ -50,7 +67,13 @@ class RoutingTable:
                         services.setdefault(resource["type"], []).append(name)
             self._services = services
             self._owners = {rtype: self._upstreams[names[0]] for rtype, names in services.items()}
-            self._loaded_at = time.monotonic()
+            if stale:
+                self._loaded_at = now
+            self._missing_at = now
+
+    def missing(self) -> list[str]:
+        """The services whose CapabilityStatement was never received (starting, or down since start)."""
+        return [name for name in self._upstreams if name not in self._statements]
 
     async def _fetch(self, name: str, base: str) -> tuple[str, dict[str, Any] | None]:
         try:
@@ -124,6 +147,13 @@ class RoutingTable:
                     resources[resource["type"]] = described
             system.append(codes)
         rest_out: dict[str, Any] = {"mode": "server", "resource": [resources[t] for t in sorted(resources)]}
+        missing = self.missing()
+        if missing:  # say so, rather than let a client cache "these types are not supported"
+            rest_out["documentation"] = (
+                f"Incomplete: {', '.join(missing)} has not published its CapabilityStatement yet (starting "
+                "or unavailable); the resource types it serves are missing from this statement and answer "
+                "503 with Retry-After until it does. Ask again later."
+            )
         if security:
             rest_out["security"] = security
         served = set.intersection(*system) if system else set()

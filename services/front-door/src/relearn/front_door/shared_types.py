@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 from fastapi import Request, Response
 
-from relearn.front_door.proxy import forward
+from relearn.front_door.proxy import forward, unavailable
 from relearn.front_door.routing import Upstreams
 from relearn.shared.fhir import jsontext
-from relearn.shared.fhir.errors import FhirError, InvalidRequest
+from relearn.shared.fhir.errors import InvalidRequest
 from relearn.shared.fhir.paging import page_links
 from relearn.shared.fhir.response import FhirResponse, RawJson
 from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM
@@ -79,10 +79,8 @@ async def _merged_search(
                 url, params=[*kept, ("_count", str(window))], headers=headers, timeout=up.timeout_s
             )
         except httpx.HTTPError as exc:
-            raise FhirError(
-                f"The {name} service, which serves {resource_type} too, is unavailable",
-                status_code=503,
-                issue_code="transient",
+            raise unavailable(
+                f"The {name} service, which serves {resource_type} too, is unavailable"
             ) from exc
 
     answers = await asyncio.gather(*(ask(name) for name in services))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -192,3 +193,44 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 10
                     )
     finally:
         admin.close()
+
+
+class TopicGuard:
+    """Re-creates declared topics that are gone (a broker restarted without its data), as declared.
+
+    ``check()`` lists the broker's topics (one metadata request) at most every ``every_s`` and creates the
+    missing ones with :func:`ensure_topics`; ``check(now=True)`` skips the wait (after a failure). Raises
+    what the broker raises: the caller retries.
+
+    Best effort for the event topics on Tansu: it creates any topic a client asks for with its default of 4
+    partitions (it ignores ``allow_auto_create_topics`` and has no CreatePartitions), so an event topic a
+    consumer or producer asks for before the guard's next check comes back with 4 partitions (logged by
+    ``ensure_topics`` at the next start). The dead-letter topics, which no client asks for until an event
+    fails, always come back as declared. A deployment's durable broker does not lose topics.
+    """
+
+    def __init__(self, bootstrap: str, topics: Iterable[Topic], *, every_s: float = 5.0) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.every_s = every_s
+        self._checked_at: float | None = None
+        self.recreated = 0
+
+    def check(self, *, now: bool = False) -> None:
+        at = time.monotonic()
+        if not now and self._checked_at is not None and at - self._checked_at < self.every_s:
+            return
+        admin = admin_client(self.bootstrap)
+        try:
+            existing = set(admin.list_topics())
+        finally:
+            admin.close()
+        missing = [t for t in self.topics if t.name not in existing]
+        if missing:
+            ensure_topics(self.bootstrap, missing)
+            self.recreated += len(missing)
+            logger.warning(
+                "declared topics were missing; created them as declared",
+                extra={"topics": {t.name: t.partitions for t in missing}},
+            )
+        self._checked_at = at

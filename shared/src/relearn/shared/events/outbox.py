@@ -20,18 +20,19 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka import errors as kafka_errors
 from kafka.errors import KafkaTimeoutError
-from sqlalchemy import BigInteger, Column, Index, Integer, Table, event, func, insert, select, update
+from sqlalchemy import BigInteger, Column, Index, Integer, Table, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col
 
 from relearn.shared.db import is_postgres, transaction
 from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import close_producer, producer_config
+from relearn.shared.events.kafka import TopicGuard, close_producer, producer_config
 from relearn.shared.events.topics import topic_for
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,46 @@ class OutboxEvent(SQLModel, table=True):
 
 
 _OUTBOX_TABLE: Table = OutboxEvent.__table__  # type: ignore[attr-defined]
+
+
+class OutboxDeadLetter(SQLModel, table=True):
+    """An outbox row that can never be published, moved aside with the reason so the rest flow on.
+
+    An operator reads it here (and the count in ``/readyz``, ``/metrics``), fixes the cause and, if the
+    event still matters, stages it again.
+    """
+
+    __tablename__ = "outbox_dead_letter"
+    __table_args__ = (Index("ix_outbox_dead_letter_failed", "failed_at"),)
+
+    # The row's outbox sequence number (unique: a row is moved once).
+    seq: int = Field(
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    )
+    event_id: str = Field(max_length=64)
+    topic: str = Field(max_length=255)
+    key: str = Field(max_length=255)
+    type: str = Field(max_length=255)
+    payload: bytes
+    created_at: datetime
+    failed_at: datetime
+    attempts: int = 0
+    reason: str = Field(max_length=1000)
+
+
+# Errors about one record that sending it again cannot fix: it is dead-lettered, the others go on.
+# Anything else (timeouts, leader moves, an unreachable broker) retries the batch, in order.
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.CorruptRecordError,
+    kafka_errors.InvalidRecordError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.InvalidTimestampError,
+    TypeError,  # unserialisable: the producer refused the key or value before sending
+    ValueError,
+    AssertionError,  # kafka-python checks its arguments with assert
+)
 
 
 def stage(session: Session, event: CloudEvent, topic: str | None = None) -> None:
@@ -159,8 +200,18 @@ class OutboxRelay:
         ack_timeout_s: float = 15.0,
         max_backoff_s: float = 10.0,
         linger_s: float = 0.01,
+        retention_s: float = 86400.0,
+        purge_every_s: float = 60.0,
+        topic_guard: TopicGuard | None = None,
     ) -> None:
         self.engine = engine
+        # With a guard the service manages its topics: a topic gone missing (a broker restart) is re-created
+        # as declared, checked every few seconds and right after a failed round, before sending again.
+        self.topic_guard = topic_guard
+        # Published rows are deleted after ``retention_s`` (the broker keeps the events).
+        self.retention_s = retention_s
+        self.purge_every_s = purge_every_s
+        self._purged_at = 0.0
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.batch_size = batch_size
@@ -201,6 +252,9 @@ class OutboxRelay:
         backoff = 0.0
         while not self._stop.is_set():
             try:
+                if self.topic_guard is not None:
+                    self.topic_guard.check(now=backoff > 0)
+                self._purge_now_and_then()
                 sent = self.relay_once()
                 backoff = 0.0
             except Exception as exc:  # broker or database trouble: keep the rows, retry later
@@ -243,35 +297,49 @@ class OutboxRelay:
             if not rows:
                 return 0
             try:
-                self._publish(rows)
+                poison = self._publish(rows)
             except Exception as exc:
                 # Nothing is marked: every row of the batch is sent again next time (consumers
                 # drop the duplicates). A fresh producer avoids a stale idempotence sequence.
                 self._close_producer(timeout_s=0)  # its pending sends are moot: the batch is resent
                 self._record_failure([r[0] for r in rows], exc)
                 raise
-            session.execute(
-                update(OutboxEvent)
-                .where(col(OutboxEvent.seq).in_([r[0] for r in rows]))
-                .values(published_at=datetime.now(UTC))
-            )
-            return len(rows)
+            if poison:
+                self._dead_letter(session, poison)
+            published = [r[0] for r in rows if r[0] not in poison]
+            if published:
+                session.execute(
+                    update(OutboxEvent)
+                    .where(col(OutboxEvent.seq).in_(published))
+                    .values(published_at=datetime.now(UTC))
+                )
+            return len(published)
 
-    def _publish(self, rows: Sequence[Any]) -> None:
+    def _publish(self, rows: Sequence[Any]) -> dict[int, str]:
+        """Send ``rows`` and wait for every ack; the rows that can never be published, with why.
+
+        A transient failure of any row raises (the whole batch is sent again, in order).
+        """
         producer = self._get_producer()
+        poison: dict[int, str] = {}
         # One batch in flight at a time bounds the producer's memory to batch_size messages.
-        futures = [
-            producer.send(
-                topic,
-                key=key.encode("utf-8"),
-                value=payload,
-                headers=[("ce_id", event_id.encode()), ("ce_type", etype.encode())],
-            )
-            for _seq, topic, key, payload, event_id, etype in rows
-        ]
+        futures = []
+        for seq, topic, key, payload, event_id, etype in rows:
+            try:
+                future = producer.send(
+                    topic,
+                    key=key.encode("utf-8"),
+                    value=payload,
+                    headers=[("ce_id", event_id.encode()), ("ce_type", etype.encode())],
+                )
+            except POISON_ERRORS as exc:  # refused before sending (too large for the producer, bad value)
+                poison[seq] = _reason(exc, payload)
+                continue
+            futures.append((seq, payload, future))
         # Wait for every ack, in short slices so that stop() is not held up by a dead broker.
         deadline = time.monotonic() + self.ack_timeout_s
-        for f in futures:
+        refused_by_broker = False
+        for seq, payload, f in futures:
             while not f.is_done:
                 if self._stop.is_set():
                     raise KafkaTimeoutError("relay stopping before the broker acknowledged the batch")
@@ -280,7 +348,50 @@ class OutboxRelay:
                     raise KafkaTimeoutError(f"no acknowledgement within {self.ack_timeout_s}s")
                 with contextlib.suppress(KafkaTimeoutError):
                     f.get(timeout=min(0.25, remaining))
-            f.get()  # raises the delivery error, if there was one
+            try:
+                f.get()  # raises the delivery error, if there was one
+            except POISON_ERRORS as exc:
+                poison[seq] = _reason(exc, payload)
+                refused_by_broker = True
+        if refused_by_broker:  # the next batch starts a fresh idempotent sequence
+            self._close_producer(timeout_s=0)
+        return poison
+
+    def _dead_letter(self, session: Session, poison: dict[int, str]) -> None:
+        """Move the rows aside (in the relay's transaction) so that the rows after them are published."""
+        now = datetime.now(UTC)
+        rows = (
+            session.execute(select(_OUTBOX_TABLE).where(_OUTBOX_TABLE.c.seq.in_(list(poison))))
+            .mappings()
+            .all()
+        )
+        for row in rows:
+            logger.error(
+                "outbox event can never be published; moved to outbox_dead_letter",
+                extra={
+                    "seq": row["seq"],
+                    "event_id": row["event_id"],
+                    "event_type": row["type"],
+                    "topic": row["topic"],
+                    "reason": poison[row["seq"]],
+                },
+            )
+            session.add(
+                OutboxDeadLetter(
+                    seq=row["seq"],
+                    event_id=row["event_id"],
+                    topic=row["topic"],
+                    key=row["key"],
+                    type=row["type"],
+                    payload=row["payload"],
+                    created_at=row["created_at"],
+                    failed_at=now,
+                    attempts=row["attempts"] + 1,
+                    reason=poison[row["seq"]],
+                )
+            )
+        session.flush()
+        session.execute(delete(_OUTBOX_TABLE).where(_OUTBOX_TABLE.c.seq.in_(list(poison))))
 
     def _record_failure(self, seqs: list[int], exc: Exception) -> None:
         # Best effort, in its own transaction, so the failure is visible to operators.
@@ -309,6 +420,25 @@ class OutboxRelay:
             except Exception:
                 logger.debug("producer close failed", exc_info=True)
 
+    def purge_published(self, now: datetime | None = None) -> int:
+        """Delete the rows published more than ``retention_s`` ago; returns how many."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(seconds=self.retention_s)
+        with transaction(self.engine) as session:
+            result = session.connection().execute(
+                delete(_OUTBOX_TABLE).where(
+                    _OUTBOX_TABLE.c.published_at.is_not(None), _OUTBOX_TABLE.c.published_at < cutoff
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def _purge_now_and_then(self) -> None:
+        if time.monotonic() - self._purged_at < self.purge_every_s:
+            return
+        self._purged_at = time.monotonic()
+        purged = self.purge_published()
+        if purged:
+            logger.info("purged published outbox rows", extra={"rows": purged})
+
     def pending(self) -> int:
         """How many committed events wait to be published."""
         with Session(self.engine) as session:
@@ -316,3 +446,17 @@ class OutboxRelay:
                 select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
             ).scalar_one()
             return int(n)
+
+
+def outbox_counts(engine: Engine) -> dict[str, int]:
+    """Rows waiting to be published and rows dead-lettered (for ``/readyz`` and ``/metrics``)."""
+    with Session(engine) as session:
+        pending = session.execute(
+            select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+        ).scalar_one()
+        dead = session.execute(select(func.count()).select_from(OutboxDeadLetter)).scalar_one()
+    return {"pending": int(pending), "deadLettered": int(dead)}
+
+
+def _reason(exc: BaseException, payload: bytes) -> str:
+    return f"{type(exc).__name__}: {exc} ({len(payload)} bytes)"[:1000]

@@ -14,11 +14,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from relearn.shared.db import lock_for_write
 from relearn.shared.fhir import jsontext, search_sql
 from relearn.shared.fhir.dates import as_utc, format_instant, now_ms
 from relearn.shared.fhir.definition import ResourceDefinition
@@ -368,6 +370,9 @@ class FhirStore:
         query = self.parse(rdef, params, handling="strict")
         if not query.criteria:
             raise InvalidRequest("A conditional operation needs at least one search criterion")
+        # Two requests with the same criteria take turns from here to their commit: the second one
+        # finds what the first created (a 200, not a duplicate that makes every later match a 412).
+        lock_for_write(session, conditional_lock_key(rdef.type, params))
         query.count, query.offset, query.total, query.includes = 2, 0, "none", []
         return self.search(session, rdef, query, patient_restriction=patient_restriction).matches
 
@@ -534,6 +539,12 @@ class FhirStore:
         text = stored.text or self._last_content(session, rdef.type, stored.id, stored.version_id)
         if not text or patient not in self.indexer.patients(rdef, jsontext.loads(text)):
             raise NotFound(f"{rdef.type}/{stored.id} is not known")
+
+
+def conditional_lock_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:
+    """The lock of a conditional operation: its type and criteria, in a canonical order."""
+    criteria = sorted((k.strip(), v.strip()) for k, v in params)
+    return f"fhir-conditional:{resource_type}?{urlencode(criteria)}"
 
 
 def _check_id(rdef: ResourceDefinition, id: str) -> None:

@@ -1,7 +1,7 @@
 """plan evidence due
 
 Revision ID: 24d02a6f7e1c
-Revises: 59520c914d0b
+Revises: 89888d6877a0
 Create Date: 2026-12-06 12:22:27.496408
 """
 

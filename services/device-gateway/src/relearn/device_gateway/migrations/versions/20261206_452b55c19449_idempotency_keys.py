@@ -1,0 +1,23 @@
+"""idempotency keys: the stored answers of POSTs sent with an Idempotency-Key
+
+Revision ID: 452b55c19449
+Revises: 5b1e0c7d9a42
+Create Date: 2026-12-06 12:20:00.000000
+"""
+
+from collections.abc import Sequence
+
+from relearn.shared.plumbing_schema import create_plumbing_tables_v2, drop_plumbing_tables_v2
+
+revision: str = "452b55c19449"
+down_revision: str | None = "5b1e0c7d9a42"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    create_plumbing_tables_v2()
+
+
+def downgrade() -> None:
+    drop_plumbing_tables_v2()

@@ -1,0 +1,23 @@
+"""idempotency keys: the stored answers of POSTs sent with an Idempotency-Key
+
+Revision ID: 0c3ad1fb2e27
+Revises: 45ac5a45e0ca
+Create Date: 2026-12-06 12:20:00.000000
+"""
+
+from collections.abc import Sequence
+
+from relearn.shared.plumbing_schema import create_plumbing_tables_v2, drop_plumbing_tables_v2
+
+revision: str = "0c3ad1fb2e27"
+down_revision: str | None = "45ac5a45e0ca"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    create_plumbing_tables_v2()
+
+
+def downgrade() -> None:
+    drop_plumbing_tables_v2()
