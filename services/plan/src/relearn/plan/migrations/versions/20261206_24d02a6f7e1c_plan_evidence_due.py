@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "24d02a6f7e1c"
-down_revision: str | None = "59520c914d0b"
+down_revision: str | None = "89888d6877a0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
