@@ -25,7 +25,7 @@ from relearn.shared.auth.dev_issuer import DevIssuer
 
 # Open on purpose: the CapabilityStatement and probes; reference data (the movement-pattern catalogue, the
 # session CodeSystems) for any valid token.
-OPEN = {"/fhir/metadata", "/healthz", "/readyz"}
+OPEN = {"/fhir/metadata", "/healthz", "/readyz", "/metrics"}
 ANY_VALID_TOKEN = ("/catalogue", "/sessions/code-systems")
 SERVICES = {
     "evaluation": ("relearn.evaluation", "relearn.evaluation.config", "relearn.evaluation.main"),

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 _REQUEST_ID = b"x-request-id"
 # Answered without a token (docs/api.md).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/fhir/metadata"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/fhir/metadata"})
 
 
 class RequestIdMiddleware:

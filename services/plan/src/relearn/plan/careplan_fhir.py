@@ -248,15 +248,13 @@ def _criterion_extension(c: CriterionResult) -> dict[str, Any]:
         parts.append({"url": "muscle", "valueCode": c.muscle})
     if c.session:
         parts.append({"url": "session", "valueReference": _ref(c.session)})
-    if isinstance(c.value, bool) or c.value is None:
-        pass
-    elif isinstance(c.value, int | float):
+    if isinstance(c.value, int | float) and not isinstance(c.value, bool):
         quantity: dict[str, Any] = {"value": c.value}
         if c.unit:
             quantity |= {"unit": c.unit, "system": UCUM, "code": c.unit}
         parts.append({"url": "value", "valueQuantity": quantity})
-    else:
-        parts.append({"url": "value", "valueString": str(c.value)})
+    elif isinstance(c.value, str):
+        parts.append({"url": "value", "valueString": c.value})
     if c.source and _is_reference(c.source):
         parts.append({"url": "source", "valueReference": _ref(c.source)})
     if c.note:
