@@ -86,6 +86,7 @@ def session(patient: str, plan: str, activity: str, n: int) -> dict[str, Any]:
                 "withFeedback": n % 2 == 0,
                 "dualTask": False,
                 "dualTaskCostPct": None,
+                "rom": {"valueDeg": 95, "method": "goniometer"},
                 "quality": 3,
                 "selfRating": 3,
                 "painBefore": 1,
@@ -158,6 +159,16 @@ def run(ctx: BenchContext) -> None:
                 plan = http.get(f"/plans/{summary['id']}").json()
                 rules = {"rules": {"mastery": {"consecutiveSessions": 1, "require24HResponse": False}}}
                 http.put(f"/plans/{plan['id']}/rules", json=rules).raise_for_status()
+                # No EMG in this benchmark: the knee's EMG criteria are waived, so every session is judged on
+                # sets, reps, quality, pain and the ROM it records.
+                waivers = {
+                    "waivers": [
+                        {"pattern": "knee-extension", "criterion": c, "reason": "no EMG in the benchmark"}
+                        for c in ("emg-onset-latency", "co-contraction")
+                    ],
+                    "reason": "benchmark",
+                }
+                http.put(f"/plans/{plan['id']}/waivers", json=waivers).raise_for_status()
                 http.post(f"/plans/{plan['id']}/activate").raise_for_status()
                 plans[p] = (plan["id"], plan["state"]["activities"][0]["id"])
 
