@@ -4,7 +4,7 @@ evaluation service's CodeSystem defines, so no mastery criterion waits for a met
 from __future__ import annotations
 
 from relearn.device_gateway.signals.metrics import MetricCode
-from relearn.evaluation.codes import concepts
+from relearn.evaluation.domain.codes import concepts
 from relearn.plan.catalogue import load_catalogue
 
 

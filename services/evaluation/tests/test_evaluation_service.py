@@ -16,8 +16,9 @@ from sqlalchemy.engine import Engine
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.evaluation.config import Settings
-from relearn.evaluation.device_metrics import MetricComputed, metric_observation_id
 from relearn.evaluation.main import create_app
+from relearn.evaluation.mapper import metric_observation_id
+from relearn.evaluation.schemas import MetricComputed
 from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.kafka import producer_config

@@ -17,8 +17,9 @@ from relearn.device_gateway.config import Settings
 from relearn.device_gateway.processing import events, metrics_consumer
 from relearn.device_gateway.processing import events as events_module
 from relearn.device_gateway.signals.metrics import MetricCode
-from relearn.evaluation import codes
-from relearn.evaluation.device_metrics import MetricComputed, metric_observation
+from relearn.evaluation.domain import codes
+from relearn.evaluation.mapper import metric_observation
+from relearn.evaluation.schemas import MetricComputed
 from relearn.plan.handlers import metric_observation as plan_evidence
 from relearn.plan.inbound import DeviceMetricComputed
 from relearn.shared.events.contracts import device_metric_observation_id

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 
-from relearn.evaluation import codes
-from relearn.evaluation.observations import evaluation_to_observations
+from relearn.evaluation.domain import codes
+from relearn.evaluation.mapper import evaluation_to_observations
 from relearn.evaluation.schemas import EvaluationIn
 
 

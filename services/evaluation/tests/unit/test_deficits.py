@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relearn.evaluation.deficits import Deficit, assess, find_deficits
+from relearn.evaluation.domain.deficits import Deficit, assess, find_deficits
 from relearn.evaluation.schemas import EvaluationIn
 
 

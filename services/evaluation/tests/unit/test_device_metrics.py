@@ -6,7 +6,8 @@ from typing import Any
 
 from fhir.resources.R4B.observation import Observation
 
-from relearn.evaluation.device_metrics import MUSCLE_SYSTEM, MetricComputed, metric_observation
+from relearn.evaluation.mapper import MUSCLE_SYSTEM, metric_observation
+from relearn.evaluation.schemas import MetricComputed
 
 WINDOW = {"start": "2026-11-20T10:00:00+00:00", "end": "2026-11-20T10:00:06+00:00"}
 

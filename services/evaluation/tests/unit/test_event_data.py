@@ -6,14 +6,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from relearn.evaluation.observations import (
+from relearn.evaluation.events import (
     EVALUATION_COMPLETED,
     EVALUATION_REASSESSED,
     evaluation_completed_data,
-    evaluation_to_observations,
     event_type,
-    item_path,
 )
+from relearn.evaluation.mapper import evaluation_to_observations, item_path
 from relearn.evaluation.schemas import EvaluationIn
 
 Ids = Callable[[str], str]

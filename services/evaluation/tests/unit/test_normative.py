@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from relearn.evaluation import codes
-from relearn.evaluation.normative import NormativeDataError, load_norms, parse_norms
+from relearn.evaluation.domain import codes
+from relearn.evaluation.domain.normative import NormativeDataError, load_norms, parse_norms
 
 
 def packaged_data() -> dict[str, Any]:

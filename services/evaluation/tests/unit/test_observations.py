@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.observation import Observation
 
-from relearn.evaluation import codes
-from relearn.evaluation.observations import evaluation_to_observations, item_path
+from relearn.evaluation.domain import codes
+from relearn.evaluation.mapper import evaluation_to_observations, item_path
 from relearn.evaluation.resources import OBSERVATION
 from relearn.evaluation.schemas import EvaluationIn
 from relearn.shared.fhir.validation import validate_resource

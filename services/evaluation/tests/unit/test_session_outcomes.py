@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.observation import Observation
 
-from relearn.evaluation import codes
-from relearn.evaluation.session_outcomes import SessionLogged, rom_observations
+from relearn.evaluation.domain import codes
+from relearn.evaluation.mapper import rom_observations
+from relearn.evaluation.schemas import SessionLogged
 
 
 def logged(**exercise: Any) -> SessionLogged:

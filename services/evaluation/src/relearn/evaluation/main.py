@@ -8,13 +8,12 @@ from functools import partial
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from relearn.evaluation.api import evaluation_router
 from relearn.evaluation.config import Settings
-from relearn.evaluation.device_metrics import metric_handler
 from relearn.evaluation.events import observation_recorded_hook
-from relearn.evaluation.publishing import publish_codesystem
+from relearn.evaluation.handlers import handlers
 from relearn.evaluation.resources import DEFINITIONS
-from relearn.evaluation.router import evaluation_router
-from relearn.evaluation.session_outcomes import outcome_handlers
+from relearn.evaluation.service import publish_codesystem
 from relearn.shared.app import create_service_app, fhir_api, fhir_store
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.events.consumer import EventConsumer
@@ -28,15 +27,13 @@ def build_store(settings: ServiceSettings) -> FhirStore:
 
 
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
-    store = build_store(settings)
-    handlers = {"device.metric-computed.v1": metric_handler(store), **outcome_handlers(store)}
     return [
         EventConsumer(
             engine,
             settings.kafka_bootstrap,
             group_id="evaluation",
             topics=[DEVICE_METRICS, SESSIONS_EVENTS],
-            handlers=handlers,
+            handlers=handlers(build_store(settings)),
         )
     ]
 

@@ -1,4 +1,4 @@
-"""The domain API's evaluation request, with range checks that name the field at fault.
+"""Bodies in and out: the evaluation request and its answer, and the data of the events the service reads.
 
 JSON field names are camelCase (``ageYears``, ``muscleGroup``, ``referralConditions``); Python code
 may use the snake_case names. A bad request becomes one error per problem, each with the field's
@@ -14,7 +14,7 @@ Observation's value and the modifier rides in a component. Whole grades may be s
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from relearn.evaluation import codes
-from relearn.evaluation.normative import PlausibleRange, load_norms
+from relearn.evaluation.domain import codes
+from relearn.evaluation.domain.normative import PlausibleRange, load_norms
 from relearn.shared.fhir.errors import InvalidResource, Issue
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -436,3 +436,116 @@ def parse_evaluation(data: Any) -> EvaluationIn:
         return EvaluationIn.model_validate(data)
     except ValidationError as exc:
         raise invalid_evaluation(exc) from None
+
+
+# -- Event data in (docs/events.md): what the handlers decode and the mapper turns into Observations --------
+class _EventIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Window(_EventIn):
+    start: datetime
+    end: datetime
+
+
+class Component(_EventIn):
+    code: str
+    value: float
+    unit: str
+
+
+class Samples(_EventIn):
+    """A downsampled waveform: value = origin + factor * datum (FHIR SampledData)."""
+
+    period_ms: float = Field(alias="periodMs", gt=0)
+    origin: float = 0.0
+    factor: float = 1.0
+    dimensions: int = 1
+    unit: str
+    data: str
+
+
+class OnsetReference(_EventIn):
+    """What an onset latency is timed against: a synergist channel's onset, or the movement cue."""
+
+    kind: Literal["synergist", "cue"]
+    channel: str | None = Field(default=None, max_length=200)
+    muscle: str | None = Field(default=None, max_length=64)
+
+
+class MetricComputed(_EventIn):
+    """The data of ``device.metric-computed.v1`` (docs/events.md)."""
+
+    patient: str
+    device: str
+    stream: str
+    session: str | None = None
+    channel: str | None = Field(default=None, min_length=1, max_length=200)
+    muscle: str | None = Field(default=None, min_length=1, max_length=64)
+    antagonist: str | None = Field(default=None, min_length=1, max_length=64)
+    metric: str = Field(description="a code of the evaluation CodeSystem, e.g. emg-rms, sway-ellipse-area")
+    window: Window
+    value: float | None = None
+    unit: str | None = None
+    status: Literal["measured", "not-detected", "not-computable"] = "measured"
+    reason: str | None = Field(default=None, max_length=1000)
+    reference: OnsetReference | None = None
+    components: list[Component] = []
+    samples: Samples | None = None
+
+
+# Field names are the event's own (camelCase), as docs/events.md writes them.
+class RomReached(_EventIn):
+    valueDeg: float = Field(ge=0, le=360)
+    method: Literal["goniometer", "inclinometer", "device"]
+    motion: str | None = Field(default=None, max_length=100)
+    observation: str = Field(pattern=r"^Observation/[A-Za-z0-9\-.]{1,64}$")
+
+    @property
+    def observation_id(self) -> str:
+        return self.observation.removeprefix("Observation/")
+
+
+class ExerciseOutcome(_EventIn):
+    procedure: str
+    activity: str
+    quality: int | None = None
+    selfRating: int | None = None
+    painBefore: int | None = None
+    painAfter: int | None = None
+    rom: RomReached | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+class SessionLogged(_EventIn):
+    session: str
+    patient: str
+    end: str
+    exercises: list[ExerciseOutcome] = []
+
+
+class SymptomsRecorded(_EventIn):
+    session: str
+    patient: str
+    recordedAt: str
+    pain24h: int
+    flare: bool
+
+
+# -- The answer of POST /evaluations ----------------------------------------------------------------------
+class EvaluationRecorded(BaseModel):
+    """What was stored and what the plan service will be told."""
+
+    evaluation: str = Field(
+        description="The panel Observation, e.g. Observation/<id>", examples=["Observation/4f1c"]
+    )
+    kind: str = Field(description="initial | reassessment")
+    event_type: str = Field(
+        alias="eventType", description="evaluation.completed.v1 | evaluation.reassessed.v1"
+    )
+    members: list[str] = Field(description="The member Observations (hasMember), in request order")
+    deficits: list[dict[str, Any]] = Field(description="Deficits found against the normative values")
+    goals: list[dict[str, Any]] = Field(description="The patient's goals with their measurable targets")
+
+    model_config = {"populate_by_name": True}

@@ -12,12 +12,72 @@ below normal, ``3-`` grades as moderate rather than severe); ``+`` counts as its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from relearn.evaluation import codes
-from relearn.evaluation.normative import Norm, NormativeTable, Severity, load_norms
-from relearn.evaluation.schemas import EvaluationIn
+from relearn.evaluation.domain import codes
+from relearn.evaluation.domain.normative import Norm, NormativeTable, Severity, load_norms
+
+
+class BalanceTest(Protocol):
+    """What the rules read of a balance test (the API's ``BalanceTestIn`` is one)."""
+
+    @property
+    def test(self) -> str: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def side(self) -> str | None: ...
+    @property
+    def vision(self) -> str | None: ...
+    @property
+    def surface(self) -> str | None: ...
+    @property
+    def stance(self) -> str | None: ...
+
+
+class RangeOfMotion(Protocol):
+    @property
+    def measure(self) -> codes.Measure: ...
+    @property
+    def degrees(self) -> float: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def joint(self) -> str: ...
+    @property
+    def motion(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+
+
+class MuscleTest(Protocol):
+    @property
+    def base_grade(self) -> int: ...
+    @property
+    def modifier(self) -> str | None: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def muscle_group(self) -> str: ...
+    @property
+    def grade(self) -> str: ...
+
+
+class Evaluation(Protocol):
+    """The measurements of an evaluation the rules judge (the API's ``EvaluationIn`` is one)."""
+
+    @property
+    def age_years(self) -> int | None: ...
+    @property
+    def pain(self) -> int | None: ...
+    @property
+    def balance(self) -> Sequence[BalanceTest]: ...
+    @property
+    def rom(self) -> Sequence[RangeOfMotion]: ...
+    @property
+    def strength(self) -> Sequence[MuscleTest]: ...
 
 
 def _num(x: float) -> float | int:
@@ -124,7 +184,7 @@ def _judge(norm: Norm, measured: float, compared: float, **details: Any) -> Defi
     )
 
 
-def assess(ev: EvaluationIn, norms: NormativeTable | None = None) -> list[Assessment]:
+def assess(ev: Evaluation, norms: NormativeTable | None = None) -> list[Assessment]:
     """Every measurement of ``ev`` that a norm applies to, judged against it."""
     table = norms or load_norms()
     out: list[Assessment] = []
@@ -168,6 +228,6 @@ def assess(ev: EvaluationIn, norms: NormativeTable | None = None) -> list[Assess
     return out
 
 
-def find_deficits(ev: EvaluationIn, norms: NormativeTable | None = None) -> list[Deficit]:
+def find_deficits(ev: Evaluation, norms: NormativeTable | None = None) -> list[Deficit]:
     """The deficits of ``ev``, in request order (pain, balance, range of motion, strength)."""
     return [a.deficit for a in assess(ev, norms) if a.deficit is not None]

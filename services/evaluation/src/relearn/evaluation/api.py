@@ -1,34 +1,16 @@
-"""The domain API for apps: record an evaluation (or a re-assessment) in one call."""
+"""HTTP routes of the domain API: record an evaluation (or a re-assessment) in one call."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
-from pydantic import BaseModel, Field
 
-from relearn.evaluation.recording import record_evaluation
-from relearn.evaluation.schemas import EvaluationIn
+from relearn.evaluation.schemas import EvaluationIn, EvaluationRecorded
+from relearn.evaluation.service import record_evaluation
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.deps import SessionDep
 from relearn.shared.fhir.store import FhirStore
-
-
-class EvaluationRecorded(BaseModel):
-    """What was stored and what the plan service will be told."""
-
-    evaluation: str = Field(
-        description="The panel Observation, e.g. Observation/<id>", examples=["Observation/4f1c"]
-    )
-    kind: str = Field(description="initial | reassessment")
-    event_type: str = Field(
-        alias="eventType", description="evaluation.completed.v1 | evaluation.reassessed.v1"
-    )
-    members: list[str] = Field(description="The member Observations (hasMember), in request order")
-    deficits: list[dict[str, Any]] = Field(description="Deficits found against the normative values")
-    goals: list[dict[str, Any]] = Field(description="The patient's goals with their measurable targets")
-
-    model_config = {"populate_by_name": True}
 
 
 def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:

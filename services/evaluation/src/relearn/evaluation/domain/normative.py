@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from relearn.evaluation.codes import MEASURES, with_unit
+from relearn.evaluation.domain.codes import MEASURES, with_unit
 
 NORMS_FILE = "normative-values.json"
 

@@ -1,0 +1,32 @@
+"""Consumer handlers: device metrics and session outcomes become Observations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlmodel import Session
+
+from relearn.evaluation import service
+from relearn.evaluation.schemas import MetricComputed, SessionLogged, SymptomsRecorded
+from relearn.shared.events.consumer import Handler
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.fhir.store import FhirStore
+
+
+def handlers(store: FhirStore) -> Mapping[str, Handler]:
+    """The evaluation consumer's handler per event type."""
+
+    def metric(session: Session, event: CloudEvent) -> None:
+        service.record_metric(session, store, MetricComputed.model_validate(event.data))
+
+    def logged(session: Session, event: CloudEvent) -> None:
+        service.record_session_outcomes(session, store, SessionLogged.model_validate(event.data))
+
+    def symptoms(session: Session, event: CloudEvent) -> None:
+        service.record_symptoms(session, store, SymptomsRecorded.model_validate(event.data))
+
+    return {
+        "device.metric-computed.v1": metric,
+        "session.logged.v1": logged,
+        "session.symptoms-recorded.v1": symptoms,
+    }

@@ -1,0 +1,47 @@
+"""Every read and write of the evaluation's Observations and CodeSystem in its FHIR store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import Session
+
+from relearn.evaluation.resources import CODE_SYSTEM, OBSERVATION
+from relearn.shared.fhir.store import FhirStore, StoredResource
+
+
+def observation(session: Session, store: FhirStore, observation_id: str) -> StoredResource | None:
+    """The current version of ``Observation/<observation_id>`` (deleted or not), or None."""
+    return store.get(session, OBSERVATION.type, observation_id)
+
+
+def create_observations(session: Session, store: FhirStore, observations: list[dict[str, Any]]) -> None:
+    """Store new Observations under their own ids, in order."""
+    for obs in observations:
+        store.create(session, OBSERVATION, obs, id=obs["id"])
+
+
+def put_observation(session: Session, store: FhirStore, obs: dict[str, Any]) -> None:
+    """Create or update ``obs`` under its id (a new version each time)."""
+    store.update(session, OBSERVATION, obs["id"], obs)
+
+
+def put_observation_if_changed(session: Session, store: FhirStore, obs: dict[str, Any]) -> None:
+    """As :func:`put_observation`, but a replay the stored version already says exactly writes nothing."""
+    current = observation(session, store, obs["id"])
+    if current is not None and not current.deleted and current.text:
+        stored = {k: v for k, v in json.loads(current.text).items() if k != "meta"}
+        if stored == json.loads(json.dumps(obs)):
+            return
+    put_observation(session, store, obs)
+
+
+def code_system(session: Session, store: FhirStore, code_system_id: str) -> dict[str, Any] | None:
+    """The stored CodeSystem ``code_system_id``, or None when absent or deleted."""
+    current = store.get(session, CODE_SYSTEM.type, code_system_id)
+    return None if current is None or current.deleted else current.resource()
+
+
+def put_code_system(session: Session, store: FhirStore, cs: dict[str, Any]) -> None:
+    store.update(session, CODE_SYSTEM, cs["id"], dict(cs))

@@ -1,0 +1,110 @@
+"""Use cases of the evaluation service: record an evaluation, store device metrics and session outcomes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from relearn.evaluation import repository
+from relearn.evaluation.domain import codes
+from relearn.evaluation.events import evaluation_completed_data, event_type, stage_evaluation
+from relearn.evaluation.mapper import (
+    evaluation_to_observations,
+    metric_observation,
+    rom_observations,
+    session_outcome_observations,
+    symptom_observation,
+)
+from relearn.evaluation.schemas import EvaluationIn, MetricComputed, SessionLogged, SymptomsRecorded
+from relearn.shared.db import transaction
+from relearn.shared.fhir.errors import Conflict, Forbidden
+from relearn.shared.fhir.store import FhirStore
+
+# Namespace for ids derived from a client's Idempotency-Key (a retried request gets the same ids).
+_IDEMPOTENT_IDS = uuid.UUID("6f1d9a52-8c1e-4f4e-9b0e-2b7f5d2f1a10")
+
+
+@dataclass(frozen=True)
+class RecordedEvaluation:
+    panel: dict[str, Any]
+    members: list[dict[str, Any]]
+    event_type: str
+    event_data: dict[str, Any]
+    created: bool  # False when an Idempotency-Key replay found the evaluation already stored
+
+
+def record_evaluation(
+    session: Session,
+    store: FhirStore,
+    ev: EvaluationIn,
+    *,
+    idempotency_key: str | None = None,
+    patient_restriction: str | None = None,
+) -> RecordedEvaluation:
+    """Store the evaluation as a panel Observation with ``hasMember`` members and stage its event.
+
+    The same use case serves the domain API and any future importer; it never commits (the caller's
+    transaction does) and never talks to Kafka (the event goes to the outbox).
+    """
+    if patient_restriction is not None and patient_restriction != ev.patient:
+        raise Forbidden(f"This token may only record evaluations of Patient/{patient_restriction}")
+
+    if idempotency_key:
+        seed = f"{ev.patient}|{idempotency_key}"
+
+        def ids(path: str) -> str:
+            return str(uuid.uuid5(_IDEMPOTENT_IDS, f"{seed}|{path}"))
+    else:
+
+        def ids(path: str) -> str:
+            return str(uuid.uuid4())
+
+    panel, members = evaluation_to_observations(ev, ids=ids)
+    data = evaluation_completed_data(ev, panel, members)
+    kind = event_type(ev)
+
+    existing = repository.observation(session, store, panel["id"])
+    if existing is not None:
+        if existing.deleted or existing.resource().get("subject") != panel.get("subject"):
+            raise Conflict("This Idempotency-Key was already used for another evaluation")
+        return RecordedEvaluation(panel, members, kind, data, created=False)
+
+    repository.create_observations(session, store, [*members, panel])
+    stage_evaluation(session, ev, data)
+    return RecordedEvaluation(panel, members, kind, data, created=True)
+
+
+def record_metric(session: Session, store: FhirStore, metric: MetricComputed) -> None:
+    """A device metric becomes (or updates) its Observation; an unknown metric code raises (poison)."""
+    repository.put_observation(session, store, metric_observation(metric))
+
+
+def record_session_outcomes(session: Session, store: FhirStore, logged: SessionLogged) -> None:
+    """Pain and quality scores of a logged session, and the ROM each exercise reached, as Observations."""
+    for obs in session_outcome_observations(logged):
+        repository.put_observation(session, store, obs)
+    for obs in rom_observations(logged):
+        repository.put_observation_if_changed(session, store, obs)
+
+
+def record_symptoms(session: Session, store: FhirStore, symptoms: SymptomsRecorded) -> None:
+    """The 24-hour pain response of a session as an Observation."""
+    repository.put_observation(session, store, symptom_observation(symptoms))
+
+
+def publish_codesystem(store: FhirStore, engine: Engine) -> None:
+    """Store the shipped CodeSystem as ``CodeSystem/<id>`` unless that version is already there."""
+    cs = codes.codesystem()
+    with transaction(engine) as session:
+        stored = repository.code_system(session, store, cs["id"])
+        if stored is not None and (stored.get("version"), stored.get("date"), stored.get("count")) == (
+            cs.get("version"),
+            cs.get("date"),
+            cs.get("count"),
+        ):
+            return
+        repository.put_code_system(session, store, cs)
