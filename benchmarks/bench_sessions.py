@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from relearn.devtools.apps import ISSUER, make_issuer
 from relearn.devtools.bench import BenchContext, report, service_process
-from relearn.sessions.read_model import on_plan_event
+from relearn.sessions.handlers import on_plan_event
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.outbox import OutboxEvent

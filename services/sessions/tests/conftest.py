@@ -22,7 +22,7 @@ from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.sessions.config import Settings
 from relearn.sessions.main import create_app
-from relearn.sessions.read_model import PlanRecord
+from relearn.sessions.tables import PlanRecord
 from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.kafka import close_producer, producer_config

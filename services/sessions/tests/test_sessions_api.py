@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlmodel import Session, col, func, select
 
-from relearn.sessions.session_log import SessionRecord
-from relearn.sessions.workflow import SessionState
+from relearn.sessions.domain.session import SessionState
+from relearn.sessions.tables import SessionRecord
 from relearn.shared.events.outbox import OutboxEvent
 from relearn.shared.fhir.tables import RESOURCE
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relearn.sessions.plan_view import PlanView, apply_plan_event
+from relearn.sessions.domain.plan_view import PlanView, apply_plan_event
 
 MONDAY = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -4,16 +4,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from relearn.sessions.adherence import WeekAdherence, iso_week, weekly_adherence
-from relearn.sessions.plan_view import PlanView
+from relearn.sessions.domain.adherence import WeekAdherence, iso_week, weekly_adherence
+from relearn.sessions.domain.plan_view import PlanView
+from relearn.sessions.domain.session import SessionState
 from relearn.sessions.schemas import ExercisePerformed, HomePractice, SessionClose, SessionStart, parse
-from relearn.sessions.workflow import (
-    SessionState,
-    close_session,
-    log_home_practice,
-    record_exercises,
-    start_session,
-)
+from relearn.sessions.service import close_session, log_home_practice, record_exercises, start_session
 
 Exercise = Callable[..., dict[str, Any]]
 UTC = UTC

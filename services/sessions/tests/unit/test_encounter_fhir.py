@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 
-from relearn.sessions.encounter_fhir import (
+from relearn.sessions.domain.plan_view import PlanView
+from relearn.sessions.domain.session import SessionState
+from relearn.sessions.mapper import (
     CS_ASSISTANCE,
     CS_CUE,
     CS_EXERCISE_OUTCOME,
@@ -19,7 +21,6 @@ from relearn.sessions.encounter_fhir import (
     encounter_resource,
     procedure_resources,
 )
-from relearn.sessions.plan_view import PlanView
 from relearn.sessions.resources import ENCOUNTER, PROCEDURE
 from relearn.sessions.schemas import (
     ExercisePerformed,
@@ -29,8 +30,7 @@ from relearn.sessions.schemas import (
     SymptomResponse,
     parse,
 )
-from relearn.sessions.workflow import (
-    SessionState,
+from relearn.sessions.service import (
     close_session,
     log_home_practice,
     record_exercises,

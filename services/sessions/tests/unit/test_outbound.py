@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from relearn.sessions.outbound import session_logged_data, symptoms_recorded_data
-from relearn.sessions.plan_view import PlanView
+from relearn.sessions.domain.plan_view import PlanView
+from relearn.sessions.domain.session import ID_NAMESPACE
+from relearn.sessions.events import session_logged_data, symptoms_recorded_data
 from relearn.sessions.schemas import (
     ExercisePerformed,
     HomePractice,
@@ -19,8 +20,7 @@ from relearn.sessions.schemas import (
     SymptomResponse,
     parse,
 )
-from relearn.sessions.workflow import (
-    ID_NAMESPACE,
+from relearn.sessions.service import (
     close_session,
     log_home_practice,
     record_exercise,

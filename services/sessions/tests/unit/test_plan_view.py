@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from relearn.sessions.plan_view import PlanView, apply_plan_event, check_activity, parse_dose, require_plan
+from relearn.sessions.domain.plan_view import (
+    PlanView,
+    apply_plan_event,
+    check_activity,
+    parse_dose,
+    require_plan,
+)
 from relearn.shared.fhir.errors import UnprocessableEntity
 
 PlanEvent = Callable[..., dict[str, Any]]

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from relearn.sessions.plan_view import PlanView, apply_plan_event
+from relearn.sessions.domain.plan_view import PlanView, apply_plan_event
+from relearn.sessions.domain.session import SessionState
 from relearn.sessions.schemas import (
     ExercisePerformed,
     HomePractice,
@@ -15,8 +16,7 @@ from relearn.sessions.schemas import (
     SymptomResponse,
     parse,
 )
-from relearn.sessions.workflow import (
-    SessionState,
+from relearn.sessions.service import (
     amend_symptoms,
     close_session,
     log_home_practice,

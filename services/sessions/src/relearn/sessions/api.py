@@ -1,4 +1,4 @@
-"""The sessions API for apps: start, record, close, 24-hour symptoms, home practice, adherence.
+"""HTTP routes of the sessions API: start, record, close, 24-hour symptoms, home practice, adherence.
 
 Scopes (SMART):
 
@@ -17,26 +17,24 @@ Bodies are camelCase JSON; unknown fields are refused. Every error is an Operati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Body, Path, Query, Response
 
-from relearn.sessions.encounter_fhir import code_systems
-from relearn.sessions.recording import SessionRecorder
+from relearn.sessions.mapper import code_systems
 from relearn.sessions.schemas import (
+    AdherenceView,
     ExerciseBatch,
     ExercisePerformed,
     HomePractice,
+    OperationOutcome,
     SessionClose,
     SessionStart,
+    SessionView,
     SymptomResponse,
-    invalid_errors,
 )
-from relearn.sessions.views import AdherenceView, OperationOutcome, SessionView
+from relearn.sessions.service import SessionRecorder
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.auth.principal import Principal
 from relearn.shared.deps import SessionDep
@@ -44,28 +42,6 @@ from relearn.shared.fhir.errors import Forbidden, InvalidRequest, NotFound
 from relearn.shared.fhir.response import FhirResponse
 
 _MAX_ADHERENCE_RANGE = timedelta(days=366 * 2)
-_REQUEST_PARTS = ("body", "query", "path", "header")
-
-
-class _FieldErrorsRoute(APIRoute):
-    """Request validation errors become the service's OperationOutcome naming each field."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                raise invalid_errors({**e, "loc": _field_loc(e["loc"])} for e in exc.errors()) from None
-
-        return handle
-
-
-def _field_loc(loc: Any) -> tuple[int | str, ...]:
-    """``("body", "painAfter")`` -> ``("painAfter",)``: where the field sits is the route's business."""
-    parts = tuple(loc)
-    return parts[1:] if parts and parts[0] in _REQUEST_PARTS else parts
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -179,7 +155,7 @@ _SYMPTOM_EXAMPLES = {
 
 def sessions_router(recorder: SessionRecorder) -> APIRouter:
     """The domain API of the session log (not FHIR: the FHIR view is under ``/fhir``)."""
-    router = APIRouter(route_class=_FieldErrorsRoute, tags=["Sessions"])
+    router = APIRouter(tags=["Sessions"])
 
     @router.get(
         "/sessions/code-systems",

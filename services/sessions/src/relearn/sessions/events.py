@@ -1,24 +1,67 @@
-"""Facts the sessions service publishes, staged in the outbox in the transaction that stores them.
+"""Events out: session.logged.v1 and session.symptoms-recorded.v1 data (docs/events.md), staged in the outbox.
 
-``session.logged.v1`` when a session (or home practice) is closed; ``session.symptoms-recorded.v1``
-when its 24-hour response is recorded or corrected. Data: :mod:`relearn.sessions.outbound`
-(docs/events.md). The patient is the subject, so one patient's events stay in order.
+The patient is the subject, so one patient's events stay in order; they are staged in the transaction that
+stores the session.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import Session
 
-from relearn.sessions.outbound import (
-    SESSION_LOGGED,
-    SOURCE,
-    SYMPTOMS_RECORDED,
-    session_logged_data,
-    symptoms_recorded_data,
-)
-from relearn.sessions.workflow import SessionState
+from relearn.sessions.domain.codes import DIMENSIONS
+from relearn.sessions.domain.session import RecordedExercise, SessionState
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.outbox import stage
+
+SOURCE = "/relearn/sessions"
+SESSION_LOGGED = "session.logged.v1"
+SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
+
+
+# The exercise record as it travels: what a consumer needs of it (not the difficulty, the notes or whether the
+# target was met), every progression dimension stated.
+_NOT_SENT = {"target_met", "difficulty", "notes"}
+
+
+def _exercise(e: RecordedExercise) -> dict[str, Any]:
+    return e.model_dump(mode="json", by_alias=True, exclude=_NOT_SENT) | {
+        "level": {d: e.level.get(d, 0) for d in DIMENSIONS},
+        # When the exercise itself was timed (null: the session's start/end stand for it).
+        "start": e.start.isoformat() if e.start is not None else None,
+        "end": e.end.isoformat() if e.end is not None else None,
+    }
+
+
+def session_logged_data(state: SessionState) -> dict[str, Any]:
+    """``session.logged.v1`` data for a closed session (or home practice)."""
+    if state.status != "finished" or state.end is None:
+        raise ValueError(f"{state.reference} is {state.status}: session.logged.v1 is emitted on close")
+    return {
+        "session": state.reference,
+        "patient": state.patient,
+        "setting": state.setting,
+        "start": state.start.isoformat(),
+        "end": state.end.isoformat(),
+        "carePlan": state.care_plan,
+        "exercises": [_exercise(e) for e in state.exercises],
+    }
+
+
+def symptoms_recorded_data(state: SessionState) -> dict[str, Any]:
+    """``session.symptoms-recorded.v1`` data; after an amendment it carries the corrected values."""
+    symptoms = state.symptoms
+    if symptoms is None:
+        raise ValueError(f"{state.reference} has no 24-hour symptom response")
+    return {
+        "session": state.reference,
+        "patient": state.patient,
+        "recordedAt": symptoms.recorded_at.isoformat(),
+        "pain24h": symptoms.pain24h,
+        "flare": symptoms.flare,
+        "notes": symptoms.notes,
+    }
 
 
 def stage_session_logged(session: Session, state: SessionState) -> CloudEvent:

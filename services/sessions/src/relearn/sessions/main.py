@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 
 from relearn.sessions.api import sessions_router
 from relearn.sessions.config import Settings
-from relearn.sessions.plan_view import PLAN_EVENT_TYPES
-from relearn.sessions.read_model import on_plan_event
-from relearn.sessions.recording import SessionRecorder
+from relearn.sessions.domain.plan_view import PLAN_EVENT_TYPES
+from relearn.sessions.handlers import on_plan_event
 from relearn.sessions.resources import DEFINITIONS
+from relearn.sessions.service import SessionRecorder
 from relearn.shared.app import create_service_app, fhir_api
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.events.consumer import EventConsumer

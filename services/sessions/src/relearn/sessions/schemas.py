@@ -1,13 +1,9 @@
-"""What clients send: session start, exercises performed, close, 24-hour symptoms, home practice.
-
-JSON field names are camelCase (``painAfter``, ``targetReps``); unknown fields are refused so a typo
-is an error rather than a silently lost value. :func:`parse` turns pydantic's errors into an
-:class:`InvalidResource` whose issues name the field path (``exercises[0].painAfter``).
-"""
+"""Bodies of the sessions API: what clients send (camelCase, unknown fields refused) and what it answers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -21,56 +17,25 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from relearn.shared.fhir.errors import InvalidResource, Issue
+from relearn.sessions.domain.adherence import AdherenceReport, WeekAdherence
+from relearn.sessions.domain.codes import CUES, Assistance, RomMethod, Setting
+from relearn.sessions.domain.session import (
+    DualTaskTrial,
+    PainZone,
+    RecordedExercise,
+    SessionState,
+    SessionStatus,
+    SessionSummary,
+    SymptomRecord,
+)
+from relearn.shared.fhir.errors import BUSINESS_RULE, invalid_request
 from relearn.shared.fhir.validation import ID_PATTERN
 
-Setting = Literal["clinic", "home"]
-Assistance = Literal["none", "minimal", "moderate", "maximal"]
-RomMethod = Literal["goniometer", "inclinometer", "device"]
 
-# Error type of a rule between fields (retention with feedback, a trial without a dual task, a
-# client-typed cost): the request is well formed but cannot be accepted, so it is a 422, not a 400.
-RULE_ERROR = "business-rule"
-
-# Fields clients used to send and the service now derives: refused with what to send instead.
-RETIRED_FIELDS: dict[str, str] = {
-    "dualTaskCostPct": (
-        "is computed by the service: send dualTaskTrial {measure, single, dual, unit?, lowerIsBetter} "
-        "(the paired single- and dual-task measurements) instead"
-    ),
-}
-
-# The progression dimensions of the brief (joints, motion, load bearing, proprioception, resistance, tempo).
-DIMENSIONS: tuple[str, ...] = ("joints", "motion", "loadBearing", "proprioception", "resistance", "tempo")
-
-# Cues, techniques and apparatus (local CodeSystem https://relearn.health/fhir/CodeSystem/cue-technique).
-# The seed names them: motion and task modeling, pressure biofeedback, one-to-one instruction, taping and
-# bracing, tactile cueing, audiovisual aids, imagery, dumbbells, EMG, balance boards.
-CUES: dict[str, str] = {
-    "tactile-cueing": "Tactile cueing",
-    "verbal-cueing": "Verbal cueing",
-    "visual-cueing": "Visual cueing",
-    "mirror": "Mirror feedback",
-    "task-modeling": "Motion and task modeling",
-    "one-to-one-instruction": "One-to-one instruction",
-    "audiovisual-aids": "Audiovisual aids",
-    "pressure-biofeedback": "Pressure biofeedback",
-    "emg-biofeedback": "EMG biofeedback",
-    "imagery": "Motor imagery",
-    "taping": "Taping",
-    "bracing": "Bracing",
-    "balance-board": "Balance board",
-    "unstable-surface": "Unstable surface (foam, cushion)",
-    "free-weights": "Free weights (dumbbells)",
-    "resistance-band": "Elastic resistance band",
-    "metronome": "Metronome pacing",
-    "manual-assistance": "Manual assistance",
-    "mechanical-assistance": "Mechanical assistance (sling, pulley, suspension)",
-}
-
-
+# -- what clients send --------------------------------------------------------------------------------------
 def _known_cue(value: str) -> str:
     if value not in CUES:
         raise ValueError(f"'{value}' is not a known cue or technique (one of: {', '.join(CUES)})")
@@ -179,7 +144,8 @@ class SessionStart(_Request):
 
 
 def _rule(message: str) -> PydanticCustomError:
-    return PydanticCustomError(RULE_ERROR, message)
+    """A broken rule between fields: the request is well formed but cannot be accepted (a 422, not a 400)."""
+    return PydanticCustomError(BUSINESS_RULE, message)
 
 
 class RomMeasured(_Request):
@@ -190,32 +156,6 @@ class RomMeasured(_Request):
     motion: str | None = Field(
         default=None, min_length=1, max_length=100, description="the motion measured, e.g. knee-flexion"
     )
-
-
-class DualTaskTrial(_Request):
-    """Paired measurements of one trial type, alone and under a dual task; the service derives the cost."""
-
-    measure: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
-        description="the trial's measure, e.g. reps, gait-speed, sway-area, tug-time, quality",
-    )
-    single: float = Field(ge=-1_000_000, le=1_000_000, description="the value under the single task")
-    dual: float = Field(ge=-1_000_000, le=1_000_000, description="the value under the dual task")
-    unit: str | None = Field(default=None, min_length=1, max_length=32, description="UCUM, e.g. m/s")
-    lower_is_better: bool = Field(description="true for times and sway, false for reps, speed, quality")
-
-    @field_validator("single")
-    @classmethod
-    def _non_zero(cls, v: float) -> float:
-        if v == 0:
-            raise ValueError("must not be 0: the dual-task cost is relative to the single-task value")
-        return v
-
-    @property
-    def cost_pct(self) -> float:
-        """``100 * (single - dual) / |single|``, sign flipped when lower is better: positive = worse."""
-        cost = 100.0 * (self.single - self.dual) / abs(self.single)
-        return round(-cost if self.lower_is_better else cost, 2) + 0.0  # + 0.0: no "-0.0"
 
 
 class ExercisePerformed(_SetsAndReps):
@@ -246,6 +186,16 @@ class ExercisePerformed(_SetsAndReps):
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     notes: Notes | None = None
+    # Retired: clients used to send it, the service now derives it; refused with what to send instead.
+    dual_task_cost_pct: SkipJsonSchema[Any] = Field(default=None, exclude=True)
+
+    @field_validator("dual_task_cost_pct")
+    @classmethod
+    def _cost_is_derived(cls, v: Any) -> Any:
+        raise _rule(
+            "is computed by the service: send dualTaskTrial {measure, single, dual, unit?, lowerIsBetter} "
+            "(the paired single- and dual-task measurements) instead"
+        )
 
     @field_validator("retention_attempt")
     @classmethod
@@ -310,57 +260,273 @@ class HomePractice(_SetsAndReps):
 M = TypeVar("M", bound=BaseModel)
 
 
-def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
-    """``("exercises", 0, "painAfter")`` -> ``exercises[0].painAfter`` (pydantic's loc as a field path)."""
-    path = prefix
-    for item in loc:
-        if isinstance(item, int):
-            path += f"[{item}]"
-        else:
-            path += f".{item}" if path else str(item)
-    return path
-
-
-def invalid_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> InvalidResource:
-    """One issue per pydantic error dict, each naming its field path and saying what is wrong.
-
-    Malformed or out-of-range values are ``invalid`` (400); a rule between fields or a retired field
-    (:data:`RETIRED_FIELDS`) is ``business-rule`` and makes the answer a 422.
-    """
-    issues: list[Issue] = []
-    rule_broken = False
-    for err in errors:
-        loc = tuple(err["loc"])
-        path = field_path(loc, prefix) or "(body)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        code = "invalid"
-        if err["type"] == "extra_forbidden" and loc and loc[-1] in RETIRED_FIELDS:
-            msg, code = RETIRED_FIELDS[str(loc[-1])], "business-rule"
-        elif err["type"] == RULE_ERROR:
-            code = "business-rule"
-        elif err["type"] == "extra_forbidden":
-            msg = "is not a known field"
-        elif err["type"] == "missing":
-            msg = "is required"
-        elif err["type"] == "json_invalid":
-            path = "(body)"
-            msg = f"is not valid JSON ({(err.get('ctx') or {}).get('error', 'decode error')})"
-        rule_broken = rule_broken or code == "business-rule"
-        issues.append(Issue(code, f"{path}: {msg}", "error", [path]))
-    if not issues:
-        issues.append(Issue("invalid", "(body): invalid request", "error", ["(body)"]))
-    # A broken rule makes the whole request a 422 (every issue is still listed).
-    return InvalidResource(issues[0].diagnostics, issues=issues, status_code=422 if rule_broken else None)
-
-
-def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidResource:
-    """One ``invalid`` issue per pydantic error, each naming its field path and saying what is wrong."""
-    return invalid_errors(exc.errors(include_url=False), prefix)
-
-
 def parse(model: type[M], payload: Mapping[str, Any] | Any, prefix: str = "") -> M:
-    """Validate ``payload`` as ``model`` or raise :class:`InvalidResource` naming each bad field."""
+    """Validate ``payload`` as ``model`` or raise the shared pipeline's error naming each bad field."""
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise invalid_request(exc, prefix) from None
+        raise invalid_request(exc.errors(include_url=False), prefix) from None
+
+
+# -- what the API answers, built from the domain's states ---------------------------------------------------
+class _View(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class SummaryView(_View):
+    exercises: int
+    sets: int
+    reps: int
+    targets_met: int
+    targets_missed: int
+    pain_before_max: int | None
+    pain_after_max: int | None
+    pain_increase_max: int | None
+    pain_zone: PainZone | None = Field(description="0-3 safe, 4-5 acceptable, >5 not acceptable")
+    mean_quality: float | None
+    duration_minutes: float
+
+    @classmethod
+    def of(cls, s: SessionSummary) -> SummaryView:
+        return cls.model_validate(s.model_dump())
+
+
+class SymptomsView(_View):
+    recorded_at: datetime
+    pain24h: int = Field(alias="pain24h")  # to_camel would make it "pain24H"
+    flare: bool
+    notes: str | None
+    amendment: int = Field(description="0 for the first record, then 1, 2, ... per correction")
+
+    @classmethod
+    def of(cls, s: SymptomRecord) -> SymptomsView:
+        return cls.model_validate(s.model_dump())
+
+
+_SESSION_EXAMPLE: dict[str, Any] = {
+    "id": "0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
+    "encounter": "Encounter/0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
+    "patient": "p1",
+    "carePlan": "CarePlan/cp1",
+    "planVersion": 2,
+    "setting": "clinic",
+    "status": "finished",
+    "practitioner": "Practitioner/t1",
+    "reasonReference": [],
+    "start": "2026-01-05T09:00:00Z",
+    "end": "2026-01-05T09:45:00Z",
+    "notes": None,
+    "exercises": [
+        {
+            "procedure": "Procedure/5d2c1e0f-6a1b-5c3d-9e8f-0a1b2c3d4e5f",
+            "activity": "knee-ext",
+            "pattern": "knee-extension-seated",
+            "level": {
+                "joints": 0,
+                "motion": 1,
+                "loadBearing": 0,
+                "proprioception": 0,
+                "resistance": 0,
+                "tempo": 0,
+            },
+            "sets": 3,
+            "reps": [10, 10, 8],
+            "targetReps": 10,
+            "targetMet": False,
+            "loadKg": 2.0,
+            "assistance": "minimal",
+            "cues": ["tactile-cueing", "emg-biofeedback"],
+            "quality": 3,
+            "selfRating": 2,
+            "difficulty": None,
+            "painBefore": 2,
+            "painAfter": 3,
+            "withFeedback": True,
+            "dualTask": False,
+            "dualTaskTrial": None,
+            "dualTaskCostPct": None,
+            "retentionAttempt": False,
+            "rom": {
+                "valueDeg": 85.0,
+                "method": "goniometer",
+                "motion": "knee-extension",
+                "observation": "Observation/9a4b7c1d-2e3f-5a6b-8c7d-0e1f2a3b4c5d",
+            },
+            "deviceStreams": ["emg-7f3a"],
+            "start": None,
+            "end": None,
+            "notes": None,
+        }
+    ],
+    "summary": {
+        "exercises": 1,
+        "sets": 3,
+        "reps": 28,
+        "targetsMet": 0,
+        "targetsMissed": 1,
+        "painBeforeMax": 2,
+        "painAfterMax": 3,
+        "painIncreaseMax": 1,
+        "painZone": "safe",
+        "meanQuality": 3.0,
+        "durationMinutes": 45.0,
+    },
+    "symptoms": None,
+    "symptomHistory": [],
+}
+
+
+class SessionView(_View):
+    """A therapy session or home practice with everything recorded in it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SESSION_EXAMPLE]})
+
+    id: str
+    encounter: str = Field(description="the session as FHIR: Encounter/<id>")
+    patient: str
+    care_plan: str
+    plan_version: int = Field(description="CarePlan versionId the session started against")
+    setting: Setting
+    status: SessionStatus
+    practitioner: str | None
+    reason_reference: list[str]
+    start: datetime
+    end: datetime | None
+    notes: str | None
+    exercises: list[RecordedExercise] = Field(description="the exercises recorded, in order")
+    summary: SummaryView | None = Field(description="computed on close")
+    symptoms: SymptomsView | None = Field(description="the 24-hour response (latest correction)")
+    symptom_history: list[SymptomsView] = Field(description="records since corrected, oldest first")
+
+    @classmethod
+    def of(cls, s: SessionState) -> SessionView:
+        return cls(
+            id=s.id,
+            encounter=s.reference,
+            patient=s.patient,
+            care_plan=s.care_plan,
+            plan_version=s.plan_version,
+            setting=s.setting,
+            status=s.status,
+            practitioner=s.practitioner,
+            reason_reference=list(s.reasons),
+            start=s.start,
+            end=s.end,
+            notes=s.notes,
+            exercises=list(s.exercises),
+            summary=SummaryView.of(s.summary) if s.summary else None,
+            symptoms=SymptomsView.of(s.symptoms) if s.symptoms else None,
+            symptom_history=[SymptomsView.of(h) for h in s.symptom_history],
+        )
+
+
+class PlanAdherenceView(_View):
+    care_plan: str
+    status: str
+    weeks: list[WeekAdherence]
+
+
+class AdherenceView(_View):
+    """Exercise bouts done against those prescribed, per ISO week: over all plans and per plan."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient": "p1",
+                    "from": "2026-01-05",
+                    "to": "2026-01-18",
+                    "weeks": [
+                        {
+                            "week": "2026-W02",
+                            "prescribed": 5,
+                            "done": 4,
+                            "clinic": 2,
+                            "home": 1,
+                            "percent": 80.0,
+                        },
+                        {
+                            "week": "2026-W03",
+                            "prescribed": 5,
+                            "done": 0,
+                            "clinic": 0,
+                            "home": 0,
+                            "percent": 0.0,
+                        },
+                    ],
+                    "plans": [
+                        {
+                            "carePlan": "CarePlan/cp1",
+                            "status": "active",
+                            "weeks": [
+                                {
+                                    "week": "2026-W02",
+                                    "prescribed": 5,
+                                    "done": 4,
+                                    "clinic": 2,
+                                    "home": 1,
+                                    "percent": 80.0,
+                                },
+                                {
+                                    "week": "2026-W03",
+                                    "prescribed": 5,
+                                    "done": 0,
+                                    "clinic": 0,
+                                    "home": 0,
+                                    "percent": 0.0,
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    patient: str
+    first: date = Field(alias="from")
+    last: date = Field(alias="to")
+    weeks: list[WeekAdherence] = Field(description="all the patient's plans together")
+    plans: list[PlanAdherenceView] = Field(description="active plans and plans with sessions in the range")
+
+    @classmethod
+    def of(cls, r: AdherenceReport) -> AdherenceView:
+        return cls(
+            patient=r.patient,
+            first=r.first,
+            last=r.last,
+            weeks=r.weeks,
+            plans=[PlanAdherenceView(care_plan=p.care_plan, status=p.status, weeks=p.weeks) for p in r.plans],
+        )
+
+
+class Issue(BaseModel):
+    severity: str
+    code: str
+    diagnostics: str
+    expression: list[str] | None = None
+
+
+class OperationOutcome(BaseModel):
+    """Every error: a FHIR OperationOutcome (``application/fhir+json``); ``expression`` names the field."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [
+                        {
+                            "severity": "error",
+                            "code": "invalid",
+                            "diagnostics": "painAfter: Input should be less than or equal to 10",
+                            "expression": ["painAfter"],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    resource_type: Literal["OperationOutcome"] = Field(alias="resourceType")
+    issue: list[Issue]

@@ -152,14 +152,43 @@ def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
     return path
 
 
+# Error type of a rule between fields (raise ``PydanticCustomError(BUSINESS_RULE, message)`` in a validator):
+# the request is well formed but cannot be accepted, so its issue is ``business-rule`` and the answer a 422.
+BUSINESS_RULE = "business-rule"
+
+
 def validation_issues(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> list[Issue]:
-    """One ``invalid`` issue per pydantic error, naming the field: ``rom[0].degrees: 400 is outside ...``."""
+    """One issue per pydantic error, naming the field: ``rom[0].degrees: 400 is outside ...``.
+
+    Malformed or out-of-range values are ``invalid``; a :data:`BUSINESS_RULE` error is ``business-rule``.
+    An error of the whole body is named ``(body)``.
+    """
     issues = []
     for err in errors:
         loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         path = field_path(loc, prefix)
+        kind = err.get("type")
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        issues.append(
-            Issue("invalid", f"{path}: {message}" if path else message, "error", [path] if path else [])
-        )
+        code = "invalid"
+        if kind == BUSINESS_RULE:
+            code = "business-rule"
+        elif kind == "extra_forbidden":
+            message = "is not a known field"
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "json_invalid":
+            path = ""
+            message = f"is not valid JSON ({(err.get('ctx') or {}).get('error', 'decode error')})"
+        path = path or "(body)"
+        issues.append(Issue(code, f"{path}: {message}", "error", [path]))
     return issues
+
+
+def invalid_request(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> InvalidResource:
+    """The error for a request that failed validation: 400, or 422 when a :data:`BUSINESS_RULE` is broken
+    (every issue is still listed)."""
+    issues = validation_issues(errors, prefix) or [
+        Issue("invalid", "(body): invalid request", "error", ["(body)"])
+    ]
+    rule_broken = any(i.code == "business-rule" for i in issues)
+    return InvalidResource(issues[0].diagnostics, issues=issues, status_code=422 if rule_broken else None)

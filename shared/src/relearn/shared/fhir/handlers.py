@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from relearn.shared.fhir.errors import FhirError, Issue, operation_outcome, validation_issues
+from relearn.shared.fhir.errors import FhirError, Issue, invalid_request, operation_outcome
 from relearn.shared.fhir.response import FhirResponse
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ async def _fhir_error(_request: Request, exc: Exception) -> Response:
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    issues = validation_issues(exc.errors())
-    return FhirResponse(operation_outcome(issues or [Issue("invalid", "Invalid request")]), status_code=400)
+    error = invalid_request(exc.errors())
+    return FhirResponse(error.to_operation_outcome(), status_code=error.status_code)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -72,8 +72,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """FhirError → its status; 400 for request validation; 404/405...; 503 + Retry-After for a database
-    error a retry can fix; 500 without internals."""
+    """FhirError → its status; 400 for request validation (422 for a broken business rule); 404/405...;
+    503 + Retry-After for a database error a retry can fix; 500 without internals."""
     app.add_exception_handler(FhirError, _fhir_error)
     app.add_exception_handler(sa_exc.DBAPIError, _database_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_error)

@@ -32,8 +32,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from relearn.sessions.schemas import CUES, DIMENSIONS
-from relearn.sessions.workflow import RecordedExercise, SessionState
+from relearn.sessions.domain.codes import CUES, DIMENSIONS
+from relearn.sessions.domain.session import RecordedExercise, SessionState
 
 BASE = "https://relearn.health/fhir"
 CS_MOVEMENT_PATTERN = f"{BASE}/CodeSystem/movement-pattern"

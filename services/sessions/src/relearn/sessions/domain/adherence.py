@@ -11,14 +11,15 @@ The prescription is the plan as it is now; weeks are whole ISO weeks.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from relearn.sessions.plan_view import PlanView
-from relearn.sessions.workflow import SessionState
+from relearn.sessions.domain.plan_view import PlanView
+from relearn.sessions.domain.session import SessionState
 
 
 class WeekAdherence(BaseModel):
@@ -90,3 +91,47 @@ def weekly_adherence(
         )
         monday += timedelta(weeks=1)
     return rows
+
+
+@dataclass(frozen=True)
+class PlanAdherence:
+    care_plan: str
+    status: str
+    weeks: list[WeekAdherence]
+
+
+@dataclass(frozen=True)
+class AdherenceReport:
+    patient: str
+    first: date
+    last: date
+    weeks: list[WeekAdherence]
+    plans: list[PlanAdherence]
+
+
+def combined_weeks(monday: date, last: date, plans: Sequence[PlanAdherence]) -> list[WeekAdherence]:
+    """The patient's weeks over all plans (zero rows for weeks without a plan or a session)."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for plan in plans:
+        for row in plan.weeks:
+            t = totals[row.week]
+            t[0] += row.prescribed
+            t[1] += row.done
+            t[2] += row.clinic
+            t[3] += row.home
+    weeks: list[WeekAdherence] = []
+    day = monday
+    while day <= last:
+        prescribed, done, clinic, home = totals[iso_week(day)]
+        weeks.append(
+            WeekAdherence(
+                week=iso_week(day),
+                prescribed=prescribed,
+                done=done,
+                clinic=clinic,
+                home=home,
+                percent=round(100 * done / prescribed, 1) if prescribed else None,
+            )
+        )
+        day += timedelta(weeks=1)
+    return weeks
