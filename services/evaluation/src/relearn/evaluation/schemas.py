@@ -1,15 +1,14 @@
-"""Bodies in and out: the evaluation request and its answer, and the data of the events the service reads.
+"""Bodies in and out: the evaluation request and its answer, and the data of the events the service reads."""
 
-JSON field names are camelCase (``ageYears``, ``muscleGroup``, ``referralConditions``); Python code
-may use the snake_case names. A bad request becomes one error per problem, each with the field's
-path (``rom[2].degrees``) and a message a therapist understands (``400 is outside 0-160 for knee
-flexion``, with an en dash): :func:`parse_evaluation` raises :class:`InvalidResource` carrying them as
-OperationOutcome issues.
-
-Manual muscle test grades are the MRC 0 to 5 scale. A ``+`` modifier is accepted on grades 1 to 4 and a
-``-`` on grades 2 to 5 (``"3+"``, ``"4-"``, ``"5-"``), as clinicians write them; the base grade is the
-Observation's value and the modifier rides in a component. Whole grades may be sent as numbers.
-"""
+# JSON field names are camelCase (``ageYears``, ``muscleGroup``, ``referralConditions``); Python code
+# may use the snake_case names. A bad request becomes one error per problem, each with the field's
+# path (``rom[2].degrees``) and a message a therapist understands (``400 is outside 0-160 for knee
+# flexion``, with an en dash): :func:`parse_evaluation` raises :class:`InvalidResource` carrying them as
+# OperationOutcome issues.
+#
+# Manual muscle test grades are the MRC 0 to 5 scale. A ``+`` modifier is accepted on grades 1 to 4 and a
+# ``-`` on grades 2 to 5 (``"3+"``, ``"4-"``, ``"5-"``), as clinicians write them; the base grade is the
+# Observation's value and the modifier rides in a component. Whole grades may be sent as numbers.
 
 from __future__ import annotations
 

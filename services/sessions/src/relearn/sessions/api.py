@@ -1,19 +1,18 @@
-"""HTTP routes of the sessions API: start, record, close, 24-hour symptoms, home practice, adherence.
+"""HTTP routes of the sessions API: start, record, close, 24-hour symptoms, home practice, adherence."""
 
-Scopes (SMART):
-
-- clinic workflow (start, record exercises, close): ``user/Encounter.write`` (a clinician's app) or
-  ``system/Encounter.write`` (a backend); the session's Procedures are written with it. A
-  ``patient/`` token is refused (403): patients' apps log home practice instead.
-- home practice and the 24-hour symptom response: the above, or ``patient/Encounter.write``
-  for the token's own patient (home practice for another patient is 403; another patient's
-  session is 404).
-- reads (a session, adherence): ``Encounter.read`` in any context; a ``patient/`` token sees only
-  its own patient's sessions and adherence (404 otherwise, as the FHIR API does).
-
-Bodies are camelCase JSON; unknown fields are refused. Every error is an OperationOutcome whose
-``expression`` names the field (``painAfter``, ``exercises[1].activity``) and nothing is stored.
-"""
+# Scopes (SMART):
+#
+# - clinic workflow (start, record exercises, close): ``user/Encounter.write`` (a clinician's app) or
+#   ``system/Encounter.write`` (a backend); the session's Procedures are written with it. A
+#   ``patient/`` token is refused (403): patients' apps log home practice instead.
+# - home practice and the 24-hour symptom response: the above, or ``patient/Encounter.write``
+#   for the token's own patient (home practice for another patient is 403; another patient's
+#   session is 404).
+# - reads (a session, adherence): ``Encounter.read`` in any context; a ``patient/`` token sees only
+#   its own patient's sessions and adherence (404 otherwise, as the FHIR API does).
+#
+# Bodies are camelCase JSON; unknown fields are refused. Every error is an OperationOutcome whose
+# ``expression`` names the field (``painAfter``, ``exercises[1].activity``) and nothing is stored.
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Events out: session.logged.v1 and session.symptoms-recorded.v1 data (docs/events.md), staged in the outbox.
+"""Events out: session.logged.v1 and session.symptoms-recorded.v1 data, staged in the outbox."""
 
-The patient is the subject, so one patient's events stay in order; they are staged in the transaction that
-stores the session.
-"""
+# The patient is the subject, so one patient's events stay in order; they are staged in the transaction that
+# stores the session.
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""The sessions service: the log of therapy sessions and home practice, as FHIR Encounter and Procedure.
-
-Apps use the sessions API (``/sessions``, ``/patients/{id}/adherence``); EHRs read and search the
-FHIR view (``/fhir/Encounter``, ``/fhir/Procedure``). Sessions are validated against a local read
-model of care plans kept from the plan service's events; closing a session emits
-``session.logged.v1`` for the progression engine and the evaluation service.
-"""
+"""The sessions service: the log of therapy sessions and home practice, as FHIR Encounter and Procedure."""
 
 from __future__ import annotations
 
@@ -26,6 +20,15 @@ from relearn.shared.events.topics import PLAN_EVENTS
 from relearn.shared.settings import ServiceSettings
 
 CONSUMER_GROUP = "sessions"
+
+DESCRIPTION = """\
+The sessions service: the log of therapy sessions and home practice, as FHIR Encounter and Procedure.
+
+Apps use the sessions API (``/sessions``, ``/patients/{id}/adherence``); EHRs read and search the
+FHIR view (``/fhir/Encounter``, ``/fhir/Procedure``). Sessions are validated against a local read
+model of care plans kept from the plan service's events; closing a session emits
+``session.logged.v1`` for the progression engine and the evaluation service.
+"""
 
 
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
@@ -52,7 +55,7 @@ def create_app(
     return create_service_app(
         settings,
         title="Relearn sessions service",
-        description=__doc__ or "",
+        description=DESCRIPTION,
         routers=[sessions_router(SessionRecorder(store)), fhir],
         consumers=consumers,
         engine=engine,

@@ -1,31 +1,30 @@
-"""Sessions as FHIR R4 JSON: an Encounter per session, a Procedure per exercise.
+"""Sessions as FHIR R4 JSON: an Encounter per session, a Procedure per exercise."""
 
-Representation (what an EHR sees), standard elements first:
-
-- **Encounter**: ``class`` AMB (clinic) or HH (home health) from v3-ActCode; ``type`` SNOMED CT
-  229065009 *Exercise therapy* plus our session type; ``period``, ``length`` (minutes) once closed;
-  ``participant`` the practitioner (PPRF). R4 ``Encounter.basedOn`` may only reference a
-  ServiceRequest, so it lists the plan activities performed (their ServiceRequests) and the CarePlan
-  goes in the R5 cross-version extension ``extension-Encounter.basedOn`` (R5 allows CarePlan there).
-- **Procedure** per exercise: ``code`` the movement pattern (plan service's CodeSystem), ``category``
-  exercise therapy, ``basedOn`` the activity's ServiceRequest and the CarePlan, ``encounter`` the
-  session. R4 ``Procedure.partOf`` can only target Procedure, Observation or MedicationAdministration,
-  so the session link is ``encounter``, the element R4 defines for it. ``performedPeriod``,
-  ``performer`` (patient; supervising physiotherapist in clinic), ``outcome`` (target met / below
-  target), ``usedCode`` the cues and techniques, ``complication`` pain above 5/10 and a 24-hour flare,
-  ``followUp`` the 24-hour symptom check, ``note`` a readable line with every figure.
-- Figures with no standard element are in three documented extensions:
-  ``exercise-performance`` (complex: ``set`` one per set = reps done, ``targetReps``, ``load`` kg,
-  ``assistance``, ``withFeedback``, ``retentionAttempt``, ``dualTask``, the dual-task trial
-  ``dualTaskMeasure`` / ``dualTaskSingle`` / ``dualTaskDual`` / ``dualTaskLowerIsBetter`` and its
-  computed ``dualTaskCost`` %, ``difficulty``, and the active ROM reached: ``rom`` deg, ``romMethod``
-  (goniometer | inclinometer | device), ``romMotion``, ``romObservation`` -- the Observation the
-  evaluation service stores it as; R4 Procedure has no element that references an Observation),
-  ``progression-level`` (complex: one integer per dimension) and ``device-stream`` (Identifier).
-- Outcome scores (pain before/after, movement quality, self-rating, 24-hour response) are not
-  mapped here: they travel in ``session.logged.v1`` / ``session.symptoms-recorded.v1`` and the
-  evaluation service stores them as Observations (services never import each other).
-"""
+# Representation (what an EHR sees), standard elements first:
+#
+# - **Encounter**: ``class`` AMB (clinic) or HH (home health) from v3-ActCode; ``type`` SNOMED CT
+#   229065009 *Exercise therapy* plus our session type; ``period``, ``length`` (minutes) once closed;
+#   ``participant`` the practitioner (PPRF). R4 ``Encounter.basedOn`` may only reference a
+#   ServiceRequest, so it lists the plan activities performed (their ServiceRequests) and the CarePlan
+#   goes in the R5 cross-version extension ``extension-Encounter.basedOn`` (R5 allows CarePlan there).
+# - **Procedure** per exercise: ``code`` the movement pattern (plan service's CodeSystem), ``category``
+#   exercise therapy, ``basedOn`` the activity's ServiceRequest and the CarePlan, ``encounter`` the
+#   session. R4 ``Procedure.partOf`` can only target Procedure, Observation or MedicationAdministration,
+#   so the session link is ``encounter``, the element R4 defines for it. ``performedPeriod``,
+#   ``performer`` (patient; supervising physiotherapist in clinic), ``outcome`` (target met / below
+#   target), ``usedCode`` the cues and techniques, ``complication`` pain above 5/10 and a 24-hour flare,
+#   ``followUp`` the 24-hour symptom check, ``note`` a readable line with every figure.
+# - Figures with no standard element are in three documented extensions:
+#   ``exercise-performance`` (complex: ``set`` one per set = reps done, ``targetReps``, ``load`` kg,
+#   ``assistance``, ``withFeedback``, ``retentionAttempt``, ``dualTask``, the dual-task trial
+#   ``dualTaskMeasure`` / ``dualTaskSingle`` / ``dualTaskDual`` / ``dualTaskLowerIsBetter`` and its
+#   computed ``dualTaskCost`` %, ``difficulty``, and the active ROM reached: ``rom`` deg, ``romMethod``
+#   (goniometer | inclinometer | device), ``romMotion``, ``romObservation`` -- the Observation the
+#   evaluation service stores it as; R4 Procedure has no element that references an Observation),
+#   ``progression-level`` (complex: one integer per dimension) and ``device-stream`` (Identifier).
+# - Outcome scores (pain before/after, movement quality, self-rating, 24-hour response) are not
+#   mapped here: they travel in ``session.logged.v1`` / ``session.symptoms-recorded.v1`` and the
+#   evaluation service stores them as Observations (services never import each other).
 
 from __future__ import annotations
 

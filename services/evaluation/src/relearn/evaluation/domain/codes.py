@@ -1,19 +1,18 @@
-"""Every code the evaluation service writes, in one place.
+"""Every code the evaluation service writes, in one place."""
 
-Local codes live in the published CodeSystem ``codesystem/relearn-evaluation-codesystem.json``
-(canonical :data:`EVALUATION_CS`); this module reads it, so a mapper cannot use a local code
-the CodeSystem does not define (:func:`local` raises :class:`UnknownCode`). External codes are
-the ones verified for us:
-
-- LOINC (brief §2): pain 0-10 numeric rating 72514-3, Timed Up and Go 89423-8, NIH Toolbox
-  standing balance panel 83142-0.
-- SNOMED CT, checked against published value sets and maps: laterality (FHIR's
-  bodystructure-laterality value set), severity (condition-severity), joint structures (DICOM
-  body part maps), referral conditions. Joints without a confirmed code carry text only.
-
-:data:`MEASURES` ties each measurement the domain API accepts (its key, e.g. ``"tug"``,
-``"rom-knee-flexion"``) to its coding, UCUM unit and observation category.
-"""
+# Local codes live in the published CodeSystem ``codesystem/relearn-evaluation-codesystem.json``
+# (canonical :data:`EVALUATION_CS`); this module reads it, so a mapper cannot use a local code
+# the CodeSystem does not define (:func:`local` raises :class:`UnknownCode`). External codes are
+# the ones verified for us:
+#
+# - LOINC (brief §2): pain 0-10 numeric rating 72514-3, Timed Up and Go 89423-8, NIH Toolbox
+#   standing balance panel 83142-0.
+# - SNOMED CT, checked against published value sets and maps: laterality (FHIR's
+#   bodystructure-laterality value set), severity (condition-severity), joint structures (DICOM
+#   body part maps), referral conditions. Joints without a confirmed code carry text only.
+#
+# :data:`MEASURES` ties each measurement the domain API accepts (its key, e.g. ``"tug"``,
+# ``"rom-knee-flexion"``) to its coding, UCUM unit and observation category.
 
 from __future__ import annotations
 

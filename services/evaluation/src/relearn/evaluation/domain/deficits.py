@@ -1,14 +1,13 @@
-"""Deficits: each measurement of an evaluation compared with its norm, deterministically.
+"""Deficits: each measurement of an evaluation compared with its norm, deterministically."""
 
-:func:`assess` returns one :class:`Assessment` per measurement that has an applicable norm (in
-request order: pain, balance, range of motion, strength); :func:`find_deficits` keeps those
-beyond the norm's limit. Every :class:`Deficit` carries the norm row it was judged against, its
-source, and a sentence saying why, so a therapist can check the rule and a clinic can change it in
-``normative-values.json``.
-
-Manual muscle tests compare the base grade, with a ``-`` counting half a grade lower (``5-`` is
-below normal, ``3-`` grades as moderate rather than severe); ``+`` counts as its base grade.
-"""
+# :func:`assess` returns one :class:`Assessment` per measurement that has an applicable norm (in
+# request order: pain, balance, range of motion, strength); :func:`find_deficits` keeps those
+# beyond the norm's limit. Every :class:`Deficit` carries the norm row it was judged against, its
+# source, and a sentence saying why, so a therapist can check the rule and a clinic can change it in
+# ``normative-values.json``.
+#
+# Manual muscle tests compare the base grade, with a ``-`` counting half a grade lower (``5-`` is
+# below normal, ``3-`` grades as moderate rather than severe); ``+`` counts as its base grade.
 
 from __future__ import annotations
 

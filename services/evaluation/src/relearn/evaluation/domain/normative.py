@@ -1,11 +1,10 @@
-"""Normative values and plausible input ranges, kept as data in ``normative-values.json``.
+"""Normative values and plausible input ranges, kept as data in ``normative-values.json``."""
 
-Each norm row says what a measurement is compared against (``value``), where a deficit starts
-(``limit`` and ``direction``), how severe a deficit is (a named severity scale), and where the
-numbers come from (a source with its citation). The file's ``about`` lines explain the rules; the
-loader checks the table is coherent (known measures, units, scales and sources) so a bad edit
-fails at start-up rather than mid-request.
-"""
+# Each norm row says what a measurement is compared against (``value``), where a deficit starts
+# (``limit`` and ``direction``), how severe a deficit is (a named severity scale), and where the
+# numbers come from (a source with its citation). The file's ``about`` lines explain the rules; the
+# loader checks the table is coherent (known measures, units, scales and sources) so a bad edit
+# fails at start-up rather than mid-request.
 
 from __future__ import annotations
 

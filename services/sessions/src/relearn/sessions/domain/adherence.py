@@ -1,12 +1,11 @@
-"""Adherence per patient and ISO week: exercise bouts done against those the plan prescribes.
+"""Adherence per patient and ISO week: exercise bouts done against those the plan prescribes."""
 
-For each week, ``prescribed`` is the sum over the plan's activities of their weekly frequency
-(rounded half up); ``done`` counts the exercises logged against each activity in closed sessions,
-at most that activity's frequency, so extra practice of one exercise does not hide another one
-skipped. ``clinic`` and ``home`` count the closed sessions of each setting that week. A session
-belongs to the week of its start date in the offset it was recorded with (the patient's local day).
-The prescription is the plan as it is now; weeks are whole ISO weeks.
-"""
+# For each week, ``prescribed`` is the sum over the plan's activities of their weekly frequency
+# (rounded half up); ``done`` counts the exercises logged against each activity in closed sessions,
+# at most that activity's frequency, so extra practice of one exercise does not hide another one
+# skipped. ``clinic`` and ``home`` count the closed sessions of each setting that week. A session
+# belongs to the week of its start date in the offset it was recorded with (the patient's local day).
+# The prescription is the plan as it is now; weeks are whole ISO weeks.
 
 from __future__ import annotations
 

@@ -1,20 +1,19 @@
-"""The sessions service's read model of care plans, built from the plan service's events.
+"""The sessions service's read model of care plans, built from the plan service's events."""
 
-Sessions are validated against this local copy instead of calling the plan service on every
-request. Each plan event carries the CarePlan's ``versionId``; an event whose version is not
-newer than the view's is ignored, so a replay or a late duplicate changes nothing. That needs
-the plan service to give every event it emits for a plan a higher ``versionId`` than the last.
-
-Event data read here (docs/events.md), unknown fields ignored:
-``plan.drafted/activated/updated.v1`` carry a snapshot: ``{carePlan, versionId, patient, status?,
-activities: [{id, pattern, level, dose, status?, stage?}]}``; ``plan.progressed.v1`` moves one
-activity along one dimension (``activity, dimension, from, to``); ``plan.stage-changed.v1`` gives an
-activity's competence ``stage``.
-
-``dose`` is read leniently: ``sets``, ``reps`` (a number or one per set), ``loadKg`` and the weekly
-frequency as ``frequencyPerWeek`` (or ``timesPerWeek``), or as a FHIR Timing ``repeat`` with
-``frequency``/``period``/``periodUnit`` (directly or under ``timing``).
-"""
+# Sessions are validated against this local copy instead of calling the plan service on every
+# request. Each plan event carries the CarePlan's ``versionId``; an event whose version is not
+# newer than the view's is ignored, so a replay or a late duplicate changes nothing. That needs
+# the plan service to give every event it emits for a plan a higher ``versionId`` than the last.
+#
+# Event data read here (docs/events.md), unknown fields ignored:
+# ``plan.drafted/activated/updated.v1`` carry a snapshot: ``{carePlan, versionId, patient, status?,
+# activities: [{id, pattern, level, dose, status?, stage?}]}``; ``plan.progressed.v1`` moves one
+# activity along one dimension (``activity, dimension, from, to``); ``plan.stage-changed.v1`` gives an
+# activity's competence ``stage``.
+#
+# ``dose`` is read leniently: ``sets``, ``reps`` (a number or one per set), ``loadKg`` and the weekly
+# frequency as ``frequencyPerWeek`` (or ``timesPerWeek``), or as a FHIR Timing ``repeat`` with
+# ``frequency``/``period``/``periodUnit`` (directly or under ``timing``).
 
 from __future__ import annotations
 
