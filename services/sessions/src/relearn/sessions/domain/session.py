@@ -66,7 +66,12 @@ class DualTaskTrial(BaseModel):
 class _Record(BaseModel):
     """Stored by field name (the session log's JSON), answered by camelCase alias (the API, the events)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        json_schema_serialization_defaults_required=True,  # every field is in every answer
+    )
 
 
 class RecordedRom(_Record):
