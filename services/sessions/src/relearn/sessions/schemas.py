@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 from relearn.sessions.domain.adherence import AdherenceReport, WeekAdherence
 from relearn.sessions.domain.codes import CUES, Assistance, RomMethod, Setting
 from relearn.sessions.domain.session import (
+    ClientData,
     DualTaskTrial,
     PainZone,
     RecordedExercise,
@@ -77,14 +78,8 @@ Rating = Annotated[int, Field(ge=0, le=4)]
 Notes = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        str_strip_whitespace=True,
-    )
+class _Request(ClientData):
+    pass
 
 
 class LevelUsed(_Request):

@@ -29,8 +29,8 @@ def rom_observation_id(procedure_id: str) -> str:
     return derived_id(procedure_id, "rom")
 
 
-class DualTaskTrial(BaseModel):
-    """Paired measurements of one trial type, alone and under a dual task; the service derives the cost."""
+class ClientData(BaseModel):
+    """What a client sends: camelCase, unknown fields refused (a typo is an error, not a lost value)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -39,6 +39,10 @@ class DualTaskTrial(BaseModel):
         frozen=True,
         str_strip_whitespace=True,
     )
+
+
+class DualTaskTrial(ClientData):
+    """Paired measurements of one trial type, alone and under a dual task; the service derives the cost."""
 
     measure: str = Field(
         pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
@@ -61,6 +65,14 @@ class DualTaskTrial(BaseModel):
         """``100 * (single - dual) / |single|``, sign flipped when lower is better: positive = worse."""
         cost = 100.0 * (self.single - self.dual) / abs(self.single)
         return round(-cost if self.lower_is_better else cost, 2) + 0.0  # + 0.0: no "-0.0"
+
+
+def _bare_id_stored_before(data: Any, old: str, new: str, resource_type: str) -> Any:
+    """Sessions logged before the record was the API's answer stored a bare id under ``old``."""
+    if isinstance(data, dict) and old in data:
+        data = dict(data)
+        data[new] = f"{resource_type}/{data.pop(old)}"
+    return data
 
 
 class _Record(BaseModel):
@@ -88,11 +100,7 @@ class RecordedRom(_Record):
     @model_validator(mode="before")
     @classmethod
     def _stored_before(cls, data: Any) -> Any:
-        # Sessions logged before the record was the API's answer stored the bare id.
-        if isinstance(data, dict) and "observation_id" in data:
-            data = dict(data)
-            data["observation"] = f"Observation/{data.pop('observation_id')}"
-        return data
+        return _bare_id_stored_before(data, "observation_id", "observation", "Observation")
 
     @property
     def observation_id(self) -> str:
@@ -140,11 +148,7 @@ class RecordedExercise(_Record):
     @model_validator(mode="before")
     @classmethod
     def _stored_before(cls, data: Any) -> Any:
-        # Sessions logged before the record was the API's answer stored the bare Procedure id.
-        if isinstance(data, dict) and "procedure_id" in data:
-            data = dict(data)
-            data["procedure"] = f"Procedure/{data.pop('procedure_id')}"
-        return data
+        return _bare_id_stored_before(data, "procedure_id", "procedure", "Procedure")
 
     @property
     def procedure_id(self) -> str:
