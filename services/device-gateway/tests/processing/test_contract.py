@@ -19,8 +19,8 @@ from relearn.device_gateway.processing import events as events_module
 from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation import codes
 from relearn.evaluation.device_metrics import MetricComputed, metric_observation
-from relearn.plan.handlers import metric_observation as plan_evidence
-from relearn.plan.inbound import DeviceMetricComputed
+from relearn.plan.events import DeviceMetricComputed
+from relearn.plan.events import metric_observation as plan_evidence
 from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
 
