@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation.domain.codes import concepts
-from relearn.plan.catalogue import load_catalogue
+from relearn.plan.domain.catalogue import load_catalogue
 
 
 def test_every_produced_metric_is_a_gateway_metric_code_and_an_evaluation_concept() -> None:

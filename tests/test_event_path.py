@@ -17,24 +17,27 @@ from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
 from relearn.plan.main import create_app as create_plan
-from relearn.plan.measurements import RecordedMeasurement
 from relearn.shared.events.consumer import ProcessedEvent
 from relearn.shared.events.outbox import OutboxEvent
 
 
-def _observation(patient: str, value: float) -> dict[str, Any]:
+def _evaluation(patient: str) -> dict[str, Any]:
+    """Right knee: flexion 90 deg and knee extensors graded 3; the patient wants to climb stairs."""
     return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3", "display": "Pain severity"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": "2026-11-20T10:00:00Z",
-        "valueQuantity": {
-            "value": value,
-            "unit": "{score}",
-            "system": "http://unitsofmeasure.org",
-            "code": "{score}",
-        },
+        "patient": patient,
+        "performer": "Practitioner/pt-7",
+        "effective": "2026-11-20T10:15:00+01:00",
+        "kind": "initial",
+        "ageYears": 64,
+        "referralConditions": [{"kind": "stroke", "text": "Left MCA ischaemic stroke", "onset": "2026-08"}],
+        "rom": [{"joint": "knee", "motion": "flexion", "side": "right", "mode": "active", "degrees": 90}],
+        "strength": [{"muscleGroup": "knee-extensors", "side": "right", "grade": "3"}],
+        "goals": [
+            {
+                "text": "Climb the stairs at home",
+                "target": {"measure": "rom-knee-flexion", "side": "right", "value": 120},
+            }
+        ],
     }
 
 
@@ -82,49 +85,57 @@ def platform(
         }
 
 
-def _measurement(engine: Any, observation_id: str) -> RecordedMeasurement | None:
-    with Session(engine) as s:
-        return s.get(RecordedMeasurement, observation_id)
+def _plans(platform: dict[str, Any], patient: str) -> list[dict[str, Any]]:
+    """The patient's plans as a clinician lists them (``GET /plans``)."""
+    resp = platform["plan"].get("/plans", params={"patient": patient}, headers=platform["auth"])
+    assert resp.status_code == 200, resp.text
+    plans: list[dict[str, Any]] = resp.json()
+    return plans
 
 
-def test_observation_recorded_in_evaluation_reaches_the_plan_service(platform: dict[str, Any]) -> None:
-    resp = platform["evaluation"].post(
-        "/fhir/Observation", json=_observation("p1", 4), headers=platform["auth"]
-    )
+def _care_plan(platform: dict[str, Any], plan_id: str) -> dict[str, Any]:
+    """The plan as an EHR reads it (``GET /fhir/CarePlan/<id>``)."""
+    resp = platform["plan"].get(f"/fhir/CarePlan/{plan_id}", headers=platform["auth"])
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def test_evaluation_recorded_in_evaluation_reaches_the_plan_service(platform: dict[str, Any]) -> None:
+    resp = platform["evaluation"].post("/evaluations", json=_evaluation("p1"), headers=platform["auth"])
     assert resp.status_code == 201, resp.text
-    obs_id = resp.json()["id"]
+    evaluation = resp.json()["evaluation"]
 
-    row = wait_for(lambda: _measurement(platform["plan_engine"], obs_id), what="the plan service to see it")
-    assert row.patient_id == "p1"
-    assert row.code == "http://loinc.org|72514-3"
-    assert row.value == 4
+    [plan] = wait_for(lambda: _plans(platform, "p1"), what="the plan service to draft a plan from it")
+    assert plan["status"] == "draft"
+    assert plan["evaluation"] == evaluation
+    care_plan = _care_plan(platform, plan["id"])
+    assert care_plan["status"] == "draft"
+    assert care_plan["subject"]["reference"] == "Patient/p1"
 
 
 def test_event_written_while_the_broker_is_down_is_delivered_once_after_it_returns(
     platform: dict[str, Any], own_broker: TansuBroker
 ) -> None:
     own_broker.stop()
-    resp = platform["evaluation"].post(
-        "/fhir/Observation", json=_observation("p2", 7), headers=platform["auth"]
-    )
+    resp = platform["evaluation"].post("/evaluations", json=_evaluation("p2"), headers=platform["auth"])
     assert resp.status_code == 201, "the write must not depend on the broker"
-    obs_id = resp.json()["id"]
     with Session(platform["evaluation_engine"]) as s:
         pending = s.exec(select(OutboxEvent).where(OutboxEvent.published_at.is_(None))).all()  # type: ignore[union-attr]
-    assert [e.type for e in pending] == ["observation.recorded.v1"]
-    event_id = pending[0].event_id
+    completed = [e for e in pending if e.type == "evaluation.completed.v1"]
+    assert len(completed) == 1, [e.type for e in pending]
+    event_id = completed[0].event_id
+    assert _plans(platform, "p2") == []
 
     own_broker.start()
-    row = wait_for(
-        lambda: _measurement(platform["plan_engine"], obs_id),
-        timeout_s=60,
-        what="delivery after the broker came back",
+    [plan] = wait_for(
+        lambda: _plans(platform, "p2"), timeout_s=60, what="delivery after the broker came back"
     )
-    assert row.value == 7
+    assert plan["status"] == "draft"
     with Session(platform["plan_engine"]) as s:
         processed = s.exec(
             select(func.count()).select_from(ProcessedEvent).where(ProcessedEvent.event_id == event_id)
         ).one()
-        rows = s.exec(select(func.count()).select_from(RecordedMeasurement)).one()
     assert processed == 1
-    assert rows == 1
+    assert len(_plans(platform, "p2")) == 1, "drafted once"
+    assert _care_plan(platform, plan["id"])["meta"]["versionId"] == "1", "one CarePlan version, not two"

@@ -20,8 +20,8 @@ from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation.domain import codes
 from relearn.evaluation.mapper import metric_observation
 from relearn.evaluation.schemas import MetricComputed
-from relearn.plan.handlers import metric_observation as plan_evidence
-from relearn.plan.inbound import DeviceMetricComputed
+from relearn.plan.events import DeviceMetricComputed
+from relearn.plan.events import metric_observation as plan_evidence
 from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
 

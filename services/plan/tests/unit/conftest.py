@@ -9,26 +9,26 @@ from typing import Any
 
 import pytest
 
-from relearn.plan.catalogue import Catalogue, load_catalogue
-from relearn.plan.drafting import draft_plan
-from relearn.plan.editing import activate
-from relearn.plan.ids import stable_id
-from relearn.plan.inbound import (
+from relearn.plan.domain.catalogue import Catalogue, load_catalogue
+from relearn.plan.domain.drafting import draft_plan
+from relearn.plan.domain.editing import activate
+from relearn.plan.domain.ids import stable_id
+from relearn.plan.domain.inputs import (
     DeviceMetricComputed,
     EvaluationCompleted,
     SessionLogged,
     StreamMetricsCompleted,
     SymptomsRecorded,
 )
-from relearn.plan.progression import (
+from relearn.plan.domain.progression import (
     Outcome,
     apply_metric,
     apply_session,
     apply_stream_completed,
     apply_symptoms,
 )
-from relearn.plan.rules import DEFAULT_RULES, ProgressionRules
-from relearn.plan.state import ActivityState, PlanState, Waiver
+from relearn.plan.domain.rules import DEFAULT_RULES, ProgressionRules
+from relearn.plan.domain.state import ActivityState, PlanState, Waiver
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 EVAL_CS = "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation"

@@ -10,7 +10,11 @@ from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from relearn.plan.careplan_fhir import (
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.editing import override
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.state import PlanState
+from relearn.plan.mapper import (
     CS_DIMENSION,
     CS_PATTERN,
     CS_STAGE,
@@ -23,11 +27,7 @@ from relearn.plan.careplan_fhir import (
     plan_resources,
     service_request,
 )
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.editing import override
-from relearn.plan.patterns import Dimension
 from relearn.plan.resources import DEFINITIONS
-from relearn.plan.state import PlanState
 from relearn.shared.fhir.validation import validate_resource
 
 MODELS: dict[str, Any] = {"CarePlan": CarePlan, "Goal": Goal, "ServiceRequest": ServiceRequest}

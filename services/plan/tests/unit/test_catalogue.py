@@ -10,11 +10,17 @@ import pytest
 import yaml
 from fhir.resources.R4B.codesystem import CodeSystem
 
-from relearn.plan.careplan_fhir import code_systems
-from relearn.plan.catalogue import CATALOGUE_FILE, Catalogue, CatalogueError, load_catalogue, parse_catalogue
-from relearn.plan.patterns import STARTING_KINDS, Dimension
+from relearn.plan.domain.catalogue import (
+    CATALOGUE_FILE,
+    Catalogue,
+    CatalogueError,
+    load_catalogue,
+    parse_catalogue,
+)
+from relearn.plan.domain.patterns import STARTING_KINDS, Dimension
+from relearn.plan.mapper import code_systems
 
-SHIPPED = Path(__file__).parents[2] / "src/relearn/plan/catalogue" / CATALOGUE_FILE
+SHIPPED = Path(__file__).parents[2] / "src/relearn/plan/domain/catalogue" / CATALOGUE_FILE
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from relearn.plan.catalogue import CATALOGUE_FILE, Catalogue, CatalogueError, parse_catalogue
-from relearn.plan.patterns import STEP_KINDS, Dimension
+from relearn.plan.domain.catalogue import CATALOGUE_FILE, Catalogue, CatalogueError, parse_catalogue
+from relearn.plan.domain.patterns import STEP_KINDS, Dimension
 
-SHIPPED = Path(__file__).parents[2] / "src/relearn/plan/catalogue" / CATALOGUE_FILE
+SHIPPED = Path(__file__).parents[2] / "src/relearn/plan/domain/catalogue" / CATALOGUE_FILE
 LB = Dimension.LOAD_BEARING
 
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.editing import resolve_task, set_waivers
-from relearn.plan.patterns import Dimension
-from relearn.plan.progression import evidence_due, expire_evidence
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import Decision, PlanState, Waiver
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.editing import resolve_task, set_waivers
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.progression import evidence_due, expire_evidence
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import Decision, PlanState, Waiver
 
 KNEE = "knee-extension"
 BALANCE = "single-leg-stance"
@@ -313,7 +313,7 @@ def test_stages_follow_the_patient_down(clinic: Any) -> None:
     activity = clinic.activity(pattern)
     assert activity.stage is CompetenceStage.CONSCIOUS_COMPETENCE
     # An override to unconscious competence, then a symptomatic regression: at most conscious competence.
-    from relearn.plan.editing import override
+    from relearn.plan.domain.editing import override
 
     clinic.plan = override(
         clinic.plan,
@@ -355,8 +355,8 @@ def test_only_the_named_muscle_timed_against_the_named_reference_is_evidence(
 def test_an_exercise_names_its_own_muscles_and_the_evidence_follows(
     active: PlanState, make_clinic: Callable[..., Any], catalogue: Catalogue, scene: Any
 ) -> None:
-    from relearn.plan.editing import set_activity_muscles
-    from relearn.plan.state import CriterionMuscles
+    from relearn.plan.domain.editing import set_activity_muscles
+    from relearn.plan.domain.state import CriterionMuscles
 
     clinic = make_clinic(_only_emg_onset_required(active))
     knee = clinic.activity(KNEE)

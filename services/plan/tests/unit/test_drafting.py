@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.drafting import apply_proposal, draft_plan, propose_changes
-from relearn.plan.editing import override
-from relearn.plan.ids import stable_id
-from relearn.plan.inbound import EvaluationCompleted
-from relearn.plan.patterns import Dimension
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import PlanState
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.drafting import apply_proposal, draft_plan, propose_changes
+from relearn.plan.domain.editing import override
+from relearn.plan.domain.ids import stable_id
+from relearn.plan.domain.inputs import EvaluationCompleted
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import PlanState
 
 
 def _patterns(plan: PlanState) -> dict[tuple[str, str | None], Any]:

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from relearn.plan.careplan_fhir import care_plan, service_request
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.editing import activate, add_activity, set_activity_status, set_status
-from relearn.plan.ids import stable_id
-from relearn.plan.patterns import Dimension
-from relearn.plan.state import PlanError, PlanState
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.editing import activate, add_activity, set_activity_status, set_status
+from relearn.plan.domain.ids import stable_id
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.state import PlanError, PlanState
+from relearn.plan.mapper import care_plan, service_request
 
 
 def test_activation_makes_the_plan_and_its_goals_active(draft: PlanState, scene: Any) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from relearn.plan.outbound import (
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.state import PlanState
+from relearn.plan.events import (
     PLAN_PROGRESSED,
     PLAN_STAGE_CHANGED,
     PLAN_UPDATED,
@@ -12,8 +14,6 @@ from relearn.plan.outbound import (
     plan_activated,
     plan_drafted,
 )
-from relearn.plan.patterns import Dimension
-from relearn.plan.state import PlanState
 
 
 def test_drafted_and_activated_carry_every_activity_with_level_and_dose(

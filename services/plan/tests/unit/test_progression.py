@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.editing import override, set_rule_overrides
-from relearn.plan.evidence import attempt
-from relearn.plan.inbound import SymptomsRecorded
-from relearn.plan.patterns import Dimension, MovementPattern
-from relearn.plan.progression import apply_session, apply_symptoms
-from relearn.plan.rules import DEFAULT_RULES
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import Decision, PlanError, PlanState
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.editing import override, set_rule_overrides
+from relearn.plan.domain.evidence import attempt
+from relearn.plan.domain.inputs import SymptomsRecorded
+from relearn.plan.domain.patterns import Dimension, MovementPattern
+from relearn.plan.domain.progression import apply_session, apply_symptoms
+from relearn.plan.domain.rules import DEFAULT_RULES
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import Decision, PlanError, PlanState
 
 KNEE = "knee-extension"
 

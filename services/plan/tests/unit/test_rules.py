@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.patterns import Dimension
-from relearn.plan.progression import activity_rules
-from relearn.plan.rules import DEFAULT_RULES, RuleError, dual_task_cost, pain_zone, resolve_rules
-from relearn.plan.state import PlanState, RuleOverrides
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.progression import activity_rules
+from relearn.plan.domain.rules import DEFAULT_RULES, RuleError, dual_task_cost, pain_zone, resolve_rules
+from relearn.plan.domain.state import PlanState, RuleOverrides
 
 
 def test_defaults_are_the_briefs() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from relearn.plan.outbound import version_event
-from relearn.plan.rules import DEFAULT_RULES, canonical_patch, resolve_rules
-from relearn.plan.versions import split_versions
+from relearn.plan.domain.rules import DEFAULT_RULES, canonical_patch, resolve_rules
+from relearn.plan.domain.versions import split_versions
+from relearn.plan.events import version_event
 
 
 def test_a_stage_change_and_an_advance_from_one_event_are_two_versions(clinic, scene) -> None:  # type: ignore[no-untyped-def]

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from relearn.plan.api import catalogue_router, plans_router
-from relearn.plan.catalogue import load_catalogue
 from relearn.plan.config import Settings
+from relearn.plan.domain.catalogue import load_catalogue
 from relearn.plan.handlers import plan_handlers, sweep_evidence
-from relearn.plan.measurements import record_observation
-from relearn.plan.publishing import publish_code_systems
 from relearn.plan.resources import DEFINITIONS
-from relearn.plan.writer import PlanWriter
+from relearn.plan.service import PlanService
 from relearn.shared.app import create_service_app, fhir_api, fhir_store
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.events.consumer import EventConsumer
@@ -24,13 +21,12 @@ from relearn.shared.settings import ServiceSettings
 from relearn.shared.workers import BackgroundWorker, PeriodicWorker
 
 
-def build_writer(settings: ServiceSettings) -> PlanWriter:
-    return PlanWriter(fhir_store(DEFINITIONS, settings), load_catalogue())
+def build_service(settings: ServiceSettings) -> PlanService:
+    return PlanService(fhir_store(DEFINITIONS, settings), load_catalogue())
 
 
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer | BackgroundWorker]:
-    writer = build_writer(settings)
-    handlers = {"observation.recorded.v1": record_observation, **plan_handlers(writer)}
+    service = build_service(settings)
     interval = settings.evidence_sweep_interval_s if isinstance(settings, Settings) else 15.0
     return [
         EventConsumer(
@@ -38,9 +34,9 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
             settings.kafka_bootstrap,
             group_id="plan",
             topics=[EVALUATION_EVENTS, SESSIONS_EVENTS, DEVICE_METRICS],
-            handlers=handlers,
+            handlers=plan_handlers(service),
         ),
-        PeriodicWorker(engine, "plan-evidence-sweep", sweep_evidence(writer), interval_s=interval),
+        PeriodicWorker(engine, "plan-evidence-sweep", sweep_evidence(service), interval_s=interval),
     ]
 
 
@@ -51,17 +47,17 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    writer = build_writer(settings)
-    fhir, _ = fhir_api(DEFINITIONS, settings, store=writer.store)
+    service = build_service(settings)
+    fhir, _ = fhir_api(DEFINITIONS, settings, store=service.store)
     return create_service_app(
         settings,
         title="Relearn plan service",
         description="Care plans (FHIR CarePlan, Goal, ServiceRequest) drafted from evaluations, reviewed and "
         "activated by therapists, and moved through progressions and competence stages by session and device "
         "events. Every change is a new CarePlan version with its reason and evidence.",
-        routers=[plans_router(writer), catalogue_router(writer.catalogue), fhir],
+        routers=[plans_router(service), catalogue_router(service), fhir],
         consumers=consumers,
-        startup=[partial(publish_code_systems, writer.store, writer.catalogue)],
+        startup=[service.publish_code_systems],
         engine=engine,
         token_verifier=token_verifier,
     )

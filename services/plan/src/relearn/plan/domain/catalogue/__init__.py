@@ -1,6 +1,6 @@
 """The movement-pattern catalogue (a reviewed, versioned data file) and its local FHIR CodeSystems."""
 
-from relearn.plan.catalogue.loader import (
+from relearn.plan.domain.catalogue.loader import (
     CATALOGUE_FILE,
     Catalogue,
     CatalogueError,

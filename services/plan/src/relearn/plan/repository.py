@@ -1,70 +1,19 @@
-"""The plan service's own tables: each plan's state (the engine's source of truth) and proposals.
-
-``plan_state`` holds one row per plan with the :class:`~relearn.plan.state.PlanState` JSON; its ``version``
-equals the CarePlan's ``meta.versionId`` in the FHIR store (every plan version is one CarePlan write). At most
-one plan per patient is ``active`` (a partial unique index), which is the plan sessions and metrics go to.
-"""
+"""Every query on the plan service's tables: plan rows (locked per writer) and re-assessment proposals."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, Text, text
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
-from relearn.plan.drafting import PlanProposal
-from relearn.plan.progression import evidence_due
-from relearn.plan.state import PlanState
+from relearn.plan.domain.drafting import PlanProposal
+from relearn.plan.domain.progression import evidence_due
+from relearn.plan.domain.state import PlanState
+from relearn.plan.tables import PlanRecord, ProposalRecord
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class PlanRecord(SQLModel, table=True):
-    __tablename__ = "plan_state"
-    __table_args__ = (
-        Index("ix_plan_state_patient_status", "patient_id", "status"),
-        Index(
-            "uq_plan_state_one_active",
-            "patient_id",
-            unique=True,
-            postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
-        ),
-    )
-
-    id: str = Field(primary_key=True, max_length=64, description="CarePlan id")
-    patient_id: str = Field(max_length=64)
-    status: str = Field(max_length=32)
-    version: int = Field(description="PlanState.version = the CarePlan versionId")
-    evaluation: str | None = Field(default=None, max_length=128)
-    # The earliest time a session of this plan stops waiting for its streams' metrics (the sweeper's index).
-    evidence_due: datetime | None = Field(default=None, index=True)
-    state: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
-
-    def plan(self) -> PlanState:
-        return PlanState.model_validate_json(self.state)
-
-
-class ProposalRecord(SQLModel, table=True):
-    __tablename__ = "plan_proposal"
-    __table_args__ = (Index("ix_plan_proposal_plan", "plan_id", "status"),)
-
-    id: str = Field(primary_key=True, max_length=64)
-    plan_id: str = Field(max_length=64)
-    patient_id: str = Field(max_length=64)
-    evaluation: str = Field(max_length=128)
-    status: str = Field(max_length=16, description="open | applied | empty")
-    proposal: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=_now)
-    applied_at: datetime | None = None
-    applied_version: int | None = None
-
-    def parsed(self) -> PlanProposal:
-        return PlanProposal.model_validate_json(self.proposal)
 
 
 def load(session: Session, plan_id: str, *, lock: bool = True) -> PlanRecord | None:
@@ -130,6 +79,10 @@ def evidence_overdue(session: Session, now: datetime, limit: int = 50) -> list[P
     return list(session.exec(query).all())
 
 
+def proposal(session: Session, proposal_id: str) -> ProposalRecord | None:
+    return session.get(ProposalRecord, proposal_id)
+
+
 def proposals_of(session: Session, plan_id: str) -> list[ProposalRecord]:
     query = (
         select(ProposalRecord)
@@ -137,3 +90,24 @@ def proposals_of(session: Session, plan_id: str) -> list[ProposalRecord]:
         .order_by(col(ProposalRecord.created_at).desc())
     )
     return list(session.exec(query).all())
+
+
+def add_proposal(
+    session: Session, proposal_id: str, record: PlanRecord, proposal: PlanProposal
+) -> ProposalRecord:
+    """Keep a re-assessment's proposal for ``record``'s plan (``empty`` when it changes nothing)."""
+    row = ProposalRecord(
+        id=proposal_id,
+        plan_id=record.id,
+        patient_id=record.patient_id,
+        evaluation=proposal.evaluation,
+        status="empty" if proposal.empty else "open",
+        proposal=proposal.model_dump_json(by_alias=True),
+    )
+    session.add(row)
+    return row
+
+
+def mark_applied(session: Session, row: ProposalRecord, version: int) -> None:
+    row.status, row.applied_at, row.applied_version = "applied", _now(), version
+    session.add(row)

@@ -1,4 +1,6 @@
-"""PlanState -> FHIR R4 CarePlan, Goal and ServiceRequest JSON (validated by fhir.resources R4B in tests).
+"""FHIR mapping of the plan: PlanState -> CarePlan, Goal, ServiceRequest and Task JSON; local CodeSystems.
+
+Validated by fhir.resources R4B in tests.
 
 How an EHR sees each exercise (the Physical Activity IG models a prescription as a ServiceRequest):
 
@@ -25,10 +27,10 @@ from html import escape
 from importlib.resources import files
 from typing import Any
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension, MovementPattern
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import (
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.patterns import DIMENSION_DISPLAY, Dimension, MovementPattern
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import (
     ActivityState,
     ActivityStatus,
     CriterionResult,
@@ -77,7 +79,7 @@ CODE_SYSTEM_FILES = (
 
 @cache
 def _shipped_code_system(name: str) -> dict[str, Any]:
-    text = files("relearn.plan.catalogue").joinpath(name).read_text(encoding="utf-8")
+    text = files("relearn.plan.domain.catalogue").joinpath(name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

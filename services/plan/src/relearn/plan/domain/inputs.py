@@ -1,4 +1,6 @@
-"""The plan service's own models of the events it consumes (docs/events.md).
+"""The engine's inputs: the plan service's own models of the events it consumes (docs/events.md).
+
+Decoded at the edge by :mod:`relearn.plan.events` (which re-exports them); drafting and progression read them.
 
 Services never import each other: these read the ``data`` of ``evaluation.completed.v1`` /
 ``evaluation.reassessed.v1``, ``session.logged.v1``, ``session.symptoms-recorded.v1`` and
@@ -22,8 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from relearn.plan.patterns import Dimension
-from relearn.plan.state import Comparator, Side
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.state import Comparator, Side
 
 
 class _Inbound(BaseModel):

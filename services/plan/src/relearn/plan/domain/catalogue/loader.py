@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from relearn.plan.patterns import (
+from relearn.plan.domain.patterns import (
     REGIONS,
     SESSION_METRIC_KINDS,
     STEP_KINDS,
@@ -143,5 +143,5 @@ def load_catalogue(path: Path | str | None = None) -> Catalogue:
 
 @cache
 def _shipped() -> Catalogue:
-    text = files("relearn.plan.catalogue").joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
+    text = files("relearn.plan.domain.catalogue").joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
     return parse_catalogue(yaml.safe_load(text))

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
-from relearn.plan.patterns import Dimension
+from relearn.plan.domain.patterns import Dimension
 
 Assistance = Literal["none", "minimal", "moderate", "maximal"]
 ASSISTANCE_ORDER: tuple[Assistance, ...] = ("none", "minimal", "moderate", "maximal")

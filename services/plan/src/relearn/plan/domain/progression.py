@@ -1,17 +1,16 @@
-"""The progression engine: sessions, 24-hour symptom responses, device metrics and stream completions in;
-decisions out.
+"""The progression engine: sessions, symptoms, device metrics and stream completions in; decisions out.
 
 Pure and deterministic: each function takes the plan and one event and returns an :class:`Outcome` - the new
-:class:`~relearn.plan.state.PlanState` and the decisions taken. Persist ``outcome.plan`` every time (it holds
+:class:`~.state.PlanState` and the decisions taken. Persist ``outcome.plan`` every time (it holds
 the session log and counters); when ``outcome.changed`` write a new CarePlan version and publish the events of
-``outcome.decisions`` (:mod:`relearn.plan.outbound`).
+``outcome.decisions`` (:mod:`relearn.plan.events`).
 
 Per activity and event, in this order (docs/progression-rules.md says the same for therapists):
 1. symptoms - pain judged against the absolute zones and the patient's own baseline: acceptable pain holds;
    high-risk pain, a flare or 24-hour pain not back to baseline undoes what was last changed (a level or the
    load, once per session) and drops the stage to conscious competence at most. The same advance undone N
    times asks the therapist (a Task) and is not tried again until the therapist says so;
-2. competence stage moves up when its evidence is there (:func:`relearn.plan.stages.next_stage`);
+2. competence stage moves up when its evidence is there (:func:`relearn.plan.domain.stages.next_stage`);
 3. a late metric that contradicts the last advance made on its session undoes that advance (a correction);
 4. mastery - N consecutive sessions with every criterion measured and met (or waived) - advances exactly one
    dimension whose next step's requirements are met; missing evidence holds and says what it waits for;
@@ -31,25 +30,36 @@ from datetime import datetime, timedelta
 from statistics import fmean
 from typing import Literal
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.evidence import (
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.evidence import (
     attempt,
     baseline_pain,
     metric_from_event,
     record_evidence,
     record_from_exercise,
 )
-from relearn.plan.ids import stable_id
-from relearn.plan.inbound import (
+from relearn.plan.domain.ids import stable_id
+from relearn.plan.domain.inputs import (
     DeviceMetricComputed,
     SessionLogged,
     StreamMetricsCompleted,
     SymptomsRecorded,
 )
-from relearn.plan.patterns import DEFAULT_DIMENSION_ORDER, DIMENSION_DISPLAY, Dimension, MovementPattern
-from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, pain_zone, resolve_rules, settled_by_next_day
-from relearn.plan.stages import Attempt, CompetenceStage, mastery_streak, next_stage
-from relearn.plan.state import (
+from relearn.plan.domain.patterns import (
+    DEFAULT_DIMENSION_ORDER,
+    DIMENSION_DISPLAY,
+    Dimension,
+    MovementPattern,
+)
+from relearn.plan.domain.rules import (
+    DEFAULT_RULES,
+    ProgressionRules,
+    pain_zone,
+    resolve_rules,
+    settled_by_next_day,
+)
+from relearn.plan.domain.stages import Attempt, CompetenceStage, mastery_streak, next_stage
+from relearn.plan.domain.state import (
     ActivityState,
     ChangeKind,
     ChangeNote,

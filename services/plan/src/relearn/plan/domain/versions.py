@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relearn.plan.progression import change_kind
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import ActivityState, ChangeKind, ChangeNote, Decision, PlanChange, PlanState
+from relearn.plan.domain.progression import change_kind
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import ActivityState, ChangeKind, ChangeNote, Decision, PlanChange, PlanState
 
 
 @dataclass(frozen=True)

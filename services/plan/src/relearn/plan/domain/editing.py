@@ -1,5 +1,6 @@
-"""What a therapist does to a plan through the API: activate it, override an activity, change its rules,
-add or stop an activity, change the plan's status. Each is a new plan version with who, why and when.
+"""A therapist's edits of plan state: activate, override an activity, change rules, add or stop an activity.
+
+Also the plan's status. Each is a new plan version with who, why and when.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.ids import IdFactory
-from relearn.plan.patterns import DIMENSION_DISPLAY, Dimension
-from relearn.plan.progression import Context, Outcome, activity_rules, evaluate, label, stage_reentry
-from relearn.plan.rules import DEFAULT_RULES, ProgressionRules, RuleError, RulePatch
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import (
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.ids import IdFactory
+from relearn.plan.domain.patterns import DIMENSION_DISPLAY, Dimension
+from relearn.plan.domain.progression import Context, Outcome, activity_rules, evaluate, label, stage_reentry
+from relearn.plan.domain.rules import DEFAULT_RULES, ProgressionRules, RuleError, RulePatch
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import (
     ActivityState,
     ActivityStatus,
     ChangeNote,

@@ -2,7 +2,7 @@
 
 unconscious incompetence -> conscious incompetence -> conscious competence -> unconscious competence
 (the seed's four stages). No published consensus gives thresholds, so every criterion reads the plan's
-:class:`~relearn.plan.rules.StageRule` / :class:`~relearn.plan.rules.MasteryRule`:
+:class:`~relearn.plan.domain.rules.StageRule` / :class:`~relearn.plan.domain.rules.MasteryRule`:
 
 - unconscious -> conscious incompetence: the patient's self-rating agrees with the therapist's quality rating
   (|self - quality| <= tolerance);
@@ -27,10 +27,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from relearn.plan.rules import ProgressionRules
+from relearn.plan.domain.rules import ProgressionRules
 
 if TYPE_CHECKING:  # state imports the stages: only the type is needed here
-    from relearn.plan.state import CriterionResult
+    from relearn.plan.domain.state import CriterionResult
 
 
 class CompetenceStage(StrEnum):

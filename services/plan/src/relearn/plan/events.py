@@ -1,18 +1,57 @@
-"""``data`` of the events the plan service publishes (docs/events.md).
+"""Events in and out of the plan service (docs/events.md): models read, ``data`` published, outbox staging.
 
-``{carePlan, versionId, patient, activity?, pattern?, dimension?, from?, to?, stage?, reason, evidence}``;
-drafted, activated and updated also carry ``activities[]`` (id, pattern, side, level, stage, dose, status) so
-the sessions service can keep its read model of active plans. ``versionId`` is the CarePlan version the store
-assigned to the write that carries the change (an integer, as the store counts).
+In: ``evaluation.completed.v1`` / ``evaluation.reassessed.v1``, ``session.logged.v1``,
+``session.symptoms-recorded.v1``, ``device.metric-computed.v1`` and ``device.stream-metrics-completed.v1``,
+read by :func:`decode` into the models of :mod:`relearn.plan.domain.inputs` (the progression engine's inputs,
+so the domain never imports this module).
+
+Out, one event per plan version: ``{carePlan, versionId, patient, activity?, pattern?, dimension?, from?, to?,
+stage?, reason, evidence}``; drafted, activated and updated also carry ``activities[]`` (id, pattern, side,
+level, stage, dose, status) so the sessions service can keep its read model of active plans. ``versionId`` is
+the CarePlan version the store assigned to the write carrying the change (an integer, as the store counts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from relearn.plan.patterns import Dimension
-from relearn.plan.state import ActivityState, Decision, PlanState
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from relearn.plan.domain.inputs import DeviceMetricComputed as DeviceMetricComputed
+from relearn.plan.domain.inputs import EvaluationCompleted as EvaluationCompleted
+from relearn.plan.domain.inputs import SessionLogged as SessionLogged
+from relearn.plan.domain.inputs import StreamMetricsCompleted as StreamMetricsCompleted
+from relearn.plan.domain.inputs import SymptomsRecorded as SymptomsRecorded
+from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.state import ActivityState, Decision, PlanState
+from relearn.shared.events.contracts import device_metric_observation_id
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.outbox import stage
+
+EVALUATION_COMPLETED = "evaluation.completed.v1"
+EVALUATION_REASSESSED = "evaluation.reassessed.v1"
+SESSION_LOGGED = "session.logged.v1"
+SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
+METRIC_COMPUTED = "device.metric-computed.v1"
+STREAM_METRICS_COMPLETED = "device.stream-metrics-completed.v1"
+
+_In = TypeVar("_In", bound=BaseModel)
+
+
+def decode(event: CloudEvent, model: type[_In]) -> _In:
+    """The event's ``data`` read as ``model`` (unknown fields ignored; a bad payload raises for the DLQ)."""
+    return model.model_validate(event.data)
+
+
+def metric_observation(m: DeviceMetricComputed) -> str:
+    """The Observation the evaluation service stores this metric as (the shared id contract)."""
+    obs_id = device_metric_observation_id(
+        m.patient, m.device, m.metric, m.window.start, m.window.end, m.channel
+    )
+    return f"Observation/{obs_id}"
+
 
 SOURCE = "/relearn/plan"
 PLAN_DRAFTED = "plan.drafted.v1"
@@ -164,4 +203,12 @@ def version_event(plan: PlanState, decision: Decision | None) -> tuple[str, dict
     if decision.override is not None:
         return PLAN_UPDATED, plan_overridden(plan, decision, version_id=v)
     [event] = events_for(plan, [decision], version_id=v)
+    return event
+
+
+def stage_version(session: Session, plan: PlanState, decision: Decision | None) -> CloudEvent:
+    """Stage the one event of this plan version in the outbox (same transaction as the version)."""
+    event_type, data = version_event(plan, decision)
+    event = CloudEvent.new(SOURCE, event_type, plan.patient, data)
+    stage(session, event)
     return event

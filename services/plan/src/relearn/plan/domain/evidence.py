@@ -21,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relearn.plan.inbound import DeviceMetricComputed, ExerciseLogged, SessionLogged
-from relearn.plan.patterns import MetricCheck, MovementPattern, Vocabulary
-from relearn.plan.rules import ProgressionRules, assistance_within, pain_zone, settled_by_next_day
-from relearn.plan.stages import Attempt
-from relearn.plan.state import (
+from relearn.plan.domain.inputs import DeviceMetricComputed, ExerciseLogged, SessionLogged
+from relearn.plan.domain.patterns import MetricCheck, MovementPattern, Vocabulary
+from relearn.plan.domain.rules import ProgressionRules, assistance_within, pain_zone, settled_by_next_day
+from relearn.plan.domain.stages import Attempt
+from relearn.plan.domain.state import (
     ActivityState,
     CriterionMuscles,
     CriterionResult,

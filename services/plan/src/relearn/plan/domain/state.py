@@ -1,7 +1,7 @@
 """The plan as the progression engine holds it: immutable, JSON-serialisable, one version per change.
 
 The lead persists :class:`PlanState` as JSON (``model_dump_json`` / ``model_validate_json``) next to the FHIR
-resources mapped from it (:mod:`relearn.plan.careplan_fhir`). Every change that an EHR should see bumps
+resources mapped from it (:mod:`relearn.plan.mapper`). Every change that an EHR should see bumps
 ``version`` and appends a :class:`PlanChange` with its reason, evidence and decisions.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from relearn.plan.patterns import Dimension, DoseDefaults
-from relearn.plan.stages import CompetenceStage
+from relearn.plan.domain.patterns import Dimension, DoseDefaults
+from relearn.plan.domain.stages import CompetenceStage
 
 PlanStatus = Literal["draft", "active", "on-hold", "revoked", "completed", "entered-in-error"]
 ActivityStatus = Literal["active", "on-hold", "completed", "cancelled"]

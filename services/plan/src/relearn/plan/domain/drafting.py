@@ -14,14 +14,14 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from relearn.plan.catalogue import Catalogue
-from relearn.plan.editing import new_activity
-from relearn.plan.ids import IdFactory
-from relearn.plan.inbound import Deficit, EvaluationCompleted, GoalTargetIn, PatientGoal
-from relearn.plan.patterns import MovementPattern, slug
-from relearn.plan.progression import Outcome
-from relearn.plan.stages import CompetenceStage
-from relearn.plan.state import (
+from relearn.plan.domain.catalogue import Catalogue
+from relearn.plan.domain.editing import new_activity
+from relearn.plan.domain.ids import IdFactory
+from relearn.plan.domain.inputs import Deficit, EvaluationCompleted, GoalTargetIn, PatientGoal
+from relearn.plan.domain.patterns import MovementPattern, slug
+from relearn.plan.domain.progression import Outcome
+from relearn.plan.domain.stages import CompetenceStage
+from relearn.plan.domain.state import (
     ActivityState,
     DeficitRef,
     GoalAchievement,

@@ -1,0 +1,1 @@
+"""The plan's pure rules: catalogue, patterns, stages, evidence, progression, drafting and editing."""
