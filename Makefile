@@ -39,7 +39,7 @@ fuzz: sync
 lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy shared/src tools/devtools/src services/*/src
+	$(UV) run --frozen mypy shared/src tools/devtools/src tools/dev-issuer/src services/*/src
 
 format: sync
 	$(UV) run --frozen ruff format .

@@ -51,9 +51,9 @@ from sqlmodel import col
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import ISSUER, make_issuer
 from relearn.devtools.bench import BenchContext, report, service_process
-from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.db import make_engine
 from relearn.shared.events.kafka import close_producer, ensure_topics, producer_config
 from relearn.shared.events.outbox import OutboxEvent

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from relearn.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
 from relearn.devtools.bench import BenchContext, report, service_process
 from relearn.evaluation.resources import OBSERVATION
-from relearn.shared.auth.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.fhir.store import FhirStore
 from relearn.shared.migrations import upgrade

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
+BAKE = (REPO / "docker-bake.hcl").read_text()
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,16 @@ def kustomize(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=60
     )
+
+
+def bake_targets() -> dict[str, dict[str, Any]]:
+    """docker-bake.hcl's targets: name -> {"args": {...}, "tags": [...]} (the file's simple HCL only)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, body in re.findall(r'^target "([\w-]+)" \{\n(.*?)^\}', BAKE, flags=re.MULTILINE | re.DOTALL):
+        args = dict(re.findall(r'(\w+) = "([^"]*)"', (re.search(r"args\s*=\s*\{(.*?)\}", body) or [""])[0]))
+        tags = re.findall(r'"([^"]+)"', (re.search(r"tags\s*=\s*\[(.*?)\]", body) or [""])[0])
+        out[name] = {"args": args, "tags": tags}
+    return out
 
 
 @functools.cache

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from relearn.shared.auth.dev_issuer import (
+from relearn.dev_issuer import (
     ClientRegistry,
     DevIssuer,
     RegisteredClient,
@@ -26,7 +26,8 @@ from relearn.shared.auth.dev_issuer import (
 from relearn.shared.auth.keys import load_jwks
 from relearn.shared.auth.tokens import JwtVerifier
 
-from .conftest import AUDIENCE, ISSUER
+ISSUER = "http://127.0.0.1:8080/auth"
+AUDIENCE = "relearn"
 
 TOKEN_URL = "/auth/token"
 
