@@ -18,8 +18,7 @@ from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
 from relearn.plan.main import create_app as create_plan
 from relearn.plan.measurements import RecordedMeasurement
-from relearn.shared.events.consumer import ProcessedEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import OutboxEvent, ProcessedEvent
 
 
 def _observation(patient: str, value: float) -> dict[str, Any]:

@@ -23,8 +23,7 @@ from relearn.dev_issuer import (
     dev_token_router,
     hash_secret,
 )
-from relearn.shared.auth.keys import load_jwks
-from relearn.shared.auth.tokens import JwtVerifier
+from relearn.shared.auth import JwtVerifier, load_jwks
 
 ISSUER = "http://127.0.0.1:8080/auth"
 AUDIENCE = "relearn"

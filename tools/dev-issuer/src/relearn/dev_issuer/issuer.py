@@ -40,8 +40,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from starlette.concurrency import run_in_threadpool
 
-from relearn.shared.auth.keys import parse_jwks
-from relearn.shared.auth.scopes import Scope
+from relearn.shared.auth import Scope, parse_jwks
 
 __all__ = [
     "ClientRegistry",

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from relearn.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
 from relearn.shared.migrations import upgrade
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.service import ServiceSettings
 
 ISSUER = "http://127.0.0.1:8080/auth"
 AUDIENCE = "relearn"

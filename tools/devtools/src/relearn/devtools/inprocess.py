@@ -23,8 +23,7 @@ from sqlmodel import Session, col, select
 from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import wait_for
 from relearn.devtools.journey.client import Api, PlatformUrls
-from relearn.shared.events.consumer import EventConsumer, ProcessedEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import EventConsumer, OutboxEvent, ProcessedEvent
 
 
 class RoutedTransport(httpx.BaseTransport):
