@@ -70,6 +70,7 @@ SHARED_PUBLIC = {
     "relearn.shared.events",
     "relearn.shared.migrations",
     "relearn.shared.plumbing_schema",
+    "relearn.shared.tables",
 }
 TOOLS = ("relearn.devtools", "relearn.dev_issuer")
 

@@ -19,6 +19,7 @@ PUBLIC = [
     "relearn.shared.events",
     "relearn.shared.migrations",
     "relearn.shared.plumbing_schema",
+    "relearn.shared.tables",
 ]
 LAZY = ["relearn.shared.fhir", "relearn.shared.auth"]
 

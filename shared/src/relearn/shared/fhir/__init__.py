@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from relearn.shared.fhir.http import check_response_format as check_response_format
     from relearn.shared.fhir.paging import page_links as page_links
     from relearn.shared.fhir.publishing import publish_shipped as publish_shipped
+    from relearn.shared.fhir.r4_search import OBSERVATION_PARAMS as OBSERVATION_PARAMS
+    from relearn.shared.fhir.r4_search import PATIENT_PARAMS as PATIENT_PARAMS
     from relearn.shared.fhir.records import HistoryResult as HistoryResult
     from relearn.shared.fhir.records import ResourceChange as ResourceChange
     from relearn.shared.fhir.records import SearchResult as SearchResult
@@ -104,6 +106,8 @@ _EXPORTS: dict[str, str] = {
     "Interaction": "definition",
     "ResourceDefinition": "definition",
     "published_code_systems": "definition",
+    "OBSERVATION_PARAMS": "r4_search",
+    "PATIENT_PARAMS": "r4_search",
     "SearchParam": "search_params",
     "token": "search_params",
     "reference": "search_params",

@@ -8,6 +8,8 @@ merging, then ``ruff check --fix`` (import order, unused imports) and ``ruff for
 - ``from relearn.shared.<internal module> import names`` becomes an import from shared's public surface
   (:data:`FACADES`) for every name that surface exports; names it does not export stay where they were
   (tests/test_layers.py names them).
+- ``import relearn.shared.events.consumer`` / ``.events.outbox`` / ``.fhir.tables`` / ``.idempotency`` (a
+  ``tables.py`` registering the plumbing tables) is one ``import relearn.shared.tables``.
 - A local ``Handler = Callable[[Session, CloudEvent], None]`` is ``relearn.shared.events.Handler``.
 - A string literal spelling the canonical base ``https://relearn.health/fhir`` uses
   ``relearn.shared.fhir.CANONICAL_URL`` (docstrings and comments keep the text).
@@ -48,6 +50,11 @@ FACADES: dict[str, tuple[str, ...]] = {
 }
 
 CANONICAL = "https://relearn.health/fhir"
+PLUMBING_TABLES = re.compile(
+    r"^import relearn\.shared\.(?:events\.consumer|events\.outbox|fhir\.tables|idempotency)\b.*\n",
+    re.MULTILINE,
+)
+TABLES_IMPORT = "import relearn.shared.tables  # noqa: F401  (the plumbing tables, for the metadata)\n"
 _HANDLER = re.compile(r"^Handler = Callable\[\[Session, CloudEvent\], None\]\n", re.MULTILINE)
 
 
@@ -159,6 +166,10 @@ def rewrite(text: str) -> str:
         text = re.sub(rf"\b{re.escape(old)}\b", new, text)
     if _HANDLER.search(text):
         text = _insert_import(_HANDLER.sub("", text), "from relearn.shared.events import Handler\n")
+    if PLUMBING_TABLES.search(text):
+        first = PLUMBING_TABLES.search(text)
+        assert first is not None
+        text = text[: first.start()] + TABLES_IMPORT + PLUMBING_TABLES.sub("", text[first.start() :])
     text = _rewrite_facades(text)
     return _rewrite_canonical(text)
 
