@@ -9,45 +9,28 @@ group "default" {
   targets = ["evaluation", "plan", "sessions", "device-gateway", "front-door", "dev-issuer"]
 }
 
-target "_app" {
+# One target per row: the image name, the app (services/<app>, package relearn-<app>), its settings'
+# environment prefix and port, and extras of its package. `dev-issuer` is the front door with the
+# development token issuer (the compose `dev` profile, the dev Kubernetes overlay); no other image has it.
+target "app" {
+  name = item.name
+  matrix = {
+    item = [
+      { name = "evaluation", app = "evaluation", prefix = "EVALUATION_", port = "8081", extras = "" },
+      { name = "plan", app = "plan", prefix = "PLAN_", port = "8082", extras = "" },
+      { name = "sessions", app = "sessions", prefix = "SESSIONS_", port = "8083", extras = "" },
+      { name = "device-gateway", app = "device-gateway", prefix = "DEVICE_GATEWAY_", port = "8084", extras = "" },
+      { name = "front-door", app = "front-door", prefix = "FRONT_DOOR_", port = "8080", extras = "" },
+      { name = "dev-issuer", app = "front-door", prefix = "FRONT_DOOR_", port = "8080", extras = "dev-issuer" },
+    ]
+  }
   context    = "."
   dockerfile = "Dockerfile"
-}
-
-target "evaluation" {
-  inherits = ["_app"]
-  args     = { APP = "evaluation", APP_ENV_PREFIX = "EVALUATION_", APP_PORT = "8081" }
-  tags     = ["relearn/evaluation:${TAG}"]
-}
-
-target "plan" {
-  inherits = ["_app"]
-  args     = { APP = "plan", APP_ENV_PREFIX = "PLAN_", APP_PORT = "8082" }
-  tags     = ["relearn/plan:${TAG}"]
-}
-
-target "sessions" {
-  inherits = ["_app"]
-  args     = { APP = "sessions", APP_ENV_PREFIX = "SESSIONS_", APP_PORT = "8083" }
-  tags     = ["relearn/sessions:${TAG}"]
-}
-
-target "device-gateway" {
-  inherits = ["_app"]
-  args     = { APP = "device-gateway", APP_ENV_PREFIX = "DEVICE_GATEWAY_", APP_PORT = "8084" }
-  tags     = ["relearn/device-gateway:${TAG}"]
-}
-
-target "front-door" {
-  inherits = ["_app"]
-  args     = { APP = "front-door", APP_ENV_PREFIX = "FRONT_DOOR_", APP_PORT = "8080" }
-  tags     = ["relearn/front-door:${TAG}"]
-}
-
-# The front door with the development token issuer installed (the `dev` compose profile, the dev
-# Kubernetes overlay); the front-door image above does not contain it.
-target "dev-issuer" {
-  inherits = ["_app"]
-  args     = { APP = "front-door", APP_ENV_PREFIX = "FRONT_DOOR_", APP_PORT = "8080", APP_EXTRAS = "dev-issuer" }
-  tags     = ["relearn/dev-issuer:${TAG}"]
+  args = {
+    APP            = item.app
+    APP_ENV_PREFIX = item.prefix
+    APP_PORT       = item.port
+    APP_EXTRAS     = item.extras
+  }
+  tags = ["relearn/${item.name}:${TAG}"]
 }

@@ -102,12 +102,20 @@ def kustomize(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def bake_targets() -> dict[str, dict[str, Any]]:
-    """docker-bake.hcl's targets: name -> {"args": {...}, "tags": [...]} (the file's simple HCL only)."""
+    """docker-bake.hcl's targets, one per row of its matrix: name -> {"args": {...}, "tags": [...]}, an empty
+    ``APP_EXTRAS`` left out (as compose leaves it out)."""
     out: dict[str, dict[str, Any]] = {}
-    for name, body in re.findall(r'^target "([\w-]+)" \{\n(.*?)^\}', BAKE, flags=re.MULTILINE | re.DOTALL):
-        args = dict(re.findall(r'(\w+) = "([^"]*)"', (re.search(r"args\s*=\s*\{(.*?)\}", body) or [""])[0]))
-        tags = re.findall(r'"([^"]+)"', (re.search(r"tags\s*=\s*\[(.*?)\]", body) or [""])[0])
-        out[name] = {"args": args, "tags": tags}
+    for row in re.findall(r"^\s*\{ (name = .*?) \},?$", BAKE, flags=re.MULTILINE):
+        item = dict(re.findall(r'(\w+) = "([^"]*)"', row))
+        args = {"APP": item["app"], "APP_ENV_PREFIX": item["prefix"], "APP_PORT": item["port"]}
+        if item["extras"]:
+            args["APP_EXTRAS"] = item["extras"]
+        out[item["name"]] = {"args": args, "tags": [f"relearn/{item['name']}:dev"]}
+    assert 'tags = ["relearn/${item.name}:${TAG}"]' in BAKE, "the tag the rows stand for"
+    fields = {"APP": "app", "APP_ENV_PREFIX": "prefix", "APP_PORT": "port", "APP_EXTRAS": "extras"}
+    for arg, field in fields.items():
+        row_field = re.search(rf"^\s*{arg}\s+= item\.{field}$", BAKE, flags=re.MULTILINE)
+        assert row_field, f"{arg} comes from the row's {field}"
     return out
 
 
