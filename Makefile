@@ -2,6 +2,7 @@
 #   make run     the whole platform on the embedded default (broker, four services, front door)
 #   make demo    one patient's course against a running `make run`, printed as a timeline
 #   make test    every test, against real PostgreSQL and a real Kafka-protocol broker
+#   make test-isolated  each workspace member alone (uv sync --package X): imports its modules, collects its tests
 #   make bench   the benchmarks, figures printed
 #   make fuzz    schemathesis against every service and the front door (FUZZ_EXAMPLES per operation), totals printed
 #   make lint    ruff and mypy
@@ -13,7 +14,7 @@ UV ?= uv
 SCOPE ?= system/*.read system/*.write
 PATIENT ?=
 
-.PHONY: run demo test bench fuzz lint format token sync uv
+.PHONY: run demo test test-isolated bench fuzz lint format token sync uv
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -30,6 +31,9 @@ demo: sync
 test: sync
 	$(UV) run --frozen pytest
 
+test-isolated: uv
+	UV=$(UV) .ci/isolated
+
 bench: sync
 	$(UV) run --frozen python -m relearn.devtools.bench
 
@@ -39,7 +43,7 @@ fuzz: sync
 lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy shared/src tools/devtools/src services/*/src
+	$(UV) run --frozen mypy shared/src tools/devtools/src tools/dev-issuer/src services/*/src
 
 format: sync
 	$(UV) run --frozen ruff format .

@@ -51,14 +51,13 @@ from sqlmodel import col
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import ISSUER, make_issuer
 from relearn.devtools.bench import BenchContext, report, service_process
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.db import make_engine
-from relearn.shared.events.kafka import close_producer, ensure_topics, producer_config
-from relearn.shared.events.outbox import OutboxEvent
-from relearn.shared.events.topics import Topic
+from relearn.shared.events import OutboxEvent, Topic, ensure_topics, producer_config
+from relearn.shared.events.kafka import close_producer
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine
 
 EMG_RATE = 2148.0
 EMG_CHANNELS = [{"name": f"muscle-{i}", "unit": "uV"} for i in range(8)]

@@ -21,13 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from relearn.devtools.bench import BenchContext, report
-from relearn.shared.db import make_engine, transaction
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import ensure_topics
-from relearn.shared.events.outbox import OutboxRelay, stage
-from relearn.shared.events.topics import Topic
+from relearn.shared.events import CloudEvent, EventConsumer, OutboxRelay, Topic, ensure_topics, stage
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine, transaction
 
 
 def run(ctx: BenchContext) -> None:

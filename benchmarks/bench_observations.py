@@ -20,17 +20,17 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from relearn.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
 from relearn.devtools.bench import BenchContext, report, service_process
 from relearn.evaluation.resources import OBSERVATION
-from relearn.shared.auth.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
-from relearn.shared.db import make_engine, transaction
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.fhir import CANONICAL_URL, FhirStore
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine, transaction
 
 CODES = [
     ("http://loinc.org", "72514-3", "{score}"),
     ("http://loinc.org", "89423-8", "s"),
-    ("https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation", "rom-knee-flexion", "deg"),
+    (f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation", "rom-knee-flexion", "deg"),
 ]
 ISSUER = "http://127.0.0.1:8080/auth"
 

@@ -27,14 +27,19 @@ from sqlmodel import col
 
 from relearn.devtools.apps import ISSUER, make_issuer
 from relearn.devtools.bench import BenchContext, report, service_process
-from relearn.shared.db import make_engine
-from relearn.shared.events.consumer import ProcessedEvent
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import close_producer, producer_config
-from relearn.shared.events.topics import EVALUATION_EVENTS, SESSIONS_EVENTS
+from relearn.shared.events import (
+    EVALUATION_EVENTS,
+    SESSIONS_EVENTS,
+    CloudEvent,
+    ProcessedEvent,
+    producer_config,
+)
+from relearn.shared.events.kafka import close_producer
+from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine
 
-EVAL_CS = "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation"
+EVAL_CS = f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation"
 START = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 
 

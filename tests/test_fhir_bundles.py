@@ -18,6 +18,7 @@ import pytest
 from relearn.devtools.apps import wait_for
 from relearn.devtools.journey.evaluations import evaluation_body
 from relearn.devtools.platform import Platform
+from relearn.shared.fhir import CANONICAL_URL
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +312,7 @@ def test_code_systems_of_every_service_are_found_at_the_base_url(fhir: httpx.Cli
     for cs in ("neuromuscular-evaluation", "competence-stage"):
         read = fhir.get(f"/CodeSystem/{cs}")
         assert read.status_code == 200 and read.json()["id"] == cs
-        found = fhir.get("/CodeSystem", params={"url": f"https://relearn.health/fhir/CodeSystem/{cs}"}).json()
+        found = fhir.get("/CodeSystem", params={"url": f"{CANONICAL_URL}/CodeSystem/{cs}"}).json()
         assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == cs
     assert fhir.get("/CodeSystem/not-a-code-system").status_code == 404
     first = fhir.get("/CodeSystem", params={"_count": "2"}).json()

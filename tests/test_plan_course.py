@@ -25,15 +25,20 @@ from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
 from relearn.plan.main import create_app as create_plan
-from relearn.shared.events.consumer import ProcessedEvent
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import consumer_config, producer_config
-from relearn.shared.events.topics import PLAN_EVENTS, SESSIONS_EVENTS
+from relearn.shared.events import (
+    PLAN_EVENTS,
+    SESSIONS_EVENTS,
+    CloudEvent,
+    ProcessedEvent,
+    consumer_config,
+    producer_config,
+)
+from relearn.shared.fhir import CANONICAL_URL
 
 PATTERN = "knee-extension"
-EXT_PROGRESSION = "https://relearn.health/fhir/StructureDefinition/exercise-progression"
-EXT_PLAN_CHANGE = "https://relearn.health/fhir/StructureDefinition/plan-change"
-STAGE_CS = "https://relearn.health/fhir/CodeSystem/competence-stage"
+EXT_PROGRESSION = f"{CANONICAL_URL}/StructureDefinition/exercise-progression"
+EXT_PLAN_CHANGE = f"{CANONICAL_URL}/StructureDefinition/plan-change"
+STAGE_CS = f"{CANONICAL_URL}/CodeSystem/competence-stage"
 
 
 @pytest.fixture(scope="module")

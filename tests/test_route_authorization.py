@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import make_issuer, service_app
-from relearn.shared.auth.dev_issuer import DevIssuer
 
 # Open on purpose: the CapabilityStatement and probes; reference data (the movement-pattern catalogue, the
 # session CodeSystems) for any valid token.

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
+BAKE = (REPO / "docker-bake.hcl").read_text()
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,24 @@ def kustomize(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=60
     )
+
+
+def bake_targets() -> dict[str, dict[str, Any]]:
+    """docker-bake.hcl's targets, one per row of its matrix: name -> {"args": {...}, "tags": [...]}, an empty
+    ``APP_EXTRAS`` left out (as compose leaves it out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in re.findall(r"^\s*\{ (name = .*?) \},?$", BAKE, flags=re.MULTILINE):
+        item = dict(re.findall(r'(\w+) = "([^"]*)"', row))
+        args = {"APP": item["app"], "APP_ENV_PREFIX": item["prefix"], "APP_PORT": item["port"]}
+        if item["extras"]:
+            args["APP_EXTRAS"] = item["extras"]
+        out[item["name"]] = {"args": args, "tags": [f"relearn/{item['name']}:dev"]}
+    assert 'tags = ["relearn/${item.name}:${TAG}"]' in BAKE, "the tag the rows stand for"
+    fields = {"APP": "app", "APP_ENV_PREFIX": "prefix", "APP_PORT": "port", "APP_EXTRAS": "extras"}
+    for arg, field in fields.items():
+        row_field = re.search(rf"^\s*{arg}\s+= item\.{field}$", BAKE, flags=re.MULTILINE)
+        assert row_field, f"{arg} comes from the row's {field}"
+    return out
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""docker-compose.yml: valid per the Compose specification, every app built from its Dockerfile and
+"""docker-compose.yml: valid per the Compose specification, every app built from the one Dockerfile and
 run by its own console script, configured only by environment variables that its settings read."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from deploy_support import (
     SERVICES,
     App,
     MissingVariable,
+    bake_targets,
     cli_commands,
     interpolate,
     interpolate_tree,
@@ -86,18 +87,21 @@ def test_passwords_have_no_default_so_compose_refuses_to_start_without_them(comp
     assert all(v == "REPLACE_ME" for k, v in read_env_file(ENV_EXAMPLE).items() if "PASSWORD" in k)
 
 
-def test_every_build_has_a_dockerfile_in_the_repo_and_tags_that_app_image(resolved: dict[str, Any]) -> None:
+def test_every_build_uses_the_one_dockerfile_with_its_apps_bake_arguments(resolved: dict[str, Any]) -> None:
+    bake = bake_targets()
     built_images = set()
     for name, svc in resolved["services"].items():
         if "build" not in svc:
             continue
         build = svc["build"]
         assert (REPO / build["context"]).resolve() == REPO, f"{name}: images build from the repository root"
-        dockerfile = REPO / build["dockerfile"]
-        assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
-        app_name = dockerfile.parent.name
-        assert dockerfile == REPO / "services" / app_name / "Dockerfile"
-        assert svc["image"].split(":")[0] == f"relearn/{app_name}", f"{name}: image name follows the app"
+        assert build["dockerfile"] == "Dockerfile", f"{name}: every app builds from the one Dockerfile"
+        image = svc["image"].split(":")[0]
+        target = image.removeprefix("relearn/")
+        assert target in bake, f"{name}: {image} is no target of docker-bake.hcl"
+        assert build["args"] == bake[target]["args"], (
+            f"{name}: build args differ from docker-bake.hcl's {target}"
+        )
         built_images.add(svc["image"])
     ours = {svc["image"] for svc in resolved["services"].values() if svc["image"].startswith("relearn/")}
     assert ours <= built_images, "every relearn image is built by `docker compose up --build`"
@@ -107,10 +111,8 @@ def test_each_app_service_runs_its_own_image_with_a_command_its_cli_offers(resol
     services = app_services(resolved)
     assert services
     for name, (app, command) in services.items():
-        image = resolved["services"][name]["image"]
-        assert image.split(":")[0] == f"relearn/{app.name}", (
-            f"{name}: {app.script} lives in the {app.name} image"
-        )
+        svc = resolved["services"][name]
+        assert svc["build"]["args"]["APP"] == app.name, f"{name}: {app.script} lives in the {app.name} image"
         assert command in cli_commands(app.script), f"{name}: `{app.script} {command}` does not exist"
 
 
@@ -236,6 +238,9 @@ def test_the_front_door_is_the_one_published_fhir_base_url_and_routes_to_every_s
     (issuer_port,) = issuer["ports"]
     assert issuer_port.startswith("127.0.0.1:")
     assert issuer["environment"]["FRONT_DOOR_DEV_ISSUER_ENABLED"] == "true"
+    # Only this image holds the issuer: the front door's own is built without its extra.
+    assert issuer["build"]["args"].get("APP_EXTRAS") == "dev-issuer"
+    assert "APP_EXTRAS" not in services["front-door"]["build"]["args"]
     for app in SERVICES:
         public_base = services[app.name]["environment"][f"{app.prefix}FHIR_BASE_URL"]
         assert public_base == env["FRONT_DOOR_FHIR_BASE_URL"], "services build fullUrls on the one base URL"

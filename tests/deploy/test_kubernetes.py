@@ -23,6 +23,7 @@ from deploy_support import (
     REPO,
     SERVICES,
     App,
+    bake_targets,
     cli_commands,
     kustomize,
     load_all,
@@ -305,7 +306,13 @@ def test_each_service_has_an_api_a_worker_and_a_migration_job_from_its_own_image
     for workload, container, app in app_containers(docs):
         image = container["image"]
         repository, _, tag = image.rpartition(":")
-        assert repository.rsplit("/", 1)[-1] == app.name, f"{image} does not carry {app.script}"
+        built_as = repository.rsplit("/", 1)[-1]
+        # The dev front door runs the development issuer: the front door built with that extra.
+        carries = {app.name} | ({"dev-issuer"} if app.name == "front-door" and overlay == "dev" else set())
+        assert built_as in carries, f"{image} does not carry {app.script}"
+        assert bake_targets()[built_as]["args"]["APP"] == app.name, (
+            f"{image} is not built with APP={app.name}"
+        )
         assert tag and tag != "latest", f"{image}: a pinned tag"
         assert container["command"][0] in app.console_scripts()
         assert container["command"][1] in cli_commands(app.script)
@@ -332,6 +339,10 @@ def test_the_development_issuer_runs_in_exactly_one_front_door(built: Build, ove
     container = named(docs, "Deployment", "front-door")["spec"]["template"]["spec"]["containers"][0]
     enabled = resolve_env(docs, container)["FRONT_DOOR_DEV_ISSUER_ENABLED"] == "true"
     assert enabled == (overlay == "dev"), "production takes tokens from the clinic's identity provider"
+    image = container["image"].rpartition(":")[0].rsplit("/", 1)[-1]
+    assert ("APP_EXTRAS" in bake_targets()[image]["args"]) == enabled, (
+        "only the dev front door has the issuer"
+    )
     if enabled:
         # Its signing key lives in the pod: a second replica would sign with another key.
         assert named(docs, "HorizontalPodAutoscaler", "front-door")["spec"]["maxReplicas"] == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from deploy_support import K8S, REPO
 
-from relearn.shared.events.topics import all_topics
+from relearn.shared.events import all_topics
 
 MANIFEST = K8S / "base" / "platform" / "topics.yaml"
 

@@ -29,13 +29,13 @@ from relearn.devtools.journey.client import JourneyError, iso
 from relearn.devtools.journey.gateway import Gateway
 from relearn.devtools.journey.plan import activity_state
 from relearn.devtools.journey.recordings import Recording, default_data_dir
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.topics import PLAN_EVENTS
+from relearn.shared.events import PLAN_EVENTS, CloudEvent
+from relearn.shared.fhir import CANONICAL_URL
 
 from .signals import Burst, emg_bursts, scaled_balance
 
-KIND_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-kind"
-PROPERTY_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-property"
+KIND_SYSTEM = f"{CANONICAL_URL}/CodeSystem/device-kind"
+PROPERTY_SYSTEM = f"{CANONICAL_URL}/CodeSystem/device-property"
 UCUM = "http://unitsofmeasure.org"
 BALANCE_CONDITIONS = (("open", "firm"), ("closed", "firm"), ("open", "foam"), ("closed", "foam"))
 

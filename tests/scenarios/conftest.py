@@ -28,7 +28,7 @@ from relearn.plan.config import Settings as PlanSettings
 from relearn.plan.main import create_app as create_plan
 from relearn.sessions.config import Settings as SessionsSettings
 from relearn.sessions.main import create_app as create_sessions
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.service import ServiceSettings
 
 from .clinic import Clinic
 

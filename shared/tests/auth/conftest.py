@@ -12,7 +12,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from relearn.shared.auth.dev_issuer import ClientRegistry, DevIssuer
+from relearn.dev_issuer import ClientRegistry, DevIssuer
 from relearn.shared.auth.tokens import JwtVerifier
 
 ISSUER = "http://127.0.0.1:8080/auth"
@@ -24,7 +24,7 @@ Signer = Callable[..., str]
 @pytest.fixture
 def clients() -> ClientRegistry:
     """The registry shipped for `make run` (so the tests also prove that file is valid)."""
-    shipped = files("relearn.devtools") / "dev-clients.json"
+    shipped = files("relearn.dev_issuer") / "dev-clients.json"
     return ClientRegistry.from_dict(json.loads(shipped.read_text(encoding="utf-8")))
 
 

@@ -10,8 +10,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from relearn.dev_issuer import DevIssuer
 from relearn.shared.auth.dependency import PrincipalDep, require_scope
-from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.auth.principal import Principal
 from relearn.shared.auth.tokens import JwtVerifier
 from relearn.shared.fhir.errors import FhirError

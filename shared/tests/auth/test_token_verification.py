@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
-from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
+from relearn.dev_issuer import DevIssuer, dev_token_router
 from relearn.shared.auth.keys import JwksCache, load_jwks
 from relearn.shared.auth.scopes import Scope
 from relearn.shared.auth.tokens import JwtVerifier, verifier_from_settings

@@ -32,7 +32,7 @@ from relearn.shared.fhir.errors import Unauthorized
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.r4_search import OBSERVATION_PARAMS, PATIENT_PARAMS
-from relearn.shared.fhir.routes import fhir_router
+from relearn.shared.fhir.router import fhir_router
 from relearn.shared.fhir.store import FhirStore
 from relearn.shared.guard import GuardLimits, RequestGuard
 

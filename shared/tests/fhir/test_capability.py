@@ -12,7 +12,7 @@ from fhir.resources.R4B.observation import Observation
 from relearn.shared.fhir.capability import capability_statement
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.handlers import install_error_handlers
-from relearn.shared.fhir.routes import fhir_router
+from relearn.shared.fhir.router import fhir_router
 from relearn.shared.fhir.search_params import token
 from relearn.shared.fhir.store import FhirStore
 

@@ -9,7 +9,7 @@ import pytest
 from kafka.admin import NewTopic
 
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.events.kafka import admin_client, broker_reachable
+from relearn.shared.events import admin_client, broker_reachable
 
 
 def _listening(port: int) -> bool:

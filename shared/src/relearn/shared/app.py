@@ -30,7 +30,7 @@ from relearn.shared.fhir.errors import Issue, operation_outcome
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.limits import FhirLimits
 from relearn.shared.fhir.response import FhirResponse
-from relearn.shared.fhir.routes import fhir_router
+from relearn.shared.fhir.router import fhir_router
 from relearn.shared.fhir.store import FhirStore, WriteHook
 from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.health import BrokerProbe, health_router

@@ -26,5 +26,7 @@ def get_session(request: Request, engine: Annotated[Engine, Depends(get_engine)]
         yield session
 
 
+idempotency.request_session_dependency(get_session)
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -46,7 +46,7 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, like a token
 # What a replayed answer carries besides its body: what the client acts on.
 _KEPT_HEADERS = ("content-type", "location", "content-location", "etag", "last-modified")
 
-Handler = Callable[[Request], Awaitable[Response]]
+_Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -169,15 +169,23 @@ def _digest(request: Request, body: bytes) -> str:
     return h.hexdigest()
 
 
-def _uses_request_session(dependant: Dependant) -> bool:
-    from relearn.shared.deps import get_session  # deps imports this module
+# The dependencies that open the request's session (relearn.shared.deps.get_session registers itself:
+# deps builds on this module, so this module must not import it).
+_REQUEST_SESSION: set[Callable[..., object]] = set()
 
-    return any(d.call is get_session or _uses_request_session(d) for d in dependant.dependencies)
+
+def request_session_dependency(dependency: Callable[..., object]) -> None:
+    """Declare ``dependency`` as the one that opens the request's session (called by ``deps``)."""
+    _REQUEST_SESSION.add(dependency)
+
+
+def _uses_request_session(dependant: Dependant) -> bool:
+    return any(d.call in _REQUEST_SESSION or _uses_request_session(d) for d in dependant.dependencies)
 
 
 def idempotent(
-    handler: Handler, *, engine_of: Callable[[Request], Engine], in_session: bool, retention: timedelta
-) -> Handler:
+    handler: _Endpoint, *, engine_of: Callable[[Request], Engine], in_session: bool, retention: timedelta
+) -> _Endpoint:
     """Wrap a POST route's handler (it runs inside FastAPI's function scope, before the commit)."""
 
     async def wrapped(request: Request) -> Response:
@@ -208,7 +216,7 @@ def idempotent(
 
 
 async def _outside_session(
-    handler: Handler, request: Request, ctx: IdempotentRequest, engine: Engine
+    handler: _Endpoint, request: Request, ctx: IdempotentRequest, engine: Engine
 ) -> Response:
     def check() -> _Answer | None:
         try:
@@ -252,7 +260,7 @@ def install(app: FastAPI, retention: timedelta) -> None:
         build = route.get_route_handler
         in_session = _uses_request_session(route.dependant)
 
-        def wrapped_build(build: Callable[[], Handler] = build, in_session: bool = in_session) -> Handler:
+        def wrapped_build(build: Callable[[], _Endpoint] = build, in_session: bool = in_session) -> _Endpoint:
             return idempotent(build(), engine_of=engine_of, in_session=in_session, retention=retention)
 
         setattr(route, "get_route_handler", wrapped_build)  # noqa: B010  (an instance override)

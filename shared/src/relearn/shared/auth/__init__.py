@@ -1,1 +1,73 @@
-"""OAuth2 bearer tokens with SMART scopes."""
+"""OAuth2 bearer tokens with SMART scopes.
+
+The public surface for services: ``from relearn.shared.auth import PrincipalDep, Principal, ...``; the
+submodules are the implementation. Names are resolved on first use (no import cycles through here).
+The development token issuer is not here: it is ``relearn.dev_issuer`` (tools/dev-issuer), in no service.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relearn.shared.auth.dependency import PrincipalDep as PrincipalDep
+    from relearn.shared.auth.dependency import TokenVerifier as TokenVerifier
+    from relearn.shared.auth.dependency import require_scope as require_scope
+    from relearn.shared.auth.keys import JwksError as JwksError
+    from relearn.shared.auth.keys import load_jwks as load_jwks
+    from relearn.shared.auth.keys import parse_jwks as parse_jwks
+    from relearn.shared.auth.principal import Principal as Principal
+    from relearn.shared.auth.scopes import Access as Access
+    from relearn.shared.auth.scopes import Scope as Scope
+    from relearn.shared.auth.scopes import parse_scopes as parse_scopes
+    from relearn.shared.auth.tokens import JwtVerifier as JwtVerifier
+    from relearn.shared.auth.tokens import verifier_from_settings as verifier_from_settings
+    from relearn.shared.auth.websocket import SocketCredentials as SocketCredentials
+    from relearn.shared.auth.websocket import authenticate_websocket as authenticate_websocket
+    from relearn.shared.auth.websocket import close_code as close_code
+    from relearn.shared.auth.websocket import close_expired as close_expired
+    from relearn.shared.auth.websocket import close_reason as close_reason
+    from relearn.shared.auth.websocket import refuse as refuse
+    from relearn.shared.auth.websocket import token_refresh as token_refresh
+    from relearn.shared.auth.websocket import websocket_token as websocket_token
+
+# name -> the submodule that defines it (imported on first use, so importing a submodule of this
+# package never pulls in the rest: no import cycles through this module).
+_EXPORTS: dict[str, str] = {
+    "Principal": "principal",
+    "PrincipalDep": "dependency",
+    "TokenVerifier": "dependency",
+    "require_scope": "dependency",
+    "Scope": "scopes",
+    "Access": "scopes",
+    "parse_scopes": "scopes",
+    "JwtVerifier": "tokens",
+    "verifier_from_settings": "tokens",
+    "JwksError": "keys",
+    "load_jwks": "keys",
+    "parse_jwks": "keys",
+    "SocketCredentials": "websocket",
+    "authenticate_websocket": "websocket",
+    "close_code": "websocket",
+    "close_expired": "websocket",
+    "close_reason": "websocket",
+    "refuse": "websocket",
+    "token_refresh": "websocket",
+    "websocket_token": "websocket",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    loaded = importlib.import_module(f"{__name__}.{module}")
+    value = loaded if module == name else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

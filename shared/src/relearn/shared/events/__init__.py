@@ -1,4 +1,8 @@
-"""Events: the CloudEvents envelope, topics, the transactional outbox and the consumer runner."""
+"""Events: the CloudEvents envelope, topics, the transactional outbox and the consumer runner.
+
+The public surface for services: ``from relearn.shared.events import CloudEvent, Handler, stage, ...``;
+the submodules are the implementation. ``Handler`` is the one type of a consumer handler.
+"""
 
 from relearn.shared.events.consumer import EventConsumer, Handler, ProcessedEvent
 from relearn.shared.events.envelope import CloudEvent, InvalidEvent
@@ -10,12 +14,31 @@ from relearn.shared.events.kafka import (
     make_consumer,
     producer_config,
 )
-from relearn.shared.events.outbox import OutboxEvent, OutboxRelay, stage
-from relearn.shared.events.topics import TOPICS, Topic, all_topics, dlq, topic_for
+from relearn.shared.events.outbox import EncodedEvent, OutboxEvent, OutboxRelay, stage, stage_many
+from relearn.shared.events.topics import (
+    DEVICE_METRICS,
+    DEVICE_RAW_BALANCE,
+    DEVICE_RAW_EMG,
+    EVALUATION_EVENTS,
+    PLAN_EVENTS,
+    SESSIONS_EVENTS,
+    TOPICS,
+    Topic,
+    all_topics,
+    dlq,
+    topic_for,
+)
 
 __all__ = [
+    "DEVICE_METRICS",
+    "DEVICE_RAW_BALANCE",
+    "DEVICE_RAW_EMG",
+    "EVALUATION_EVENTS",
+    "PLAN_EVENTS",
+    "SESSIONS_EVENTS",
     "TOPICS",
     "CloudEvent",
+    "EncodedEvent",
     "EventConsumer",
     "Handler",
     "InvalidEvent",
@@ -32,5 +55,6 @@ __all__ = [
     "make_consumer",
     "producer_config",
     "stage",
+    "stage_many",
     "topic_for",
 ]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from relearn.shared.fhir import jsontext
+from relearn.shared.fhir.canonical import structure_definition
 from relearn.shared.fhir.dates import format_instant, now_ms
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.errors import Issue, operation_outcome
@@ -21,7 +22,7 @@ SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
 _ALWAYS = ("resourceType", "id", "meta")
 # Marks an OperationOutcome issue naming an _include target another service holds: the front door
 # reads those and adds them to the searchset (see services/front-door includes.py).
-INCLUDED_ELSEWHERE = "https://relearn.health/fhir/StructureDefinition/included-elsewhere"
+INCLUDED_ELSEWHERE = structure_definition("included-elsewhere")
 
 
 def _bundle(kind: str, total: int | None, links: list[dict[str, Any]], entries: list[Any]) -> dict[str, Any]:

@@ -1,6 +1,5 @@
-"""The FHIR REST interactions for declared resource types, as one FastAPI router.
-
-    router = fhir_router([OBSERVATION, PATIENT], store, base_url=settings.fhir_base_url)
+"""The FHIR REST interactions of one declared resource type (:class:`TypeApi`); :mod:`.router` puts
+them and the Bundle endpoint (:mod:`.transaction`, which builds on this module) into one router.
 
 Per type: create (+ If-None-Exist), read (+ If-None-Match), vread, update (+ If-Match),
 conditional update, delete, conditional delete, instance and type history, search (GET and
@@ -52,59 +51,6 @@ from relearn.shared.fhir.store import FhirStore, StoredResource
 
 Body = Annotated[bytes, Depends(read_body)]
 SearchParams = Annotated[list[tuple[str, str]], Depends(search_params)]
-
-
-def fhir_router(
-    definitions: Sequence[ResourceDefinition],
-    store: FhirStore,
-    *,
-    prefix: str = "/fhir",
-    base_url: str | None = None,
-    capability: Mapping[str, Any] | None = None,
-) -> APIRouter:
-    """A router serving every interaction each definition declares.
-
-    ``base_url`` is the public FHIR base used in ``fullUrl``, ``Location`` and paging links
-    (default: the store's ``base_url``, else this server's own URL + ``prefix``). With
-    ``capability`` (see :func:`capability_statement`) it also serves ``GET {prefix}/metadata``.
-    """
-    for rdef in definitions:
-        store.register(rdef)
-    router = APIRouter(prefix=prefix, default_response_class=FhirResponse)
-    if capability is not None:
-        statement = dict(capability)
-
-        def metadata() -> FhirResponse:
-            return FhirResponse(statement)
-
-        router.add_api_route(
-            "/metadata",
-            metadata,
-            methods=["GET"],
-            tags=["FHIR"],
-            summary="CapabilityStatement (no token needed)",
-        )
-    from relearn.shared.fhir.transaction import BundleApi  # it builds on this module
-
-    apis = {rdef.type: TypeApi(rdef, store, base_url, prefix) for rdef in definitions}
-    for api in apis.values():
-        api.install(router)
-    bundles = BundleApi(apis, base_url or store.base_url, prefix)
-    router.add_api_route(
-        "",
-        bundles.post,
-        methods=["POST"],
-        tags=["FHIR"],
-        summary="batch or transaction Bundle (a transaction is all-or-nothing)",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/fhir+json": {"schema": {"type": "object", "title": "Bundle"}}},
-            }
-        },
-        name="system.bundle.post",
-    )
-    return router
 
 
 class TypeApi:

@@ -620,7 +620,7 @@ def response_bundle(kind: str, entries: list[dict[str, Any]]) -> str:
 
 # -- the route ------------------------------------------------------------------------------------
 class BundleApi:
-    """``POST [base]``: the endpoint :func:`relearn.shared.fhir.routes.fhir_router` installs."""
+    """``POST [base]``: the endpoint :func:`relearn.shared.fhir.router.fhir_router` installs."""
 
     def __init__(self, apis: Mapping[str, TypeApi], base_url: str | None, prefix: str) -> None:
         self.apis = apis

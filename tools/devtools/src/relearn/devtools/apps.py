@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 
-from relearn.shared.auth.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
+from relearn.dev_issuer import ClientRegistry, DevIssuer, default_clients_file
 from relearn.shared.migrations import upgrade
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.service import ServiceSettings
 
 ISSUER = "http://127.0.0.1:8080/auth"
 AUDIENCE = "relearn"

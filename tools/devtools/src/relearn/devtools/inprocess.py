@@ -3,7 +3,7 @@ minted by the test's development issuer, and a wait until every event in flight 
 
 The journey's clients (:mod:`relearn.devtools.journey`) take a :class:`~relearn.devtools.journey.client.Api`;
 :class:`InProcessApi` is one whose requests go to in-process ``TestClient`` apps (``http://<name>.test``) and
-whose tokens come from a :class:`~relearn.shared.auth.dev_issuer.DevIssuer` instead of a token endpoint.
+whose tokens come from a :class:`~relearn.dev_issuer.DevIssuer` instead of a token endpoint.
 :class:`Quiescence` answers "has everything that was sent been handled?" without sleeping: every service's
 outbox is drained and every consumer group has committed up to the end of the topics it reads.
 """
@@ -20,11 +20,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import wait_for
 from relearn.devtools.journey.client import Api, PlatformUrls
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.events.consumer import EventConsumer, ProcessedEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import EventConsumer, OutboxEvent, ProcessedEvent
 
 
 class RoutedTransport(httpx.BaseTransport):

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.broker import TansuBroker, free_port
-from relearn.shared.auth.dev_issuer import DevIssuer
 from relearn.shared.migrations import upgrade
 
 

@@ -17,9 +17,10 @@ import httpx
 
 from relearn.devtools.journey.client import Api, JourneyError, iso
 from relearn.devtools.journey.recordings import Recording
+from relearn.shared.fhir import CANONICAL_URL
 
 HUB_ID = "relearn-dev-hub"  # the device id `device-gateway-dev` is registered with (dev-clients.json)
-SID_JOURNEY_DEVICE = "https://relearn.health/fhir/sid/journey-device"
+SID_JOURNEY_DEVICE = f"{CANONICAL_URL}/sid/journey-device"
 FRAMES_PER_REQUEST = 20
 # The sensors the hub carries: (role, name, model number).
 SENSORS = (

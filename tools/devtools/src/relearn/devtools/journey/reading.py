@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relearn.devtools.journey.client import Api
+from relearn.shared.fhir import CANONICAL_URL
 
-EXT_PROGRESSION = "https://relearn.health/fhir/StructureDefinition/exercise-progression"
-EXT_PLAN_CHANGE = "https://relearn.health/fhir/StructureDefinition/plan-change"
-CS_STAGE = "https://relearn.health/fhir/CodeSystem/competence-stage"
-SID_DEVICE_STREAM = "https://relearn.health/fhir/sid/device-stream"
+EXT_PROGRESSION = f"{CANONICAL_URL}/StructureDefinition/exercise-progression"
+EXT_PLAN_CHANGE = f"{CANONICAL_URL}/StructureDefinition/plan-change"
+CS_STAGE = f"{CANONICAL_URL}/CodeSystem/competence-stage"
+SID_DEVICE_STREAM = f"{CANONICAL_URL}/sid/device-stream"
 
 # Competence stages, lowest first (the plan's CodeSystem competence-stage).
 STAGES = (

@@ -9,6 +9,10 @@ that services verify exactly as they would verify a production issuer's.
   public JWKS to ``key_dir/jwks.json`` (what services read as ``auth_jwks``) and mints tokens.
 - :func:`dev_token_router` — ``POST /auth/token``, ``GET /auth/jwks.json`` and
   ``GET /.well-known/smart-configuration``, for the front door to mount.
+
+Its own workspace member (``tools/dev-issuer``), installed only where it runs: the workspace environment
+(``make run``, tests, devtools) and the front door's ``dev-issuer`` extra (the compose ``dev`` profile's
+container, the dev Kubernetes overlay). No service image contains it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import importlib.util
 import json
 import os
 import re
@@ -37,8 +40,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from starlette.concurrency import run_in_threadpool
 
-from relearn.shared.auth.keys import parse_jwks
-from relearn.shared.auth.scopes import Scope
+from relearn.shared.auth import Scope, parse_jwks
 
 __all__ = [
     "ClientRegistry",
@@ -387,14 +389,8 @@ class DevIssuerSettings(Protocol):
 
 
 def default_clients_file() -> Path:
-    """The client registry shipped for the local run: ``relearn/devtools/dev-clients.json``.
-
-    Located without importing relearn-devtools (a library must not depend on dev tooling).
-    """
-    spec = importlib.util.find_spec("relearn.devtools")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("relearn-devtools is not installed: set the dev clients file explicitly")
-    return Path(next(iter(spec.submodule_search_locations))) / "dev-clients.json"
+    """The client registry shipped for the local run: ``relearn/dev_issuer/dev-clients.json``."""
+    return Path(__file__).with_name("dev-clients.json")
 
 
 class DevIssuer:

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from relearn.shared.auth.dev_issuer import (
+from relearn.dev_issuer import (
     ClientRegistry,
     DevIssuer,
     RegisteredClient,
@@ -23,10 +23,10 @@ from relearn.shared.auth.dev_issuer import (
     dev_token_router,
     hash_secret,
 )
-from relearn.shared.auth.keys import load_jwks
-from relearn.shared.auth.tokens import JwtVerifier
+from relearn.shared.auth import JwtVerifier, load_jwks
 
-from .conftest import AUDIENCE, ISSUER
+ISSUER = "http://127.0.0.1:8080/auth"
+AUDIENCE = "relearn"
 
 TOKEN_URL = "/auth/token"
 

@@ -1,0 +1,40 @@
+"""Building and running a service: the public surface of ``relearn.shared`` for a service's wiring.
+
+``main.py`` builds its app with :func:`create_service_app` (FHIR routes from :func:`fhir_api`), ``cli.py``
+is :func:`service_main`, ``config.py`` subclasses :class:`ServiceSettings`; routes take ``SessionDep``
+(one transaction per request, committed at the boundary), background code uses :func:`transaction`.
+The other public modules: :mod:`relearn.shared.fhir`, :mod:`relearn.shared.auth`,
+:mod:`relearn.shared.events`, and for Alembic scripts :mod:`relearn.shared.migrations` and
+:mod:`relearn.shared.plumbing_schema` (docs/development.md, "Shared's public surface").
+"""
+
+from __future__ import annotations
+
+from relearn.shared.app import create_service_app, fhir_api, fhir_store
+from relearn.shared.cli import service_main
+from relearn.shared.db import make_engine, transaction
+from relearn.shared.deps import EngineDep, SessionDep
+from relearn.shared.guard import RequestGuard, settings_limits
+from relearn.shared.logging import configure_logging
+from relearn.shared.openapi import install_error_docs
+from relearn.shared.settings import ServiceSettings, default_var_dir
+from relearn.shared.workers import BackgroundWorker, PeriodicWorker
+
+__all__ = [
+    "BackgroundWorker",
+    "EngineDep",
+    "PeriodicWorker",
+    "RequestGuard",
+    "ServiceSettings",
+    "SessionDep",
+    "configure_logging",
+    "create_service_app",
+    "default_var_dir",
+    "fhir_api",
+    "fhir_store",
+    "install_error_docs",
+    "make_engine",
+    "service_main",
+    "settings_limits",
+    "transaction",
+]
