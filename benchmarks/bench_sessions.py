@@ -21,10 +21,9 @@ from sqlalchemy import func, select
 from relearn.devtools.apps import ISSUER, make_issuer
 from relearn.devtools.bench import BenchContext, report, service_process
 from relearn.sessions.handlers import on_plan_event
-from relearn.shared.db import make_engine, transaction
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import CloudEvent, OutboxEvent
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine, transaction
 
 PATIENTS = 200
 ACTIVITIES = [

@@ -17,8 +17,7 @@ from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
 from relearn.plan.main import create_app as create_plan
-from relearn.shared.events.consumer import ProcessedEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import OutboxEvent, ProcessedEvent
 
 
 def _evaluation(patient: str) -> dict[str, Any]:

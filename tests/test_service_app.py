@@ -16,9 +16,8 @@ from fastapi.testclient import TestClient
 
 from relearn.devtools.broker import TansuBroker, free_port
 from relearn.evaluation.config import Settings as EvaluationSettings
-from relearn.shared.app import create_service_app
-from relearn.shared.db import make_engine
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import create_service_app, make_engine
 
 
 def _app(tmp_path: Path, bootstrap: str) -> TestClient:

@@ -25,12 +25,12 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy.engine import Engine
 
+from relearn.dev_issuer import DevIssuer
 from relearn.device_gateway.config import Settings
 from relearn.device_gateway.main import create_app
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events import CloudEvent
 
 SENSORS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "sensors"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

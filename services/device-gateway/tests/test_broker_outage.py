@@ -12,8 +12,7 @@ from sqlmodel import Session
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.events.outbox import OutboxEvent
-from relearn.shared.events.topics import DEVICE_RAW_EMG
+from relearn.shared.events import DEVICE_RAW_EMG, OutboxEvent
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Gateway, Kit

@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from relearn.dev_issuer import RegisteredClient
 from relearn.devtools.apps import wait_for
-from relearn.shared.auth.dev_issuer import RegisteredClient
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.topics import DEVICE_RAW_BALANCE
+from relearn.shared.events import DEVICE_RAW_BALANCE, CloudEvent
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Gateway, Kit

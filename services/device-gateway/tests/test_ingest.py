@@ -20,8 +20,7 @@ from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.stream_store import StreamInfo, load_recording_frames
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG
+from relearn.shared.events import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, CloudEvent
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Gateway, Kit

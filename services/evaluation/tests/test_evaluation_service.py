@@ -13,16 +13,20 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.evaluation.config import Settings
 from relearn.evaluation.main import create_app
 from relearn.evaluation.mapper import metric_observation_id
 from relearn.evaluation.schemas import MetricComputed
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import producer_config
-from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
+from relearn.shared.events import (
+    DEVICE_METRICS,
+    EVALUATION_EVENTS,
+    SESSIONS_EVENTS,
+    CloudEvent,
+    producer_config,
+)
 
 JSON = {"Content-Type": "application/fhir+json"}
 

@@ -12,17 +12,15 @@ from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 from sqlmodel import Session
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.plan.config import Settings
 from relearn.plan.main import create_app
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.events.consumer import ProcessedEvent
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import producer_config
-from relearn.shared.events.topics import EVALUATION_EVENTS
+from relearn.shared.events import EVALUATION_EVENTS, CloudEvent, ProcessedEvent, producer_config
+from relearn.shared.fhir import CANONICAL_URL
 
-EVAL_CS = "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation"
+EVAL_CS = f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation"
 
 
 @pytest.fixture(scope="module")

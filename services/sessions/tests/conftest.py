@@ -18,15 +18,14 @@ from kafka import KafkaProducer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.sessions.config import Settings
 from relearn.sessions.main import create_app
 from relearn.sessions.tables import PlanRecord
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import close_producer, producer_config
-from relearn.shared.events.topics import PLAN_EVENTS
+from relearn.shared.events import PLAN_EVENTS, CloudEvent, producer_config
+from relearn.shared.events.kafka import close_producer
 
 
 def plan_event(

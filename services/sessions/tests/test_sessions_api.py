@@ -10,7 +10,8 @@ from sqlmodel import Session, col, func, select
 
 from relearn.sessions.domain.session import SessionState
 from relearn.sessions.tables import SessionRecord
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import OutboxEvent
+from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.fhir.tables import RESOURCE
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its class is only named here for the types
@@ -602,4 +603,4 @@ def test_the_api_is_documented(service: SessionsService) -> None:
     assert "painAfter" in schemas["ExercisePerformed"]["properties"]
     assert schemas["SessionView"]["examples"]
     codes = service.client.get("/sessions/code-systems", headers=service.headers).json()
-    assert "https://relearn.health/fhir/CodeSystem/cue-technique" in [e["fullUrl"] for e in codes["entry"]]
+    assert f"{CANONICAL_URL}/CodeSystem/cue-technique" in [e["fullUrl"] for e in codes["entry"]]

@@ -12,9 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlmodel import Session, func, select
 
 from relearn.devtools.apps import wait_for
-from relearn.shared.events.consumer import ProcessedEvent
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.topics import PLAN_EVENTS, SESSIONS_EVENTS, dlq
+from relearn.shared.events import PLAN_EVENTS, SESSIONS_EVENTS, CloudEvent, ProcessedEvent, dlq
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its class is only named here for the types
     from conftest import SessionsService

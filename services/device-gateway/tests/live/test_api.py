@@ -17,12 +17,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from relearn.dev_issuer import DevIssuer
 from relearn.device_gateway.live.api import biofeedback_router
 from relearn.device_gateway.live.hub import LiveHub, StreamInfo, Targets
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.devtools.apps import AUDIENCE, ISSUER, make_issuer, wait_for
-from relearn.shared.auth.dev_issuer import DevIssuer
-from relearn.shared.auth.tokens import JwtVerifier
+from relearn.shared.auth import JwtVerifier
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Kit

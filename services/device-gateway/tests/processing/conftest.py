@@ -19,10 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing.processor import MetricsProcessor
-from relearn.shared.db import make_engine, transaction
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import CloudEvent, OutboxEvent
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine, transaction
 
 SENSORS = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "sensors"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

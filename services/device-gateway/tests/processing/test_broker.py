@@ -23,12 +23,18 @@ from relearn.device_gateway.config import Settings
 from relearn.device_gateway.processing import metrics_consumer
 from relearn.devtools.apps import wait_for
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.db import make_engine
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import ensure_topics, producer_config
-from relearn.shared.events.outbox import OutboxRelay
-from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, all_topics
+from relearn.shared.events import (
+    DEVICE_METRICS,
+    DEVICE_RAW_BALANCE,
+    DEVICE_RAW_EMG,
+    CloudEvent,
+    OutboxRelay,
+    all_topics,
+    ensure_topics,
+    producer_config,
+)
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine
 
 
 @pytest.fixture(scope="module")

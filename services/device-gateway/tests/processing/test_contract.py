@@ -22,8 +22,8 @@ from relearn.evaluation.mapper import metric_observation
 from relearn.evaluation.schemas import MetricComputed
 from relearn.plan.events import DeviceMetricComputed
 from relearn.plan.events import metric_observation as plan_evidence
+from relearn.shared.events import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
 from relearn.shared.events.contracts import device_metric_observation_id
-from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
 
 
 def test_every_metric_code_is_an_evaluation_code() -> None:

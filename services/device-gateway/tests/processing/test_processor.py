@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from relearn.device_gateway.signals.frames import SensorFrame
-from relearn.shared.db import transaction
-from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events import CloudEvent
+from relearn.shared.service import transaction
 
 Grouped = dict[tuple[str, str | None], list[dict[str, Any]]]
 Group = Callable[[list[CloudEvent]], Grouped]

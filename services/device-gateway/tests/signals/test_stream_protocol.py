@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from relearn.device_gateway.stream_protocol import ChannelPair, check_emg_protocol, muscle_codes
-from relearn.shared.fhir.errors import UnprocessableEntity
+from relearn.shared.fhir import UnprocessableEntity
 
 CHANNELS = ("VM", "VL", "BF")
 

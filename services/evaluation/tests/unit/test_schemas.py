@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from relearn.evaluation.schemas import EvaluationIn, StrengthIn, error_pairs, parse_evaluation
-from relearn.shared.fhir.errors import InvalidResource
+from relearn.shared.fhir import InvalidResource
 
 
 def errors_of(payload: dict[str, Any]) -> list[tuple[str, str]]:

@@ -29,9 +29,10 @@ from relearn.plan.domain.progression import (
 )
 from relearn.plan.domain.rules import DEFAULT_RULES, ProgressionRules
 from relearn.plan.domain.state import ActivityState, PlanState, Waiver
+from relearn.shared.fhir import CANONICAL_URL
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-EVAL_CS = "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation"
+EVAL_CS = f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation"
 THERAPIST = "Practitioner/pt-ana"
 
 

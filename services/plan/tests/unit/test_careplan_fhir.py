@@ -28,6 +28,7 @@ from relearn.plan.mapper import (
     service_request,
 )
 from relearn.plan.resources import DEFINITIONS
+from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.fhir.validation import validate_resource
 
 MODELS: dict[str, Any] = {"CarePlan": CarePlan, "Goal": Goal, "ServiceRequest": ServiceRequest}
@@ -200,10 +201,7 @@ def test_every_local_code_used_is_defined_in_a_shipped_code_system(
         if isinstance(node, dict):
             system = str(node.get("system", ""))
             # Our own CodeSystems; the evaluation service's measure codes are its own to define.
-            if (
-                system.startswith("https://relearn.health/fhir/CodeSystem/")
-                and "neuromuscular-evaluation" not in system
-            ):
+            if system.startswith(f"{CANONICAL_URL}/CodeSystem/") and "neuromuscular-evaluation" not in system:
                 used.add((system, node["code"]))
             for v in node.values():
                 walk(v)

@@ -13,6 +13,7 @@ from relearn.plan.domain.inputs import EvaluationCompleted
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.stages import CompetenceStage
 from relearn.plan.domain.state import PlanState
+from relearn.shared.fhir import CANONICAL_URL
 
 
 def _patterns(plan: PlanState) -> dict[tuple[str, str | None], Any]:
@@ -156,7 +157,7 @@ def test_reassessment_adds_patterns_for_new_deficits(
         "observationId": "obs-rom-shoulder",
         "measure": "rom-shoulder-flexion",
         "code": {
-            "system": "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation",
+            "system": f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation",
             "code": "rom-shoulder-flexion",
         },
         "kind": "range-of-motion",

@@ -37,7 +37,7 @@ from relearn.sessions.service import (
     record_symptoms,
     start_session,
 )
-from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir import ResourceDefinition
 from relearn.shared.fhir.validation import validate_resource
 
 CODE_SYSTEM = ResourceDefinition(type="CodeSystem", model=CodeSystem)

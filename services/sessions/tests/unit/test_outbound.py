@@ -27,8 +27,7 @@ from relearn.sessions.service import (
     record_symptoms,
     start_session,
 )
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.topics import topic_for
+from relearn.shared.events import CloudEvent, topic_for
 
 EVENTS_MD = Path(__file__).resolve().parents[4] / "docs" / "events.md"
 

@@ -12,7 +12,7 @@ from relearn.sessions.domain.plan_view import (
     parse_dose,
     require_plan,
 )
-from relearn.shared.fhir.errors import UnprocessableEntity
+from relearn.shared.fhir import UnprocessableEntity
 
 PlanEvent = Callable[..., dict[str, Any]]
 

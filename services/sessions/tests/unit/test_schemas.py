@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from relearn.sessions.schemas import ExercisePerformed, HomePractice, SessionStart, SymptomResponse, parse
-from relearn.shared.fhir.errors import InvalidResource
+from relearn.shared.fhir import InvalidResource
 
 
 def _refused(model: type[Any], body: dict[str, Any], prefix: str = "") -> InvalidResource:

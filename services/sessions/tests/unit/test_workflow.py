@@ -25,7 +25,7 @@ from relearn.sessions.service import (
     record_symptoms,
     start_session,
 )
-from relearn.shared.fhir.errors import Conflict, UnprocessableEntity
+from relearn.shared.fhir import Conflict, UnprocessableEntity
 
 Exercise = Callable[..., dict[str, Any]]
 

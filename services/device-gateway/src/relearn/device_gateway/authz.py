@@ -23,9 +23,8 @@ from typing import Any
 from sqlmodel import Session
 
 from relearn.device_gateway.stream_store import StreamRecord
-from relearn.shared.auth.principal import Principal
-from relearn.shared.fhir.errors import Forbidden, NotFound
-from relearn.shared.fhir.tables import FhirResource
+from relearn.shared.auth import Principal
+from relearn.shared.fhir import FhirResource, Forbidden, NotFound
 
 
 def read_device(session: Session, device_id: str) -> dict[str, Any] | None:

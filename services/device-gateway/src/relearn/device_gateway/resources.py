@@ -10,10 +10,16 @@ from fhir.resources.R4B.device import Device
 from sqlalchemy.engine import Engine
 
 from relearn.device_gateway.device_profile import check_device, code_systems
-from relearn.shared.fhir.definition import ResourceDefinition, published_code_systems
-from relearn.shared.fhir.publishing import publish_shipped
-from relearn.shared.fhir.search_params import reference, string, token
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.fhir import (
+    CANONICAL_URL,
+    FhirStore,
+    ResourceDefinition,
+    publish_shipped,
+    published_code_systems,
+    reference,
+    string,
+    token,
+)
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 
@@ -33,7 +39,7 @@ DEVICE = ResourceDefinition(
     validators=[check_device],
     documentation="EMG sensors and balance boards, with the clinic gateway that carries them "
     "(Device.parent); kind, channels, sampling rate and ADC as Device.type and Device.property coded from "
-    "https://relearn.health/fhir/CodeSystem/device-kind and .../device-property.",
+    f"{CANONICAL_URL}/CodeSystem/device-kind and .../device-property.",
 )
 
 # The Device convention's CodeSystems are published read-only: they change with the code, not through the API.

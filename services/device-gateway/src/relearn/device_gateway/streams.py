@@ -36,11 +36,10 @@ from relearn.device_gateway.signals.frames import StreamType
 from relearn.device_gateway.stream_protocol import Muscles, Pairs, check_emg_protocol
 from relearn.device_gateway.stream_store import StreamInfo, StreamRecord, StreamStatus, aware, gaps_of
 from relearn.device_gateway.streams_events import closed_event
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.db import transaction
-from relearn.shared.deps import EngineDep, SessionDep
-from relearn.shared.events.outbox import stage
-from relearn.shared.fhir.errors import NotFound, UnprocessableEntity
+from relearn.shared.auth import PrincipalDep
+from relearn.shared.events import stage
+from relearn.shared.fhir import NotFound, UnprocessableEntity
+from relearn.shared.service import EngineDep, SessionDep, transaction
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 

@@ -11,8 +11,7 @@ from typing import Any
 
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.stream_store import StreamRecord, aware
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import EncodedEvent
+from relearn.shared.events import CloudEvent, EncodedEvent
 
 SOURCE = "/relearn/device-gateway"
 

@@ -12,9 +12,8 @@ from relearn.evaluation.domain.deficits import find_deficits
 from relearn.evaluation.domain.normative import NormativeTable, load_norms
 from relearn.evaluation.mapper import item_path
 from relearn.evaluation.schemas import EvaluationIn, GoalTargetIn
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import stage
-from relearn.shared.fhir.store import FhirStore, ResourceChange, WriteHook
+from relearn.shared.events import CloudEvent, stage
+from relearn.shared.fhir import FhirStore, ResourceChange, WriteHook
 
 SOURCE = "/relearn/evaluation"
 EVALUATION_COMPLETED = "evaluation.completed.v1"

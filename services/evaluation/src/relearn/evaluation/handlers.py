@@ -8,9 +8,8 @@ from sqlmodel import Session
 
 from relearn.evaluation import service
 from relearn.evaluation.schemas import MetricComputed, SessionLogged, SymptomsRecorded
-from relearn.shared.events.consumer import Handler
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.events import CloudEvent, Handler
+from relearn.shared.fhir import FhirStore
 
 
 def handlers(store: FhirStore) -> Mapping[str, Handler]:

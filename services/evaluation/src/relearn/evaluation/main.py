@@ -14,12 +14,10 @@ from relearn.evaluation.events import observation_recorded_hook
 from relearn.evaluation.handlers import handlers
 from relearn.evaluation.resources import DEFINITIONS
 from relearn.evaluation.service import publish_codesystem
-from relearn.shared.app import create_service_app, fhir_api, fhir_store
-from relearn.shared.auth.dependency import TokenVerifier
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.topics import DEVICE_METRICS, SESSIONS_EVENTS
-from relearn.shared.fhir.store import FhirStore
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.auth import TokenVerifier
+from relearn.shared.events import DEVICE_METRICS, SESSIONS_EVENTS, EventConsumer
+from relearn.shared.fhir import FhirStore
+from relearn.shared.service import ServiceSettings, create_service_app, fhir_api, fhir_store
 
 
 def build_store(settings: ServiceSettings) -> FhirStore:

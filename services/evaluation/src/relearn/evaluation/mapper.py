@@ -19,6 +19,7 @@ from relearn.evaluation.schemas import (
     SessionLogged,
     SymptomsRecorded,
 )
+from relearn.shared.fhir import CANONICAL_URL
 
 # One evaluation becomes a panel Observation (code ``evaluation-initial`` or ``evaluation-reassessment``)
 # whose ``hasMember`` lists one Observation per item: history, referral conditions, pain, posture findings,
@@ -304,7 +305,7 @@ def _code(code: str) -> dict[str, Any]:
     return {"coding": [dict(codes.local(code))]}
 
 
-MUSCLE_SYSTEM = "https://relearn.health/fhir/CodeSystem/muscle"  # the device gateway's, published there
+MUSCLE_SYSTEM = f"{CANONICAL_URL}/CodeSystem/muscle"  # the device gateway's, published there
 DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 _ABSENT = {
     # No proper value exists: the muscle produced no onset (the measurement itself was made).
@@ -341,7 +342,7 @@ def metric_observation(m: MetricComputed) -> dict[str, Any]:
         "subject": {"reference": f"Patient/{m.patient}"},
         "effectivePeriod": {"start": m.window.start.isoformat(), "end": m.window.end.isoformat()},
         "device": {"reference": f"Device/{m.device}"},
-        "identifier": [{"system": "https://relearn.health/fhir/sid/device-stream", "value": m.stream}],
+        "identifier": [{"system": f"{CANONICAL_URL}/sid/device-stream", "value": m.stream}],
     }
     body_site = _body_site(m)
     if body_site is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from relearn.evaluation.resources import CODE_SYSTEM, OBSERVATION
-from relearn.shared.fhir.store import FhirStore, StoredResource
+from relearn.shared.fhir import FhirStore, StoredResource
 
 
 def observation(session: Session, store: FhirStore, observation_id: str) -> StoredResource | None:

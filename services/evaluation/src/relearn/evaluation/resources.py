@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fhir.resources.R4B.observation import Observation
 
-from relearn.shared.fhir.definition import ResourceDefinition, published_code_systems
-from relearn.shared.fhir.r4_search import OBSERVATION_PARAMS
+from relearn.shared.fhir import OBSERVATION_PARAMS, ResourceDefinition, published_code_systems
 
 OBSERVATION = ResourceDefinition(
     type="Observation",

@@ -24,13 +24,18 @@ from fastapi import Request, Response
 
 from relearn.front_door.proxy import service_errors
 from relearn.front_door.routing import Upstreams
-from relearn.shared.fhir import jsontext
-from relearn.shared.fhir.errors import FhirError, Issue, NotFound
-from relearn.shared.fhir.http import check_body_type, check_response_format
-from relearn.shared.fhir.response import FHIR_JSON, FhirResponse, RawJson
-from relearn.shared.fhir.transaction import (
+from relearn.shared.fhir import (
+    FHIR_JSON,
     BundleRequest,
+    FhirError,
+    FhirResponse,
+    Issue,
+    NotFound,
+    RawJson,
+    check_body_type,
+    check_response_format,
     error_entry,
+    jsontext,
     parse_bundle,
     response_bundle,
     status_line,

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relearn.shared.settings import default_var_dir
+from relearn.shared.service import default_var_dir
 
 
 class Settings(BaseSettings):

@@ -21,9 +21,7 @@ import httpx
 from fastapi import Request, Response
 
 from relearn.front_door.routing import RoutingTable, Upstreams
-from relearn.shared.fhir import jsontext
-from relearn.shared.fhir.bundle import INCLUDED_ELSEWHERE
-from relearn.shared.fhir.errors import InvalidRequest
+from relearn.shared.fhir import INCLUDED_ELSEWHERE, InvalidRequest, jsontext
 
 _PASS_HEADERS = ("authorization", "accept", "x-request-id")
 

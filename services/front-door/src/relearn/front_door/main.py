@@ -33,13 +33,8 @@ from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
 from relearn.front_door.wsproxy import proxy_websocket, refuse
-from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
-from relearn.shared.fhir.errors import NotFound
-from relearn.shared.fhir.handlers import install_error_handlers
-from relearn.shared.fhir.response import FhirResponse
-from relearn.shared.guard import RequestGuard, settings_limits
-from relearn.shared.logging import configure_logging
-from relearn.shared.openapi import install_error_docs
+from relearn.shared.fhir import FhirResponse, NotFound, install_error_handlers
+from relearn.shared.service import RequestGuard, configure_logging, install_error_docs, settings_limits
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -220,6 +215,18 @@ def _own_segments(routes: Iterable[BaseRoute]) -> set[str]:
     return {s for s in out if s and "{" not in s}
 
 
+def _dev_token_router(settings: Settings) -> APIRouter:
+    """The development issuer's routes; it is installed only with the front door's ``dev-issuer`` extra."""
+    try:
+        from relearn.dev_issuer import DevIssuer, dev_token_router
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on how the image was built
+        raise RuntimeError(
+            "FRONT_DOOR_DEV_ISSUER_ENABLED=true, but this front door was installed without its dev-issuer "
+            "extra (relearn-dev-issuer): build the dev-issuer image (docker-bake.hcl) or turn the issuer off"
+        ) from exc
+    return dev_token_router(DevIssuer.from_settings(settings))
+
+
 def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | None = None) -> FastAPI:
     """Build the front door; tests may pass an ``httpx.AsyncClient`` wired to in-process services."""
     settings = settings or Settings()
@@ -265,7 +272,7 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     )
     own = [_health_routes(), _fhir_routes(settings)]
     if settings.dev_issuer_enabled:
-        own.append(dev_token_router(DevIssuer.from_settings(settings)))
+        own.append(_dev_token_router(settings))
     own.append(_api_routes(settings))
     for router in own:
         app.include_router(router)

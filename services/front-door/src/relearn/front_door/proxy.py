@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import httpx
 from fastapi import Request, Response
 
-from relearn.shared.fhir.errors import FhirError
+from relearn.shared.fhir import FhirError
 
 # What a client is told to wait when a service is unreachable or slow (starting, restarting).
 RETRY_AFTER_S = 5

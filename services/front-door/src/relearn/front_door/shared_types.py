@@ -16,11 +16,16 @@ from fastapi import Request, Response
 
 from relearn.front_door.proxy import forward, unavailable
 from relearn.front_door.routing import Upstreams
-from relearn.shared.fhir import jsontext
-from relearn.shared.fhir.errors import InvalidRequest
-from relearn.shared.fhir.paging import page_links
-from relearn.shared.fhir.response import FhirResponse, RawJson
-from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM
+from relearn.shared.fhir import (
+    DEFAULT_COUNT,
+    MAX_COUNT,
+    OFFSET_PARAM,
+    FhirResponse,
+    InvalidRequest,
+    RawJson,
+    jsontext,
+    page_links,
+)
 
 _PASS_HEADERS = ("authorization", "accept", "prefer", "x-request-id")
 

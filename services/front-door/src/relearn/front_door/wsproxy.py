@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from relearn.shared.auth.websocket import close_reason
+from relearn.shared.auth import close_reason
 
 logger = logging.getLogger(__name__)
 

@@ -32,10 +32,9 @@ from relearn.plan.schemas import (
     pattern_view,
 )
 from relearn.plan.service import PlanService
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.auth.principal import Principal
-from relearn.shared.deps import SessionDep
-from relearn.shared.fhir.errors import Forbidden, InvalidRequest
+from relearn.shared.auth import Principal, PrincipalDep
+from relearn.shared.fhir import Forbidden, InvalidRequest
+from relearn.shared.service import SessionDep
 
 PlanId = Annotated[str, Path(description="The CarePlan id", max_length=64)]
 ActivityId = Annotated[str, Path(description="The activity id (= its ServiceRequest id)", max_length=64)]

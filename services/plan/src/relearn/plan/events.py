@@ -26,9 +26,8 @@ from relearn.plan.domain.inputs import StreamMetricsCompleted as StreamMetricsCo
 from relearn.plan.domain.inputs import SymptomsRecorded as SymptomsRecorded
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.state import ActivityState, Decision, PlanState
+from relearn.shared.events import CloudEvent, stage
 from relearn.shared.events.contracts import device_metric_observation_id
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import stage
 
 EVALUATION_COMPLETED = "evaluation.completed.v1"
 EVALUATION_REASSESSED = "evaluation.reassessed.v1"

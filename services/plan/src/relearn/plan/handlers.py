@@ -32,11 +32,9 @@ from relearn.plan.events import (
     metric_observation,
 )
 from relearn.plan.service import Ignored, PlanService
-from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events import CloudEvent, Handler
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[Session, CloudEvent], None]
 
 
 def _log_ignored(event: CloudEvent, reasons: Ignored) -> None:

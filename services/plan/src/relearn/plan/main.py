@@ -13,12 +13,16 @@ from relearn.plan.domain.catalogue import load_catalogue
 from relearn.plan.handlers import plan_handlers, sweep_evidence
 from relearn.plan.resources import DEFINITIONS
 from relearn.plan.service import PlanService
-from relearn.shared.app import create_service_app, fhir_api, fhir_store
-from relearn.shared.auth.dependency import TokenVerifier
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS
-from relearn.shared.settings import ServiceSettings
-from relearn.shared.workers import BackgroundWorker, PeriodicWorker
+from relearn.shared.auth import TokenVerifier
+from relearn.shared.events import DEVICE_METRICS, EVALUATION_EVENTS, SESSIONS_EVENTS, EventConsumer
+from relearn.shared.service import (
+    BackgroundWorker,
+    PeriodicWorker,
+    ServiceSettings,
+    create_service_app,
+    fhir_api,
+    fhir_store,
+)
 
 
 def build_service(settings: ServiceSettings) -> PlanService:

@@ -40,8 +40,9 @@ from relearn.plan.domain.state import (
     PlanStatus,
     TaskState,
 )
+from relearn.shared.fhir import CANONICAL_URL
 
-CANONICAL = "https://relearn.health/fhir"
+CANONICAL = CANONICAL_URL
 CS_STAGE = f"{CANONICAL}/CodeSystem/competence-stage"
 CS_DIMENSION = f"{CANONICAL}/CodeSystem/progression-dimension"
 CS_CATEGORY = f"{CANONICAL}/CodeSystem/care-plan-category"

@@ -7,8 +7,14 @@ from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
-from relearn.shared.fhir.definition import Interaction, ResourceDefinition, published_code_systems
-from relearn.shared.fhir.search_params import date, reference, token
+from relearn.shared.fhir import (
+    Interaction,
+    ResourceDefinition,
+    date,
+    published_code_systems,
+    reference,
+    token,
+)
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 

@@ -68,17 +68,17 @@ from relearn.plan.mapper import care_plan, code_systems, goal_resources, service
 from relearn.plan.resources import CARE_PLAN, CODE_SYSTEM, GOAL, SERVICE_REQUEST, TASK
 from relearn.plan.schemas import MusclesIn, OverrideIn, WaiverIn
 from relearn.plan.tables import PlanRecord, ProposalRecord
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.fhir.definition import ResourceDefinition
-from relearn.shared.fhir.errors import (
+from relearn.shared.events import CloudEvent
+from relearn.shared.fhir import (
     Conflict,
+    FhirStore,
     InvalidRequest,
     NotFound,
+    ResourceDefinition,
     UnprocessableEntity,
+    publish_shipped,
     validation_issues,
 )
-from relearn.shared.fhir.publishing import publish_shipped
-from relearn.shared.fhir.store import FhirStore
 
 logger = logging.getLogger(__name__)
 

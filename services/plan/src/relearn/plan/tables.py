@@ -13,10 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
-import relearn.shared.events.consumer
-import relearn.shared.events.outbox
-import relearn.shared.fhir.tables
-import relearn.shared.idempotency  # noqa: F401  (idempotency keys; the FHIR store, outbox and processed-event tables)
+import relearn.shared.tables  # noqa: F401  (the plumbing tables, for the metadata)
 from relearn.plan.domain.drafting import PlanProposal
 from relearn.plan.domain.state import PlanState
 

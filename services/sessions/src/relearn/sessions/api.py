@@ -34,11 +34,9 @@ from relearn.sessions.schemas import (
     SymptomResponse,
 )
 from relearn.sessions.service import SessionRecorder
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.auth.principal import Principal
-from relearn.shared.deps import SessionDep
-from relearn.shared.fhir.errors import Forbidden, InvalidRequest, NotFound
-from relearn.shared.fhir.response import FhirResponse
+from relearn.shared.auth import Principal, PrincipalDep
+from relearn.shared.fhir import FhirResponse, Forbidden, InvalidRequest, NotFound
+from relearn.shared.service import SessionDep
 
 _MAX_ADHERENCE_RANGE = timedelta(days=366 * 2)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from relearn.sessions.config import Settings
 from relearn.sessions.main import consumers, create_app
-from relearn.shared.cli import service_main
+from relearn.shared.service import service_main
 
 
 def main() -> None:

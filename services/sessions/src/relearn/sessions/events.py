@@ -11,8 +11,7 @@ from sqlmodel import Session
 
 from relearn.sessions.domain.codes import DIMENSIONS
 from relearn.sessions.domain.session import RecordedExercise, SessionState
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import stage
+from relearn.shared.events import CloudEvent, stage
 
 SOURCE = "/relearn/sessions"
 SESSION_LOGGED = "session.logged.v1"

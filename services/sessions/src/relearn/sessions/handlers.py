@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from relearn.sessions import service
-from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events import CloudEvent
 
 
 def on_plan_event(session: Session, event: CloudEvent) -> None:

@@ -13,11 +13,9 @@ from relearn.sessions.domain.plan_view import PLAN_EVENT_TYPES
 from relearn.sessions.handlers import on_plan_event
 from relearn.sessions.resources import DEFINITIONS
 from relearn.sessions.service import SessionRecorder
-from relearn.shared.app import create_service_app, fhir_api
-from relearn.shared.auth.dependency import TokenVerifier
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.topics import PLAN_EVENTS
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.auth import TokenVerifier
+from relearn.shared.events import PLAN_EVENTS, EventConsumer
+from relearn.shared.service import ServiceSettings, create_service_app, fhir_api
 
 CONSUMER_GROUP = "sessions"
 

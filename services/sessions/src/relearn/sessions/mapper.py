@@ -33,8 +33,9 @@ from typing import Any
 
 from relearn.sessions.domain.codes import CUES, DIMENSIONS
 from relearn.sessions.domain.session import RecordedExercise, SessionState
+from relearn.shared.fhir import CANONICAL_URL
 
-BASE = "https://relearn.health/fhir"
+BASE = CANONICAL_URL
 CS_MOVEMENT_PATTERN = f"{BASE}/CodeSystem/movement-pattern"
 CS_CUE = f"{BASE}/CodeSystem/cue-technique"
 CS_ASSISTANCE = f"{BASE}/CodeSystem/assistance-level"

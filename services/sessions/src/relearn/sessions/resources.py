@@ -5,8 +5,7 @@ from __future__ import annotations
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.procedure import Procedure
 
-from relearn.shared.fhir.definition import ResourceDefinition
-from relearn.shared.fhir.search_params import date, reference, token
+from relearn.shared.fhir import ResourceDefinition, date, reference, token
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 

@@ -32,8 +32,8 @@ from relearn.sessions.domain.session import (
     SessionSummary,
     SymptomRecord,
 )
+from relearn.shared.fhir import ID_PATTERN
 from relearn.shared.fhir.errors import BUSINESS_RULE, invalid_request
-from relearn.shared.fhir.validation import ID_PATTERN
 
 
 # -- what clients send --------------------------------------------------------------------------------------

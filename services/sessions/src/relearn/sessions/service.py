@@ -31,10 +31,7 @@ from relearn.sessions.schemas import (
     SessionStart,
     SymptomResponse,
 )
-from relearn.shared.fhir.definition import ResourceDefinition
-from relearn.shared.fhir.errors import Conflict, UnprocessableEntity
-from relearn.shared.fhir.store import FhirStore
-from relearn.shared.fhir.validation import ID_PATTERN
+from relearn.shared.fhir import ID_PATTERN, Conflict, FhirStore, ResourceDefinition, UnprocessableEntity
 
 # A session counts in the week of its local start date; UTC offsets reach ±14 h, so the UTC
 # query window is widened by a day on each side and the local date decides.

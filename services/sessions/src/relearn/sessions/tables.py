@@ -8,10 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-import relearn.shared.events.consumer
-import relearn.shared.events.outbox
-import relearn.shared.fhir.tables
-import relearn.shared.idempotency  # noqa: F401  (idempotency keys; the FHIR store, outbox and processed-event tables)
+import relearn.shared.tables  # noqa: F401  (the plumbing tables, for the metadata)
 from relearn.sessions.domain.plan_view import ActivityView, PlanView
 
 

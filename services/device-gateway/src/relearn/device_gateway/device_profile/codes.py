@@ -10,12 +10,13 @@ from importlib import resources
 from typing import Any
 
 from relearn.device_gateway.signals.frames import StreamType
+from relearn.shared.fhir import CANONICAL_URL
 
-KIND_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-kind"
-PROPERTY_SYSTEM = "https://relearn.health/fhir/CodeSystem/device-property"
+KIND_SYSTEM = f"{CANONICAL_URL}/CodeSystem/device-kind"
+PROPERTY_SYSTEM = f"{CANONICAL_URL}/CodeSystem/device-property"
 UCUM = "http://unitsofmeasure.org"
 
-MUSCLE_SYSTEM = "https://relearn.health/fhir/CodeSystem/muscle"
+MUSCLE_SYSTEM = f"{CANONICAL_URL}/CodeSystem/muscle"
 
 # The muscle CodeSystem (stream bindings' protocol.muscles, see stream_protocol) is published with these two.
 CODESYSTEM_FILES = (

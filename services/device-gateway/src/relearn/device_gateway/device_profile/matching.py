@@ -7,7 +7,7 @@ import math
 from relearn.device_gateway.device_profile.spec import DeviceSpec
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.signals.metrics import ucum_unit
-from relearn.shared.fhir.errors import Issue
+from relearn.shared.fhir import Issue
 
 _RATE_TOLERANCE = 0.01  # relative: a frame at 1000 Hz fits a device declared at 1005 Hz
 _VOLTS = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}

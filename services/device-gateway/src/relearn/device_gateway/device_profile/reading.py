@@ -21,7 +21,7 @@ from relearn.device_gateway.device_profile.codes import (
 )
 from relearn.device_gateway.device_profile.spec import AdcSpec, ChannelSpec, DeviceSpec
 from relearn.device_gateway.signals.metrics import ucum_unit
-from relearn.shared.fhir.errors import Issue
+from relearn.shared.fhir import Issue
 
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as SensorFrame channels
 _TRANSFER_UNITS = frozenset({"V", "mV", "uV"})

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from relearn.shared.events.outbox import OutboxEvent
-from relearn.shared.fhir.errors import FhirError
+from relearn.shared.events import OutboxEvent
+from relearn.shared.fhir import FhirError
 
 
 class TooBusy(FhirError):

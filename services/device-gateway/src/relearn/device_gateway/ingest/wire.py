@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from relearn.device_gateway.signals.frames import SensorFrame
-from relearn.shared.fhir.errors import FhirError, InvalidRequest, UnprocessableEntity, validation_issues
+from relearn.shared.fhir import FhirError, InvalidRequest, UnprocessableEntity, validation_issues
 
 
 class _Wire(BaseModel):

@@ -33,10 +33,10 @@ from relearn.device_gateway.stream_store import (
     layout_of,
 )
 from relearn.device_gateway.streams_events import frame_event
-from relearn.shared.auth.principal import Principal
-from relearn.shared.db import transaction
-from relearn.shared.events.outbox import EncodedEvent, stage_many
-from relearn.shared.fhir.errors import Conflict, Issue, UnprocessableEntity
+from relearn.shared.auth import Principal
+from relearn.shared.events import EncodedEvent, stage_many
+from relearn.shared.fhir import Conflict, Issue, UnprocessableEntity
+from relearn.shared.service import transaction
 
 logger = logging.getLogger(__name__)
 

@@ -32,15 +32,15 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from relearn.device_gateway.live.hub import LiveHub, Subscription
-from relearn.shared.auth.principal import Principal
-from relearn.shared.auth.websocket import (
+from relearn.shared.auth import (
+    Principal,
     SocketCredentials,
     authenticate_websocket,
     close_expired,
     refuse,
     token_refresh,
 )
-from relearn.shared.fhir.errors import FhirError, Forbidden, InvalidRequest, NotFound
+from relearn.shared.fhir import FhirError, Forbidden, InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from relearn.device_gateway.processing.compute import Computed, EmgProtocol
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
-from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events import CloudEvent
 
 SOURCE = "/relearn/device-gateway/metrics"
 

@@ -60,12 +60,10 @@ from relearn.device_gateway.processing.tables import BalanceTrialRecord
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.signals.windows import Recording, StreamAssembler
 from relearn.device_gateway.stream_store import load_recording_frames
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import stage_many
+from relearn.shared.events import CloudEvent, Handler, stage_many
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Session, CloudEvent], None]
 FrameLoader = Callable[[Session, str], Sequence[SensorFrame]]
 
 _UNDO = "relearn.metrics-processor.undo"

@@ -22,14 +22,16 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-EVALUATION_CS = "https://relearn.health/fhir/CodeSystem/neuromuscular-evaluation"
+from relearn.shared.fhir import CANONICAL_URL
+
+EVALUATION_CS = f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 # Business identifier of one item of an evaluation: value is "<panel id>/<item path>".
-EVALUATION_ITEM_SYSTEM = "https://relearn.health/fhir/sid/evaluation-item"
+EVALUATION_ITEM_SYSTEM = f"{CANONICAL_URL}/sid/evaluation-item"
 
 CODESYSTEM_FILE = "relearn-evaluation-codesystem.json"
 

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from relearn.sessions.domain.codes import DIMENSIONS
-from relearn.shared.fhir.errors import UnprocessableEntity
+from relearn.shared.fhir import UnprocessableEntity
 
 SNAPSHOT_EVENTS: dict[str, str | None] = {
     "plan.drafted.v1": "draft",

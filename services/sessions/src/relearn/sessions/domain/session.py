@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 from pydantic.alias_generators import to_camel
 
 from relearn.sessions.domain.codes import Assistance, RomMethod, Setting
+from relearn.shared.fhir import CANONICAL_URL
 
 SessionStatus = Literal["in-progress", "finished"]
 PainZone = Literal["safe", "acceptable", "not-acceptable"]
 
 # Namespace of the ids this service derives (uuid5), so replays give the same ids.
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://relearn.health/fhir/sessions")
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, f"{CANONICAL_URL}/sessions")
 
 
 def derived_id(*parts: str) -> str:
