@@ -95,7 +95,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     store, subs = build(settings)
-    fhir = fhir_router(definitions(settings), store, base_url=settings.fhir_base_url)
+    fhir = fhir_router(list(store.definitions.values()), store, base_url=settings.fhir_base_url)
     # Every FHIR route learns who writes, so a Subscription keeps its owner's scopes (checked at each send).
     owned = APIRouter(dependencies=[Depends(remember_principal)])
     owned.include_router(fhir)
