@@ -197,6 +197,10 @@ def test_receiver_outage_and_notifier_restart_lose_nothing(service: Any, receive
     wait_for(lambda: _status(service, sid)["status"] == "error", what="status error after the timeout")
     stored = httpx.get(f"{service.fhir}/Subscription/{sid}", headers=service.auth(), timeout=30).json()
     assert stored["status"] == "error" and "HTTP 503" in stored["error"]
+    delivery = httpx.get(
+        f"{service.url}/subscriptions/{sid}/delivery", headers=service.auth(), timeout=30
+    ).json()
+    assert delivery["pending"] == 4 and delivery["failures"] > 0 and "HTTP 503" in delivery["lastError"]
 
     workers = service.app.state.workers
     workers.stop()  # the notifier and the sender go away while events keep coming

@@ -17,7 +17,7 @@ from relearn.shared.auth.principal import Principal
 from relearn.shared.deps import SessionDep
 from relearn.shared.fhir.response import FhirResponse
 from relearn.subscriptions.domain.topics import TOPICS
-from relearn.subscriptions.schemas import TopicOut
+from relearn.subscriptions.schemas import DeliveryOut, TopicOut
 from relearn.subscriptions.service import PRINCIPAL, Subscriptions
 from relearn.subscriptions.service.websocket import WebsocketChannel
 
@@ -71,7 +71,7 @@ def operations_router(subs: Subscriptions) -> APIRouter:
     return router
 
 
-def topics_router() -> APIRouter:
+def domain_router(subs: Subscriptions) -> APIRouter:
     router = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
 
     @router.get("/topics", summary="The subscription topics and their filters")
@@ -86,6 +86,12 @@ def topics_router() -> APIRouter:
             )
             for t in TOPICS
         ]
+
+    @router.get(
+        "/{id}/delivery", summary="Where delivery of one Subscription stands (pending, failures, errors)"
+    )
+    def delivery(id: str, session: SessionDep, principal: PrincipalDep) -> DeliveryOut:
+        return subs.delivery(session, principal, id)
 
     return router
 

@@ -20,7 +20,7 @@ from relearn.shared.fhir.store import FhirStore
 from relearn.shared.settings import ServiceSettings
 from relearn.shared.workers import BackgroundWorker
 from relearn.subscriptions import mapper
-from relearn.subscriptions.api import operations_router, remember_principal, topics_router, websocket_router
+from relearn.subscriptions.api import domain_router, operations_router, remember_principal, websocket_router
 from relearn.subscriptions.config import Settings
 from relearn.subscriptions.domain.topics import TOPICS
 from relearn.subscriptions.events import CONSUMED_TOPICS
@@ -110,7 +110,7 @@ def create_app(
         settings,
         title="Relearn subscriptions service",
         description="FHIR R4 Subscriptions (R5 Backport IG, STU 1.1) delivered from the domain events.",
-        routers=[operations_router(subs), topics_router(), owned, metadata],
+        routers=[operations_router(subs), domain_router(subs), owned, metadata],
         consumers=consumers,
         startup=[partial(publish_topics, store)],
         engine=engine,

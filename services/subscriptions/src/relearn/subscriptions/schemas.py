@@ -11,3 +11,20 @@ class TopicOut(BaseModel):
     resource: str
     eventTypes: list[str]
     filters: list[str]
+
+
+class DeliveryOut(BaseModel):
+    """Where delivery of one Subscription stands (what an operator reads when an EHR says it missed one)."""
+
+    subscription: str
+    status: str
+    channel: str
+    eventsSinceSubscriptionStart: int
+    acknowledgedThrough: int
+    pending: int
+    handshakeDone: bool
+    failures: int
+    firstFailureAt: str | None
+    nextAttemptAt: str | None
+    lastSentAt: str | None
+    lastError: str | None

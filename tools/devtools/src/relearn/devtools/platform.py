@@ -131,7 +131,11 @@ class Platform:
                 "FRONT_DOOR_UPSTREAMS": json.dumps(upstreams),
                 # The front door's defaults plus the subscriptions service's binding socket.
                 "FRONT_DOOR_WEBSOCKET_ROUTES": json.dumps(
-                    {"/ingest/ws": "/ingest", "/biofeedback/ws": "/streams", "/subscriptions/ws": "/subscriptions"}
+                    {
+                        "/ingest/ws": "/ingest",
+                        "/biofeedback/ws": "/streams",
+                        "/subscriptions/ws": "/subscriptions",
+                    }
                 ),
                 "FRONT_DOOR_DEV_ISSUER_URL": s.issuer_url,
                 "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from relearn.shared.auth.principal import Principal
 from relearn.shared.auth.scopes import parse_scopes
+from relearn.shared.fhir.dates import as_utc
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.errors import Forbidden, InvalidRequest, NotFound
 from relearn.shared.fhir.records import ResourceChange
@@ -22,6 +23,7 @@ from relearn.subscriptions.config import Settings
 from relearn.subscriptions.domain.subscription import OWNER_PATIENT, SubscriptionSpec, parse, patient_of
 from relearn.subscriptions.domain.topics import BY_URL, Trigger
 from relearn.subscriptions.events import Incoming
+from relearn.subscriptions.schemas import DeliveryOut
 from relearn.subscriptions.tables import NotificationEvent, SubscriptionState, WsBindingToken
 
 PRINCIPAL = "relearn.principal"  # session.info key: who is writing (set by the API)
@@ -261,6 +263,27 @@ class Subscriptions:
                 {"name": "websocket-url", "valueUrl": self.settings.websocket_url},
             ],
         }
+
+    def delivery(self, session: Session, principal: Principal, id: str) -> DeliveryOut:
+        state = self._owned(session, principal, id)
+
+        def when(value: datetime | None) -> str | None:
+            return as_utc(value).isoformat() if value else None
+
+        return DeliveryOut(
+            subscription=f"Subscription/{state.id}",
+            status=state.status,
+            channel=state.channel,
+            eventsSinceSubscriptionStart=state.events_since_start,
+            acknowledgedThrough=state.acked_through,
+            pending=state.events_since_start - state.acked_through,
+            handshakeDone=state.handshake_done,
+            failures=state.failures,
+            firstFailureAt=when(state.first_failure_at),
+            nextAttemptAt=when(state.next_attempt_at),
+            lastSentAt=when(state.last_sent_at),
+            lastError=state.last_error,
+        )
 
     # -- the service writes the status it reached into the stored Subscription -------------------------
     def set_resource_status(self, session: Session, state: SubscriptionState) -> None:
