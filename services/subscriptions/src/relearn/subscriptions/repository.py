@@ -30,6 +30,7 @@ def delete_state(session: Session, id: str) -> None:
 
 
 def live_for_topic(session: Session, topic: str) -> Sequence[SubscriptionState]:
+    """The live subscriptions of a topic, row-locked until the transaction ends (their event numbers)."""
     query = (
         select(SubscriptionState)
         .where(SubscriptionState.topic == topic, col(SubscriptionState.status).in_(LIVE))
@@ -39,13 +40,9 @@ def live_for_topic(session: Session, topic: str) -> Sequence[SubscriptionState]:
     return session.exec(query).all()
 
 
-def event_exists(session: Session, subscription_id: str, source_event: str, focus: str) -> bool:
-    query = select(NotificationEvent.number).where(
-        NotificationEvent.subscription_id == subscription_id,
-        NotificationEvent.source_event == source_event,
-        NotificationEvent.focus == focus,
-    )
-    return session.exec(query).first() is not None
+def stage_event(session: Session, row: NotificationEvent) -> None:
+    """Add a log row, written with the others at the next flush (the commit)."""
+    session.add(row)
 
 
 def events(

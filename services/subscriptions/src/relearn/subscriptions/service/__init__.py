@@ -28,6 +28,7 @@ from relearn.subscriptions.tables import NotificationEvent, SubscriptionState, W
 
 PRINCIPAL = "relearn.principal"  # session.info key: who is writing (set by the API)
 SERVER_WRITE = "relearn.server-write"  # session.info key: the service itself updates a Subscription
+_LIVE_CACHE = "relearn.live-subscriptions"  # session.info key: live subscriptions per topic, locked
 
 
 def now() -> datetime:
@@ -140,17 +141,26 @@ class Subscriptions:
 
     # -- the notifier: number the events each subscription gets --------------------------------------
     def record(self, session: Session, incoming: Incoming) -> int:
-        """Number ``incoming``'s triggers for every live subscription they match; returns how many."""
+        """Number ``incoming``'s triggers for every live subscription they match; returns how many.
+
+        The live subscriptions of a topic are read (and row-locked) once per consumer transaction: a batch
+        of events costs one query per topic, and the new log rows are written together at the commit. A
+        replayed event never gets here (the consumer's processed-event table); the log's unique key
+        (subscription, event, focus) backs that up.
+        """
         recorded = 0
+        cache: dict[str, list[SubscriptionState]] = session.info.setdefault(_LIVE_CACHE, {})
+        seen: set[tuple[str, str]] = set()
         for trigger in incoming.triggers:
-            for state in repository.live_for_topic(session, trigger.topic):
-                if not self._wants(state, trigger):
+            states = cache.get(trigger.topic)
+            if states is None:
+                states = cache[trigger.topic] = list(repository.live_for_topic(session, trigger.topic))
+            for state in states:
+                if (state.id, trigger.focus) in seen or not self._wants(state, trigger):
                     continue
-                if repository.event_exists(session, state.id, incoming.id, trigger.focus):
-                    continue  # the same event handled again (replay after a rollback)
+                seen.add((state.id, trigger.focus))
                 state.events_since_start += 1
-                session.add(state)
-                repository.add(
+                repository.stage_event(
                     session,
                     NotificationEvent(
                         subscription_id=state.id,

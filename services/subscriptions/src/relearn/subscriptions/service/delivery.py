@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Relearn-Signature"
 LEASE_S = 120.0
+# Notifications sent for one subscription per lease before it goes back to the queue (fairness).
+BURST = 20
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -94,13 +96,18 @@ class RestHookSender:
 
     # -- one subscription ------------------------------------------------------------------------------
     def _deliver_one(self, id: str) -> bool:
+        """Up to ``BURST`` notifications in a row for one leased subscription, in order, while they work."""
+        sent = False
         try:
-            return self._deliver(id)
+            for _ in range(BURST):
+                if not self._deliver(id):
+                    break
+                sent = True
         except Exception:
             logger.warning("rest-hook delivery failed", extra={"subscription": id}, exc_info=True)
-            with transaction(self._engine) as session:
-                repository.release(session, id)
-            return False
+        with transaction(self._engine) as session:  # back to the queue (next_attempt_at says when)
+            repository.release(session, id)
+        return sent
 
     def _deliver(self, id: str) -> bool:
         at = now()
@@ -137,9 +144,12 @@ class RestHookSender:
             state = repository.get_state(session, id, lock=True)
             if state is None:
                 return False
+            before = state.status
             self._record(state, kind, last, error, at)
+            state.lease_until = at + timedelta(seconds=LEASE_S)  # still ours until released
             session.add(state)
-            self._subs.set_resource_status(session, state)
+            if state.status != before:
+                self._subs.set_resource_status(session, state)
         return error is None
 
     def _headers(self, state: SubscriptionState, body: bytes) -> dict[str, str]:
