@@ -135,6 +135,10 @@ def test_every_event_arrives_through_sigkill_broker_restart_and_outage(
         "channel": {
             "type": "rest-hook",
             "endpoint": receiver.url,
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [{"url": f"{BACKPORT}/backport-payload-content", "valueCode": "id-only"}]
+            },
             "extension": [{"url": f"{BACKPORT}/backport-timeout", "valueUnsignedInt": 2}],
         },
     }
