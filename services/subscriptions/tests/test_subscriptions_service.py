@@ -279,3 +279,11 @@ def test_fhirpy_creates_a_subscription_and_reads_its_status(service: Any, receiv
     assert any(p["name"] == "status" for p in params)
     sub.refresh()
     wait_for(lambda: _status(service, str(sub.id))["status"] == "active", what="active")
+
+
+def test_heartbeats_when_nothing_happens(service: Any, receiver: Any) -> None:
+    body = subscription(receiver.url, criteria=f"CarePlan?patient=p-{uuid.uuid4().hex[:8]}", heartbeat=1)
+    assert _create(service, body).status_code == 201
+    wait_for(lambda: len(receiver.of_kind("heartbeat")) >= 2, what="two heartbeats")
+    beat = receiver.of_kind("heartbeat")[0]
+    assert beat.param("status") == "active" and beat.numbers == []
