@@ -98,3 +98,12 @@ def get_ws_token(session: Session, token: str) -> WsBindingToken | None:
 
 def purge_ws_tokens(session: Session, now: datetime) -> None:
     session.execute(delete(WsBindingToken).where(col(WsBindingToken.expires_at) < now))
+
+
+def save(session: Session, row: SubscriptionState) -> None:
+    """Mark a changed row to be written at the next flush."""
+    session.add(row)
+
+
+def remove(session: Session, row: WsBindingToken) -> None:
+    session.delete(row)

@@ -100,7 +100,7 @@ class Subscriptions:
             state.failures = 0
             state.first_failure_at = None
             state.next_attempt_at = None
-        session.add(state)
+        repository.save(session, state)
 
     def _apply(
         self, state: SubscriptionState, spec: SubscriptionSpec, owner_scope: str, owner_patient: str | None
@@ -251,7 +251,7 @@ class Subscriptions:
         assert locked is not None
         locked.acked_through = min(locked.acked_through, since - 1)
         locked.next_attempt_at = None
-        session.add(locked)
+        repository.save(session, locked)
         return mapper.parameters(
             resending_from=str(since), events_since_subscription_start=str(state.events_since_start)
         )

@@ -130,7 +130,7 @@ class RestHookSender:
                     base = as_utc(state.last_sent_at) if state.last_sent_at else at
                     state.next_attempt_at = base + timedelta(seconds=state.heartbeat_s)
                 state.lease_until = None
-                session.add(state)
+                repository.save(session, state)
                 return False
             status = self._subs.status_of(state, kind, events)
             bundle = mapper.notification_bundle(status, subscription_id=id, at=at)
@@ -147,7 +147,7 @@ class RestHookSender:
             before = state.status
             self._record(state, kind, last, error, at)
             state.lease_until = at + timedelta(seconds=LEASE_S)  # still ours until released
-            session.add(state)
+            repository.save(session, state)
             if state.status != before:
                 self._subs.set_resource_status(session, state)
         return error is None

@@ -31,14 +31,14 @@ class WebsocketChannel:
             row = repository.get_ws_token(session, token)
             if row is None or as_utc(row.expires_at) < now():
                 return None
-            session.delete(row)
+            repository.remove(session, row)
             state = repository.get_state(session, row.subscription_id, lock=True)
             if state is None or state.status == "off" or state.channel != "websocket":
                 return None
             state.handshake_done = True
             if state.status in ("requested", "error"):
                 state.status = "active"
-            session.add(state)
+            repository.save(session, state)
             self._subs.set_resource_status(session, state)
             status = self._subs.status_of(state, "handshake")
             bundle = mapper.notification_bundle(status, subscription_id=state.id, at=now())
@@ -58,7 +58,7 @@ class WebsocketChannel:
                 if events:
                     state.acked_through = events[-1].number
                     state.last_sent_at = now()
-                    session.add(state)
+                    repository.save(session, state)
                     status = self._subs.status_of(state, "event-notification", events)
                     return json.dumps(mapper.notification_bundle(status, subscription_id=state.id, at=now()))
             if binding.heartbeat_s and last_sent >= binding.heartbeat_s:
