@@ -15,6 +15,7 @@ SERVICES = [
     ("plan", "PLAN_"),
     ("sessions", "SESSIONS_"),
     ("device-gateway", "DEVICE_GATEWAY_"),
+    ("subscriptions", "SUBSCRIPTIONS_"),
 ]
 
 

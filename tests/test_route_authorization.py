@@ -24,9 +24,9 @@ from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import make_issuer, service_app
 
 # Open on purpose: the CapabilityStatement and probes; reference data (the movement-pattern catalogue, the
-# session CodeSystems) for any valid token.
+# session CodeSystems, the subscription topics) for any valid token.
 OPEN = {"/fhir/metadata", "/healthz", "/readyz", "/metrics"}
-ANY_VALID_TOKEN = ("/catalogue", "/sessions/code-systems")
+ANY_VALID_TOKEN = ("/catalogue", "/sessions/code-systems", "/subscriptions/topics")
 SERVICES = {
     "evaluation": ("relearn.evaluation", "relearn.evaluation.config", "relearn.evaluation.main"),
     "plan": ("relearn.plan", "relearn.plan.config", "relearn.plan.main"),
@@ -36,6 +36,7 @@ SERVICES = {
         "relearn.device_gateway.config",
         "relearn.device_gateway.main",
     ),
+    "subscriptions": ("relearn.subscriptions", "relearn.subscriptions.config", "relearn.subscriptions.main"),
 }
 NOBODY = "nobody-0000"
 # Members a body needs beyond its schema's required ones (a cross-field rule), merged into the example.
@@ -179,7 +180,8 @@ def test_every_route_refuses_the_wrong_callers(app: tuple[FastAPI, TestClient], 
     assert routes, "the route table is empty"
     issuer.clients.register_device("device-gateway-dev", "hub-under-test")
     callers = {
-        "wrong scope": issuer.mint("relearn-dev", "system/Basic.read"),
+        # A type no service serves (Basic is served now: the subscription topics).
+        "wrong scope": issuer.mint("relearn-dev", "system/Binary.read"),
         "another patient": issuer.mint("relearn-dev", "patient/*.read patient/*.write", patient="pat-other"),
         "device": issuer.mint("device-gateway-dev", "system/Observation.write", device="hub-under-test"),
     }

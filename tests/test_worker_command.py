@@ -19,6 +19,7 @@ SERVICES = [
     ("relearn.plan", "PLAN_"),
     ("relearn.sessions", "SESSIONS_"),
     ("relearn.device_gateway", "DEVICE_GATEWAY_"),
+    ("relearn.subscriptions", "SUBSCRIPTIONS_"),
 ]
 
 

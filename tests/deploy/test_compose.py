@@ -140,6 +140,9 @@ def test_each_service_runs_as_api_worker_and_one_shot_migration(resolved: dict[s
         "device-gateway",
         "device-gateway-worker",
         "device-gateway-migrate",
+        "subscriptions",
+        "subscriptions-worker",
+        "subscriptions-migrate",
         "front-door",
     ],
 )

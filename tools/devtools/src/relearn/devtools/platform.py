@@ -1,6 +1,6 @@
 """``make run``: the whole platform on the embedded default, as separate processes.
 
-Starts the Tansu broker, migrates and starts the four services (a SQLite file each under
+Starts the Tansu broker, migrates and starts the five services (a SQLite file each under
 ``var/``) and the front door, waits until every one is ready, prints the URLs and stops
 everything cleanly on Ctrl-C. Tests of the whole journey start the platform the same way.
 """
@@ -43,6 +43,7 @@ class PlatformSettings(BaseSettings):
     plan_port: int = 8082
     sessions_port: int = 8083
     device_gateway_port: int = 8084
+    subscriptions_port: int = 8085
     broker_port: int | None = None  # a free port when unset
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
@@ -57,6 +58,7 @@ class PlatformSettings(BaseSettings):
             plan_port=free_port(),
             sessions_port=free_port(),
             device_gateway_port=free_port(),
+            subscriptions_port=free_port(),
             var_dir=var_dir,
             database_url_template=database_url_template,
         )
@@ -67,6 +69,7 @@ class PlatformSettings(BaseSettings):
             ServiceSpec("plan", "PLAN_", self.plan_port),
             ServiceSpec("sessions", "SESSIONS_", self.sessions_port),
             ServiceSpec("device-gateway", "DEVICE_GATEWAY_", self.device_gateway_port),
+            ServiceSpec("subscriptions", "SUBSCRIPTIONS_", self.subscriptions_port),
         ]
 
     @property
@@ -107,6 +110,9 @@ class Platform:
                 f"{p}RUN_WORKERS": "true",
             }
         )
+        if spec.name == "subscriptions":
+            # Websocket subscribers connect through the front door.
+            env[f"{p}WEBSOCKET_URL"] = f"ws://{s.host}:{s.front_door_port}/subscriptions/ws"
         if s.database_url_template:
             env[f"{p}DATABASE_URL"] = s.database_url_template.format(service=spec.name.replace("-", "_"))
         else:
@@ -123,6 +129,14 @@ class Platform:
                 "FRONT_DOOR_PORT": str(s.front_door_port),
                 "FRONT_DOOR_FHIR_BASE_URL": s.fhir_base_url,
                 "FRONT_DOOR_UPSTREAMS": json.dumps(upstreams),
+                # The front door's defaults plus the subscriptions service's binding socket.
+                "FRONT_DOOR_WEBSOCKET_ROUTES": json.dumps(
+                    {
+                        "/ingest/ws": "/ingest",
+                        "/biofeedback/ws": "/streams",
+                        "/subscriptions/ws": "/subscriptions",
+                    }
+                ),
                 "FRONT_DOOR_DEV_ISSUER_URL": s.issuer_url,
                 "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),
             }

@@ -1,0 +1,230 @@
+"""The subscription topics Relearn publishes, and which domain events trigger each.
+
+Each topic is a canonical URL with the filters a Subscription may set on it (``patient``, ``pattern``,
+``stage``, ``category``). :func:`triggers` turns one domain event (CloudEvents ``type`` + ``data``) into the
+notifications it raises: the topic, the focus resource and the values the filters are matched against.
+Pure: no FastAPI, SQL, Kafka or HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from relearn.shared.events.contracts import device_metric_observation_id
+
+TOPIC_BASE = "https://relearn.health/fhir/SubscriptionTopic"
+
+
+@dataclass(frozen=True)
+class Filter:
+    name: str
+    description: str
+    # "reference" (patient: Patient/<id>) or "token" (a code)
+    kind: str = "token"
+
+
+PATIENT = Filter("patient", "The patient the focus resource is about (Patient/<id>)", "reference")
+PATTERN = Filter("pattern", "A movement pattern code of the plan activity or exercise")
+STAGE = Filter("stage", "The competence stage reached (cognitive, associative, ... as the plan codes them)")
+
+
+@dataclass(frozen=True)
+class Topic:
+    slug: str
+    title: str
+    description: str
+    resource: str  # the focus resource type
+    event_types: tuple[str, ...]
+    filters: tuple[Filter, ...]
+    category_doc: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{TOPIC_BASE}/{self.slug}"
+
+    def filter(self, name: str) -> Filter | None:
+        return next((f for f in self.filters if f.name == name), None)
+
+
+def _category(doc: str) -> Filter:
+    return Filter("category", doc)
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(
+        "plan-activated",
+        "Plan activated",
+        "A drafted CarePlan was reviewed and became active.",
+        "CarePlan",
+        ("plan.activated.v1",),
+        (PATIENT, PATTERN),
+    ),
+    Topic(
+        "plan-progressed",
+        "Plan progressed or regressed",
+        "The progression engine (or a therapist) advanced or regressed one dimension of an activity.",
+        "CarePlan",
+        ("plan.progressed.v1",),
+        (PATIENT, PATTERN, STAGE, _category("advance | regress")),
+    ),
+    Topic(
+        "competence-stage-changed",
+        "Competence stage changed",
+        "An activity moved to another stage of competence.",
+        "CarePlan",
+        ("plan.stage-changed.v1",),
+        (PATIENT, PATTERN, STAGE),
+    ),
+    Topic(
+        "goal-achieved",
+        "Goal achieved",
+        "A re-assessment found a Goal achieved (plan.updated.v1 naming achieved goals).",
+        "Goal",
+        ("plan.updated.v1",),
+        (PATIENT,),
+    ),
+    Topic(
+        "evaluation-completed",
+        "Evaluation completed",
+        "An initial evaluation or a re-assessment was recorded (its panel Observation).",
+        "Observation",
+        ("evaluation.completed.v1", "evaluation.reassessed.v1"),
+        (PATIENT, _category("initial | reassessment (the evaluation's kind)")),
+    ),
+    Topic(
+        "session-logged",
+        "Session logged",
+        "A therapy session or home practice was closed (its Encounter).",
+        "Encounter",
+        ("session.logged.v1",),
+        (PATIENT, PATTERN, _category("clinic | home (the session's setting)")),
+    ),
+    Topic(
+        "device-metric-recorded",
+        "Device metric recorded",
+        "A device metric (EMG, balance) was computed and stored as an Observation.",
+        "Observation",
+        ("device.metric-computed.v1",),
+        (PATIENT, _category("the metric code (emg-rms, sway-ellipse-area, ...)")),
+    ),
+    Topic(
+        "therapist-task-raised",
+        "Therapist task raised",
+        "The progression engine raised a question for the therapist (a FHIR Task).",
+        "Task",
+        ("plan.progressed.v1", "plan.stage-changed.v1", "plan.updated.v1"),
+        (PATIENT, PATTERN),
+    ),
+)
+
+BY_URL: Mapping[str, Topic] = {t.url: t for t in TOPICS}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One notification a domain event raises on one topic."""
+
+    topic: str  # topic URL
+    focus: str  # Type/id
+    patient: str
+    values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def matches(self, filters: Mapping[str, str]) -> bool:
+        """Every filter of a subscription (name -> value) is met by this trigger."""
+        for name, wanted in filters.items():
+            if name == "patient":
+                if wanted.removeprefix("Patient/") != self.patient:
+                    return False
+            elif wanted not in self.values.get(name, frozenset()):
+                return False
+        return True
+
+
+def _strs(*values: Any) -> frozenset[str]:
+    return frozenset(str(v) for v in values if v not in (None, ""))
+
+
+def _activity_patterns(data: Mapping[str, Any]) -> frozenset[str]:
+    acts = data.get("activities") or []
+    return _strs(*(a.get("pattern") for a in acts if isinstance(a, Mapping)))
+
+
+_GOALS_ACHIEVED = re.compile(r"(\d+) goal\(s\) achieved")
+
+
+def _achieved_goals(data: Mapping[str, Any]) -> list[str]:
+    """Goals a plan.updated.v1 reports achieved: ``goals[]`` with an achieved status when the plan sends them,
+    else the care plan itself when its reason counts achieved goals (the plan does not name them yet)."""
+    goals = data.get("goals")
+    if isinstance(goals, list):
+        out = []
+        for g in goals:
+            if isinstance(g, Mapping) and g.get("achievement") == "achieved" and g.get("goal"):
+                out.append(str(g["goal"]))
+        return out
+    m = _GOALS_ACHIEVED.search(str(data.get("reason") or ""))
+    if m and int(m.group(1)) > 0 and data.get("carePlan"):
+        return [str(data["carePlan"])]
+    return []
+
+
+def _ref(value: Any, rtype: str) -> str:
+    text = str(value)
+    return text if "/" in text else f"{rtype}/{text}"
+
+
+def triggers(event_type: str, subject: str, data: Mapping[str, Any]) -> list[Trigger]:
+    """The notifications one domain event raises (empty when no topic cares)."""
+    patient = str(data.get("patient") or subject)
+    out: list[Trigger] = []
+    t = {topic.slug: topic.url for topic in TOPICS}
+    pattern = _strs(data.get("pattern")) or _activity_patterns(data)
+    if event_type == "plan.activated.v1" and data.get("carePlan"):
+        out.append(Trigger(t["plan-activated"], str(data["carePlan"]), patient, {"pattern": pattern}))
+    elif event_type == "plan.progressed.v1" and data.get("carePlan"):
+        values = {"pattern": pattern, "stage": _strs(data.get("stage")), "category": _strs(data.get("kind"))}
+        out.append(Trigger(t["plan-progressed"], str(data["carePlan"]), patient, values))
+    elif event_type == "plan.stage-changed.v1" and data.get("carePlan"):
+        values = {"pattern": pattern, "stage": _strs(data.get("stage"), data.get("to"))}
+        out.append(Trigger(t["competence-stage-changed"], str(data["carePlan"]), patient, values))
+    elif event_type == "plan.updated.v1":
+        for goal in _achieved_goals(data):
+            out.append(Trigger(t["goal-achieved"], _ref(goal, "Goal"), patient, {}))
+    elif event_type in ("evaluation.completed.v1", "evaluation.reassessed.v1") and data.get("evaluation"):
+        kind = data.get("kind") or ("reassessment" if event_type == "evaluation.reassessed.v1" else "initial")
+        out.append(
+            Trigger(t["evaluation-completed"], str(data["evaluation"]), patient, {"category": _strs(kind)})
+        )
+    elif event_type == "session.logged.v1" and data.get("session"):
+        exercises = data.get("exercises") or []
+        patterns = _strs(*(e.get("pattern") for e in exercises if isinstance(e, Mapping)))
+        values = {"pattern": patterns, "category": _strs(data.get("setting"))}
+        out.append(Trigger(t["session-logged"], str(data["session"]), patient, values))
+    elif event_type == "device.metric-computed.v1":
+        focus = _metric_observation(data)
+        if focus is not None:
+            out.append(
+                Trigger(t["device-metric-recorded"], focus, patient, {"category": _strs(data.get("metric"))})
+            )
+    if event_type.startswith("plan."):
+        tasks: Sequence[Any] = data.get("tasks") or ([data["task"]] if data.get("task") else [])
+        for task in tasks:
+            out.append(Trigger(t["therapist-task-raised"], _ref(task, "Task"), patient, {"pattern": pattern}))
+    return out
+
+
+def _metric_observation(data: Mapping[str, Any]) -> str | None:
+    window = data.get("window") or {}
+    try:
+        start = datetime.fromisoformat(str(window["start"]))
+        end = datetime.fromisoformat(str(window["end"]))
+        oid = device_metric_observation_id(
+            str(data["patient"]), str(data["device"]), str(data["metric"]), start, end, data.get("channel")
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+    return f"Observation/{oid}"

@@ -1,0 +1,171 @@
+"""FHIR mapping: topics as Basic, SubscriptionStatus Parameters and notification Bundles (Backport IG)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from relearn.shared.fhir.dates import format_instant
+from relearn.subscriptions.domain.topics import TOPICS, Topic
+
+_XVER = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
+_BACKPORT_TOPIC = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-topic"
+)
+TOPIC_CANONICAL = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+    "capabilitystatement-subscriptiontopic-canonical"
+)
+_STATUS_PROFILE = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
+)
+_NOTIFICATION_PROFILE = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-notification-r4"
+)
+
+
+def topic_resource(topic: Topic) -> dict[str, Any]:
+    """The topic as an R4 Basic with the R5 SubscriptionTopic cross-version extensions."""
+    filters = [
+        {
+            "url": f"{_XVER}.canFilterBy",
+            "extension": [
+                {"url": "description", "valueMarkdown": f.description},
+                {"url": "resource", "valueUri": topic.resource},
+                {"url": "filterParameter", "valueString": f.name},
+            ],
+        }
+        for f in topic.filters
+    ]
+    return {
+        "resourceType": "Basic",
+        "id": f"topic-{topic.slug}",
+        "meta": {"profile": [_BACKPORT_TOPIC]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/fhir-types", "code": "SubscriptionTopic"}]},
+        "extension": [
+            {"url": f"{_XVER}.url", "valueUri": topic.url},
+            {"url": f"{_XVER}.version", "valueString": "1"},
+            {"url": f"{_XVER}.title", "valueString": topic.title},
+            {"url": f"{_XVER}.status", "valueCode": "active"},
+            {"url": f"{_XVER}.description", "valueMarkdown": topic.description},
+            {
+                "url": f"{_XVER}.eventTrigger",
+                "extension": [
+                    {
+                        "url": "description",
+                        "valueMarkdown": "Relearn domain events: " + ", ".join(topic.event_types),
+                    },
+                    {
+                        "url": "event",
+                        "valueCodeableConcept": {
+                            "coding": [
+                                {"system": "https://relearn.health/fhir/CodeSystem/event-type", "code": t}
+                                for t in topic.event_types
+                            ]
+                        },
+                    },
+                    {"url": "resource", "valueUri": topic.resource},
+                ],
+            },
+            *filters,
+            {
+                "url": f"{_XVER}.notificationShape",
+                "extension": [{"url": "resource", "valueUri": topic.resource}],
+            },
+        ],
+    }
+
+
+def topic_resources() -> list[dict[str, Any]]:
+    return [topic_resource(t) for t in TOPICS]
+
+
+@dataclass(frozen=True)
+class EventView:
+    number: int
+    occurred_at: datetime
+    focus: str | None  # None: withheld (payload empty, or the owner's scopes no longer cover it)
+
+
+def status_parameters(
+    *,
+    base_url: str,
+    subscription_id: str,
+    topic: str,
+    status: str,
+    kind: str,
+    events_since_start: int,
+    events: Sequence[EventView] = (),
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The SubscriptionStatus (backport-subscription-status-r4) Parameters."""
+    params: list[dict[str, Any]] = [
+        {
+            "name": "subscription",
+            "valueReference": {"reference": f"{base_url}/Subscription/{subscription_id}"},
+        },
+        {"name": "topic", "valueCanonical": topic},
+        {"name": "status", "valueCode": status},
+        {"name": "type", "valueCode": kind},
+        {"name": "events-since-subscription-start", "valueString": str(events_since_start)},
+    ]
+    for e in events:
+        parts: list[dict[str, Any]] = [
+            {"name": "event-number", "valueString": str(e.number)},
+            {"name": "timestamp", "valueInstant": format_instant(e.occurred_at)},
+        ]
+        if e.focus:
+            parts.append({"name": "focus", "valueReference": {"reference": f"{base_url}/{e.focus}"}})
+        params.append({"name": "notification-event", "part": parts})
+    if error:
+        params.append(
+            {"name": "error", "valueCodeableConcept": {"text": error}},
+        )
+    return {
+        "resourceType": "Parameters",
+        "id": str(uuid.uuid4()),
+        "meta": {"profile": [_STATUS_PROFILE]},
+        "parameter": params,
+    }
+
+
+def notification_bundle(status: dict[str, Any], *, subscription_id: str, at: datetime) -> dict[str, Any]:
+    """A notification (type ``history``) whose first entry is the SubscriptionStatus."""
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"profile": [_NOTIFICATION_PROFILE]},
+        "type": "history",
+        "timestamp": format_instant(at),
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{status['id']}",
+                "resource": status,
+                "request": {"method": "GET", "url": f"Subscription/{subscription_id}/$status"},
+                "response": {"status": "200"},
+            }
+        ],
+    }
+
+
+def searchset(resources: Sequence[dict[str, Any]], at: datetime) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "searchset",
+        "timestamp": format_instant(at),
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"urn:uuid:{r['id']}", "resource": r, "search": {"mode": "match"}} for r in resources
+        ],
+    }
+
+
+def parameters(**values: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": name.replace("_", "-"), "valueString": v} for name, v in values.items()],
+    }

@@ -1,0 +1,320 @@
+"""Use cases of the subscriptions service: keeping each Subscription's state as it is written, numbering the
+events that match it, and answering ``$status``, ``$events``, ``$resend`` and ``$get-ws-binding-token``."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from relearn.shared.auth.principal import Principal
+from relearn.shared.auth.scopes import parse_scopes
+from relearn.shared.fhir.dates import as_utc
+from relearn.shared.fhir.definition import ResourceDefinition
+from relearn.shared.fhir.errors import Forbidden, InvalidRequest, NotFound
+from relearn.shared.fhir.records import ResourceChange
+from relearn.shared.fhir.store import FhirStore
+from relearn.subscriptions import mapper, repository
+from relearn.subscriptions.config import Settings
+from relearn.subscriptions.domain.subscription import OWNER_PATIENT, SubscriptionSpec, parse, patient_of
+from relearn.subscriptions.domain.topics import BY_URL, Trigger
+from relearn.subscriptions.events import Incoming
+from relearn.subscriptions.schemas import DeliveryOut
+from relearn.subscriptions.tables import NotificationEvent, SubscriptionState, WsBindingToken
+
+PRINCIPAL = "relearn.principal"  # session.info key: who is writing (set by the API)
+SERVER_WRITE = "relearn.server-write"  # session.info key: the service itself updates a Subscription
+_LIVE_CACHE = "relearn.live-subscriptions"  # session.info key: live subscriptions per topic, locked
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def may_see(owner_scope: str, owner_patient: str | None, focus_type: str, patient: str) -> bool:
+    """Whether the subscriber's scopes cover reading ``focus_type`` of ``patient`` (checked at every send)."""
+    grants = [s for s in parse_scopes(owner_scope) if s.grants(focus_type, "read")]
+    if any(s.context in ("user", "system") for s in grants):
+        return True
+    return bool(grants) and owner_patient == patient
+
+
+class Subscriptions:
+    def __init__(self, store: FhirStore, rdef: ResourceDefinition, settings: Settings) -> None:
+        self.store = store
+        self.rdef = rdef
+        self.settings = settings
+        self.base_url = settings.fhir_base_url.rstrip("/")
+
+    # -- a Subscription is written (the store's write hook, in the writer's transaction) -------------
+    def on_write(self, session: Session, change: ResourceChange) -> None:
+        if change.resource_type != "Subscription" or session.info.get(SERVER_WRITE):
+            return
+        if change.kind == "delete" or change.resource is None:
+            state = repository.get_state(session, change.id, lock=True)
+            if state is not None:
+                state.status = "off"
+            return
+        spec = parse(change.resource, allow_http=self.settings.environment != "production")
+        principal: Principal | None = session.info.get(PRINCIPAL)
+        owner_scope, owner_patient = "system/*.read", None
+        if principal is not None:
+            owner_scope = principal.raw_scope
+            owner_patient = principal.patient_restriction(spec.topic.resource, "read")
+            if not principal.allows(spec.topic.resource, "read"):
+                raise Forbidden(
+                    f"Token scopes '{principal.raw_scope}' do not allow reading {spec.topic.resource}, "
+                    f"the focus of topic {spec.topic.url}"
+                )
+            if owner_patient is not None:
+                self._check_patient_owner(change.resource, spec, owner_patient)
+        state = repository.get_state(session, change.id, lock=True)
+        if state is None:
+            state = SubscriptionState(
+                id=change.id,
+                status="requested",
+                topic=spec.topic.url,
+                channel=spec.channel,
+                payload=spec.payload,
+                secret=spec.secret or secrets.token_urlsafe(32),
+            )
+            self._apply(state, spec, owner_scope, owner_patient)
+            if spec.status == "off":
+                state.status = "off"
+            repository.add(session, state)
+            return
+        restart = (
+            state.topic != spec.topic.url or state.endpoint != spec.endpoint or state.channel != spec.channel
+        )
+        self._apply(state, spec, owner_scope, owner_patient)
+        if spec.status == "off":
+            state.status = "off"
+        elif spec.status == "requested" or state.status == "off" or restart:
+            # Asked to (re)start: handshake again, retry from a clean slate; the event numbers go on.
+            state.status = "requested"
+            state.handshake_done = False
+            state.failures = 0
+            state.first_failure_at = None
+            state.next_attempt_at = None
+        repository.save(session, state)
+
+    def _apply(
+        self, state: SubscriptionState, spec: SubscriptionSpec, owner_scope: str, owner_patient: str | None
+    ) -> None:
+        state.topic = spec.topic.url
+        state.filters = json.dumps(dict(spec.filters), sort_keys=True)
+        state.channel = spec.channel
+        state.endpoint = spec.endpoint
+        state.payload = spec.payload
+        state.headers = json.dumps([list(h) for h in spec.headers])
+        state.heartbeat_s = spec.heartbeat_s
+        state.timeout_s = spec.timeout_s
+        state.max_count = spec.max_count
+        if spec.secret:
+            state.secret = spec.secret
+        state.owner_scope = owner_scope
+        state.owner_patient = owner_patient
+
+    @staticmethod
+    def _check_patient_owner(resource: dict[str, Any], spec: SubscriptionSpec, patient: str) -> None:
+        if patient_of(spec.filters) != patient:
+            raise Forbidden(
+                f"A patient-scoped token may subscribe to its own data only: add the filter "
+                f"'{spec.topic.resource}?patient=Patient/{patient}'",
+                expression="Subscription.criteria.extension('backport-filter-criteria')",
+            )
+        owners = [
+            e.get("valueReference", {}).get("reference")
+            for e in resource.get("extension") or []
+            if e.get("url") == OWNER_PATIENT
+        ]
+        if owners != [f"Patient/{patient}"]:
+            raise Forbidden(
+                f"A patient-scoped token's Subscription must carry the extension {OWNER_PATIENT} "
+                f"(valueReference Patient/{patient})",
+                expression="Subscription.extension",
+            )
+
+    # -- the notifier: number the events each subscription gets --------------------------------------
+    def record(self, session: Session, incoming: Incoming) -> int:
+        """Number ``incoming``'s triggers for every live subscription they match; returns how many.
+
+        The live subscriptions of a topic are read (and row-locked) once per consumer transaction: a batch
+        of events costs one query per topic, and the new log rows are written together at the commit. A
+        replayed event never gets here (the consumer's processed-event table); the log's unique key
+        (subscription, event, focus) backs that up.
+        """
+        recorded = 0
+        cache: dict[str, list[SubscriptionState]] = session.info.setdefault(_LIVE_CACHE, {})
+        seen: set[tuple[str, str]] = set()
+        for trigger in incoming.triggers:
+            states = cache.get(trigger.topic)
+            if states is None:
+                states = cache[trigger.topic] = list(repository.live_for_topic(session, trigger.topic))
+            for state in states:
+                if (state.id, trigger.focus) in seen or not self._wants(state, trigger):
+                    continue
+                seen.add((state.id, trigger.focus))
+                state.events_since_start += 1
+                repository.stage_event(
+                    session,
+                    NotificationEvent(
+                        subscription_id=state.id,
+                        number=state.events_since_start,
+                        source_event=incoming.id,
+                        event_type=incoming.type,
+                        focus=trigger.focus,
+                        patient=trigger.patient,
+                        occurred_at=incoming.time,
+                    ),
+                )
+                recorded += 1
+        return recorded
+
+    @staticmethod
+    def _wants(state: SubscriptionState, trigger: Trigger) -> bool:
+        filters: dict[str, str] = json.loads(state.filters)
+        if not trigger.matches(filters):
+            return False
+        focus_type = trigger.focus.split("/", 1)[0]
+        return may_see(state.owner_scope, state.owner_patient, focus_type, trigger.patient)
+
+    # -- operations ------------------------------------------------------------------------------------
+    def _owned(self, session: Session, principal: Principal, id: str) -> SubscriptionState:
+        principal.require("Subscription", "read")
+        restriction = principal.patient_restriction("Subscription", "read")
+        state = repository.get_state(session, id)
+        if state is None or (restriction is not None and state.owner_patient != restriction):
+            raise NotFound(f"Subscription/{id} is not known")
+        return state
+
+    def event_views(
+        self, state: SubscriptionState, events: Sequence[NotificationEvent]
+    ) -> list[mapper.EventView]:
+        out = []
+        for e in events:
+            visible = state.payload != "empty" and may_see(
+                state.owner_scope, state.owner_patient, e.focus.split("/", 1)[0], e.patient
+            )
+            out.append(mapper.EventView(e.number, e.occurred_at, e.focus if visible else None))
+        return out
+
+    def status(self, session: Session, principal: Principal, id: str) -> dict[str, Any]:
+        state = self._owned(session, principal, id)
+        params = self.status_of(state, "query-status")
+        return mapper.searchset([params], now())
+
+    def status_of(
+        self, state: SubscriptionState, kind: str, events: Sequence[NotificationEvent] = ()
+    ) -> dict[str, Any]:
+        return mapper.status_parameters(
+            base_url=self.base_url,
+            subscription_id=state.id,
+            topic=state.topic,
+            status=state.status,
+            kind=kind,
+            events_since_start=state.events_since_start,
+            events=self.event_views(state, events),
+            error=state.last_error if state.status == "error" else None,
+        )
+
+    def events(
+        self, session: Session, principal: Principal, id: str, since: int | None, until: int | None
+    ) -> dict[str, Any]:
+        """``$events``: the logged events ``since`` .. ``until`` (default: the last max-count)."""
+        state = self._owned(session, principal, id)
+        last = state.events_since_start
+        hi = min(until, last) if until is not None else last
+        lo = since if since is not None else max(1, hi - state.max_count + 1)
+        if lo < 1 or (until is not None and until < lo):
+            raise InvalidRequest("eventsSinceNumber must be 1 or more and not above eventsUntilNumber")
+        rows = repository.events(session, id, lo, hi, 1000)
+        bundle = mapper.notification_bundle(
+            self.status_of(state, "query-event", rows), subscription_id=id, at=now()
+        )
+        return bundle
+
+    def resend(self, session: Session, principal: Principal, id: str, since: int) -> dict[str, Any]:
+        """``$resend``: deliver again every event from ``since`` on (duplicates carry their numbers)."""
+        principal.require("Subscription", "write")
+        state = self._owned(session, principal, id)
+        if since < 1 or since > state.events_since_start:
+            raise InvalidRequest(
+                f"eventsSinceNumber must be between 1 and {state.events_since_start}",
+                expression="eventsSinceNumber",
+            )
+        locked = repository.get_state(session, id, lock=True)
+        assert locked is not None
+        locked.acked_through = min(locked.acked_through, since - 1)
+        locked.next_attempt_at = None
+        repository.save(session, locked)
+        return mapper.parameters(
+            resending_from=str(since), events_since_subscription_start=str(state.events_since_start)
+        )
+
+    def ws_binding_token(self, session: Session, principal: Principal, id: str) -> dict[str, Any]:
+        state = self._owned(session, principal, id)
+        if state.channel != "websocket":
+            raise InvalidRequest(f"Subscription/{id} is not a websocket subscription")
+        token = secrets.token_urlsafe(32)
+        expires = now() + timedelta(seconds=self.settings.ws_token_ttl_s)
+        repository.purge_ws_tokens(session, now())
+        repository.add(session, WsBindingToken(token=token, subscription_id=id, expires_at=expires))
+        return {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "token", "valueString": token},
+                {"name": "expiration", "valueDateTime": expires.isoformat()},
+                {"name": "subscription", "valueString": f"{self.base_url}/Subscription/{id}"},
+                {"name": "websocket-url", "valueUrl": self.settings.websocket_url},
+            ],
+        }
+
+    def delivery(self, session: Session, principal: Principal, id: str) -> DeliveryOut:
+        state = self._owned(session, principal, id)
+
+        def when(value: datetime | None) -> str | None:
+            return as_utc(value).isoformat() if value else None
+
+        return DeliveryOut(
+            subscription=f"Subscription/{state.id}",
+            status=state.status,
+            channel=state.channel,
+            eventsSinceSubscriptionStart=state.events_since_start,
+            acknowledgedThrough=state.acked_through,
+            pending=state.events_since_start - state.acked_through,
+            handshakeDone=state.handshake_done,
+            failures=state.failures,
+            firstFailureAt=when(state.first_failure_at),
+            nextAttemptAt=when(state.next_attempt_at),
+            lastSentAt=when(state.last_sent_at),
+            lastError=state.last_error,
+        )
+
+    # -- the service writes the status it reached into the stored Subscription -------------------------
+    def set_resource_status(self, session: Session, state: SubscriptionState) -> None:
+        stored = self.store.get(session, "Subscription", state.id)
+        if stored is None or stored.deleted:
+            return
+        resource = stored.resource()
+        wanted_error = state.last_error if state.status == "error" else None
+        if resource.get("status") == state.status and resource.get("error") == wanted_error:
+            return
+        resource["status"] = state.status
+        if wanted_error:
+            resource["error"] = wanted_error
+        else:
+            resource.pop("error", None)
+        session.info[SERVER_WRITE] = True
+        try:
+            self.store.update(session, self.rdef, state.id, resource)
+        finally:
+            session.info.pop(SERVER_WRITE, None)
+
+
+def topics_known() -> list[str]:
+    return sorted(BY_URL)

@@ -1,0 +1,140 @@
+"""The topics' triggers and the Subscription parser: pure rules, no database or broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from relearn.shared.events.contracts import device_metric_observation_id
+from relearn.shared.fhir.errors import InvalidResource
+from relearn.subscriptions.domain.backoff import retry_delay
+from relearn.subscriptions.domain.subscription import BACKPORT, parse
+from relearn.subscriptions.domain.topics import TOPIC_BASE, TOPICS, triggers
+
+
+def _topics(event_type: str, data: dict[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for t in triggers(event_type, "pat-1", {"patient": "pat-1", **data}):
+        out.setdefault(t.topic.rsplit("/", 1)[1], []).append(t.focus)
+    return out
+
+
+def test_every_topic_names_event_types_the_platform_declares() -> None:
+    from relearn.shared.events.topics import topic_for
+
+    for topic in TOPICS:
+        for event_type in topic.event_types:
+            assert topic_for(event_type)
+        assert {f.name for f in topic.filters} >= {"patient"}
+
+
+def test_plan_events_raise_their_topics_and_tasks() -> None:
+    progressed = {"carePlan": "CarePlan/cp", "kind": "regress", "pattern": "sit-to-stand", "task": "Task/t1"}
+    assert _topics("plan.progressed.v1", progressed) == {
+        "plan-progressed": ["CarePlan/cp"],
+        "therapist-task-raised": ["Task/t1"],
+    }
+    assert _topics("plan.activated.v1", {"carePlan": "CarePlan/cp", "activities": []}) == {
+        "plan-activated": ["CarePlan/cp"]
+    }
+    assert _topics("plan.stage-changed.v1", {"carePlan": "CarePlan/cp", "stage": "autonomous"}) == {
+        "competence-stage-changed": ["CarePlan/cp"]
+    }
+    updated = {"carePlan": "CarePlan/cp", "tasks": ["Task/a", "Task/b"], "reason": "hold"}
+    assert _topics("plan.updated.v1", updated) == {"therapist-task-raised": ["Task/a", "Task/b"]}
+    assert _topics("plan.drafted.v1", {"carePlan": "CarePlan/cp"}) == {}
+
+
+def test_goal_achieved_from_named_goals_or_the_reason() -> None:
+    named = {"carePlan": "CarePlan/cp", "goals": [{"goal": "Goal/g1", "achievement": "achieved"}]}
+    assert _topics("plan.updated.v1", named) == {"goal-achieved": ["Goal/g1"]}
+    counted = {"carePlan": "CarePlan/cp", "reason": "re-assessment: 1 new goal(s), 2 goal(s) achieved"}
+    assert _topics("plan.updated.v1", counted) == {"goal-achieved": ["CarePlan/cp"]}
+    none = {"carePlan": "CarePlan/cp", "reason": "0 goal(s) achieved"}
+    assert _topics("plan.updated.v1", none) == {}
+
+
+def test_filters_match_patient_pattern_stage_category() -> None:
+    [t] = triggers(
+        "plan.progressed.v1",
+        "pat-1",
+        {"carePlan": "CarePlan/cp", "kind": "advance", "pattern": "squat", "stage": "associative"},
+    )
+    assert t.matches({"patient": "Patient/pat-1", "category": "advance", "pattern": "squat"})
+    assert t.matches({"stage": "associative"})
+    assert not t.matches({"patient": "Patient/pat-2"})
+    assert not t.matches({"category": "regress"})
+
+
+def test_device_metric_focus_is_the_evaluation_observation_id() -> None:
+    data = {
+        "device": "dev-1",
+        "metric": "emg-rms",
+        "channel": "vastus-medialis-left",
+        "window": {"start": "2026-12-01T10:00:00Z", "end": "2026-12-01T10:00:01Z"},
+    }
+    [t] = triggers("device.metric-computed.v1", "pat-1", {"patient": "pat-1", **data})
+    start = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    end = datetime(2026, 12, 1, 10, 0, 1, tzinfo=UTC)
+    oid = device_metric_observation_id("pat-1", "dev-1", "emg-rms", start, end, "vastus-medialis-left")
+    assert t.focus == f"Observation/{oid}"
+    assert t.matches({"category": "emg-rms"})
+
+
+def _sub(**channel: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "criteria": f"{TOPIC_BASE}/session-logged",
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": "Encounter?patient=p1&category=home",
+                }
+            ]
+        },
+        "channel": {"type": "rest-hook", "endpoint": "https://ehr.example.org/hook", **channel},
+    }
+
+
+def test_parse_reads_the_backport_elements() -> None:
+    spec = parse(
+        _sub(
+            header=["X-Api-Key: k"],
+            extension=[
+                {"url": f"{BACKPORT}/backport-heartbeat-period", "valueUnsignedInt": 30},
+                {"url": f"{BACKPORT}/backport-max-count", "valuePositiveInt": 5},
+            ],
+        ),
+        allow_http=False,
+    )
+    assert spec.filters == {"patient": "Patient/p1", "category": "home"}
+    assert spec.headers == (("X-Api-Key", "k"),)
+    assert (spec.heartbeat_s, spec.max_count, spec.timeout_s, spec.payload) == (30, 5, 60, "empty")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"endpoint": "http://ehr.example.org/hook"}, "http://ehr.example.org/hook"),
+        ({"type": "message"}, "message"),
+        ({"header": ["no colon"]}, "header"),
+        ({"extension": [{"url": f"{BACKPORT}/backport-timeout", "valueUnsignedInt": 0}]}, "timeout"),
+    ],
+)
+def test_parse_refuses_naming_what(change: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidResource) as err:
+        parse(_sub(**change), allow_http=False)
+    assert named in str(err.value) or named in str(err.value.issues[0].expression)
+
+
+def test_retry_delays_grow_to_the_cap_with_jitter() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [retry_delay(n, base_s=0.5, cap_s=30, rng=rng) for n in range(1, 40)]
+    assert all(0.25 <= d <= 30 for d in delays)
+    assert max(delays[10:]) > 5  # grows

@@ -1,0 +1,68 @@
+"""Subscriptions at the one base URL: the front door routes Subscription, its operations, the topics and the
+websocket binding socket to the subscriptions service (the platform as ``make run`` starts it)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+from websockets.sync.client import connect
+
+from relearn.devtools.apps import wait_for
+from relearn.devtools.platform import Platform
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+
+
+def test_a_websocket_subscription_through_the_front_door(running_platform: Platform) -> None:
+    base = running_platform.settings.fhir_base_url
+    auth = {"Authorization": f"Bearer {running_platform.token()}"}
+    meta = httpx.get(f"{base}/metadata", timeout=30).json()
+    sub_entry = next(r for r in meta["rest"][0]["resource"] if r["type"] == "Subscription")
+    assert len(sub_entry["extension"]) == 8  # the topic canonicals survive the merge
+    topics = httpx.get(f"{base}/Basic", params={"code": "SubscriptionTopic"}, headers=auth, timeout=30).json()
+    assert topics["total"] == 8
+
+    body = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "front door",
+        "criteria": "https://relearn.health/fhir/SubscriptionTopic/plan-activated",
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": f"CarePlan?patient=p-{uuid.uuid4().hex[:6]}",
+                }
+            ]
+        },
+        "channel": {
+            "type": "websocket",
+            "extension": [{"url": f"{BACKPORT}/backport-heartbeat-period", "valueUnsignedInt": 1}],
+        },
+    }
+    resp = httpx.post(f"{base}/Subscription", json=body, headers=auth, timeout=30)
+    assert resp.status_code == 201, resp.text
+    sid = resp.json()["id"]
+    token = httpx.post(f"{base}/Subscription/{sid}/$get-ws-binding-token", headers=auth, timeout=30).json()
+    params = {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in token["parameter"]}
+    door = (
+        f"ws://{running_platform.settings.host}:{running_platform.settings.front_door_port}/subscriptions/ws"
+    )
+    assert params["websocket-url"] == door
+    with connect(door, open_timeout=30) as ws:
+        ws.send(f"bind-with-token {params['token']}")
+        kinds = []
+        for _ in range(2):  # the handshake, then a heartbeat
+            bundle = json.loads(ws.recv(timeout=30))
+            status = bundle["entry"][0]["resource"]["parameter"]
+            kinds.append(next(p["valueCode"] for p in status if p["name"] == "type"))
+    assert kinds == ["handshake", "heartbeat"]
+
+    def active() -> bool:
+        status = httpx.get(f"{base}/Subscription/{sid}/$status", headers=auth, timeout=30).json()
+        params = status["entry"][0]["resource"]["parameter"]
+        return any(p["name"] == "status" and p["valueCode"] == "active" for p in params)
+
+    wait_for(active, what="the subscription active")
