@@ -26,12 +26,17 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 
 from relearn.devtools.bench import BenchContext, report
-from relearn.shared.db import make_engine, transaction
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import ensure_topics, producer_config
-from relearn.shared.events.topics import PLAN_EVENTS, all_topics
+from relearn.shared.events import (
+    PLAN_EVENTS,
+    CloudEvent,
+    EventConsumer,
+    all_topics,
+    ensure_topics,
+    producer_config,
+)
+from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine, transaction
 from relearn.subscriptions.config import Settings
 from relearn.subscriptions.handlers import notifier_handlers
 from relearn.subscriptions.main import build
@@ -83,7 +88,7 @@ def _subscription(endpoint: str, patient: str, max_count: int) -> dict[str, Any]
         "resourceType": "Subscription",
         "status": "requested",
         "reason": "bench",
-        "criteria": "https://relearn.health/fhir/SubscriptionTopic/plan-progressed",
+        "criteria": f"{CANONICAL_URL}/SubscriptionTopic/plan-progressed",
         "_criteria": {
             "extension": [
                 {"url": f"{BACKPORT}/backport-filter-criteria", "valueString": f"CarePlan?patient={patient}"}

@@ -38,6 +38,7 @@ SERVICES = {
     "plan": "plan",
     "sessions": "sessions",
     "device-gateway": "device_gateway",
+    "subscriptions": "subscriptions",
 }
 ALL_APPS = {**SERVICES, "front-door": "front_door"}
 

@@ -11,6 +11,7 @@ from websockets.sync.client import connect
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.platform import Platform
+from relearn.shared.fhir import CANONICAL_URL
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 
@@ -28,7 +29,7 @@ def test_a_websocket_subscription_through_the_front_door(running_platform: Platf
         "resourceType": "Subscription",
         "status": "requested",
         "reason": "front door",
-        "criteria": "https://relearn.health/fhir/SubscriptionTopic/plan-activated",
+        "criteria": f"{CANONICAL_URL}/SubscriptionTopic/plan-activated",
         "_criteria": {
             "extension": [
                 {

@@ -17,9 +17,7 @@ from kafka import KafkaProducer
 
 from relearn.devtools.apps import make_issuer, service_app
 from relearn.devtools.broker import TansuBroker, free_port
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import producer_config
-from relearn.shared.events.topics import topic_for
+from relearn.shared.events import CloudEvent, producer_config, topic_for
 from relearn.subscriptions.config import Settings
 from relearn.subscriptions.main import create_app
 

@@ -24,9 +24,8 @@ from kafka import KafkaProducer
 
 from relearn.devtools.apps import AUDIENCE, FHIR_BASE, ISSUER, make_issuer, wait_for
 from relearn.devtools.broker import TansuBroker, free_port
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import producer_config
-from relearn.shared.events.topics import PLAN_EVENTS
+from relearn.shared.events import PLAN_EVENTS, CloudEvent, producer_config
+from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.migrations import upgrade
 
 OUTAGE_S = float(os.environ.get("RELEARN_TEST_SUBSCRIPTION_OUTAGE_S", "10"))
@@ -126,7 +125,7 @@ def test_every_event_arrives_through_sigkill_broker_restart_and_outage(
         "resourceType": "Subscription",
         "status": "requested",
         "reason": "crash test",
-        "criteria": "https://relearn.health/fhir/SubscriptionTopic/plan-progressed",
+        "criteria": f"{CANONICAL_URL}/SubscriptionTopic/plan-progressed",
         "_criteria": {
             "extension": [
                 {"url": f"{BACKPORT}/backport-filter-criteria", "valueString": f"CarePlan?patient={patient}"}

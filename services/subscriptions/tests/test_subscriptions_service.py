@@ -11,8 +11,9 @@ import httpx
 from fhirpy import SyncFHIRClient
 
 from relearn.devtools.apps import wait_for
+from relearn.shared.fhir import CANONICAL_URL
 
-TOPIC = "https://relearn.health/fhir/SubscriptionTopic"
+TOPIC = f"{CANONICAL_URL}/SubscriptionTopic"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 SECRET = "a-long-enough-shared-secret"
 
@@ -53,7 +54,7 @@ def subscription(
         },
         "extension": [
             {
-                "url": "https://relearn.health/fhir/StructureDefinition/subscription-secret",
+                "url": f"{CANONICAL_URL}/StructureDefinition/subscription-secret",
                 "valueString": SECRET,
             },
             *(extension or []),
@@ -218,7 +219,7 @@ def test_patient_tokens_subscribe_to_their_own_data_only(service: Any, receiver:
     me, other = f"p-{uuid.uuid4().hex[:8]}", f"p-{uuid.uuid4().hex[:8]}"
     owner = [
         {
-            "url": "https://relearn.health/fhir/StructureDefinition/subscription-patient",
+            "url": f"{CANONICAL_URL}/StructureDefinition/subscription-patient",
             "valueReference": {"reference": f"Patient/{me}"},
         }
     ]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from relearn.shared.events.contracts import device_metric_observation_id
-from relearn.shared.fhir.errors import InvalidResource
+from relearn.shared.fhir import InvalidResource
 from relearn.subscriptions.domain.backoff import retry_delay
 from relearn.subscriptions.domain.subscription import BACKPORT, parse
 from relearn.subscriptions.domain.topics import TOPIC_BASE, TOPICS, triggers
@@ -22,7 +22,7 @@ def _topics(event_type: str, data: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def test_every_topic_names_event_types_the_platform_declares() -> None:
-    from relearn.shared.events.topics import topic_for
+    from relearn.shared.events import topic_for
 
     for topic in TOPICS:
         for event_type in topic.event_types:

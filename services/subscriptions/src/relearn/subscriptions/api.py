@@ -12,10 +12,9 @@ from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.auth.principal import Principal
-from relearn.shared.deps import SessionDep
-from relearn.shared.fhir.response import FhirResponse
+from relearn.shared.auth import Principal, PrincipalDep
+from relearn.shared.fhir import FhirResponse
+from relearn.shared.service import SessionDep
 from relearn.subscriptions.domain.topics import TOPICS
 from relearn.subscriptions.schemas import DeliveryOut, TopicOut
 from relearn.subscriptions.service import PRINCIPAL, Subscriptions

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relearn.shared.cli import service_main
+from relearn.shared.service import service_main
 from relearn.subscriptions.config import Settings
 from relearn.subscriptions.main import consumers, create_app
 

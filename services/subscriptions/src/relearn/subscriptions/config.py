@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.service import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.topics import DEVICE_METRICS, EVALUATION_EVENTS, PLAN_EVENTS, SESSIONS_EVENTS
+from relearn.shared.events import DEVICE_METRICS, EVALUATION_EVENTS, PLAN_EVENTS, SESSIONS_EVENTS, CloudEvent
 from relearn.subscriptions.domain.topics import TOPICS, Trigger, triggers
 
 CONSUMED_TOPICS = (PLAN_EVENTS, EVALUATION_EVENTS, SESSIONS_EVENTS, DEVICE_METRICS)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from relearn.shared.events.consumer import Handler
-from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events import CloudEvent, Handler
 from relearn.subscriptions.events import EVENT_TYPES, decode
 from relearn.subscriptions.service import Subscriptions
 

@@ -9,16 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.engine import Engine
 
-from relearn.shared.app import create_service_app, fhir_store
-from relearn.shared.auth.dependency import TokenVerifier
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.fhir.capability import capability_statement
-from relearn.shared.fhir.publishing import publish_shipped
-from relearn.shared.fhir.response import FhirResponse
-from relearn.shared.fhir.routes import fhir_router
-from relearn.shared.fhir.store import FhirStore
-from relearn.shared.settings import ServiceSettings
-from relearn.shared.workers import BackgroundWorker
+from relearn.shared.auth import TokenVerifier
+from relearn.shared.events import EventConsumer
+from relearn.shared.fhir import (
+    CANONICAL_URL,
+    FhirResponse,
+    FhirStore,
+    capability_statement,
+    fhir_router,
+    publish_shipped,
+)
+from relearn.shared.service import BackgroundWorker, ServiceSettings, create_service_app, fhir_store
 from relearn.subscriptions import mapper
 from relearn.subscriptions.api import domain_router, operations_router, remember_principal, websocket_router
 from relearn.subscriptions.config import Settings
@@ -76,7 +77,7 @@ def capability(settings: Settings) -> dict[str, Any]:
                     "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
                     f"backport-subscription-{op}"
                     if op != "resend"
-                    else "https://relearn.health/fhir/OperationDefinition/subscription-resend",
+                    else f"{CANONICAL_URL}/OperationDefinition/subscription-resend",
                 }
                 for op in _OPERATIONS
             ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from relearn.shared.fhir.dates import format_instant
+from relearn.shared.fhir import CANONICAL_URL, format_instant
 from relearn.subscriptions.domain.topics import TOPICS, Topic
 
 _XVER = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
@@ -62,7 +62,7 @@ def topic_resource(topic: Topic) -> dict[str, Any]:
                         "url": "event",
                         "valueCodeableConcept": {
                             "coding": [
-                                {"system": "https://relearn.health/fhir/CodeSystem/event-type", "code": t}
+                                {"system": f"{CANONICAL_URL}/CodeSystem/event-type", "code": t}
                                 for t in topic.event_types
                             ]
                         },

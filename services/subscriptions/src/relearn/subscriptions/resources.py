@@ -12,8 +12,14 @@ from collections.abc import Sequence
 from fhir.resources.R4B.basic import Basic
 from fhir.resources.R4B.subscription import Subscription
 
-from relearn.shared.fhir.definition import PUBLISHED_INTERACTIONS, ResourceDefinition, Validator
-from relearn.shared.fhir.search_params import reference, string, token
+from relearn.shared.fhir import (
+    PUBLISHED_INTERACTIONS,
+    ResourceDefinition,
+    Validator,
+    reference,
+    string,
+    token,
+)
 from relearn.subscriptions.config import Settings
 from relearn.subscriptions.domain.subscription import PROFILE, parse
 

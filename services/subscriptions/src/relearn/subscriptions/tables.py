@@ -7,10 +7,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-import relearn.shared.events.consumer
-import relearn.shared.events.outbox
-import relearn.shared.fhir.tables
-import relearn.shared.idempotency  # noqa: F401  (idempotency keys; the FHIR store, outbox and processed-event tables)
+import relearn.shared.tables  # noqa: F401  (the plumbing tables, for the metadata)
 
 
 def _now() -> datetime:

@@ -41,8 +41,13 @@ if TYPE_CHECKING:
     from relearn.shared.fhir.canonical import code_system as code_system
     from relearn.shared.fhir.canonical import identifier_system as identifier_system
     from relearn.shared.fhir.canonical import structure_definition as structure_definition
+    from relearn.shared.fhir.capability import capability_statement as capability_statement
+    from relearn.shared.fhir.dates import as_utc as as_utc
+    from relearn.shared.fhir.dates import format_instant as format_instant
+    from relearn.shared.fhir.definition import PUBLISHED_INTERACTIONS as PUBLISHED_INTERACTIONS
     from relearn.shared.fhir.definition import Interaction as Interaction
     from relearn.shared.fhir.definition import ResourceDefinition as ResourceDefinition
+    from relearn.shared.fhir.definition import Validator as Validator
     from relearn.shared.fhir.definition import published_code_systems as published_code_systems
     from relearn.shared.fhir.errors import Conflict as Conflict
     from relearn.shared.fhir.errors import FhirError as FhirError
@@ -77,6 +82,7 @@ if TYPE_CHECKING:
     from relearn.shared.fhir.response import FHIR_JSON as FHIR_JSON
     from relearn.shared.fhir.response import FhirResponse as FhirResponse
     from relearn.shared.fhir.response import RawJson as RawJson
+    from relearn.shared.fhir.router import fhir_router as fhir_router
     from relearn.shared.fhir.search_params import SearchParam as SearchParam
     from relearn.shared.fhir.search_params import date as date
     from relearn.shared.fhir.search_params import number as number
@@ -150,6 +156,12 @@ _EXPORTS: dict[str, str] = {
     "MAX_COUNT": "search_parse",
     "OFFSET_PARAM": "search_parse",
     "ID_PATTERN": "validation",
+    "capability_statement": "capability",
+    "as_utc": "dates",
+    "format_instant": "dates",
+    "PUBLISHED_INTERACTIONS": "definition",
+    "Validator": "definition",
+    "fhir_router": "router",
     "FhirResource": "tables",
     "BundleRequest": "transaction",
     "error_entry": "transaction",

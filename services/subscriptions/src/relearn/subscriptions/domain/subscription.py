@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from relearn.shared.fhir.errors import InvalidResource
+from relearn.shared.fhir import CANONICAL_URL, InvalidResource
 from relearn.subscriptions.domain.topics import BY_URL, Topic
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -24,9 +24,9 @@ HEARTBEAT = f"{BACKPORT}/backport-heartbeat-period"
 TIMEOUT = f"{BACKPORT}/backport-timeout"
 MAX_COUNT = f"{BACKPORT}/backport-max-count"
 # Relearn's: the secret notifications are signed with (HMAC-SHA256 of the body, X-Relearn-Signature).
-SECRET = "https://relearn.health/fhir/StructureDefinition/subscription-secret"
+SECRET = f"{CANONICAL_URL}/StructureDefinition/subscription-secret"
 # Relearn's, set by the server: the patient a patient-scoped token subscribed for (compartment).
-OWNER_PATIENT = "https://relearn.health/fhir/StructureDefinition/subscription-patient"
+OWNER_PATIENT = f"{CANONICAL_URL}/StructureDefinition/subscription-patient"
 
 CHANNELS = ("rest-hook", "websocket")
 PAYLOADS = ("empty", "id-only", "full-resource")

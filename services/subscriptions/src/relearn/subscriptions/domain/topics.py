@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from relearn.shared.events.contracts import device_metric_observation_id
+from relearn.shared.fhir import CANONICAL_URL
 
-TOPIC_BASE = "https://relearn.health/fhir/SubscriptionTopic"
+TOPIC_BASE = f"{CANONICAL_URL}/SubscriptionTopic"
 
 
 @dataclass(frozen=True)

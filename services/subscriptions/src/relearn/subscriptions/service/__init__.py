@@ -11,13 +11,16 @@ from typing import Any
 
 from sqlmodel import Session
 
-from relearn.shared.auth.principal import Principal
-from relearn.shared.auth.scopes import parse_scopes
-from relearn.shared.fhir.dates import as_utc
-from relearn.shared.fhir.definition import ResourceDefinition
-from relearn.shared.fhir.errors import Forbidden, InvalidRequest, NotFound
-from relearn.shared.fhir.records import ResourceChange
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.auth import Principal, parse_scopes
+from relearn.shared.fhir import (
+    FhirStore,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ResourceChange,
+    ResourceDefinition,
+    as_utc,
+)
 from relearn.subscriptions import mapper, repository
 from relearn.subscriptions.config import Settings
 from relearn.subscriptions.domain.subscription import OWNER_PATIENT, SubscriptionSpec, parse, patient_of

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from relearn.shared.db import transaction
-from relearn.shared.fhir.dates import as_utc
+from relearn.shared.fhir import as_utc
+from relearn.shared.service import transaction
 from relearn.subscriptions import mapper, repository
 from relearn.subscriptions.service import Subscriptions, now
 
