@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -284,3 +285,79 @@ def load_recording_frames(session: Session, stream_id: str) -> list[SensorFrame]
             )
         )
     return frames
+
+
+FRAME_CHUNK = 256
+"""Frames read per query when a recording is streamed back (`iter_frames`): a few MiB at most."""
+
+
+def iter_frames(
+    session: Session,
+    stream_id: str,
+    *,
+    from_sequence: int = 0,
+    before_sequence: int | None = None,
+    chunk: int = FRAME_CHUNK,
+) -> Iterator[SensorFrame]:
+    """The stored frames of a stream with ``from_sequence <= sequence < before_sequence``, in sequence order,
+    read ``chunk`` rows per query (keyset pagination), so memory stays bounded however long the recording.
+
+    Unlike `load_recording_frames` the samples stay the float64 block as stored (a read-only numpy view of
+    the row's bytes, never Python lists); `to_arrays()` works on them as on any frame.
+    """
+    stream = session.get(StreamRecord, stream_id)
+    if stream is None or stream.layout is None:
+        return
+    layout = stream.layout
+    channels = [Channel.model_validate(c) for c in layout["channels"]]
+    adc = Adc.model_validate(layout["adc"]) if layout.get("adc") else None
+    width = len(channels)
+    rate = float(layout["samplingRateHz"])
+    stream_type = StreamType(stream.stream_type)
+    after = from_sequence - 1
+    while True:
+        query = select(
+            col(FrameRecord.sequence),
+            col(FrameRecord.device_id),
+            col(FrameRecord.start_time),
+            col(FrameRecord.n_samples),
+            col(FrameRecord.sample_data),
+            col(FrameRecord.time_data),
+        ).where(col(FrameRecord.stream_id) == stream_id, col(FrameRecord.sequence) > after)
+        if before_sequence is not None:
+            query = query.where(col(FrameRecord.sequence) < before_sequence)
+        rows = session.execute(query.order_by(col(FrameRecord.sequence)).limit(chunk)).all()
+        for sequence, device_id, start_time, n, sample_data, time_data in rows:
+            values = np.frombuffer(sample_data, dtype="<f8").reshape(n, width)
+            times = np.frombuffer(time_data, dtype="<f8") if time_data is not None else None
+            yield SensorFrame.model_construct(
+                device_id=device_id,
+                stream_type=stream_type,
+                stream_id=stream_id,
+                sequence=int(sequence),
+                start_time=_aware(start_time) or start_time,
+                sampling_rate_hz=rate,
+                channels=channels,
+                adc=adc,
+                samples=values,  # type: ignore[arg-type]  # an ndarray serves where a list is declared
+                timestamps=times,  # type: ignore[arg-type]
+            )
+        if len(rows) < chunk:
+            return
+        after = int(rows[-1][0])
+
+
+def frame_at(session: Session, stream_id: str, at: datetime) -> int | None:
+    """The sequence of the last stored frame that starts at or before ``at`` (None: none does)."""
+    found = session.execute(
+        select(func.max(col(FrameRecord.sequence))).where(
+            col(FrameRecord.stream_id) == stream_id, col(FrameRecord.start_time) <= at
+        )
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def stored_samples(session: Session, stream_id: str) -> int | None:
+    """How many samples the stream has stored (its counter), None for an unknown stream."""
+    stream = session.get(StreamRecord, stream_id)
+    return None if stream is None else int(stream.samples)

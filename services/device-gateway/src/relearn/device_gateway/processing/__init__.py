@@ -32,9 +32,12 @@ def metrics_consumer(
     """The metrics consumer; `processor` holds the per-stream state (a new one by default)."""
     if processor is None:
         limits = settings if isinstance(settings, Settings) else Settings()
+        # Frames are stored before their events exist: no recording is kept in memory while streaming, the
+        # close reads it back from the frames table (at most metrics_recording_mib).
         processor = MetricsProcessor(
             max_streams=limits.metrics_max_open_streams,
-            recording_bytes=int(limits.metrics_recording_mib * 1024 * 1024),
+            recording_bytes=0,
+            close_bytes=int(limits.metrics_recording_mib * 1024 * 1024),
         )
     return EventConsumer(
         engine,

@@ -1,33 +1,39 @@
-"""The metrics stream processor: raw frame events in, `device.metric-computed.v1` events out.
+"""The metrics stream processor: raw frame events in, `device.metric-computed.v1` events out, at least once.
 
 Per stream (consumer group `device-gateway-metrics`, both raw topics, partitioned by device so a stream's
 events come in order to one member):
 
 - frame events go into a `StreamAssembler` aligned on the stream's `origin` from the event, so any process
-  that picks a stream up cuts the same windows. EMG streams give per-channel metrics on every complete 1 s
-  window (RMS, envelope peak, median frequency, %MVC when the binding has the channel's MVC). Balance
-  streams give no window metrics: posturography measures are defined on whole trials (30-60 s; the spectral
-  ones need the 0.15 Hz band), 5 s numbers would only be noise in the record, and live sway feedback is the
-  gateway's biofeedback socket's job;
+  that picks a stream up cuts the same windows. EMG streams give per-channel metrics on every 1 s window
+  (RMS, envelope peak, median frequency, %MVC when the binding has the channel's MVC). Balance streams give
+  no window metrics: posturography measures are defined on whole trials (30-60 s; the spectral ones need the
+  0.15 Hz band), 5 s numbers would only be noise in the record, and live sway feedback is the biofeedback
+  socket's job;
 - a stream-closed event gives the whole-recording metrics (EMG: RMS, envelope peak with the envelope as a
-  waveform, median frequency, %MVC, onset latency per channel against the protocol's synergist or cue, co-
-  contraction for the declared pairs, each `measured`, `not-detected` or `not-computable`; balance: the COP
+  waveform, median frequency, %MVC, onset latency per channel against the protocol's synergist or cue,
+  co-contraction for the declared pairs, each `measured`, `not-detected` or `not-computable`; balance: the COP
   trial metrics) and, for a balance trial with eyes closed or open, the Romberg quotient against the latest
   opposite-vision trial of the same patient and surface; then `device.stream-metrics-completed.v1` listing
   them (also when the stream had no samples). Then the stream's state is dropped.
 
-Memory is bounded: each assembler holds a ring of three windows plus a recording of at most `recording_s`
-and `recording_bytes` (32 MiB: 217 s of 8 channels at 2148 Hz), and at most `max_streams` (32) assemblers are
-kept, the least recently fed evicted first: about 1 GiB at worst. A stream whose assembler was evicted,
-started mid-way (after a restart or rebalance), outgrew the bound, or has gaps is rebuilt at close from the
-gateway's frames table, the recording of record (up to `recording_s`, 300 s, for whole-recording metrics).
+At least once, never silently missing (docs/reliability.md, "Window metrics after a crash"): the frames
+table is the recording of record (ingest stores a frame before its event exists). Every EMG window whose
+metrics are staged is recorded in `metrics_window` in the same transaction (the consumer commits its offsets
+only after that transaction), and metric events derive their Observation ids from (patient, device, metric,
+window, channel), so sending one twice updates one Observation. A processor without state for a stream (a
+restart after a crash, a partition move, an eviction, a rolled-back batch) rebuilds the first window not
+recorded from the stored frames before it takes the event's frame; a sequence jump (raw events a broker
+lost) is filled from the stored frames too. At close the recording is streamed back from the frames table in
+chunks: every window not yet recorded as measured is computed from it (or recorded as a `gap`: its metrics
+are sent `not-computable` with the reason, an Observation with a dataAbsentReason), the last window the
+recording ends inside is sent flagged `partial` with its real span, and the whole-recording metrics cover
+the whole recording up to `close_bytes` of samples (beyond that they say which span they cover: `partial`
+with the reason).
 
-Every metric event is staged in the handler's transaction (the same one that records the raw event as
-processed), so a replayed raw event gives no second metric event. If that transaction rolls back, the
-in-memory state of every stream it fed is dropped and the streams it closed count as open again, so nothing
-half-applied is trusted later and the events, handled again (the consumer replays a rolled-back batch one
-event at a time), start those streams afresh (a window already under way when the batch began is then not
-reported; the close rebuilds the recording from the frames table).
+Memory: each assembler holds a ring of three windows (plus, only where frames are not stored - tests and
+embedded feeds - an in-memory recording of at most `recording_bytes`); at most `max_streams` assemblers are
+kept, the least recently fed evicted first. The close holds one recording at a time, at most `close_bytes`
+of samples, and computes channel by channel.
 """
 
 from __future__ import annotations
@@ -35,12 +41,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing import compute
@@ -56,10 +63,10 @@ from relearn.device_gateway.processing.events import (
     completed_event,
     metric_event,
 )
-from relearn.device_gateway.processing.tables import BalanceTrialRecord
+from relearn.device_gateway.processing.tables import BalanceTrialRecord, WindowRecord
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
-from relearn.device_gateway.signals.windows import Recording, StreamAssembler
-from relearn.device_gateway.stream_store import load_recording_frames
+from relearn.device_gateway.signals.windows import Recording, RecordingBuilder, StreamAssembler, Window
+from relearn.device_gateway.stream_store import frame_at, iter_frames, stored_samples
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.outbox import stage_many
 
@@ -72,6 +79,11 @@ _UNDO = "relearn.metrics-processor.undo"
 
 EMG_WINDOW_S = 1.0
 BALANCE_WINDOW_S = 5.0  # the assembler needs a window; balance windows give no metrics (module docstring)
+
+MEASURED = "measured"
+PARTIAL = "partial"
+GAP = "gap"
+NO_SAMPLES = "no samples in this window: the stream was silent or its frames are missing"
 
 
 @dataclass
@@ -94,6 +106,10 @@ class ProcessorStats:
     recording_metrics: int = 0
     rebuilt: int = 0
     evicted: int = 0
+    # Windows computed from stored frames (state rebuilt, a jump filled, or at close), gaps and partial ones.
+    windows_from_store: int = 0
+    window_gaps: int = 0
+    partial_windows: int = 0
     by_metric: dict[str, int] = field(default_factory=dict)
 
 
@@ -106,7 +122,8 @@ class MetricsProcessor:
         max_streams: int = 32,
         recording_s: float = 300.0,
         recording_bytes: int = 32 * 1024 * 1024,
-        load_frames: FrameLoader = load_recording_frames,
+        close_bytes: int = 128 * 1024 * 1024,
+        load_frames: FrameLoader | None = None,
         remember_closed: int = 4096,
     ) -> None:
         if max_streams < 1:
@@ -114,6 +131,7 @@ class MetricsProcessor:
         self.max_streams = max_streams
         self.recording_s = recording_s
         self.recording_bytes = recording_bytes
+        self.close_bytes = close_bytes
         self._load_frames = load_frames
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._closed: OrderedDict[str, None] = OrderedDict()
@@ -134,62 +152,176 @@ class MetricsProcessor:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    # -- stored frames ---------------------------------------------------------------------------------
+    def _frames(
+        self, session: Session, stream: str, from_sequence: int = 0, before: int | None = None
+    ) -> Iterator[SensorFrame]:
+        """The stored frames of a stream in sequence order, `from_sequence <= sequence < before`."""
+        if self._load_frames is None:
+            yield from iter_frames(session, stream, from_sequence=from_sequence, before_sequence=before)
+            return
+        for frame in self._load_frames(session, stream):
+            if frame.sequence >= from_sequence and (before is None or frame.sequence < before):
+                yield frame
+
+    def _frame_at(self, session: Session, stream: str, at: datetime) -> int | None:
+        if self._load_frames is None:
+            return frame_at(session, stream, at)
+        found = [f.sequence for f in self._load_frames(session, stream) if f.start_time <= at]
+        return max(found) if found else None
+
     # -- frame -----------------------------------------------------------------------------------------
     def on_frame(self, session: Session, event: CloudEvent) -> None:
         data = FrameReceived.model_validate(event.data)
+        emg = data.stream_type is StreamType.EMG
+        windows: list[Window] = []
         with self._lock:
             if data.stream in self._closed:
                 logger.info("frame for a closed stream ignored", extra={"stream": data.stream})
                 return
-            state = self._state(data)
+            state = self._streams.get(data.stream)
             self._undo(session).fed.add(data.stream)
+            if state is None:
+                state = self._state(data)
+                if emg:
+                    windows.extend(self._rebuild(session, data, state))
+            else:
+                self._streams.move_to_end(data.stream)
+                expected = state.assembler.expected_sequence
+                if emg and expected is not None and data.frame.sequence > expected:
+                    windows.extend(self._fill(session, data, state, expected))
             result = state.assembler.push(data.frame)
-            if not result.accepted:
-                return
-            state.frames += 1
-            windows = result.windows
-        if data.stream_type is not StreamType.EMG:
-            return
-        computed: list[Computed] = []
-        for window in windows:
-            try:
-                computed.extend(compute.emg_window(window, data.mvc))
-            except ValueError as exc:
-                logger.warning(
-                    "window metrics failed",
-                    extra={"stream": data.stream, "window": window.index, "error": str(exc)},
-                )
-        self._emit(session, data, computed)
-        self.stats.window_metrics += len(computed)
+            if result.accepted:
+                state.frames += 1
+                windows.extend(result.windows)
+        if emg and windows:
+            self._emit(session, data, self._window_metrics(session, data, windows))
 
     def _state(self, data: FrameReceived) -> _Stream:
-        state = self._streams.get(data.stream)
-        if state is not None:
-            self._streams.move_to_end(data.stream)
-            return state
         while len(self._streams) >= self.max_streams:
             evicted, _ = self._streams.popitem(last=False)
             self.stats.evicted += 1
             logger.warning(
-                "too many open streams: the least recently fed is dropped and rebuilt at close",
+                "too many open streams: the least recently fed is dropped and rebuilt from the frames table",
                 extra={"stream": evicted, "max_streams": self.max_streams},
             )
         window = EMG_WINDOW_S if data.stream_type is StreamType.EMG else BALANCE_WINDOW_S
-        # The recording kept in memory fits `recording_bytes`; a longer one is rebuilt at close.
+        # Only where frames are not stored is a recording kept in memory (at most `recording_bytes`).
         row_bytes = 8 * (len(data.frame.channels) + 1) * data.frame.sampling_rate_hz
         recording_s = min(self.recording_s, self.recording_bytes / row_bytes)
         assembler = StreamAssembler(
-            window_s=window, buffer_s=3 * window, recording_s=recording_s, origin=data.origin
+            window_s=window,
+            buffer_s=3 * window,
+            recording_s=recording_s if recording_s > 0 else None,
+            origin=data.origin,
         )
         state = self._streams[data.stream] = _Stream(assembler)
         return state
 
+    def _rebuild(self, session: Session, data: FrameReceived, state: _Stream) -> list[Window]:
+        """A stream this processor has no state for (first frame, restart, partition move, eviction,
+        rollback): feed it the stored frames from the first window not yet recorded up to this frame."""
+        if data.origin is None or data.frame.sequence == 0:
+            return []
+        done = session.execute(
+            select(func.max(col(WindowRecord.window_index))).where(col(WindowRecord.stream_id) == data.stream)
+        ).scalar_one_or_none()
+        first = 0 if done is None else int(done) + 1
+        at = data.origin + timedelta(seconds=first * EMG_WINDOW_S)
+        start = self._frame_at(session, data.stream, at) or 0
+        windows: list[Window] = []
+        pushed = 0
+        for frame in self._frames(session, data.stream, start, data.frame.sequence):
+            result = state.assembler.push(frame)
+            if result.accepted:
+                state.frames += 1
+                pushed += 1
+                windows.extend(w for w in result.windows if w.index >= first)
+        if pushed:
+            self.stats.rebuilt += 1
+            self.stats.windows_from_store += len(windows)
+            logger.info(
+                "stream state rebuilt from the frames table",
+                extra={"stream": data.stream, "from_window": first, "frames": pushed},
+            )
+        return windows
+
+    def _fill(self, session: Session, data: FrameReceived, state: _Stream, expected: int) -> list[Window]:
+        """Frames expected .. this one - 1 never came as events (a broker that lost them, or a device gap):
+        push those that are stored, so their windows are whole."""
+        windows: list[Window] = []
+        pushed = 0
+        for frame in self._frames(session, data.stream, expected, data.frame.sequence):
+            result = state.assembler.push(frame)
+            if result.accepted:
+                state.frames += 1
+                pushed += 1
+                windows.extend(result.windows)
+        if pushed:
+            self.stats.windows_from_store += len(windows)
+            logger.info(
+                "frames whose events never came were read from the frames table",
+                extra={"stream": data.stream, "frames": pushed},
+            )
+        return windows
+
+    # -- windows ---------------------------------------------------------------------------------------
+    def _window_metrics(
+        self, session: Session, data: StreamEvent, windows: Sequence[Window], *, last: Window | None = None
+    ) -> list[Computed]:
+        """The metrics of each window (or, where it cannot be computed, its gap), each window recorded."""
+        out: list[Computed] = []
+        for window in [*windows, *([last] if last is not None else [])]:
+            if window is last:
+                got = compute.emg_last_window(window, EMG_WINDOW_S, data.mvc)
+            elif window.complete:
+                try:
+                    got = compute.emg_window(window, data.mvc)
+                except ValueError as exc:
+                    got = compute.emg_window_gap(window, data.mvc, f"window metrics failed: {exc}")
+                if not got:
+                    why = "the window's samples are too uneven or too few for window metrics"
+                    got = compute.emg_window_gap(window, data.mvc, why)
+            else:
+                got = compute.emg_window_gap(window, data.mvc, window.reason or "the window is incomplete")
+            if not got:
+                continue
+            self._record(session, data.stream, window.index, got)
+            out.extend(got)
+        return out
+
+    def _record(self, session: Session, stream: str, index: int, computed: Sequence[Computed]) -> None:
+        first = computed[0]
+        if first.status != compute.MEASURED:
+            status = GAP
+            self.stats.window_gaps += 1
+            logger.warning(
+                "window not computable: its metrics are sent as not computable",
+                extra={"stream": stream, "window": index, "reason": first.reason},
+            )
+        elif first.partial:
+            status = PARTIAL
+            self.stats.partial_windows += 1
+        else:
+            status = MEASURED
+        session.merge(
+            WindowRecord(
+                stream_id=stream,
+                window_index=index,
+                status=status,
+                window_start=first.start,
+                window_end=first.end,
+                reason=(first.reason or "")[:500] or None,
+            )
+        )
+        self.stats.window_metrics += len(computed)
+
     def _undo(self, session: Session) -> _Undo:
         """This transaction's undo record; if the transaction rolls back, its frames (and any window they
         completed) and closes were not applied after all: the streams it fed are forgotten, so the retried
-        events start them afresh (their windows stay aligned on the origin) and the close rebuilds the
-        recording from the frames table; the streams it closed are open again. One record (and one listener)
-        per transaction, however many events a consumer's batch puts in it."""
+        events rebuild them from the frames table (their windows stay aligned on the origin); the streams it
+        closed are open again. One record (and one listener) per transaction, however many events a
+        consumer's batch puts in it."""
         key = (_UNDO, id(self))
         current: _Undo | None = session.info.get(key)
         if current is not None:
@@ -225,7 +357,10 @@ class MetricsProcessor:
             self._closed[data.stream] = None
             while len(self._closed) > self._remember_closed:
                 self._closed.popitem(last=False)
-        recording = self._recording(session, data, state)
+        recording, windows = self._from_store(session, data)
+        if recording is None and state is not None and state.frames:
+            recording, windows = self._from_memory(session, data, state)
+        self._emit(session, data, windows)
         if recording is None:
             logger.warning("stream closed without samples: no metrics", extra={"stream": data.stream})
             stage_many(session, [completed_event(data, [])])
@@ -239,50 +374,112 @@ class MetricsProcessor:
             if lx is not None and ly is not None and lx > 0 and ly > 0:
                 board = BoardGeometry(lx, ly)
             computed, trial = compute.balance_recording(recording, data.stream_type.value, board)
-            if trial is not None and data.protocol.vision is not None:
+            if trial is not None and data.protocol.vision is not None and not recording.truncated:
                 quotient = self._romberg(session, data, trial)
                 if quotient is not None:
                     computed.append(quotient)
+        if recording.truncated:
+            computed = [_covering(c, recording, self.close_bytes) for c in computed]
         self._emit(session, data, computed)
         # After the metrics, same transaction and key: whoever reads it has every metric of the close.
         stage_many(session, [completed_event(data, computed)])
         self.stats.recording_metrics += len(computed)
 
-    def _recording(self, session: Session, data: StreamClosed, state: _Stream | None) -> Recording | None:
-        """The recording from memory when it is whole, else rebuilt from the frames table."""
-        if state is not None and self._complete(state, data):
-            return state.assembler.recording()
-        frames = self._load_frames(session, data.stream)
-        if frames:
-            self.stats.rebuilt += 1
-            assembler = StreamAssembler(
-                window_s=BALANCE_WINDOW_S,
-                buffer_s=2 * BALANCE_WINDOW_S,
-                recording_s=self.recording_s,
-                origin=data.origin,
-            )
-            for frame in frames:
-                assembler.push(frame)
-            return assembler.recording()
-        if state is not None and state.frames:
+    def _from_store(self, session: Session, data: StreamClosed) -> tuple[Recording | None, list[Computed]]:
+        """The recording streamed back from the frames table (chunked reads into one preallocated block,
+        at most `close_bytes`), and, for EMG, the metrics of every window not yet recorded as measured or
+        partial: windows cut from the same pass, the last (partial) one, and gaps for windows without
+        samples. (None, []) when the stream has no stored frames."""
+        emg = data.stream_type is StreamType.EMG
+        done: dict[int, str] = {}
+        if emg:
+            rows = session.execute(
+                select(col(WindowRecord.window_index), col(WindowRecord.status)).where(
+                    col(WindowRecord.stream_id) == data.stream
+                )
+            ).all()
+            done = {int(i): str(s) for i, s in rows}
+        builder: RecordingBuilder | None = None
+        assembler: StreamAssembler | None = None
+        todo: list[Window] = []
+        seen: set[int] = set()
+        windows: list[Computed] = []
+        capacity = stored_samples(session, data.stream) if self._load_frames is None else None
+        for frame in self._frames(session, data.stream):
+            if builder is None:
+                origin = data.origin or frame.start_time
+                row = 8 * (len(frame.channels) + 1)
+                builder = RecordingBuilder(origin, max_rows=self.close_bytes // row, capacity=capacity)
+                if emg:
+                    assembler = StreamAssembler(
+                        window_s=EMG_WINDOW_S, buffer_s=3 * EMG_WINDOW_S, recording_s=None, origin=origin
+                    )
+            builder.add(frame)
+            if assembler is not None:
+                for window in assembler.push(frame).windows:
+                    seen.add(window.index)
+                    if done.get(window.index) not in (MEASURED, PARTIAL):
+                        todo.append(window)
+                if len(todo) >= 16:
+                    windows.extend(self._window_metrics(session, data, todo))
+                    todo = []
+        if builder is None:
+            return None, []
+        self.stats.rebuilt += 1
+        recording = builder.recording()
+        if assembler is not None and recording is not None:
+            last = assembler.flush()
+            if last is not None:
+                seen.add(last.index)
+            if last is not None and done.get(last.index) in (MEASURED, PARTIAL):
+                last = None
+            windows.extend(self._window_metrics(session, data, todo, last=last))
+            windows.extend(self._silent_windows(session, data, recording, seen, done))
+            self.stats.windows_from_store += len({c.start for c in windows})
+        return recording, windows
+
+    def _silent_windows(
+        self,
+        session: Session,
+        data: StreamClosed,
+        recording: Recording,
+        seen: set[int],
+        done: Mapping[int, str],
+    ) -> list[Computed]:
+        """Windows inside the recording with no sample at all (a long silence, frames never stored): gaps."""
+        if not seen:
+            return []
+        out: list[Computed] = []
+        for index in range(min(seen), max(seen)):
+            if index in seen or index in done:
+                continue
+            start = recording.origin + timedelta(seconds=index * EMG_WINDOW_S)
+            end = start + timedelta(seconds=EMG_WINDOW_S)
+            got = compute.window_gap(start, end, recording.channels, recording.units, data.mvc, NO_SAMPLES)
+            self._record(session, data.stream, index, got)
+            out.extend(got)
+        return out
+
+    def _from_memory(
+        self, session: Session, data: StreamClosed, state: _Stream
+    ) -> tuple[Recording | None, list[Computed]]:
+        """Where frames are not stored (tests, embedded feeds): the recording the assembler kept, and the last
+        window cut from it."""
+        windows: list[Computed] = []
+        if data.stream_type is StreamType.EMG:
+            last = state.assembler.flush()
+            if last is not None:
+                windows = self._window_metrics(session, data, [], last=last)
+        try:
+            recording = state.assembler.recording()
+        except ValueError:
+            return None, windows
+        if recording.truncated:
             logger.warning(
-                "stream recording incomplete and not in the frames table: metrics from what arrived",
+                "stream recording not stored and longer than the memory bound: metrics from its beginning",
                 extra={"stream": data.stream},
             )
-            return state.assembler.recording()
-        return None
-
-    @staticmethod
-    def _complete(state: _Stream, data: StreamClosed) -> bool:
-        a = state.assembler
-        if a.first_sequence not in (0, None) or a.first_time > 1e-6 or a.total_gaps:
-            return False
-        if data.frames is not None and state.frames != data.frames:
-            return False
-        try:
-            return not a.recording().truncated
-        except ValueError:
-            return False
+        return recording, windows
 
     def _romberg(self, session: Session, data: StreamClosed, trial: Trial) -> Computed | None:
         vision = data.protocol.vision
@@ -341,3 +538,31 @@ class MetricsProcessor:
 def _aware(t: datetime) -> datetime:
     # SQLite hands timestamps back naive; they were stored in UTC.
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _covering(c: Computed, recording: Recording, close_bytes: int) -> Computed:
+    """A whole-recording metric over the part of a recording the close could hold: flagged `partial`, its
+    span is what it covers, and the reason says why."""
+    held = float(recording.times[-1] - recording.times[0]) if recording.times.size else 0.0
+    more = recording.dropped_samples / recording.sampling_rate_hz
+    why = (
+        f"covers the first {held:.1f} s of a {held + more:.1f} s recording: the close holds at most "
+        f"{close_bytes / 2**20:.0f} MiB of samples (DEVICE_GATEWAY_METRICS_RECORDING_MIB)"
+    )
+    reason = why if c.reason is None else f"{c.reason}; {why}"
+    return Computed(
+        c.metric,
+        c.value,
+        c.unit,
+        c.start,
+        c.end,
+        c.channel,
+        c.components,
+        c.samples,
+        c.status,
+        reason,
+        c.muscle,
+        c.antagonist,
+        c.reference,
+        partial=True,
+    )
