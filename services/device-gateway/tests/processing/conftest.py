@@ -19,6 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing.processor import MetricsProcessor
+from relearn.device_gateway.signals.frames import SensorFrame
+from relearn.device_gateway.stream_store import FrameRecord, StreamRecord, frame_record, layout_of
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.outbox import OutboxEvent
@@ -127,6 +129,38 @@ def wire_frames(
     return frames
 
 
+def store_frames(engine: Engine, events: list[CloudEvent]) -> None:
+    """Store the frames of raw frame events as ingest does before it stages their events (the binding row,
+    its counters and layout, one ``device_frame`` row per frame): the recording of record the processor
+    reads back. Events of other types are ignored."""
+    with transaction(engine) as session:
+        for e in events:
+            if "frame" not in e.data:
+                continue
+            d = e.data
+            frame = SensorFrame.model_validate(d["frame"])
+            row = session.get(StreamRecord, d["stream"])
+            if row is None:
+                row = StreamRecord(
+                    id=d["stream"],
+                    device_id=d["device"],
+                    stream_type=d["streamType"],
+                    patient_id=d["patient"],
+                    session_id=d.get("session"),
+                    protocol=d.get("protocol") or {},
+                    mvc=d.get("mvc"),
+                    layout=layout_of(frame),
+                    origin=frame.start_time,
+                )
+                session.add(row)
+                session.flush()
+            row.frames += 1
+            row.samples += frame.n_samples
+            row.next_sequence = max(row.next_sequence, frame.sequence + 1)
+            session.add(FrameRecord(**frame_record(frame)))
+            session.flush()
+
+
 class Feed:
     """Runs raw events through a processor, one transaction each; returns the metric events staged."""
 
@@ -181,6 +215,12 @@ class Data:
             self.balance(trial), rate=100.0, channels=list(PLATE), stream_type="force-plate", frame_len=50
         )
         return Stream("force-plate", frames, **kw)
+
+
+@pytest.fixture(scope="session")
+def store() -> Callable[[Engine, list[CloudEvent]], None]:
+    """`store_frames`: what ingest stores before it stages a frame's event."""
+    return store_frames
 
 
 @pytest.fixture(scope="session")

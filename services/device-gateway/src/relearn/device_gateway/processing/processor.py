@@ -90,6 +90,8 @@ NO_SAMPLES = "no samples in this window: the stream was silent or its frames are
 class _Stream:
     assembler: StreamAssembler
     frames: int = 0
+    # Windows before this one were recorded before this state was built (or rebuilt): not sent again.
+    first_window: int = 0
 
 
 @dataclass
@@ -194,6 +196,7 @@ class MetricsProcessor:
             if result.accepted:
                 state.frames += 1
                 windows.extend(result.windows)
+        windows = [w for w in windows if w.index >= state.first_window]
         if emg and windows:
             self._emit(session, data, self._window_metrics(session, data, windows))
 
@@ -227,6 +230,7 @@ class MetricsProcessor:
             select(func.max(col(WindowRecord.window_index))).where(col(WindowRecord.stream_id) == data.stream)
         ).scalar_one_or_none()
         first = 0 if done is None else int(done) + 1
+        state.first_window = first
         at = data.origin + timedelta(seconds=first * EMG_WINDOW_S)
         start = self._frame_at(session, data.stream, at) or 0
         windows: list[Window] = []
@@ -286,9 +290,16 @@ class MetricsProcessor:
                 got = compute.emg_window_gap(window, data.mvc, window.reason or "the window is incomplete")
             if not got:
                 continue
+            if got[0].status != compute.MEASURED and self._recorded(session, data.stream, window.index):
+                continue  # never a gap over a window already measured (a replay, another pass)
             self._record(session, data.stream, window.index, got)
             out.extend(got)
         return out
+
+    @staticmethod
+    def _recorded(session: Session, stream: str, index: int) -> bool:
+        row = session.get(WindowRecord, (stream, index))
+        return row is not None and row.status in (MEASURED, PARTIAL)
 
     def _record(self, session: Session, stream: str, index: int, computed: Sequence[Computed]) -> None:
         first = computed[0]
