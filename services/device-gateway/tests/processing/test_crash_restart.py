@@ -36,7 +36,7 @@ from relearn.shared.events.kafka import ensure_topics, producer_config
 from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_EMG, all_topics
 from relearn.shared.migrations import upgrade
 
-SECONDS = 120
+SECONDS = 60
 RATE = 2000.0
 CHANNELS = ["VM", "VL", "BF", "ST"]
 COMPLETED = "device.stream-metrics-completed.v1"

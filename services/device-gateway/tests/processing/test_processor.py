@@ -659,3 +659,63 @@ def test_a_recording_longer_than_the_memory_bound_is_rebuilt_at_close(
     assert feed.processor.stats.rebuilt == 1
     area = one(events, "sway-ellipse-area")["value"]
     assert area == pytest.approx(float(reference["BDS00004"]["COParea"]), abs=1e-6)
+
+
+# -- the close covers the whole recording --------------------------------------------------------------
+def _quiet_then_burst(seconds: float, rate: float, burst_s: float, seed: int = 3) -> np.ndarray:
+    """Two channels (mV) of resting noise; from `burst_s` on, a contraction 20x the rest (the second channel
+    100 ms later)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    out = rng.standard_normal((n, 2)) * 0.01
+    out[t >= burst_s, 0] *= 20.0
+    out[t >= burst_s + 0.1, 1] *= 20.0
+    return out
+
+
+def test_the_close_covers_the_whole_recording_past_five_minutes(
+    data: Any, feed: Any, group: Group, store: Callable[..., None]
+) -> None:
+    # 400 s, the contraction at 350 s: past the 300 s the close used to stop at.
+    values = _quiet_then_burst(400.0, 1000.0, 350.0)
+    channels = [{"name": "VM", "unit": "mV"}, {"name": "VL", "unit": "mV"}]
+    frames = data.wire_frames(values, rate=1000.0, channels=channels, stream_type="emg", frame_len=1000)
+    stream = data.stream("emg", frames, protocol={"cueTime": 349.8})
+    store(feed.engine, stream.frame_events())
+
+    during = group(feed.run(stream.frame_events()))
+    closing = group(feed.run([stream.closed_event()]))
+
+    whole = {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:36:40+00:00"}
+    rms = one(closing, "emg-rms", "VM")
+    assert rms["window"] == whole and "partial" not in rms
+    # The envelope waveform covers all 400 s (50 Hz).
+    peak = one(closing, "emg-envelope-peak", "VM")
+    assert len(peak["samples"]["data"].split()) == 400 * 50
+    # The contraction at 350 s is found: 200 ms after the cue for VM, 300 ms for VL.
+    onset = one(closing, "emg-onset-latency", "VM")
+    assert onset["status"] == "measured" and onset["value"] == pytest.approx(200.0, abs=30.0)
+    assert one(closing, "emg-onset-latency", "VL")["value"] == pytest.approx(300.0, abs=30.0)
+    # And every 1 s window of the 400 is sent once (the last one, full, at the close).
+    sent = during[("emg-rms", "VM")] + [w for w in closing[("emg-rms", "VM")] if w["window"] != whole]
+    assert len(sent) == 400 and len({w["window"]["start"] for w in sent}) == 400
+
+
+def test_a_recording_beyond_the_close_bound_says_which_span_its_metrics_cover(
+    data: Any, make_feed: Callable[..., Any], group: Group, store: Callable[..., None]
+) -> None:
+    values = _quiet_then_burst(60.0, 1000.0, 30.0)
+    channels = [{"name": "VM", "unit": "mV"}, {"name": "VL", "unit": "mV"}]
+    frames = data.wire_frames(values, rate=1000.0, channels=channels, stream_type="emg", frame_len=1000)
+    stream = data.stream("emg", frames)
+    # 480 kB holds 20 s of 2 channels and their times (24 bytes a sample).
+    feed = make_feed(close_bytes=480_000)
+    store(feed.engine, stream.frame_events())
+
+    closing = group(feed.run(stream.events()))
+
+    rms = one(closing, "emg-rms", "VM")
+    assert rms["partial"] is True
+    assert rms["window"] == {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:30:20+00:00"}
+    assert "covers the first 20.0 s of a 60.0 s recording" in rms["reason"]
