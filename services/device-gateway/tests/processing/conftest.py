@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing.processor import MetricsProcessor
 from relearn.device_gateway.signals.frames import SensorFrame
-from relearn.device_gateway.stream_store import FrameRecord, StreamRecord, frame_record, layout_of
+from relearn.device_gateway.streams.repository import frame_record, layout_of
+from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.outbox import OutboxEvent

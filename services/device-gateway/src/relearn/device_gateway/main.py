@@ -24,7 +24,8 @@ from relearn.device_gateway.live import LiveHub, biofeedback_router
 from relearn.device_gateway.live import StreamInfo as LiveStream
 from relearn.device_gateway.processing import metrics_consumers
 from relearn.device_gateway.resources import DEFINITIONS, publish_code_systems
-from relearn.device_gateway.streams import PatientLookup, streams_router
+from relearn.device_gateway.streams.api import streams_router
+from relearn.device_gateway.streams.service import PatientLookup
 from relearn.shared.app import create_service_app, fhir_api
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.events.consumer import EventConsumer

@@ -1,7 +1,7 @@
 """Every table of the device-gateway database (imported by the migrations' env.py)."""
 
 import relearn.device_gateway.processing.tables  # the metrics processor's balance trials (Romberg)
-import relearn.device_gateway.stream_store
+import relearn.device_gateway.streams.tables
 import relearn.shared.events.consumer
 import relearn.shared.events.outbox
 import relearn.shared.fhir.tables

@@ -22,17 +22,9 @@ from relearn.device_gateway.device_profile import DeviceSpec, DeviceSpecCache, f
 from relearn.device_gateway.ingest.backpressure import BacklogGauge
 from relearn.device_gateway.ingest.wire import FrameResult, GapReport, IngestResponse, TooLarge
 from relearn.device_gateway.signals.frames import SensorFrame
-from relearn.device_gateway.stream_store import (
-    FrameRecord,
-    GapRecord,
-    StreamInfo,
-    StreamRecord,
-    StreamStatus,
-    aware,
-    frame_record,
-    layout_of,
-)
-from relearn.device_gateway.streams_events import frame_event
+from relearn.device_gateway.streams.events import frame_event
+from relearn.device_gateway.streams.repository import StreamInfo, aware, frame_record, layout_of
+from relearn.device_gateway.streams.tables import FrameRecord, GapRecord, StreamRecord, StreamStatus
 from relearn.shared.auth.principal import Principal
 from relearn.shared.db import transaction
 from relearn.shared.events.outbox import EncodedEvent, stage_many

@@ -66,7 +66,7 @@ from relearn.device_gateway.processing.events import (
 from relearn.device_gateway.processing.tables import BalanceTrialRecord, WindowRecord
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.signals.windows import Recording, RecordingBuilder, StreamAssembler, Window
-from relearn.device_gateway.stream_store import frame_at, iter_frames, stored_samples
+from relearn.device_gateway.streams.repository import frame_at, iter_frames, stored_samples
 from relearn.shared.events.envelope import CloudEvent
 from relearn.shared.events.outbox import stage_many
 
