@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from relearn.device_gateway.processing.processor import MetricsProcessor
+from relearn.device_gateway.processing.service import MetricsProcessor
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.streams.repository import frame_record, layout_of
 from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlmodel import Session, col
 
 from relearn.device_gateway.signals.frames import Adc, Channel, SensorFrame, StreamType
@@ -323,3 +323,66 @@ def patient_of(session: Session, *, stream: str | None = None, session_id: str |
         query.order_by(col(StreamRecord.created_at).desc()).limit(1)
     ).scalar_one_or_none()
     return found
+
+
+# -- ingest --------------------------------------------------------------------------------------------------
+_FRAME_TABLE: Table = FrameRecord.__table__  # type: ignore[attr-defined]
+_STREAM_TABLE: Table = StreamRecord.__table__  # type: ignore[attr-defined]
+# Built once (statement construction costs more than running them): lock a request's stream rows in id
+# order, and write back their bookkeeping.
+_LOCK_STREAMS = (
+    select(StreamRecord)
+    .where(col(StreamRecord.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(StreamRecord.id))
+    .with_for_update()
+)
+_UPDATE_STREAM = update(_STREAM_TABLE).where(_STREAM_TABLE.c.id == bindparam("b_id"))
+
+
+def lock_streams(session: Session, ids: list[str]) -> list[StreamRecord]:
+    """The bindings, row-locked in id order and detached: changes are written back by `write_counters`
+    (one UPDATE), not tracked by the session."""
+    rows = list(session.execute(_LOCK_STREAMS, {"ids": ids}).scalars())
+    for row in rows:
+        session.expunge(row)
+    return rows
+
+
+def write_counters(session: Session, rows: list[StreamRecord]) -> None:
+    """One Core UPDATE for every binding a request changed (no unit-of-work bookkeeping)."""
+    session.execute(
+        _UPDATE_STREAM,
+        [
+            {
+                "b_id": r.id,
+                "next_sequence": r.next_sequence,
+                "frames": r.frames,
+                "samples": r.samples,
+                "gap_count": r.gap_count,
+                "layout": r.layout,
+                "origin": r.origin,
+                "last_time_offset": r.last_time_offset,
+            }
+            for r in rows
+        ],
+    )
+
+
+def insert_frames(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Frames (`frame_record` rows) in one multi-row INSERT. Their 20-60 kB values are TOASTed, with lz4 where
+    the server has it (migration 5b1e0c7d9a42); no ORM objects."""
+    session.execute(insert(_FRAME_TABLE), rows)
+
+
+def add_gap(session: Session, stream_id: str, expected: int, got: int) -> None:
+    session.add(GapRecord(stream_id=stream_id, expected=expected, got=got))
+
+
+def stored_sequences(session: Session, stream_id: str, sequences: set[int]) -> set[int]:
+    """Which of ``sequences`` the stream has stored."""
+    found = session.execute(
+        select(col(FrameRecord.sequence)).where(
+            col(FrameRecord.stream_id) == stream_id, col(FrameRecord.sequence).in_(sorted(sequences))
+        )
+    ).scalars()
+    return {int(s) for s in found}

@@ -47,10 +47,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from relearn.device_gateway.processing import compute
+from relearn.device_gateway.processing import compute, repository
 from relearn.device_gateway.processing.compute import BoardGeometry, Computed, Trial
 from relearn.device_gateway.processing.events import (
     BALANCE_CLOSED,
@@ -63,7 +62,7 @@ from relearn.device_gateway.processing.events import (
     completed_event,
     metric_event,
 )
-from relearn.device_gateway.processing.tables import BalanceTrialRecord, WindowRecord
+from relearn.device_gateway.processing.tables import BalanceTrialRecord
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.signals.windows import Recording, RecordingBuilder, StreamAssembler, Window
 from relearn.device_gateway.streams.repository import frame_at, iter_frames, stored_samples
@@ -226,10 +225,8 @@ class MetricsProcessor:
         rollback): feed it the stored frames from the first window not yet recorded up to this frame."""
         if data.origin is None or data.frame.sequence == 0:
             return []
-        done = session.execute(
-            select(func.max(col(WindowRecord.window_index))).where(col(WindowRecord.stream_id) == data.stream)
-        ).scalar_one_or_none()
-        first = 0 if done is None else int(done) + 1
+        done = repository.last_window(session, data.stream)
+        first = 0 if done is None else done + 1
         state.first_window = first
         at = data.origin + timedelta(seconds=first * EMG_WINDOW_S)
         start = self._frame_at(session, data.stream, at) or 0
@@ -298,8 +295,7 @@ class MetricsProcessor:
 
     @staticmethod
     def _recorded(session: Session, stream: str, index: int) -> bool:
-        row = session.get(WindowRecord, (stream, index))
-        return row is not None and row.status in (MEASURED, PARTIAL)
+        return repository.window_status(session, stream, index) in (MEASURED, PARTIAL)
 
     def _record(self, session: Session, stream: str, index: int, computed: Sequence[Computed]) -> None:
         first = computed[0]
@@ -315,16 +311,7 @@ class MetricsProcessor:
             self.stats.partial_windows += 1
         else:
             status = MEASURED
-        session.merge(
-            WindowRecord(
-                stream_id=stream,
-                window_index=index,
-                status=status,
-                window_start=first.start,
-                window_end=first.end,
-                reason=(first.reason or "")[:500] or None,
-            )
-        )
+        repository.record_window(session, stream, index, status, first.start, first.end, first.reason)
         self.stats.window_metrics += len(computed)
 
     def _undo(self, session: Session) -> _Undo:
@@ -404,12 +391,7 @@ class MetricsProcessor:
         emg = data.stream_type is StreamType.EMG
         done: dict[int, str] = {}
         if emg:
-            rows = session.execute(
-                select(col(WindowRecord.window_index), col(WindowRecord.status)).where(
-                    col(WindowRecord.stream_id) == data.stream
-                )
-            ).all()
-            done = {int(i): str(s) for i, s in rows}
+            done = repository.window_statuses(session, data.stream)
         builder: RecordingBuilder | None = None
         assembler: StreamAssembler | None = None
         todo: list[Window] = []
@@ -496,7 +478,7 @@ class MetricsProcessor:
         vision = data.protocol.vision
         assert vision is not None
         surface = data.protocol.surface
-        record = session.get(BalanceTrialRecord, data.stream)
+        record = repository.balance_trial(session, data.stream)
         if record is None:
             record = BalanceTrialRecord(
                 stream_id=data.stream,
@@ -509,7 +491,7 @@ class MetricsProcessor:
                 window_end=trial.end,
                 metrics=dict(trial.values),
             )
-            session.add(record)
+            repository.add_balance_trial(session, record)
         other = self._partner(session, data, "open" if vision == "closed" else "closed")
         if other is None:
             return None
@@ -520,16 +502,9 @@ class MetricsProcessor:
     @staticmethod
     def _partner(session: Session, data: StreamClosed, vision: str) -> BalanceTrialRecord | None:
         """The opposite-vision trial of the same patient and surface: same session first, else the latest."""
-        surface = data.protocol.surface
-        query = select(BalanceTrialRecord).where(
-            col(BalanceTrialRecord.patient_id) == data.patient,
-            col(BalanceTrialRecord.vision) == vision,
-            col(BalanceTrialRecord.stream_id) != data.stream,
-            col(BalanceTrialRecord.surface).is_(None)
-            if surface is None
-            else col(BalanceTrialRecord.surface) == surface,
+        rows = repository.balance_trials(
+            session, data.patient, vision, data.protocol.surface, other_than=data.stream
         )
-        rows = list(session.exec(query.order_by(col(BalanceTrialRecord.window_end).desc()).limit(50)))
         if not rows:
             return None
         if data.session is not None:
