@@ -6,6 +6,13 @@ device credentials (``/ingest/frames``, ``/ingest/ws``); each accepted frame is 
 on the raw topics through the outbox (the relay runs with the app's workers). The metrics processor
 consumes the raw topics (``processing``) and the process that stored a frame shows it live
 (``WS /biofeedback/ws``).
+
+Layout (docs/development.md, "Shape of a service"; one area per concern, the same module names inside):
+``streams/`` (bindings: ``api``, ``schemas``, ``service``, ``repository``, ``tables``, ``events`` - the raw events
+out), ``ingest/`` (``api``, ``service``, wire bodies and back-pressure), ``live/`` (``api`` and the hub),
+``processing/`` (the metrics consumer: ``handlers``, ``service``, ``repository``, ``tables``, ``events``),
+``device_profile/`` (what a Device declares; ``repository`` reads Devices from the FHIR store), ``authz`` (who
+may do what), and ``signals/``, the domain: pure signal processing.
 """
 
 from __future__ import annotations
