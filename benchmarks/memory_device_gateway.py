@@ -235,5 +235,92 @@ def _completed(engine: Any, stream: str) -> bool:
         return int(s.execute(query).scalar_one()) > 0
 
 
+def close_only() -> None:
+    """`CLOSE_ONLY=1`: the worker's close alone, without HTTP ingest - the recording's frames written straight
+    to a fresh database as ingest stores them, then this process (with the worker's imports) handles the
+    stream-closed event; prints its resident memory before and its high-water mark after."""
+    from relearn.device_gateway.main import consumers  # noqa: F401  (the worker's imports, for the baseline)
+    from relearn.device_gateway.processing.service import MetricsProcessor
+    from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord
+    from relearn.shared.db import transaction
+    from relearn.shared.events.envelope import CloudEvent
+
+    scratch = ScratchDatabases()
+    try:
+        url = scratch.create("gw_close_memory")
+        upgrade("relearn.device_gateway", url)
+        engine = make_engine(url)
+        stream, device, patient = "str-close", "dev-close", "pat-close"
+        t0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+        per_frame = round(FRAME_S * RATE)
+        total = int(MINUTES * 60 * RATE)
+        rng = np.random.default_rng(1)
+        channels = [{"name": f"ch{i + 1}", "unit": "mV"} for i in range(CHANNELS)]
+        with transaction(engine) as s:
+            s.add(
+                StreamRecord(
+                    id=stream,
+                    device_id=device,
+                    stream_type="emg",
+                    patient_id=patient,
+                    layout={"samplingRateHz": RATE, "channels": channels, "adc": None},
+                    origin=t0,
+                    samples=total,
+                    status="closed",
+                )
+            )
+        seq = 0
+        for lo in range(0, total, per_frame * 200):
+            with transaction(engine) as s:
+                for flo in range(lo, min(total, lo + per_frame * 200), per_frame):
+                    n = min(per_frame, total - flo)
+                    block = (rng.standard_normal((n, CHANNELS)) * 0.05).astype("<f8")
+                    s.add(
+                        FrameRecord(
+                            stream_id=stream,
+                            sequence=seq,
+                            device_id=device,
+                            start_time=t0 + timedelta(seconds=flo / RATE),
+                            n_samples=n,
+                            sample_data=block.tobytes(),
+                        )
+                    )
+                    seq += 1
+        closed = CloudEvent.new(
+            "/relearn/device-gateway",
+            "device.emg-stream-closed.v1",
+            device,
+            {
+                "stream": stream,
+                "device": device,
+                "patient": patient,
+                "session": None,
+                "streamType": "emg",
+                "origin": t0.isoformat(),
+                "protocol": {"cueTime": 1.0},
+                "mvc": None,
+                "frames": seq,
+                "samples": total,
+                "gaps": 0,
+            },
+        )
+        processor = MetricsProcessor(recording_bytes=0)
+        before = _rss_kib(os.getpid()) / 1024
+        started = time.monotonic()
+        with transaction(engine) as s:
+            processor.on_closed(s, closed)
+        took = time.monotonic() - started
+        hwm = _rss_kib(os.getpid(), "VmHWM") / 1024
+        print(
+            f"close of {MINUTES:g} min x {CHANNELS} channels at {RATE:g} Hz ({seq} frames): {took:.1f} s; "
+            f"RSS before {before:.0f} MiB, high-water mark {hwm:.0f} MiB; "
+            f"{processor.stats.window_metrics} window metrics (every window reconciled), "
+            f"{processor.stats.recording_metrics} whole-recording metrics"
+        )
+        engine.dispose()
+    finally:
+        scratch.drop_all()
+
+
 if __name__ == "__main__":
-    main()
+    close_only() if os.environ.get("CLOSE_ONLY") else main()
