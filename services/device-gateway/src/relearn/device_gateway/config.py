@@ -35,7 +35,7 @@ class Settings(ServiceSettings):
     # Metrics processor memory: streams assembled at once (a ring of three windows each; the least recently
     # fed is evicted and rebuilt from the frames table when it is fed again), and the largest recording a
     # stream's close reads back from the frames table for whole-recording metrics (one close at a time per
-    # worker; 128 MiB holds 29 minutes of 8 channels at 2148 Hz; a longer recording's metrics say which span
+    # worker; 128 MiB holds 14 minutes of 8 channels at 2148 Hz; a longer recording's metrics say which span
     # they cover).
     metrics_max_open_streams: int = Field(default=32, ge=1, le=10_000)
     metrics_recording_mib: float = Field(default=128.0, gt=0, le=4096)
