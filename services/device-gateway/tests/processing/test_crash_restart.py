@@ -141,14 +141,14 @@ def test_a_worker_killed_mid_drain_and_restarted_sends_every_window_once_as_an_o
     log = tmp_path / "worker.log"
     worker = _worker(url, own_broker.bootstrap, log)
     try:
-        wait_for(lambda: _windows_done(engine, stream.stream) >= 10, timeout_s=120, what="10 windows staged")
+        wait_for(lambda: _windows_done(engine, stream.stream) >= 10, timeout_s=600, what="10 windows staged")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         killed_at = _windows_done(engine, stream.stream)
         assert killed_at < SECONDS, "the worker must be killed mid-drain, before the stream's last window"
 
         worker = _worker(url, own_broker.bootstrap, log)
-        sent = _metrics(own_broker.bootstrap, stream.stream, timeout_s=180)
+        sent = _metrics(own_broker.bootstrap, stream.stream, timeout_s=600)
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
