@@ -116,6 +116,7 @@ def _metrics(bootstrap: str, stream: str, timeout_s: float) -> list[CloudEvent]:
     return found
 
 
+@pytest.mark.timeout(900)  # two worker start-ups and a drain: minutes on a busy 2-core machine
 def test_a_worker_killed_mid_drain_and_restarted_sends_every_window_once_as_an_observation(
     own_broker: TansuBroker,
     database: tuple[str, Engine],
