@@ -9,7 +9,7 @@ consumes the raw topics (``processing``) and the process that stored a frame sho
 
 Layout (docs/development.md, "Shape of a service"; one area per concern, the same module names inside):
 ``streams/`` (bindings: ``api``, ``schemas``, ``service``, ``repository``, ``tables``, ``events`` - the raw
-events out), ``ingest/`` (``api``, ``service``, wire bodies and back-pressure), ``live/`` (``api`` and the hub),
+events out), ``ingest/`` (``api``, ``service``, wire bodies, back-pressure), ``live/`` (``api`` and the hub),
 ``processing/`` (the metrics consumer: ``handlers``, ``service``, ``repository``, ``tables``, ``events``),
 ``device_profile/`` (what a Device declares; ``repository`` reads Devices from the FHIR store), ``authz`` (who
 may do what), and ``signals/``, the domain: pure signal processing.
