@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from relearn.device_gateway.config import Settings
 from relearn.device_gateway.main import create_app
 from relearn.device_gateway.signals.frames import SensorFrame
-from relearn.device_gateway.stream_store import StreamInfo, load_recording_frames
+from relearn.device_gateway.streams.repository import StreamInfo, load_recording_frames
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.shared.events import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, CloudEvent

@@ -12,7 +12,7 @@ import pytest
 
 from relearn.device_gateway.live.hub import LiveHub, StreamInfo, Subscription, Targets
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
-from relearn.device_gateway.stream_store import StreamInfo as Binding
+from relearn.device_gateway.streams.repository import StreamInfo as Binding
 
 Split = Callable[..., list[SensorFrame]]
 EMG_CHANNELS = [{"name": "vm", "unit": "mV"}, {"name": "bf", "unit": "mV"}]

@@ -18,10 +18,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from relearn.device_gateway.processing.processor import MetricsProcessor
-from relearn.shared.events import CloudEvent, OutboxEvent
+from relearn.device_gateway.processing.service import MetricsProcessor
+from relearn.device_gateway.signals.frames import SensorFrame
+from relearn.device_gateway.streams.repository import frame_record, layout_of
+from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord
+from relearn.shared.db import make_engine, transaction
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.outbox import OutboxEvent
 from relearn.shared.migrations import upgrade
-from relearn.shared.service import make_engine, transaction
 
 SENSORS = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "sensors"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -126,6 +130,38 @@ def wire_frames(
     return frames
 
 
+def store_frames(engine: Engine, events: list[CloudEvent]) -> None:
+    """Store the frames of raw frame events as ingest does before it stages their events (the binding row,
+    its counters and layout, one ``device_frame`` row per frame): the recording of record the processor
+    reads back. Events of other types are ignored."""
+    with transaction(engine) as session:
+        for e in events:
+            if "frame" not in e.data:
+                continue
+            d = e.data
+            frame = SensorFrame.model_validate(d["frame"])
+            row = session.get(StreamRecord, d["stream"])
+            if row is None:
+                row = StreamRecord(
+                    id=d["stream"],
+                    device_id=d["device"],
+                    stream_type=d["streamType"],
+                    patient_id=d["patient"],
+                    session_id=d.get("session"),
+                    protocol=d.get("protocol") or {},
+                    mvc=d.get("mvc"),
+                    layout=layout_of(frame),
+                    origin=frame.start_time,
+                )
+                session.add(row)
+                session.flush()
+            row.frames += 1
+            row.samples += frame.n_samples
+            row.next_sequence = max(row.next_sequence, frame.sequence + 1)
+            session.add(FrameRecord(**frame_record(frame)))
+            session.flush()
+
+
 class Feed:
     """Runs raw events through a processor, one transaction each; returns the metric events staged."""
 
@@ -180,6 +216,12 @@ class Data:
             self.balance(trial), rate=100.0, channels=list(PLATE), stream_type="force-plate", frame_len=50
         )
         return Stream("force-plate", frames, **kw)
+
+
+@pytest.fixture(scope="session")
+def store() -> Callable[[Engine, list[CloudEvent]], None]:
+    """`store_frames`: what ingest stores before it stages a frame's event."""
+    return store_frames
 
 
 @pytest.fixture(scope="session")

@@ -145,7 +145,7 @@ def _raw_events(
 
 
 def test_raw_events_on_the_broker_become_metric_events_once(
-    engine: Engine, broker: TansuBroker, data: Any
+    engine: Engine, broker: TansuBroker, data: Any, store: Callable[[Engine, list[CloudEvent]], None]
 ) -> None:
     ensure_topics(broker.bootstrap, all_topics())
     settings = Settings(database_url="unused", kafka_bootstrap=broker.bootstrap)
@@ -197,6 +197,8 @@ def test_raw_events_on_the_broker_become_metric_events_once(
             producer.send(topic, key=e.key, value=e.to_bytes())
         producer.flush()
 
+    # Ingest stores every frame before it stages its event: the recording of record.
+    store(engine, open_events + closed_events + emg_events + leg_events)
     metrics = Metrics(broker.bootstrap)
     consumer.start()
     relay.start()
@@ -210,8 +212,15 @@ def test_raw_events_on_the_broker_become_metric_events_once(
             mine = [e for e in everything if e.data["stream"] == stream]
             assert mine[-1].type == COMPLETED and [e.type for e in mine].count(COMPLETED) == 1
         events = [e for e in everything if e.type != COMPLETED]
-        # Balance: 9 sway metrics per trial + the Romberg quotient; EMG: 3 windows x 3 + 4 at the close.
-        assert len(metrics.of(opened, closed, emg)) - 3 == 9 + 9 + 1 + 9 + 4
+        # Balance: 9 sway metrics per trial + the Romberg quotient; EMG (3.36 s): 3 windows x 3, the last
+        # 0.36 s window x 3 (partial) + 4 at the close.
+        assert len(metrics.of(opened, closed, emg)) - 3 == 9 + 9 + 1 + 9 + 3 + 4
+        last = [e.data for e in metrics.of(emg) if e.data.get("partial")]
+        assert {d["metric"] for d in last} == {"emg-rms", "emg-envelope-peak", "emg-median-frequency"}
+        assert all(
+            d["window"] == {"start": "2026-03-02T10:00:03+00:00", "end": "2026-03-02T10:00:03.360000+00:00"}
+            for d in last
+        )
 
         with (data.sensors / "balance" / "reference-metrics-subject1.tsv").open() as f:
             reference = {row["Trial"]: row for row in csv.DictReader(f, delimiter="\t")}
@@ -284,6 +293,7 @@ def test_raw_events_on_the_broker_become_metric_events_once(
             _frames(np.asarray(data.bmc()[:1500]), 1000.0, [{"name": "biceps", "unit": "V"}], "emg", 250),
             {},
         )
+        store(engine, sentinel_b + sentinel_e)
         publish(sentinel_b + sentinel_e)
         metrics.wait_completed((sentinel_balance, sentinel_emg))
         time.sleep(0.5)  # not a timing assertion: lets a (wrong) late duplicate show up before we count

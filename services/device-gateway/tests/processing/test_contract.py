@@ -106,4 +106,6 @@ def test_the_processor_memory_bounds_come_from_the_settings() -> None:
     settings = Settings(metrics_max_open_streams=3, metrics_recording_mib=2.0)
     consumer = metrics_consumer(settings, create_engine("sqlite://"))
     processor = next(iter(consumer.handlers.values())).__self__  # type: ignore[attr-defined]
-    assert (processor.max_streams, processor.recording_bytes) == (3, 2 * 1024 * 1024)
+    # The close's recording bound; nothing is kept in memory while streaming (the frames table is the record).
+    assert (processor.max_streams, processor.close_bytes) == (3, 2 * 1024 * 1024)
+    assert processor.recording_bytes == 0

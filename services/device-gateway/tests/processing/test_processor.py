@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -48,8 +48,15 @@ def reference(data: Any) -> dict[str, dict[str, str]]:
 
 
 def one(grouped: Grouped, metric: str, channel: str | None = None) -> dict[str, Any]:
-    (found,) = grouped[(metric, channel)]
+    """The whole-recording value of a metric: the last one sent (a close sends its last window first)."""
+    *windows, found = grouped[(metric, channel)]
+    assert all(_seconds(w["window"]) <= 1.0 for w in windows), "one whole-recording value"
     return found
+
+
+def _seconds(window: dict[str, str]) -> float:
+    start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+    return (end - start).total_seconds()
 
 
 # -- balance -------------------------------------------------------------------------------------------
@@ -339,7 +346,8 @@ def test_four_thigh_muscles_per_muscle_onsets_against_a_synergist_and_declared_p
     }
     assert listed[("emg-co-contraction-index", "RF/BF")]["status"] == "not-computable"
     assert listed[("emg-co-contraction-index", "VM/ST")]["muscle"] == "vastus-medialis"
-    whole = [e.data for e in events[:-1] if e.data["window"]["end"] == "2026-03-02T09:30:06+00:00"]
+    recording = {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:30:06+00:00"}
+    whole = [e.data for e in events[:-1] if e.data["window"] == recording]
     assert len(listed) == len(completed.data["metrics"]) == len(whole)
     assert {k: v["status"] for k, v in listed.items()} == {
         (d["metric"], d["channel"]): d["status"] for d in whole
@@ -453,20 +461,44 @@ def test_a_restarted_processor_rebuilds_the_recording_from_the_frames_table(
     assert area == pytest.approx(float(reference["BDS00001"]["COParea"]), abs=1e-6)
 
 
-def test_windows_stay_aligned_when_another_process_picks_a_stream_up(
+def test_a_process_that_picks_a_stream_up_rebuilds_the_window_under_way_from_the_stored_frames(
+    data: Any, make_feed: Callable[..., Any], group: Group, store: Callable[..., None]
+) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=300
+    )
+    reference = group(make_feed().run(data.stream("emg", [dict(f) for f in frames]).frame_events()))
+    stream = data.stream("emg", frames)
+    first = make_feed()
+    store(first.engine, stream.frame_events())  # ingest stored every frame before its event
+    before = group(first.run(stream.frame_events()[:5]))  # 1.5 s: window [0 s, 1 s) sent
+    # A second process gets the stream from its 6th frame (1.5 s in), e.g. after a rebalance or a crash.
+    after = group(make_feed().run(stream.frame_events()[5:]))
+
+    # Window [1 s, 2 s) began before it joined: rebuilt from the frames table, same windows, same values,
+    # none sent twice and none missing.
+    sent = before[("emg-rms", "biceps")] + after[("emg-rms", "biceps")]
+    assert [w["window"] for w in sent] == [w["window"] for w in reference[("emg-rms", "biceps")]]
+    assert [w["value"] for w in sent] == pytest.approx([w["value"] for w in reference[("emg-rms", "biceps")]])
+    assert all(w["status"] == "measured" for w in sent)
+
+
+def test_without_stored_frames_a_window_begun_elsewhere_is_sent_as_a_gap_not_left_out(
     data: Any, make_feed: Callable[..., Any], group: Group
 ) -> None:
     frames = data.wire_frames(
         data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=300
     )
+    reference = group(make_feed().run(data.stream("emg", [dict(f) for f in frames]).frame_events()))
     stream = data.stream("emg", frames)
-    whole = group(make_feed().run(stream.frame_events()))
-    # A second process gets the stream from its 5th frame (1.5 s in), e.g. after a rebalance.
-    late = group(make_feed().run(stream.frame_events()[5:]))
+    late = group(make_feed().run(stream.frame_events()[5:]))  # nothing stored, nothing before 1.5 s
 
-    # Window [1 s, 2 s) began before it joined: not reported; [2 s, 3 s) is the same window, same value.
-    assert [w["window"] for w in late[("emg-rms", "biceps")]] == [whole[("emg-rms", "biceps")][2]["window"]]
-    assert late[("emg-rms", "biceps")][0]["value"] == pytest.approx(whole[("emg-rms", "biceps")][2]["value"])
+    gap, window = late[("emg-rms", "biceps")]
+    assert gap["window"] == reference[("emg-rms", "biceps")][1]["window"]
+    assert (gap["status"], gap["value"]) == ("not-computable", None) and "picked up inside" in gap["reason"]
+    # [2 s, 3 s) is the same window, same value, wherever it is computed.
+    assert window["window"] == reference[("emg-rms", "biceps")][2]["window"]
+    assert window["value"] == pytest.approx(reference[("emg-rms", "biceps")][2]["value"])
 
 
 def test_open_streams_are_capped_and_state_is_dropped_at_close(
@@ -506,9 +538,10 @@ def test_a_rolled_back_batch_that_closed_a_stream_is_replayed_event_by_event(
     frames = data.wire_frames(
         data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=250
     )
+    twin = data.stream("emg", [dict(f) for f in frames])
     stream = data.stream("emg", frames)
     stored = [SensorFrame.model_validate(f) for f in frames]
-    whole = group(make_feed(load_frames=lambda _s, _id: stored).run(stream.events()))
+    whole = group(make_feed(load_frames=lambda _s, _id: stored).run(twin.events()))
     feed = make_feed(load_frames=lambda _s, _id: stored)
     events = stream.events()
     feed.run(events[:2])  # 0.5 s committed
@@ -522,10 +555,17 @@ def test_a_rolled_back_batch_that_closed_a_stream_is_replayed_event_by_event(
     assert feed.processor.open_streams == 0
     replayed = group(feed.run(events[2:]))  # then each event alone
 
-    # The stream counts as open again: its frames give their windows (not the one under way at 0.5 s).
-    windows = whole[("emg-rms", "biceps")]
-    assert replayed[("emg-rms", "biceps")] == windows[1:]
-    assert one(replayed, "emg-onset-latency", "biceps") == one(whole, "emg-onset-latency", "biceps")
+    # The stream counts as open again: the window under way at 0.5 s is rebuilt from the stored frames, so
+    # every window comes out, as in one pass, and the close's metrics are the same.
+    def values(grouped: Grouped, metric: str) -> list[tuple[Any, ...]]:
+        return [(d["window"]["start"], d["window"]["end"], d["value"]) for d in grouped[(metric, "biceps")]]
+
+    assert values(replayed, "emg-rms") == values(whole, "emg-rms")
+    assert len(values(whole, "emg-rms")) == 3 + 1 + 1  # three windows, the last 0.36 s, the recording
+    ids = ("stream", "patient", "device")
+    assert {k: v for k, v in one(replayed, "emg-onset-latency", "biceps").items() if k not in ids} == {
+        k: v for k, v in one(whole, "emg-onset-latency", "biceps").items() if k not in ids
+    }
     assert feed.processor.open_streams == 0
 
 
@@ -619,3 +659,63 @@ def test_a_recording_longer_than_the_memory_bound_is_rebuilt_at_close(
     assert feed.processor.stats.rebuilt == 1
     area = one(events, "sway-ellipse-area")["value"]
     assert area == pytest.approx(float(reference["BDS00004"]["COParea"]), abs=1e-6)
+
+
+# -- the close covers the whole recording --------------------------------------------------------------
+def _quiet_then_burst(seconds: float, rate: float, burst_s: float, seed: int = 3) -> np.ndarray:
+    """Two channels (mV) of resting noise; from `burst_s` on, a contraction 20x the rest (the second channel
+    100 ms later)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    out = rng.standard_normal((n, 2)) * 0.01
+    out[t >= burst_s, 0] *= 20.0
+    out[t >= burst_s + 0.1, 1] *= 20.0
+    return out
+
+
+def test_the_close_covers_the_whole_recording_past_five_minutes(
+    data: Any, feed: Any, group: Group, store: Callable[..., None]
+) -> None:
+    # 400 s, the contraction at 350 s: past the 300 s the close used to stop at.
+    values = _quiet_then_burst(400.0, 1000.0, 350.0)
+    channels = [{"name": "VM", "unit": "mV"}, {"name": "VL", "unit": "mV"}]
+    frames = data.wire_frames(values, rate=1000.0, channels=channels, stream_type="emg", frame_len=1000)
+    stream = data.stream("emg", frames, protocol={"cueTime": 349.8})
+    store(feed.engine, stream.frame_events())
+
+    during = group(feed.run(stream.frame_events()))
+    closing = group(feed.run([stream.closed_event()]))
+
+    whole = {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:36:40+00:00"}
+    rms = one(closing, "emg-rms", "VM")
+    assert rms["window"] == whole and "partial" not in rms
+    # The envelope waveform covers all 400 s (50 Hz).
+    peak = one(closing, "emg-envelope-peak", "VM")
+    assert len(peak["samples"]["data"].split()) == 400 * 50
+    # The contraction at 350 s is found: 200 ms after the cue for VM, 300 ms for VL.
+    onset = one(closing, "emg-onset-latency", "VM")
+    assert onset["status"] == "measured" and onset["value"] == pytest.approx(200.0, abs=30.0)
+    assert one(closing, "emg-onset-latency", "VL")["value"] == pytest.approx(300.0, abs=30.0)
+    # And every 1 s window of the 400 is sent once (the last one, full, at the close).
+    sent = during[("emg-rms", "VM")] + [w for w in closing[("emg-rms", "VM")] if w["window"] != whole]
+    assert len(sent) == 400 and len({w["window"]["start"] for w in sent}) == 400
+
+
+def test_a_recording_beyond_the_close_bound_says_which_span_its_metrics_cover(
+    data: Any, make_feed: Callable[..., Any], group: Group, store: Callable[..., None]
+) -> None:
+    values = _quiet_then_burst(60.0, 1000.0, 30.0)
+    channels = [{"name": "VM", "unit": "mV"}, {"name": "VL", "unit": "mV"}]
+    frames = data.wire_frames(values, rate=1000.0, channels=channels, stream_type="emg", frame_len=1000)
+    stream = data.stream("emg", frames)
+    # 480 kB holds 20 s of 2 channels and their times (24 bytes a sample).
+    feed = make_feed(close_bytes=480_000)
+    store(feed.engine, stream.frame_events())
+
+    closing = group(feed.run(stream.events()))
+
+    rms = one(closing, "emg-rms", "VM")
+    assert rms["partial"] is True
+    assert rms["window"] == {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:30:20+00:00"}
+    assert "covers the first 20.0 s of a 60.0 s recording" in rms["reason"]

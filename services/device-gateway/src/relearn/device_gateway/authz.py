@@ -16,24 +16,16 @@ its own patient's streams.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from sqlmodel import Session
 
-from relearn.device_gateway.stream_store import StreamRecord
-from relearn.shared.auth import Principal
-from relearn.shared.fhir import FhirResource, Forbidden, NotFound
-
-
-def read_device(session: Session, device_id: str) -> dict[str, Any] | None:
-    """The current Device resource, or None when it is unknown or deleted."""
-    row = session.get(FhirResource, ("Device", device_id))
-    if row is None or row.deleted or not row.text:
-        return None
-    resource: dict[str, Any] = json.loads(row.text)
-    return resource
+from relearn.device_gateway.device_profile.repository import read_device
+from relearn.device_gateway.streams.repository import get_stream
+from relearn.device_gateway.streams.tables import StreamRecord
+from relearn.shared.auth.principal import Principal
+from relearn.shared.fhir.errors import Forbidden, NotFound
 
 
 def device_parent(device: dict[str, Any]) -> str | None:
@@ -91,7 +83,7 @@ def stream_reader_patient(principal: Principal) -> str | None:
 
 def readable_stream(session: Session, principal: Principal, stream_id: str) -> StreamRecord:
     """The binding if the caller may read it; 404 when unknown or outside the caller's patient."""
-    row = session.get(StreamRecord, stream_id)
+    row = get_stream(session, stream_id)
     if principal.device:
         require_device_credentials(principal)
         if row is None or not may_push_for(session, principal.device, row.device_id):

@@ -32,8 +32,10 @@ class Settings(ServiceSettings):
     # Live biofeedback display rate (updates per second per stream; at least 20).
     biofeedback_rate_hz: float = Field(default=25.0, ge=20, le=200)
 
-    # Metrics processor memory: streams assembled at once (the least recently fed is evicted and rebuilt
-    # from the frames table at close) and the recording kept in memory per stream. Worst case about
-    # max_open_streams x recording_mib MiB per worker process.
+    # Metrics processor memory: streams assembled at once (a ring of three windows each; the least recently
+    # fed is evicted and rebuilt from the frames table when it is fed again), and the largest recording a
+    # stream's close reads back from the frames table for whole-recording metrics (one close at a time per
+    # worker; 128 MiB holds 14 minutes of 8 channels at 2148 Hz; a longer recording's metrics say which span
+    # they cover).
     metrics_max_open_streams: int = Field(default=32, ge=1, le=10_000)
-    metrics_recording_mib: float = Field(default=32.0, gt=0, le=4096)
+    metrics_recording_mib: float = Field(default=128.0, gt=0, le=4096)

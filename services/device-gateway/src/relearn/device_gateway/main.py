@@ -6,6 +6,13 @@ device credentials (``/ingest/frames``, ``/ingest/ws``); each accepted frame is 
 on the raw topics through the outbox (the relay runs with the app's workers). The metrics processor
 consumes the raw topics (``processing``) and the process that stored a frame shows it live
 (``WS /biofeedback/ws``).
+
+Layout (docs/development.md, "Shape of a service"; one area per concern, the same module names inside):
+``streams/`` (bindings: ``api``, ``schemas``, ``service``, ``repository``, ``tables``, ``events`` - the raw
+events out), ``ingest/`` (``api``, ``service``, wire bodies, back-pressure), ``live/`` (``api`` and the hub),
+``processing/`` (the metrics consumer: ``handlers``, ``service``, ``repository``, ``tables``, ``events``),
+``device_profile/`` (what a Device declares; ``repository`` reads Devices from the FHIR store), ``authz`` (who
+may do what), and ``signals/``, the domain: pure signal processing.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from relearn.device_gateway.live import LiveHub, biofeedback_router
 from relearn.device_gateway.live import StreamInfo as LiveStream
 from relearn.device_gateway.processing import metrics_consumers
 from relearn.device_gateway.resources import DEFINITIONS, publish_code_systems
-from relearn.device_gateway.streams import PatientLookup, streams_router
-from relearn.shared.auth import TokenVerifier
-from relearn.shared.events import EventConsumer
-from relearn.shared.service import ServiceSettings, create_service_app, fhir_api
+from relearn.device_gateway.streams.api import streams_router
+from relearn.device_gateway.streams.service import PatientLookup
+from relearn.shared.app import create_service_app, fhir_api
+from relearn.shared.auth.dependency import TokenVerifier
+from relearn.shared.events.consumer import EventConsumer
+from relearn.shared.settings import ServiceSettings
 
 
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
-from relearn.device_gateway.authz import read_device
 from relearn.device_gateway.device_profile.reading import device_spec
+from relearn.device_gateway.device_profile.repository import read_device
 from relearn.device_gateway.device_profile.spec import DeviceSpec
 
 

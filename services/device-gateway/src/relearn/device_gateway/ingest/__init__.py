@@ -33,8 +33,9 @@ after-commit hooks), :mod:`.messages` (one WebSocket message -> its acks), :mod:
 WebSocket routes).
 """
 
+from relearn.device_gateway.ingest.api import ingest_router
 from relearn.device_gateway.ingest.backpressure import BacklogGauge, TooBusy
-from relearn.device_gateway.ingest.routes import ingest_router
+from relearn.device_gateway.ingest.service import AfterClose, AfterCommit, Ingestor, IngestResult
 from relearn.device_gateway.ingest.wire import (
     INGEST_BODY_SCHEMA,
     FrameResult,
@@ -44,7 +45,6 @@ from relearn.device_gateway.ingest.wire import (
     TooLarge,
     openapi_schemas,
 )
-from relearn.device_gateway.ingest.writer import AfterClose, AfterCommit, Ingestor, IngestResult
 
 __all__ = [
     "INGEST_BODY_SCHEMA",

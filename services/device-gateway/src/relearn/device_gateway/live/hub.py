@@ -52,7 +52,7 @@ from relearn.device_gateway.live.filters import (
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 
 if TYPE_CHECKING:
-    from relearn.device_gateway.stream_store import StreamInfo as Binding
+    from relearn.device_gateway.streams.repository import StreamInfo as Binding
 
 DEFAULT_QUEUE_SIZE = 64
 """Messages a subscriber may fall behind (about 13 s of 0.2 s frames) before its oldest are dropped."""

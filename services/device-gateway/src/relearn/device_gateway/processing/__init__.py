@@ -1,49 +1,12 @@
 """The metrics stream processor: raw sensor events in, evaluation-coded metric events out.
 
-`metrics_consumer(settings, engine)` is the consumer (group `device-gateway-metrics` on the raw EMG and
-balance topics) for `create_service_app(consumers=...)`; `metrics_consumers` has the `WorkerFactory`
-signature. See `processor.py` for what is computed when.
+`handlers` wires the consumer, `service` is the processor (what is computed when), `events` the events in and
+out, `repository` its queries on `tables`, `compute` the metric functions over `signals`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from sqlalchemy.engine import Engine
-
-from relearn.device_gateway.config import Settings
-from relearn.device_gateway.processing.processor import MetricsProcessor
-from relearn.shared.events import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, EventConsumer
-from relearn.shared.service import ServiceSettings
-
-GROUP = "device-gateway-metrics"
+from relearn.device_gateway.processing.handlers import GROUP, metrics_consumer, metrics_consumers
+from relearn.device_gateway.processing.service import MetricsProcessor
 
 __all__ = ["GROUP", "MetricsProcessor", "metrics_consumer", "metrics_consumers"]
-
-
-def metrics_consumer(
-    settings: ServiceSettings,
-    engine: Engine,
-    processor: MetricsProcessor | None = None,
-    *,
-    group_id: str = GROUP,
-) -> EventConsumer:
-    """The metrics consumer; `processor` holds the per-stream state (a new one by default)."""
-    if processor is None:
-        limits = settings if isinstance(settings, Settings) else Settings()
-        processor = MetricsProcessor(
-            max_streams=limits.metrics_max_open_streams,
-            recording_bytes=int(limits.metrics_recording_mib * 1024 * 1024),
-        )
-    return EventConsumer(
-        engine,
-        settings.kafka_bootstrap,
-        group_id=group_id,
-        topics=[DEVICE_RAW_EMG, DEVICE_RAW_BALANCE],
-        handlers=processor.handlers(),
-    )
-
-
-def metrics_consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
-    """`metrics_consumer` with the `relearn.shared.workers.WorkerFactory` signature."""
-    return [metrics_consumer(settings, engine)]

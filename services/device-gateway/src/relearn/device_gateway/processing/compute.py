@@ -117,6 +117,9 @@ class Computed:
     muscle: str | None = None
     antagonist: str | None = None
     reference: OnsetReference | None = None
+    # True when [start, end) is less than the metric's nominal span: the last window of a recording that
+    # ends inside it, or whole-recording metrics over the part of a recording the close could hold.
+    partial: bool = False
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -198,6 +201,12 @@ def _finite(items: list[Computed]) -> list[Computed]:
 
 
 # -- EMG -------------------------------------------------------------------------------------------------
+WINDOW_METRICS = (MetricCode.EMG_RMS, MetricCode.EMG_ENVELOPE_PEAK, MetricCode.EMG_MEDIAN_FREQUENCY)
+"""What every EMG window gives per channel (and emg-percent-mvc for a channel with an MVC)."""
+MIN_PARTIAL_WINDOW_S = 0.25
+"""The last window of a recording is computed when it holds at least this much signal (the Welch segment)."""
+
+
 def emg_window(window: Window, mvc: Mapping[str, float] | None) -> list[Computed]:
     """Per-channel metrics of one complete 1 s window: RMS, envelope peak, median frequency, %MVC."""
     if not window.complete:
@@ -233,6 +242,115 @@ def emg_window(window: Window, mvc: Mapping[str, float] | None) -> list[Computed
                 )
             )
     return _finite(out)
+
+
+def emg_last_window(window: Window, window_s: float, mvc: Mapping[str, float] | None) -> list[Computed]:
+    """The last window of a recording (cut at the end, `complete` False only because nothing follows it).
+
+    A window whose samples fill it is an ordinary window. One the recording ends inside is computed over its
+    real span [start, last sample + 1 period), flagged `partial`, when it holds at least
+    `MIN_PARTIAL_WINDOW_S`; a shorter one is reported not computable, with its span and why."""
+    rate = window.sampling_rate_hz
+    n = int(window.times.shape[0])
+    if n == 0:
+        return []
+    touched = window.reason is not None and window.reason != "the recording ends inside this window"
+    if n >= round(window_s * rate) and not touched:
+        full = _replace_window(window, complete=True, end=window.end)
+        return emg_window(full, mvc)
+    end = window.start + timedelta(seconds=float(window.times[-1]) + 1.0 / rate)
+    seconds = (end - window.start).total_seconds()
+    if touched:
+        return emg_window_gap(window, mvc, window.reason or "", end=end)
+    if seconds < MIN_PARTIAL_WINDOW_S:
+        why = (
+            f"the recording ends {seconds:.3f} s into this window: under {MIN_PARTIAL_WINDOW_S} s of signal, "
+            "too short for window metrics"
+        )
+        return emg_window_gap(window, mvc, why, end=end)
+    part = _replace_window(window, complete=True, end=end)
+    out = emg_window(part, mvc)
+    if not out:
+        return emg_window_gap(window, mvc, "the last window's samples are not evenly sampled", end=end)
+    why = f"the recording ends inside this window: its metrics cover {seconds:.3f} s of {window_s:g} s"
+    return [_partial(c, why) for c in out]
+
+
+def _partial(c: Computed, reason: str) -> Computed:
+    return Computed(
+        c.metric,
+        c.value,
+        c.unit,
+        c.start,
+        c.end,
+        c.channel,
+        c.components,
+        c.samples,
+        c.status,
+        reason,
+        c.muscle,
+        c.antagonist,
+        c.reference,
+        partial=True,
+    )
+
+
+def _replace_window(window: Window, *, complete: bool, end: datetime) -> Window:
+    return Window(
+        window.stream,
+        window.index,
+        window.start,
+        end,
+        window.times,
+        window.values,
+        window.channels,
+        window.units,
+        window.sampling_rate_hz,
+        complete,
+        None if complete else window.reason,
+    )
+
+
+def emg_window_gap(
+    window: Window, mvc: Mapping[str, float] | None, reason: str, *, end: datetime | None = None
+) -> list[Computed]:
+    """A window whose metrics cannot be computed: every metric it would have given, per channel, reported
+    `not-computable` with the reason (an Observation with a dataAbsentReason, never a silent hole)."""
+    return window_gap(window.start, end or window.end, window.channels, window.units, mvc, reason)
+
+
+def window_gap(
+    start: datetime,
+    end: datetime,
+    channels: Sequence[str],
+    units: Sequence[str],
+    mvc: Mapping[str, float] | None,
+    reason: str,
+) -> list[Computed]:
+    """`emg_window_gap` from the window's span and the stream's channel layout."""
+    with_mvc = _mvc_for(mvc, channels) or {}
+    out = []
+    for name, unit in zip(channels, units, strict=True):
+        amplitude_unit = _emg_scale(unit)[1]
+        for code in WINDOW_METRICS:
+            metric_unit = "Hz" if code is MetricCode.EMG_MEDIAN_FREQUENCY else amplitude_unit
+            out.append(
+                Computed(code, None, metric_unit, start, end, name, status=NOT_COMPUTABLE, reason=reason)
+            )
+        if name in with_mvc:
+            out.append(
+                Computed(
+                    MetricCode.EMG_PERCENT_MVC,
+                    None,
+                    "%",
+                    start,
+                    end,
+                    name,
+                    status=NOT_COMPUTABLE,
+                    reason=reason,
+                )
+            )
+    return out
 
 
 def _mvc_for(mvc: Mapping[str, float] | None, names: Sequence[str]) -> dict[str, float] | None:
@@ -281,12 +399,6 @@ def emg_recording(
     x = stretch.values
     start = recording.origin + timedelta(seconds=stretch.t0)
     end = start + timedelta(seconds=stretch.seconds)
-    cond = emg.conditioned(x, fs)
-    env = np.clip(emg.lowpass(emg.rectify(cond), fs, emg.DEFAULT_ENVELOPE_CUTOFF_HZ), 0.0, None)
-    timing = emg.onset_envelope(x, fs)
-    rms = np.atleast_1d(emg.rms(cond))
-    f, p = emg.welch_psd(cond, fs)
-    mdf = np.atleast_1d(spectral_fraction_frequency(f, p, 0.5))
     cue = protocol.cue_s
     # Onsets are searched after a quiet baseline: the 0.5 s before the cue, or the first 0.3 s.
     cue_in = None if cue is None else cue - stretch.t0
@@ -300,35 +412,50 @@ def emg_recording(
     out: list[Computed] = []
     activations: dict[str, list[emg.Activation]] = {}
     onsets: dict[str, float | None] = {}
+    # One channel at a time: the filters' working arrays are one column long, not the whole recording's
+    # width (a 10-minute 8-channel 2 kHz recording is 82 MB; its filtered copies would be several times that).
+    # Only the envelopes of channels in declared pairs are kept, for co-contraction.
+    paired = {c for pair in protocol.pairs for c in pair}
+    envelopes: dict[str, FloatArray] = {}
     for i, name in enumerate(recording.channels):
+        column = np.ascontiguousarray(x[:, i])
+        cond = emg.conditioned(column, fs)
+        env = np.clip(emg.lowpass(emg.rectify(cond), fs, emg.DEFAULT_ENVELOPE_CUTOFF_HZ), 0.0, None)
+        rms = float(np.atleast_1d(emg.rms(cond))[0])
+        f, p = emg.welch_psd(cond, fs)
+        mdf = float(np.atleast_1d(spectral_fraction_frequency(f, p, 0.5))[0])
+        del cond, f, p
+        timing = emg.onset_envelope(column, fs)
+        del column
         scale, unit = _emg_scale(recording.units[i])
         muscle = muscles.get(name)
-        out.append(Computed(MetricCode.EMG_RMS, float(rms[i]) * scale, unit, start, end, name, muscle=muscle))
+        out.append(Computed(MetricCode.EMG_RMS, rms * scale, unit, start, end, name, muscle=muscle))
         out.append(
             Computed(
                 MetricCode.EMG_ENVELOPE_PEAK,
-                float(env[:, i].max()) * scale,
+                float(env.max()) * scale,
                 unit,
                 start,
                 end,
                 name,
-                samples=envelope_samples(env[:, i] * scale, fs, unit),
+                samples=envelope_samples(env * scale, fs, unit),
                 muscle=muscle,
             )
         )
-        out.append(
-            Computed(MetricCode.EMG_MEDIAN_FREQUENCY, float(mdf[i]), "Hz", start, end, name, muscle=muscle)
-        )
+        out.append(Computed(MetricCode.EMG_MEDIAN_FREQUENCY, mdf, "Hz", start, end, name, muscle=muscle))
         if name in mvc_ok:
-            pct = float(emg.percent_mvc(env[:, i].mean(), mvc_ok[name]))
+            pct = float(emg.percent_mvc(env.mean(), mvc_ok[name]))
             out.append(Computed(MetricCode.EMG_PERCENT_MVC, pct, "%", start, end, name, muscle=muscle))
-        found = emg.detect_onsets(timing[:, i], fs, settings, amplitude=env[:, i])
+        found = emg.detect_onsets(timing, fs, settings, amplitude=env)
+        del timing
         activations[name] = found
         after = [a for a in found if a.onset >= baseline[1] - 1e-9]
         onsets[name] = after[0].onset if after else None
+        if name in paired:
+            envelopes[name] = env
     span = (start, end)
     out.extend(_onset_latencies(recording.channels, onsets, cue_in, stretch.seconds, protocol, span))
-    out.extend(_cocontractions(recording.channels, env, activations, fs, mvc_ok, protocol, span))
+    out.extend(_cocontractions(envelopes, activations, fs, mvc_ok, protocol, span))
     return _finite(out)
 
 
@@ -397,8 +524,7 @@ def _onset_latencies(
 
 
 def _cocontractions(
-    channels: Sequence[str],
-    env: FloatArray,
+    envelopes: Mapping[str, FloatArray],
     activations: Mapping[str, Sequence[emg.Activation]],
     fs: float,
     mvc: Mapping[str, float],
@@ -406,21 +532,20 @@ def _cocontractions(
     span: tuple[datetime, datetime],
 ) -> list[Computed]:
     """Winter's %COCON for each declared pair, on %MVC envelopes over the active part of the trial."""
-    index = {name: i for i, name in enumerate(channels)}
     out = []
     for a, b in protocol.pairs:
         value: float | None = None
         status, reason = MEASURED, None
-        absent = [c for c in (a, b) if c not in index]
+        absent = [c for c in (a, b) if c not in envelopes]
         no_mvc = [c for c in (a, b) if c not in mvc]
         if absent:
             status, reason = NOT_COMPUTABLE, f"channel {', '.join(absent)} is not in the recording"
         elif no_mvc:
             status, reason = NOT_COMPUTABLE, f"no MVC for channel {', '.join(no_mvc)}: %MVC cannot be formed"
         else:
-            active = emg.active_mask(env.shape[0], fs, activations[a], activations[b])
+            active = emg.active_mask(envelopes[a].shape[0], fs, activations[a], activations[b])
             try:
-                value = emg.cocontraction_mvc(env[:, index[a]], env[:, index[b]], mvc[a], mvc[b], active)
+                value = emg.cocontraction_mvc(envelopes[a], envelopes[b], mvc[a], mvc[b], active)
             except ValueError:
                 status = NOT_COMPUTABLE
                 reason = (

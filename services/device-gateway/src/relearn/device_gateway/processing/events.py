@@ -3,7 +3,9 @@
 In: `device.{emg,balance}-frame-received.v1` and `device.{emg,balance}-stream-closed.v1` on the raw topics,
 subject = device id. Out, on `relearn.device.metrics`, subject = patient id: `device.metric-computed.v1`, data
 `{patient, device, stream, session, channel?, muscle?, metric, window: {start, end}, value, unit, status,
-reason?, reference?, antagonist?, components?, samples?}` with `metric` a code of the evaluation CodeSystem;
+reason?, reference?, antagonist?, components?, samples?, partial?}` with `metric` a code of the evaluation
+CodeSystem (`partial: true` with a `reason` when the window is shorter than the metric's nominal span: the
+last window of a recording, or whole-recording metrics over the part of the recording the close could hold);
 and after a close's metrics `device.stream-metrics-completed.v1`, data `{patient, device, stream, session,
 streamType, metrics: [{metric, channel?, muscle?, status}], gaps}` (docs/events.md).
 """
@@ -157,6 +159,8 @@ def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
         data["components"] = [{"code": k.code, "value": k.value, "unit": k.unit} for k in c.components]
     if c.samples is not None:
         data["samples"] = c.samples.to_json()
+    if c.partial:
+        data["partial"] = True
     return data
 
 

@@ -1,8 +1,9 @@
-"""The metrics processor's own state: whole-trial balance metrics kept for the Romberg quotient.
+"""The metrics processor's own state.
 
-One row per closed balance trial whose protocol names the vision (eyes open / closed): its window and the
-sway values a quotient is computed from. Nothing else of a stream outlives its close in the processor
-(window state is memory only; a recording is rebuilt from the gateway's frames table when needed).
+`BalanceTrialRecord`: one row per closed balance trial whose protocol names the vision (eyes open / closed):
+its window and the sway values a Romberg quotient is computed from. `WindowRecord`: which windows of an EMG
+stream had their metrics staged (measured, partial or gap), the processor's durable progress. Recordings are
+never kept here: they are read back from the gateway's frames table when needed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, String
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 _ID = 64
@@ -38,5 +39,27 @@ class BalanceTrialRecord(SQLModel, table=True):
     # {metric code: value} of the whole trial.
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     closed_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class WindowRecord(SQLModel, table=True):
+    """One window of an EMG stream whose metrics were staged (in the transaction that staged them).
+
+    The processor's durable progress: after a crash, a restart or a partition move it rebuilds the first
+    window not recorded here from the frames table, and at close every window of the recording not recorded as
+    ``measured`` or ``partial`` is computed from the stored frames (or recorded as a ``gap``, its metrics sent
+    as not computable with the reason, so an Observation says the window exists and why it has no value)."""
+
+    __tablename__ = "metrics_window"
+
+    stream_id: str = Field(sa_column=Column(String(_ID), primary_key=True))
+    window_index: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # measured | partial (the recording ends inside it: its real span) | gap (not computable, `reason`)
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    window_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    recorded_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

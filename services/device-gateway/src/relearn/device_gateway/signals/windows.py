@@ -74,6 +74,8 @@ class Window:
     units: tuple[str, ...]
     sampling_rate_hz: float
     complete: bool
+    # Why an incomplete window is incomplete (None when complete).
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,87 @@ class _GrowingBuffer:
         return self._times[: self.size].copy(), self._values[: self.size].copy()
 
 
+class RecordingBuilder:
+    """A whole recording read back frame by frame (the close's recording), in preallocated arrays.
+
+    `capacity` (rows) is how many samples are expected (the stream's counter), `max_rows` the bound: samples
+    beyond it are counted, not kept, and the recording says `truncated`. Nothing is copied at the end, so the
+    peak is the recording itself: rows x (channels + 1) x 8 bytes."""
+
+    def __init__(self, origin: datetime, max_rows: int, capacity: int | None = None) -> None:
+        if origin.tzinfo is None:
+            raise ValueError("origin must be timezone-aware")
+        self.origin = origin
+        self.max_rows = max(1, max_rows)
+        self._capacity = min(self.max_rows, capacity) if capacity else None
+        self._times: FloatArray | None = None
+        self._values: FloatArray | None = None
+        self._layout: tuple[tuple[str, ...], tuple[str, ...], float] | None = None
+        self._key: StreamKey | None = None
+        self._expected: int | None = None
+        self._last_time = -math.inf
+        self._gaps: deque[Gap] = deque(maxlen=MAX_TRACKED_GAPS)
+        self.size = 0
+        self.dropped = 0
+        self.frames = 0
+
+    @property
+    def row_bytes(self) -> int:
+        return 8 * (len(self._layout[0]) + 1) if self._layout else 0
+
+    def add(self, frame: SensorFrame) -> None:
+        layout = (frame.channel_names, frame.units, frame.sampling_rate_hz)
+        if self._layout is None:
+            self._layout, self._key = layout, frame.key
+            rows = self._capacity or min(self.max_rows, math.ceil(10 * frame.sampling_rate_hz))
+            self._times = np.empty(rows, dtype=np.float64)
+            self._values = np.empty((rows, len(frame.channels)), dtype=np.float64)
+            self._expected = frame.sequence
+        elif layout != self._layout:
+            raise ValueError("channel layout, units or sampling rate changed within a stream")
+        assert self._times is not None and self._values is not None and self._expected is not None
+        if frame.sequence < self._expected:
+            return
+        values, rel = frame.to_arrays()
+        times = rel + (frame.start_time - self.origin).total_seconds()
+        if times.shape[0] == 0 or times[0] <= self._last_time:
+            return
+        if frame.sequence > self._expected:
+            assert self._key is not None
+            self._gaps.append(Gap(self._key, self._expected, frame.sequence))
+        self._expected = frame.sequence + 1
+        self.frames += 1
+        self._last_time = float(times[-1])
+        k = min(self.max_rows - self.size, times.shape[0])
+        self.dropped += times.shape[0] - k
+        if k <= 0:
+            return
+        if self.size + k > self._times.shape[0]:
+            grown = min(self.max_rows, max(self.size + k, 2 * self._times.shape[0]))
+            self._times = np.resize(self._times, grown)
+            self._values = np.resize(self._values, (grown, self._values.shape[1]))
+        self._times[self.size : self.size + k] = times[:k]
+        self._values[self.size : self.size + k] = values[:k]
+        self.size += k
+
+    def recording(self) -> Recording | None:
+        """The recording (views of the arrays, no copy); None when no frame was added."""
+        if self._layout is None or self._times is None or self._values is None:
+            return None
+        names, units, rate = self._layout
+        return Recording(
+            origin=self.origin,
+            times=self._times[: self.size],
+            values=self._values[: self.size],
+            channels=names,
+            units=units,
+            sampling_rate_hz=rate,
+            gaps=tuple(self._gaps),
+            truncated=self.dropped > 0,
+            dropped_samples=self.dropped,
+        )
+
+
 class StreamAssembler:
     """Assembles the frames of one stream; see the module docstring."""
 
@@ -240,6 +323,11 @@ class StreamAssembler:
     def first_time(self) -> float:
         """Seconds from the origin to the first sample received (0 unless picked up after the origin)."""
         return self._first_time
+
+    @property
+    def expected_sequence(self) -> int | None:
+        """The next sequence number expected (None before the first frame)."""
+        return self._expected
 
     @property
     def total_gaps(self) -> int:
@@ -398,6 +486,15 @@ class StreamAssembler:
         evicted = self._ring.newest_overwritten_time >= start_s
         started_inside = start_s < self._first_time - TIME_TOLERANCE_S
         names, units, rate = self._layout
+        reason = None
+        if touched_by_gap:
+            reason = "frames of this window are missing (a sequence gap or a silence in the stream)"
+        elif evicted:
+            reason = "samples of this window were overwritten before it was cut"
+        elif started_inside:
+            reason = "the stream was picked up inside this window and its earlier frames were not available"
+        elif final:
+            reason = "the recording ends inside this window"
         return Window(
             stream=self._key,
             index=index,
@@ -409,6 +506,7 @@ class StreamAssembler:
             units=units,
             sampling_rate_hz=rate,
             complete=not (touched_by_gap or evicted or started_inside or final),
+            reason=reason,
         )
 
 

@@ -1,5 +1,5 @@
 """The ingest routes: ``POST /ingest/frames`` and ``WS /ingest/ws`` (device credentials), both handing their
-work to the :class:`~relearn.device_gateway.ingest.writer.Ingestor` off the event loop."""
+work to the :class:`~relearn.device_gateway.ingest.service.Ingestor` off the event loop."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from sqlalchemy.engine import Engine
 
 from relearn.device_gateway.authz import require_device_credentials
 from relearn.device_gateway.ingest.messages import handle_message
+from relearn.device_gateway.ingest.service import Ingestor
 from relearn.device_gateway.ingest.wire import INGEST_BODY_SCHEMA, IngestResponse, parse_request
-from relearn.device_gateway.ingest.writer import Ingestor
-from relearn.shared.auth import (
-    PrincipalDep,
+from relearn.shared.auth.dependency import PrincipalDep
+from relearn.shared.auth.websocket import (
     SocketCredentials,
     authenticate_websocket,
     close_expired,
     refuse,
     token_refresh,
 )
-from relearn.shared.fhir import FhirError
+from relearn.shared.fhir.errors import FhirError
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not JSON"},

@@ -6,12 +6,12 @@ device id as subject (= partition key), so one device's frames and its stream-cl
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
-from relearn.device_gateway.stream_store import StreamRecord, aware
-from relearn.shared.events import CloudEvent, EncodedEvent
+from relearn.shared.events.envelope import CloudEvent
+from relearn.shared.events.outbox import EncodedEvent
 
 SOURCE = "/relearn/device-gateway"
 
@@ -19,6 +19,30 @@ EMG_FRAME = "device.emg-frame-received.v1"
 BALANCE_FRAME = "device.balance-frame-received.v1"
 EMG_CLOSED = "device.emg-stream-closed.v1"
 BALANCE_CLOSED = "device.balance-stream-closed.v1"
+
+
+class Binding(Protocol):
+    """What the events say about a binding (a ``device_stream`` row has it all)."""
+
+    id: str
+    device_id: str
+    patient_id: str
+    session_id: str | None
+    stream_type: str
+    origin: datetime | None
+    protocol: dict[str, Any]
+    mvc: dict[str, Any] | None
+    targets: dict[str, Any] | None
+    next_sequence: int
+    frames: int
+    samples: int
+    gap_count: int
+    closed_at: datetime | None
+
+
+def aware(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were stored in UTC.
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def frame_event_type(stream_type: StreamType | str) -> str:
@@ -34,7 +58,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def _binding(stream: StreamRecord) -> dict[str, Any]:
+def _binding(stream: Binding) -> dict[str, Any]:
     return {
         "stream": stream.id,
         "device": stream.device_id,
@@ -47,7 +71,7 @@ def _binding(stream: StreamRecord) -> dict[str, Any]:
     }
 
 
-def frame_event(stream: StreamRecord, frame: SensorFrame) -> EncodedEvent:
+def frame_event(stream: Binding, frame: SensorFrame) -> EncodedEvent:
     """``device.<emg|balance>-frame-received.v1``: the binding's context and the frame as sent (camelCase).
 
     Encoded once, straight to bytes: the envelope (with the binding's context as ``data``) is dumped and
@@ -65,7 +89,7 @@ def frame_event(stream: StreamRecord, frame: SensorFrame) -> EncodedEvent:
     return EncodedEvent(envelope.id, envelope.type, envelope.subject, payload)
 
 
-def closed_event(stream: StreamRecord) -> CloudEvent:
+def closed_event(stream: Binding) -> CloudEvent:
     """``device.<emg|balance>-stream-closed.v1``: what a processor needs to finish the recording."""
     data = {
         **_binding(stream),

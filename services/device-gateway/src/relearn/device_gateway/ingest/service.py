@@ -11,10 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from relearn.device_gateway.authz import authorize_devices, require_device_credentials
 from relearn.device_gateway.config import Settings
@@ -22,21 +21,14 @@ from relearn.device_gateway.device_profile import DeviceSpec, DeviceSpecCache, f
 from relearn.device_gateway.ingest.backpressure import BacklogGauge
 from relearn.device_gateway.ingest.wire import FrameResult, GapReport, IngestResponse, TooLarge
 from relearn.device_gateway.signals.frames import SensorFrame
-from relearn.device_gateway.stream_store import (
-    FrameRecord,
-    GapRecord,
-    StreamInfo,
-    StreamRecord,
-    StreamStatus,
-    aware,
-    frame_record,
-    layout_of,
-)
-from relearn.device_gateway.streams_events import frame_event
-from relearn.shared.auth import Principal
-from relearn.shared.events import EncodedEvent, stage_many
-from relearn.shared.fhir import Conflict, Issue, UnprocessableEntity
-from relearn.shared.service import transaction
+from relearn.device_gateway.streams import repository
+from relearn.device_gateway.streams.events import frame_event
+from relearn.device_gateway.streams.repository import StreamInfo, aware, frame_record, layout_of
+from relearn.device_gateway.streams.tables import StreamRecord, StreamStatus
+from relearn.shared.auth.principal import Principal
+from relearn.shared.db import transaction
+from relearn.shared.events.outbox import EncodedEvent, stage_many
+from relearn.shared.fhir.errors import Conflict, Issue, UnprocessableEntity
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +60,6 @@ class _Pending:
     layout: dict[str, Any] | None
     seen: set[int] = field(default_factory=set)
 
-
-_FRAME_TABLE: Table = FrameRecord.__table__  # type: ignore[attr-defined]
-_STREAM_TABLE: Table = StreamRecord.__table__  # type: ignore[attr-defined]
-# Built once (statement construction costs more than running them): lock a request's stream rows in id
-# order, and write back their bookkeeping.
-_LOCK_STREAMS = (
-    select(StreamRecord)
-    .where(col(StreamRecord.id).in_(bindparam("ids", expanding=True)))
-    .order_by(col(StreamRecord.id))
-    .with_for_update()
-)
-_UPDATE_STREAM = update(_STREAM_TABLE).where(_STREAM_TABLE.c.id == bindparam("b_id"))
 
 _LAYOUT_FIELDS = (("samplingRateHz", "samplingRateHz"), ("channels", "channels"), ("adc", "adc"))
 
@@ -154,7 +134,7 @@ class Ingestor:
                 row.layout = layout_of(frame)
             if key > row.next_sequence:
                 gaps.append(GapReport(stream_id=row.id, expected=row.next_sequence, got=key))
-                session.add(GapRecord(stream_id=row.id, expected=row.next_sequence, got=key))
+                repository.add_gap(session, row.id, row.next_sequence, key)
                 row.gap_count += 1
             if key >= row.next_sequence:
                 row.next_sequence = key + 1
@@ -179,37 +159,18 @@ class Ingestor:
             # Frames and their events are 20-60 kB values that PostgreSQL TOASTs: their columns compress
             # with lz4 where the server has it (migration 5b1e0c7d9a42), at a fifth of pglz's cost.
             # Core multi-row INSERTs (executemany in one pipeline), no ORM objects for frames or events.
-            session.execute(insert(_FRAME_TABLE), rows)
+            repository.insert_frames(session, rows)
             stage_many(session, events)
         changed = [p.row for p in streams.values() if p.seen]
         if changed:
-            # The rows were detached when locked: one Core UPDATE for all, no unit-of-work bookkeeping.
-            session.execute(
-                _UPDATE_STREAM,
-                [
-                    {
-                        "b_id": r.id,
-                        "next_sequence": r.next_sequence,
-                        "frames": r.frames,
-                        "samples": r.samples,
-                        "gap_count": r.gap_count,
-                        "layout": r.layout,
-                        "origin": r.origin,
-                        "last_time_offset": r.last_time_offset,
-                    }
-                    for r in changed
-                ],
-            )
+            repository.write_counters(session, changed)
         session.flush()  # the gap rows
         # Hooks see each stream as this request left it.
         snapshots = {sid: StreamInfo.of(p.row) for sid, p in streams.items()}
         return IngestResult(results, gaps, [(snapshots[f.stream_id], f) for f in accepted])
 
     def _lock_streams(self, session: Session, ids: list[str]) -> dict[str, _Pending]:
-        rows = list(session.execute(_LOCK_STREAMS, {"ids": ids}).scalars())
-        for row in rows:
-            # Changes are written by one UPDATE at the end (`_write`), not tracked by the session.
-            session.expunge(row)
+        rows = repository.lock_streams(session, ids)
         return {row.id: _Pending(row, dict(row.layout) if row.layout is not None else None) for row in rows}
 
     def _check(
@@ -296,12 +257,7 @@ class Ingestor:
                 wanted.setdefault(frame.stream_id, set()).add(frame.sequence)
         stored: set[tuple[str, int]] = set()
         for stream_id, sequences in wanted.items():
-            found = session.execute(
-                select(col(FrameRecord.sequence)).where(
-                    col(FrameRecord.stream_id) == stream_id, col(FrameRecord.sequence).in_(sorted(sequences))
-                )
-            ).scalars()
-            stored.update((stream_id, int(s)) for s in found)
+            stored.update((stream_id, s) for s in repository.stored_sequences(session, stream_id, sequences))
         return stored
 
     def closed(self, info: StreamInfo) -> None:
