@@ -36,9 +36,9 @@ from relearn.device_gateway.processing.tables import WindowRecord
 from relearn.devtools.apps import AUDIENCE, ISSUER, make_issuer, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.devtools.pg import ScratchDatabases
-from relearn.shared.db import make_engine
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import OutboxEvent
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine
 
 MINUTES = float(os.environ.get("MINUTES", "10"))
 CHANNELS = int(os.environ.get("CHANNELS", "8"))
@@ -242,8 +242,8 @@ def close_only() -> None:
     from relearn.device_gateway.main import consumers  # noqa: F401  (the worker's imports, for the baseline)
     from relearn.device_gateway.processing.service import MetricsProcessor
     from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord
-    from relearn.shared.db import transaction
-    from relearn.shared.events.envelope import CloudEvent
+    from relearn.shared.events import CloudEvent
+    from relearn.shared.service import transaction
 
     scratch = ScratchDatabases()
     try:

@@ -22,10 +22,9 @@ from relearn.device_gateway.processing.service import MetricsProcessor
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.streams.repository import frame_record, layout_of
 from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord
-from relearn.shared.db import make_engine, transaction
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import OutboxEvent
+from relearn.shared.events import CloudEvent, OutboxEvent
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine, transaction
 
 SENSORS = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "sensors"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

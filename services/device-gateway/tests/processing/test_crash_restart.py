@@ -29,12 +29,17 @@ from sqlmodel import Session, col
 from relearn.device_gateway.processing.tables import WindowRecord
 from relearn.devtools.apps import wait_for
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.db import make_engine
+from relearn.shared.events import (
+    DEVICE_METRICS,
+    DEVICE_RAW_EMG,
+    CloudEvent,
+    all_topics,
+    ensure_topics,
+    producer_config,
+)
 from relearn.shared.events.contracts import device_metric_observation_id
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.kafka import ensure_topics, producer_config
-from relearn.shared.events.topics import DEVICE_METRICS, DEVICE_RAW_EMG, all_topics
 from relearn.shared.migrations import upgrade
+from relearn.shared.service import make_engine
 
 SECONDS = 60
 RATE = 2000.0

@@ -24,8 +24,8 @@ from sqlmodel import Session
 from relearn.device_gateway.device_profile.repository import read_device
 from relearn.device_gateway.streams.repository import get_stream
 from relearn.device_gateway.streams.tables import StreamRecord
-from relearn.shared.auth.principal import Principal
-from relearn.shared.fhir.errors import Forbidden, NotFound
+from relearn.shared.auth import Principal
+from relearn.shared.fhir import Forbidden, NotFound
 
 
 def device_parent(device: dict[str, Any]) -> str | None:

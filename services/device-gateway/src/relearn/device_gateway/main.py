@@ -33,10 +33,9 @@ from relearn.device_gateway.processing import metrics_consumers
 from relearn.device_gateway.resources import DEFINITIONS, publish_code_systems
 from relearn.device_gateway.streams.api import streams_router
 from relearn.device_gateway.streams.service import PatientLookup
-from relearn.shared.app import create_service_app, fhir_api
-from relearn.shared.auth.dependency import TokenVerifier
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.auth import TokenVerifier
+from relearn.shared.events import EventConsumer
+from relearn.shared.service import ServiceSettings, create_service_app, fhir_api
 
 
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:

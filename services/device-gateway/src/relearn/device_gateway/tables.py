@@ -2,7 +2,4 @@
 
 import relearn.device_gateway.processing.tables  # the metrics processor's balance trials (Romberg)
 import relearn.device_gateway.streams.tables
-import relearn.shared.events.consumer
-import relearn.shared.events.outbox
-import relearn.shared.fhir.tables
-import relearn.shared.idempotency  # noqa: F401  (idempotency keys; FHIR store, outbox, processed events; streams, frames, gaps)
+import relearn.shared.tables  # noqa: F401  (the plumbing tables, for the metadata)

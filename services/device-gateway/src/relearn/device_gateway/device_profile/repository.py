@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from relearn.shared.fhir.tables import FhirResource
+from relearn.shared.fhir import FhirResource
 
 
 def read_device(session: Session, device_id: str) -> dict[str, Any] | None:

@@ -12,9 +12,7 @@ from relearn.device_gateway.device_profile.cache import DeviceSpecCache
 from relearn.device_gateway.device_profile.codes import DeviceKind
 from relearn.device_gateway.device_profile.reading import device_spec, read_spec
 from relearn.device_gateway.device_profile.repository import read_device
-from relearn.shared.fhir.errors import InvalidResource, UnprocessableEntity
-from relearn.shared.fhir.records import ResourceChange, WriteHook
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.fhir import FhirStore, InvalidResource, ResourceChange, UnprocessableEntity, WriteHook
 
 
 def check_device(device: dict[str, Any]) -> None:

@@ -13,15 +13,15 @@ from relearn.device_gateway.authz import require_device_credentials
 from relearn.device_gateway.ingest.messages import handle_message
 from relearn.device_gateway.ingest.service import Ingestor
 from relearn.device_gateway.ingest.wire import INGEST_BODY_SCHEMA, IngestResponse, parse_request
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.auth.websocket import (
+from relearn.shared.auth import (
+    PrincipalDep,
     SocketCredentials,
     authenticate_websocket,
     close_expired,
     refuse,
     token_refresh,
 )
-from relearn.shared.fhir.errors import FhirError
+from relearn.shared.fhir import FhirError
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not JSON"},

@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from relearn.device_gateway.ingest.backpressure import TooBusy
 from relearn.device_gateway.ingest.service import Ingestor
 from relearn.device_gateway.ingest.wire import check_frame_count, parse_decoded, parse_valid_message
-from relearn.shared.auth.principal import Principal
-from relearn.shared.fhir.errors import FhirError, InvalidRequest
+from relearn.shared.auth import Principal
+from relearn.shared.fhir import FhirError, InvalidRequest
 
 
 def handle_message(

@@ -25,10 +25,10 @@ from relearn.device_gateway.streams import repository
 from relearn.device_gateway.streams.events import frame_event
 from relearn.device_gateway.streams.repository import StreamInfo, aware, frame_record, layout_of
 from relearn.device_gateway.streams.tables import StreamRecord, StreamStatus
-from relearn.shared.auth.principal import Principal
-from relearn.shared.db import transaction
-from relearn.shared.events.outbox import EncodedEvent, stage_many
-from relearn.shared.fhir.errors import Conflict, Issue, UnprocessableEntity
+from relearn.shared.auth import Principal
+from relearn.shared.events import EncodedEvent, stage_many
+from relearn.shared.fhir import Conflict, Issue, UnprocessableEntity
+from relearn.shared.service import transaction
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from sqlalchemy.engine import Engine
 
 from relearn.device_gateway.config import Settings
 from relearn.device_gateway.processing.service import MetricsProcessor
-from relearn.shared.events.consumer import EventConsumer
-from relearn.shared.events.topics import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG
-from relearn.shared.settings import ServiceSettings
+from relearn.shared.events import DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, EventConsumer
+from relearn.shared.service import ServiceSettings
 
 GROUP = "device-gateway-metrics"
 

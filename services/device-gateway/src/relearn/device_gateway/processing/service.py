@@ -66,12 +66,10 @@ from relearn.device_gateway.processing.tables import BalanceTrialRecord
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.signals.windows import Recording, RecordingBuilder, StreamAssembler, Window
 from relearn.device_gateway.streams.repository import frame_at, iter_frames, stored_samples
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import stage_many
+from relearn.shared.events import CloudEvent, Handler, stage_many
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Session, CloudEvent], None]
 FrameLoader = Callable[[Session, str], Sequence[SensorFrame]]
 
 _UNDO = "relearn.metrics-processor.undo"

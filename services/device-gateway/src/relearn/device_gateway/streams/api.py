@@ -19,8 +19,8 @@ from fastapi import APIRouter, Path, Query
 from relearn.device_gateway.ingest import Ingestor
 from relearn.device_gateway.streams import service
 from relearn.device_gateway.streams.schemas import StreamIn, StreamView
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.deps import EngineDep, SessionDep
+from relearn.shared.auth import PrincipalDep
+from relearn.shared.service import EngineDep, SessionDep
 
 StreamId = Annotated[str, Path(description="The stream binding id", max_length=64)]
 

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
-from relearn.shared.events.envelope import CloudEvent
-from relearn.shared.events.outbox import EncodedEvent
+from relearn.shared.events import CloudEvent, EncodedEvent
 
 SOURCE = "/relearn/device-gateway"
 

@@ -22,10 +22,10 @@ from relearn.device_gateway.streams.events import closed_event
 from relearn.device_gateway.streams.repository import StreamInfo, aware, gaps_of
 from relearn.device_gateway.streams.schemas import GapView, StreamIn, StreamView
 from relearn.device_gateway.streams.tables import StreamRecord, StreamStatus
-from relearn.shared.auth.principal import Principal
-from relearn.shared.db import transaction
-from relearn.shared.events.outbox import stage
-from relearn.shared.fhir.errors import NotFound, UnprocessableEntity
+from relearn.shared.auth import Principal
+from relearn.shared.events import stage
+from relearn.shared.fhir import NotFound, UnprocessableEntity
+from relearn.shared.service import transaction
 
 
 def stream_view(session: Session, row: StreamRecord) -> StreamView:
