@@ -63,7 +63,9 @@ if TYPE_CHECKING:
     from relearn.shared.fhir.errors import Unauthorized as Unauthorized
     from relearn.shared.fhir.errors import UnprocessableEntity as UnprocessableEntity
     from relearn.shared.fhir.errors import UnsupportedMediaType as UnsupportedMediaType
+    from relearn.shared.fhir.errors import BUSINESS_RULE as BUSINESS_RULE
     from relearn.shared.fhir.errors import field_path as field_path
+    from relearn.shared.fhir.errors import invalid_request as invalid_request
     from relearn.shared.fhir.errors import informational_outcome as informational_outcome
     from relearn.shared.fhir.errors import operation_outcome as operation_outcome
     from relearn.shared.fhir.errors import validation_issues as validation_issues
@@ -129,6 +131,8 @@ _EXPORTS: dict[str, str] = {
     "HistoryResult": "records",
     "Issue": "errors",
     "FhirError": "errors",
+    "BUSINESS_RULE": "errors",
+    "invalid_request": "errors",
     "InvalidResource": "errors",
     "InvalidRequest": "errors",
     "Unauthorized": "errors",
