@@ -130,6 +130,27 @@ def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(
     assert stored_berg["code"]["coding"][0]["code"] == "berg-balance-scale"
     assert stored_berg["valueQuantity"]["value"] == 38
 
+    # The referral diagnoses are problem-list Conditions an EHR files as such, and the event names
+    # them for CarePlan.addresses.
+    assert len(body["conditions"]) == 2
+    assert event.data["conditions"] == body["conditions"]
+    assert [r["condition"] for r in event.data["referralConditions"]] == body["conditions"]
+    problems = client.get(
+        "/fhir/Condition?patient=eval-1&category=http://terminology.hl7.org/CodeSystem/condition-category|problem-list-item",
+        headers=_auth(issuer),
+    ).json()
+    assert {f"Condition/{e['resource']['id']}" for e in problems["entry"]} == set(body["conditions"])
+    stroke = client.get(
+        "/fhir/Condition?patient=eval-1&code=http://hl7.org/fhir/sid/icd-10-cm|I63.9&clinical-status=active",
+        headers=_auth(issuer),
+    ).json()
+    assert stroke["total"] == 1
+    assert stroke["entry"][0]["resource"]["code"]["text"] == "Left MCA ischaemic stroke"
+    social = client.get(
+        "/fhir/Observation?patient=eval-1&category=social-history", headers=_auth(issuer)
+    ).json()
+    assert all("referral" not in str(e["resource"]["code"]) for e in social.get("entry", []))
+
 
 def test_a_reassessment_emits_its_own_event(
     service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
@@ -408,6 +429,23 @@ def test_an_exercise_rom_becomes_the_observation_the_event_names_once(service: d
     }
     found = client.get("/fhir/Observation?patient=eval-7&part-of=Procedure/pr-7", headers=auth).json()
     assert rom_id in {e["resource"]["id"] for e in found.get("entry", [])}
+
+
+def test_the_mmt_grade_codesystem_is_published_and_grades_read_as_codes(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
+    client, auth = service["client"], _auth(service["issuer"])
+    cs = client.get(
+        "/fhir/CodeSystem?url=https://relearn.health/fhir/CodeSystem/mmt-grade", headers=auth
+    ).json()
+    assert cs["total"] == 1 and cs["entry"][0]["resource"]["count"] == 14
+    assert client.post("/evaluations", json=evaluation_body("eval-mmt"), headers=auth).status_code == 201
+    found = client.get(
+        "/fhir/Observation?patient=eval-mmt&value-concept=https://relearn.health/fhir/CodeSystem/mmt-grade|3%2B",
+        headers=auth,
+    ).json()
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["code"]["text"] == "Manual muscle test grade 3+"
 
 
 def test_the_local_codesystem_is_published(service: dict[str, Any]) -> None:

@@ -60,6 +60,7 @@ def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:
             kind=evaluation.kind,
             event_type=result.event_type,
             members=[f"Observation/{m['id']}" for m in result.members],
+            conditions=[f"Condition/{c['id']}" for c in result.conditions],
             deficits=result.event_data["deficits"],
             goals=result.event_data["goals"],
         )

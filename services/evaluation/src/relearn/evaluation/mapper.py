@@ -21,8 +21,9 @@ from relearn.evaluation.schemas import (
 )
 
 # One evaluation becomes a panel Observation (code ``evaluation-initial`` or ``evaluation-reassessment``)
-# whose ``hasMember`` lists one Observation per item: history, referral conditions, pain, posture findings,
-# balance tests, range of motion, muscle grades, concerns and goals. Each member carries an identifier
+# whose ``hasMember`` lists one Observation per item: history, pain, posture findings,
+# balance tests, range of motion, muscle grades, concerns and goals (referral conditions are Conditions,
+# below). Each member carries an identifier
 # ``<panel id>/<item path>`` (system ``codes.EVALUATION_ITEM_SYSTEM``) naming its item (``ev1/rom[2]``).
 #
 # Laterality: R4 Observation has no laterality element. ``bodySite`` holds the SNOMED CT joint structure (or
@@ -173,19 +174,6 @@ def evaluation_to_observations(
 
     if ev.history is not None:
         b.add("history", local("history-symptoms"), "social-history", value={"valueString": ev.history})
-    for i, rc in enumerate(ev.referral_conditions):
-        kind_codings = [local(f"condition-{rc.kind}")]
-        if rc.kind in codes.REFERRAL_CONDITION_SNOMED:
-            kind_codings.append(codes.REFERRAL_CONDITION_SNOMED[rc.kind])
-        onset = [_component(local("referral-condition-onset"), valueDateTime=rc.onset)] if rc.onset else None
-        value = {"valueCodeableConcept": _concept(*kind_codings, text=rc.text)}
-        b.add(
-            f"referralConditions[{i}]",
-            local("referral-condition"),
-            "social-history",
-            value=value,
-            components=onset,
-        )
     if ev.pain is not None:
         pain = codes.measure("pain")
         b.add("pain", pain.coding, pain.category, value={"valueQuantity": codes.quantity(ev.pain, pain.unit)})
@@ -240,18 +228,15 @@ def evaluation_to_observations(
         m = codes.measure("mmt-grade")
         group = codes.MUSCLE_GROUPS[s.muscle_group]
         side = s.side.capitalize() if s.side != "bilateral" else "Both sides:"
-        parts = [_laterality(s.side)]
-        if s.modifier is not None:
-            modifier = local("mmt-plus" if s.modifier == "+" else "mmt-minus")
-            parts.append(_component(local("mmt-grade-modifier"), valueCodeableConcept=_concept(modifier)))
+        # The grade with its modifier is the coded value ("3+"), never a number plus a component.
         b.add(
             f"strength[{i}]",
             m.coding,
             m.category,
             text=f"Manual muscle test grade {s.grade}",
-            value={"valueQuantity": codes.quantity(s.base_grade, m.unit)},
+            value={"valueCodeableConcept": _concept(codes.mmt_grade(s.grade), text=s.grade)},
             body_site={"coding": [group.coding()], "text": f"{side} {group.display.lower()}"},
-            components=parts,
+            components=[_laterality(s.side)],
         )
     for i, concern in enumerate(ev.concerns):
         b.add(f"concerns[{i}]", local("patient-concern"), "survey", value={"valueString": concern})
@@ -264,6 +249,66 @@ def evaluation_to_observations(
             components=_target_components(g.target) if g.target is not None else None,
         )
     return b.panel(), b.members
+
+
+# -- Referral diagnoses as US Core Conditions ---------------------------------------------------------------
+# Each referral condition is a Condition (US Core 6.1 Condition Problems and Health Concerns, or Encounter
+# Diagnosis when the client says so): category problem-list-item or encounter-diagnosis, code SNOMED CT
+# (by kind, or the client's concept) plus ICD-10-CM (I63.9 for a stroke NOS, or the client's code) plus the
+# local kind, clinicalStatus (active unless told) and verificationStatus confirmed (a referral diagnosis).
+# Its id comes from the same id factory as the members (path ``referralConditions[i]``) and it carries the
+# evaluation-item identifier, so an Idempotency-Key replay finds the same Condition.
+
+
+def condition_resources(ev: EvaluationIn, *, ids: IdFactory, panel_id: str) -> list[dict[str, Any]]:
+    out = []
+    for i, rc in enumerate(ev.referral_conditions):
+        item = f"referralConditions[{i}]"
+        codings: list[codes.Coding] = []
+        if rc.snomed is not None:
+            codings.append(codes.coding(codes.SNOMED, rc.snomed))
+        elif rc.kind in codes.REFERRAL_CONDITION_SNOMED:
+            codings.append(codes.REFERRAL_CONDITION_SNOMED[rc.kind])
+        if rc.icd10cm is not None:
+            codings.append(codes.coding(codes.ICD10CM, rc.icd10cm))
+        elif rc.kind in codes.REFERRAL_CONDITION_ICD10CM and rc.snomed is None:
+            codings.append(codes.REFERRAL_CONDITION_ICD10CM[rc.kind])
+        local = codes.concept(f"condition-{rc.kind}")
+        codings.append(local.coding())
+        cond: dict[str, Any] = {
+            "resourceType": "Condition",
+            "id": ids(item),
+            "meta": {"profile": [codes.US_CORE_CONDITION_PROFILE[rc.category]]},
+            "identifier": [{"system": codes.EVALUATION_ITEM_SYSTEM, "value": f"{panel_id}/{item}"}],
+            "clinicalStatus": _concept(
+                codes.coding(
+                    codes.CONDITION_CLINICAL,
+                    rc.clinical_status,
+                    codes.CONDITION_CLINICAL_DISPLAY[rc.clinical_status],
+                )
+            ),
+            "verificationStatus": _concept(
+                codes.coding(codes.CONDITION_VER_STATUS, "confirmed", "Confirmed")
+            ),
+            "category": [
+                _concept(
+                    codes.coding(
+                        codes.CONDITION_CATEGORY, rc.category, codes.CONDITION_CATEGORY_DISPLAY[rc.category]
+                    )
+                )
+            ],
+            "code": _concept(*codings, text=rc.text or local.display),
+            "subject": {"reference": f"Patient/{ev.patient}"},
+        }
+        if ev.encounter is not None:
+            cond["encounter"] = {"reference": f"Encounter/{ev.encounter}"}
+        if rc.onset is not None:
+            cond["onsetDateTime"] = rc.onset
+        cond["recordedDate"] = ev.effective
+        if ev.performer is not None:
+            cond["recorder"] = {"reference": ev.performer}
+        out.append(cond)
+    return out
 
 
 def item_path(observation: dict[str, Any]) -> str | None:

@@ -1,4 +1,4 @@
-"""Every read and write of the evaluation's Observations and CodeSystem in its FHIR store."""
+"""Every read and write of the evaluation's Observations, Conditions and CodeSystems in its FHIR store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from relearn.evaluation.resources import CODE_SYSTEM, OBSERVATION
+from relearn.evaluation.resources import CODE_SYSTEM, CONDITION, OBSERVATION
 from relearn.shared.fhir.store import FhirStore, StoredResource
 
 
@@ -20,6 +20,12 @@ def create_observations(session: Session, store: FhirStore, observations: list[d
     """Store new Observations under their own ids, in order."""
     for obs in observations:
         store.create(session, OBSERVATION, obs, id=obs["id"])
+
+
+def create_conditions(session: Session, store: FhirStore, conditions: list[dict[str, Any]]) -> None:
+    """Store new Conditions under their own ids, in order."""
+    for cond in conditions:
+        store.create(session, CONDITION, cond, id=cond["id"])
 
 
 def put_observation(session: Session, store: FhirStore, obs: dict[str, Any]) -> None:

@@ -7,8 +7,9 @@
 # OperationOutcome issues.
 #
 # Manual muscle test grades are the MRC 0 to 5 scale. A ``+`` modifier is accepted on grades 1 to 4 and a
-# ``-`` on grades 2 to 5 (``"3+"``, ``"4-"``, ``"5-"``), as clinicians write them; the base grade is the
-# Observation's value and the modifier rides in a component. Whole grades may be sent as numbers.
+# ``-`` on grades 2 to 5 (``"3+"``, ``"4-"``, ``"5-"``), as clinicians write them; the grade with its
+# modifier is one code of the mmt-grade CodeSystem, the Observation's coded value. Whole grades may be sent
+# as numbers.
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ _DATE_TIME = re.compile(
     r"^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$"
 )
+# ICD-10-CM: a letter, two characters, then up to four after the dot (I63.9, S06.2X9A).
+_ICD10CM = r"^[A-TV-Z][0-9][0-9AB](\.[0-9A-Z]{1,4})?$"
 _GRADE = re.compile(r"^([0-9]+)([+-]?)$")
 
 Side = Literal["left", "right", "bilateral"]
@@ -124,6 +127,17 @@ class ReferralConditionIn(_In):
     kind: Literal["stroke", "brain-injury", "trauma", "other"]
     text: ShortText | None = Field(default=None, validate_default=True)
     onset: str | None = None
+    category: Literal["problem-list-item", "encounter-diagnosis"] = Field(
+        default="problem-list-item",
+        description="US Core Condition category: on the problem list (default) or this encounter's diagnosis",
+    )
+    clinical_status: Literal["active", "recurrence", "relapse", "inactive", "remission", "resolved"] = (
+        "active"
+    )
+    icd10cm: Annotated[str, Field(pattern=_ICD10CM, description="ICD-10-CM code, e.g. I69.351")] | None = None
+    snomed: (
+        Annotated[str, Field(pattern=r"^[1-9][0-9]{5,17}$", description="SNOMED CT concept id")] | None
+    ) = None
 
     @field_validator("text")
     @classmethod
@@ -544,6 +558,9 @@ class EvaluationRecorded(BaseModel):
         alias="eventType", description="evaluation.completed.v1 | evaluation.reassessed.v1"
     )
     members: list[str] = Field(description="The member Observations (hasMember), in request order")
+    conditions: list[str] = Field(
+        default=[], description="The referral diagnoses as Conditions (Condition/<id>), in request order"
+    )
     deficits: list[dict[str, Any]] = Field(description="Deficits found against the normative values")
     goals: list[dict[str, Any]] = Field(description="The patient's goals with their measurable targets")
 

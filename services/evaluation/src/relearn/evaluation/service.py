@@ -13,6 +13,7 @@ from relearn.evaluation import repository
 from relearn.evaluation.domain import codes
 from relearn.evaluation.events import evaluation_completed_data, event_type, stage_evaluation
 from relearn.evaluation.mapper import (
+    condition_resources,
     evaluation_to_observations,
     metric_observation,
     rom_observations,
@@ -32,6 +33,7 @@ _IDEMPOTENT_IDS = uuid.UUID("6f1d9a52-8c1e-4f4e-9b0e-2b7f5d2f1a10")
 class RecordedEvaluation:
     panel: dict[str, Any]
     members: list[dict[str, Any]]
+    conditions: list[dict[str, Any]]
     event_type: str
     event_data: dict[str, Any]
     created: bool  # False when an Idempotency-Key replay found the evaluation already stored
@@ -45,7 +47,8 @@ def record_evaluation(
     idempotency_key: str | None = None,
     patient_restriction: str | None = None,
 ) -> RecordedEvaluation:
-    """Store the evaluation as a panel Observation with ``hasMember`` members and stage its event.
+    """Store the evaluation as a panel Observation with ``hasMember`` members, its referral diagnoses as
+    Conditions, and stage its event.
 
     The same use case serves the domain API and any future importer; it never commits (the caller's
     transaction does) and never talks to Kafka (the event goes to the outbox).
@@ -64,18 +67,20 @@ def record_evaluation(
             return str(uuid.uuid4())
 
     panel, members = evaluation_to_observations(ev, ids=ids)
-    data = evaluation_completed_data(ev, panel, members)
+    conditions = condition_resources(ev, ids=ids, panel_id=panel["id"])
+    data = evaluation_completed_data(ev, panel, members, conditions)
     kind = event_type(ev)
 
     existing = repository.observation(session, store, panel["id"])
     if existing is not None:
         if existing.deleted or existing.resource().get("subject") != panel.get("subject"):
             raise Conflict("This Idempotency-Key was already used for another evaluation")
-        return RecordedEvaluation(panel, members, kind, data, created=False)
+        return RecordedEvaluation(panel, members, conditions, kind, data, created=False)
 
+    repository.create_conditions(session, store, conditions)
     repository.create_observations(session, store, [*members, panel])
     stage_evaluation(session, ev, data)
-    return RecordedEvaluation(panel, members, kind, data, created=True)
+    return RecordedEvaluation(panel, members, conditions, kind, data, created=True)
 
 
 def record_metric(session: Session, store: FhirStore, metric: MetricComputed) -> None:
@@ -97,14 +102,14 @@ def record_symptoms(session: Session, store: FhirStore, symptoms: SymptomsRecord
 
 
 def publish_codesystem(store: FhirStore, engine: Engine) -> None:
-    """Store the shipped CodeSystem as ``CodeSystem/<id>`` unless that version is already there."""
-    cs = codes.codesystem()
-    with transaction(engine) as session:
-        stored = repository.code_system(session, store, cs["id"])
-        if stored is not None and (stored.get("version"), stored.get("date"), stored.get("count")) == (
-            cs.get("version"),
-            cs.get("date"),
-            cs.get("count"),
-        ):
-            return
-        repository.put_code_system(session, store, cs)
+    """Store each shipped CodeSystem as ``CodeSystem/<id>`` unless that version is already there."""
+    for cs in codes.codesystems():
+        with transaction(engine) as session:
+            stored = repository.code_system(session, store, cs["id"])
+            if stored is not None and (stored.get("version"), stored.get("date"), stored.get("count")) == (
+                cs.get("version"),
+                cs.get("date"),
+                cs.get("count"),
+            ):
+                continue
+            repository.put_code_system(session, store, cs)
