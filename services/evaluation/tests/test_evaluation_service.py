@@ -465,3 +465,62 @@ def test_the_local_codesystem_is_published(service: dict[str, Any]) -> None:
         .status_code
         == 405
     )
+
+
+def test_outcome_measures_trend_per_patient_against_their_mcid(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
+    client, issuer = service["client"], service["issuer"]
+    auth = _auth(issuer)
+    initial = [
+        {"measure": "ten-metre-walk", "value": 0.40},
+        {"measure": "six-minute-walk", "value": 180},
+        {"measure": "modified-ashworth", "value": "1+", "side": "right", "muscleGroup": "elbow-flexors"},
+    ]
+    later = [
+        {"measure": "ten-metre-walk", "value": 0.62},  # +0.22 m/s: beyond the 0.16 MCID
+        {"measure": "six-minute-walk", "value": 200},  # +20 m: within the 34.4 m MCID
+        {"measure": "modified-ashworth", "value": "1", "side": "right", "muscleGroup": "elbow-flexors"},
+    ]
+    for effective, kind, outcomes in [
+        ("2026-10-01T10:00:00+00:00", "initial", initial),
+        ("2026-11-15T10:00:00+00:00", "reassessment", later),
+    ]:
+        body = evaluation_body("eval-out", effective=effective, kind=kind, outcomes=outcomes)
+        # The Berg total recorded with the balance tests is the same outcome measure: 38, then 36.
+        body["balance"] = [{"test": "berg", "value": 38 if kind == "initial" else 36}]
+        assert client.post("/evaluations", json=body, headers=auth).status_code == 201, body
+
+    resp = client.get("/evaluations/outcome-measures?patient=eval-out", headers=auth)
+    assert resp.status_code == 200, resp.text
+    trends = {t["measure"]: t for t in resp.json()["measures"]}
+    assert set(trends) == {"ten-metre-walk", "six-minute-walk", "berg", "modified-ashworth"}
+    walk = trends["ten-metre-walk"]
+    assert [p["value"] for p in walk["series"]] == [0.4, 0.62]
+    assert (walk["verdict"], walk["improvedBeyondMcid"], walk["mcid"]["value"]) == (
+        "improved-beyond-mcid",
+        True,
+        0.16,
+    )
+    assert "Tilson" in walk["mcid"]["source"]
+    six = trends["six-minute-walk"]
+    assert (six["verdict"], six["improvedBeyondMcid"], six["code"]["code"]) == (
+        "improved-within-mcid",
+        False,
+        "64098-7",
+    )
+    berg = trends["berg"]
+    assert ([p["value"] for p in berg["series"]], berg["verdict"]) == ([38, 36], "worse-within-mcid")
+    mas = trends["modified-ashworth"]
+    assert [p["grade"] for p in mas["series"]] == ["1+", "1"]
+    assert (mas["side"], mas["muscleGroup"], mas["verdict"]) == (
+        "right",
+        "elbow-flexors",
+        "improved-beyond-mcid",
+    )
+
+    # A patient's own token reads theirs, not another's.
+    own = _auth(issuer, "patient/*.read", patient="eval-out")
+    assert client.get("/evaluations/outcome-measures?patient=eval-out", headers=own).status_code == 200
+    assert client.get("/evaluations/outcome-measures?patient=eval-1", headers=own).status_code == 403
+    assert client.get("/evaluations/outcome-measures?patient=nobody", headers=auth).json()["measures"] == []

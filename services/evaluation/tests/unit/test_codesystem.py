@@ -9,6 +9,7 @@ import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 
 from relearn.evaluation.domain import codes
+from relearn.evaluation.domain.outcomes import ASHWORTH_GRADES, OUTCOME_MEASURES
 from relearn.evaluation.mapper import condition_resources, evaluation_to_observations
 from relearn.evaluation.schemas import EvaluationIn
 
@@ -70,6 +71,15 @@ def everything_evaluation() -> EvaluationIn:
             "rom": rom,
             "strength": strength,
             "concerns": ["c"],
+            "outcomes": [
+                {"measure": key, "value": 1, "side": "left", "muscleGroup": "elbow-flexors"}
+                for key in OUTCOME_MEASURES
+                if key != "modified-ashworth"
+            ]
+            + [
+                {"measure": "modified-ashworth", "value": g, "side": "left", "muscleGroup": "elbow-flexors"}
+                for g in ASHWORTH_GRADES
+            ],
             "goals": [
                 {
                     "text": "g",

@@ -10,6 +10,12 @@ from typing import Any
 from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.deficits import Assessment, assess
 from relearn.evaluation.domain.normative import Norm, NormativeTable, load_norms
+from relearn.evaluation.domain.outcomes import (
+    ASHWORTH_GRADES,
+    OUTCOME_MEASURES,
+    OutcomeMeasure,
+    ashworth_step,
+)
 from relearn.evaluation.schemas import (
     EvaluationIn,
     GoalTargetIn,
@@ -238,6 +244,28 @@ def evaluation_to_observations(
             body_site={"coding": [group.coding()], "text": f"{side} {group.display.lower()}"},
             components=[_laterality(s.side)],
         )
+    for i, o in enumerate(ev.outcomes):
+        om = o.definition
+        parts = [_laterality(o.side)] if o.side is not None else []
+        body_site = None
+        if o.muscle_group is not None:
+            group = codes.MUSCLE_GROUPS[o.muscle_group]
+            where = f"{o.side.capitalize()} " if o.side else ""
+            body_site = {"coding": [group.coding()], "text": f"{where}{group.display.lower()}"}
+        if om.key == "modified-ashworth":
+            grade = str(o.value)
+            value = {"valueCodeableConcept": _concept(ashworth_coding(grade), text=grade)}
+        else:
+            value = {"valueQuantity": codes.quantity(float(o.value), om.unit)}
+        b.add(
+            f"outcomes[{i}]",
+            outcome_coding(om),
+            "exam",
+            text=om.label,
+            value=value,
+            body_site=body_site,
+            components=parts,
+        )
     for i, concern in enumerate(ev.concerns):
         b.add(f"concerns[{i}]", local("patient-concern"), "survey", value={"valueString": concern})
     for i, g in enumerate(ev.goals):
@@ -309,6 +337,78 @@ def condition_resources(ev: EvaluationIn, *, ids: IdFactory, panel_id: str) -> l
             cond["recorder"] = {"reference": ev.performer}
         out.append(cond)
     return out
+
+
+# -- Outcome measures ---------------------------------------------------------------------------------------
+# A standard outcome measure is a member Observation coded LOINC where verified (6-minute walk 64098-7),
+# else the local code; laterality as a component, the muscle group (Modified Ashworth) as bodySite; the
+# Modified Ashworth grade is a coded value (mas-1-plus), every other a UCUM quantity.
+
+
+def outcome_coding(m: OutcomeMeasure) -> codes.Coding:
+    if m.system == "loinc":
+        return codes.coding(codes.LOINC, m.code, m.label)
+    return codes.local(m.code)
+
+
+def ashworth_coding(grade: str) -> codes.Coding:
+    return codes.local(f"mas-{grade.replace('+', '-plus')}")
+
+
+_OUTCOME_BY_CODE = {
+    (outcome_coding(m)["system"], outcome_coding(m)["code"]): m for m in OUTCOME_MEASURES.values()
+}
+_ASHWORTH_BY_CODE = {ashworth_coding(g)["code"]: g for g in ASHWORTH_GRADES}
+
+
+def outcome_code_tokens() -> list[str]:
+    """``system|code`` of every outcome measure, for a code search."""
+    return [f"{system}|{code}" for system, code in _OUTCOME_BY_CODE]
+
+
+def _side_of(obs: dict[str, Any]) -> str | None:
+    for comp in obs.get("component", []):
+        if any(c.get("code") == codes.SNOMED_LATERALITY["code"] for c in comp["code"].get("coding", [])):
+            code = comp.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code")
+            return next((side for side, c in codes.LATERALITY.items() if c["code"] == code), None)
+    return None
+
+
+def outcome_point(
+    obs: dict[str, Any],
+) -> tuple[OutcomeMeasure, str | None, str | None, dict[str, Any]] | None:
+    """(measure, side, muscle group, point) of a stored outcome Observation; None if it is not one."""
+    if obs.get("status") not in ("final", "amended", "corrected"):
+        return None
+    measure = next(
+        (
+            m
+            for c in obs.get("code", {}).get("coding", [])
+            if (m := _OUTCOME_BY_CODE.get((c.get("system"), c.get("code"))))
+        ),
+        None,
+    )
+    if measure is None:
+        return None
+    effective = obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start")
+    if effective is None:
+        return None
+    point: dict[str, Any] = {"effective": effective, "observation": f"Observation/{obs['id']}"}
+    if "valueCodeableConcept" in obs:
+        code = obs["valueCodeableConcept"].get("coding", [{}])[0].get("code")
+        grade = _ASHWORTH_BY_CODE.get(str(code))
+        if grade is None:
+            return None
+        point |= {"value": float(ashworth_step(grade)), "grade": grade}
+    elif "value" in obs.get("valueQuantity", {}):
+        point["value"] = float(obs["valueQuantity"]["value"])
+    else:
+        return None
+    group = None
+    for c in (obs.get("bodySite") or {}).get("coding", []):
+        if str(c.get("code", "")).startswith("muscle-group-"):
+            group = str(c["code"]).removeprefix("muscle-group-")
+    return measure, _side_of(obs), group, point
 
 
 def item_path(observation: dict[str, Any]) -> str | None:

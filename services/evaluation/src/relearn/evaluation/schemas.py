@@ -31,6 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.normative import PlausibleRange, load_norms
+from relearn.evaluation.domain.outcomes import ASHWORTH_GRADES, OUTCOME_MEASURES, OutcomeMeasure
 from relearn.shared.fhir.errors import InvalidResource, Issue
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -278,6 +279,65 @@ class StrengthIn(_In):
         return "+" if tail == "+" else "-" if tail == "-" else None
 
 
+OutcomeKey = Literal[
+    "berg",
+    "fugl-meyer-ue",
+    "ten-metre-walk",
+    "six-minute-walk",
+    "five-times-sit-to-stand",
+    "functional-gait-assessment",
+    "arat",
+    "modified-ashworth",
+]
+
+
+class OutcomeIn(_In):
+    """One standard outcome measure: a number in the measure's unit, or a Modified Ashworth grade
+    (``"0"``, ``"1"``, ``"1+"``, ``"2"``, ``"3"``, ``"4"``)."""
+
+    measure: OutcomeKey
+    value: float | str
+    side: Literal["left", "right"] | None = None
+    muscle_group: str | None = None
+
+    @field_validator("muscle_group")
+    @classmethod
+    def _muscle_group(cls, value: str | None) -> str | None:
+        return None if value is None else _known_muscle_group(value)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value(cls, value: Any, info: ValidationInfo) -> Any:
+        key = info.data.get("measure")
+        if key is None:
+            return value
+        m = OUTCOME_MEASURES[key]
+        if key == "modified-ashworth":
+            text = str(value).strip() if not isinstance(value, bool) else ""
+            if text not in ASHWORTH_GRADES:
+                raise ValueError(f"{value!r} is not a Modified Ashworth grade ({', '.join(ASHWORTH_GRADES)})")
+            return text
+        if isinstance(value, bool | str) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        if m.whole and not float(value).is_integer():
+            raise ValueError(f"the {m.label} total is a whole number")
+        rng = PlausibleRange(m.low, m.high)
+        return _check_range(float(value), rng, m.label)
+
+    @model_validator(mode="after")
+    def _where(self) -> OutcomeIn:
+        m = self.definition
+        if m.needs_side and self.side is None:
+            raise ValueError(f"the {m.label} needs the side tested: left or right")
+        if m.needs_muscle_group and self.muscle_group is None:
+            raise ValueError(f"the {m.label} needs the muscle group tested")
+        return self
+
+    @property
+    def definition(self) -> OutcomeMeasure:
+        return OUTCOME_MEASURES[self.measure]
+
+
 class GoalTargetIn(_In):
     """A measurable target: a measure key (``tug``, ``rom-knee-flexion``, ``mmt-grade`` ...) and its value."""
 
@@ -354,6 +414,7 @@ class EvaluationIn(_In):
     strength: Annotated[list[StrengthIn], Field(max_length=200)] = []
     concerns: Annotated[list[Text], Field(max_length=50)] = []
     goals: Annotated[list[GoalIn], Field(max_length=50)] = []
+    outcomes: Annotated[list[OutcomeIn], Field(max_length=100)] = []
 
     @field_validator("effective")
     @classmethod
@@ -384,10 +445,12 @@ class EvaluationIn(_In):
             self.strength,
             self.concerns,
             self.goals,
+            self.outcomes,
         )
         if self.history is None and self.pain is None and not any(items):
             raise ValueError(
-                "an evaluation records at least one finding (history, pain, tests, concerns or goals)"
+                "an evaluation records at least one finding"
+                " (history, pain, tests, outcomes, concerns or goals)"
             )
         return self
 
@@ -403,6 +466,7 @@ _ALIASES = {
         StrengthIn,
         GoalTargetIn,
         GoalIn,
+        OutcomeIn,
     )
     for name in model.model_fields
     if "_" in name
@@ -565,3 +629,48 @@ class EvaluationRecorded(BaseModel):
     goals: list[dict[str, Any]] = Field(description="The patient's goals with their measurable targets")
 
     model_config = {"populate_by_name": True}
+
+
+# -- The answer of GET /evaluations/outcome-measures -------------------------------------------------------
+class OutcomePoint(BaseModel):
+    effective: str
+    value: float = Field(
+        description="In the measure's unit; for the Modified Ashworth Scale the grade's rank 0-5"
+    )
+    grade: str | None = Field(default=None, description="The Modified Ashworth grade as recorded (1+)")
+    observation: str
+
+
+class McidOut(BaseModel):
+    value: float
+    unit: str
+    kind: Literal["MCID", "MDC95"]
+    population: str
+    source: str
+
+
+class OutcomeTrend(BaseModel):
+    """One measure (per side and muscle group) over time, and whether it changed beyond its MCID."""
+
+    measure: str
+    label: str
+    code: dict[str, str]
+    unit: str
+    better: Literal["higher", "lower"]
+    side: str | None
+    muscle_group: str | None = Field(alias="muscleGroup")
+    mcid: McidOut
+    series: list[OutcomePoint]
+    change: float | None = Field(description="latest minus the first (baseline); null with one value")
+    verdict: str | None = Field(
+        description="improved-beyond-mcid | improved-within-mcid | no-change | worse-within-mcid | "
+        "worse-beyond-mcid; null with one value"
+    )
+    improved_beyond_mcid: bool = Field(alias="improvedBeyondMcid")
+
+    model_config = {"populate_by_name": True}
+
+
+class OutcomeTrends(BaseModel):
+    patient: str
+    measures: list[OutcomeTrend]

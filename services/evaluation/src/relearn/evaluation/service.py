@@ -11,16 +11,29 @@ from sqlmodel import Session
 
 from relearn.evaluation import repository
 from relearn.evaluation.domain import codes
+from relearn.evaluation.domain.outcomes import verdict
 from relearn.evaluation.events import evaluation_completed_data, event_type, stage_evaluation
 from relearn.evaluation.mapper import (
     condition_resources,
     evaluation_to_observations,
     metric_observation,
+    outcome_code_tokens,
+    outcome_coding,
+    outcome_point,
     rom_observations,
     session_outcome_observations,
     symptom_observation,
 )
-from relearn.evaluation.schemas import EvaluationIn, MetricComputed, SessionLogged, SymptomsRecorded
+from relearn.evaluation.schemas import (
+    EvaluationIn,
+    McidOut,
+    MetricComputed,
+    OutcomePoint,
+    OutcomeTrend,
+    OutcomeTrends,
+    SessionLogged,
+    SymptomsRecorded,
+)
 from relearn.shared.db import transaction
 from relearn.shared.fhir.errors import Conflict, Forbidden
 from relearn.shared.fhir.store import FhirStore
@@ -81,6 +94,55 @@ def record_evaluation(
     repository.create_observations(session, store, [*members, panel])
     stage_evaluation(session, ev, data)
     return RecordedEvaluation(panel, members, conditions, kind, data, created=True)
+
+
+def outcome_trends(
+    session: Session, store: FhirStore, patient: str, *, patient_restriction: str | None = None
+) -> OutcomeTrends:
+    """Each outcome measure of ``patient`` (per side and muscle group) over time, with its MCID verdict:
+    the latest value against the first (baseline)."""
+    if patient_restriction is not None and patient_restriction != patient:
+        raise Forbidden(f"This token may only read the outcomes of Patient/{patient_restriction}")
+    groups: dict[tuple[str, str | None, str | None], list[dict[str, Any]]] = {}
+    measures = {}
+    for obs in repository.patient_observations(session, store, patient, outcome_code_tokens()):
+        found = outcome_point(obs)
+        if found is None:
+            continue
+        measure, side, group, point = found
+        measures[measure.key] = measure
+        groups.setdefault((measure.key, side, group), []).append(point)
+    trends = []
+    for (key, side, group), points in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        m = measures[key]
+        points.sort(key=lambda p: str(p["effective"]))
+        change, said = (
+            verdict(m, points[0]["value"], points[-1]["value"]) if len(points) > 1 else (None, None)
+        )
+        coding = outcome_coding(m)
+        trends.append(
+            OutcomeTrend(
+                measure=key,
+                label=m.label,
+                code=dict(coding),
+                unit=m.unit,
+                better=m.better,
+                side=side,
+                muscle_group=group,
+                mcid=McidOut(
+                    value=m.mcid.value,
+                    unit="grade step" if key == "modified-ashworth" else m.unit,
+                    kind=m.mcid.kind,
+                    population=m.mcid.population,
+                    source=m.mcid.source,
+                ),
+                series=[OutcomePoint(**p) for p in points],
+                change=None if change is None else round(change, 6),
+                verdict=said,
+                improved_beyond_mcid=said == "improved-beyond-mcid",
+            )
+        )
+    return OutcomeTrends(patient=patient, measures=trends)
 
 
 def record_metric(session: Session, store: FhirStore, metric: MetricComputed) -> None:
