@@ -182,7 +182,7 @@ def test_the_session_is_an_encounter_and_its_exercises_are_procedures(service: S
 
     bundle = search("/fhir/Procedure", encounter=f"Encounter/{sid}", _include="Procedure:encounter")
     procedures = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
-    assert sorted(p["code"]["coding"][0]["code"] for p in procedures) == [
+    assert sorted(p["code"]["text"] for p in procedures) == [
         "hip-abduction-side-lying",
         "knee-extension-seated",
     ]
@@ -473,8 +473,10 @@ def test_a_patients_app_logs_home_practice_for_its_own_patient_only(service: Ses
     assert (home["setting"], home["status"]) == ("home", "finished")
     e = home["exercises"][0]
     assert (e["quality"], e["painBefore"], e["loadKg"], e["targetReps"]) == (None, None, 1.5, 10)
-    encounter = service.client.get(f"/fhir/Encounter/{home['id']}", headers=service.headers).json()
-    assert (encounter["class"]["code"], encounter["status"]) == ("HH", "finished")
+    # Patient-reported exercise, not a home-health visit: no Encounter, a patient-reported Procedure.
+    assert service.client.get(f"/fhir/Encounter/{home['id']}", headers=service.headers).status_code == 404
+    procedure = service.client.get(f"/fhir/{e['procedure']}", headers=service.headers).json()
+    assert procedure["asserter"] == {"reference": f"Patient/{patient}"}
     assert _stored(service, home["id"])["events"] == ["session.logged.v1"]
 
     resp = service.client.post("/sessions/home-practice", json=_home(other, other_plan), headers=app)

@@ -252,7 +252,8 @@ class SessionRecorder:
         plan = repository.load_plan(db, request.care_plan)
         state = start_session(str(uuid.uuid4()), request, plan, now=now)
         repository.add_session(db, state)
-        self._put(db, ENCOUNTER, encounter_resource(state))
+        if state.setting == "clinic":
+            self._put(db, ENCOUNTER, encounter_resource(state))
         return state
 
     def record(
@@ -336,7 +337,10 @@ class SessionRecorder:
 
     # -- FHIR representation ------------------------------------------------------------------
     def _publish(self, db: Session, state: SessionState) -> None:
-        self._put(db, ENCOUNTER, encounter_resource(state))
+        # Home practice is patient-reported exercise, not a visit: no Encounter (the evaluation service
+        # records it as Physical Activity IG exercise Observations from session.logged.v1).
+        if state.setting == "clinic":
+            self._put(db, ENCOUNTER, encounter_resource(state))
         for procedure in procedure_resources(state):
             self._put(db, PROCEDURE, procedure)
 
