@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from relearn.evaluation.domain import codes
@@ -551,7 +552,7 @@ def _score(
     *,
     id: str,
     patient: str,
-    session: str,
+    session: str | None,
     when: str,
     coding: list[dict[str, Any]],
     value: int,
@@ -566,15 +567,21 @@ def _score(
         "category": [codes.category(category)],
         "code": {"coding": coding},
         "subject": {"reference": f"Patient/{patient}"},
-        "encounter": {"reference": session},
-        "effectiveDateTime": when,
-        "valueQuantity": codes.quantity(value, "{score}"),
     }
+    if session is not None:  # home practice has no Encounter
+        obs["encounter"] = {"reference": session}
+    obs["effectiveDateTime"] = when
+    obs["valueQuantity"] = codes.quantity(value, "{score}")
     if part_of:
         obs["partOf"] = [{"reference": part_of}]
     if components:
         obs["component"] = components
     return obs
+
+
+def _visit(data: SessionLogged) -> str | None:
+    """The session's Encounter; None for home practice (patient-reported exercise, no visit)."""
+    return data.session if data.setting == "clinic" else None
 
 
 def session_outcome_observations(data: SessionLogged) -> list[dict[str, Any]]:
@@ -600,7 +607,7 @@ def session_outcome_observations(data: SessionLogged) -> list[dict[str, Any]]:
                         value=value,
                         category=category,
                         patient=data.patient,
-                        session=data.session,
+                        session=_visit(data),
                         when=data.end,
                         part_of=ex.procedure,
                     )
@@ -635,8 +642,9 @@ def rom_observations(data: SessionLogged) -> list[dict[str, Any]]:
             "category": [codes.category("exam")],
             "code": _rom_code(rom),
             "subject": {"reference": f"Patient/{data.patient}"},
-            "encounter": {"reference": data.session},
         }
+        if (visit := _visit(data)) is not None:
+            obs["encounter"] = {"reference": visit}
         # The exercise's own time when the therapist gave it, else the session's end (as the scores).
         if ex.start is not None and ex.end is not None:
             obs["effectivePeriod"] = {"start": ex.start, "end": ex.end}
@@ -661,3 +669,69 @@ def symptom_observation(data: SymptomsRecorded) -> dict[str, Any]:
         category="survey",
         components=[flare],
     )
+
+
+# -- Home practice as patient-reported exercise (HL7 Physical Activity IG) ----------------------------------
+# A home-practice session is no visit: each exercise becomes a PA "Activity-based Physical Activity Measure"
+# Observation coded LOINC 73985-4 *Exercise activity* whose value is the movement pattern practised, and
+# the session one coded LOINC 55411-3 *Exercise duration* (min); both category ``activity`` plus the IG's
+# ``PhysicalActivity`` category, the patient as performer (patient-reported), effectivePeriod start and
+# end as the IG requires, ``partOf`` the exercise's Procedure. Ids derive from (session, exercise, measure).
+PA_CATEGORY = "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes"
+PA_ACTIVITY_MEASURE = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-activity-measure"
+LOINC_EXERCISE_ACTIVITY = codes.coding(codes.LOINC, "73985-4", "Exercise activity")
+LOINC_EXERCISE_DURATION = codes.coding(codes.LOINC, "55411-3", "Exercise duration")
+MOVEMENT_PATTERN_SYSTEM = "https://relearn.health/fhir/CodeSystem/movement-pattern"  # the plan service's
+
+
+def _pa_base(data: SessionLogged, oid: str, code: codes.Coding, start: str, end: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "meta": {"profile": [PA_ACTIVITY_MEASURE]},
+        "status": "final",
+        "category": [
+            codes.category("activity"),
+            {"coding": [codes.coding(PA_CATEGORY, "PhysicalActivity", "Physical Activity")]},
+        ],
+        "code": {"coding": [dict(code)]},
+        "subject": {"reference": f"Patient/{data.patient}"},
+        "effectivePeriod": {"start": start, "end": end},
+        "performer": [{"reference": f"Patient/{data.patient}"}],
+    }
+
+
+def _minutes(start: str, end: str) -> float:
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60, 1)
+
+
+def home_practice_observations(data: SessionLogged) -> list[dict[str, Any]]:
+    """PA IG exercise Observations of a home-practice session (none for a clinic session)."""
+    if data.setting != "home":
+        return []
+    session_start = data.start or data.end
+    out: list[dict[str, Any]] = []
+    for ex in data.exercises:
+        start, end = ex.start or session_start, ex.end or data.end
+        obs = _pa_base(
+            data,
+            outcome_id(data.session, ex.procedure, "pa-exercise-activity"),
+            LOINC_EXERCISE_ACTIVITY,
+            start,
+            end,
+        )
+        obs["partOf"] = [{"reference": ex.procedure}]
+        pattern = ex.pattern or ex.activity
+        coding = [{"system": MOVEMENT_PATTERN_SYSTEM, "code": ex.pattern}] if ex.pattern else []
+        obs["valueCodeableConcept"] = {"coding": coding, "text": pattern} if coding else {"text": pattern}
+        out.append(obs)
+    duration = _pa_base(
+        data,
+        outcome_id(data.session, "-", "pa-exercise-duration"),
+        LOINC_EXERCISE_DURATION,
+        session_start,
+        data.end,
+    )
+    duration["valueQuantity"] = codes.quantity(_minutes(session_start, data.end), "min")
+    out.append(duration)
+    return out

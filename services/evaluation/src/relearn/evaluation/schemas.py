@@ -586,6 +586,7 @@ class RomReached(_EventIn):
 class ExerciseOutcome(_EventIn):
     procedure: str
     activity: str
+    pattern: str | None = None
     quality: int | None = None
     selfRating: int | None = None
     painBefore: int | None = None
@@ -598,6 +599,8 @@ class ExerciseOutcome(_EventIn):
 class SessionLogged(_EventIn):
     session: str
     patient: str
+    setting: Literal["clinic", "home"] = "clinic"
+    start: str | None = None
     end: str
     exercises: list[ExerciseOutcome] = []
 

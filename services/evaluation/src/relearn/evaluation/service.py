@@ -16,6 +16,7 @@ from relearn.evaluation.events import evaluation_completed_data, event_type, sta
 from relearn.evaluation.mapper import (
     condition_resources,
     evaluation_to_observations,
+    home_practice_observations,
     metric_observation,
     outcome_code_tokens,
     outcome_coding,
@@ -151,8 +152,9 @@ def record_metric(session: Session, store: FhirStore, metric: MetricComputed) ->
 
 
 def record_session_outcomes(session: Session, store: FhirStore, logged: SessionLogged) -> None:
-    """Pain and quality scores of a logged session, and the ROM each exercise reached, as Observations."""
-    for obs in session_outcome_observations(logged):
+    """Pain and quality scores of a logged session, the ROM each exercise reached, and home practice as
+    Physical Activity IG exercise Observations."""
+    for obs in session_outcome_observations(logged) + home_practice_observations(logged):
         repository.put_observation(session, store, obs)
     for obs in rom_observations(logged):
         repository.put_observation_if_changed(session, store, obs)
