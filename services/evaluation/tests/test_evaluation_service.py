@@ -358,6 +358,42 @@ def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
     assert pains == [2, 3, 4]
 
 
+def test_home_practice_becomes_patient_reported_exercise(service: dict[str, Any]) -> None:
+    logged = {
+        "session": "Encounter/home-1",
+        "patient": "eval-home",
+        "setting": "home",
+        "start": "2026-11-21T18:00:00+01:00",
+        "end": "2026-11-21T18:20:00+01:00",
+        "carePlan": "CarePlan/cp-1",
+        "exercises": [
+            {"procedure": "Procedure/pr-h1", "activity": "a-1", "pattern": "knee-extension", "painAfter": 1}
+        ],
+    }
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-sessions"))
+    event = CloudEvent.new("/relearn/sessions", "session.logged.v1", "eval-home", logged)
+    producer.send(SESSIONS_EVENTS, key=event.key, value=event.to_bytes()).get(10)
+    producer.close()
+    client, auth = service["client"], _auth(service["issuer"])
+    found = wait_for(
+        lambda: (
+            (
+                b := client.get("/fhir/Observation?patient=eval-home&category=activity", headers=auth).json()
+            ).get("total")
+            == 2
+            and b
+        ),
+        what="the exercise activity and its duration",
+    )
+    by_code = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in found["entry"]}
+    assert by_code["73985-4"]["valueCodeableConcept"]["coding"][0]["code"] == "knee-extension"
+    assert by_code["55411-3"]["valueQuantity"]["value"] == 20
+    assert all(o["performer"] == [{"reference": "Patient/eval-home"}] for o in by_code.values())
+    # No visit: nothing it recorded names an Encounter.
+    everything = client.get("/fhir/Observation?patient=eval-home", headers=auth).json()
+    assert everything["total"] == 3 and not any("encounter" in e["resource"] for e in everything["entry"])
+
+
 def test_an_exercise_rom_becomes_the_observation_the_event_names_once(service: dict[str, Any]) -> None:
     rom_id = str(uuid.uuid4())
     logged = {
