@@ -12,7 +12,7 @@ from relearn.evaluation.domain.outcomes import OUTCOME_MEASURES, verdict
 from relearn.evaluation.mapper import evaluation_to_observations, item_path, outcome_point
 from relearn.evaluation.resources import OBSERVATION
 from relearn.evaluation.schemas import EvaluationIn, parse_evaluation
-from relearn.shared.fhir.errors import InvalidResource
+from relearn.shared.fhir import InvalidResource
 from relearn.shared.fhir.validation import validate_resource
 
 OUTCOMES = [

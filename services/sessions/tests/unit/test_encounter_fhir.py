@@ -37,7 +37,7 @@ from relearn.sessions.service import (
     record_symptoms,
     start_session,
 )
-from relearn.shared.fhir import ResourceDefinition
+from relearn.shared.fhir import CANONICAL_URL, ResourceDefinition
 from relearn.shared.fhir.validation import validate_resource
 
 CODE_SYSTEM = ResourceDefinition(type="CodeSystem", model=CodeSystem)
@@ -189,7 +189,7 @@ def test_procedure_links_pattern_plan_activity_and_session(session: SessionState
     assert [(c["system"], c["code"]) for c in knee["code"]["coding"]] == [
         ("http://snomed.info/sct", "229065009"),
         ("http://www.ama-assn.org/go/cpt", "97112"),
-        ("https://relearn.health/fhir/CodeSystem/movement-pattern", "knee-extension-seated"),
+        (f"{CANONICAL_URL}/CodeSystem/movement-pattern", "knee-extension-seated"),
     ]
     assert knee["encounter"] == {"reference": "Encounter/s1"}
     assert "asserter" not in knee

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header, Query, Response
 
 from relearn.evaluation.schemas import EvaluationIn, EvaluationRecorded, OutcomeTrends
 from relearn.evaluation.service import outcome_trends, record_evaluation
-from relearn.shared.auth.dependency import PrincipalDep
-from relearn.shared.deps import SessionDep
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.auth import PrincipalDep
+from relearn.shared.fhir import FhirStore
+from relearn.shared.service import SessionDep
 
 
 def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:

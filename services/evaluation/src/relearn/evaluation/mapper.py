@@ -682,7 +682,7 @@ PA_CATEGORY = "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-
 PA_ACTIVITY_MEASURE = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-activity-measure"
 LOINC_EXERCISE_ACTIVITY = codes.coding(codes.LOINC, "73985-4", "Exercise activity")
 LOINC_EXERCISE_DURATION = codes.coding(codes.LOINC, "55411-3", "Exercise duration")
-MOVEMENT_PATTERN_SYSTEM = "https://relearn.health/fhir/CodeSystem/movement-pattern"  # the plan service's
+MOVEMENT_PATTERN_SYSTEM = f"{CANONICAL_URL}/CodeSystem/movement-pattern"  # the plan service's
 
 
 def _pa_base(data: SessionLogged, oid: str, code: codes.Coding, start: str, end: str) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from relearn.evaluation.resources import CODE_SYSTEM, CONDITION, OBSERVATION
-from relearn.shared.fhir.search_parse import OFFSET_PARAM
-from relearn.shared.fhir.store import FhirStore, StoredResource
+from relearn.shared.fhir import OFFSET_PARAM, FhirStore, StoredResource
 
 
 def observation(session: Session, store: FhirStore, observation_id: str) -> StoredResource | None:

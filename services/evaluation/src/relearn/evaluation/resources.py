@@ -5,9 +5,14 @@ from __future__ import annotations
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.observation import Observation
 
-from relearn.shared.fhir.definition import ResourceDefinition, published_code_systems
-from relearn.shared.fhir.r4_search import OBSERVATION_PARAMS
-from relearn.shared.fhir.search_params import date, reference, token
+from relearn.shared.fhir import (
+    OBSERVATION_PARAMS,
+    ResourceDefinition,
+    date,
+    published_code_systems,
+    reference,
+    token,
+)
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
 _US_CORE_SP = "http://hl7.org/fhir/us/core/SearchParameter/"

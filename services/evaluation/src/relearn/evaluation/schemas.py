@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.normative import PlausibleRange, load_norms
 from relearn.evaluation.domain.outcomes import ASHWORTH_GRADES, OUTCOME_MEASURES, OutcomeMeasure
-from relearn.shared.fhir.errors import InvalidResource, Issue
+from relearn.shared.fhir import InvalidResource, Issue
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 # FHIR R4 dateTime: a year, year-month, date, or date and time with a zone.

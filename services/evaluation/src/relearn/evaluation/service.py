@@ -35,9 +35,8 @@ from relearn.evaluation.schemas import (
     SessionLogged,
     SymptomsRecorded,
 )
-from relearn.shared.db import transaction
-from relearn.shared.fhir.errors import Conflict, Forbidden
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.fhir import Conflict, FhirStore, Forbidden
+from relearn.shared.service import transaction
 
 # Namespace for ids derived from a client's Idempotency-Key (a retried request gets the same ids).
 _IDEMPOTENT_IDS = uuid.UUID("6f1d9a52-8c1e-4f4e-9b0e-2b7f5d2f1a10")

@@ -11,9 +11,7 @@ from sqlmodel import Session, col, select
 from relearn.sessions.domain.plan_view import ActivityView, PlanView
 from relearn.sessions.domain.session import SessionState
 from relearn.sessions.tables import PlanRecord, PlanVersionRecord, SessionRecord
-from relearn.shared.fhir.definition import ResourceDefinition
-from relearn.shared.fhir.errors import NotFound
-from relearn.shared.fhir.store import FhirStore
+from relearn.shared.fhir import FhirStore, NotFound, ResourceDefinition
 
 
 # -- the session log ----------------------------------------------------------------------------------------

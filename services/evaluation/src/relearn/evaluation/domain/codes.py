@@ -36,7 +36,7 @@ EVALUATION_ITEM_SYSTEM = f"{CANONICAL_URL}/sid/evaluation-item"
 CODESYSTEM_FILE = "relearn-evaluation-codesystem.json"
 # Manual muscle test grades, each grade with its modifier one code ("3+"): the value of an mmt-grade
 # Observation. Published beside the evaluation CodeSystem.
-MMT_GRADE_CS = "https://relearn.health/fhir/CodeSystem/mmt-grade"
+MMT_GRADE_CS = f"{CANONICAL_URL}/CodeSystem/mmt-grade"
 MMT_CODESYSTEM_FILE = "relearn-mmt-grade-codesystem.json"
 
 Coding = dict[str, str]
