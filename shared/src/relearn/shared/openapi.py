@@ -1,18 +1,28 @@
-"""OpenAPI that tells the truth about errors: every refusal a route can give is documented, as the
-``application/fhir+json`` OperationOutcome it is.
+"""OpenAPI that tells the truth: every refusal a route can give is documented, as the
+``application/fhir+json`` OperationOutcome it is, and FHIR resources are typed by their JSON schema.
 
 FastAPI documents a 422 ``HTTPValidationError`` for request validation; Relearn answers those with a 400
-OperationOutcome (:mod:`relearn.shared.fhir.handlers`), so that entry is replaced. The refusals of the
-request guard (:mod:`relearn.shared.guard`: 400, 413, 414, 415) and of authentication (401, except on the
-open routes) are added to every operation, and every documented 4xx/5xx gets the OperationOutcome body.
+OperationOutcome (:mod:`relearn.shared.fhir.handlers`), so that entry is replaced. Added to every operation:
+the refusals of the request guard (:mod:`relearn.shared.guard`: 400, 413, 414, 415 with a body), 503 with
+``Retry-After`` (the request deadline passed and its work was rolled back, the database is unreachable, or,
+at the front door, the service behind it is), and, except on the open routes, authentication (401) and
+authorization (403). An operation with path parameters can answer 404 (nothing there, or not the token's);
+a POST 422 (its ``Idempotency-Key`` was used with another request). Every documented 4xx/5xx gets the
+OperationOutcome body. The FHIR types operations refer to (``#/components/schemas/fhir.<Type>``, see
+:mod:`relearn.shared.fhir.openapi`) are added as components. A POST or PUT whose answer carries an ``id``
+gets OpenAPI links to the operations under its path that take that id (schemathesis's stateful phase
+follows them: ``POST /streams`` -> ``GET /streams/{stream_id}``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from typing import Any
 
 from fastapi import FastAPI
+
+from relearn.shared.fhir import openapi as fhir_openapi
 
 FHIR_JSON = "application/fhir+json"
 
@@ -45,7 +55,20 @@ _GUARD = {
     "414": "The query string is over max_query_bytes",
 }
 _BODY = {"415": "A body without Content-Type, or of a type this operation does not take"}
-_AUTH = {"401": "No bearer token, or one that is not valid (WWW-Authenticate says why)"}
+_AUTH = {
+    "401": "No bearer token, or one that is not valid (WWW-Authenticate says why)",
+    "403": "The token's scopes, patient or device do not allow this",
+}
+_ALWAYS = {
+    "503": "Not now (Retry-After says when to retry): the request's deadline passed and nothing was stored, "
+    "or the database or the service behind the front door is unavailable",
+}
+_PATH_PARAMS = {"404": "Nothing there, or nothing the token may see"}
+_POST = {"422": "The Idempotency-Key was already used with another request, or the body breaks a rule"}
+# Answers in another format than OperationOutcome: (path, status) -> content.
+_OWN_CONTENT = {
+    ("/readyz", "503"): {"application/json": {"schema": {"type": "object"}}},
+}
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -74,16 +97,77 @@ def document_errors(
             if validation is not None and _is_fastapi_validation(validation):
                 del responses["422"]
             wanted = dict(_GUARD)
+            wanted.update(_ALWAYS)
             if "requestBody" in operation:
                 wanted.update(_BODY)
             if path not in open_paths:
                 wanted.update(_AUTH)
+                if "{" in path:
+                    wanted.update(_PATH_PARAMS)
+                if method == "post":
+                    wanted.update(_POST)
             for status, description in wanted.items():
                 responses.setdefault(status, {"description": description})
             for status, response in responses.items():
                 if status[:1] in ("4", "5") and isinstance(response, dict):
-                    response["content"] = dict(outcome)
+                    response["content"] = _OWN_CONTENT.get((path, status), dict(outcome))
+    _link_by_id(spec)
+    for name, schema in fhir_openapi.components(fhir_openapi.referenced_types(spec)).items():
+        components.setdefault(name, schema)
     return spec
+
+
+def _link_by_id(spec: dict[str, Any]) -> None:
+    """Links from a POST/PUT answer with an ``id`` to the operations below its path taking one parameter."""
+    paths: dict[str, Any] = spec.get("paths", {})
+    schemas = spec.get("components", {}).get("schemas", {})
+    for path, item in paths.items():
+        for method in ("post", "put"):
+            operation = item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if status[:1] != "2" or not isinstance(response, dict) or "links" in response:
+                    continue
+                if not _has_id(response, schemas):
+                    continue
+                links = _links_below(paths, path)
+                if links:
+                    response["links"] = links
+
+
+def _has_id(response: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    for media in response.get("content", {}).values():
+        schema = media.get("schema", {}) if isinstance(media, dict) else {}
+        target = str(schema.get("$ref", ""))
+        if target.startswith("#/components/schemas/"):
+            schema = schemas.get(target.rsplit("/", 1)[1], {})
+        if "id" in schema.get("properties", {}):
+            return True
+    return False
+
+
+def _links_below(paths: dict[str, Any], path: str) -> dict[str, Any]:
+    """``path``'s own parameters are kept; the one new parameter right below it takes the answer's id."""
+    base = path.rstrip("/")
+    own = set(re.findall(r"{([^}]+)}", base))
+    links: dict[str, Any] = {}
+    for other, item in paths.items():
+        if not other.startswith(base + "/{"):
+            continue
+        new = set(re.findall(r"{([^}]+)}", other)) - own
+        if len(new) != 1:
+            continue
+        param = new.pop()
+        for method, operation in item.items():
+            if method not in _METHODS or not isinstance(operation, dict):
+                continue
+            pointer = other.replace("~", "~0").replace("/", "~1")
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{method}{other}")
+            parameters = {param: "$response.body#/id"}
+            parameters.update({p: f"$request.path.{p}" for p in own})
+            links[name] = {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+    return links
 
 
 def install_error_docs(

@@ -34,6 +34,7 @@ from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
 from relearn.front_door.wsproxy import proxy_websocket, refuse
 from relearn.shared.auth.dev_issuer import DevIssuer, dev_token_router
+from relearn.shared.deadline import CancelOnDisconnect
 from relearn.shared.fhir.errors import NotFound
 from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
@@ -259,6 +260,8 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     )
     install_error_handlers(app)
     app.state.max_bundle_entries = settings.max_bundle_entries
+    # A client that leaves cancels its call to the service, which then rolls the work back.
+    app.add_middleware(CancelOnDisconnect)
     app.add_middleware(
         RequestGuard,
         limits=settings_limits(settings, [("/ingest/", settings.ingest_max_body_bytes)]),

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import httpx
 from fastapi import Request, Response
 
+from relearn.shared.deadline import TIMEOUT_HEADER
 from relearn.shared.fhir.errors import FhirError
 
 # What a client is told to wait when a service is unreachable or slow (starting, restarting).
@@ -69,14 +70,21 @@ _RESPONSE_HEADERS = (
 )
 
 
-def _raw_headers(request: Request, names: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
-    """The headers to pass on, as the bytes that came (a non-ASCII value must not fail the proxy)."""
+def _raw_headers(
+    request: Request, names: tuple[str, ...], timeout_s: float | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The headers to pass on, as the bytes that came (a non-ASCII value must not fail the proxy); with
+    ``timeout_s``, ``X-Request-Timeout-Ms`` tells the service how long this call waits, so the service's
+    deadline ends before it and a write this call gives up on is rolled back (relearn.shared.deadline)."""
     wanted = {n.encode() for n in names}
-    return [(k, v) for k, v in request.headers.raw if k.lower() in wanted]
+    headers = [(k, v) for k, v in request.headers.raw if k.lower() in wanted]
+    if timeout_s is not None:
+        headers.append((TIMEOUT_HEADER.lower().encode(), str(round(timeout_s * 1000)).encode()))
+    return headers
 
 
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
-    headers = _raw_headers(request, _REQUEST_HEADERS)
+    headers = _raw_headers(request, _REQUEST_HEADERS, timeout_s)
     url = f"{upstream}{request.url.path}"
     body = await request.body()
     for attempt in (1, 2):
@@ -121,7 +129,7 @@ async def forward_rest(
     client: httpx.AsyncClient, upstream: str, service: str, request: Request, timeout_s: float
 ) -> Response:
     """Forward a REST request as it came: method, path, raw query, headers, body streamed to the service."""
-    headers = _raw_headers(request, _REST_REQUEST_HEADERS)
+    headers = _raw_headers(request, _REST_REQUEST_HEADERS, timeout_s)
     url = f"{upstream}{request.url.path}"
     if request.url.query:
         url = f"{url}?{request.url.query}"

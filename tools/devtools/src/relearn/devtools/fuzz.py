@@ -24,7 +24,8 @@ from typing import Any
 from relearn.devtools.platform import Platform, PlatformSettings
 
 SCHEMATHESIS = "schemathesis==4.32.5"
-CHECKS = "not_a_server_error,response_schema_conformance"
+CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
+PHASES = ("examples", "coverage", "fuzzing", "stateful")
 
 
 def _uvx() -> list[str]:
@@ -35,10 +36,11 @@ def _uvx() -> list[str]:
 
 
 def _totals(report: Path) -> dict[str, int]:
-    """Requests sent and failures found, from a schemathesis ndjson event stream."""
+    """Requests sent (in all and per phase) and failures found, from a schemathesis ndjson event stream."""
     requests = failures = 0
+    phases = dict.fromkeys(PHASES, 0)
     if not report.exists():
-        return {"requests": 0, "failures": 0}
+        return {"requests": 0, "failures": 0, **phases}
     for line in report.read_text(encoding="utf-8").splitlines():
         try:
             event: dict[str, Any] = json.loads(line)
@@ -49,9 +51,11 @@ def _totals(report: Path) -> dict[str, int]:
                 recorder = body.get("recorder", {})
                 interactions = recorder.get("interactions", {})
                 requests += len(interactions)
+                phase = str(body.get("phase", ""))
+                phases[phase] = phases.get(phase, 0) + len(interactions)
                 for checks in recorder.get("checks", {}).values():
                     failures += sum(1 for c in checks if c.get("status") == "FAILURE")
-    return {"requests": requests, "failures": failures}
+    return {"requests": requests, "failures": failures, **phases}
 
 
 def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> dict[str, int]:
@@ -100,12 +104,18 @@ def main() -> int:
         for name, base in platform.urls().items():
             results[name] = fuzz_target(name, base, token, out, examples)
             r = results[name]
-            print(f"{name:16} {r['requests']:7} requests  {r['failures']:4} failures  (exit {r['exit']})")
+            print(
+                f"{name:16} {r['requests']:7} requests  {r['failures']:4} failures  "
+                f"(stateful {r['stateful']}, exit {r['exit']})"
+            )
     finally:
         platform.stop()
     requests = sum(r["requests"] for r in results.values())
     failures = sum(r["failures"] for r in results.values())
-    print(f"{'total':16} {requests:7} requests  {failures:4} failures  (reports in {out})")
+    stateful = sum(r["stateful"] for r in results.values())
+    print(
+        f"{'total':16} {requests:7} requests  {failures:4} failures  (stateful {stateful}; reports in {out})"
+    )
     return 1 if failures or any(r["exit"] for r in results.values()) else 0
 
 
