@@ -16,11 +16,13 @@ follows them: ``POST /streams`` -> ``GET /streams/{stream_id}``).
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from relearn.shared.fhir import openapi as fhir_openapi
 
@@ -182,3 +184,108 @@ def install_error_docs(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def merge_documents(
+    own: dict[str, Any],
+    others: Mapping[str, Mapping[str, Any]],
+    include: Callable[[str, str], bool],
+    extra_errors: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``own`` with the operations of other documents (a gateway's view of the services behind it).
+
+    ``others`` maps a service name to its document; ``include(service, path)`` says which of its paths are
+    served here. A path ``own`` has keeps its operations, except that an operation ``own`` documents without
+    a request body takes the service's documentation of it (the front door's ``POST /fhir`` forwards the
+    service's Bundle). The first service to list a path wins it (a FHIR type several services serve). A
+    component two documents define differently is renamed ``<service>.<name>`` in that service's part.
+    ``extra_errors`` (status -> description) are added to every operation taken from another document, as
+    OperationOutcomes (the front door's 504 when a service does not answer in time).
+    """
+    merged = copy.deepcopy(own)
+    paths: dict[str, Any] = merged.setdefault("paths", {})
+    schemas: dict[str, Any] = merged.setdefault("components", {}).setdefault("schemas", {})
+    for service, document in others.items():
+        theirs = copy.deepcopy(dict(document))
+        their_schemas: dict[str, Any] = theirs.get("components", {}).get("schemas", {})
+        renamed = {
+            name: f"{service}.{name}"
+            for name, schema in their_schemas.items()
+            if name in schemas and schemas[name] != schema
+        }
+        if renamed:
+            theirs = _renamed(theirs, renamed)
+            their_schemas = theirs.get("components", {}).get("schemas", {})
+        used = False
+        for path, item in theirs.get("paths", {}).items():
+            if not include(service, path):
+                continue
+            if path not in paths:
+                paths[path] = _with_errors(item, extra_errors or {})
+                used = True
+                continue
+            for method, operation in item.items():
+                mine = paths[path].get(method)
+                if isinstance(mine, dict) and "requestBody" not in mine and "requestBody" in operation:
+                    summary = mine.get("summary", operation.get("summary"))
+                    taken = _with_errors({method: operation}, extra_errors or {})[method]
+                    paths[path][method] = {**taken, "summary": summary}
+                    used = True
+        if used:
+            for name, schema in their_schemas.items():
+                schemas.setdefault(name, schema)
+        for name, scheme in theirs.get("components", {}).get("securitySchemes", {}).items():
+            merged["components"].setdefault("securitySchemes", {}).setdefault(name, scheme)
+    return merged
+
+
+def _with_errors(item: dict[str, Any], errors: Mapping[str, str]) -> dict[str, Any]:
+    outcome = {FHIR_JSON: {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}}
+    for method, operation in item.items():
+        if method in _METHODS and isinstance(operation, dict):
+            responses = operation.setdefault("responses", {})
+            for status, description in errors.items():
+                responses.setdefault(status, {"description": description, "content": dict(outcome)})
+    return item
+
+
+def _renamed(node: Any, renamed: Mapping[str, str]) -> Any:
+    """``node`` with references to (and definitions of) the ``renamed`` components renamed."""
+    prefix = "#/components/schemas/"
+    if isinstance(node, list):
+        return [_renamed(value, renamed) for value in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str) and value.startswith(prefix):
+            name = value[len(prefix) :]
+            out[key] = prefix + renamed.get(name, name)
+        else:
+            out[key] = _renamed(value, renamed)
+    components = out.get("components")
+    if isinstance(components, dict) and isinstance(components.get("schemas"), dict):
+        components["schemas"] = {renamed.get(k, k): v for k, v in components["schemas"].items()}
+    return out
+
+
+Documents = Mapping[str, Mapping[str, Any]]
+Included = Callable[[str, str], bool]
+
+
+def install_merged_docs(
+    app: FastAPI,
+    others: Callable[[], Awaitable[tuple[Documents, Included]]],
+    extra_errors: Mapping[str, str] | None = None,
+) -> None:
+    """Serve ``/openapi.json`` as the app's own document merged (:func:`merge_documents`) with the
+    documents ``others()`` fetches, each time it is asked (the services behind may change)."""
+    url = app.openapi_url or "/openapi.json"
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != url]
+
+    async def openapi() -> JSONResponse:
+        documents, include = await others()
+        return JSONResponse(merge_documents(app.openapi(), documents, include, extra_errors))
+
+    app.add_api_route(url, openapi, methods=["GET"], include_in_schema=False)
+    app.router.routes.insert(0, app.router.routes.pop())  # before any catch-all route

@@ -40,7 +40,7 @@ from relearn.shared.fhir.handlers import install_error_handlers
 from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.logging import configure_logging
-from relearn.shared.openapi import install_error_docs
+from relearn.shared.openapi import Documents, Included, install_error_docs, install_merged_docs
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -280,4 +280,24 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         open_paths={"/healthz", "/readyz", "/fhir/metadata", "/apis", "/apis/{service}/openapi.json"},
         other_errors={"/auth/token", "/auth/jwks.json", "/.well-known/smart-configuration"},
     )
+    install_merged_docs(
+        app,
+        lambda: _services_docs(app),
+        {"504": f"The service did not answer within {settings.upstream_timeout_s:g}s (Retry-After)"},
+    )
     return app
+
+
+async def _services_docs(app: FastAPI) -> tuple[Documents, Included]:
+    """The services' OpenAPI documents and which of their paths this host serves (FHIR: by type; REST: by
+    the first segment it routes to them); ``/openapi.json`` lists them with the front door's own."""
+    rest: RestRoutes = app.state.rest
+    await rest.refresh()
+    documents = {name: spec for name in rest.services() if (spec := rest.spec_of(name)) is not None}
+    served: set[tuple[str, str]] = set()
+    for name, spec in documents.items():
+        for path in spec.get("paths", {}):
+            fhir = path == "/fhir" or (path.startswith("/fhir/") and path != "/fhir/metadata")
+            if fhir or await rest.service_for(path) == name:
+                served.add((name, path))
+    return documents, lambda name, path: (name, path) in served
