@@ -28,11 +28,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from relearn.devtools.apps import FHIR_BASE, make_issuer, service_app
-from relearn.devtools.broker import free_port
+from relearn.devtools.served import Served
 from relearn.front_door.config import Settings as FrontDoorSettings
 from relearn.front_door.main import create_app as front_door_app
 
@@ -40,30 +38,6 @@ SYSTEM = "urn:relearn:test:timeout-serial"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 LOAD_THREADS = 2
 MAX_LOAD_S = 120.0  # the load stops by itself at the latest after this
-
-
-class Served:
-    """An ASGI app under uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @dataclass

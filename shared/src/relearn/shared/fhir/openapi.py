@@ -7,8 +7,9 @@ validates it (:mod:`relearn.shared.fhir.validation`):
 - ``resourceType`` is the type itself (required); every element of the type is listed by its JSON name, with
   its cardinality (array or not) and, for a primitive, its JSON type and FHIR's regular expression or range
   (``date``/``dateTime``/``instant``/``time`` by FHIR's own patterns, decimals as finite numbers); the
-  ``_element`` extension siblings of primitives are objects; required elements are required; no other
-  member is allowed (``additionalProperties: false``), as the server refuses unknown elements.
+  ``_element`` extension siblings of primitives are objects (one ``patternProperties`` entry, not one
+  property each: half the schema for generators); required elements are required; no other member is
+  allowed (``additionalProperties: false``), as the server refuses unknown elements.
 - Datatypes and backbone elements are components of their own (``fhir.CodeableConcept``,
   ``fhir.ObservationComponent``) built the same way. FHIR's datatype graph is recursive (Identifier ->
   Reference -> Identifier, Extension -> every datatype): where a type would reach itself again, that element
@@ -115,8 +116,8 @@ def _build(name: str, built: dict[str, dict[str, Any]], stack: tuple[str, ...]) 
         required.append("resourceType")
     for field_name, field in model.model_fields.items():
         alias = field.alias or field_name
-        if field_name == "fhir_comments" or field_name == "resource_type":
-            continue
+        if field_name in ("fhir_comments", "resource_type") or field_name.endswith("__ext"):
+            continue  # ``_element`` siblings: patternProperties below
         many, inner = _unwrap(field.annotation)
         complex_name = _complex_name(inner)
         if complex_name is not None:
@@ -133,7 +134,12 @@ def _build(name: str, built: dict[str, dict[str, Any]], stack: tuple[str, ...]) 
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         if field.is_required() or extra.get("element_required"):
             required.append(alias)
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "patternProperties": {"^_[a-z][A-Za-z0-9]*$": {"type": "object"}},
+        "additionalProperties": False,
+    }
     if required:
         schema["required"] = required
     built[name] = schema

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,18 @@ def _totals(report: Path) -> dict[str, int]:
     return {"requests": requests, "failures": failures, **phases}
 
 
-def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> dict[str, int]:
+def fuzz_target(
+    name: str,
+    base: str,
+    token: str,
+    out: Path,
+    examples: int,
+    *,
+    phases: Sequence[str] = PHASES,
+    include_path_regex: str | None = None,
+    max_time_s: int | None = None,
+) -> dict[str, int]:
+    """One schemathesis run against ``base`` (its ``/openapi.json``); the totals of its report."""
     report = out / f"{name}.ndjson"
     command = [
         *_uvx(),
@@ -81,7 +94,16 @@ def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> d
         "ndjson",
         "--report-ndjson-path",
         str(report),
+        "--phases",
+        ",".join(phases),
+        # FHIR resource schemas are large: generating a case can be slow on a busy machine, not wrong.
+        "--suppress-health-check",
+        "too_slow",
     ]
+    if include_path_regex is not None:
+        command += ["--include-path-regex", include_path_regex]
+    if max_time_s is not None:
+        command += ["--max-time", str(max_time_s)]
     with (out / f"{name}.log").open("w", encoding="utf-8") as log:
         # In the report directory: schemathesis keeps its cache (.schemathesis/) in the working directory.
         run = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=out, check=False)
@@ -91,7 +113,17 @@ def fuzz_target(name: str, base: str, token: str, out: Path, examples: int) -> d
     return totals
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C: the platform is stopped (not left running)."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> int:
+    _stop_on_sigterm()
     examples = int(os.environ.get("FUZZ_EXAMPLES", "50"))
     var = Path(tempfile.mkdtemp(prefix="relearn-fuzz-")) / "var"
     platform = Platform(PlatformSettings.on_free_ports(var))
