@@ -12,8 +12,11 @@ validates it (:mod:`relearn.shared.fhir.validation`):
   allowed (``additionalProperties: false``), as the server refuses unknown elements.
 - Datatypes and backbone elements are components of their own (``fhir.CodeableConcept``,
   ``fhir.ObservationComponent``) built the same way. FHIR's datatype graph is recursive (Identifier ->
-  Reference -> Identifier, Extension -> every datatype): where a type would reach itself again, that element
-  is a plain JSON object, so the schemas form no cycle. ``Extension`` (anywhere), ``Narrative`` and
+  Reference -> Identifier, Extension -> every datatype) and deep; the schemas are trimmed so that they form
+  no cycle and stay small enough for a generator (schemathesis inlines references): inside a datatype, only
+  datatypes made of primitives (Coding, Period, Quantity ...) are typed, others are plain JSON objects
+  (``CodeableConcept.coding`` is typed, ``Identifier.assigner`` is an object); a type that would reach itself
+  again is a plain object. ``Extension`` (anywhere), ``Narrative`` and
   ``contained`` resources are plain objects too (an Extension is an object with a ``url``).
 - A ``choice[x]`` element is listed under each of its names; FHIR's "one of them only" is the server's to
   refuse (400), not the schema's.
@@ -111,6 +114,7 @@ def _build(name: str, built: dict[str, dict[str, Any]], stack: tuple[str, ...]) 
     pyd = _pydantic_properties(model)
     properties: dict[str, Any] = {}
     required: list[str] = []
+    datatype = _is_datatype(model)
     if _is_resource(model):
         properties["resourceType"] = {"type": "string", "enum": [name]}
         required.append("resourceType")
@@ -125,6 +129,8 @@ def _build(name: str, built: dict[str, dict[str, Any]], stack: tuple[str, ...]) 
                 item: dict[str, Any] = dict(_OPAQUE[complex_name])
             elif complex_name == name or complex_name in stack:
                 item = dict(_PLAIN)  # a cycle: cut here
+            elif datatype and not _is_leaf(complex_name):
+                item = dict(_PLAIN)  # a datatype's own datatypes: typed only when they are leaves
             else:
                 _build(complex_name, built, (*stack, name))
                 item = ref(complex_name)
@@ -149,6 +155,25 @@ def _build(name: str, built: dict[str, dict[str, Any]], stack: tuple[str, ...]) 
 def _pydantic_properties(model: Any) -> dict[str, Any]:
     props: dict[str, Any] = model.model_json_schema(by_alias=True).get("properties", {})
     return props
+
+
+def _is_datatype(model: Any) -> bool:
+    from fhir.resources.R4B.backboneelement import BackboneElement
+
+    return not _is_resource(model) and not issubclass(model, BackboneElement)
+
+
+@functools.cache
+def _is_leaf(name: str) -> bool:
+    """A datatype whose elements are all primitives (or extensions): Coding, Period, Quantity ..."""
+    if name in _OPAQUE:
+        return True
+    model = get_fhir_model_class(name)
+    for field in model.model_fields.values():
+        complex_name = _complex_name(_unwrap(field.annotation)[1])
+        if complex_name is not None and complex_name not in _OPAQUE:
+            return False
+    return True
 
 
 def _is_resource(model: Any) -> bool:
