@@ -54,5 +54,5 @@ def test_a_short_stateful_schemathesis_run_finds_no_server_error_and_no_schema_v
     log = (out / "device-gateway.log").read_text(encoding="utf-8")
     assert totals["failures"] == 0, log[-6000:]
     assert totals["exit"] == 0, log[-6000:]
-    assert totals["requests"] > 50
+    assert totals["requests"] >= 15  # every selected operation at least once
     assert totals["stateful"] > 0, "the stateful phase followed no link"
