@@ -8,6 +8,7 @@ check failed.
 
     make fuzz                       # FUZZ_EXAMPLES=50 per operation
     FUZZ_EXAMPLES=200 make fuzz
+    FUZZ_MAX_TIME=300 make fuzz     # at most 300 s per target (a third of it statefully)
 """
 
 from __future__ import annotations
@@ -113,6 +114,24 @@ def fuzz_target(
     return totals
 
 
+def _fuzz_service(
+    name: str, base: str, token: str, out: Path, examples: int, max_time: int | None
+) -> dict[str, int]:
+    """All phases in one run; with a time budget (seconds per target), the stateful phase gets a third of it
+    in a run of its own (the coverage phase alone could spend it all), the other phases the rest."""
+    if max_time is None:
+        return fuzz_target(name, base, token, out, examples)
+    stateful = fuzz_target(
+        f"{name}.stateful", base, token, out, examples, phases=("stateful",), max_time_s=max(1, max_time // 3)
+    )
+    rest = fuzz_target(
+        name, base, token, out, examples, phases=PHASES[:3], max_time_s=max(1, max_time - max_time // 3)
+    )
+    totals = {k: stateful.get(k, 0) + rest.get(k, 0) for k in {*stateful, *rest} if k != "exit"}
+    totals["exit"] = stateful["exit"] or rest["exit"]
+    return totals
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM ends the run like Ctrl-C: the platform is stopped (not left running)."""
 
@@ -125,6 +144,7 @@ def _stop_on_sigterm() -> None:
 def main() -> int:
     _stop_on_sigterm()
     examples = int(os.environ.get("FUZZ_EXAMPLES", "50"))
+    max_time = int(os.environ["FUZZ_MAX_TIME"]) if os.environ.get("FUZZ_MAX_TIME") else None
     var = Path(tempfile.mkdtemp(prefix="relearn-fuzz-")) / "var"
     platform = Platform(PlatformSettings.on_free_ports(var))
     out = var / "fuzz"
@@ -134,7 +154,7 @@ def main() -> int:
         out.mkdir(parents=True, exist_ok=True)
         token = platform.token()
         for name, base in platform.urls().items():
-            results[name] = fuzz_target(name, base, token, out, examples)
+            results[name] = _fuzz_service(name, base, token, out, examples, max_time)
             r = results[name]
             print(
                 f"{name:16} {r['requests']:7} requests  {r['failures']:4} failures  "
