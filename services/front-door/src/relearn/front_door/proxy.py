@@ -32,15 +32,17 @@ def may_resend(
     """Whether a request that failed with ``exc`` before any answer may be sent once more.
 
     A connection error means nothing was sent. "Server disconnected" on a pooled keep-alive connection is
-    usually the service having closed it just before (after an error, or on restart): a read or a request
-    carrying an Idempotency-Key is safe to send again; any other write may have been applied, so it is not.
+    usually the service having closed it just before (after an error, on restart, or an idle keep-alive
+    connection it timed out): a read, a request carrying an Idempotency-Key or a conditional create
+    (If-None-Exist: a second one finds what the first stored) is safe to send again; any other write may have
+    been applied, so it is not.
     """
     if isinstance(exc, httpx.ConnectError):
         return True
     if isinstance(exc, httpx.RemoteProtocolError):
         names = {(k[0] if isinstance(k, tuple) else k) for k in headers}
         lowered = {(n.decode("latin-1") if isinstance(n, bytes) else n).lower() for n in names}
-        return method.upper() in _SAFE_METHODS or "idempotency-key" in lowered
+        return method.upper() in _SAFE_METHODS or bool({"idempotency-key", "if-none-exist"} & lowered)
     return False
 
 
