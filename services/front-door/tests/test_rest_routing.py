@@ -157,3 +157,10 @@ def test_the_front_doors_openapi_lists_the_paths_it_routes_with_their_documentat
     assert "OperationOutcome" in spec["components"]["schemas"]
     # /docs shows the same document.
     assert "/openapi.json" in door.get("/docs").text
+
+
+def test_encoded_control_characters_in_a_path_pass_on_encoded_not_a_server_error(door: TestClient) -> None:
+    """Found by make fuzz: a decoded control character made an invalid URL to the service (500)."""
+    resp = door.get("/things/%1F%C3%A9%20x", headers={"Authorization": "Bearer t"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["path"] == "/things/\x1fé x"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import httpx
 from fastapi import Request, Response
@@ -87,7 +88,7 @@ def _raw_headers(
 
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
     headers = _raw_headers(request, _REQUEST_HEADERS, timeout_s)
-    url = f"{upstream}{request.url.path}"
+    url = f"{upstream}{_raw_path(request)}"
     body = await request.body()
     for attempt in (1, 2):
         try:
@@ -108,6 +109,15 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
             raise unavailable("The service that owns this resource type is unavailable") from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it (still percent-encoded): a decoded control character or space would
+    make an invalid URL to the service."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return quote(raw.decode("latin-1"), safe="/%:@!$&'()*+,;=-._~")
+    return quote(request.url.path, safe="/:@!$&'()*+,;=-._~")
 
 
 @contextmanager
@@ -132,7 +142,7 @@ async def forward_rest(
 ) -> Response:
     """Forward a REST request as it came: method, path, raw query, headers, body streamed to the service."""
     headers = _raw_headers(request, _REST_REQUEST_HEADERS, timeout_s)
-    url = f"{upstream}{request.url.path}"
+    url = f"{upstream}{_raw_path(request)}"
     if request.url.query:
         url = f"{url}?{request.url.query}"
     # The length passes through with the body, so a service sees what the caller sent (chunked stays chunked).
