@@ -57,7 +57,7 @@ def _totals(report: Path) -> dict[str, int]:
                 phase = str(body.get("phase", ""))
                 phases[phase] = phases.get(phase, 0) + len(interactions)
                 for checks in recorder.get("checks", {}).values():
-                    failures += sum(1 for c in checks if c.get("status") == "FAILURE")
+                    failures += sum(1 for c in checks if str(c.get("status", "")).lower() == "failure")
     return {"requests": requests, "failures": failures, **phases}
 
 
