@@ -213,18 +213,21 @@ def test_the_route_table_is_not_trivially_small(app: tuple[FastAPI, TestClient])
 
 
 def test_every_refusal_is_documented_as_an_operation_outcome(app: tuple[FastAPI, TestClient]) -> None:
-    """OpenAPI tells the truth: 401 on every guarded route, the guard's 400/413/414 (415 with a body), and
-    each error body declared as application/fhir+json OperationOutcome, not FastAPI's 422."""
+    """OpenAPI tells the truth: 401/403 on every guarded route (404 with path parameters), the guard's
+    400/413/414 (415 with a body), 503 everywhere, and each error body declared as application/fhir+json
+    OperationOutcome, not FastAPI's 422 (but /readyz's 503, which is its readiness report)."""
     spec = app[1].get("/openapi.json").json()
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]
-            expected = {"400", "413", "414"} | ({"415"} if "requestBody" in operation else set())
+            expected = {"400", "413", "414", "503"} | ({"415"} if "requestBody" in operation else set())
             if path not in OPEN:
-                expected.add("401")
+                expected |= {"401", "403"} | ({"404"} if "{" in path else set())
             assert expected <= set(responses), f"{method.upper()} {path}: {sorted(responses)}"
             for status, response in responses.items():
-                if status.startswith(("4", "5")):
+                if (path, status) == ("/readyz", "503"):
+                    assert list(response["content"]) == ["application/json"]
+                elif status.startswith(("4", "5")):
                     content = response["content"]
                     assert list(content) == ["application/fhir+json"], f"{method.upper()} {path} {status}"
                     assert content["application/fhir+json"]["schema"]["$ref"].endswith("/OperationOutcome")

@@ -142,3 +142,25 @@ def test_the_development_issuer_refuses_to_start_in_production(tmp_path: Path) -
         dev_key_dir=tmp_path,
     )
     assert "/auth/token" in create_app(loud).openapi()["paths"]
+
+
+def test_the_front_doors_openapi_lists_the_paths_it_routes_with_their_documentation(door: TestClient) -> None:
+    spec = door.get("/openapi.json").json()
+    paths = spec["paths"]
+    # Its own, and each service's paths it routes to that service (with the service's documentation).
+    assert "/fhir/metadata" in paths and "/apis" in paths
+    assert "/things/{thing_id}" in paths and "/others/{other_id}/close" in paths
+    assert paths["/things/{thing_id}"]["get"]["responses"]
+    # Not the paths it does not route: one two services claim, one under a templated first segment.
+    assert "/shared" not in paths and "/{anything}/x" not in paths
+    # Every error answer it documents is an OperationOutcome.
+    assert "OperationOutcome" in spec["components"]["schemas"]
+    # /docs shows the same document.
+    assert "/openapi.json" in door.get("/docs").text
+
+
+def test_encoded_control_characters_in_a_path_pass_on_encoded_not_a_server_error(door: TestClient) -> None:
+    """Found by make fuzz: a decoded control character made an invalid URL to the service (500)."""
+    resp = door.get("/things/%1F%C3%A9%20x", headers={"Authorization": "Bearer t"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["path"] == "/things/\x1fé x"

@@ -58,3 +58,16 @@ def test_a_definitions_own_validators_run_after_the_model() -> None:
     )
     with pytest.raises(InvalidResource, match="needs a subject"):
         validate_resource(rdef, {"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
+
+
+@pytest.mark.parametrize("contained_type", ["", "Nope", None, 1])
+def test_a_contained_resource_of_unknown_type_is_invalid_not_a_server_error(contained_type: object) -> None:
+    """Found by make fuzz once bodies were typed: fhir.resources raised KeyError/TypeError (a 500)."""
+    resource = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "contained": [{"resourceType": contained_type}],
+    }
+    with pytest.raises(InvalidResource):
+        validate_resource(_definition("Observation"), resource)

@@ -24,6 +24,7 @@ from fastapi import Request, Response
 
 from relearn.front_door.proxy import service_errors
 from relearn.front_door.routing import Upstreams
+from relearn.shared.deadline import TIMEOUT_HEADER
 from relearn.shared.fhir import (
     FHIR_JSON,
     BundleRequest,
@@ -152,7 +153,10 @@ class BundleRouter:
     async def _post(self, service: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
         url = f"{self.up.table.base_of(service)}/fhir"
         with service_errors(service):
-            resp = await self.up.client.post(url, content=content, headers=headers, timeout=self.up.timeout_s)
+            timeout = {TIMEOUT_HEADER: str(round(self.up.timeout_s * 1000))}  # relearn.shared.deadline
+            resp = await self.up.client.post(
+                url, content=content, headers={**headers, **timeout}, timeout=self.up.timeout_s
+            )
         return resp
 
 

@@ -33,7 +33,9 @@ from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
 from relearn.front_door.wsproxy import proxy_websocket, refuse
+from relearn.shared.deadline import CancelOnDisconnect
 from relearn.shared.fhir import FhirResponse, NotFound, install_error_handlers
+from relearn.shared.openapi import Documents, Included, install_merged_docs
 from relearn.shared.service import RequestGuard, configure_logging, install_error_docs, settings_limits
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -266,6 +268,8 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     )
     install_error_handlers(app)
     app.state.max_bundle_entries = settings.max_bundle_entries
+    # A client that leaves cancels its call to the service, which then rolls the work back.
+    app.add_middleware(CancelOnDisconnect)
     app.add_middleware(
         RequestGuard,
         limits=settings_limits(settings, [("/ingest/", settings.ingest_max_body_bytes)]),
@@ -284,4 +288,24 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         open_paths={"/healthz", "/readyz", "/fhir/metadata", "/apis", "/apis/{service}/openapi.json"},
         other_errors={"/auth/token", "/auth/jwks.json", "/.well-known/smart-configuration"},
     )
+    install_merged_docs(
+        app,
+        lambda: _services_docs(app),
+        {"504": f"The service did not answer within {settings.upstream_timeout_s:g}s (Retry-After)"},
+    )
     return app
+
+
+async def _services_docs(app: FastAPI) -> tuple[Documents, Included]:
+    """The services' OpenAPI documents and which of their paths this host serves (FHIR: by type; REST: by
+    the first segment it routes to them); ``/openapi.json`` lists them with the front door's own."""
+    rest: RestRoutes = app.state.rest
+    await rest.refresh()
+    documents = {name: spec for name in rest.services() if (spec := rest.spec_of(name)) is not None}
+    served: set[tuple[str, str]] = set()
+    for name, spec in documents.items():
+        for path in spec.get("paths", {}):
+            fhir = path == "/fhir" or (path.startswith("/fhir/") and path != "/fhir/metadata")
+            if fhir or await rest.service_for(path) == name:
+                served.add((name, path))
+    return documents, lambda name, path: (name, path) in served

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import httpx
 from fastapi import Request, Response
 
+from relearn.shared.deadline import TIMEOUT_HEADER
 from relearn.shared.fhir import FhirError
 
 # What a client is told to wait when a service is unreachable or slow (starting, restarting).
@@ -31,15 +33,17 @@ def may_resend(
     """Whether a request that failed with ``exc`` before any answer may be sent once more.
 
     A connection error means nothing was sent. "Server disconnected" on a pooled keep-alive connection is
-    usually the service having closed it just before (after an error, or on restart): a read or a request
-    carrying an Idempotency-Key is safe to send again; any other write may have been applied, so it is not.
+    usually the service having closed it just before (after an error, on restart, or an idle keep-alive
+    connection it timed out): a read, a request carrying an Idempotency-Key or a conditional create
+    (If-None-Exist: a second one finds what the first stored) is safe to send again; any other write may have
+    been applied, so it is not.
     """
     if isinstance(exc, httpx.ConnectError):
         return True
     if isinstance(exc, httpx.RemoteProtocolError):
         names = {(k[0] if isinstance(k, tuple) else k) for k in headers}
         lowered = {(n.decode("latin-1") if isinstance(n, bytes) else n).lower() for n in names}
-        return method.upper() in _SAFE_METHODS or "idempotency-key" in lowered
+        return method.upper() in _SAFE_METHODS or bool({"idempotency-key", "if-none-exist"} & lowered)
     return False
 
 
@@ -69,15 +73,22 @@ _RESPONSE_HEADERS = (
 )
 
 
-def _raw_headers(request: Request, names: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
-    """The headers to pass on, as the bytes that came (a non-ASCII value must not fail the proxy)."""
+def _raw_headers(
+    request: Request, names: tuple[str, ...], timeout_s: float | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The headers to pass on, as the bytes that came (a non-ASCII value must not fail the proxy); with
+    ``timeout_s``, ``X-Request-Timeout-Ms`` tells the service how long this call waits, so the service's
+    deadline ends before it and a write this call gives up on is rolled back (relearn.shared.deadline)."""
     wanted = {n.encode() for n in names}
-    return [(k, v) for k, v in request.headers.raw if k.lower() in wanted]
+    headers = [(k, v) for k, v in request.headers.raw if k.lower() in wanted]
+    if timeout_s is not None:
+        headers.append((TIMEOUT_HEADER.lower().encode(), str(round(timeout_s * 1000)).encode()))
+    return headers
 
 
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
-    headers = _raw_headers(request, _REQUEST_HEADERS)
-    url = f"{upstream}{request.url.path}"
+    headers = _raw_headers(request, _REQUEST_HEADERS, timeout_s)
+    url = f"{upstream}{_raw_path(request)}"
     body = await request.body()
     for attempt in (1, 2):
         try:
@@ -98,6 +109,15 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
             raise unavailable("The service that owns this resource type is unavailable") from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it (still percent-encoded): a decoded control character or space would
+    make an invalid URL to the service."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return quote(raw.decode("latin-1"), safe="/%:@!$&'()*+,;=-._~")
+    return quote(request.url.path, safe="/:@!$&'()*+,;=-._~")
 
 
 @contextmanager
@@ -121,8 +141,8 @@ async def forward_rest(
     client: httpx.AsyncClient, upstream: str, service: str, request: Request, timeout_s: float
 ) -> Response:
     """Forward a REST request as it came: method, path, raw query, headers, body streamed to the service."""
-    headers = _raw_headers(request, _REST_REQUEST_HEADERS)
-    url = f"{upstream}{request.url.path}"
+    headers = _raw_headers(request, _REST_REQUEST_HEADERS, timeout_s)
+    url = f"{upstream}{_raw_path(request)}"
     if request.url.query:
         url = f"{url}?{request.url.query}"
     # The length passes through with the body, so a service sees what the caller sent (chunked stays chunked).

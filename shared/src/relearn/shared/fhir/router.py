@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from relearn.shared.fhir import openapi as fhir_openapi
 from relearn.shared.fhir.definition import ResourceDefinition
 from relearn.shared.fhir.response import FhirResponse
 from relearn.shared.fhir.routes import TypeApi
@@ -55,7 +56,7 @@ def fhir_router(
         )
     apis = {rdef.type: TypeApi(rdef, store, base_url, prefix) for rdef in definitions}
     for api in apis.values():
-        api.install(router)
+        api.install(router, prefix)
     bundles = BundleApi(apis, base_url or store.base_url, prefix)
     router.add_api_route(
         "",
@@ -63,12 +64,7 @@ def fhir_router(
         methods=["POST"],
         tags=["FHIR"],
         summary="batch or transaction Bundle (a transaction is all-or-nothing)",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/fhir+json": {"schema": {"type": "object", "title": "Bundle"}}},
-            }
-        },
+        openapi_extra=fhir_openapi.operation_doc("bundle", "Bundle", body=True),
         name="system.bundle.post",
     )
     return router

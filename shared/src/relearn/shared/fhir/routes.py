@@ -25,6 +25,7 @@ from relearn.shared.auth.principal import Principal
 from relearn.shared.auth.scopes import Access
 from relearn.shared.deps import SessionDep
 from relearn.shared.fhir import jsontext
+from relearn.shared.fhir import openapi as fhir_openapi
 from relearn.shared.fhir.bundle import history_bundle, searchset_bundle
 from relearn.shared.fhir.dates import date_range
 from relearn.shared.fhir.definition import Interaction, ResourceDefinition
@@ -68,38 +69,51 @@ class TypeApi:
             return self._base_url.rstrip("/")
         return str(request.base_url).rstrip("/") + self._prefix
 
-    def install(self, router: APIRouter) -> None:
+    def install(self, router: APIRouter, prefix: str = "") -> None:
+        """Add this type's routes to ``router`` (whose prefix is ``prefix``), documented for OpenAPI: the
+        request body and answers by the type's JSON schema (:mod:`relearn.shared.fhir.openapi`), every
+        4xx an interaction can answer, and links from a write's answer to the operations on what it wrote."""
         t = self.type
-        body_doc = {
-            "requestBody": {
-                "required": True,
-                "content": {"application/fhir+json": {"schema": {"type": "object", "title": t}}},
-            }
-        }
-        routes: list[tuple[Interaction, str, str, Callable[..., Response], str, dict[str, Any] | None]] = [
-            ("history-type", "GET", "/_history", self.type_history, f"History of all {t} resources", None),
-            ("vread", "GET", "/{id}/_history/{vid}", self.vread, f"Read one version of a {t}", None),
-            ("history-instance", "GET", "/{id}/_history", self.instance_history, f"History of one {t}", None),
-            ("search-type", "POST", "/_search", self.search, f"Search {t} (form body)", self._search_doc()),
-            ("read", "GET", "/{id}", self.read, f"Read a {t}", None),
-            ("search-type", "GET", "", self.search, f"Search {t}", self._search_doc()),
-            ("create", "POST", "", self.create, f"Create a {t} (If-None-Exist)", body_doc),
-            ("update", "PUT", "/{id}", self.update, f"Update or create a {t} (If-Match)", body_doc),
-            ("update", "PUT", "", self.conditional_update, f"Conditional update of a {t}", body_doc),
-            ("delete", "DELETE", "/{id}", self.delete, f"Delete a {t}", None),
-            ("delete", "DELETE", "", self.conditional_delete, f"Conditional delete of a {t}", None),
+        routes: list[tuple[Interaction, str, str, Callable[..., Response], str, str]] = [
+            ("history-type", "GET", "/_history", self.type_history, f"History of all {t}", "history"),
+            ("vread", "GET", "/{id}/_history/{vid}", self.vread, f"Read one version of a {t}", "vread"),
+            ("history-instance", "GET", "/{id}/_history", self.instance_history, f"{t} history", "history"),
+            ("search-type", "POST", "/_search", self.search, f"Search {t} (form body)", "search"),
+            ("read", "GET", "/{id}", self.read, f"Read a {t}", "read"),
+            ("search-type", "GET", "", self.search, f"Search {t}", "search"),
+            ("create", "POST", "", self.create, f"Create a {t} (If-None-Exist)", "create"),
+            ("update", "PUT", "/{id}", self.update, f"Update or create a {t} (If-Match)", "update"),
+            ("update", "PUT", "", self.conditional_update, f"Conditional update of a {t}", "update"),
+            ("delete", "DELETE", "/{id}", self.delete, f"Delete a {t}", "delete"),
+            ("delete", "DELETE", "", self.conditional_delete, f"Conditional delete of a {t}", "delete"),
         ]  # fmt: skip
-        for interaction, method, path, endpoint, summary, extra in routes:
-            if self.rdef.supports(interaction):
-                router.add_api_route(
-                    f"/{t}{path}",
-                    endpoint,
-                    methods=[method],
-                    tags=[t],
-                    summary=summary,
-                    openapi_extra=extra,
-                    name=f"{t}.{endpoint.__name__}.{method.lower()}",
-                )
+        installed = [r for r in routes if self.rdef.supports(r[0])]
+        # Where a write's answer leads: the operations on the resource it names (id, meta.versionId).
+        targets = {
+            ("GET", "/{id}"): "read",
+            ("PUT", "/{id}"): "update",
+            ("DELETE", "/{id}"): "delete",
+            ("GET", "/{id}/_history"): "history",
+            ("GET", "/{id}/_history/{vid}"): "vread",
+        }
+        links = {
+            targets[(method, path)]: fhir_openapi.operation_ref(f"{prefix}/{t}{path}", method)
+            for _, method, path, *_ in installed
+            if (method, path) in targets
+        }
+        for _, method, path, endpoint, summary, kind in installed:
+            extra = fhir_openapi.operation_doc(kind, t, links=links, body=kind in ("create", "update"))
+            if kind == "search":
+                extra.update(self._search_doc())
+            router.add_api_route(
+                f"/{t}{path}",
+                endpoint,
+                methods=[method],
+                tags=[t],
+                summary=summary,
+                openapi_extra=extra,
+                name=f"{t}.{endpoint.__name__}.{method.lower()}",
+            )
 
     def _search_doc(self) -> dict[str, Any]:
         params = [

@@ -65,6 +65,13 @@ def validate_resource(rdef: ResourceDefinition, resource: dict[str, Any]) -> Non
     except ValidationError as exc:
         issues = [_issue_from_pydantic(rdef.type, err) for err in exc.errors()]
         raise InvalidResource(issues[0].diagnostics, issues=issues) from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        # fhir.resources looks a contained resource's type up by name and fails with KeyError on a
+        # resourceType it does not know ("" too): the resource is invalid, not the server broken.
+        raise InvalidResource(
+            f"{rdef.type} is not valid: a contained or nested resource has an unknown or missing "
+            f"resourceType ({type(exc).__name__}: {exc})"
+        ) from None
     issues = list(_binding_issues(instance, rdef.type))
     if issues:
         raise InvalidResource(issues[0].diagnostics, issues=issues)
