@@ -31,7 +31,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -84,6 +85,12 @@ class EventConsumer:
     default the consumer makes its own when the first dead letter comes. ``max_batch``: at most this
     many records per transaction (a poll has at most ``max_poll_records``, 200). ``batch_safe=False``:
     one transaction per event, for handlers that cannot share one (see the module docstring).
+
+    ``stall_timeout_s``: a ``poll`` that has not returned after this long is broken off and the consumer
+    made again. kafka-python 3.0.12 can wait forever inside ``poll`` after the broker is killed and comes
+    back (its network loop waits on an event without a timeout; fixed upstream after 3.0.12, unreleased):
+    the reliability suite's R1 saw the metrics processor stop for good after a broker SIGKILL. A legitimate
+    poll returns within ``poll`` 's 200 ms plus a rebalance (seconds).
     """
 
     def __init__(
@@ -98,6 +105,7 @@ class EventConsumer:
         retry_backoff_s: float = 1.0,
         max_batch: int = 500,
         batch_safe: bool = True,
+        stall_timeout_s: float = 45.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -114,6 +122,9 @@ class EventConsumer:
         self._thread: threading.Thread | None = None
         self._own_dlq_producer = dlq_producer is None
         self._dlq_producer = dlq_producer
+        self.stall_timeout_s = stall_timeout_s
+        self._polling: tuple[KafkaConsumer, float] | None = None  # the consumer in poll() since when
+        self._watchdog: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,12 +133,34 @@ class EventConsumer:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"consumer-{self.group_id}", daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name=f"watchdog-{self.group_id}", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Break off a ``poll`` stuck past ``stall_timeout_s``: stopping the client's network loop fails
+        the wait it is stuck in, ``poll`` raises and :meth:`_run` makes a new consumer."""
+        while not self._stop.wait(min(5.0, self.stall_timeout_s / 3)):
+            polling = self._polling
+            if polling is None or time.monotonic() - polling[1] < self.stall_timeout_s:
+                continue
+            logger.warning(
+                "consumer poll stuck; making the consumer again",
+                extra={"group": self.group_id, "stuck_s": round(time.monotonic() - polling[1], 1)},
+            )
+            self._polling = None
+            net = getattr(polling[0], "_net", None)
+            with contextlib.suppress(Exception):
+                if net is not None:
+                    net.stop(timeout_ms=1000)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if self._watchdog is not None:
+            self._watchdog.join(timeout_s)
+            self._watchdog = None
 
     def wait_until_assigned(self, timeout_s: float = 30.0) -> bool:
         """True once the group gave this consumer its partitions (tests wait on this)."""
@@ -148,14 +181,15 @@ class EventConsumer:
             finally:
                 self._assigned.clear()
                 if consumer is not None:
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception), self._guarded(consumer):
                         consumer.close(autocommit=False, timeout_ms=2000)
         if self._own_dlq_producer:
             self._close_dlq_producer()
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         while not self._stop.is_set():
-            polled = consumer.poll(timeout_ms=200)
+            with self._guarded(consumer):
+                polled = consumer.poll(timeout_ms=200)
             if consumer.assignment():
                 self._assigned.set()
             # Each partition's records in order; a batch may span partitions (their order is independent).
@@ -178,10 +212,20 @@ class EventConsumer:
                 # One offset commit per poll, after the DB commits of every event handled: a crash
                 # before it replays those events, which the idempotency table absorbs.
                 try:
-                    consumer.commit(done, timeout_ms=5000)
+                    with self._guarded(consumer):  # 3.0.12's commit ignores its timeout too (upstream #3121)
+                        consumer.commit(done, timeout_ms=5000)
                 except CommitFailedError:
                     # A rebalance moved partitions away; their new owner replays and dedups.
                     logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
+
+    @contextlib.contextmanager
+    def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:
+        """Watched by :meth:`_watch` while inside: a call into the client that must not hang."""
+        self._polling = (consumer, time.monotonic())
+        try:
+            yield
+        finally:
+            self._polling = None
 
     @staticmethod
     def _rewind(consumer: KafkaConsumer, rest: Sequence[ConsumerRecord]) -> None:
