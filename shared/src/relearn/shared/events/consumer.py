@@ -70,6 +70,10 @@ class ProcessedEvent(SQLModel, table=True):
 _PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
 
 
+class _Stalled(Exception):
+    """The client polls and gets nothing although its partitions have records: make it again."""
+
+
 class _Transient(Exception):
     """The database is unavailable: retry the same message later."""
 
@@ -86,11 +90,14 @@ class EventConsumer:
     many records per transaction (a poll has at most ``max_poll_records``, 200). ``batch_safe=False``:
     one transaction per event, for handlers that cannot share one (see the module docstring).
 
-    ``stall_timeout_s``: a ``poll`` that has not returned after this long is broken off and the consumer
-    made again. kafka-python 3.0.12 can wait forever inside ``poll`` after the broker is killed and comes
-    back (its network loop waits on an event without a timeout; fixed upstream after 3.0.12, unreleased):
-    the reliability suite's R1 saw the metrics processor stop for good after a broker SIGKILL. A legitimate
-    poll returns within ``poll`` 's 200 ms plus a rebalance (seconds).
+    ``stall_timeout_s``: after a broker SIGKILL, kafka-python 3.0.12 can go on polling an assigned
+    partition and get nothing, for good, while the broker holds records past its position (its fetch to
+    the dead connection is never given up; the reliability suite's R1 saw the metrics processor stop for
+    the rest of the run). A consumer that got no record for this long while one of its partitions has
+    records past its position is made again (it resumes from the committed offsets; what it handled
+    twice the processed-event table absorbs). A call into the client (poll, commit, close) that has not
+    returned after this long is broken off the same way (the 3.0.x network loop waits without a
+    timeout, upstream issue #3121).
     """
 
     def __init__(
@@ -187,11 +194,18 @@ class EventConsumer:
             self._close_dlq_producer()
 
     def _consume(self, consumer: KafkaConsumer) -> None:
+        last_record = time.monotonic()
         while not self._stop.is_set():
             with self._guarded(consumer):
                 polled = consumer.poll(timeout_ms=200)
             if consumer.assignment():
                 self._assigned.set()
+            now = time.monotonic()
+            if polled:
+                last_record = now
+            elif now - last_record > self.stall_timeout_s:
+                last_record = now
+                self._check_not_stalled(consumer)
             # Each partition's records in order; a batch may span partitions (their order is independent).
             records = [record for partition in polled.values() for record in partition]
             handled = 0
@@ -217,6 +231,19 @@ class EventConsumer:
                 except CommitFailedError:
                     # A rebalance moved partitions away; their new owner replays and dedups.
                     logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
+
+    def _check_not_stalled(self, consumer: KafkaConsumer) -> None:
+        """Raise :class:`_Stalled` when an assigned partition has records past this consumer's position
+        although its polls have brought nothing for ``stall_timeout_s``."""
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        with self._guarded(consumer):
+            ends = consumer.end_offsets(assigned)
+            behind = {tp: ends[tp] - consumer.position(tp) for tp in assigned if tp in ends}
+        behind = {tp: n for tp, n in behind.items() if n > 0}
+        if behind:
+            raise _Stalled(f"no record for {self.stall_timeout_s:.0f} s with {sum(behind.values())} waiting")
 
     @contextlib.contextmanager
     def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:

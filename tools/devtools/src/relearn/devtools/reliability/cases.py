@@ -193,6 +193,8 @@ def r2_relay_kill(workdir: Path, scale: float = 1.0, kills: int = 6) -> CaseResu
 def r3_consumer_kill_and_stop(workdir: Path, scale: float = 1.0, stop_s: float = 310.0) -> CaseResult:
     """Every service's worker (relay + consumers) SIGKILLed mid-batch; then one of two gateway workers
     SIGSTOPped for ``stop_s`` (past ``max_poll_interval_ms``, 300 s, in the full run) and continued."""
+    if scale < 1.0:  # the short run: past the session timeout (6 s), not max_poll_interval_ms (300 s)
+        stop_s = max(15.0, stop_s * scale)
     result = CaseResult("R3", f"each consumer SIGKILLed mid-batch; one SIGSTOPped {stop_s:.0f} s")
     with platform_for(workdir, separate_workers=True) as platform:
         args, env = platform._commands["device-gateway-worker"]
@@ -225,9 +227,80 @@ def r3_consumer_kill_and_stop(workdir: Path, scale: float = 1.0, stop_s: float =
 
 
 # -- R4 ---------------------------------------------------------------------------------------------------
-def r4_broker_unreachable(workdir: Path, scale: float = 1.0, outage_s: float = 30.0) -> CaseResult:
-    """App-to-broker traffic dropped for ``outage_s``: the broker SIGSTOPped (its sockets stay open and
-    silent, as behind a dropping firewall; see docs/reliability.md for why not iptables here)."""
+def _can_drop_traffic() -> bool:
+    """Root, ``ip netns`` and ``iptables`` (the Debian package) here."""
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("iptables") is not None
+
+
+def r4_network_partition(workdir: Path, scale: float = 1.0, outage_s: float = 30.0) -> CaseResult:
+    """App-to-broker traffic dropped for ``outage_s``. With iptables (``apt-get install iptables``) the
+    whole case runs in a network namespace of its own (its own PostgreSQL cluster, broker and platform on
+    the namespace's loopback) and a DROP rule on the broker's port cuts the traffic both ways, connections
+    left open and silent; without iptables the broker is SIGSTOPped instead (its sockets stay open and
+    silent too), and the result says so."""
+    if not _can_drop_traffic():
+        result = r4_broker_stopped(workdir, scale, outage_s)
+        result.notes.append("iptables not installed: the broker was SIGSTOPped instead of a DROP rule")
+        return result
+    import sys
+
+    ns = f"relearn-r4-{os.getpid()}"
+    out = workdir / "r4.json"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "relearn.devtools.reliability"]
+        subprocess.run([*cmd, "R4-netns", "--scale", str(scale), "--json", str(out)], check=False)
+        if not out.exists():
+            return CaseResult("R4", "app-to-broker traffic dropped (netns + iptables)", error="no result")
+        data = json.loads(out.read_text())[0]
+        data["case"] = "R4"
+        return CaseResult(**data)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def r4_in_namespace(workdir: Path, scale: float = 1.0, outage_s: float = 30.0) -> CaseResult:
+    """R4's body, inside its network namespace (started by :func:`r4_network_partition`)."""
+    result = CaseResult("R4", f"app-to-broker traffic dropped {outage_s:.0f} s (netns + iptables DROP)")
+    pg = OwnPostgres(workdir)
+    pg.start()
+    try:
+        with platform_for(workdir, pg_url=pg.url) as platform:
+            assert platform.broker is not None and platform.broker.port is not None
+            port = str(platform.broker.port)
+            rules = [["OUTPUT", "-p", "tcp", "--dport", port], ["OUTPUT", "-p", "tcp", "--sport", port]]
+            ledger = Ledger()
+            clinic = Clinic(platform)
+            streams = [clinic.open_stream() for _ in range(2)]
+            sender = FrameSender(clinic, ledger, streams)
+            writer = Writer(clinic, ledger, rate=50.0)
+            audit = Audit(platform)
+            sender.start()
+            writer.start()
+            time.sleep(8.0 * scale)
+            for rule in rules:
+                subprocess.run(["iptables", "-A", *rule, "-j", "DROP"], check=True)
+            try:
+                time.sleep(outage_s)
+            finally:
+                for rule in rules:
+                    subprocess.run(["iptables", "-D", *rule, "-j", "DROP"], check=False)
+            time.sleep(8.0 * scale)
+            healed = time.monotonic()
+            _settle(result, ledger, audit, clinic, sender, streams, writer)
+            result.recovery_s = time.monotonic() - healed
+            audit.close()
+            clinic.close()
+    finally:
+        pg.stop()
+    return result
+
+
+def r4_broker_stopped(workdir: Path, scale: float = 1.0, outage_s: float = 30.0) -> CaseResult:
+    """R4 without iptables: the broker SIGSTOPped for ``outage_s`` (open sockets, no answers)."""
     result = CaseResult("R4", f"app-to-broker traffic silent for {outage_s:.0f} s (broker SIGSTOPped)")
     with platform_for(workdir) as platform:
         assert platform.broker is not None and platform.broker.pid is not None
@@ -523,7 +596,8 @@ CASES.update(
         "R1": r1_broker_kill,
         "R2": r2_relay_kill,
         "R3": r3_consumer_kill_and_stop,
-        "R4": r4_broker_unreachable,
+        "R4": r4_network_partition,
+        "R4-netns": r4_in_namespace,
         "R5": r5_database_faults,
         "R6": _on_platform(r6_client_cuts, batches=lambda s: max(20, int(120 * s))),
         "R7": _on_platform(r7_poison, frames=lambda s: max(200, int(1000 * s))),
