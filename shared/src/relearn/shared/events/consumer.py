@@ -90,14 +90,12 @@ class EventConsumer:
     many records per transaction (a poll has at most ``max_poll_records``, 200). ``batch_safe=False``:
     one transaction per event, for handlers that cannot share one (see the module docstring).
 
-    ``stall_timeout_s``: after a broker SIGKILL, kafka-python 3.0.12 can go on polling an assigned
-    partition and get nothing, for good, while the broker holds records past its position (its fetch to
-    the dead connection is never given up; the reliability suite's R1 saw the metrics processor stop for
-    the rest of the run). A consumer that got no record for this long while one of its partitions has
-    records past its position is made again (it resumes from the committed offsets; what it handled
-    twice the processed-event table absorbs). A call into the client (poll, commit, close) that has not
-    returned after this long is broken off the same way (the 3.0.x network loop waits without a
-    timeout, upstream issue #3121).
+    ``stall_timeout_s``: a consumer that got no record for this long while one of its partitions has
+    records past its position steps that position back until a fetch brings records (see
+    :meth:`_step_back`: Tansu's ``s3`` engine serves no fetch from inside a record batch; the reliability
+    suite's R1 saw the metrics processor stop for good after a broker SIGKILL). A call into the client
+    (poll, commit, close) that has not returned after this long is broken off and the client made again
+    (kafka-python 3.0.x's network loop waits without a timeout, upstream issue #3121).
     """
 
     def __init__(
@@ -195,6 +193,7 @@ class EventConsumer:
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         last_record = time.monotonic()
+        stuck: set[TopicPartition] = set()  # partitions being stepped back (see _step_back)
         while not self._stop.is_set():
             with self._guarded(consumer):
                 polled = consumer.poll(timeout_ms=200)
@@ -203,9 +202,12 @@ class EventConsumer:
             now = time.monotonic()
             if polled:
                 last_record = now
+                stuck.clear()
+            elif stuck:
+                stuck = self._step_back(consumer, stuck)
             elif now - last_record > self.stall_timeout_s:
                 last_record = now
-                self._check_not_stalled(consumer)
+                stuck = self._stalled(consumer)
             # Each partition's records in order; a batch may span partitions (their order is independent).
             records = [record for partition in polled.values() for record in partition]
             handled = 0
@@ -232,18 +234,44 @@ class EventConsumer:
                     # A rebalance moved partitions away; their new owner replays and dedups.
                     logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
 
-    def _check_not_stalled(self, consumer: KafkaConsumer) -> None:
-        """Raise :class:`_Stalled` when an assigned partition has records past this consumer's position
-        although its polls have brought nothing for ``stall_timeout_s``."""
+    def _stalled(self, consumer: KafkaConsumer) -> set[TopicPartition]:
+        """The assigned partitions with records past this consumer's position although its polls have
+        brought nothing for ``stall_timeout_s``."""
         assigned = list(consumer.assignment())
         if not assigned:
-            return
+            return set()
         with self._guarded(consumer):
             ends = consumer.end_offsets(assigned)
             behind = {tp: ends[tp] - consumer.position(tp) for tp in assigned if tp in ends}
-        behind = {tp: n for tp, n in behind.items() if n > 0}
-        if behind:
-            raise _Stalled(f"no record for {self.stall_timeout_s:.0f} s with {sum(behind.values())} waiting")
+        stuck = {tp for tp, n in behind.items() if n > 0}
+        if stuck:
+            logger.warning(
+                "consumer gets nothing although records wait; stepping back to a fetchable offset",
+                extra={"group": self.group_id, "waiting": sum(behind[tp] for tp in stuck)},
+            )
+        return stuck
+
+    def _step_back(self, consumer: KafkaConsumer, stuck: set[TopicPartition]) -> set[TopicPartition]:
+        """Move each stuck partition's position back by one record (the next poll fetches from there).
+
+        Tansu's ``s3`` storage engine answers a fetch from an offset inside a stored record batch with
+        nothing (the memory engine and Kafka return the batch): a consumer whose committed offset falls
+        inside a batch - after a restart, or after a poll that took part of a fetch - waits for ever. Stepping
+        back reaches the batch's first offset; the records before the old position come again and the
+        processed-event table skips them. Gives up (the consumer is made again) at the partition's start.
+        """
+        going_on: set[TopicPartition] = set()
+        with self._guarded(consumer):
+            assigned = consumer.assignment()
+            for tp in stuck:
+                if tp not in assigned:
+                    continue
+                position = consumer.position(tp)
+                if position <= 0:
+                    raise _Stalled(f"{tp} fetches nothing from its start")
+                consumer.seek(tp, position - 1)
+                going_on.add(tp)
+        return going_on
 
     @contextlib.contextmanager
     def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:
