@@ -71,7 +71,7 @@ _PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
 
 
 class _Stalled(Exception):
-    """The client polls and gets nothing although its partitions have records: make it again."""
+    """The client polls and gets nothing although its partitions have records: make it again, slower."""
 
 
 class _Transient(Exception):
@@ -91,11 +91,14 @@ class EventConsumer:
     one transaction per event, for handlers that cannot share one (see the module docstring).
 
     ``stall_timeout_s``: a consumer that got no record for this long while one of its partitions has
-    records past its position steps that position back until a fetch brings records (see
-    :meth:`_step_back`: Tansu's ``s3`` engine serves no fetch from inside a record batch; the reliability
-    suite's R1 saw the metrics processor stop for good after a broker SIGKILL). A call into the client
-    (poll, commit, close) that has not returned after this long is broken off and the client made again
-    (kafka-python 3.0.x's network loop waits without a timeout, upstream issue #3121).
+    records past its position is starved: its fetches give up (``fetch_max_wait_ms``, 50 ms for low
+    latency) before the broker has read the records. Tansu's ``s3`` storage engine after a restart reads
+    from S3 more slowly than that on a busy machine, and the reliability suite's R1 saw the metrics
+    processor get nothing, for good, after a broker SIGKILL (a client with a 500 ms wait read the same
+    partition at once). The consumer is then made again fetching with ``slow_fetch_wait_ms`` waits (and
+    keeps them). A call into the client (poll, commit, close) that has not returned after
+    ``stall_timeout_s`` is broken off and the client made again (kafka-python 3.0.x's network loop waits
+    without a timeout, upstream issue #3121).
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class EventConsumer:
         max_batch: int = 500,
         batch_safe: bool = True,
         stall_timeout_s: float = 45.0,
+        slow_fetch_wait_ms: int = 1000,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -128,6 +132,8 @@ class EventConsumer:
         self._own_dlq_producer = dlq_producer is None
         self._dlq_producer = dlq_producer
         self.stall_timeout_s = stall_timeout_s
+        self.slow_fetch_wait_ms = slow_fetch_wait_ms
+        self._fetch_wait_ms: int | None = None  # set once starved: a broker whose reads are slow
         self._polling: tuple[KafkaConsumer, float] | None = None  # the consumer in poll() since when
         self._watchdog: threading.Thread | None = None
 
@@ -175,7 +181,8 @@ class EventConsumer:
         while not self._stop.is_set():
             consumer: KafkaConsumer | None = None
             try:
-                consumer = make_consumer(self.bootstrap, self.group_id, self.topics)
+                slow = {} if self._fetch_wait_ms is None else {"fetch_max_wait_ms": self._fetch_wait_ms}
+                consumer = make_consumer(self.bootstrap, self.group_id, self.topics, **slow)
                 self._consume(consumer)
             except Exception as exc:  # broker gone or the group fell apart: start over
                 logger.warning(
@@ -193,7 +200,6 @@ class EventConsumer:
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         last_record = time.monotonic()
-        stuck: set[TopicPartition] = set()  # partitions being stepped back (see _step_back)
         while not self._stop.is_set():
             with self._guarded(consumer):
                 polled = consumer.poll(timeout_ms=200)
@@ -202,12 +208,9 @@ class EventConsumer:
             now = time.monotonic()
             if polled:
                 last_record = now
-                stuck.clear()
-            elif stuck:
-                stuck = self._step_back(consumer, stuck)
             elif now - last_record > self.stall_timeout_s:
                 last_record = now
-                stuck = self._stalled(consumer)
+                self._check_not_starved(consumer)
             # Each partition's records in order; a batch may span partitions (their order is independent).
             records = [record for partition in polled.values() for record in partition]
             handled = 0
@@ -234,44 +237,23 @@ class EventConsumer:
                     # A rebalance moved partitions away; their new owner replays and dedups.
                     logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
 
-    def _stalled(self, consumer: KafkaConsumer) -> set[TopicPartition]:
-        """The assigned partitions with records past this consumer's position although its polls have
-        brought nothing for ``stall_timeout_s``."""
+    def _check_not_starved(self, consumer: KafkaConsumer) -> None:
+        """Raise :class:`_Stalled` when an assigned partition has records past this consumer's position
+        although its polls have brought nothing for ``stall_timeout_s``; the next client waits longer
+        for each fetch (``slow_fetch_wait_ms``)."""
         assigned = list(consumer.assignment())
-        if not assigned:
-            return set()
+        if not assigned or self._fetch_wait_ms is not None:
+            return
         with self._guarded(consumer):
             ends = consumer.end_offsets(assigned)
             behind = {tp: ends[tp] - consumer.position(tp) for tp in assigned if tp in ends}
-        stuck = {tp for tp, n in behind.items() if n > 0}
-        if stuck:
-            logger.warning(
-                "consumer gets nothing although records wait; stepping back to a fetchable offset",
-                extra={"group": self.group_id, "waiting": sum(behind[tp] for tp in stuck)},
+        waiting = sum(n for n in behind.values() if n > 0)
+        if waiting:
+            self._fetch_wait_ms = self.slow_fetch_wait_ms
+            raise _Stalled(
+                f"no record for {self.stall_timeout_s:.0f} s while {waiting} wait: fetching with "
+                f"{self.slow_fetch_wait_ms} ms waits from now on"
             )
-        return stuck
-
-    def _step_back(self, consumer: KafkaConsumer, stuck: set[TopicPartition]) -> set[TopicPartition]:
-        """Move each stuck partition's position back by one record (the next poll fetches from there).
-
-        Tansu's ``s3`` storage engine answers a fetch from an offset inside a stored record batch with
-        nothing (the memory engine and Kafka return the batch): a consumer whose committed offset falls
-        inside a batch - after a restart, or after a poll that took part of a fetch - waits for ever. Stepping
-        back reaches the batch's first offset; the records before the old position come again and the
-        processed-event table skips them. Gives up (the consumer is made again) at the partition's start.
-        """
-        going_on: set[TopicPartition] = set()
-        with self._guarded(consumer):
-            assigned = consumer.assignment()
-            for tp in stuck:
-                if tp not in assigned:
-                    continue
-                position = consumer.position(tp)
-                if position <= 0:
-                    raise _Stalled(f"{tp} fetches nothing from its start")
-                consumer.seek(tp, position - 1)
-                going_on.add(tp)
-        return going_on
 
     @contextlib.contextmanager
     def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:
