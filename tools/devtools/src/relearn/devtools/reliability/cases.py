@@ -136,7 +136,9 @@ def r1_broker_kill(workdir: Path, scale: float = 1.0, kills: int = 4) -> CaseRes
             ledger = Ledger()
             clinic = Clinic(platform)
             streams = [clinic.open_stream() for _ in range(2)]
-            sender = FrameSender(clinic, ledger, streams)
+            # Live, as the journey's hub sends: 1-second frames (2 kHz). Tansu's s3 engine reads back from
+            # the local S3 a few records a second on a busy 2-core machine once restarted.
+            sender = FrameSender(clinic, ledger, streams, frames_per_s=1.0, samples_per_frame=2000)
             writer = Writer(clinic, ledger, rate=50.0)
             audit = Audit(platform)
             sender.start()
@@ -149,7 +151,7 @@ def r1_broker_kill(workdir: Path, scale: float = 1.0, kills: int = 4) -> CaseRes
                 broker.start()
             time.sleep(period)
             healed = time.monotonic()
-            _settle(result, ledger, audit, clinic, sender, streams, writer)
+            _settle(result, ledger, audit, clinic, sender, streams, writer, timeout_s=900)
             result.recovery_s = time.monotonic() - healed
             total, again = redelivered(broker.bootstrap, DEVICE_RAW_EMG, clinic.gateway.devices["emg"])
             result.notes.append(f"{total} frame records on the broker, {again} published twice (absorbed)")
@@ -763,17 +765,17 @@ def _rss_mib(pid: int) -> float:
 
 def r9_slow_consumer(workdir: Path, scale: float = 1.0, minutes: float = 3.0) -> CaseResult:
     """The gateway worker (relay + metrics processor) made slow - SIGSTOPped 3 s of every 4 - for three
-    minutes while the hub streams at twice the normal load (4 streams at 20 frames/s): ingest must signal
+    minutes while the hub streams at twice the normal load (4 live streams): ingest must signal
     back-pressure (429 + Retry-After) rather than grow without bound, and memory stays flat."""
     seconds = max(30.0, minutes * 60 * scale)
     result = CaseResult("R9", f"slow consumer for {seconds:.0f} s at twice the normal load")
-    env = {"INGEST_MAX_BACKLOG": "2000"}
+    env = {"INGEST_MAX_BACKLOG": "100"}  # 3 s stopped at 40 frames/s backs up 120 events
     with platform_for(workdir, separate_workers=True, extra_env=env) as platform:
         ledger = Ledger()
         clinic = Clinic(platform)
         audit = Audit(platform)
-        streams = [clinic.open_stream() for _ in range(4)]
-        sender = FrameSender(clinic, ledger, streams, frames_per_s=20.0)
+        streams = [clinic.open_stream() for _ in range(4)]  # twice R1's two live streams
+        sender = FrameSender(clinic, ledger, streams, frames_per_s=10.0)
         sender.start()
         serve = platform.processes["device-gateway"].pid
         samples: list[tuple[float, float, float]] = []
