@@ -25,7 +25,7 @@ def _check(result: CaseResult, closing_notes: list[str]) -> None:
 def test_r6_clients_cut_mid_request_and_resending_store_everything_once(
     running_platform: Platform, closing_notes: list[str]
 ) -> None:
-    _check(r6_client_cuts(running_platform, batches=30, writes=20), closing_notes)
+    _check(r6_client_cuts(running_platform, batches=20, writes=10), closing_notes)
 
 
 def test_r7_poison_events_go_to_the_dlq_and_the_partition_keeps_moving(
@@ -39,4 +39,4 @@ def test_r7_poison_events_go_to_the_dlq_and_the_partition_keeps_moving(
 def test_r10_ingest_state_machine_ends_exactly_once(
     running_platform: Platform, closing_notes: list[str]
 ) -> None:
-    _check(r10_ingest_machine(running_platform, examples=5, steps=12), closing_notes)
+    _check(r10_ingest_machine(running_platform, examples=4, steps=10), closing_notes)

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         verdict = "pass" if result.passed else "FAIL"
         print(f"{name}: {verdict} in {time.monotonic() - t0:.0f} s", flush=True)
+        print(table([result]).splitlines()[-1], flush=True)
+        if notes([result]):
+            print(notes([result]), flush=True)
     print()
     print(table(results))
     extra = notes(results)

@@ -344,18 +344,27 @@ class OwnPostgres:
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _as_postgres(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+        # No pipes: a server pg_ctl starts would hold them open and the call would never return.
+        with open(self.dir.parent / "pg_ctl.log", "ab") as log:
+            subprocess.run(
+                ["runuser", "-u", "postgres", "--", *args],
+                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def start(self) -> None:
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["chown", "postgres", str(self.dir.parent)], check=True)
         os.chmod(self.dir.parent, 0o755)
         self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres")
-        self.pg_ctl("start", "-w", "-l", str(self.dir.parent / "pg.log"))
+        self.pg_ctl("start", "-w")
 
     def pg_ctl(self, *args: str) -> None:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300"
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-o", opts, *args)
+        log = str(self.dir.parent / "pg.log")
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-l", log, "-o", opts, *args)
 
     def terminate_backends(self) -> int:
         from sqlalchemy import create_engine, text
