@@ -4,6 +4,7 @@
 #   make test    every test, against real PostgreSQL and a real Kafka-protocol broker
 #   make test-isolated  each workspace member alone (uv sync --package X): imports its modules, collects its tests
 #   make bench   the benchmarks, figures printed
+#   make reliability  faults injected while a clinic writes and streams (minutes), the table printed
 #   make fuzz    schemathesis against every service and the front door (FUZZ_EXAMPLES per operation), totals printed
 #   make lint    ruff and mypy
 #   make token   a development bearer token (SCOPE='patient/*.read' PATIENT=<id> for a narrower one)
@@ -14,7 +15,7 @@ UV ?= uv
 SCOPE ?= system/*.read system/*.write
 PATIENT ?=
 
-.PHONY: run demo test test-isolated bench fuzz lint format token sync uv
+.PHONY: run demo test test-isolated bench reliability fuzz lint format token sync uv
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -36,6 +37,9 @@ test-isolated: uv
 
 bench: sync
 	$(UV) run --frozen python -m relearn.devtools.bench
+
+reliability: sync
+	$(UV) run --frozen python -m relearn.devtools.reliability $(CASES)
 
 fuzz: sync
 	$(UV) run --frozen python -m relearn.devtools.fuzz

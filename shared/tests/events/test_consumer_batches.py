@@ -257,3 +257,48 @@ def test_a_database_outage_in_a_batch_is_retried_not_dead_lettered(
     assert sorted(recorder.applied) == [1, 2, 3, 4, 5]
     dead = read_from_start(broker.bootstrap, dlq(topic), 1)
     assert CloudEvent.from_bytes(dead[0].value) == sentinel
+
+
+def test_a_poll_stuck_inside_the_kafka_client_is_broken_off_and_the_consumer_made_again(
+    pg_engine: Engine,
+    broker: TansuBroker,
+    topic: str,
+    producer: KafkaProducer,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kafka-python 3.0.12 can wait forever inside ``poll`` after a broker SIGKILL (its network loop waits on
+    an event without a timeout; seen in the reliability suite's R1). The first consumer here is stuck the same
+    way - waiting in its network loop on a future nobody completes - and the consumer still handles every
+    event, through a new client."""
+    from kafka.future import Future
+
+    from relearn.shared.events import consumer as consumer_module
+
+    made: list[KafkaConsumer] = []
+    real_make = consumer_module.make_consumer
+
+    def make(*args: Any, **kwargs: Any) -> KafkaConsumer:
+        client = real_make(*args, **kwargs)
+        if not made:
+            never = Future()
+
+            def stuck_poll(*_a: Any, **_k: Any) -> Any:
+                client._net.run(client._manager.wait_for, never, None)  # no timeout, as in 3.0.12
+                raise AssertionError("a future nobody completes completed")
+
+            client.poll = stuck_poll  # type: ignore[method-assign]
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(consumer_module, "make_consumer", make)
+    recorder = Recorder(pg_engine)
+    _send(producer, topic, [_event(n) for n in range(10)])
+    consumer = EventConsumer(
+        pg_engine, broker.bootstrap, unique("group"), [topic], {HAPPENED: recorder}, stall_timeout_s=2.0
+    )
+
+    _run_until(consumer, lambda: len(recorder.seen()) == 10)
+
+    assert recorder.numbers() == list(range(10))
+    assert len(made) >= 2, "the stuck client was replaced"

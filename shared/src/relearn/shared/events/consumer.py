@@ -31,7 +31,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -69,6 +70,10 @@ class ProcessedEvent(SQLModel, table=True):
 _PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
 
 
+class _Stalled(Exception):
+    """The client polls and gets nothing although its partitions have records: make it again, slower."""
+
+
 class _Transient(Exception):
     """The database is unavailable: retry the same message later."""
 
@@ -84,6 +89,16 @@ class EventConsumer:
     default the consumer makes its own when the first dead letter comes. ``max_batch``: at most this
     many records per transaction (a poll has at most ``max_poll_records``, 200). ``batch_safe=False``:
     one transaction per event, for handlers that cannot share one (see the module docstring).
+
+    ``stall_timeout_s``: a consumer that got no record for this long while one of its partitions has
+    records past its position is starved: its fetches give up (``fetch_max_wait_ms``, 50 ms for low
+    latency) before the broker has read the records. Tansu's ``s3`` storage engine after a restart reads
+    from S3 more slowly than that on a busy machine, and the reliability suite's R1 saw the metrics
+    processor get nothing, for good, after a broker SIGKILL (a client with a 500 ms wait read the same
+    partition at once). The consumer is then made again fetching with ``slow_fetch_wait_ms`` waits (and
+    keeps them). A call into the client (poll, commit, close) that has not returned after
+    ``stall_timeout_s`` is broken off and the client made again (kafka-python 3.0.x's network loop waits
+    without a timeout, upstream issue #3121).
     """
 
     def __init__(
@@ -98,6 +113,8 @@ class EventConsumer:
         retry_backoff_s: float = 1.0,
         max_batch: int = 500,
         batch_safe: bool = True,
+        stall_timeout_s: float = 45.0,
+        slow_fetch_wait_ms: int = 1000,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -114,6 +131,11 @@ class EventConsumer:
         self._thread: threading.Thread | None = None
         self._own_dlq_producer = dlq_producer is None
         self._dlq_producer = dlq_producer
+        self.stall_timeout_s = stall_timeout_s
+        self.slow_fetch_wait_ms = slow_fetch_wait_ms
+        self._fetch_wait_ms: int | None = None  # set once starved: a broker whose reads are slow
+        self._polling: tuple[KafkaConsumer, float] | None = None  # the consumer in poll() since when
+        self._watchdog: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,12 +144,34 @@ class EventConsumer:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"consumer-{self.group_id}", daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name=f"watchdog-{self.group_id}", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Break off a ``poll`` stuck past ``stall_timeout_s``: stopping the client's network loop fails
+        the wait it is stuck in, ``poll`` raises and :meth:`_run` makes a new consumer."""
+        while not self._stop.wait(min(5.0, self.stall_timeout_s / 3)):
+            polling = self._polling
+            if polling is None or time.monotonic() - polling[1] < self.stall_timeout_s:
+                continue
+            logger.warning(
+                "consumer poll stuck; making the consumer again",
+                extra={"group": self.group_id, "stuck_s": round(time.monotonic() - polling[1], 1)},
+            )
+            self._polling = None
+            net = getattr(polling[0], "_net", None)
+            with contextlib.suppress(Exception):
+                if net is not None:
+                    net.stop(timeout_ms=1000)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if self._watchdog is not None:
+            self._watchdog.join(timeout_s)
+            self._watchdog = None
 
     def wait_until_assigned(self, timeout_s: float = 30.0) -> bool:
         """True once the group gave this consumer its partitions (tests wait on this)."""
@@ -137,7 +181,8 @@ class EventConsumer:
         while not self._stop.is_set():
             consumer: KafkaConsumer | None = None
             try:
-                consumer = make_consumer(self.bootstrap, self.group_id, self.topics)
+                slow = {} if self._fetch_wait_ms is None else {"fetch_max_wait_ms": self._fetch_wait_ms}
+                consumer = make_consumer(self.bootstrap, self.group_id, self.topics, **slow)
                 self._consume(consumer)
             except Exception as exc:  # broker gone or the group fell apart: start over
                 logger.warning(
@@ -148,16 +193,24 @@ class EventConsumer:
             finally:
                 self._assigned.clear()
                 if consumer is not None:
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception), self._guarded(consumer):
                         consumer.close(autocommit=False, timeout_ms=2000)
         if self._own_dlq_producer:
             self._close_dlq_producer()
 
     def _consume(self, consumer: KafkaConsumer) -> None:
+        last_record = time.monotonic()
         while not self._stop.is_set():
-            polled = consumer.poll(timeout_ms=200)
+            with self._guarded(consumer):
+                polled = consumer.poll(timeout_ms=200)
             if consumer.assignment():
                 self._assigned.set()
+            now = time.monotonic()
+            if polled:
+                last_record = now
+            elif now - last_record > self.stall_timeout_s:
+                last_record = now
+                self._check_not_starved(consumer)
             # Each partition's records in order; a batch may span partitions (their order is independent).
             records = [record for partition in polled.values() for record in partition]
             handled = 0
@@ -178,10 +231,38 @@ class EventConsumer:
                 # One offset commit per poll, after the DB commits of every event handled: a crash
                 # before it replays those events, which the idempotency table absorbs.
                 try:
-                    consumer.commit(done, timeout_ms=5000)
+                    with self._guarded(consumer):  # 3.0.12's commit ignores its timeout too (upstream #3121)
+                        consumer.commit(done, timeout_ms=5000)
                 except CommitFailedError:
                     # A rebalance moved partitions away; their new owner replays and dedups.
                     logger.info("offset commit lost to a rebalance", extra={"group": self.group_id})
+
+    def _check_not_starved(self, consumer: KafkaConsumer) -> None:
+        """Raise :class:`_Stalled` when an assigned partition has records past this consumer's position
+        although its polls have brought nothing for ``stall_timeout_s``; the next client waits longer
+        for each fetch (``slow_fetch_wait_ms``)."""
+        assigned = list(consumer.assignment())
+        if not assigned or self._fetch_wait_ms is not None:
+            return
+        with self._guarded(consumer):
+            ends = consumer.end_offsets(assigned)
+            behind = {tp: ends[tp] - consumer.position(tp) for tp in assigned if tp in ends}
+        waiting = sum(n for n in behind.values() if n > 0)
+        if waiting:
+            self._fetch_wait_ms = self.slow_fetch_wait_ms
+            raise _Stalled(
+                f"no record for {self.stall_timeout_s:.0f} s while {waiting} wait: fetching with "
+                f"{self.slow_fetch_wait_ms} ms waits from now on"
+            )
+
+    @contextlib.contextmanager
+    def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:
+        """Watched by :meth:`_watch` while inside: a call into the client that must not hang."""
+        self._polling = (consumer, time.monotonic())
+        try:
+            yield
+        finally:
+            self._polling = None
 
     @staticmethod
     def _rewind(consumer: KafkaConsumer, rest: Sequence[ConsumerRecord]) -> None:

@@ -2,7 +2,10 @@
 
 Used by ``make run``, the tests and the benchmarks. It listens on a free loopback port,
 is ready only when it answers a real Kafka metadata request, logs to ``log_dir``, and
-stops cleanly. Tansu's memory engine keeps data in RAM: a restart starts empty.
+stops cleanly. Tansu's memory engine keeps data in RAM: a restart starts empty. With ``s3=LocalS3(...)``
+the broker uses Tansu's ``s3`` storage engine against a local S3 (``moto_server`` from the ``moto[server]``
+dev dependency): topics, records and committed offsets survive a SIGKILL of the broker (the reliability
+suite's broker-kill cases).
 """
 
 from __future__ import annotations
@@ -32,12 +35,85 @@ def free_port() -> int:
         return port
 
 
-class TansuBroker:
-    """One Tansu process on ``127.0.0.1``; ``start``/``stop``/``restart`` or use it as a context manager."""
+class LocalS3:
+    """A local S3 (moto's server, from the ``moto[server]`` dev dependency) on a free loopback port, with
+    one bucket for Tansu's ``s3`` storage engine. Its objects live in the process: stopping it forgets
+    them."""
+
+    BUCKET = "tansu"
 
     def __init__(self, log_dir: Path, port: int | None = None) -> None:
         self.log_dir = Path(log_dir)
         self.port = port
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """What Tansu's S3 client reads (any credentials: moto accepts them)."""
+        return {
+            "AWS_ACCESS_KEY_ID": "relearn",
+            "AWS_SECRET_ACCESS_KEY": "relearn-local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        import shutil
+        import sys
+        import urllib.request
+
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        server = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+        if not Path(server).exists():
+            raise RuntimeError("moto_server not found: `uv sync --all-packages` installs the dev group")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        with open(self.log_dir / "moto.log", "ab") as log:
+            self._proc = subprocess.Popen(
+                [server, "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                req = urllib.request.Request(f"{self.endpoint}/{self.BUCKET}", method="PUT")
+                with urllib.request.urlopen(req, timeout=2):
+                    return
+            except OSError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"local S3 did not start (log {self.log_dir / 'moto.log'})") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class TansuBroker:
+    """One Tansu process on ``127.0.0.1``; ``start``/``stop``/``restart`` or use it as a context manager.
+
+    ``s3``: a started :class:`LocalS3` for the durable ``s3`` storage engine (default: memory).
+    """
+
+    def __init__(self, log_dir: Path, port: int | None = None, s3: LocalS3 | None = None) -> None:
+        self.log_dir = Path(log_dir)
+        self.port = port
+        self.s3 = s3
         self._port_fixed = port is not None  # given, or chosen by an earlier start
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -73,8 +149,19 @@ class TansuBroker:
                     raise RuntimeError(str(exc)) from None
                 self.port = None  # probably lost the race for the port: pick another
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def storage_engine(self) -> str:
+        return f"s3://{self.s3.BUCKET}/" if self.s3 is not None else "memory://tansu/"
+
     def _spawn_and_wait(self, timeout_s: float) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
+        env = {**os.environ, "NO_COLOR": "1"}  # plain text in tansu.log
+        if self.s3 is not None:
+            env.update(self.s3.env())
         with open(self.log_file, "ab") as log:
             self._proc = subprocess.Popen(
                 [
@@ -85,12 +172,12 @@ class TansuBroker:
                     "--advertised-listener-url",
                     url,
                     "--storage-engine",
-                    "memory://tansu/",
+                    self.storage_engine,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "NO_COLOR": "1"},  # plain text in tansu.log
+                env=env,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not the broker directly
             )
         deadline = time.monotonic() + timeout_s
@@ -121,6 +208,13 @@ class TansuBroker:
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing flushed, no goodbye to clients."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
 

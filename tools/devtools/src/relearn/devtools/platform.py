@@ -48,6 +48,9 @@ class PlatformSettings(BaseSettings):
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
     database_url_template: str = ""
+    # Each service's relay and consumers in a process of their own (`relearn-<name> worker`, named
+    # "<name>-worker") instead of inside `serve`, as in production; the reliability suite kills them apart.
+    separate_workers: bool = False
 
     @classmethod
     def on_free_ports(cls, var_dir: Path, database_url_template: str = "") -> PlatformSettings:
@@ -83,9 +86,15 @@ class PlatformSettings(BaseSettings):
 
 @dataclass
 class Platform:
+    """The platform's processes. ``broker``: one to use instead of a fresh memory-engine Tansu (started
+    here if it is not running); ``extra_env``: more settings for every service (``{"OUTBOX_...": ...}``
+    without the service's prefix)."""
+
     settings: PlatformSettings = field(default_factory=PlatformSettings)
     broker: TansuBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    _commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     @property
     def var(self) -> Path:
@@ -99,6 +108,7 @@ class Platform:
         assert self.broker is not None
         p = spec.env_prefix
         env = dict(os.environ)
+        env.update({f"{p}{k}": v for k, v in self.extra_env.items()})
         env.update(
             {
                 f"{p}HOST": s.host,
@@ -107,7 +117,7 @@ class Platform:
                 f"{p}AUTH_JWKS": str(jwks),
                 f"{p}AUTH_ISSUER": s.issuer_url,
                 f"{p}FHIR_BASE_URL": s.fhir_base_url,
-                f"{p}RUN_WORKERS": "true",
+                f"{p}RUN_WORKERS": "false" if s.separate_workers else "true",
             }
         )
         if spec.name == "subscriptions":
@@ -144,6 +154,7 @@ class Platform:
         return env
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        self._commands[name] = (args, env)
         logs = self.var / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
@@ -152,7 +163,8 @@ class Platform:
 
     def start(self, *, ready_timeout_s: float = 90.0) -> None:
         self.var.mkdir(parents=True, exist_ok=True)
-        self.broker = TansuBroker(log_dir=self.var / "broker", port=self.settings.broker_port)
+        if self.broker is None:
+            self.broker = TansuBroker(log_dir=self.var / "broker", port=self.settings.broker_port)
         self.broker.start()
         jwks = DevIssuer.ensure_keys(self.var / "dev-issuer")
         for spec in self.settings.services():
@@ -161,6 +173,10 @@ class Platform:
             # Python start-up per service.
             upgrade(f"relearn.{spec.name.replace('-', '_')}", env[f"{spec.env_prefix}DATABASE_URL"])
             self.processes[spec.name] = self._spawn(spec.name, [self._script(spec.name), "serve"], env)
+            if self.settings.separate_workers:
+                self.processes[f"{spec.name}-worker"] = self._spawn(
+                    f"{spec.name}-worker", [self._script(spec.name), "worker"], env
+                )
         self.processes["front-door"] = self._spawn(
             "front-door", [self._script("front-door"), "serve"], self._front_door_env()
         )
@@ -190,9 +206,25 @@ class Platform:
         out["front-door"] = f"http://{s.host}:{s.front_door_port}"
         return out
 
+    def send_signal(self, name: str, sig: signal.Signals) -> None:
+        """Send ``sig`` to one of the processes (``SIGKILL``, ``SIGSTOP``, ``SIGCONT``), as a fault would."""
+        proc = self.processes[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)  # its own session: the process and anything it started
+            if sig == signal.SIGKILL:
+                proc.wait()
+
+    def respawn(self, name: str) -> None:
+        """Start a process again with the command and settings it had (after a kill)."""
+        proc = self.processes.get(name)
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        args, env = self._commands[name]
+        self.processes[name] = self._spawn(name, args, env)
+
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        pending = dict(self.urls())
+        pending = {n: u for n, u in self.urls().items() if n in self.processes}
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for name, url in list(pending.items()):
@@ -212,6 +244,8 @@ class Platform:
         for name in reversed(list(self.processes)):
             proc = self.processes[name]
             if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
                 proc.send_signal(signal.SIGTERM)
         for proc in self.processes.values():
             try:
