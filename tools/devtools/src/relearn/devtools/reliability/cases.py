@@ -37,7 +37,7 @@ from relearn.devtools.reliability.clinic import (
     wait_settled,
 )
 from relearn.devtools.reliability.ledger import FAILED, OK, UNKNOWN, CaseResult, Ledger
-from relearn.shared.events.topics import DEVICE_RAW_EMG, dlq
+from relearn.shared.events import DEVICE_RAW_EMG, dlq
 
 SERVICES = [spec.name.replace("-", "_") for spec in PlatformSettings().services()]
 
