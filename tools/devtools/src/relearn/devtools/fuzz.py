@@ -9,6 +9,7 @@ check failed.
     make fuzz                       # FUZZ_EXAMPLES=50 per operation
     FUZZ_EXAMPLES=200 make fuzz
     FUZZ_MAX_TIME=300 make fuzz     # at most 300 s per target (a third of it statefully)
+    FUZZ_TARGETS=front-door,plan make fuzz   # only these targets (names as printed)
 """
 
 from __future__ import annotations
@@ -148,12 +149,15 @@ def main() -> int:
     var = Path(tempfile.mkdtemp(prefix="relearn-fuzz-")) / "var"
     platform = Platform(PlatformSettings.on_free_ports(var))
     out = var / "fuzz"
+    only = {n.strip() for n in os.environ.get("FUZZ_TARGETS", "").split(",") if n.strip()}
     results: dict[str, dict[str, int]] = {}
     try:
         platform.start(ready_timeout_s=120)
         out.mkdir(parents=True, exist_ok=True)
         token = platform.token()
         for name, base in platform.urls().items():
+            if only and name not in only:
+                continue
             results[name] = _fuzz_service(name, base, token, out, examples, max_time)
             r = results[name]
             print(
