@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from relearn.device_gateway.processing.compute import Computed, EmgProtocol
+from relearn.device_gateway.processing.domain import Computed, EmgProtocol
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.shared.events import CloudEvent
 
@@ -44,7 +44,7 @@ class Pair(_In):
 
 class Protocol(_In):
     """The binding's protocol as far as metrics need it; anything else in it is ignored, nothing rejected
-    (the gateway validated it at binding: `stream_protocol`)."""
+    (the gateway validated it at binding: `streams.domain`)."""
 
     vision: str | None = None
     surface: str | None = None
