@@ -134,6 +134,27 @@ def test_an_evaluation_is_a_panel_with_members_and_tells_the_plan_service(
     assert stored_berg["code"]["coding"][0]["code"] == "berg-balance-scale"
     assert stored_berg["valueQuantity"]["value"] == 38
 
+    # The referral diagnoses are problem-list Conditions an EHR files as such, and the event names
+    # them for CarePlan.addresses.
+    assert len(body["conditions"]) == 2
+    assert event.data["conditions"] == body["conditions"]
+    assert [r["condition"] for r in event.data["referralConditions"]] == body["conditions"]
+    problems = client.get(
+        "/fhir/Condition?patient=eval-1&category=http://terminology.hl7.org/CodeSystem/condition-category|problem-list-item",
+        headers=_auth(issuer),
+    ).json()
+    assert {f"Condition/{e['resource']['id']}" for e in problems["entry"]} == set(body["conditions"])
+    stroke = client.get(
+        "/fhir/Condition?patient=eval-1&code=http://hl7.org/fhir/sid/icd-10-cm|I63.9&clinical-status=active",
+        headers=_auth(issuer),
+    ).json()
+    assert stroke["total"] == 1
+    assert stroke["entry"][0]["resource"]["code"]["text"] == "Left MCA ischaemic stroke"
+    social = client.get(
+        "/fhir/Observation?patient=eval-1&category=social-history", headers=_auth(issuer)
+    ).json()
+    assert all("referral" not in str(e["resource"]["code"]) for e in social.get("entry", []))
+
 
 def test_a_reassessment_emits_its_own_event(
     service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
@@ -351,6 +372,42 @@ def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
     assert pains == [2, 3, 4]
 
 
+def test_home_practice_becomes_patient_reported_exercise(service: dict[str, Any]) -> None:
+    logged = {
+        "session": "Encounter/home-1",
+        "patient": "eval-home",
+        "setting": "home",
+        "start": "2026-11-21T18:00:00+01:00",
+        "end": "2026-11-21T18:20:00+01:00",
+        "carePlan": "CarePlan/cp-1",
+        "exercises": [
+            {"procedure": "Procedure/pr-h1", "activity": "a-1", "pattern": "knee-extension", "painAfter": 1}
+        ],
+    }
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-sessions"))
+    event = CloudEvent.new("/relearn/sessions", "session.logged.v1", "eval-home", logged)
+    producer.send(SESSIONS_EVENTS, key=event.key, value=event.to_bytes()).get(10)
+    producer.close()
+    client, auth = service["client"], _auth(service["issuer"])
+    found = wait_for(
+        lambda: (
+            (
+                b := client.get("/fhir/Observation?patient=eval-home&category=activity", headers=auth).json()
+            ).get("total")
+            == 2
+            and b
+        ),
+        what="the exercise activity and its duration",
+    )
+    by_code = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in found["entry"]}
+    assert by_code["73985-4"]["valueCodeableConcept"]["coding"][0]["code"] == "knee-extension"
+    assert by_code["55411-3"]["valueQuantity"]["value"] == 20
+    assert all(o["performer"] == [{"reference": "Patient/eval-home"}] for o in by_code.values())
+    # No visit: nothing it recorded names an Encounter.
+    everything = client.get("/fhir/Observation?patient=eval-home", headers=auth).json()
+    assert everything["total"] == 3 and not any("encounter" in e["resource"] for e in everything["entry"])
+
+
 def test_an_exercise_rom_becomes_the_observation_the_event_names_once(service: dict[str, Any]) -> None:
     rom_id = str(uuid.uuid4())
     logged = {
@@ -424,6 +481,23 @@ def test_an_exercise_rom_becomes_the_observation_the_event_names_once(service: d
     assert rom_id in {e["resource"]["id"] for e in found.get("entry", [])}
 
 
+def test_the_mmt_grade_codesystem_is_published_and_grades_read_as_codes(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
+    client, auth = service["client"], _auth(service["issuer"])
+    cs = client.get(
+        "/fhir/CodeSystem?url=https://relearn.health/fhir/CodeSystem/mmt-grade", headers=auth
+    ).json()
+    assert cs["total"] == 1 and cs["entry"][0]["resource"]["count"] == 14
+    assert client.post("/evaluations", json=evaluation_body("eval-mmt"), headers=auth).status_code == 201
+    found = client.get(
+        "/fhir/Observation?patient=eval-mmt&value-concept=https://relearn.health/fhir/CodeSystem/mmt-grade|3%2B",
+        headers=auth,
+    ).json()
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["code"]["text"] == "Manual muscle test grade 3+"
+
+
 def test_the_local_codesystem_is_published(service: dict[str, Any]) -> None:
     cs = (
         service["client"]
@@ -441,3 +515,62 @@ def test_the_local_codesystem_is_published(service: dict[str, Any]) -> None:
         .status_code
         == 405
     )
+
+
+def test_outcome_measures_trend_per_patient_against_their_mcid(
+    service: dict[str, Any], evaluation_body: Callable[..., dict[str, Any]]
+) -> None:
+    client, issuer = service["client"], service["issuer"]
+    auth = _auth(issuer)
+    initial = [
+        {"measure": "ten-metre-walk", "value": 0.40},
+        {"measure": "six-minute-walk", "value": 180},
+        {"measure": "modified-ashworth", "value": "1+", "side": "right", "muscleGroup": "elbow-flexors"},
+    ]
+    later = [
+        {"measure": "ten-metre-walk", "value": 0.62},  # +0.22 m/s: beyond the 0.16 MCID
+        {"measure": "six-minute-walk", "value": 200},  # +20 m: within the 34.4 m MCID
+        {"measure": "modified-ashworth", "value": "1", "side": "right", "muscleGroup": "elbow-flexors"},
+    ]
+    for effective, kind, outcomes in [
+        ("2026-10-01T10:00:00+00:00", "initial", initial),
+        ("2026-11-15T10:00:00+00:00", "reassessment", later),
+    ]:
+        body = evaluation_body("eval-out", effective=effective, kind=kind, outcomes=outcomes)
+        # The Berg total recorded with the balance tests is the same outcome measure: 38, then 36.
+        body["balance"] = [{"test": "berg", "value": 38 if kind == "initial" else 36}]
+        assert client.post("/evaluations", json=body, headers=auth).status_code == 201, body
+
+    resp = client.get("/evaluations/outcome-measures?patient=eval-out", headers=auth)
+    assert resp.status_code == 200, resp.text
+    trends = {t["measure"]: t for t in resp.json()["measures"]}
+    assert set(trends) == {"ten-metre-walk", "six-minute-walk", "berg", "modified-ashworth"}
+    walk = trends["ten-metre-walk"]
+    assert [p["value"] for p in walk["series"]] == [0.4, 0.62]
+    assert (walk["verdict"], walk["improvedBeyondMcid"], walk["mcid"]["value"]) == (
+        "improved-beyond-mcid",
+        True,
+        0.16,
+    )
+    assert "Tilson" in walk["mcid"]["source"]
+    six = trends["six-minute-walk"]
+    assert (six["verdict"], six["improvedBeyondMcid"], six["code"]["code"]) == (
+        "improved-within-mcid",
+        False,
+        "64098-7",
+    )
+    berg = trends["berg"]
+    assert ([p["value"] for p in berg["series"]], berg["verdict"]) == ([38, 36], "worse-within-mcid")
+    mas = trends["modified-ashworth"]
+    assert [p["grade"] for p in mas["series"]] == ["1+", "1"]
+    assert (mas["side"], mas["muscleGroup"], mas["verdict"]) == (
+        "right",
+        "elbow-flexors",
+        "improved-beyond-mcid",
+    )
+
+    # A patient's own token reads theirs, not another's.
+    own = _auth(issuer, "patient/*.read", patient="eval-out")
+    assert client.get("/evaluations/outcome-measures?patient=eval-out", headers=own).status_code == 200
+    assert client.get("/evaluations/outcome-measures?patient=eval-1", headers=own).status_code == 403
+    assert client.get("/evaluations/outcome-measures?patient=nobody", headers=auth).json()["measures"] == []

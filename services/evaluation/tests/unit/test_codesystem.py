@@ -9,7 +9,8 @@ import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 
 from relearn.evaluation.domain import codes
-from relearn.evaluation.mapper import evaluation_to_observations
+from relearn.evaluation.domain.outcomes import ASHWORTH_GRADES, OUTCOME_MEASURES
+from relearn.evaluation.mapper import condition_resources, evaluation_to_observations
 from relearn.evaluation.schemas import EvaluationIn
 
 
@@ -70,6 +71,15 @@ def everything_evaluation() -> EvaluationIn:
             "rom": rom,
             "strength": strength,
             "concerns": ["c"],
+            "outcomes": [
+                {"measure": key, "value": 1, "side": "left", "muscleGroup": "elbow-flexors"}
+                for key in OUTCOME_MEASURES
+                if key != "modified-ashworth"
+            ]
+            + [
+                {"measure": "modified-ashworth", "value": g, "side": "left", "muscleGroup": "elbow-flexors"}
+                for g in ASHWORTH_GRADES
+            ],
             "goals": [
                 {
                     "text": "g",
@@ -102,7 +112,8 @@ def test_codesystem_is_a_valid_published_fhir_codesystem() -> None:
 def test_every_local_code_the_mappers_write_is_in_the_codesystem(ids: Callable[[str], str]) -> None:
     reassessment = everything_evaluation()
     initial = reassessment.model_copy(update={"kind": "initial"})
-    written = [evaluation_to_observations(ev, ids=ids) for ev in (initial, reassessment)]
+    written: list[Any] = [evaluation_to_observations(ev, ids=ids) for ev in (initial, reassessment)]
+    written += [condition_resources(ev, ids=ids, panel_id="p") for ev in (initial, reassessment)]
     used = set()
     for coding in codings(written):
         if coding["system"] == codes.EVALUATION_CS:
@@ -115,7 +126,9 @@ def test_every_local_code_the_mappers_write_is_in_the_codesystem(ids: Callable[[
     unused = {
         c.code
         for c in codes.concepts().values()
-        if c.selectable and c.parent not in ("session", "emg", "device-balance", "rom-instrument")
+        if c.selectable
+        and c.parent not in ("session", "emg", "device-balance", "rom-instrument")
+        and c.properties.get("status") != "deprecated"
     } - used
     assert unused == set()
 
@@ -204,4 +217,33 @@ def test_the_codes_published_before_the_regrouping_are_all_still_valid() -> None
         codes.concept(code)
     for key in ("sway-path-length", "sway-mean-velocity", "sway-ellipse-area", "sway-rms-distance"):
         assert codes.measure(key).coding["code"] == key and codes.concept(key).selectable
-    assert codes.codesystem()["version"] == "1.2.0"
+    assert codes.codesystem()["version"] == "1.3.0"
+    # 1.3.0 deprecates (keeps) the codes of the Observation shapes it replaced.
+    for code in (
+        "referral-condition",
+        "referral-condition-onset",
+        "mmt-grade-modifier",
+        "mmt-plus",
+        "mmt-minus",
+    ):
+        assert codes.concept(code).properties["status"] == "deprecated"
+
+
+def test_mmt_grade_codesystem_has_each_grade_with_its_modifier() -> None:
+    cs = codes.mmt_codesystem()
+    CodeSystem.model_validate(cs)
+    assert (cs["url"], cs["status"], cs["content"], cs["count"]) == (
+        codes.MMT_GRADE_CS,
+        "active",
+        "complete",
+        14,
+    )
+    grades = [c["code"] for c in cs["concept"]]
+    assert grades == ["0", "1", "1+", "2-", "2", "2+", "3-", "3", "3+", "4-", "4", "4+", "5-", "5"]
+    ordinals = [codes.mmt_ordinal(g) for g in grades]
+    assert ordinals == sorted(ordinals) and codes.mmt_ordinal("3+") == 3.33
+    # Every grade the API accepts has its code.
+    for grade in ("0", "1+", "2-", "3+", "4-", "5-", "5"):
+        assert codes.mmt_grade(grade)["code"] == grade
+    with pytest.raises(codes.UnknownCode):
+        codes.mmt_grade("5+")

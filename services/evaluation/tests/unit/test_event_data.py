@@ -12,7 +12,7 @@ from relearn.evaluation.events import (
     evaluation_completed_data,
     event_type,
 )
-from relearn.evaluation.mapper import evaluation_to_observations, item_path
+from relearn.evaluation.mapper import condition_resources, evaluation_to_observations, item_path
 from relearn.evaluation.schemas import EvaluationIn
 
 Ids = Callable[[str], str]
@@ -20,8 +20,9 @@ Ids = Callable[[str], str]
 
 def event_data(ev: EvaluationIn, ids: Ids) -> tuple[dict[str, Any], dict[str, str]]:
     panel, members = evaluation_to_observations(ev, ids=ids)
-    data = evaluation_completed_data(ev, panel, members)
-    return data, {str(item_path(m)): m["id"] for m in members}
+    conditions = condition_resources(ev, ids=ids, panel_id=panel["id"])
+    data = evaluation_completed_data(ev, panel, members, conditions)
+    return data, {str(item_path(m)): m["id"] for m in [*members, *conditions]}
 
 
 def test_event_carries_the_evaluation_and_patient(evaluation: EvaluationIn, ids: Ids) -> None:
@@ -112,7 +113,9 @@ def test_referral_conditions_and_concerns_are_in_the_event(evaluation: Evaluatio
     data, observation_of = event_data(evaluation, ids)
     stroke, other = data["referralConditions"]
     assert (stroke["kind"], stroke["onset"], stroke["snomed"]["code"]) == ("stroke", "2026-08", "230690007")
-    assert stroke["observationId"] == observation_of["referralConditions[0]"]
+    assert stroke["condition"] == f"Condition/{observation_of['referralConditions[0]']}"
+    assert data["conditions"] == [stroke["condition"], other["condition"]]
+    assert stroke["icd10cm"]["code"] == "I63.9"
     assert (other["kind"], other["text"], other["snomed"]) == ("other", "Peripheral neuropathy", None)
     assert data["concerns"] == [
         {"observationId": observation_of["concerns[0]"], "text": "I am afraid of falling on the stairs"}

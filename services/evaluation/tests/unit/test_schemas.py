@@ -169,7 +169,7 @@ def test_goal_targets_are_checked_like_measurements(payload: dict[str, Any]) -> 
 def test_an_empty_evaluation_is_rejected() -> None:
     errs = errors_of({"patient": "p", "effective": "2026-11-20", "kind": "initial"})
     assert errs == [
-        ("", "an evaluation records at least one finding (history, pain, tests, concerns or goals)")
+        ("", "an evaluation records at least one finding (history, pain, tests, outcomes, concerns or goals)")
     ]
 
 

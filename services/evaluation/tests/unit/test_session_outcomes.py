@@ -8,7 +8,11 @@ import pytest
 from fhir.resources.R4B.observation import Observation
 
 from relearn.evaluation.domain import codes
-from relearn.evaluation.mapper import rom_observations
+from relearn.evaluation.mapper import (
+    home_practice_observations,
+    rom_observations,
+    session_outcome_observations,
+)
 from relearn.evaluation.schemas import SessionLogged
 
 
@@ -74,3 +78,39 @@ def test_rom_without_exercise_times_is_dated_at_the_session_end(
 
 def test_exercises_without_rom_write_no_rom_observation() -> None:
     assert rom_observations(logged()) == []
+
+
+def test_home_practice_is_patient_reported_exercise_not_a_visit() -> None:
+    home = SessionLogged.model_validate(
+        {
+            "session": "Encounter/h-1",
+            "patient": "p-1",
+            "setting": "home",
+            "start": "2026-11-21T18:00:00+01:00",
+            "end": "2026-11-21T18:25:00+01:00",
+            "exercises": [
+                {
+                    "procedure": "Procedure/pr-9",
+                    "activity": "knee-ext",
+                    "pattern": "knee-extension",
+                    "painAfter": 1,
+                }
+            ],
+        }
+    )
+    activity, duration = home_practice_observations(home)
+    for obs in (activity, duration):
+        Observation.model_validate(obs)
+        assert "encounter" not in obs
+        assert obs["performer"] == [{"reference": "Patient/p-1"}]
+        assert obs["effectivePeriod"]["start"] and obs["effectivePeriod"]["end"]  # required by the PA IG
+        assert {c["coding"][0]["code"] for c in obs["category"]} == {"activity", "PhysicalActivity"}
+    assert activity["code"]["coding"][0]["code"] == "73985-4"
+    assert activity["valueCodeableConcept"]["coding"][0]["code"] == "knee-extension"
+    assert activity["partOf"] == [{"reference": "Procedure/pr-9"}]
+    assert duration["code"]["coding"][0]["code"] == "55411-3"
+    assert duration["valueQuantity"] == {"value": 25, "unit": "min", "system": codes.UCUM, "code": "min"}
+    # Its pain score names no Encounter either; a clinic session's gets none of these.
+    [pain] = session_outcome_observations(home)
+    assert "encounter" not in pain
+    assert home_practice_observations(logged()) == []

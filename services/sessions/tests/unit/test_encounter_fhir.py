@@ -37,7 +37,7 @@ from relearn.sessions.service import (
     record_symptoms,
     start_session,
 )
-from relearn.shared.fhir import ResourceDefinition
+from relearn.shared.fhir import CANONICAL_URL, ResourceDefinition
 from relearn.shared.fhir.validation import validate_resource
 
 CODE_SYSTEM = ResourceDefinition(type="CodeSystem", model=CodeSystem)
@@ -103,7 +103,7 @@ def test_all_outputs_are_valid_r4_resources(session: SessionState, monday: datet
 
 def test_open_and_home_sessions_are_valid_too(plan: PlanView, monday: datetime) -> None:
     open_state = start_session(
-        "s2", parse(SessionStart, {"patient": "p1", "carePlan": "cp1", "setting": "home"}), plan, now=monday
+        "s2", parse(SessionStart, {"patient": "p1", "carePlan": "cp1", "setting": "clinic"}), plan, now=monday
     )
     validate_resource(ENCOUNTER, encounter_resource(open_state))
     home = log_home_practice(
@@ -122,7 +122,6 @@ def test_open_and_home_sessions_are_valid_too(plan: PlanView, monday: datetime) 
         plan,
         now=monday,
     )
-    validate_resource(ENCOUNTER, encounter_resource(home))
     for procedure in procedure_resources(home):
         validate_resource(PROCEDURE, procedure)
 
@@ -149,24 +148,51 @@ def test_encounter_carries_class_type_period_and_plan_links(session: SessionStat
     assert enc["reasonReference"] == [{"reference": "Condition/c1"}]
 
 
-def test_home_encounter_is_home_health_and_in_progress_until_closed(plan: PlanView, monday: datetime) -> None:
+def test_home_practice_is_no_home_health_visit(plan: PlanView, monday: datetime) -> None:
     state = start_session(
         "s2", parse(SessionStart, {"patient": "p1", "carePlan": "cp1", "setting": "home"}), plan, now=monday
     )
-    enc = encounter_resource(state)
-    assert (enc["status"], enc["class"]["code"], enc["period"]) == (
-        "in-progress",
-        "HH",
-        {"start": "2026-01-05T09:00:00+00:00"},
+    # Patient-reported exercise: no Encounter (no class HH), Procedures reported by the patient.
+    with pytest.raises(ValueError, match="home practice"):
+        encounter_resource(state)
+
+
+def test_home_procedures_are_patient_reported_and_not_billed(plan: PlanView, monday: datetime) -> None:
+    home = log_home_practice(
+        "h2",
+        parse(
+            HomePractice,
+            {
+                "patient": "p1",
+                "carePlan": "cp1",
+                "activity": "knee-ext",
+                "sets": 1,
+                "reps": [10],
+                "painAfter": 0,
+            },
+        ),
+        plan,
+        now=monday,
     )
-    assert "participant" not in enc and "basedOn" not in enc and "length" not in enc
+    [procedure] = procedure_resources(home)
+    assert "encounter" not in procedure
+    assert procedure["asserter"] == {"reference": "Patient/p1"}
+    systems = [c["system"] for c in procedure["code"]["coding"]]
+    assert "http://www.ama-assn.org/go/cpt" not in systems
+    assert procedure["code"]["coding"][0]["code"] == "229065009"
 
 
 def test_procedure_links_pattern_plan_activity_and_session(session: SessionState) -> None:
     knee, hip = procedure_resources(session)
     assert knee["status"] == "completed"
-    assert knee["code"]["coding"][0]["code"] == "knee-extension-seated"
+    # SNOMED CT and CPT beside the local movement pattern (US Core's extensible binding; billing).
+    assert [(c["system"], c["code"]) for c in knee["code"]["coding"]] == [
+        ("http://snomed.info/sct", "229065009"),
+        ("http://www.ama-assn.org/go/cpt", "97112"),
+        (f"{CANONICAL_URL}/CodeSystem/movement-pattern", "knee-extension-seated"),
+    ]
     assert knee["encounter"] == {"reference": "Encounter/s1"}
+    assert "asserter" not in knee
     assert "partOf" not in knee
     assert knee["basedOn"] == [{"reference": "ServiceRequest/knee-ext"}, {"reference": "CarePlan/cp1"}]
     assert [p["actor"]["reference"] for p in knee["performer"]] == ["Patient/p1", "Practitioner/t1"]

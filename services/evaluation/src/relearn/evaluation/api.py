@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from relearn.evaluation.schemas import EvaluationIn, EvaluationRecorded
-from relearn.evaluation.service import record_evaluation
+from relearn.evaluation.schemas import EvaluationIn, EvaluationRecorded, OutcomeTrends
+from relearn.evaluation.service import outcome_trends, record_evaluation
 from relearn.shared.auth import PrincipalDep
 from relearn.shared.fhir import FhirStore
 from relearn.shared.service import SessionDep
@@ -60,8 +60,33 @@ def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:
             kind=evaluation.kind,
             event_type=result.event_type,
             members=[f"Observation/{m['id']}" for m in result.members],
+            conditions=[f"Condition/{c['id']}" for c in result.conditions],
             deficits=result.event_data["deficits"],
             goals=result.event_data["goals"],
+        )
+
+    @router.get(
+        "/outcome-measures",
+        response_model=OutcomeTrends,
+        response_model_by_alias=True,
+        summary="A patient's standard outcome measures over time, each against its MCID",
+        responses={
+            401: {"description": "No or invalid bearer token"},
+            403: {"description": "Scopes do not allow Observation read, or another patient's outcomes"},
+        },
+    )
+    def outcomes(
+        principal: PrincipalDep,
+        session: SessionDep,
+        patient: Annotated[str, Query(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="Patient id")],
+    ) -> OutcomeTrends:
+        """Berg, Fugl-Meyer, 10-metre walk, 6-minute walk, five-times sit-to-stand, Functional Gait
+        Assessment, ARAT and Modified Ashworth as recorded in evaluations: per measure (and side, muscle
+        group) the series, the change from the first to the latest value, and whether it improved beyond
+        the measure's minimal clinically important difference (with its published source)."""
+        principal.require("Observation", "read")
+        return outcome_trends(
+            session, store, patient, patient_restriction=principal.patient_restriction("Observation", "read")
         )
 
     return router

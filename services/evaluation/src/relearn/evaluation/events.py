@@ -70,16 +70,25 @@ def _screening(ev: EvaluationIn, ids: dict[str, str]) -> dict[str, dict[str, Any
     return out
 
 
+def _system_coding(resource: dict[str, Any], system: str) -> dict[str, Any] | None:
+    for c in resource["code"]["coding"]:
+        if c["system"] == system:
+            return dict(c)
+    return None
+
+
 def evaluation_completed_data(
     ev: EvaluationIn,
     panel: dict[str, Any],
     members: list[dict[str, Any]],
+    conditions: list[dict[str, Any]] | None = None,
     *,
     norms: NormativeTable | None = None,
 ) -> dict[str, Any]:
     """The ``data`` of ``evaluation.completed.v1`` / ``evaluation.reassessed.v1`` (see :func:`event_type`).
 
-    ``panel`` and ``members`` are what :func:`evaluation_to_observations` returned for ``ev``.
+    ``panel`` and ``members`` are what :func:`evaluation_to_observations` returned for ``ev``, ``conditions``
+    what :func:`condition_resources` did.
     Plain JSON (camelCase keys; every key always present, null when not applicable)::
 
         evaluationId        id of the panel Observation
@@ -90,8 +99,12 @@ def evaluation_completed_data(
         performer           "Practitioner/<id>" | "PractitionerRole/<id>" | null
         ageYears            int | null (selects age-banded norms)
         normsVersion        version of the normative table the deficits were judged with
-        referralConditions  [{observationId, kind: stroke|brain-injury|trauma|other, text, onset,
-                              code: local Coding, snomed: Coding | null}]
+        referralConditions  [{condition: "Condition/<id>", kind: stroke|brain-injury|trauma|other,
+                              text, onset, category: problem-list-item|encounter-diagnosis,
+                              clinicalStatus, code: local Coding, snomed: Coding | null,
+                              icd10cm: Coding | null}]
+        conditions          ["Condition/<id>", ...] -- the referral diagnoses, in request order: what
+                            CarePlan.addresses references
         deficits            [{item ("rom[2]"), observationId, measure ("rom-knee-flexion", "tug",
                               "mmt-grade", "pain", ...), code: Coding, kind: range-of-motion|strength|
                               balance|pain, side, joint, motion, mode: active|passive, muscleGroup,
@@ -121,17 +134,19 @@ def evaluation_completed_data(
         "normsVersion": table.version,
         "referralConditions": [
             {
-                "observationId": ids.get(f"referralConditions[{i}]"),
+                "condition": f"Condition/{cond['id']}",
                 "kind": rc.kind,
                 "text": rc.text,
                 "onset": rc.onset,
+                "category": rc.category,
+                "clinicalStatus": rc.clinical_status,
                 "code": codes.local(f"condition-{rc.kind}"),
-                "snomed": dict(codes.REFERRAL_CONDITION_SNOMED[rc.kind])
-                if rc.kind in codes.REFERRAL_CONDITION_SNOMED
-                else None,
+                "snomed": _system_coding(cond, codes.SNOMED),
+                "icd10cm": _system_coding(cond, codes.ICD10CM),
             }
-            for i, rc in enumerate(ev.referral_conditions)
+            for rc, cond in zip(ev.referral_conditions, conditions or [], strict=True)
         ],
+        "conditions": [f"Condition/{cond['id']}" for cond in conditions or []],
         "deficits": [d.to_event(ids.get(d.item)) for d in find_deficits(ev, table)],
         "goals": [
             {

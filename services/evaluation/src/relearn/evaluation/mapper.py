@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.deficits import Assessment, assess
 from relearn.evaluation.domain.normative import Norm, NormativeTable, load_norms
+from relearn.evaluation.domain.outcomes import (
+    ASHWORTH_GRADES,
+    OUTCOME_MEASURES,
+    OutcomeMeasure,
+    ashworth_step,
+)
 from relearn.evaluation.schemas import (
     EvaluationIn,
     GoalTargetIn,
@@ -22,8 +29,9 @@ from relearn.evaluation.schemas import (
 from relearn.shared.fhir import CANONICAL_URL
 
 # One evaluation becomes a panel Observation (code ``evaluation-initial`` or ``evaluation-reassessment``)
-# whose ``hasMember`` lists one Observation per item: history, referral conditions, pain, posture findings,
-# balance tests, range of motion, muscle grades, concerns and goals. Each member carries an identifier
+# whose ``hasMember`` lists one Observation per item: history, pain, posture findings,
+# balance tests, range of motion, muscle grades, concerns and goals (referral conditions are Conditions,
+# below). Each member carries an identifier
 # ``<panel id>/<item path>`` (system ``codes.EVALUATION_ITEM_SYSTEM``) naming its item (``ev1/rom[2]``).
 #
 # Laterality: R4 Observation has no laterality element. ``bodySite`` holds the SNOMED CT joint structure (or
@@ -174,19 +182,6 @@ def evaluation_to_observations(
 
     if ev.history is not None:
         b.add("history", local("history-symptoms"), "social-history", value={"valueString": ev.history})
-    for i, rc in enumerate(ev.referral_conditions):
-        kind_codings = [local(f"condition-{rc.kind}")]
-        if rc.kind in codes.REFERRAL_CONDITION_SNOMED:
-            kind_codings.append(codes.REFERRAL_CONDITION_SNOMED[rc.kind])
-        onset = [_component(local("referral-condition-onset"), valueDateTime=rc.onset)] if rc.onset else None
-        value = {"valueCodeableConcept": _concept(*kind_codings, text=rc.text)}
-        b.add(
-            f"referralConditions[{i}]",
-            local("referral-condition"),
-            "social-history",
-            value=value,
-            components=onset,
-        )
     if ev.pain is not None:
         pain = codes.measure("pain")
         b.add("pain", pain.coding, pain.category, value={"valueQuantity": codes.quantity(ev.pain, pain.unit)})
@@ -241,17 +236,36 @@ def evaluation_to_observations(
         m = codes.measure("mmt-grade")
         group = codes.MUSCLE_GROUPS[s.muscle_group]
         side = s.side.capitalize() if s.side != "bilateral" else "Both sides:"
-        parts = [_laterality(s.side)]
-        if s.modifier is not None:
-            modifier = local("mmt-plus" if s.modifier == "+" else "mmt-minus")
-            parts.append(_component(local("mmt-grade-modifier"), valueCodeableConcept=_concept(modifier)))
+        # The grade with its modifier is the coded value ("3+"), never a number plus a component.
         b.add(
             f"strength[{i}]",
             m.coding,
             m.category,
             text=f"Manual muscle test grade {s.grade}",
-            value={"valueQuantity": codes.quantity(s.base_grade, m.unit)},
+            value={"valueCodeableConcept": _concept(codes.mmt_grade(s.grade), text=s.grade)},
             body_site={"coding": [group.coding()], "text": f"{side} {group.display.lower()}"},
+            components=[_laterality(s.side)],
+        )
+    for i, o in enumerate(ev.outcomes):
+        om = o.definition
+        parts = [_laterality(o.side)] if o.side is not None else []
+        body_site = None
+        if o.muscle_group is not None:
+            group = codes.MUSCLE_GROUPS[o.muscle_group]
+            where = f"{o.side.capitalize()} " if o.side else ""
+            body_site = {"coding": [group.coding()], "text": f"{where}{group.display.lower()}"}
+        if om.key == "modified-ashworth":
+            grade = str(o.value)
+            value = {"valueCodeableConcept": _concept(ashworth_coding(grade), text=grade)}
+        else:
+            value = {"valueQuantity": codes.quantity(float(o.value), om.unit)}
+        b.add(
+            f"outcomes[{i}]",
+            outcome_coding(om),
+            "exam",
+            text=om.label,
+            value=value,
+            body_site=body_site,
             components=parts,
         )
     for i, concern in enumerate(ev.concerns):
@@ -265,6 +279,138 @@ def evaluation_to_observations(
             components=_target_components(g.target) if g.target is not None else None,
         )
     return b.panel(), b.members
+
+
+# -- Referral diagnoses as US Core Conditions ---------------------------------------------------------------
+# Each referral condition is a Condition (US Core 6.1 Condition Problems and Health Concerns, or Encounter
+# Diagnosis when the client says so): category problem-list-item or encounter-diagnosis, code SNOMED CT
+# (by kind, or the client's concept) plus ICD-10-CM (I63.9 for a stroke NOS, or the client's code) plus the
+# local kind, clinicalStatus (active unless told) and verificationStatus confirmed (a referral diagnosis).
+# Its id comes from the same id factory as the members (path ``referralConditions[i]``) and it carries the
+# evaluation-item identifier, so an Idempotency-Key replay finds the same Condition.
+
+
+def condition_resources(ev: EvaluationIn, *, ids: IdFactory, panel_id: str) -> list[dict[str, Any]]:
+    out = []
+    for i, rc in enumerate(ev.referral_conditions):
+        item = f"referralConditions[{i}]"
+        codings: list[codes.Coding] = []
+        if rc.snomed is not None:
+            codings.append(codes.coding(codes.SNOMED, rc.snomed))
+        elif rc.kind in codes.REFERRAL_CONDITION_SNOMED:
+            codings.append(codes.REFERRAL_CONDITION_SNOMED[rc.kind])
+        if rc.icd10cm is not None:
+            codings.append(codes.coding(codes.ICD10CM, rc.icd10cm))
+        elif rc.kind in codes.REFERRAL_CONDITION_ICD10CM and rc.snomed is None:
+            codings.append(codes.REFERRAL_CONDITION_ICD10CM[rc.kind])
+        local = codes.concept(f"condition-{rc.kind}")
+        codings.append(local.coding())
+        cond: dict[str, Any] = {
+            "resourceType": "Condition",
+            "id": ids(item),
+            "meta": {"profile": [codes.US_CORE_CONDITION_PROFILE[rc.category]]},
+            "identifier": [{"system": codes.EVALUATION_ITEM_SYSTEM, "value": f"{panel_id}/{item}"}],
+            "clinicalStatus": _concept(
+                codes.coding(
+                    codes.CONDITION_CLINICAL,
+                    rc.clinical_status,
+                    codes.CONDITION_CLINICAL_DISPLAY[rc.clinical_status],
+                )
+            ),
+            "verificationStatus": _concept(
+                codes.coding(codes.CONDITION_VER_STATUS, "confirmed", "Confirmed")
+            ),
+            "category": [
+                _concept(
+                    codes.coding(
+                        codes.CONDITION_CATEGORY, rc.category, codes.CONDITION_CATEGORY_DISPLAY[rc.category]
+                    )
+                )
+            ],
+            "code": _concept(*codings, text=rc.text or local.display),
+            "subject": {"reference": f"Patient/{ev.patient}"},
+        }
+        if ev.encounter is not None:
+            cond["encounter"] = {"reference": f"Encounter/{ev.encounter}"}
+        if rc.onset is not None:
+            cond["onsetDateTime"] = rc.onset
+        cond["recordedDate"] = ev.effective
+        if ev.performer is not None:
+            cond["recorder"] = {"reference": ev.performer}
+        out.append(cond)
+    return out
+
+
+# -- Outcome measures ---------------------------------------------------------------------------------------
+# A standard outcome measure is a member Observation coded LOINC where verified (6-minute walk 64098-7),
+# else the local code; laterality as a component, the muscle group (Modified Ashworth) as bodySite; the
+# Modified Ashworth grade is a coded value (mas-1-plus), every other a UCUM quantity.
+
+
+def outcome_coding(m: OutcomeMeasure) -> codes.Coding:
+    if m.system == "loinc":
+        return codes.coding(codes.LOINC, m.code, m.label)
+    return codes.local(m.code)
+
+
+def ashworth_coding(grade: str) -> codes.Coding:
+    return codes.local(f"mas-{grade.replace('+', '-plus')}")
+
+
+_OUTCOME_BY_CODE = {
+    (outcome_coding(m)["system"], outcome_coding(m)["code"]): m for m in OUTCOME_MEASURES.values()
+}
+_ASHWORTH_BY_CODE = {ashworth_coding(g)["code"]: g for g in ASHWORTH_GRADES}
+
+
+def outcome_code_tokens() -> list[str]:
+    """``system|code`` of every outcome measure, for a code search."""
+    return [f"{system}|{code}" for system, code in _OUTCOME_BY_CODE]
+
+
+def _side_of(obs: dict[str, Any]) -> str | None:
+    for comp in obs.get("component", []):
+        if any(c.get("code") == codes.SNOMED_LATERALITY["code"] for c in comp["code"].get("coding", [])):
+            code = comp.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code")
+            return next((side for side, c in codes.LATERALITY.items() if c["code"] == code), None)
+    return None
+
+
+def outcome_point(
+    obs: dict[str, Any],
+) -> tuple[OutcomeMeasure, str | None, str | None, dict[str, Any]] | None:
+    """(measure, side, muscle group, point) of a stored outcome Observation; None if it is not one."""
+    if obs.get("status") not in ("final", "amended", "corrected"):
+        return None
+    measure = next(
+        (
+            m
+            for c in obs.get("code", {}).get("coding", [])
+            if (m := _OUTCOME_BY_CODE.get((c.get("system"), c.get("code"))))
+        ),
+        None,
+    )
+    if measure is None:
+        return None
+    effective = obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start")
+    if effective is None:
+        return None
+    point: dict[str, Any] = {"effective": effective, "observation": f"Observation/{obs['id']}"}
+    if "valueCodeableConcept" in obs:
+        code = obs["valueCodeableConcept"].get("coding", [{}])[0].get("code")
+        grade = _ASHWORTH_BY_CODE.get(str(code))
+        if grade is None:
+            return None
+        point |= {"value": float(ashworth_step(grade)), "grade": grade}
+    elif "value" in obs.get("valueQuantity", {}):
+        point["value"] = float(obs["valueQuantity"]["value"])
+    else:
+        return None
+    group = None
+    for c in (obs.get("bodySite") or {}).get("coding", []):
+        if str(c.get("code", "")).startswith("muscle-group-"):
+            group = str(c["code"]).removeprefix("muscle-group-")
+    return measure, _side_of(obs), group, point
 
 
 def item_path(observation: dict[str, Any]) -> str | None:
@@ -407,7 +553,7 @@ def _score(
     *,
     id: str,
     patient: str,
-    session: str,
+    session: str | None,
     when: str,
     coding: list[dict[str, Any]],
     value: int,
@@ -422,15 +568,21 @@ def _score(
         "category": [codes.category(category)],
         "code": {"coding": coding},
         "subject": {"reference": f"Patient/{patient}"},
-        "encounter": {"reference": session},
-        "effectiveDateTime": when,
-        "valueQuantity": codes.quantity(value, "{score}"),
     }
+    if session is not None:  # home practice has no Encounter
+        obs["encounter"] = {"reference": session}
+    obs["effectiveDateTime"] = when
+    obs["valueQuantity"] = codes.quantity(value, "{score}")
     if part_of:
         obs["partOf"] = [{"reference": part_of}]
     if components:
         obs["component"] = components
     return obs
+
+
+def _visit(data: SessionLogged) -> str | None:
+    """The session's Encounter; None for home practice (patient-reported exercise, no visit)."""
+    return data.session if data.setting == "clinic" else None
 
 
 def session_outcome_observations(data: SessionLogged) -> list[dict[str, Any]]:
@@ -456,7 +608,7 @@ def session_outcome_observations(data: SessionLogged) -> list[dict[str, Any]]:
                         value=value,
                         category=category,
                         patient=data.patient,
-                        session=data.session,
+                        session=_visit(data),
                         when=data.end,
                         part_of=ex.procedure,
                     )
@@ -491,8 +643,9 @@ def rom_observations(data: SessionLogged) -> list[dict[str, Any]]:
             "category": [codes.category("exam")],
             "code": _rom_code(rom),
             "subject": {"reference": f"Patient/{data.patient}"},
-            "encounter": {"reference": data.session},
         }
+        if (visit := _visit(data)) is not None:
+            obs["encounter"] = {"reference": visit}
         # The exercise's own time when the therapist gave it, else the session's end (as the scores).
         if ex.start is not None and ex.end is not None:
             obs["effectivePeriod"] = {"start": ex.start, "end": ex.end}
@@ -517,3 +670,69 @@ def symptom_observation(data: SymptomsRecorded) -> dict[str, Any]:
         category="survey",
         components=[flare],
     )
+
+
+# -- Home practice as patient-reported exercise (HL7 Physical Activity IG) ----------------------------------
+# A home-practice session is no visit: each exercise becomes a PA "Activity-based Physical Activity Measure"
+# Observation coded LOINC 73985-4 *Exercise activity* whose value is the movement pattern practised, and
+# the session one coded LOINC 55411-3 *Exercise duration* (min); both category ``activity`` plus the IG's
+# ``PhysicalActivity`` category, the patient as performer (patient-reported), effectivePeriod start and
+# end as the IG requires, ``partOf`` the exercise's Procedure. Ids derive from (session, exercise, measure).
+PA_CATEGORY = "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes"
+PA_ACTIVITY_MEASURE = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-activity-measure"
+LOINC_EXERCISE_ACTIVITY = codes.coding(codes.LOINC, "73985-4", "Exercise activity")
+LOINC_EXERCISE_DURATION = codes.coding(codes.LOINC, "55411-3", "Exercise duration")
+MOVEMENT_PATTERN_SYSTEM = f"{CANONICAL_URL}/CodeSystem/movement-pattern"  # the plan service's
+
+
+def _pa_base(data: SessionLogged, oid: str, code: codes.Coding, start: str, end: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "meta": {"profile": [PA_ACTIVITY_MEASURE]},
+        "status": "final",
+        "category": [
+            codes.category("activity"),
+            {"coding": [codes.coding(PA_CATEGORY, "PhysicalActivity", "Physical Activity")]},
+        ],
+        "code": {"coding": [dict(code)]},
+        "subject": {"reference": f"Patient/{data.patient}"},
+        "effectivePeriod": {"start": start, "end": end},
+        "performer": [{"reference": f"Patient/{data.patient}"}],
+    }
+
+
+def _minutes(start: str, end: str) -> float:
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60, 1)
+
+
+def home_practice_observations(data: SessionLogged) -> list[dict[str, Any]]:
+    """PA IG exercise Observations of a home-practice session (none for a clinic session)."""
+    if data.setting != "home":
+        return []
+    session_start = data.start or data.end
+    out: list[dict[str, Any]] = []
+    for ex in data.exercises:
+        start, end = ex.start or session_start, ex.end or data.end
+        obs = _pa_base(
+            data,
+            outcome_id(data.session, ex.procedure, "pa-exercise-activity"),
+            LOINC_EXERCISE_ACTIVITY,
+            start,
+            end,
+        )
+        obs["partOf"] = [{"reference": ex.procedure}]
+        pattern = ex.pattern or ex.activity
+        coding = [{"system": MOVEMENT_PATTERN_SYSTEM, "code": ex.pattern}] if ex.pattern else []
+        obs["valueCodeableConcept"] = {"coding": coding, "text": pattern} if coding else {"text": pattern}
+        out.append(obs)
+    duration = _pa_base(
+        data,
+        outcome_id(data.session, "-", "pa-exercise-duration"),
+        LOINC_EXERCISE_DURATION,
+        session_start,
+        data.end,
+    )
+    duration["valueQuantity"] = codes.quantity(_minutes(session_start, data.end), "min")
+    out.append(duration)
+    return out

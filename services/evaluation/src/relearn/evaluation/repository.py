@@ -1,4 +1,4 @@
-"""Every read and write of the evaluation's Observations and CodeSystem in its FHIR store."""
+"""Every read and write of the evaluation's Observations, Conditions and CodeSystems in its FHIR store."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from relearn.evaluation.resources import CODE_SYSTEM, OBSERVATION
-from relearn.shared.fhir import FhirStore, StoredResource
+from relearn.evaluation.resources import CODE_SYSTEM, CONDITION, OBSERVATION
+from relearn.shared.fhir import OFFSET_PARAM, FhirStore, StoredResource
 
 
 def observation(session: Session, store: FhirStore, observation_id: str) -> StoredResource | None:
@@ -20,6 +20,33 @@ def create_observations(session: Session, store: FhirStore, observations: list[d
     """Store new Observations under their own ids, in order."""
     for obs in observations:
         store.create(session, OBSERVATION, obs, id=obs["id"])
+
+
+def create_conditions(session: Session, store: FhirStore, conditions: list[dict[str, Any]]) -> None:
+    """Store new Conditions under their own ids, in order."""
+    for cond in conditions:
+        store.create(session, CONDITION, cond, id=cond["id"])
+
+
+def patient_observations(
+    session: Session, store: FhirStore, patient: str, code_tokens: list[str], *, page: int = 500
+) -> list[dict[str, Any]]:
+    """Current Observations of ``patient`` with a code in ``code_tokens`` (``system|code``), oldest first."""
+    out: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        params = [
+            ("patient", f"Patient/{patient}"),
+            ("code", ",".join(code_tokens)),
+            ("_sort", "date"),
+            ("_count", str(page)),
+            (OFFSET_PARAM, str(offset)),
+        ]
+        result = store.search(session, OBSERVATION, params)
+        out.extend(r.resource() for r in result.matches)
+        if len(result.matches) < page:
+            return out
+        offset += page
 
 
 def put_observation(session: Session, store: FhirStore, obs: dict[str, Any]) -> None:

@@ -7,8 +7,9 @@
 # OperationOutcome issues.
 #
 # Manual muscle test grades are the MRC 0 to 5 scale. A ``+`` modifier is accepted on grades 1 to 4 and a
-# ``-`` on grades 2 to 5 (``"3+"``, ``"4-"``, ``"5-"``), as clinicians write them; the base grade is the
-# Observation's value and the modifier rides in a component. Whole grades may be sent as numbers.
+# ``-`` on grades 2 to 5 (``"3+"``, ``"4-"``, ``"5-"``), as clinicians write them; the grade with its
+# modifier is one code of the mmt-grade CodeSystem, the Observation's coded value. Whole grades may be sent
+# as numbers.
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.normative import PlausibleRange, load_norms
+from relearn.evaluation.domain.outcomes import ASHWORTH_GRADES, OUTCOME_MEASURES, OutcomeMeasure
 from relearn.shared.fhir import InvalidResource, Issue
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -38,6 +40,8 @@ _DATE_TIME = re.compile(
     r"^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$"
 )
+# ICD-10-CM: a letter, two characters, then up to four after the dot (I63.9, S06.2X9A).
+_ICD10CM = r"^[A-TV-Z][0-9][0-9AB](\.[0-9A-Z]{1,4})?$"
 _GRADE = re.compile(r"^([0-9]+)([+-]?)$")
 
 Side = Literal["left", "right", "bilateral"]
@@ -124,6 +128,17 @@ class ReferralConditionIn(_In):
     kind: Literal["stroke", "brain-injury", "trauma", "other"]
     text: ShortText | None = Field(default=None, validate_default=True)
     onset: str | None = None
+    category: Literal["problem-list-item", "encounter-diagnosis"] = Field(
+        default="problem-list-item",
+        description="US Core Condition category: on the problem list (default) or this encounter's diagnosis",
+    )
+    clinical_status: Literal["active", "recurrence", "relapse", "inactive", "remission", "resolved"] = (
+        "active"
+    )
+    icd10cm: Annotated[str, Field(pattern=_ICD10CM, description="ICD-10-CM code, e.g. I69.351")] | None = None
+    snomed: (
+        Annotated[str, Field(pattern=r"^[1-9][0-9]{5,17}$", description="SNOMED CT concept id")] | None
+    ) = None
 
     @field_validator("text")
     @classmethod
@@ -264,6 +279,65 @@ class StrengthIn(_In):
         return "+" if tail == "+" else "-" if tail == "-" else None
 
 
+OutcomeKey = Literal[
+    "berg",
+    "fugl-meyer-ue",
+    "ten-metre-walk",
+    "six-minute-walk",
+    "five-times-sit-to-stand",
+    "functional-gait-assessment",
+    "arat",
+    "modified-ashworth",
+]
+
+
+class OutcomeIn(_In):
+    """One standard outcome measure: a number in the measure's unit, or a Modified Ashworth grade
+    (``"0"``, ``"1"``, ``"1+"``, ``"2"``, ``"3"``, ``"4"``)."""
+
+    measure: OutcomeKey
+    value: float | str
+    side: Literal["left", "right"] | None = None
+    muscle_group: str | None = None
+
+    @field_validator("muscle_group")
+    @classmethod
+    def _muscle_group(cls, value: str | None) -> str | None:
+        return None if value is None else _known_muscle_group(value)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value(cls, value: Any, info: ValidationInfo) -> Any:
+        key = info.data.get("measure")
+        if key is None:
+            return value
+        m = OUTCOME_MEASURES[key]
+        if key == "modified-ashworth":
+            text = str(value).strip() if not isinstance(value, bool) else ""
+            if text not in ASHWORTH_GRADES:
+                raise ValueError(f"{value!r} is not a Modified Ashworth grade ({', '.join(ASHWORTH_GRADES)})")
+            return text
+        if isinstance(value, bool | str) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        if m.whole and not float(value).is_integer():
+            raise ValueError(f"the {m.label} total is a whole number")
+        rng = PlausibleRange(m.low, m.high)
+        return _check_range(float(value), rng, m.label)
+
+    @model_validator(mode="after")
+    def _where(self) -> OutcomeIn:
+        m = self.definition
+        if m.needs_side and self.side is None:
+            raise ValueError(f"the {m.label} needs the side tested: left or right")
+        if m.needs_muscle_group and self.muscle_group is None:
+            raise ValueError(f"the {m.label} needs the muscle group tested")
+        return self
+
+    @property
+    def definition(self) -> OutcomeMeasure:
+        return OUTCOME_MEASURES[self.measure]
+
+
 class GoalTargetIn(_In):
     """A measurable target: a measure key (``tug``, ``rom-knee-flexion``, ``mmt-grade`` ...) and its value."""
 
@@ -340,6 +414,7 @@ class EvaluationIn(_In):
     strength: Annotated[list[StrengthIn], Field(max_length=200)] = []
     concerns: Annotated[list[Text], Field(max_length=50)] = []
     goals: Annotated[list[GoalIn], Field(max_length=50)] = []
+    outcomes: Annotated[list[OutcomeIn], Field(max_length=100)] = []
 
     @field_validator("effective")
     @classmethod
@@ -370,10 +445,12 @@ class EvaluationIn(_In):
             self.strength,
             self.concerns,
             self.goals,
+            self.outcomes,
         )
         if self.history is None and self.pain is None and not any(items):
             raise ValueError(
-                "an evaluation records at least one finding (history, pain, tests, concerns or goals)"
+                "an evaluation records at least one finding"
+                " (history, pain, tests, outcomes, concerns or goals)"
             )
         return self
 
@@ -389,6 +466,7 @@ _ALIASES = {
         StrengthIn,
         GoalTargetIn,
         GoalIn,
+        OutcomeIn,
     )
     for name in model.model_fields
     if "_" in name
@@ -513,6 +591,7 @@ class RomReached(_EventIn):
 class ExerciseOutcome(_EventIn):
     procedure: str
     activity: str
+    pattern: str | None = None
     quality: int | None = None
     selfRating: int | None = None
     painBefore: int | None = None
@@ -525,6 +604,8 @@ class ExerciseOutcome(_EventIn):
 class SessionLogged(_EventIn):
     session: str
     patient: str
+    setting: Literal["clinic", "home"] = "clinic"
+    start: str | None = None
     end: str
     exercises: list[ExerciseOutcome] = []
 
@@ -549,7 +630,55 @@ class EvaluationRecorded(BaseModel):
         alias="eventType", description="evaluation.completed.v1 | evaluation.reassessed.v1"
     )
     members: list[str] = Field(description="The member Observations (hasMember), in request order")
+    conditions: list[str] = Field(
+        default=[], description="The referral diagnoses as Conditions (Condition/<id>), in request order"
+    )
     deficits: list[dict[str, Any]] = Field(description="Deficits found against the normative values")
     goals: list[dict[str, Any]] = Field(description="The patient's goals with their measurable targets")
 
     model_config = {"populate_by_name": True}
+
+
+# -- The answer of GET /evaluations/outcome-measures -------------------------------------------------------
+class OutcomePoint(BaseModel):
+    effective: str
+    value: float = Field(
+        description="In the measure's unit; for the Modified Ashworth Scale the grade's rank 0-5"
+    )
+    grade: str | None = Field(default=None, description="The Modified Ashworth grade as recorded (1+)")
+    observation: str
+
+
+class McidOut(BaseModel):
+    value: float
+    unit: str
+    kind: Literal["MCID", "MDC95"]
+    population: str
+    source: str
+
+
+class OutcomeTrend(BaseModel):
+    """One measure (per side and muscle group) over time, and whether it changed beyond its MCID."""
+
+    measure: str
+    label: str
+    code: dict[str, str]
+    unit: str
+    better: Literal["higher", "lower"]
+    side: str | None
+    muscle_group: str | None = Field(alias="muscleGroup")
+    mcid: McidOut
+    series: list[OutcomePoint]
+    change: float | None = Field(description="latest minus the first (baseline); null with one value")
+    verdict: str | None = Field(
+        description="improved-beyond-mcid | improved-within-mcid | no-change | worse-within-mcid | "
+        "worse-beyond-mcid; null with one value"
+    )
+    improved_beyond_mcid: bool = Field(alias="improvedBeyondMcid")
+
+    model_config = {"populate_by_name": True}
+
+
+class OutcomeTrends(BaseModel):
+    patient: str
+    measures: list[OutcomeTrend]

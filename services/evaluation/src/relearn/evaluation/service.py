@@ -11,15 +11,30 @@ from sqlmodel import Session
 
 from relearn.evaluation import repository
 from relearn.evaluation.domain import codes
+from relearn.evaluation.domain.outcomes import verdict
 from relearn.evaluation.events import evaluation_completed_data, event_type, stage_evaluation
 from relearn.evaluation.mapper import (
+    condition_resources,
     evaluation_to_observations,
+    home_practice_observations,
     metric_observation,
+    outcome_code_tokens,
+    outcome_coding,
+    outcome_point,
     rom_observations,
     session_outcome_observations,
     symptom_observation,
 )
-from relearn.evaluation.schemas import EvaluationIn, MetricComputed, SessionLogged, SymptomsRecorded
+from relearn.evaluation.schemas import (
+    EvaluationIn,
+    McidOut,
+    MetricComputed,
+    OutcomePoint,
+    OutcomeTrend,
+    OutcomeTrends,
+    SessionLogged,
+    SymptomsRecorded,
+)
 from relearn.shared.fhir import Conflict, FhirStore, Forbidden
 from relearn.shared.service import transaction
 
@@ -31,6 +46,7 @@ _IDEMPOTENT_IDS = uuid.UUID("6f1d9a52-8c1e-4f4e-9b0e-2b7f5d2f1a10")
 class RecordedEvaluation:
     panel: dict[str, Any]
     members: list[dict[str, Any]]
+    conditions: list[dict[str, Any]]
     event_type: str
     event_data: dict[str, Any]
     created: bool  # False when an Idempotency-Key replay found the evaluation already stored
@@ -44,7 +60,8 @@ def record_evaluation(
     idempotency_key: str | None = None,
     patient_restriction: str | None = None,
 ) -> RecordedEvaluation:
-    """Store the evaluation as a panel Observation with ``hasMember`` members and stage its event.
+    """Store the evaluation as a panel Observation with ``hasMember`` members, its referral diagnoses as
+    Conditions, and stage its event.
 
     The same use case serves the domain API and any future importer; it never commits (the caller's
     transaction does) and never talks to Kafka (the event goes to the outbox).
@@ -63,18 +80,69 @@ def record_evaluation(
             return str(uuid.uuid4())
 
     panel, members = evaluation_to_observations(ev, ids=ids)
-    data = evaluation_completed_data(ev, panel, members)
+    conditions = condition_resources(ev, ids=ids, panel_id=panel["id"])
+    data = evaluation_completed_data(ev, panel, members, conditions)
     kind = event_type(ev)
 
     existing = repository.observation(session, store, panel["id"])
     if existing is not None:
         if existing.deleted or existing.resource().get("subject") != panel.get("subject"):
             raise Conflict("This Idempotency-Key was already used for another evaluation")
-        return RecordedEvaluation(panel, members, kind, data, created=False)
+        return RecordedEvaluation(panel, members, conditions, kind, data, created=False)
 
+    repository.create_conditions(session, store, conditions)
     repository.create_observations(session, store, [*members, panel])
     stage_evaluation(session, ev, data)
-    return RecordedEvaluation(panel, members, kind, data, created=True)
+    return RecordedEvaluation(panel, members, conditions, kind, data, created=True)
+
+
+def outcome_trends(
+    session: Session, store: FhirStore, patient: str, *, patient_restriction: str | None = None
+) -> OutcomeTrends:
+    """Each outcome measure of ``patient`` (per side and muscle group) over time, with its MCID verdict:
+    the latest value against the first (baseline)."""
+    if patient_restriction is not None and patient_restriction != patient:
+        raise Forbidden(f"This token may only read the outcomes of Patient/{patient_restriction}")
+    groups: dict[tuple[str, str | None, str | None], list[dict[str, Any]]] = {}
+    measures = {}
+    for obs in repository.patient_observations(session, store, patient, outcome_code_tokens()):
+        found = outcome_point(obs)
+        if found is None:
+            continue
+        measure, side, group, point = found
+        measures[measure.key] = measure
+        groups.setdefault((measure.key, side, group), []).append(point)
+    trends = []
+    for (key, side, group), points in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        m = measures[key]
+        points.sort(key=lambda p: str(p["effective"]))
+        change, said = (
+            verdict(m, points[0]["value"], points[-1]["value"]) if len(points) > 1 else (None, None)
+        )
+        coding = outcome_coding(m)
+        trends.append(
+            OutcomeTrend(
+                measure=key,
+                label=m.label,
+                code=dict(coding),
+                unit=m.unit,
+                better=m.better,
+                side=side,
+                muscle_group=group,
+                mcid=McidOut(
+                    value=m.mcid.value,
+                    unit="grade step" if key == "modified-ashworth" else m.unit,
+                    kind=m.mcid.kind,
+                    population=m.mcid.population,
+                    source=m.mcid.source,
+                ),
+                series=[OutcomePoint(**p) for p in points],
+                change=None if change is None else round(change, 6),
+                verdict=said,
+                improved_beyond_mcid=said == "improved-beyond-mcid",
+            )
+        )
+    return OutcomeTrends(patient=patient, measures=trends)
 
 
 def record_metric(session: Session, store: FhirStore, metric: MetricComputed) -> None:
@@ -83,8 +151,9 @@ def record_metric(session: Session, store: FhirStore, metric: MetricComputed) ->
 
 
 def record_session_outcomes(session: Session, store: FhirStore, logged: SessionLogged) -> None:
-    """Pain and quality scores of a logged session, and the ROM each exercise reached, as Observations."""
-    for obs in session_outcome_observations(logged):
+    """Pain and quality scores of a logged session, the ROM each exercise reached, and home practice as
+    Physical Activity IG exercise Observations."""
+    for obs in session_outcome_observations(logged) + home_practice_observations(logged):
         repository.put_observation(session, store, obs)
     for obs in rom_observations(logged):
         repository.put_observation_if_changed(session, store, obs)
@@ -96,14 +165,14 @@ def record_symptoms(session: Session, store: FhirStore, symptoms: SymptomsRecord
 
 
 def publish_codesystem(store: FhirStore, engine: Engine) -> None:
-    """Store the shipped CodeSystem as ``CodeSystem/<id>`` unless that version is already there."""
-    cs = codes.codesystem()
-    with transaction(engine) as session:
-        stored = repository.code_system(session, store, cs["id"])
-        if stored is not None and (stored.get("version"), stored.get("date"), stored.get("count")) == (
-            cs.get("version"),
-            cs.get("date"),
-            cs.get("count"),
-        ):
-            return
-        repository.put_code_system(session, store, cs)
+    """Store each shipped CodeSystem as ``CodeSystem/<id>`` unless that version is already there."""
+    for cs in codes.codesystems():
+        with transaction(engine) as session:
+            stored = repository.code_system(session, store, cs["id"])
+            if stored is not None and (stored.get("version"), stored.get("date"), stored.get("count")) == (
+                cs.get("version"),
+                cs.get("date"),
+                cs.get("count"),
+            ):
+                continue
+            repository.put_code_system(session, store, cs)

@@ -10,4 +10,4 @@ from relearn.shared.events import CloudEvent
 
 def on_plan_event(session: Session, event: CloudEvent) -> None:
     """Every plan event (``plan_view.PLAN_EVENT_TYPES``): applied to the plan's row of the read model."""
-    service.apply_plan(session, event.type, event.id, event.data)
+    service.apply_plan(session, event.type, event.id, event.data, at=event.time)

@@ -2,18 +2,22 @@
 
 # Representation (what an EHR sees), standard elements first:
 #
-# - **Encounter**: ``class`` AMB (clinic) or HH (home health) from v3-ActCode; ``type`` SNOMED CT
-#   229065009 *Exercise therapy* plus our session type; ``period``, ``length`` (minutes) once closed;
-#   ``participant`` the practitioner (PPRF). R4 ``Encounter.basedOn`` may only reference a
-#   ServiceRequest, so it lists the plan activities performed (their ServiceRequests) and the CarePlan
-#   goes in the R5 cross-version extension ``extension-Encounter.basedOn`` (R5 allows CarePlan there).
-# - **Procedure** per exercise: ``code`` the movement pattern (plan service's CodeSystem), ``category``
-#   exercise therapy, ``basedOn`` the activity's ServiceRequest and the CarePlan, ``encounter`` the
-#   session. R4 ``Procedure.partOf`` can only target Procedure, Observation or MedicationAdministration,
-#   so the session link is ``encounter``, the element R4 defines for it. ``performedPeriod``,
-#   ``performer`` (patient; supervising physiotherapist in clinic), ``outcome`` (target met / below
-#   target), ``usedCode`` the cues and techniques, ``complication`` pain above 5/10 and a 24-hour flare,
-#   ``followUp`` the 24-hour symptom check, ``note`` a readable line with every figure.
+# - **Encounter** (clinic sessions only: home practice is patient-reported exercise, not a visit, and
+#   has none): ``class`` AMB from v3-ActCode; ``type`` SNOMED CT 229065009 *Exercise therapy* plus our
+#   session type; ``period``, ``length`` (minutes) once closed; ``participant`` the practitioner (PPRF).
+#   R4 ``Encounter.basedOn`` may only reference a ServiceRequest, so it lists the plan activities
+#   performed (their ServiceRequests) and the CarePlan goes in the R5 cross-version extension
+#   ``extension-Encounter.basedOn`` (R5 allows CarePlan there).
+# - **Procedure** per exercise: ``code`` SNOMED CT 229065009 *Exercise therapy*, CPT 97112
+#   *Neuromuscular reeducation* (clinic sessions only: CPT bills provider contact) and the movement
+#   pattern (plan service's CodeSystem), ``category`` exercise therapy, ``basedOn`` the activity's
+#   ServiceRequest and the CarePlan, ``encounter`` the session (home practice: none, and ``recorder``
+#   and ``asserter`` the patient: R4 has no reported[x]). R4 ``Procedure.partOf`` can only target
+#   Procedure, Observation or MedicationAdministration, so the session link is ``encounter``.
+#   ``performedPeriod``, ``performer`` (patient; supervising physiotherapist in clinic), ``outcome``
+#   (target met / below target), ``usedCode`` the cues and techniques, ``complication`` pain above
+#   5/10 and a 24-hour flare, ``followUp`` the 24-hour symptom check, ``note`` a readable line with
+#   every figure.
 # - Figures with no standard element are in three documented extensions:
 #   ``exercise-performance`` (complex: ``set`` one per set = reps done, ``targetReps``, ``load`` kg,
 #   ``assistance``, ``withFeedback``, ``retentionAttempt``, ``dualTask``, the dual-task trial
@@ -31,7 +35,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from relearn.sessions.domain.codes import CUES, DIMENSIONS
+from relearn.sessions.domain.codes import CPT, CPT_CODES, CUES, DIMENSIONS
 from relearn.sessions.domain.session import RecordedExercise, SessionState
 from relearn.shared.fhir import CANONICAL_URL
 
@@ -55,10 +59,7 @@ PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType
 
 EXERCISE_THERAPY = {"system": SNOMED, "code": "229065009", "display": "Exercise therapy"}
 PAIN_FINDING = {"system": SNOMED, "code": "22253000", "display": "Pain"}
-_CLASS = {
-    "clinic": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
-    "home": {"system": ACT_CODE, "code": "HH", "display": "home health"},
-}
+AMBULATORY = {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"}
 
 SESSION_TYPES = {
     "clinic-session": "Neuromuscular re-education session",
@@ -107,14 +108,16 @@ def _activities(state: SessionState) -> list[str]:
 
 
 def encounter_resource(state: SessionState) -> dict[str, Any]:
-    """The session as an R4 Encounter."""
-    session_type = "home-practice" if state.setting == "home" else "clinic-session"
+    """A clinic session as an R4 Encounter (home practice has none)."""
+    if state.setting != "clinic":
+        raise ValueError(f"{state.reference} is home practice: patient-reported exercise, not an Encounter")
+    session_type = "clinic-session"
     encounter: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": state.id,
         "extension": [{"url": XVER_ENCOUNTER_BASED_ON, "valueReference": _ref(state.care_plan)}],
         "status": state.status,
-        "class": _CLASS[state.setting],
+        "class": AMBULATORY,
         "type": [
             {
                 "coding": [EXERCISE_THERAPY, _coding(CS_SESSION_TYPE, session_type, SESSION_TYPES)],
@@ -261,6 +264,15 @@ def _complications(state: SessionState, exercise: RecordedExercise) -> list[dict
     return found
 
 
+def procedure_code(state: SessionState, exercise: RecordedExercise) -> dict[str, Any]:
+    """SNOMED CT exercise therapy, CPT 97112 for a clinic session, and the local movement pattern."""
+    coding: list[dict[str, str]] = [EXERCISE_THERAPY]
+    if state.setting == "clinic":
+        coding.append({"system": CPT, "code": "97112", "display": CPT_CODES["97112"]})
+    coding.append({"system": CS_MOVEMENT_PATTERN, "code": exercise.pattern})
+    return {"coding": coding, "text": exercise.pattern}
+
+
 def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[str, Any]:
     """One exercise of the session as an R4 Procedure."""
     extensions = [_performance_extension(exercise), _level_extension(exercise)]
@@ -291,12 +303,8 @@ def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[
         "basedOn": [_ref(f"ServiceRequest/{exercise.activity}"), _ref(state.care_plan)],
         "status": "completed",
         "category": {"coding": [EXERCISE_THERAPY]},
-        "code": {
-            "coding": [{"system": CS_MOVEMENT_PATTERN, "code": exercise.pattern}],
-            "text": exercise.pattern,
-        },
+        "code": procedure_code(state, exercise),
         "subject": _ref(f"Patient/{state.patient}"),
-        "encounter": _ref(state.reference),
         "performedPeriod": _period(exercise.start or state.start, exercise.end or state.end),
         "performer": performers,
         "outcome": {"coding": [_coding(CS_EXERCISE_OUTCOME, outcome, EXERCISE_OUTCOMES)]},
@@ -304,6 +312,12 @@ def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[
         "note": [{"text": _readable(exercise)}],
         "usedCode": [{"coding": [{"system": CS_CUE, "code": c, "display": CUES[c]}]} for c in exercise.cues],
     }
+    if state.setting == "home":
+        # Patient-reported, outside any visit: no Encounter, the patient is the source.
+        procedure["recorder"] = _ref(f"Patient/{state.patient}")
+        procedure["asserter"] = _ref(f"Patient/{state.patient}")
+    else:
+        procedure["encounter"] = _ref(state.reference)
     if complications := _complications(state, exercise):
         procedure["complication"] = complications
     if exercise.notes:

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from relearn.sessions.domain.plan_view import PlanView
+from relearn.sessions.domain.plan_view import ActivityView, PlanView
 from relearn.sessions.domain.session import SessionState
-from relearn.sessions.tables import PlanRecord, SessionRecord
+from relearn.sessions.tables import PlanRecord, PlanVersionRecord, SessionRecord
 from relearn.shared.fhir import FhirStore, NotFound, ResourceDefinition
 
 
@@ -119,6 +119,45 @@ def save_plan(session: Session, care_plan: str, view: PlanView, *, event_id: str
     row.last_event_id = event_id
     row.updated_at = datetime.now(UTC)
     session.add(row)
+
+
+def add_plan_version(session: Session, view: PlanView, *, effective_at: datetime) -> None:
+    """Keep ``view`` as the version ``view.version`` of its plan, in force from ``effective_at``."""
+    pid = care_plan_id(view.care_plan)
+    if session.get(PlanVersionRecord, (pid, view.version)) is not None:
+        return
+    session.add(
+        PlanVersionRecord(
+            care_plan_id=pid,
+            version=view.version,
+            patient_id=view.patient,
+            status=view.status,
+            effective_at=effective_at.astimezone(UTC),
+            activities={k: a.model_dump(mode="json") for k, a in view.activities.items()},
+        )
+    )
+
+
+def plan_versions(session: Session, care_plan: str) -> list[tuple[datetime, PlanView]]:
+    """Every accepted version of ``care_plan``, oldest first, with when it took effect (UTC)."""
+    rows = session.exec(
+        select(PlanVersionRecord)
+        .where(PlanVersionRecord.care_plan_id == care_plan_id(care_plan))
+        .order_by(col(PlanVersionRecord.version))
+    ).all()
+    return [
+        (
+            r.effective_at if r.effective_at.tzinfo else r.effective_at.replace(tzinfo=UTC),
+            PlanView(
+                care_plan=f"CarePlan/{r.care_plan_id}",
+                patient=r.patient_id,
+                status=r.status,
+                version=r.version,
+                activities={k: ActivityView.model_validate(v) for k, v in r.activities.items()},
+            ),
+        )
+        for r in rows
+    ]
 
 
 # -- the FHIR view ------------------------------------------------------------------------------------------

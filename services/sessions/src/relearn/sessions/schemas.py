@@ -32,8 +32,7 @@ from relearn.sessions.domain.session import (
     SessionSummary,
     SymptomRecord,
 )
-from relearn.shared.fhir import ID_PATTERN
-from relearn.shared.fhir.errors import BUSINESS_RULE, invalid_request
+from relearn.shared.fhir import BUSINESS_RULE, ID_PATTERN, invalid_request
 
 
 # -- what clients send --------------------------------------------------------------------------------------

@@ -249,7 +249,8 @@ class SessionRecorder:
         plan = repository.load_plan(db, request.care_plan)
         state = start_session(str(uuid.uuid4()), request, plan, now=now)
         repository.add_session(db, state)
-        self._put(db, ENCOUNTER, encounter_resource(state))
+        if state.setting == "clinic":
+            self._put(db, ENCOUNTER, encounter_resource(state))
         return state
 
     def record(
@@ -326,14 +327,27 @@ class SessionRecorder:
             p for p in repository.plans_of_patient(db, patient) if p.status == "active" or p.care_plan in used
         ]
         per_plan = [
-            PlanAdherence(p.care_plan, p.status, weekly_adherence(sessions, p, first=monday, last=last))
+            PlanAdherence(
+                p.care_plan,
+                p.status,
+                weekly_adherence(
+                    sessions,
+                    p,
+                    first=monday,
+                    last=last,
+                    versions=repository.plan_versions(db, p.care_plan),
+                ),
+            )
             for p in plans
         ]
         return AdherenceReport(patient, first, last, combined_weeks(monday, last, per_plan), per_plan)
 
     # -- FHIR representation ------------------------------------------------------------------
     def _publish(self, db: Session, state: SessionState) -> None:
-        self._put(db, ENCOUNTER, encounter_resource(state))
+        # Home practice is patient-reported exercise, not a visit: no Encounter (the evaluation service
+        # records it as Physical Activity IG exercise Observations from session.logged.v1).
+        if state.setting == "clinic":
+            self._put(db, ENCOUNTER, encounter_resource(state))
         for procedure in procedure_resources(state):
             self._put(db, PROCEDURE, procedure)
 
@@ -341,7 +355,9 @@ class SessionRecorder:
         repository.put_resource(db, self.store, rdef, resource)
 
 
-def apply_plan(db: Session, event_type: str, event_id: str, data: Mapping[str, Any]) -> None:
+def apply_plan(
+    db: Session, event_type: str, event_id: str, data: Mapping[str, Any], *, at: datetime | None = None
+) -> None:
     """A plan event applied to the plan's row of the read model (stale versions change nothing).
 
     Data that cannot be read raises, and the consumer sends the event to the dead-letter topic.
@@ -356,3 +372,4 @@ def apply_plan(db: Session, event_type: str, event_id: str, data: Mapping[str, A
     if after is before:
         return  # not newer than what we have
     repository.save_plan(db, pid, after, event_id=event_id)
+    repository.add_plan_version(db, after, effective_at=at or datetime.now(UTC))

@@ -59,3 +59,20 @@ class PlanRecord(SQLModel, table=True):
             version=self.version,
             activities={k: ActivityView.model_validate(v) for k, v in self.activities.items()},
         )
+
+
+# Every version of a care plan the read model accepted, with when it took effect (the plan event's time),
+# so adherence scores each week against the plan version in force then.
+class PlanVersionRecord(SQLModel, table=True):
+    """One accepted version of a care plan."""
+
+    __tablename__ = "plan_version"
+
+    care_plan_id: str = Field(primary_key=True, max_length=64, description="the CarePlan id")
+    version: int = Field(primary_key=True, description="CarePlan versionId")
+    patient_id: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=32)
+    effective_at: datetime = Field(description="UTC: the time of the plan event that made this version")
+    activities: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False), description="activity id -> view"
+    )

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from relearn.shared.fhir.definition import ResourceDefinition as ResourceDefinition
     from relearn.shared.fhir.definition import Validator as Validator
     from relearn.shared.fhir.definition import published_code_systems as published_code_systems
+    from relearn.shared.fhir.errors import BUSINESS_RULE as BUSINESS_RULE
     from relearn.shared.fhir.errors import Conflict as Conflict
     from relearn.shared.fhir.errors import FhirError as FhirError
     from relearn.shared.fhir.errors import Forbidden as Forbidden
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from relearn.shared.fhir.errors import UnsupportedMediaType as UnsupportedMediaType
     from relearn.shared.fhir.errors import field_path as field_path
     from relearn.shared.fhir.errors import informational_outcome as informational_outcome
+    from relearn.shared.fhir.errors import invalid_request as invalid_request
     from relearn.shared.fhir.errors import operation_outcome as operation_outcome
     from relearn.shared.fhir.errors import validation_issues as validation_issues
     from relearn.shared.fhir.handlers import install_error_handlers as install_error_handlers
@@ -129,6 +131,8 @@ _EXPORTS: dict[str, str] = {
     "HistoryResult": "records",
     "Issue": "errors",
     "FhirError": "errors",
+    "BUSINESS_RULE": "errors",
+    "invalid_request": "errors",
     "InvalidResource": "errors",
     "InvalidRequest": "errors",
     "Unauthorized": "errors",

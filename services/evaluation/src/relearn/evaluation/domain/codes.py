@@ -34,6 +34,10 @@ INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpreta
 EVALUATION_ITEM_SYSTEM = f"{CANONICAL_URL}/sid/evaluation-item"
 
 CODESYSTEM_FILE = "relearn-evaluation-codesystem.json"
+# Manual muscle test grades, each grade with its modifier one code ("3+"): the value of an mmt-grade
+# Observation. Published beside the evaluation CodeSystem.
+MMT_GRADE_CS = f"{CANONICAL_URL}/CodeSystem/mmt-grade"
+MMT_CODESYSTEM_FILE = "relearn-mmt-grade-codesystem.json"
 
 Coding = dict[str, str]
 
@@ -85,6 +89,35 @@ REFERRAL_CONDITION_SNOMED: dict[str, Coding] = {
     "stroke": coding(SNOMED, "230690007", "Cerebrovascular accident"),
     "brain-injury": coding(SNOMED, "127295002", "Traumatic brain injury"),
     "trauma": coding(SNOMED, "417746004", "Traumatic injury"),
+}
+
+# ICD-10-CM beside SNOMED CT where one code fits the referral kind without knowing more: a stroke NOS is
+# indexed to I63.9 "Cerebral infarction, unspecified". Brain injury and trauma need the injury and the
+# encounter (7th character) to pick a code, so they carry the ICD-10-CM code only when the client sends one.
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+REFERRAL_CONDITION_ICD10CM: dict[str, Coding] = {
+    "stroke": coding(ICD10CM, "I63.9", "Cerebral infarction, unspecified"),
+}
+
+# --- Condition (US Core 6.1 Condition profiles) -------------------------------------------------
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+US_CORE_CONDITION_PROFILE = {
+    "problem-list-item": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-condition-problems-health-concerns",
+    "encounter-diagnosis": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-condition-encounter-diagnosis",
+}
+CONDITION_CATEGORY_DISPLAY = {
+    "problem-list-item": "Problem List Item",
+    "encounter-diagnosis": "Encounter Diagnosis",
+}
+CONDITION_CLINICAL_DISPLAY = {
+    "active": "Active",
+    "recurrence": "Recurrence",
+    "relapse": "Relapse",
+    "inactive": "Inactive",
+    "remission": "Remission",
+    "resolved": "Resolved",
 }
 
 # --- Observation categories and interpretations -------------------------------------------------
@@ -151,12 +184,43 @@ class Concept:
         return coding(EVALUATION_CS, self.code, self.display)
 
 
+def _shipped(name: str) -> dict[str, Any]:
+    text = resources.files("relearn.evaluation").joinpath("codesystem", name).read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
 @cache
 def codesystem() -> dict[str, Any]:
     """The published CodeSystem resource (parsed once; treat as read-only)."""
-    text = resources.files("relearn.evaluation").joinpath("codesystem", CODESYSTEM_FILE).read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return _shipped(CODESYSTEM_FILE)
+
+
+@cache
+def mmt_codesystem() -> dict[str, Any]:
+    """The manual muscle test grade CodeSystem (parsed once; treat as read-only)."""
+    return _shipped(MMT_CODESYSTEM_FILE)
+
+
+def codesystems() -> list[dict[str, Any]]:
+    """Every CodeSystem the evaluation service publishes."""
+    return [codesystem(), mmt_codesystem()]
+
+
+def mmt_grade(grade: str) -> Coding:
+    """The Coding of a manual muscle test grade (``"3+"``); raises :class:`UnknownCode` for another."""
+    for c in mmt_codesystem()["concept"]:
+        if c["code"] == grade:
+            return coding(MMT_GRADE_CS, grade, c["display"])
+    raise UnknownCode(f"{grade!r} is not in {MMT_GRADE_CS}")
+
+
+def mmt_ordinal(grade: str) -> float:
+    """The grade's numeric rank (base grade, a modifier counting one third): ``"3+"`` -> 3.33."""
+    for c in mmt_codesystem()["concept"]:
+        if c["code"] == grade:
+            return float(next(p["valueDecimal"] for p in c["property"] if p["code"] == "ordinal"))
+    raise UnknownCode(f"{grade!r} is not in {MMT_GRADE_CS}")
 
 
 def _property_value(prop: dict[str, Any]) -> Any:

@@ -35,3 +35,17 @@ CUES: dict[str, str] = {
     "manual-assistance": "Manual assistance",
     "mechanical-assistance": "Mechanical assistance (sling, pulley, suspension)",
 }
+
+
+# CPT codes of the physical medicine and rehabilitation procedures (AMA CPT). An exercise of a clinic
+# session is 97112 neuromuscular re-education, what every exercise of these plans trains; 97110 and 97530
+# are listed for the day the plan's activities say which exercise is strength-only or a functional task.
+# Home practice carries no CPT code: these codes bill direct contact with a provider.
+CPT = "http://www.ama-assn.org/go/cpt"
+CPT_CODES: dict[str, str] = {
+    "97110": "Therapeutic exercises to develop strength and endurance, range of motion and flexibility",
+    "97112": "Neuromuscular reeducation of movement, balance, coordination, kinesthetic sense, posture, "
+    "and/or proprioception for sitting and/or standing activities",
+    "97530": "Therapeutic activities, direct (one-on-one) patient contact (use of dynamic activities to "
+    "improve functional performance)",
+}

@@ -35,7 +35,8 @@ STAGE_CHANGED = "plan.stage-changed.v1"
 PLAN_EVENT_TYPES: tuple[str, ...] = (*SNAPSHOT_EVENTS, PROGRESSED, STAGE_CHANGED)
 
 # Activity statuses (ServiceRequest.status) under which nothing more may be logged against it.
-_STOPPED = frozenset({"revoked", "completed", "entered-in-error", "on-hold"})
+STOPPED_STATUSES = frozenset({"revoked", "completed", "entered-in-error", "on-hold"})
+_STOPPED = STOPPED_STATUSES
 
 # Per week, for a FHIR Timing periodUnit.
 _PER_WEEK = {"d": 7.0, "wk": 1.0, "mo": 12 / 52.1775, "a": 1 / 52.1775}
