@@ -315,7 +315,7 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
     assert stored["code"]["coding"][0]["code"] == "emg-median-frequency"
     assert metric_observation_id(MetricComputed.model_validate(named)) == "gw-named-1"
     bundle = client.get("/fhir/Observation?patient=eval-5&device=Device/emg-7", headers=auth).json()
-    assert bundle["total"] == 2  # the RMS updated, not duplicated; and the onset
+    assert bundle["total"] == 3  # the RMS updated, not duplicated; the onset; the named median frequency
 
 
 def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
