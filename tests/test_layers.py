@@ -241,8 +241,15 @@ def _orm_names(tree: ast.Module) -> set[str]:
 
 
 def _is_session(node: ast.expr) -> bool:
-    text = ast.unparse(node).rsplit(".", 1)[-1].lower()
-    return "session" in text or text in {"s", "db", "tx"}
+    """A session- or connection-like receiver: a name or attribute (``session``, ``self._session``, ``db``,
+    ``conn``), not what a call returns (``d.setdefault(session, set())``) nor a mapping keyed by sessions
+    (``self._by_session``)."""
+    if not isinstance(node, ast.Name | ast.Attribute):
+        return False
+    text = (node.id if isinstance(node, ast.Name) else node.attr).lower()
+    if "by" in text.strip("_").split("_"):
+        return False
+    return "session" in text or text in {"s", "db", "tx", "conn", "connection"}
 
 
 def orm_calls(module: Module) -> list[str]:
@@ -304,6 +311,10 @@ def test_the_checks_see_what_they_must(tmp_path: Path) -> None:
     ]
     assert sorted(c.split(": [orm]")[0] for c in calls) == [f"{sample}:3", f"{sample}:4", f"{sample}:4"]
     assert not orm_calls(Module("relearn.x.api", _write(tmp_path / "b.py", "d = {}\nd.get('a')\n"), "api"))
+    by_session = "self._by_session.get(1)\nself._by_session.setdefault(session, set()).add(2)\n"
+    assert not orm_calls(Module("relearn.x.api", _write(tmp_path / "c.py", by_session), "api"))
+    real = "self._session.get(A, 1)\ndb.add(a)\nconn.flush()\nsession.merge(a)\n"
+    assert len(orm_calls(Module("relearn.x.api", _write(tmp_path / "d.py", real), "api"))) == 4
     assert _shared_ok("relearn.shared.fhir.NotFound")
     assert not _shared_ok("relearn.shared.fhir.errors")
     assert not _shared_ok("relearn.shared.fhir.errors.NotFound")

@@ -25,9 +25,9 @@ from relearn.device_gateway.device_profile import (
     device_spec,
     frame_matches_device,
 )
-from relearn.device_gateway.device_profile.codes import MUSCLE_SYSTEM
+from relearn.device_gateway.device_profile.domain.codes import MUSCLE_SYSTEM
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
-from relearn.device_gateway.stream_protocol import muscle_codes
+from relearn.device_gateway.streams.domain import muscle_codes
 from relearn.shared.fhir import InvalidResource
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types

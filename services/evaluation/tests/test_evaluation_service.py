@@ -278,8 +278,11 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
             "gaps": 0,
         },
     )
+    # The gateway names the Observation of each metric: it is stored under that id.
+    named = {**data, "metric": "emg-median-frequency", "unit": "Hz", "observation": "Observation/gw-named-1"}
     for e in (
         CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", absent),
+        CloudEvent.new("/relearn/device-gateway", "device.metric-computed.v1", "eval-5", named),
         completed,
     ):
         producer.send(DEVICE_METRICS, key=e.key, value=e.to_bytes()).get(10)
@@ -304,8 +307,15 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
     assert "valueQuantity" not in none and none["dataAbsentReason"]["coding"][0]["code"] == "not-applicable"
     assert none["bodySite"]["coding"][0]["code"] == "rectus-femoris"
     assert none["note"][0]["text"].startswith("no onset")
+    wait_for(
+        lambda: client.get("/fhir/Observation/gw-named-1", headers=auth).status_code == 200,
+        what="the metric stored under the Observation its event names",
+    )
+    stored = client.get("/fhir/Observation/gw-named-1", headers=auth).json()
+    assert stored["code"]["coding"][0]["code"] == "emg-median-frequency"
+    assert metric_observation_id(MetricComputed.model_validate(named)) == "gw-named-1"
     bundle = client.get("/fhir/Observation?patient=eval-5&device=Device/emg-7", headers=auth).json()
-    assert bundle["total"] == 2  # the RMS updated, not duplicated; and the onset
+    assert bundle["total"] == 3  # the RMS updated, not duplicated; the onset; the named median frequency
 
 
 def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:

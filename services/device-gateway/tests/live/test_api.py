@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from relearn.dev_issuer import DevIssuer
 from relearn.device_gateway.live.api import biofeedback_router
-from relearn.device_gateway.live.hub import LiveHub, StreamInfo, Targets
+from relearn.device_gateway.live.service import LiveHub, StreamInfo, Targets
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.devtools.apps import AUDIENCE, ISSUER, make_issuer, wait_for
 from relearn.shared.auth import JwtVerifier

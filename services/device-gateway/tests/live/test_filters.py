@@ -5,7 +5,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from relearn.device_gateway.live.filters import (
+from relearn.device_gateway.live.domain import (
     CopDisplay,
     CopUpdates,
     EmgDisplay,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from relearn.device_gateway.live.hub import LiveHub, StreamInfo, Subscription, Targets
+from relearn.device_gateway.live.service import LiveHub, StreamInfo, Subscription, Targets
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.device_gateway.streams.repository import StreamInfo as Binding
 

@@ -1,8 +1,9 @@
 """The metric events the processor emits are what the evaluation and plan services read.
 
 Every metric code is in the evaluation CodeSystem; each event becomes a valid FHIR R4B Observation; the
-channel keeps the Observations of several channels over one window apart, and the plan service cites the
-very Observation the evaluation service stores.
+channel keeps the Observations of several channels over one window apart, and each event names the
+Observation it is stored as: the evaluation service stores it there (the id its own rule gives events that
+name none) and the plan service cites it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from relearn.device_gateway.processing import events, metrics_consumer
 from relearn.device_gateway.processing import events as events_module
 from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation.domain import codes
-from relearn.evaluation.mapper import metric_observation
+from relearn.evaluation.mapper import metric_observation, metric_observation_id
 from relearn.evaluation.schemas import MetricComputed
 from relearn.plan.events import DeviceMetricComputed
-from relearn.plan.events import metric_observation as plan_evidence
 from relearn.shared.events import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
-from relearn.shared.events.contracts import device_metric_observation_id
 
 
 def test_every_metric_code_is_an_evaluation_code() -> None:
@@ -78,9 +77,12 @@ def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, fe
         if "samples" in event.data:
             (waveform,) = [c for c in resource["component"] if "valueSampledData" in c]
             assert waveform["code"]["coding"][0]["code"] == "emg-envelope"
-        # The plan service cites exactly the Observation the evaluation service stores.
-        plan_metric = DeviceMetricComputed.model_validate(event.data)
-        assert plan_evidence(plan_metric) == f"Observation/{resource['id']}"
+        # The event names the Observation the evaluation service stores, the one the evaluation service's
+        # rule gives an event naming none (ids do not change), and the plan service cites exactly it.
+        assert event.data["observation"] == f"Observation/{resource['id']}"
+        unnamed = MetricComputed.model_validate({**event.data, "observation": None})
+        assert metric_observation_id(unnamed) == resource["id"]
+        assert DeviceMetricComputed.model_validate(event.data).observation == f"Observation/{resource['id']}"
     assert len(ids) == len(events), "no two metric events share an Observation"
     kinds = {e.data["metric"] for e in events}
     assert {"emg-co-contraction-index", "emg-percent-mvc", "romberg-quotient", "sway-ellipse-area"} <= kinds
@@ -92,13 +94,13 @@ def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, fe
 
 def test_metrics_without_a_channel_keep_their_former_ids() -> None:
     start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 0, 1, tzinfo=UTC)
-    before = device_metric_observation_id("p", "d", "sway-ellipse-area", start, end)
+    before = events.metric_observation_id("p", "d", "sway-ellipse-area", start, end)
 
-    # The id the contract gave before channels existed: stored Observations keep their ids.
+    # The id the rule gave before channels existed: stored Observations keep their ids.
     assert before == "5dc34733-da5a-5732-99f3-516ff1df7806"
-    assert device_metric_observation_id("p", "d", "sway-ellipse-area", start, end, None) == before
-    left = device_metric_observation_id("p", "d", "emg-rms", start, end, "left")
-    right = device_metric_observation_id("p", "d", "emg-rms", start, end, "right")
+    assert events.metric_observation_id("p", "d", "sway-ellipse-area", start, end, None) == before
+    left = events.metric_observation_id("p", "d", "emg-rms", start, end, "left")
+    right = events.metric_observation_id("p", "d", "emg-rms", start, end, "right")
     assert len({before, left, right}) == 3
 
 

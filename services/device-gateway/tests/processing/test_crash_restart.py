@@ -37,7 +37,6 @@ from relearn.shared.events import (
     ensure_topics,
     producer_config,
 )
-from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.migrations import upgrade
 from relearn.shared.service import make_engine
 
@@ -167,10 +166,7 @@ def test_a_worker_killed_mid_drain_and_restarted_sends_every_window_once_as_an_o
     assert [e.type for e in sent].count(COMPLETED) >= 1
 
     def observation(d: dict[str, Any]) -> str:
-        start, end = (datetime.fromisoformat(d["window"][k]) for k in ("start", "end"))
-        return device_metric_observation_id(
-            d["patient"], d["device"], d["metric"], start, end, d.get("channel")
-        )
+        return str(d["observation"])  # the Observation the event names
 
     by_id: dict[str, list[dict[str, Any]]] = {}
     for d in metrics:

@@ -562,7 +562,7 @@ def test_a_rolled_back_batch_that_closed_a_stream_is_replayed_event_by_event(
 
     assert values(replayed, "emg-rms") == values(whole, "emg-rms")
     assert len(values(whole, "emg-rms")) == 3 + 1 + 1  # three windows, the last 0.36 s, the recording
-    ids = ("stream", "patient", "device")
+    ids = ("stream", "patient", "device", "observation")  # the twin: another binding
     assert {k: v for k, v in one(replayed, "emg-onset-latency", "biceps").items() if k not in ids} == {
         k: v for k, v in one(whole, "emg-onset-latency", "biceps").items() if k not in ids
     }

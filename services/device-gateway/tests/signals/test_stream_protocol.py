@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relearn.device_gateway.stream_protocol import ChannelPair, check_emg_protocol, muscle_codes
+from relearn.device_gateway.streams.domain import ChannelPair, check_emg_protocol, muscle_codes
 from relearn.shared.fhir import UnprocessableEntity
 
 CHANNELS = ("VM", "VL", "BF")

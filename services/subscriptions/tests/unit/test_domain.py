@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.fhir import InvalidResource
 from relearn.subscriptions.domain.backoff import retry_delay
 from relearn.subscriptions.domain.subscription import BACKPORT, parse
@@ -68,19 +66,19 @@ def test_filters_match_patient_pattern_stage_category() -> None:
     assert not t.matches({"category": "regress"})
 
 
-def test_device_metric_focus_is_the_evaluation_observation_id() -> None:
+def test_device_metric_focus_is_the_observation_the_event_names() -> None:
     data = {
         "device": "dev-1",
         "metric": "emg-rms",
         "channel": "vastus-medialis-left",
         "window": {"start": "2026-12-01T10:00:00Z", "end": "2026-12-01T10:00:01Z"},
     }
-    [t] = triggers("device.metric-computed.v1", "pat-1", {"patient": "pat-1", **data})
-    start = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
-    end = datetime(2026, 12, 1, 10, 0, 1, tzinfo=UTC)
-    oid = device_metric_observation_id("pat-1", "dev-1", "emg-rms", start, end, "vastus-medialis-left")
-    assert t.focus == f"Observation/{oid}"
+    named = {"patient": "pat-1", **data, "observation": "Observation/0b6c5a1e-obs"}
+    [t] = triggers("device.metric-computed.v1", "pat-1", named)
+    assert t.focus == "Observation/0b6c5a1e-obs"
     assert t.matches({"category": "emg-rms"})
+    # An older event that names no Observation notifies nobody (there is no focus to point at).
+    assert triggers("device.metric-computed.v1", "pat-1", {"patient": "pat-1", **data}) == []
 
 
 def _sub(**channel: Any) -> dict[str, Any]:

@@ -9,10 +9,14 @@ consumes the raw topics (``processing``) and the process that stored a frame sho
 
 Layout (docs/development.md, "Shape of a service"; one area per concern, the same module names inside):
 ``streams/`` (bindings: ``api``, ``schemas``, ``service``, ``repository``, ``tables``, ``events`` - the raw
-events out), ``ingest/`` (``api``, ``service``, wire bodies, back-pressure), ``live/`` (``api`` and the hub),
-``processing/`` (the metrics consumer: ``handlers``, ``service``, ``repository``, ``tables``, ``events``),
-``device_profile/`` (what a Device declares; ``repository`` reads Devices from the FHIR store), ``authz`` (who
-may do what), and ``signals/``, the domain: pure signal processing.
+events out, ``domain`` - the EMG protocol of a binding), ``ingest/`` (``api`` - HTTP and WebSocket,
+``schemas`` - the wire bodies, ``service`` - the :class:`Ingestor` and back-pressure, ``repository`` - the
+outbox backlog), ``live/`` (``api``, ``service`` - the hub, ``domain`` - the display filters),
+``processing/`` (the metrics consumer: ``handlers``, ``service``, ``repository``, ``tables``, ``events``,
+``domain`` - the metrics of a window or recording), ``device_profile/`` (what a Device declares: ``domain/``
+- codes, spec, matching; ``mapper`` - a FHIR Device -> its spec; ``service`` - the spec cache and the Device
+validator; ``repository`` reads Devices from the FHIR store), ``authz/service`` (who may do what), and
+``signals/``, the domain: pure signal processing.
 """
 
 from __future__ import annotations

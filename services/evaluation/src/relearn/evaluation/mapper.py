@@ -424,23 +424,23 @@ def item_path(observation: dict[str, Any]) -> str | None:
 
 # -- Device metrics (``device.metric-computed.v1``) ---------------------------------------------------------
 # Following the IoMT pattern (normalise -> group -> transform -> persist): the gateway already normalised and
-# grouped by (patient, device, metric, window, channel); each metric becomes one Observation whose id derives
-# from that group. ``bodySite`` is the channel's bound muscle (the gateway's muscle CodeSystem, SENIAM slugs)
-# with the channel in its text; a ``not-detected`` or ``not-computable`` metric is stored too, never dropped:
-# no value, a ``dataAbsentReason`` and the gateway's reason in ``note``.
+# grouped by (patient, device, metric, window, channel); each metric becomes one Observation, under the id the
+# event names (derived from that group). ``bodySite`` is the channel's bound muscle (the gateway's muscle
+# CodeSystem, SENIAM slugs) with the channel in its text; a ``not-detected`` or ``not-computable`` metric is
+# stored too, never dropped: no value, a ``dataAbsentReason`` and the gateway's reason in ``note``.
 
-# The evaluation service's own id rule: the namespace of device-metric Observation ids.
+# The rule for events that do not name their Observation (sent before the gateway named it): the same rule
+# the gateway names them by, so the ids do not change.
 _DEVICE_METRIC_OBSERVATIONS = uuid.UUID("0c7f3b8e-2d4a-4b6f-9a51-7e2f4c9d8a33")
 
 
 def metric_observation_id(m: MetricComputed) -> str:
-    """The Observation id of one metric over one window of one device's stream for one patient.
-
-    One Observation per (patient, device, metric, window, channel), so a replayed or recomputed metric
-    updates the same Observation. The channel (an EMG channel such as ``vastus-medialis-left``, or a
-    pair ``a/b`` for co-contraction) tells apart the same metric of several channels over one window;
-    metrics of a whole stream (balance) have none, and keep the ids they always had.
+    """The id of the Observation one metric is stored as: the one the event names (``observation``), else
+    one per (patient, device, metric, window, channel), so a replayed or recomputed metric updates the same
+    Observation.
     """
+    if m.observation is not None:
+        return m.observation.removeprefix("Observation/")
     key = f"{m.patient}|{m.device}|{m.metric}|{m.window.start.isoformat()}|{m.window.end.isoformat()}"
     if m.channel is not None:
         key += f"|{m.channel}"

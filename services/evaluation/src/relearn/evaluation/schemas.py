@@ -562,6 +562,11 @@ class MetricComputed(_EventIn):
     antagonist: str | None = Field(default=None, min_length=1, max_length=64)
     metric: str = Field(description="a code of the evaluation CodeSystem, e.g. emg-rms, sway-ellipse-area")
     window: Window
+    observation: str | None = Field(
+        default=None,
+        pattern=r"^Observation/[A-Za-z0-9\-.]{1,64}$",
+        description="the Observation the gateway names for this metric (absent in older events)",
+    )
     value: float | None = None
     unit: str | None = None
     status: Literal["measured", "not-detected", "not-computable"] = "measured"

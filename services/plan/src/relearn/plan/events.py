@@ -27,7 +27,6 @@ from relearn.plan.domain.inputs import SymptomsRecorded as SymptomsRecorded
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.state import ActivityState, Decision, PlanState
 from relearn.shared.events import CloudEvent, stage
-from relearn.shared.events.contracts import device_metric_observation_id
 
 EVALUATION_COMPLETED = "evaluation.completed.v1"
 EVALUATION_REASSESSED = "evaluation.reassessed.v1"
@@ -42,14 +41,6 @@ _In = TypeVar("_In", bound=BaseModel)
 def decode(event: CloudEvent, model: type[_In]) -> _In:
     """The event's ``data`` read as ``model`` (unknown fields ignored; a bad payload raises for the DLQ)."""
     return model.model_validate(event.data)
-
-
-def metric_observation(m: DeviceMetricComputed) -> str:
-    """The Observation the evaluation service stores this metric as (the shared id contract)."""
-    obs_id = device_metric_observation_id(
-        m.patient, m.device, m.metric, m.window.start, m.window.end, m.channel
-    )
-    return f"Observation/{obs_id}"
 
 
 SOURCE = "/relearn/plan"

@@ -29,7 +29,6 @@ from relearn.plan.events import (
     StreamMetricsCompleted,
     SymptomsRecorded,
     decode,
-    metric_observation,
 )
 from relearn.plan.service import Ignored, PlanService
 from relearn.shared.events import CloudEvent, Handler
@@ -60,7 +59,7 @@ def plan_handlers(service: PlanService) -> Mapping[str, Handler]:
 
     def metric(session: Session, event: CloudEvent) -> None:
         m = decode(event, DeviceMetricComputed)
-        _log_ignored(event, service.metric(session, m, observation=metric_observation(m)))
+        _log_ignored(event, service.metric(session, m))
 
     def stream_completed(session: Session, event: CloudEvent) -> None:
         completed = decode(event, StreamMetricsCompleted)

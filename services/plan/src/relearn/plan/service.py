@@ -526,14 +526,15 @@ class PlanService:
             session, recorded.patient, record, lambda p: apply_symptoms(p, recorded, catalogue=self.catalogue)
         )
 
-    def metric(self, session: Session, m: DeviceMetricComputed, *, observation: str) -> Ignored:
-        """A device metric (stored by the evaluation service as ``observation``): evidence for a session."""
+    def metric(self, session: Session, m: DeviceMetricComputed) -> Ignored:
+        """A device metric (stored by the evaluation service as the Observation the event names): evidence for
+        a session."""
         record = repository.active_for(session, m.patient)
         return self._progress(
             session,
             m.patient,
             record,
-            lambda p: apply_metric(p, m, catalogue=self.catalogue, observation=observation),
+            lambda p: apply_metric(p, m, catalogue=self.catalogue, observation=m.observation),
         )
 
     def stream_completed(

@@ -36,14 +36,14 @@ element, ``Device.property[1].valueQuantity[0].value``); :func:`device_spec` rea
 :func:`frame_matches_device` checks a sensor frame against the spec; :class:`DeviceSpecCache` keeps specs
 per device id for a few seconds so the ingest path does not parse a Device per frame.
 
-Where each part lives: :mod:`.codes` (the codes, CodeSystem URLs, unit tables, the shipped CodeSystems),
-:mod:`.spec` (:class:`DeviceSpec`), :mod:`.reading` (a Device -> its spec and its problems),
-:mod:`.validation` (the validator and write hook for Device writes), :mod:`.matching` (a frame against its
-Device), :mod:`.cache` (:class:`DeviceSpecCache`).
+Where each part lives: :mod:`.domain.codes` (the codes, CodeSystem URLs, unit tables, the shipped
+CodeSystems), :mod:`.domain.spec` (:class:`DeviceSpec`), :mod:`.mapper` (a Device -> its spec and its
+problems),
+:mod:`.service` (the validator and write hook for Device writes; :class:`DeviceSpecCache`),
+:mod:`.domain.matching` (a frame against its Device).
 """
 
-from relearn.device_gateway.device_profile.cache import DeviceSpecCache
-from relearn.device_gateway.device_profile.codes import (
+from relearn.device_gateway.device_profile.domain.codes import (
     CHANNEL_NAMES,
     CHANNEL_UNITS,
     CODESYSTEM_FILES,
@@ -56,10 +56,10 @@ from relearn.device_gateway.device_profile.codes import (
     code_systems,
     defined_codes,
 )
-from relearn.device_gateway.device_profile.matching import frame_matches_device
-from relearn.device_gateway.device_profile.reading import device_spec
-from relearn.device_gateway.device_profile.spec import AdcSpec, ChannelSpec, DeviceSpec
-from relearn.device_gateway.device_profile.validation import check_device, device_written_hook
+from relearn.device_gateway.device_profile.domain.matching import frame_matches_device
+from relearn.device_gateway.device_profile.domain.spec import AdcSpec, ChannelSpec, DeviceSpec
+from relearn.device_gateway.device_profile.mapper import device_spec
+from relearn.device_gateway.device_profile.service import DeviceSpecCache, check_device, device_written_hook
 
 __all__ = [
     "CHANNEL_NAMES",

@@ -1,7 +1,7 @@
 """Ingest (``POST /ingest/frames``, ``WS /ingest/ws``): frames in, raw events out, nothing lost or doubled.
 
 A device (or the clinic hub that carries it) sends frames with device credentials (a token with a ``device``
-claim, see :mod:`relearn.device_gateway.authz`). A request is all-or-nothing:
+claim, see :mod:`relearn.device_gateway.authz.service`). A request is all-or-nothing:
 
 1. Back-pressure first: when more than ``ingest_max_backlog`` outbox events wait for the broker, the answer
    is 429 with ``Retry-After`` and nothing is stored (the device keeps its frames and sends them again).
@@ -27,16 +27,14 @@ device (answered ``{"type": "token", "status": "accepted", "expiresAt"}`` or ``"
 
 Per-request work is vectorised: samples are parsed by pydantic's core, checked and stored as numpy blocks.
 
-Where each part lives: :mod:`.wire` (request/response models, parsing, OpenAPI schemas), :mod:`.backpressure`
-(the outbox backlog gauge, 429), :mod:`.writer` (the :class:`Ingestor`: checks, the one transaction,
-after-commit hooks), :mod:`.messages` (one WebSocket message -> its acks), :mod:`.routes` (the HTTP and
-WebSocket routes).
+Where each part lives: :mod:`.schemas` (request/response models, parsing, OpenAPI schemas), :mod:`.service`
+(the :class:`Ingestor`: checks, the one transaction, after-commit hooks; the outbox backlog gauge, 429),
+:mod:`.repository` (the outbox backlog COUNT), :mod:`.api` (the HTTP and WebSocket routes; one WebSocket
+message -> its acks).
 """
 
 from relearn.device_gateway.ingest.api import ingest_router
-from relearn.device_gateway.ingest.backpressure import BacklogGauge, TooBusy
-from relearn.device_gateway.ingest.service import AfterClose, AfterCommit, Ingestor, IngestResult
-from relearn.device_gateway.ingest.wire import (
+from relearn.device_gateway.ingest.schemas import (
     INGEST_BODY_SCHEMA,
     FrameResult,
     GapReport,
@@ -44,6 +42,14 @@ from relearn.device_gateway.ingest.wire import (
     IngestResponse,
     TooLarge,
     openapi_schemas,
+)
+from relearn.device_gateway.ingest.service import (
+    AfterClose,
+    AfterCommit,
+    BacklogGauge,
+    Ingestor,
+    IngestResult,
+    TooBusy,
 )
 
 __all__ = [

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +17,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from relearn.device_gateway.authz import authorize_devices, require_device_credentials
+from relearn.device_gateway.authz.service import authorize_devices, require_device_credentials
 from relearn.device_gateway.config import Settings
 from relearn.device_gateway.device_profile import DeviceSpec, DeviceSpecCache, frame_matches_device
-from relearn.device_gateway.ingest.backpressure import BacklogGauge
-from relearn.device_gateway.ingest.wire import FrameResult, GapReport, IngestResponse, TooLarge
+from relearn.device_gateway.ingest.repository import count_unpublished
+from relearn.device_gateway.ingest.schemas import FrameResult, GapReport, IngestResponse, TooLarge
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.streams import repository
 from relearn.device_gateway.streams.events import frame_event
@@ -27,7 +29,7 @@ from relearn.device_gateway.streams.repository import StreamInfo, aware, frame_r
 from relearn.device_gateway.streams.tables import StreamRecord, StreamStatus
 from relearn.shared.auth import Principal
 from relearn.shared.events import EncodedEvent, stage_many
-from relearn.shared.fhir import Conflict, Issue, UnprocessableEntity
+from relearn.shared.fhir import Conflict, FhirError, Issue, UnprocessableEntity
 from relearn.shared.service import transaction
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,52 @@ class _Pending:
     row: StreamRecord
     layout: dict[str, Any] | None
     seen: set[int] = field(default_factory=set)
+
+
+class TooBusy(FhirError):
+    """429: the outbox backlog is above the limit; nothing was stored."""
+
+    status_code = 429
+    issue_code = "throttled"
+
+    def __init__(self, diagnostics: str, retry_after_s: int) -> None:
+        super().__init__(diagnostics, headers={"Retry-After": str(retry_after_s)})
+        self.retry_after_s = retry_after_s
+
+
+class BacklogGauge:
+    """How many outbox events wait for the broker: one cheap COUNT, reused for ``cache_s`` seconds."""
+
+    def __init__(self, cache_s: float) -> None:
+        self.cache_s = cache_s
+        self._lock = threading.Lock()
+        self._value = 0
+        self._at = float("-inf")
+
+    def current(self, engine: Engine) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._at <= self.cache_s:
+                return self._value
+        value = count_unpublished(engine)
+        with self._lock:
+            self._value, self._at = value, time.monotonic()
+        return value
+
+    def add(self, n: int) -> None:
+        """Count events just committed until the next COUNT sees them."""
+        with self._lock:
+            self._value += n
+
+    def check(self, engine: Engine, limit: int, retry_after_s: int) -> None:
+        """:class:`TooBusy` when more than ``limit`` events wait for the broker."""
+        backlog = self.current(engine)
+        if backlog > limit:
+            raise TooBusy(
+                f"{backlog} events wait for the broker (limit {limit}); "
+                f"nothing was stored: send again in {retry_after_s} s",
+                retry_after_s,
+            )
 
 
 _LAYOUT_FIELDS = (("samplingRateHz", "samplingRateHz"), ("channels", "channels"), ("adc", "adc"))
@@ -117,6 +165,7 @@ class Ingestor:
 
         results: list[FrameResult] = []
         gaps: list[GapReport] = []
+        new_gaps: list[tuple[str, int, int]] = []
         accepted: list[SensorFrame] = []
         rows: list[dict[str, Any]] = []
         events: list[EncodedEvent] = []
@@ -134,7 +183,7 @@ class Ingestor:
                 row.layout = layout_of(frame)
             if key > row.next_sequence:
                 gaps.append(GapReport(stream_id=row.id, expected=row.next_sequence, got=key))
-                repository.add_gap(session, row.id, row.next_sequence, key)
+                new_gaps.append((row.id, row.next_sequence, key))
                 row.gap_count += 1
             if key >= row.next_sequence:
                 row.next_sequence = key + 1
@@ -164,7 +213,7 @@ class Ingestor:
         changed = [p.row for p in streams.values() if p.seen]
         if changed:
             repository.write_counters(session, changed)
-        session.flush()  # the gap rows
+        repository.add_gaps(session, new_gaps)
         # Hooks see each stream as this request left it.
         snapshots = {sid: StreamInfo.of(p.row) for sid, p in streams.items()}
         return IngestResult(results, gaps, [(snapshots[f.stream_id], f) for f in accepted])

@@ -1,5 +1,5 @@
 """`WS /biofeedback/ws`: live biofeedback for one stream (`?stream=<id>`) or one session (`?session=<Encounter
-id>`), computed by this gateway process from the frames it ingests (see `live.hub` for the messages).
+id>`), computed by this gateway process from the frames it ingests (see `live.service` for the messages).
 
 Token: `Authorization: Bearer` header or `access_token` query parameter, needing `Observation.read`: a
 `patient/` token only for its own patient's stream or session, `user/` and `system/` tokens for any.
@@ -31,7 +31,7 @@ from typing import Protocol
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from relearn.device_gateway.live.hub import LiveHub, Subscription
+from relearn.device_gateway.live.service import LiveHub, Subscription
 from relearn.shared.auth import (
     Principal,
     SocketCredentials,

@@ -2,16 +2,18 @@
 
 In: `device.{emg,balance}-frame-received.v1` and `device.{emg,balance}-stream-closed.v1` on the raw topics,
 subject = device id. Out, on `relearn.device.metrics`, subject = patient id: `device.metric-computed.v1`, data
-`{patient, device, stream, session, channel?, muscle?, metric, window: {start, end}, value, unit, status,
-reason?, reference?, antagonist?, components?, samples?, partial?}` with `metric` a code of the evaluation
-CodeSystem (`partial: true` with a `reason` when the window is shorter than the metric's nominal span: the
-last window of a recording, or whole-recording metrics over the part of the recording the close could hold);
-and after a close's metrics `device.stream-metrics-completed.v1`, data `{patient, device, stream, session,
-streamType, metrics: [{metric, channel?, muscle?, status}], gaps}` (docs/events.md).
+`{patient, device, stream, session, channel?, muscle?, metric, window: {start, end}, observation, value, unit,
+status, reason?, reference?, antagonist?, components?, samples?, partial?}` with `metric` a code of the
+evaluation CodeSystem, `observation` the `Observation/<id>` the metric is stored as
+(:func:`metric_observation_id`), `partial: true` with a `reason` when the window is shorter than the metric's
+nominal span (the last window of a recording, or whole-recording metrics over the part of the recording the
+close could hold); and after a close's metrics `device.stream-metrics-completed.v1`, data `{patient, device,
+stream, session, streamType, metrics: [{metric, channel?, muscle?, status}], gaps}` (docs/events.md).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from relearn.device_gateway.processing.compute import Computed, EmgProtocol
+from relearn.device_gateway.processing.domain import Computed, EmgProtocol
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.shared.events import CloudEvent
 
@@ -44,7 +46,7 @@ class Pair(_In):
 
 class Protocol(_In):
     """The binding's protocol as far as metrics need it; anything else in it is ignored, nothing rejected
-    (the gateway validated it at binding: `stream_protocol`)."""
+    (the gateway validated it at binding: `streams.domain`)."""
 
     vision: str | None = None
     surface: str | None = None
@@ -130,6 +132,27 @@ def _iso(t: datetime) -> str:
     return t.isoformat()
 
 
+# The namespace of device-metric Observation ids (the ids the evaluation service always stored metrics under).
+_METRIC_OBSERVATIONS = uuid.UUID("0c7f3b8e-2d4a-4b6f-9a51-7e2f4c9d8a33")
+
+
+def metric_observation_id(
+    patient: str, device: str, metric: str, start: datetime, end: datetime, channel: str | None = None
+) -> str:
+    """The id of the Observation one metric over one window of one device's stream for one patient is stored
+    as, named in the event (``observation``) so that no consumer needs the rule.
+
+    One Observation per (patient, device, metric, window, channel), so a replayed or recomputed metric names
+    the same Observation. The channel (an EMG channel such as ``vastus-medialis-left``, or a pair ``a/b`` for
+    co-contraction) tells apart the same metric of several channels over one window; metrics of a whole
+    stream (balance) have none, and keep the ids they always had.
+    """
+    key = f"{patient}|{device}|{metric}|{start.isoformat()}|{end.isoformat()}"
+    if channel is not None:
+        key += f"|{channel}"
+    return str(uuid.uuid5(_METRIC_OBSERVATIONS, key))
+
+
 def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
     """The `device.metric-computed.v1` data of one computed metric."""
     data: dict[str, Any] = {
@@ -139,6 +162,8 @@ def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
         "session": stream.session,
         "metric": c.metric.value,
         "window": {"start": _iso(c.start), "end": _iso(c.end)},
+        "observation": "Observation/"
+        + metric_observation_id(stream.patient, stream.device, c.metric.value, c.start, c.end, c.channel),
         "value": c.value,
         "unit": c.unit,
         "status": c.status,

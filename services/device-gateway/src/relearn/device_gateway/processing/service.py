@@ -49,8 +49,8 @@ from typing import Any
 from sqlalchemy import event as sa_event
 from sqlmodel import Session
 
-from relearn.device_gateway.processing import compute, repository
-from relearn.device_gateway.processing.compute import BoardGeometry, Computed, Trial
+from relearn.device_gateway.processing import domain, repository
+from relearn.device_gateway.processing.domain import BoardGeometry, Computed, Trial
 from relearn.device_gateway.processing.events import (
     BALANCE_CLOSED,
     BALANCE_FRAME,
@@ -272,20 +272,20 @@ class MetricsProcessor:
         out: list[Computed] = []
         for window in [*windows, *([last] if last is not None else [])]:
             if window is last:
-                got = compute.emg_last_window(window, EMG_WINDOW_S, data.mvc)
+                got = domain.emg_last_window(window, EMG_WINDOW_S, data.mvc)
             elif window.complete:
                 try:
-                    got = compute.emg_window(window, data.mvc)
+                    got = domain.emg_window(window, data.mvc)
                 except ValueError as exc:
-                    got = compute.emg_window_gap(window, data.mvc, f"window metrics failed: {exc}")
+                    got = domain.emg_window_gap(window, data.mvc, f"window metrics failed: {exc}")
                 if not got:
                     why = "the window's samples are too uneven or too few for window metrics"
-                    got = compute.emg_window_gap(window, data.mvc, why)
+                    got = domain.emg_window_gap(window, data.mvc, why)
             else:
-                got = compute.emg_window_gap(window, data.mvc, window.reason or "the window is incomplete")
+                got = domain.emg_window_gap(window, data.mvc, window.reason or "the window is incomplete")
             if not got:
                 continue
-            if got[0].status != compute.MEASURED and self._recorded(session, data.stream, window.index):
+            if got[0].status != domain.MEASURED and self._recorded(session, data.stream, window.index):
                 continue  # never a gap over a window already measured (a replay, another pass)
             self._record(session, data.stream, window.index, got)
             out.extend(got)
@@ -297,7 +297,7 @@ class MetricsProcessor:
 
     def _record(self, session: Session, stream: str, index: int, computed: Sequence[Computed]) -> None:
         first = computed[0]
-        if first.status != compute.MEASURED:
+        if first.status != domain.MEASURED:
             status = GAP
             self.stats.window_gaps += 1
             logger.warning(
@@ -363,13 +363,13 @@ class MetricsProcessor:
             return
         computed: list[Computed] = []
         if data.stream_type is StreamType.EMG:
-            computed = compute.emg_recording(recording, data.mvc, data.protocol.emg())
+            computed = domain.emg_recording(recording, data.mvc, data.protocol.emg())
         else:
             board = None
             lx, ly = data.protocol.board_lx_cm, data.protocol.board_ly_cm
             if lx is not None and ly is not None and lx > 0 and ly > 0:
                 board = BoardGeometry(lx, ly)
-            computed, trial = compute.balance_recording(recording, data.stream_type.value, board)
+            computed, trial = domain.balance_recording(recording, data.stream_type.value, board)
             if trial is not None and data.protocol.vision is not None and not recording.truncated:
                 quotient = self._romberg(session, data, trial)
                 if quotient is not None:
@@ -446,7 +446,7 @@ class MetricsProcessor:
                 continue
             start = recording.origin + timedelta(seconds=index * EMG_WINDOW_S)
             end = start + timedelta(seconds=EMG_WINDOW_S)
-            got = compute.window_gap(start, end, recording.channels, recording.units, data.mvc, NO_SAMPLES)
+            got = domain.window_gap(start, end, recording.channels, recording.units, data.mvc, NO_SAMPLES)
             self._record(session, data.stream, index, got)
             out.extend(got)
         return out
@@ -495,7 +495,7 @@ class MetricsProcessor:
             return None
         other_trial = Trial(_aware(other.window_start), _aware(other.window_end), dict(other.metrics))
         closed, opened = (trial, other_trial) if vision == "closed" else (other_trial, trial)
-        return compute.romberg(closed, opened)
+        return domain.romberg(closed, opened)
 
     @staticmethod
     def _partner(session: Session, data: StreamClosed, vision: str) -> BalanceTrialRecord | None:

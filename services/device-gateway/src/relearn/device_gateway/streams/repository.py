@@ -374,8 +374,11 @@ def insert_frames(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(insert(_FRAME_TABLE), rows)
 
 
-def add_gap(session: Session, stream_id: str, expected: int, got: int) -> None:
-    session.add(GapRecord(stream_id=stream_id, expected=expected, got=got))
+def add_gaps(session: Session, gaps: list[tuple[str, int, int]]) -> None:
+    """The gap rows ``(stream_id, expected, got)`` of a request, flushed (the after-commit hooks and a gap
+    listing in the same transaction see them)."""
+    session.add_all([GapRecord(stream_id=s, expected=e, got=g) for s, e, g in gaps])
+    session.flush()
 
 
 def stored_sequences(session: Session, stream_id: str, sequences: set[int]) -> set[int]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validato
 from pydantic.alias_generators import to_camel
 
 from relearn.device_gateway.signals.frames import StreamType
-from relearn.device_gateway.stream_protocol import Muscles, Pairs
+from relearn.device_gateway.streams.domain import Muscles, Pairs
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 

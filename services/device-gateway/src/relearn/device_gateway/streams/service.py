@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from relearn.device_gateway.authz import readable_stream, require_stream_writer, stream_reader_patient
+from relearn.device_gateway.authz.service import readable_stream, require_stream_writer, stream_reader_patient
 from relearn.device_gateway.device_profile import DeviceKind, DeviceSpec, device_spec
 from relearn.device_gateway.device_profile.repository import read_device
-from relearn.device_gateway.stream_protocol import check_emg_protocol
 from relearn.device_gateway.streams import repository
+from relearn.device_gateway.streams.domain import check_emg_protocol
 from relearn.device_gateway.streams.events import closed_event
 from relearn.device_gateway.streams.repository import StreamInfo, aware, gaps_of
 from relearn.device_gateway.streams.schemas import GapView, StreamIn, StreamView

@@ -491,6 +491,9 @@ class DeviceMetricComputed(_Inbound):
     antagonist: str | None = None
     metric: str
     window: MetricWindow
+    # The Observation the evaluation service stores the metric as, named by the gateway (absent in older
+    # events: the metric is then evidence without its Observation).
+    observation: str | None = Field(default=None, pattern=r"^Observation/[A-Za-z0-9\-.]{1,64}$")
     value: float | None = None
     status: Literal["measured", "not-detected", "not-computable"] = "measured"
     reason: str | None = Field(default=None, max_length=1000)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from relearn.shared.events.contracts import device_metric_observation_id
 from relearn.shared.fhir import CANONICAL_URL
 
 TOPIC_BASE = f"{CANONICAL_URL}/SubscriptionTopic"
@@ -219,13 +217,6 @@ def triggers(event_type: str, subject: str, data: Mapping[str, Any]) -> list[Tri
 
 
 def _metric_observation(data: Mapping[str, Any]) -> str | None:
-    window = data.get("window") or {}
-    try:
-        start = datetime.fromisoformat(str(window["start"]))
-        end = datetime.fromisoformat(str(window["end"]))
-        oid = device_metric_observation_id(
-            str(data["patient"]), str(data["device"]), str(data["metric"]), start, end, data.get("channel")
-        )
-    except (KeyError, ValueError, TypeError):
-        return None
-    return f"Observation/{oid}"
+    """The Observation the gateway names for the metric (``observation``); none in older events."""
+    observation = data.get("observation")
+    return _ref(observation, "Observation") if isinstance(observation, str) and observation else None

@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from relearn.device_gateway.device_profile.codes import MUSCLE_SYSTEM
+from relearn.device_gateway.device_profile.domain.codes import MUSCLE_SYSTEM
 from relearn.shared.fhir import UnprocessableEntity
 
 MAX_PAIRS = 32

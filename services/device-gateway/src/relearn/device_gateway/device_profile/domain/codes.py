@@ -18,7 +18,7 @@ UCUM = "http://unitsofmeasure.org"
 
 MUSCLE_SYSTEM = f"{CANONICAL_URL}/CodeSystem/muscle"
 
-# The muscle CodeSystem (stream bindings' protocol.muscles, see stream_protocol) is published with these two.
+# The muscle CodeSystem (stream bindings' protocol.muscles, see streams.domain) is published with these two.
 CODESYSTEM_FILES = (
     "relearn-device-kind-codesystem.json",
     "relearn-device-property-codesystem.json",

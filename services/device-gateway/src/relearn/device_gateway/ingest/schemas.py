@@ -72,7 +72,7 @@ def parse_decoded(body: Any, max_frames: int, *, allow_single: bool = False) -> 
 def parse_valid_message(raw: str | bytes) -> list[SensorFrame] | None:
     """The fast path for a valid WebSocket message: validated straight from its JSON in pydantic's core
     (one frame, or a ``{"frames": [...]}`` batch); None for anything else, which
-    :func:`~relearn.device_gateway.ingest.messages.handle_message` then parses as before to report it."""
+    :func:`~relearn.device_gateway.ingest.api.handle_message` then parses as before to report it."""
     batch = ('"frames"' in raw) if isinstance(raw, str) else (b'"frames"' in raw)
     try:
         if batch:

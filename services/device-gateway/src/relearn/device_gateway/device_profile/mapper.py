@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, TypeGuard
 
-from relearn.device_gateway.device_profile.codes import (
+from relearn.device_gateway.device_profile.domain.codes import (
     ANY_CHANNEL_UNIT,
     CHANNEL_NAMES,
     CHANNEL_UNITS,
@@ -19,7 +19,7 @@ from relearn.device_gateway.device_profile.codes import (
     DeviceKind,
     PropertyCode,
 )
-from relearn.device_gateway.device_profile.spec import AdcSpec, ChannelSpec, DeviceSpec
+from relearn.device_gateway.device_profile.domain.spec import AdcSpec, ChannelSpec, DeviceSpec
 from relearn.device_gateway.signals.metrics import ucum_unit
 from relearn.shared.fhir import Issue
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relearn.device_gateway.device_profile.codes import STREAM_TYPES, DeviceKind
+from relearn.device_gateway.device_profile.domain.codes import STREAM_TYPES, DeviceKind
 from relearn.device_gateway.signals.frames import StreamType
 
 

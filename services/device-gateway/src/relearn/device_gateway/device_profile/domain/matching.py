@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from relearn.device_gateway.device_profile.spec import DeviceSpec
+from relearn.device_gateway.device_profile.domain.spec import DeviceSpec
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.signals.metrics import ucum_unit
 from relearn.shared.fhir import Issue

@@ -1,7 +1,7 @@
 """The live hub: display updates of every open stream, fanned out to biofeedback subscribers.
 
 The ingest path calls :meth:`LiveHub.publish` after each committed frame (from a worker thread or from the
-event loop). The hub keeps one display processor per stream (`filters.EmgDisplay` / `filters.CopDisplay`,
+event loop). The hub keeps one display processor per stream (`domain.EmgDisplay` / `domain.CopDisplay`,
 filter state only), turns the frame into display updates at the display rate and, when someone watches the
 stream or its session, serialises ONE message per frame and offers it to every subscriber's bounded
 asyncio queue on that subscriber's event loop (`loop.call_soon_threadsafe` from other threads). A slow
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relearn.device_gateway.live.filters import (
+from relearn.device_gateway.live.domain import (
     DEFAULT_DISPLAY_RATE_HZ,
     CopDisplay,
     CopUpdates,
