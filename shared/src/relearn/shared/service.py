@@ -13,16 +13,21 @@ from __future__ import annotations
 from relearn.shared.app import create_service_app, fhir_api, fhir_store
 from relearn.shared.cli import service_main
 from relearn.shared.db import make_engine, transaction
+from relearn.shared.deadline import TIMEOUT_HEADER, CancelOnDisconnect
 from relearn.shared.deps import EngineDep, SessionDep
 from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.logging import configure_logging
-from relearn.shared.openapi import install_error_docs
+from relearn.shared.openapi import Documents, Included, install_error_docs, install_merged_docs
 from relearn.shared.settings import ServiceSettings, default_var_dir
 from relearn.shared.workers import BackgroundWorker, PeriodicWorker
 
 __all__ = [
+    "TIMEOUT_HEADER",
     "BackgroundWorker",
+    "CancelOnDisconnect",
+    "Documents",
     "EngineDep",
+    "Included",
     "PeriodicWorker",
     "RequestGuard",
     "ServiceSettings",
@@ -33,6 +38,7 @@ __all__ = [
     "fhir_api",
     "fhir_store",
     "install_error_docs",
+    "install_merged_docs",
     "make_engine",
     "service_main",
     "settings_limits",

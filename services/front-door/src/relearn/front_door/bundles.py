@@ -24,7 +24,6 @@ from fastapi import Request, Response
 
 from relearn.front_door.proxy import service_errors
 from relearn.front_door.routing import Upstreams
-from relearn.shared.deadline import TIMEOUT_HEADER
 from relearn.shared.fhir import (
     FHIR_JSON,
     BundleRequest,
@@ -41,6 +40,7 @@ from relearn.shared.fhir import (
     response_bundle,
     status_line,
 )
+from relearn.shared.service import TIMEOUT_HEADER
 
 # Headers a service needs to process the Bundle as the caller asked.
 _PASS_HEADERS = ("authorization", "accept", "prefer", "x-request-id", "idempotency-key")

@@ -33,10 +33,17 @@ from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
 from relearn.front_door.wsproxy import proxy_websocket, refuse
-from relearn.shared.deadline import CancelOnDisconnect
 from relearn.shared.fhir import FhirResponse, NotFound, install_error_handlers
-from relearn.shared.openapi import Documents, Included, install_merged_docs
-from relearn.shared.service import RequestGuard, configure_logging, install_error_docs, settings_limits
+from relearn.shared.service import (
+    CancelOnDisconnect,
+    Documents,
+    Included,
+    RequestGuard,
+    configure_logging,
+    install_error_docs,
+    install_merged_docs,
+    settings_limits,
+)
 
 _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -9,8 +9,8 @@ from urllib.parse import quote
 import httpx
 from fastapi import Request, Response
 
-from relearn.shared.deadline import TIMEOUT_HEADER
 from relearn.shared.fhir import FhirError
+from relearn.shared.service import TIMEOUT_HEADER
 
 # What a client is told to wait when a service is unreachable or slow (starting, restarting).
 RETRY_AFTER_S = 5
