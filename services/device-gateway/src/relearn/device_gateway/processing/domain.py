@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -273,26 +273,12 @@ def emg_last_window(window: Window, window_s: float, mvc: Mapping[str, float] | 
     if not out:
         return emg_window_gap(window, mvc, "the last window's samples are not evenly sampled", end=end)
     why = f"the recording ends inside this window: its metrics cover {seconds:.3f} s of {window_s:g} s"
-    return [_partial(c, why) for c in out]
+    return [partial(c, why) for c in out]
 
 
-def _partial(c: Computed, reason: str) -> Computed:
-    return Computed(
-        c.metric,
-        c.value,
-        c.unit,
-        c.start,
-        c.end,
-        c.channel,
-        c.components,
-        c.samples,
-        c.status,
-        reason,
-        c.muscle,
-        c.antagonist,
-        c.reference,
-        partial=True,
-    )
+def partial(c: Computed, reason: str) -> Computed:
+    """The metric flagged as covering only part of its window, with why."""
+    return replace(c, reason=reason, partial=True)
 
 
 def _replace_window(window: Window, *, complete: bool, end: datetime) -> Window:

@@ -50,7 +50,7 @@ from sqlalchemy import event as sa_event
 from sqlmodel import Session
 
 from relearn.device_gateway.processing import domain, repository
-from relearn.device_gateway.processing.domain import BoardGeometry, Computed, Trial
+from relearn.device_gateway.processing.domain import BoardGeometry, Computed, Trial, partial
 from relearn.device_gateway.processing.events import (
     BALANCE_CLOSED,
     BALANCE_FRAME,
@@ -533,20 +533,4 @@ def _covering(c: Computed, recording: Recording, close_bytes: int) -> Computed:
         f"covers the first {held:.1f} s of a {held + more:.1f} s recording: the close holds at most "
         f"{close_bytes / 2**20:.0f} MiB of samples (DEVICE_GATEWAY_METRICS_RECORDING_MIB)"
     )
-    reason = why if c.reason is None else f"{c.reason}; {why}"
-    return Computed(
-        c.metric,
-        c.value,
-        c.unit,
-        c.start,
-        c.end,
-        c.channel,
-        c.components,
-        c.samples,
-        c.status,
-        reason,
-        c.muscle,
-        c.antagonist,
-        c.reference,
-        partial=True,
-    )
+    return partial(c, why if c.reason is None else f"{c.reason}; {why}")
