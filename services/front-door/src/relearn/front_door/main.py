@@ -174,7 +174,11 @@ def _api_routes(settings: Settings) -> APIRouter:
             raise unavailable(f"The {service} service is unavailable")
         return spec
 
-    @router.get("/apis/{service}/openapi.json", summary="A service's OpenAPI document (its paths work here)")
+    @router.get(
+        "/apis/{service}/openapi.json",
+        summary="A service's OpenAPI document (its paths work here)",
+        responses={404: {"description": "No such service behind this host (GET /apis lists them)"}},
+    )
     async def service_openapi(request: Request, service: str) -> dict[str, Any]:
         return await _spec(request, service)
 

@@ -626,6 +626,20 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
     return form["client_id"], form["client_secret"]
 
 
+# RFC 6749 section 5.2: the token endpoint's errors are JSON objects, not OperationOutcomes.
+_OAUTH_ERROR: dict[str, Any] = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+            }
+        }
+    }
+}
+
+
 def dev_token_router(issuer: DevIssuer) -> APIRouter:
     """Routes of the development issuer: token endpoint, JWKS and SMART configuration."""
     router = APIRouter(tags=["auth (development)"])
@@ -635,6 +649,10 @@ def dev_token_router(issuer: DevIssuer) -> APIRouter:
         name="dev_token",
         summary="OAuth2 client-credentials grant (development issuer)",
         openapi_extra=_TOKEN_FORM_SCHEMA,
+        responses={
+            400: {"description": "invalid_request, unsupported_grant_type or invalid_scope", **_OAUTH_ERROR},
+            401: {"description": "invalid_client: the client's credentials were refused", **_OAUTH_ERROR},
+        },
     )
     async def token(request: Request) -> JSONResponse:
         try:
