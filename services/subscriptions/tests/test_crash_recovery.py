@@ -1,8 +1,9 @@
 """Nothing lost through a notifier SIGKILL, a broker restart and a receiver outage (issue 17's "done when").
 
 The service runs as its own process (``relearn-subscriptions serve`` with its workers), on its own broker
-(restarted here: Tansu keeps topics in memory, so events published while it was down are gone - the test
-publishes after it returns), a fresh PostgreSQL database and a real HTTP receiver. The outage lasts
+(restarted here; Tansu's durable ``s3`` engine against a local S3, so topics and the notifier's committed
+offsets survive the restart as they do on Kafka - the memory engine forgets both, which no production broker
+does), a fresh PostgreSQL database and a real HTTP receiver. The outage lasts
 ``RELEARN_TEST_SUBSCRIPTION_OUTAGE_S`` seconds (default 10; the issue's figure is 120).
 """
 
@@ -23,7 +24,7 @@ import pytest
 from kafka import KafkaProducer
 
 from relearn.devtools.apps import AUDIENCE, FHIR_BASE, ISSUER, make_issuer, wait_for
-from relearn.devtools.broker import TansuBroker, free_port
+from relearn.devtools.broker import LocalS3, TansuBroker, free_port
 from relearn.shared.events import PLAN_EVENTS, CloudEvent, producer_config
 from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.migrations import upgrade
@@ -65,10 +66,13 @@ class Service:
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    b = TansuBroker(log_dir=tmp_path_factory.mktemp("own-broker"))
+    s3 = LocalS3(tmp_path_factory.mktemp("own-s3"))
+    s3.start()
+    b = TansuBroker(log_dir=tmp_path_factory.mktemp("own-broker"), s3=s3)
     b.start()
     yield b
     b.stop()
+    s3.stop()
 
 
 @pytest.fixture
@@ -164,7 +168,7 @@ def test_every_event_arrives_through_sigkill_broker_restart_and_outage(
     service.start()
     wait_for(lambda: numbered() == 15, timeout_s=240, what="the notifier to catch up after SIGKILL")
 
-    own_broker.restart()  # Tansu keeps nothing: the service re-creates its topics and reconnects
+    own_broker.restart()  # durable: the notifier reconnects and goes on from its committed offsets
     time.sleep(2)
     _publish(own_broker.bootstrap, patient, 15, 5)
     wait_for(lambda: numbered() == 20, timeout_s=240, what="events after the broker restart")

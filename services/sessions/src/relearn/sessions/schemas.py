@@ -78,7 +78,7 @@ Notes = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
 class _Request(ClientData):
-    pass
+    """A body a client sends to a sessions route (unknown fields refused, like every ClientData)."""
 
 
 class LevelUsed(_Request):
