@@ -63,8 +63,8 @@ def test_valid_token_becomes_the_principal(issuer: DevIssuer, verifier: JwtVerif
     assert principal.device is None
     assert principal.patient is None
     assert principal.scopes == {
-        Scope("system", "Device", read=True, write=False),
-        Scope("system", "Observation", read=False, write=True),
+        Scope("system", "Device", frozenset("rs"), version=1),
+        Scope("system", "Observation", frozenset("cud"), version=1),
     }
     assert principal.allows("Observation", "write")
     assert not principal.allows("Observation", "read")

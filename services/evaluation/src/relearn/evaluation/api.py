@@ -43,13 +43,13 @@ def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:
         panel Observation with one member per finding, in one transaction; deficits are judged against
         the service's normative values and sent to the plan service in ``evaluation.completed.v1``
         (``evaluation.reassessed.v1`` for a re-assessment)."""
-        principal.require("Observation", "write")
+        principal.require("Observation", "c")
         result = record_evaluation(
             session,
             store,
             evaluation,
             idempotency_key=idempotency_key,
-            patient_restriction=principal.patient_restriction("Observation", "write"),
+            patient_restriction=principal.patient_restriction("Observation", "c"),
         )
         panel_id = result.panel["id"]
         response.headers["Location"] = f"{fhir_base_url}/Observation/{panel_id}"
@@ -84,9 +84,9 @@ def evaluation_router(store: FhirStore, fhir_base_url: str) -> APIRouter:
         Assessment, ARAT and Modified Ashworth as recorded in evaluations: per measure (and side, muscle
         group) the series, the change from the first to the latest value, and whether it improved beyond
         the measure's minimal clinically important difference (with its published source)."""
-        principal.require("Observation", "read")
+        principal.require("Observation", "s")  # a query over the patient's Observations
         return outcome_trends(
-            session, store, patient, patient_restriction=principal.patient_restriction("Observation", "read")
+            session, store, patient, patient_restriction=principal.patient_restriction("Observation", "s")
         )
 
     return router

@@ -32,7 +32,7 @@ from relearn.plan.schemas import (
     pattern_view,
 )
 from relearn.plan.service import PlanService
-from relearn.shared.auth import Principal, PrincipalDep
+from relearn.shared.auth import Permission, Principal, PrincipalDep
 from relearn.shared.fhir import Forbidden, InvalidRequest
 from relearn.shared.service import SessionDep
 
@@ -50,16 +50,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _reader(principal: Principal) -> str | None:
-    """Check the token may read plans; the patient it is restricted to (None: any patient)."""
-    principal.require("CarePlan", "read")
-    return principal.patient_restriction("CarePlan", "read")
+def _reader(principal: Principal, letter: Permission = "r") -> str | None:
+    """Check the token may read plans (``r`` a plan by id and what hangs off it, ``s`` a patient's list);
+    the patient it is restricted to (None: any patient)."""
+    principal.require("CarePlan", letter)
+    return principal.patient_restriction("CarePlan", letter)
 
 
 def _writer(principal: Principal) -> str:
-    """Check the token may change plans; who is changing them (recorded with each version)."""
-    principal.require("CarePlan", "write")
-    if principal.patient_restriction("CarePlan", "write") is not None:
+    """Check the token may change plans (``u``: every plan route changes an existing plan); who is
+    changing them (recorded with each version)."""
+    principal.require("CarePlan", "u")
+    if principal.patient_restriction("CarePlan", "u") is not None:
         raise Forbidden("Plans are changed by clinicians and systems (user/ or system/ CarePlan.write)")
     return principal.subject or principal.client_id
 
@@ -76,7 +78,7 @@ def plans_router(service: PlanService) -> APIRouter:
         ] = None,
         status: Annotated[PlanStatus | None, Query()] = None,
     ) -> list[PlanSummary]:
-        own = _reader(principal)
+        own = _reader(principal, "s")
         if own is not None:
             if patient not in (None, own):
                 return []

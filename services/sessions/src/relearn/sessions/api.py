@@ -34,7 +34,7 @@ from relearn.sessions.schemas import (
     SymptomResponse,
 )
 from relearn.sessions.service import SessionRecorder
-from relearn.shared.auth import Principal, PrincipalDep
+from relearn.shared.auth import Permission, Principal, PrincipalDep
 from relearn.shared.fhir import FhirResponse, Forbidden, InvalidRequest, NotFound
 from relearn.shared.service import SessionDep
 
@@ -58,24 +58,27 @@ _SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _clinician(principal: Principal) -> None:
-    principal.require("Encounter", "write")
-    if principal.patient_restriction("Encounter", "write") is not None:
+def _clinician(principal: Principal, letter: Permission) -> None:
+    """A clinician's or system's write: starting a session is ``c``, recording into it ``u``."""
+    principal.require("Encounter", letter)
+    if principal.patient_restriction("Encounter", letter) is not None:
         raise Forbidden(
             "Clinic sessions are recorded with a user/ or system/ Encounter.write scope; "
             "a patient's app logs home practice (POST /sessions/home-practice)"
         )
 
 
-def _writer(principal: Principal) -> str | None:
-    """The patient a writer is limited to (patient/ token), or None."""
-    principal.require("Encounter", "write")
-    return principal.patient_restriction("Encounter", "write")
+def _writer(principal: Principal, letter: Permission) -> str | None:
+    """The patient a writer (``c`` logging home practice, ``u`` recording symptoms) is limited to
+    (patient/ token), or None."""
+    principal.require("Encounter", letter)
+    return principal.patient_restriction("Encounter", letter)
 
 
-def _reader(principal: Principal) -> str | None:
-    principal.require("Encounter", "read")
-    return principal.patient_restriction("Encounter", "read")
+def _reader(principal: Principal, letter: Permission) -> str | None:
+    """The patient a reader (``r`` one session by id, ``s`` a patient's adherence) is limited to, or None."""
+    principal.require("Encounter", letter)
+    return principal.patient_restriction("Encounter", letter)
 
 
 def _now() -> datetime:
@@ -184,7 +187,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         db: SessionDep,
         response: Response,
     ) -> SessionView:
-        _clinician(principal)
+        _clinician(principal, "c")
         state = recorder.start(db, body, now=_now())
         response.headers["Location"] = f"/sessions/{state.id}"
         return SessionView.of(state)
@@ -196,7 +199,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         responses=_SESSION_ERRORS,
     )
     def get_session(session_id: SessionId, principal: PrincipalDep, db: SessionDep) -> SessionView:
-        return SessionView.of(recorder.get(db, session_id, patient=_reader(principal)))
+        return SessionView.of(recorder.get(db, session_id, patient=_reader(principal, "r")))
 
     @router.post(
         "/sessions/{session_id}/exercises",
@@ -230,7 +233,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         principal: PrincipalDep,
         db: SessionDep,
     ) -> SessionView:
-        _clinician(principal)
+        _clinician(principal, "u")
         return SessionView.of(recorder.record(db, session_id, [body], batch=False))
 
     @router.post(
@@ -255,7 +258,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         principal: PrincipalDep,
         db: SessionDep,
     ) -> SessionView:
-        _clinician(principal)
+        _clinician(principal, "u")
         return SessionView.of(recorder.record(db, session_id, body.exercises, batch=True))
 
     @router.post(
@@ -274,7 +277,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         db: SessionDep,
         body: Annotated[SessionClose | None, Body(openapi_examples={"now": {"value": {}}})] = None,
     ) -> SessionView:
-        _clinician(principal)
+        _clinician(principal, "u")
         state = recorder.close(db, session_id, body or SessionClose(), now=_now())
         return SessionView.of(state)
 
@@ -297,7 +300,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         principal: PrincipalDep,
         db: SessionDep,
     ) -> SessionView:
-        patient = _writer(principal)
+        patient = _writer(principal, "u")
         state = recorder.record_symptoms(db, session_id, body, amend=False, now=_now(), patient=patient)
         return SessionView.of(state)
 
@@ -313,7 +316,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         principal: PrincipalDep,
         db: SessionDep,
     ) -> SessionView:
-        patient = _writer(principal)
+        patient = _writer(principal, "u")
         state = recorder.record_symptoms(db, session_id, body, amend=True, now=_now(), patient=patient)
         return SessionView.of(state)
 
@@ -333,7 +336,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         db: SessionDep,
         response: Response,
     ) -> SessionView:
-        patient = _writer(principal)
+        patient = _writer(principal, "c")
         if patient is not None and body.patient != patient:
             raise Forbidden(
                 f"This token may only log home practice of Patient/{patient}", expression="patient"
@@ -357,7 +360,7 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
         ] = None,
         last: Annotated[date | None, Query(alias="to", description="last day (default: today, UTC)")] = None,
     ) -> AdherenceView:
-        restriction = _reader(principal)
+        restriction = _reader(principal, "s")
         patient = patient.removeprefix("Patient/")
         if restriction is not None and patient != restriction:
             raise NotFound(f"Patient/{patient} is not known")

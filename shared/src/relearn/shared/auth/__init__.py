@@ -18,9 +18,15 @@ if TYPE_CHECKING:
     from relearn.shared.auth.keys import load_jwks as load_jwks
     from relearn.shared.auth.keys import parse_jwks as parse_jwks
     from relearn.shared.auth.principal import Principal as Principal
+    from relearn.shared.auth.principal import Restriction as Restriction
     from relearn.shared.auth.scopes import Access as Access
+    from relearn.shared.auth.scopes import Permission as Permission
     from relearn.shared.auth.scopes import Scope as Scope
+    from relearn.shared.auth.scopes import grant_scopes as grant_scopes
+    from relearn.shared.auth.scopes import invalid_scopes as invalid_scopes
+    from relearn.shared.auth.scopes import is_non_resource_scope as is_non_resource_scope
     from relearn.shared.auth.scopes import parse_scopes as parse_scopes
+    from relearn.shared.auth.scopes import scope_covers as scope_covers
     from relearn.shared.auth.tokens import JwtVerifier as JwtVerifier
     from relearn.shared.auth.tokens import verifier_from_settings as verifier_from_settings
     from relearn.shared.auth.websocket import SocketCredentials as SocketCredentials
@@ -36,12 +42,18 @@ if TYPE_CHECKING:
 # package never pulls in the rest: no import cycles through this module).
 _EXPORTS: dict[str, str] = {
     "Principal": "principal",
+    "Restriction": "principal",
     "PrincipalDep": "dependency",
     "TokenVerifier": "dependency",
     "require_scope": "dependency",
     "Scope": "scopes",
     "Access": "scopes",
     "parse_scopes": "scopes",
+    "Permission": "scopes",
+    "grant_scopes": "scopes",
+    "invalid_scopes": "scopes",
+    "is_non_resource_scope": "scopes",
+    "scope_covers": "scopes",
     "JwtVerifier": "tokens",
     "verifier_from_settings": "tokens",
     "JwksError": "keys",

@@ -3,9 +3,12 @@ them and the Bundle endpoint (:mod:`.transaction`, which builds on this module) 
 
 Per type: create (+ If-None-Exist), read (+ If-None-Match), vread, update (+ If-Match),
 conditional update, delete, conditional delete, instance and type history, search (GET and
-POST ``_search``). Every route authenticates (``PrincipalDep``), checks the SMART scope for
-the type, and confines patient-scoped tokens to their patient's compartment: reads outside
-it are 404, writes outside it 403. The request's session (``SessionDep``) commits at the
+POST ``_search``). Every route authenticates (``PrincipalDep``) and checks the SMART scope letter
+of its interaction on the type (:mod:`relearn.shared.auth.scopes`): ``c`` create, ``r`` read, vread
+and instance history, ``u`` update (and ``c`` too when it creates), ``d`` delete, ``s`` search and
+type history. It confines patient-scoped tokens to their patient's compartment and filtered (v2)
+scopes to the resources their filter matches: reads outside are 404, searches never return them,
+writes outside are 403. The request's session (``SessionDep``) commits at the
 boundary; the store never commits.
 """
 
@@ -22,7 +25,7 @@ from sqlmodel import Session
 
 from relearn.shared.auth.dependency import PrincipalDep
 from relearn.shared.auth.principal import Principal
-from relearn.shared.auth.scopes import Access
+from relearn.shared.auth.scopes import Permission
 from relearn.shared.deps import SessionDep
 from relearn.shared.fhir import jsontext
 from relearn.shared.fhir import openapi as fhir_openapi
@@ -47,6 +50,7 @@ from relearn.shared.fhir.http import (
 )
 from relearn.shared.fhir.limits import MAX_INT32, bounded_int
 from relearn.shared.fhir.response import FhirResponse, RawJson
+from relearn.shared.fhir.scope_filter import ScopeFilter
 from relearn.shared.fhir.search_parse import DEFAULT_COUNT, MAX_COUNT, OFFSET_PARAM, Handling
 from relearn.shared.fhir.store import FhirStore, StoredResource
 
@@ -151,16 +155,17 @@ class TypeApi:
 
     # -- operations (HTTP-free: the routes below and batch/transaction Bundles share them) ----------
     def read_op(self, session: Session, principal: Principal, id: str) -> StoredResource:
-        return self.store.read(
-            session, self.rdef, id, patient_restriction=self.restriction(principal, "read")
-        )
+        patient, only = self.restriction(principal, "r")
+        return self.store.read(session, self.rdef, id, patient_restriction=patient, scope_filter=only)
 
     def vread_op(self, session: Session, principal: Principal, id: str, vid: str) -> StoredResource:
         if not vid.isascii() or not vid.isdigit():
             raise NotFound(f"{self.type}/{id} has no version {vid!r}")
         version = bounded_int("vid", vid, MAX_INT32)
-        restriction = self.restriction(principal, "read")
-        return self.store.vread(session, self.rdef, id, version, patient_restriction=restriction)
+        patient, only = self.restriction(principal, "r")
+        return self.store.vread(
+            session, self.rdef, id, version, patient_restriction=patient, scope_filter=only
+        )
 
     def search_op(
         self,
@@ -172,22 +177,26 @@ class TypeApi:
         base: str,
     ) -> str:
         """The searchset Bundle text."""
-        patient = self.restriction(principal, "read")
+        patient, only = self.restriction(principal, "s")
+        include_types, include_filters = self._include_types(principal, patient)
         result = self.store.search(
             session,
             self.rdef,
             params,
             handling=handling,
             patient_restriction=patient,
-            include_types=self._include_types(principal, patient),
+            include_types=include_types,
+            scope_filter=only,
+            include_filters=include_filters,
         )
         return searchset_bundle(result, self.rdef, base_url=base, definitions=self.store.definitions)
 
     def history_op(
         self, session: Session, principal: Principal, id: str | None, q: Mapping[str, str], *, base: str
     ) -> str:
-        """The history Bundle text (``q``: ``_count``, ``_since`` and the paging offset)."""
-        restriction = self.restriction(principal, "read")
+        """The history Bundle text (``q``: ``_count``, ``_since`` and the paging offset); instance
+        history is a read (``r``), type history a search (``s``)."""
+        patient, only = self.restriction(principal, "s" if id is None else "r")
         count = min(_int_param(q.get("_count"), "_count", DEFAULT_COUNT, MAX_INT32), MAX_COUNT)
         offset = _int_param(q.get(OFFSET_PARAM), OFFSET_PARAM, 0, self.store.limits.max_page_offset)
         since = None
@@ -197,7 +206,14 @@ class TypeApi:
                 raise InvalidRequest(f"_since={q['_since']} is not a valid instant", expression="_since")
             since = rng[0]
         result = self.store.history(
-            session, self.rdef, id, since=since, count=count, offset=offset, patient_restriction=restriction
+            session,
+            self.rdef,
+            id,
+            since=since,
+            count=count,
+            offset=offset,
+            patient_restriction=patient,
+            scope_filter=only,
         )
         path = f"{self.type}/_history" if id is None else f"{self.type}/{id}/_history"
         params = [("_since", q["_since"])] if q.get("_since") else []
@@ -207,8 +223,10 @@ class TypeApi:
         self, session: Session, principal: Principal, condition: Sequence[tuple[str, str]]
     ) -> StoredResource | None:
         """The resource a conditional create (``If-None-Exist``) finds, or None; 412 if several."""
-        patient = self.restriction(principal, "write")
-        matches = self.store.match(session, self.rdef, condition, patient_restriction=patient)
+        patient, only = self.restriction(principal, "c")
+        matches = self.store.match(
+            session, self.rdef, condition, patient_restriction=patient, scope_filter=only
+        )
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist matched {len(matches)} {self.type} resources")
         return matches[0] if matches else None
@@ -223,12 +241,14 @@ class TypeApi:
         id: str | None = None,
     ) -> Written:
         """Create (server-assigned id unless ``id``); with ``condition``, the match if there is one."""
-        patient = self.restriction(principal, "write")
+        patient, only = self.restriction(principal, "c")
         if condition:
             found = self.match_create(session, principal, condition)
             if found is not None:
-                return Written(found, 200, created=False, body=principal.allows(self.type, "read"))
-        stored = self.store.create(session, self.rdef, resource, id=id, patient_restriction=patient)
+                return Written(found, 200, created=False, body=self.may_read(principal, found))
+        stored = self.store.create(
+            session, self.rdef, resource, id=id, patient_restriction=patient, scope_filter=only
+        )
         return Written(stored, 201, created=True)
 
     def update_op(
@@ -244,9 +264,15 @@ class TypeApi:
             raise InvalidResource(
                 "An update must carry the resource id in the body", expression=f"{self.type}.id"
             )
-        patient = self.restriction(principal, "write")
+        patient, only = self.write_restriction(session, principal, id)
         stored = self.store.update(
-            session, self.rdef, id, resource, if_match=if_match, patient_restriction=patient
+            session,
+            self.rdef,
+            id,
+            resource,
+            if_match=if_match,
+            patient_restriction=patient,
+            scope_filter=only,
         )
         return Written(stored, 201 if stored.created else 200, created=stored.created)
 
@@ -258,8 +284,8 @@ class TypeApi:
         resource: dict[str, Any],
     ) -> str | None:
         """The id a conditional update writes (the match, else the body's id), or None to create."""
-        patient = self.restriction(principal, "write")
-        matches = self.store.match(session, self.rdef, params, patient_restriction=patient)
+        patient, only = self.restriction(principal, "u")
+        matches = self.store.match(session, self.rdef, params, patient_restriction=patient, scope_filter=only)
         if len(matches) > 1:
             raise PreconditionFailed(f"The conditional update matched {len(matches)} {self.type} resources")
         body_id = resource.get("id")
@@ -283,29 +309,40 @@ class TypeApi:
         new_id: str | None = None,
     ) -> Written:
         """The write of a conditional update once :meth:`match_update` chose ``target``."""
-        patient = self.restriction(principal, "write")
         if target is not None:
+            patient, only = self.write_restriction(session, principal, target)
             stored = self.store.update(
-                session, self.rdef, target, resource, if_match=if_match, patient_restriction=patient
+                session,
+                self.rdef,
+                target,
+                resource,
+                if_match=if_match,
+                patient_restriction=patient,
+                scope_filter=only,
             )
         else:
-            stored = self.store.create(session, self.rdef, resource, id=new_id, patient_restriction=patient)
+            patient, only = self.restriction(principal, "c")
+            stored = self.store.create(
+                session, self.rdef, resource, id=new_id, patient_restriction=patient, scope_filter=only
+            )
         return Written(stored, 201 if stored.created else 200, created=stored.created)
 
     def delete_op(self, session: Session, principal: Principal, id: str) -> Written:
-        patient = self.restriction(principal, "write")
-        stored = self.store.delete(session, self.rdef, id, patient_restriction=patient)
+        patient, only = self.restriction(principal, "d")
+        stored = self.store.delete(session, self.rdef, id, patient_restriction=patient, scope_filter=only)
         return Written(stored, 204)
 
     def conditional_delete_op(
         self, session: Session, principal: Principal, params: Sequence[tuple[str, str]]
     ) -> Written:
-        patient = self.restriction(principal, "write")
-        matches = self.store.match(session, self.rdef, params, patient_restriction=patient)
+        patient, only = self.restriction(principal, "d")
+        matches = self.store.match(session, self.rdef, params, patient_restriction=patient, scope_filter=only)
         if len(matches) > 1:
             raise PreconditionFailed(f"The conditional delete matched {len(matches)} {self.type} resources")
         stored = (
-            self.store.delete(session, self.rdef, matches[0].id, patient_restriction=patient)
+            self.store.delete(
+                session, self.rdef, matches[0].id, patient_restriction=patient, scope_filter=only
+            )
             if matches
             else None
         )
@@ -381,20 +418,53 @@ class TypeApi:
         return self._deleted_response(request, written.stored)
 
     # -- helpers ------------------------------------------------------------------------------
-    def restriction(self, principal: Principal, access: Access) -> str | None:
-        """403 unless the token may ``access`` this type; the patient it is confined to, if any."""
-        principal.require(self.type, access)
-        return principal.patient_restriction(self.type, access)
+    def restriction(
+        self, principal: Principal, letter: Permission, rdef: ResourceDefinition | None = None
+    ) -> tuple[str | None, ScopeFilter | None]:
+        """403 unless the token's scopes grant ``letter`` on this type (or ``rdef``'s); then the patient
+        and the scope filter that access is confined to (None: not confined)."""
+        rdef = rdef or self.rdef
+        granted = principal.access(rdef.type, letter)
+        only = None
+        if granted.filters is not None:
+            only = ScopeFilter.compile(rdef, granted.filters, self.store.definitions)
+        return granted.patient, only
 
-    def _include_types(self, principal: Principal, patient: str | None) -> set[str]:
-        """Types this principal may see as includes without widening its patient restriction."""
+    def write_restriction(
+        self, session: Session, principal: Principal, id: str
+    ) -> tuple[str | None, ScopeFilter | None]:
+        """An update's confinement (``u``); an update that creates (no current version) needs ``c`` too,
+        and is confined by what ``c`` allows."""
+        updating = self.restriction(principal, "u")
+        current = self.store.get(session, self.type, id)
+        if current is None or current.deleted:
+            return self.restriction(principal, "c")
+        return updating
+
+    def may_read(self, principal: Principal, stored: StoredResource) -> bool:
+        """Whether the token may read ``stored`` (``r``, its compartment and filter)."""
+        if not principal.allows(self.type, "r"):
+            return False
+        patient, only = self.restriction(principal, "r")
+        if patient is not None and patient not in self.store.indexer.patients(self.rdef, stored.resource()):
+            return False
+        return only is None or only.admits(self.store.indexer, stored.resource())
+
+    def _include_types(
+        self, principal: Principal, patient: str | None
+    ) -> tuple[set[str], dict[str, ScopeFilter]]:
+        """Types this principal may see as includes (an included resource is read: ``r``) without
+        widening its patient restriction, and the filters included resources of a type must pass."""
         allowed = set()
-        for rtype in self.store.definitions:
-            if principal.allows(rtype, "read"):
-                own = principal.patient_restriction(rtype, "read")
+        filters: dict[str, ScopeFilter] = {}
+        for rtype, rdef in self.store.definitions.items():
+            if principal.allows(rtype, "r"):
+                own, only = self.restriction(principal, "r", rdef)
                 if own is None or own == patient:
                     allowed.add(rtype)
-        return allowed
+                    if only is not None:
+                        filters[rtype] = only
+        return allowed, filters
 
     def _write_response(self, request: Request, written: Written) -> Response:
         stored = written.stored

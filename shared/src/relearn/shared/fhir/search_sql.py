@@ -58,12 +58,20 @@ def compartment_condition(rdef: ResourceDefinition, patient: str) -> ColumnEleme
     )
 
 
-def match_statement(rdef: ResourceDefinition, query: SearchQuery, patient: str | None) -> Select[Any]:
-    """SELECT of the current, non-deleted resources matching every criterion (not yet ordered)."""
+def match_statement(
+    rdef: ResourceDefinition,
+    query: SearchQuery,
+    patient: str | None,
+    extra: ColumnElement[bool] | None = None,
+) -> Select[Any]:
+    """SELECT of the current, non-deleted resources matching every criterion (not yet ordered); ``extra``
+    is one more condition (a scope filter's)."""
     conds: list[ColumnElement[bool]] = [R.c.resource_type == rdef.type, R.c.deleted.is_(False)]
-    conds.extend(_criterion(rdef, c) for c in query.criteria)
+    conds.extend(criterion(rdef, c) for c in query.criteria)
     if patient is not None:
         conds.append(compartment_condition(rdef, patient))
+    if extra is not None:
+        conds.append(extra)
     return select(R.c.id, R.c.version_id, R.c.last_updated, R.c.text).where(*conds)
 
 
@@ -102,7 +110,8 @@ def _sort_expression(rdef: ResourceDefinition, key: SortKey) -> Any:
     return col.desc().nulls_last() if key.descending else col.asc().nulls_last()
 
 
-def _criterion(rdef: ResourceDefinition, c: Criterion) -> ColumnElement[bool]:
+def criterion(rdef: ResourceDefinition, c: Criterion) -> ColumnElement[bool]:
+    """The condition (over ``fhir_resource``) of one parsed search criterion."""
     if c.kind == "id":
         return R.c.id.in_(list(c.values))
     if c.kind == "lastUpdated":

@@ -10,7 +10,7 @@ untouched) with ``id`` and ``meta.versionId``/``meta.lastUpdated`` set by the se
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ from relearn.shared.fhir.records import (
     StoredResource,
     WriteHook,
 )
+from relearn.shared.fhir.scope_filter import ScopeFilter
 from relearn.shared.fhir.search_parse import Handling, SearchQuery, parse_search
 from relearn.shared.fhir.tables import INDEX_TABLES, execute
 from relearn.shared.fhir.tables import RESOURCE as R
@@ -100,13 +101,16 @@ class FhirStore:
         *,
         id: str | None = None,
         patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> StoredResource:
-        """Store a new resource (server-assigned id unless ``id`` is given); 409 if ``id`` exists."""
+        """Store a new resource (server-assigned id unless ``id`` is given); 409 if ``id`` exists.
+
+        ``patient_restriction``/``scope_filter``: what the caller may write (403 outside it)."""
         rid = id or str(uuid.uuid4())
         _check_id(rdef, rid)
         if self._current(session, rdef.type, rid) is not None:
             raise Conflict(f"{rdef.type}/{rid} already exists")
-        return self._write_new(session, rdef, rid, resource, "POST", patient_restriction)
+        return self._write_new(session, rdef, rid, resource, "POST", patient_restriction, scope_filter)
 
     def update(
         self,
@@ -117,8 +121,11 @@ class FhirStore:
         *,
         if_match: int | None = None,
         patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> StoredResource:
-        """Store a new version of ``id`` (creating it if absent); 412 if ``if_match`` is not current."""
+        """Store a new version of ``id`` (creating it if absent); 412 if ``if_match`` is not current.
+
+        With a ``scope_filter``, both the version replaced and the new one must be inside it (403)."""
         _check_id(rdef, id)
         if resource.get("id") not in (None, id):
             raise InvalidResource(
@@ -130,7 +137,11 @@ class FhirStore:
             have = "does not exist" if cur is None else f"is at version {cur.version_id}"
             raise PreconditionFailed(f"If-Match version {if_match} failed: {rdef.type}/{id} {have}")
         if cur is None:
-            return self._write_new(session, rdef, id, resource, "PUT", patient_restriction)
+            return self._write_new(session, rdef, id, resource, "PUT", patient_restriction, scope_filter)
+        if scope_filter is not None:
+            previous_text = cur.text or self._last_content(session, rdef.type, id, cur.version_id + 1)
+            if previous_text:
+                self._require_filter(scope_filter, jsontext.loads(previous_text))
         if patient_restriction is not None:
             # A deleted id still belongs to whoever's it was: the last content decides, so a patient
             # token cannot take over (and then read the history of) another patient's deleted resource.
@@ -142,6 +153,8 @@ class FhirStore:
         prepared, stored = self._prepare(rdef, id, resource, cur.version_id + 1, cur.last_updated, "PUT")
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
+        if scope_filter is not None:
+            self._require_filter(scope_filter, prepared)
         self._bump(session, rdef.type, id, cur.version_id, stored, if_match)
         self._append_version(session, stored)
         self._replace_index(session, rdef, id, self.indexer.rows(rdef, prepared))
@@ -158,6 +171,7 @@ class FhirStore:
         id: str,
         *,
         patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> StoredResource | None:
         """Delete ``id`` (a new, empty version); None if it was already deleted, 404 if it never existed."""
         cur = self._current(session, rdef.type, id)
@@ -167,6 +181,8 @@ class FhirStore:
             return None
         if patient_restriction is not None:
             self._require_compartment(rdef, jsontext.loads(cur.text), patient_restriction)
+        if scope_filter is not None:
+            self._require_filter(scope_filter, jsontext.loads(cur.text))
         stamp = _after(cur.last_updated)
         stored = StoredResource(rdef.type, id, cur.version_id + 1, stamp, True, "", "DELETE")
         self._bump(session, rdef.type, id, cur.version_id, stored, None)
@@ -198,14 +214,20 @@ class FhirStore:
         return None if row is None else _from_version(resource_type, id, row)
 
     def read(
-        self, session: Session, rdef: ResourceDefinition, id: str, *, patient_restriction: str | None = None
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        id: str,
+        *,
+        patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> StoredResource:
-        """The current version; 404 if unknown (or outside the patient's compartment), 410 if deleted."""
+        """The current version; 404 if unknown (or outside the patient's compartment or the scope
+        filter), 410 if deleted."""
         stored = self.get(session, rdef.type, id) if ID_PATTERN.match(id) else None
         if stored is None:
             raise NotFound(f"{rdef.type}/{id} is not known")
-        if patient_restriction is not None:
-            self._hide_outside(session, rdef, stored, patient_restriction)
+        self._hide_outside(session, rdef, stored, patient_restriction, scope_filter)
         if stored.deleted:
             raise Gone(f"{rdef.type}/{id} was deleted", headers=stored.headers())
         return stored
@@ -218,13 +240,13 @@ class FhirStore:
         version_id: int,
         *,
         patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> StoredResource:
         """One version; 404 if there is no such version, 410 if that version is a deletion."""
         stored = self.get_version(session, rdef.type, id, version_id)
         if stored is None:
             raise NotFound(f"{rdef.type}/{id} has no version {version_id}")
-        if patient_restriction is not None:
-            self._hide_outside(session, rdef, stored, patient_restriction)
+        self._hide_outside(session, rdef, stored, patient_restriction, scope_filter)
         if stored.deleted:
             raise Gone(f"Version {version_id} of {rdef.type}/{id} is a deletion", headers=stored.headers())
         return stored
@@ -239,30 +261,35 @@ class FhirStore:
         count: int = 20,
         offset: int = 0,
         patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> HistoryResult:
         """Versions newest first, of one resource (``id``) or of the whole type.
 
         With a patient restriction, type history lists only resources currently in the
         patient's compartment; an instance outside it is 404; and of those, only the versions
-        that are themselves in the compartment (a deletion: when the content before it was).
+        that are themselves in the compartment (a deletion: when the content before it was). A scope
+        filter confines history the same way: to the versions whose content is inside it.
         """
+        restricted = patient_restriction is not None or scope_filter is not None
         conds = [V.c.resource_type == rdef.type]
         if id is not None:
             current = self.get(session, rdef.type, id) if ID_PATTERN.match(id) else None
             if current is None:
                 raise NotFound(f"{rdef.type}/{id} is not known")
-            if patient_restriction is not None:
-                self._hide_outside(session, rdef, current, patient_restriction)
+            self._hide_outside(session, rdef, current, patient_restriction, scope_filter)
             conds.append(V.c.id == id)
-        elif patient_restriction is not None:
-            inside = search_sql.match_statement(rdef, SearchQuery(), patient_restriction).with_only_columns(
-                R.c.id
-            )
+        elif restricted:
+            extra = scope_filter.condition() if scope_filter is not None else None
+            inside = search_sql.match_statement(
+                rdef, SearchQuery(), patient_restriction, extra
+            ).with_only_columns(R.c.id)
             conds.append(V.c.id.in_(inside))
         if since is not None:
             conds.append(V.c.last_updated >= since)
-        if patient_restriction is not None:
-            return self._restricted_history(session, rdef, conds, count, offset, patient_restriction)
+        if restricted:
+            return self._restricted_history(
+                session, rdef, conds, count, offset, patient_restriction, scope_filter
+            )
         total = execute(session, select(func.count()).select_from(V).where(*conds)).one()[0]
         rows = execute(
             session,
@@ -282,10 +309,11 @@ class FhirStore:
         conds: list[Any],
         count: int,
         offset: int,
-        patient: str,
+        patient: str | None,
+        scope_filter: ScopeFilter | None,
     ) -> HistoryResult:
-        """History of one patient's compartment, checked version by version (a patient's resources are
-        few, so they are filtered here rather than indexed per version)."""
+        """History of one patient's compartment and/or a scope filter, checked version by version (a
+        patient's resources are few, so they are filtered here rather than indexed per version)."""
         rows = execute(
             session,
             select(V.c.id, V.c.version_id, V.c.last_updated, V.c.method, V.c.text)
@@ -304,7 +332,7 @@ class FhirStore:
             inside = False
             for version_id, text in versions:
                 if text:
-                    inside = patient in self.indexer.patients(rdef, jsontext.loads(text))
+                    inside = self._inside(rdef, jsontext.loads(text), patient, scope_filter)
                 visible[(rid, version_id)] = inside
         shown = [r for r in rows if visible.get((r[0], r[1]), False)]
         entries = [_from_version(rdef.type, r[0], r[1:]) for r in shown[offset : offset + count]]
@@ -333,10 +361,15 @@ class FhirStore:
         handling: Handling = "lenient",
         patient_restriction: str | None = None,
         include_types: Collection[str] | None = None,
+        scope_filter: ScopeFilter | None = None,
+        include_filters: Mapping[str, ScopeFilter] | None = None,
     ) -> SearchResult:
-        """Run a search: one page of matches, their includes (only ``include_types``) and the total."""
+        """Run a search: one page of matches, their includes (only ``include_types``; of a type in
+        ``include_filters``, only those inside its filter) and the total. With a ``scope_filter``, only
+        resources inside it match."""
         query = params if isinstance(params, SearchQuery) else self.parse(rdef, params, handling=handling)
-        matches = search_sql.match_statement(rdef, query, patient_restriction)
+        extra = scope_filter.condition() if scope_filter is not None else None
+        matches = search_sql.match_statement(rdef, query, patient_restriction, extra)
         total: int | None = None
         if query.total != "none" or query.count_only:
             total = int(execute(session, search_sql.count_statement(matches)).one()[0])
@@ -356,6 +389,13 @@ class FhirStore:
             patient=patient_restriction,
             include_types=include_types,
         )
+        if include_filters:
+            included = [
+                r
+                for r in included
+                if r.resource_type not in include_filters
+                or include_filters[r.resource_type].admits(self.indexer, r.resource())
+            ]
         return SearchResult(query, page, included, total, elsewhere)
 
     def match(
@@ -365,6 +405,7 @@ class FhirStore:
         params: Sequence[tuple[str, str]],
         *,
         patient_restriction: str | None = None,
+        scope_filter: ScopeFilter | None = None,
     ) -> list[StoredResource]:
         """Up to two matches of a conditional create/update/delete (always strict parsing)."""
         query = self.parse(rdef, params, handling="strict")
@@ -374,7 +415,9 @@ class FhirStore:
         # finds what the first created (a 200, not a duplicate that makes every later match a 412).
         lock_for_write(session, conditional_lock_key(rdef.type, params))
         query.count, query.offset, query.total, query.includes = 2, 0, "none", []
-        return self.search(session, rdef, query, patient_restriction=patient_restriction).matches
+        return self.search(
+            session, rdef, query, patient_restriction=patient_restriction, scope_filter=scope_filter
+        ).matches
 
     # -- internals ----------------------------------------------------------------------------
     def _current(self, session: Session, rtype: str, id: str) -> _Current | None:
@@ -419,6 +462,7 @@ class FhirStore:
         resource: dict[str, Any],
         method: str,
         patient_restriction: str | None,
+        scope_filter: ScopeFilter | None = None,
     ) -> StoredResource:
         """Version 1 of a resource that has no row yet."""
         if patient_restriction is not None:
@@ -426,6 +470,8 @@ class FhirStore:
         prepared, stored = self._prepare(rdef, id, resource, 1, None, method)
         if patient_restriction is not None:
             self._require_compartment(rdef, prepared, patient_restriction)
+        if scope_filter is not None:
+            self._require_filter(scope_filter, prepared)
         try:
             execute(
                 session,
@@ -533,12 +579,38 @@ class FhirStore:
         return str(row[0]) if row and row[0] else ""
 
     def _hide_outside(
-        self, session: Session, rdef: ResourceDefinition, stored: StoredResource, patient: str
+        self,
+        session: Session,
+        rdef: ResourceDefinition,
+        stored: StoredResource,
+        patient: str | None,
+        scope_filter: ScopeFilter | None = None,
     ) -> None:
-        """404 unless the resource (for a deletion: its last content) is in ``patient``'s compartment."""
+        """404 unless the resource (for a deletion: its last content) is in ``patient``'s compartment
+        and inside ``scope_filter`` (each when given)."""
+        if patient is None and scope_filter is None:
+            return
         text = stored.text or self._last_content(session, rdef.type, stored.id, stored.version_id)
-        if not text or patient not in self.indexer.patients(rdef, jsontext.loads(text)):
+        if not text or not self._inside(rdef, jsontext.loads(text), patient, scope_filter):
             raise NotFound(f"{rdef.type}/{stored.id} is not known")
+
+    def _inside(
+        self,
+        rdef: ResourceDefinition,
+        resource: dict[str, Any],
+        patient: str | None,
+        scope_filter: ScopeFilter | None,
+    ) -> bool:
+        if patient is not None and patient not in self.indexer.patients(rdef, resource):
+            return False
+        return scope_filter is None or scope_filter.admits(self.indexer, resource)
+
+    def _require_filter(self, scope_filter: ScopeFilter, resource: dict[str, Any]) -> None:
+        if not scope_filter.admits(self.indexer, resource):
+            raise Forbidden(
+                f"This token's scopes only allow this on {scope_filter.rdef.type} resources matching "
+                f"{scope_filter.describe()}"
+            )
 
 
 def conditional_lock_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:

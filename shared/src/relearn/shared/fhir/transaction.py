@@ -389,7 +389,7 @@ class BundleProcessor:
         api = self.apis[e.type]
         assert e.resource is not None
         if plan.found is not None:
-            written = Written(plan.found, 200, created=False, body=principal.allows(e.type, "read"))
+            written = Written(plan.found, 200, created=False, body=api.may_read(principal, plan.found))
         elif e.method == "POST":
             written = api.create_op(session, principal, e.resource, id=plan.id)
         elif not plan.conditional:

@@ -40,7 +40,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from starlette.concurrency import run_in_threadpool
 
-from relearn.shared.auth import Scope, parse_jwks
+from relearn.shared.auth import Scope, is_non_resource_scope, parse_jwks, scope_covers
 
 __all__ = [
     "ClientRegistry",
@@ -105,13 +105,10 @@ def _check_hashed(secret: str, stored: str) -> bool:
 
 
 def _within(requested: Scope, allowed: Scope) -> bool:
-    """Whether ``allowed`` (a pattern such as ``system/*.*``) covers everything ``requested`` grants."""
-    return (
-        requested.context == allowed.context
-        and allowed.resource_type in ("*", requested.resource_type)
-        and (allowed.read or not requested.read)
-        and (allowed.write or not requested.write)
-    )
+    """Whether ``allowed`` (a pattern such as ``system/*.*`` or ``patient/Observation.rs``) covers
+    everything ``requested`` grants: its context, type, letters (v1 and v2 alike) and filter (a
+    registered filter must be among the requested one's conditions)."""
+    return scope_covers(allowed, requested)
 
 
 @dataclass(frozen=True)
@@ -138,7 +135,7 @@ class RegisteredClient:
                 f"Client {self.client_id!r}: give exactly one of client_secret, client_secret_hash"
             )
         for pattern in self.allowed_scopes:
-            if Scope.parse(pattern) is None and "/" in pattern:
+            if Scope.parse(pattern) is None and "/" in pattern and not is_non_resource_scope(pattern):
                 raise ValueError(f"Client {self.client_id!r}: {pattern!r} is not a SMART scope")
         if self.devices and not self.device_claim:
             raise ValueError(f"Client {self.client_id!r}: 'devices' needs device_claim")

@@ -24,7 +24,7 @@ from sqlmodel import Session
 from relearn.device_gateway.device_profile.repository import read_device
 from relearn.device_gateway.streams.repository import get_stream
 from relearn.device_gateway.streams.tables import StreamRecord
-from relearn.shared.auth import Principal
+from relearn.shared.auth import Permission, Principal
 from relearn.shared.fhir import Forbidden, NotFound
 
 
@@ -66,19 +66,20 @@ def authorize_devices(session: Session, principal: Principal, device_ids: Iterab
         )
 
 
-def require_stream_writer(principal: Principal) -> None:
-    """Creating and closing bindings: user/ or system/ Observation.write."""
-    principal.require("Observation", "write")
-    if principal.patient_restriction("Observation", "write") is not None:
+def require_stream_writer(principal: Principal, letter: Permission = "c") -> None:
+    """Opening (``c``) and closing (``u``) bindings: user/ or system/ Observation.c / .u (v1 write)."""
+    principal.require("Observation", letter)
+    if principal.patient_restriction("Observation", letter) is not None:
         raise Forbidden(
             "Stream bindings are set up by clinicians and systems (user/ or system/ Observation.write)"
         )
 
 
-def stream_reader_patient(principal: Principal) -> str | None:
-    """For reads: the patient the caller is limited to (None = any); 403 without Observation.read."""
-    principal.require("Observation", "read")
-    return principal.patient_restriction("Observation", "read")
+def stream_reader_patient(principal: Principal, letter: Permission = "s") -> str | None:
+    """For reads: the patient the caller is limited to (None = any); 403 without Observation ``s``
+    (listing bindings) or ``r`` (one binding by id)."""
+    principal.require("Observation", letter)
+    return principal.patient_restriction("Observation", letter)
 
 
 def readable_stream(session: Session, principal: Principal, stream_id: str) -> StreamRecord:
@@ -89,7 +90,7 @@ def readable_stream(session: Session, principal: Principal, stream_id: str) -> S
         if row is None or not may_push_for(session, principal.device, row.device_id):
             raise NotFound(f"stream {stream_id} is not known")
         return row
-    patient = stream_reader_patient(principal)
+    patient = stream_reader_patient(principal, "r")
     if row is None or (patient is not None and row.patient_id != patient):
         raise NotFound(f"stream {stream_id} is not known")
     return row

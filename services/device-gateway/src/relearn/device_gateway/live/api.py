@@ -77,7 +77,7 @@ def biofeedback_router(hub: LiveHub, resolve: PatientResolver) -> APIRouter:
             raise InvalidRequest(
                 "Give exactly one of the query parameters stream or session", expression="stream"
             )
-        principal.require("Observation", "read")
+        principal.require("Observation", "s")
         patient = await _patient_of(stream, session)
         what = f"stream {stream}" if stream is not None else f"session {session}"
         if patient is None:
@@ -119,9 +119,10 @@ def biofeedback_router(hub: LiveHub, resolve: PatientResolver) -> APIRouter:
 
 
 def _may_watch(principal: Principal, patient: str, what: str) -> str | None:
-    """The patient filter for `principal` watching `what` (of `patient`), or raises 403."""
-    principal.require("Observation", "read")
-    restriction = principal.patient_restriction("Observation", "read")
+    """The patient filter for `principal` watching `what` (of `patient`), or raises 403. Watching a
+    stream is a standing search of its Observations: the ``s`` letter (v1 ``read``)."""
+    principal.require("Observation", "s")
+    restriction = principal.patient_restriction("Observation", "s")
     if restriction is not None and restriction != patient:
         # Same answer shape as other patient-compartment refusals, without saying whose it is.
         raise Forbidden(f"This token may only watch streams of patient {restriction}, not {what}")

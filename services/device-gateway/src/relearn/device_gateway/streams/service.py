@@ -133,7 +133,7 @@ def close_stream(
 ) -> StreamView:
     """Close a binding (a no-op when closed): the stream-closed event is staged in the same transaction,
     the row locked against ingest; ``after_close`` runs after the commit (the live hub tells its watchers)."""
-    require_stream_writer(principal)
+    require_stream_writer(principal, "u")
     closed = False
     with transaction(engine) as session:
         row = repository.lock_stream(session, stream_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from relearn.shared.auth import Principal, parse_scopes
+from relearn.shared.auth import Permission, Principal, parse_scopes
 from relearn.shared.fhir import (
     FhirStore,
     Forbidden,
@@ -39,8 +39,10 @@ def now() -> datetime:
 
 
 def may_see(owner_scope: str, owner_patient: str | None, focus_type: str, patient: str) -> bool:
-    """Whether the subscriber's scopes cover reading ``focus_type`` of ``patient`` (checked at every send)."""
-    grants = [s for s in parse_scopes(owner_scope) if s.grants(focus_type, "read")]
+    """Whether the subscriber's scopes cover ``focus_type`` of ``patient`` (checked at every send): a
+    subscription is a standing search, so an unfiltered ``s`` scope (v1 ``read``) on the type. A filtered
+    scope is not honoured here (notifications are not matched against scope filters)."""
+    grants = [s for s in parse_scopes(owner_scope) if s.grants(focus_type, "s") and not s.filters]
     if any(s.context in ("user", "system") for s in grants):
         return True
     return bool(grants) and owner_patient == patient
@@ -67,12 +69,13 @@ class Subscriptions:
         owner_scope, owner_patient = "system/*.read", None
         if principal is not None:
             owner_scope = principal.raw_scope
-            owner_patient = principal.patient_restriction(spec.topic.resource, "read")
-            if not principal.allows(spec.topic.resource, "read"):
+            if not principal.allows(spec.topic.resource, "s"):
                 raise Forbidden(
                     f"Token scopes '{principal.raw_scope}' do not allow reading {spec.topic.resource}, "
-                    f"the focus of topic {spec.topic.url}"
+                    f"the focus of topic {spec.topic.url} (a subscription is a standing search: 's')"
                 )
+            principal.require(spec.topic.resource, "s")
+            owner_patient = principal.patient_restriction(spec.topic.resource, "s")
             if owner_patient is not None:
                 self._check_patient_owner(change.resource, spec, owner_patient)
         state = repository.get_state(session, change.id, lock=True)
@@ -187,9 +190,11 @@ class Subscriptions:
         return may_see(state.owner_scope, state.owner_patient, focus_type, trigger.patient)
 
     # -- operations ------------------------------------------------------------------------------------
-    def _owned(self, session: Session, principal: Principal, id: str) -> SubscriptionState:
-        principal.require("Subscription", "read")
-        restriction = principal.patient_restriction("Subscription", "read")
+    def _owned(
+        self, session: Session, principal: Principal, id: str, letter: Permission = "r"
+    ) -> SubscriptionState:
+        principal.require("Subscription", letter)
+        restriction = principal.patient_restriction("Subscription", letter)
         state = repository.get_state(session, id)
         if state is None or (restriction is not None and state.owner_patient != restriction):
             raise NotFound(f"Subscription/{id} is not known")
@@ -243,8 +248,7 @@ class Subscriptions:
 
     def resend(self, session: Session, principal: Principal, id: str, since: int) -> dict[str, Any]:
         """``$resend``: deliver again every event from ``since`` on (duplicates carry their numbers)."""
-        principal.require("Subscription", "write")
-        state = self._owned(session, principal, id)
+        state = self._owned(session, principal, id, "u")
         if since < 1 or since > state.events_since_start:
             raise InvalidRequest(
                 f"eventsSinceNumber must be between 1 and {state.events_since_start}",
