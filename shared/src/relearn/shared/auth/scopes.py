@@ -246,8 +246,9 @@ def grant_scopes(requested: str, registered: str) -> str:
     are granted when registered; malformed scopes never are. The result is space-separated, in
     request order, without duplicates or scopes another granted one already covers.
     """
-    allowed_words = set(split_scopes(registered))
-    allowed = [s for s in (Scope.parse(t) for t in allowed_words) if s is not None]
+    registered_words = split_scopes(registered)  # in registration order: a deterministic answer
+    allowed_words = set(registered_words)
+    allowed = [s for s in (Scope.parse(t) for t in registered_words) if s is not None]
     granted: list[str] = []
     kept: list[Scope] = []
 
