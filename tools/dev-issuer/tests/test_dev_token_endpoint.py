@@ -121,6 +121,19 @@ def test_registry_refuses_ambiguous_or_invalid_entries() -> None:
         ("system/*.*", "user/Observation.read", False),
         ("patient/*.read", "system/Observation.read", False),
         ("system/*.read", "openid", False),
+        # SMART v2: letters and filters within a v1 or v2 registration.
+        ("user/*.read", "user/Observation.rs?category=vital-signs", True),
+        ("user/*.*", "user/Observation.cruds?code=http://loinc.org|8867-4", True),
+        ("user/Observation.rs", "user/Observation.r user/Observation.s", True),
+        (
+            "user/Observation.rs?category=vital-signs",
+            "user/Observation.rs?category=vital-signs&status=final",
+            True,
+        ),
+        ("user/Observation.rs?category=vital-signs", "user/Observation.rs", False),
+        ("user/Observation.rs", "user/Observation.rsd", False),
+        ("user/*.*", "user/Observation.sr", False),  # letters out of order: not a scope
+        ("openid fhirUser launch/patient user/*.read", "openid fhirUser launch/patient", True),
     ],
 )
 def test_requested_scope_must_fall_within_an_allowed_pattern(allowed: str, requested: str, ok: bool) -> None:
