@@ -324,3 +324,40 @@ def test_code_systems_of_every_service_are_found_at_the_base_url(fhir: httpx.Cli
         page = fhir.get(nxt).json() if nxt else None
     assert len(ids) == len(set(ids)) == first["total"]
     assert {"neuromuscular-evaluation", "competence-stage", "progression-dimension"} <= set(ids)
+
+
+def test_a_batch_across_services_is_authorised_entry_by_entry_with_v2_and_filtered_scopes(
+    running_platform: Platform, fhir: httpx.Client
+) -> None:
+    """Through the front door, with a token the development issuer grants over HTTP: each entry checks its
+    own letter and filter in its own service."""
+    base = running_platform.settings.fhir_base_url
+    patient = _patient()
+    category = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+    def observation(code: str) -> dict[str, Any]:
+        return _observation(patient, category=[{"coding": [{"system": category, "code": code}]}])
+
+    vital = fhir.post("/Observation", json=observation("vital-signs")).json()["id"]
+    lab = fhir.post("/Observation", json=observation("laboratory")).json()["id"]
+    finished = fhir.post("/Encounter", json=_encounter(patient)).json()["id"]
+    planned = fhir.post("/Encounter", json=_encounter(patient, status="planned")).json()["id"]
+    scope = "system/Observation.rs?category=vital-signs system/Encounter.c system/Encounter.r?status=finished"
+    token = running_platform.token(scope)
+    batch = _bundle(
+        "batch",
+        _post(_encounter(patient)),  # Encounter c: allowed
+        _post(observation("vital-signs")),  # no Observation c
+        {"request": {"method": "GET", "url": f"Observation?subject=Patient/{patient}"}},
+        {"request": {"method": "GET", "url": f"Observation/{vital}"}},
+        {"request": {"method": "GET", "url": f"Observation/{lab}"}},  # outside the filter
+        {"request": {"method": "GET", "url": f"Encounter/{finished}"}},
+        {"request": {"method": "GET", "url": f"Encounter/{planned}"}},  # outside the filter
+        {"request": {"method": "GET", "url": f"Encounter?subject=Patient/{patient}"}},  # no Encounter s
+    )
+    out = httpx.post(base, json=batch, headers={"Authorization": f"Bearer {token}"}).json()
+    statuses = [e["response"]["status"][:3] for e in out["entry"]]
+    assert statuses == ["201", "403", "200", "200", "404", "200", "404", "403"]
+    found = {e["resource"]["id"] for e in out["entry"][2]["resource"].get("entry", [])}
+    assert found == {vital}
+    assert _count(fhir, "Observation", patient) == 2

@@ -39,8 +39,9 @@ class Principal:
         return self.device is not None
 
     def may_ingest(self) -> bool:
-        """Whether this is a device credential allowed to send frames (an ``Observation`` write scope)."""
-        return self.is_device and any(s.grants("Observation", "write") for s in self.scopes)
+        """Whether this is a device credential allowed to send frames (frames become Observations: an
+        ``Observation`` scope with ``c``, v1 ``system/Observation.write`` or v2 ``system/Observation.c``)."""
+        return self.is_device and any(s.grants("Observation", "c") for s in self.scopes)
 
     def _grants(self, resource_type: str, access: Access) -> list[Scope]:
         # Device credentials carry only what ingest needs (frames, their own streams' state, checked by
