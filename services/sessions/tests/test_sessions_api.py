@@ -609,3 +609,27 @@ def test_the_api_is_documented(service: SessionsService) -> None:
     assert schemas["SessionView"]["examples"]
     codes = service.client.get("/sessions/code-systems", headers=service.headers).json()
     assert f"{CANONICAL_URL}/CodeSystem/cue-technique" in [e["fullUrl"] for e in codes["entry"]]
+
+
+def test_each_route_checks_its_own_scope_letter(service: SessionsService) -> None:
+    """Starting a session is c, recording into or closing it u, one session by id r, a patient's adherence s
+    (docs/api.md, "Domain APIs"); a filtered scope, which a domain route cannot apply, is refused."""
+    patient, care_plan = service.active_plan()
+    body = {"patient": patient, "carePlan": f"CarePlan/{care_plan}"}
+
+    def status(method: str, path: str, scope: str, **kw: Any) -> int:
+        return int(service.client.request(method, path, headers=service.token(scope), **kw).status_code)
+
+    assert status("POST", "/sessions", "user/Encounter.ruds", json=body) == 403
+    created = service.client.post("/sessions", json=body, headers=service.token("user/Encounter.c"))
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    assert status("POST", f"/sessions/{sid}/exercises", "user/Encounter.crds", json=exercise()) == 403
+    assert status("POST", f"/sessions/{sid}/exercises", "user/Encounter.u", json=exercise()) == 201
+    assert status("GET", f"/sessions/{sid}", "user/Encounter.s") == 403
+    assert status("GET", f"/sessions/{sid}", "user/Encounter.r") == 200
+    assert status("GET", f"/patients/{patient}/adherence", "user/Encounter.r") == 403
+    assert status("GET", f"/patients/{patient}/adherence", "user/Encounter.s") == 200
+    assert status("GET", f"/sessions/{sid}", "user/Encounter.r?status=in-progress") == 403
+    assert status("POST", f"/sessions/{sid}/close", "user/Encounter.crs") == 403
+    assert status("POST", f"/sessions/{sid}/close", "user/Encounter.u") == 200
