@@ -324,6 +324,12 @@ def test_filtered_writes_stay_in_the_category(
         == 200
     )
     assert fhir.delete(f"Observation/{vid}").status_code == 204
+    # A deletion is in the category of the content it removed: the vital sign's is shown, the lab's never.
+    history = fhir.get(f"Observation/{vid}/_history").json()
+    assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "PUT", "POST"]
+    assert system.delete(f"Observation/{lab}").status_code == 204
+    assert fhir.get(f"Observation/{lab}/_history").status_code == 404
+    assert fhir.get(f"Observation/{lab}/_history/2").status_code == 404
 
 
 def test_filter_on_code_with_system(service: tuple[TestClient, DevIssuer], data: dict[str, str]) -> None:

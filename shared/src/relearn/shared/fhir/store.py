@@ -312,8 +312,8 @@ class FhirStore:
         patient: str | None,
         scope_filter: ScopeFilter | None,
     ) -> HistoryResult:
-        """History of one patient's compartment and/or a scope filter, checked version by version (a
-        patient's resources are few, so they are filtered here rather than indexed per version)."""
+        """History of one patient's compartment and/or a scope filter, checked version by version on the
+        versions' own content (in one query: versions are not indexed for search)."""
         rows = execute(
             session,
             select(V.c.id, V.c.version_id, V.c.last_updated, V.c.method, V.c.text)
@@ -321,19 +321,19 @@ class FhirStore:
             .order_by(V.c.last_updated.desc(), V.c.id, V.c.version_id.desc()),
         ).all()
         visible: dict[tuple[str, int], bool] = {}
-        for rid in {r[0] for r in rows}:
-            # Every version of the resource, oldest first: a deletion inherits the content before it.
-            versions = execute(
-                session,
-                select(V.c.version_id, V.c.text)
-                .where(V.c.resource_type == rdef.type, V.c.id == rid)
-                .order_by(V.c.version_id),
-            ).all()
-            inside = False
-            for version_id, text in versions:
+        by_id: dict[str, list[Any]] = {}
+        for r in rows:
+            by_id.setdefault(r[0], []).append(r)
+        for rid, versions in by_id.items():
+            # Oldest first: a deletion inherits the content before it (looked up when not on this list).
+            inside: bool | None = None
+            for r in sorted(versions, key=lambda r: r[1]):
+                version_id, text = r[1], r[4]
+                if not text and inside is None:
+                    text = self._last_content(session, rdef.type, rid, version_id)
                 if text:
                     inside = self._inside(rdef, jsontext.loads(text), patient, scope_filter)
-                visible[(rid, version_id)] = inside
+                visible[(rid, version_id)] = bool(inside)
         shown = [r for r in rows if visible.get((r[0], r[1]), False)]
         entries = [_from_version(rdef.type, r[0], r[1:]) for r in shown[offset : offset + count]]
         return HistoryResult(entries, len(shown), offset, count)
