@@ -309,6 +309,7 @@ def test_smart_configuration_points_at_the_token_endpoint(http: TestClient) -> N
         "client_secret_post",
     }
     assert "system/*.read" in config["scopes_supported"]
+    assert {"permission-v1", "permission-v2"} <= set(config["capabilities"])
 
 
 def test_token_endpoint_is_documented_as_a_form(http: TestClient) -> None:
@@ -344,3 +345,17 @@ def test_from_settings_defaults_to_the_shipped_clients(tmp_path: Path) -> None:
     assert issuer.clients.authenticate("relearn-dev", "dev-secret").client_id == "relearn-dev"
     issuer.publish()
     assert _published_verifier(issuer).verify(issuer.mint("relearn-dev", "user/*.*")).subject == "relearn-dev"
+
+
+def test_a_filtered_v2_scope_is_granted_over_http_and_verifies(http: TestClient, issuer: DevIssuer) -> None:
+    scope = "user/Observation.rs?category=vital-signs user/CarePlan.r"
+    response = http.post(
+        "/auth/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=("relearn-dev", "dev-secret"),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == scope
+    principal = _published_verifier(issuer).verify(response.json()["access_token"])
+    assert principal.access("Observation", "s").filters == ((("category", "vital-signs"),),)
+    assert principal.allows("CarePlan", "r") and not principal.allows("CarePlan", "s")

@@ -689,7 +689,7 @@ def dev_token_router(issuer: DevIssuer) -> APIRouter:
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": issuer.clients.scopes_supported(),
-            "capabilities": ["client-confidential-symmetric", "permission-v1"],
+            "capabilities": ["client-confidential-symmetric", "permission-v1", "permission-v2"],
         }
 
     return router
