@@ -61,6 +61,9 @@ PRINCIPALS = {
     "obs-only": _principal("system/Observation.read"),
     "pat-a": _principal("patient/*.read", patient="a"),
     "pat-a-rw": _principal("patient/*.read patient/*.write", patient="a"),
+    "vitals-a": _principal("patient/Observation.cruds?category=vital-signs", patient="a"),
+    "obs-s": _principal("system/Observation.s"),
+    "obs-r": _principal("system/Observation.r"),
 }
 
 
