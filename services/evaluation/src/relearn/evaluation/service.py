@@ -24,6 +24,7 @@ from relearn.evaluation.mapper import (
     rom_observations,
     session_outcome_observations,
     symptom_observation,
+    trial_observation,
 )
 from relearn.evaluation.schemas import (
     EvaluationIn,
@@ -34,6 +35,7 @@ from relearn.evaluation.schemas import (
     OutcomeTrends,
     SessionLogged,
     SymptomsRecorded,
+    TrialSummarized,
 )
 from relearn.shared.fhir import Conflict, FhirStore, Forbidden
 from relearn.shared.service import transaction
@@ -148,6 +150,12 @@ def outcome_trends(
 def record_metric(session: Session, store: FhirStore, metric: MetricComputed) -> None:
     """A device metric becomes (or updates) its Observation; an unknown metric code raises (poison)."""
     repository.put_observation(session, store, metric_observation(metric))
+
+
+def record_trial_summary(session: Session, store: FhirStore, summary: TrialSummarized) -> None:
+    """One metric of a trial becomes (or updates) its Observation; a re-delivered summary that changes
+    nothing writes nothing. An unknown metric code raises (poison)."""
+    repository.put_observation_if_changed(session, store, trial_observation(summary))
 
 
 def record_session_outcomes(session: Session, store: FhirStore, logged: SessionLogged) -> None:
