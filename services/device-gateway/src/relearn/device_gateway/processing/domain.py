@@ -760,10 +760,18 @@ class TrialSummary:
         return any(r.result.partial for r in self.results)
 
 
-def window_values(computed: Sequence[Computed]) -> list[dict[str, Any]]:
-    """What a window row keeps of its metrics (JSON): metric, channel, value, unit, status."""
+def window_values(computed: Sequence[Computed], muscles: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What a window row keeps of its metrics (JSON): metric, channel, muscle (the binding's), value, unit,
+    status."""
     return [
-        {"metric": c.metric.value, "channel": c.channel, "value": c.value, "unit": c.unit, "status": c.status}
+        {
+            "metric": c.metric.value,
+            "channel": c.channel,
+            "muscle": muscles.get(c.channel) if c.channel is not None else None,
+            "value": c.value,
+            "unit": c.unit,
+            "status": c.status,
+        }
         for c in computed
     ]
 

@@ -290,7 +290,7 @@ class MetricsProcessor:
                 continue
             if got[0].status != domain.MEASURED and self._recorded(session, data.stream, window.index):
                 continue  # never a gap over a window already measured (a replay, another pass)
-            self._record(session, data.stream, window.index, got)
+            self._record(session, data, window.index, got)
             out.extend(got)
         return out
 
@@ -298,7 +298,8 @@ class MetricsProcessor:
     def _recorded(session: Session, stream: str, index: int) -> bool:
         return repository.window_status(session, stream, index) in (MEASURED, PARTIAL)
 
-    def _record(self, session: Session, stream: str, index: int, computed: Sequence[Computed]) -> None:
+    def _record(self, session: Session, data: StreamEvent, index: int, computed: Sequence[Computed]) -> None:
+        stream = data.stream
         first = computed[0]
         if first.status != domain.MEASURED:
             status = GAP
@@ -320,7 +321,7 @@ class MetricsProcessor:
             first.start,
             first.end,
             first.reason,
-            domain.window_values(computed),
+            domain.window_values(computed, data.protocol.muscles),
         )
         self.stats.window_metrics += len(computed)
 
@@ -458,7 +459,7 @@ class MetricsProcessor:
             start = recording.origin + timedelta(seconds=index * EMG_WINDOW_S)
             end = start + timedelta(seconds=EMG_WINDOW_S)
             got = domain.window_gap(start, end, recording.channels, recording.units, data.mvc, NO_SAMPLES)
-            self._record(session, data.stream, index, got)
+            self._record(session, data, index, got)
             out.extend(got)
         return out
 

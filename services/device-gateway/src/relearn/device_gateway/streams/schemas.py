@@ -117,6 +117,9 @@ class StreamView(_Wire):
 class WindowMetricView(_Wire):
     metric: str = Field(description="A code of the evaluation CodeSystem (emg-rms, emg-envelope-peak, ...)")
     channel: str | None
+    muscle: str | None = Field(
+        default=None, description="The muscle the binding's protocol gives the channel"
+    )
     value: float | None = Field(description="Null when the window's metric is not computable")
     unit: str
     status: str = Field(description="measured | not-computable")

@@ -157,6 +157,7 @@ def read_windows(
                     WindowMetricView(
                         metric=str(m.get("metric")),
                         channel=m.get("channel"),
+                        muscle=m.get("muscle"),
                         value=m.get("value"),
                         unit=str(m.get("unit") or "1"),
                         status=str(m.get("status") or "measured"),
