@@ -37,7 +37,7 @@ TOPICS: tuple[Topic, ...] = (
         ),
     ),
     Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
-    # device.metric-computed.v1 is no longer produced (trial summaries replaced it); kept for the log's events.
+    # device.metric-computed.v1 is no longer produced (trial summaries replaced it): the log still has some.
     Topic(
         DEVICE_METRICS,
         6,
