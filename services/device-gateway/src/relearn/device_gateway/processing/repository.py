@@ -61,7 +61,9 @@ def record_window(
 def windows(
     session: Session, stream: str, *, offset: int = 0, count: int | None = None
 ) -> list[WindowRecord]:
-    """The stream's window rows in index order, from window ``offset``, at most ``count``."""
+    """The stream's window rows in index order, from window ``offset``, at most ``count`` (this
+    transaction's rows included)."""
+    session.flush()
     query = (
         select(WindowRecord)
         .where(col(WindowRecord.stream_id) == stream, col(WindowRecord.window_index) >= offset)

@@ -531,7 +531,6 @@ class MetricsProcessor:
         back from the stream's window rows (this transaction's included)."""
         stored: list[StoredWindow] = []
         if data.stream_type is StreamType.EMG:
-            session.flush()
             stored = [
                 StoredWindow.of(
                     row.window_index,

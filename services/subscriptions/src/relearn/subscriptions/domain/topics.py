@@ -105,8 +105,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "device-metric-recorded",
         "Device metric recorded",
-        "A device metric (EMG, balance) of a trial was summarised and stored as an Observation (one per metric "
-        "of a trial, every channel and the window series inside).",
+        "A device metric (EMG, balance) of a trial was summarised and stored as an Observation (one per "
+        "metric of a trial, every channel and the window series inside).",
         "Observation",
         ("device.trial-summarized.v1", "device.metric-computed.v1"),
         (PATIENT, _category("the metric code (emg-rms, sway-ellipse-area, ...)")),
