@@ -466,6 +466,82 @@ def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
     assert pains == [2, 3, 4]
 
 
+def test_a_set_lists_its_trials_whichever_arrives_first(service: dict[str, Any]) -> None:
+    """The trials of one exercise (its deviceStreams) are one device-set Observation, partOf the Procedure,
+    with the trial summaries as members: one summary stored before the session is logged, one after."""
+
+    def summary(stream: str, metric: str, unit: str) -> CloudEvent:
+        data = {
+            "patient": "eval-9",
+            "device": "dev-9",
+            "stream": stream,
+            "session": "enc-19",
+            "streamType": "force-plate",
+            "metric": metric,
+            "unit": unit,
+            "trial": {"start": "2026-11-22T10:00:00+00:00", "end": "2026-11-22T10:00:30+00:00"},
+            "observation": f"Observation/trial-{stream}-{metric}",
+            "results": [{"value": 2.5, "unit": unit, "status": "measured"}],
+        }
+        return CloudEvent.new("/relearn/device-gateway/metrics", "device.trial-summarized.v1", "eval-9", data)
+
+    logged = {
+        "session": "Encounter/enc-19",
+        "patient": "eval-9",
+        "setting": "clinic",
+        "start": "2026-11-22T09:30:00+00:00",
+        "end": "2026-11-22T10:30:00+00:00",
+        "carePlan": "CarePlan/cp-9",
+        "exercises": [
+            {
+                "procedure": "Procedure/pr-9",
+                "activity": "a-9",
+                "pattern": "standing-balance",
+                "sets": 2,
+                "reps": [5, 4],
+                "deviceStreams": ["st-a", "st-b"],
+                "quality": 3,
+            }
+        ],
+    }
+    client, auth = service["client"], _auth(service["issuer"])
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-sets"))
+    before = summary("st-a", "sway-ellipse-area", "cm2")
+    producer.send(DEVICE_METRICS, key=before.key, value=before.to_bytes()).get(10)
+    wait_for(
+        lambda: client.get("/fhir/Observation/trial-st-a-sway-ellipse-area", headers=auth).status_code == 200,
+        what="the first trial stored",
+    )
+    event = CloudEvent.new("/relearn/sessions", "session.logged.v1", "eval-9", logged)
+    producer.send(SESSIONS_EVENTS, key=event.key, value=event.to_bytes()).get(10)
+    after = summary("st-b", "sway-mean-velocity", "cm/s")
+    producer.send(DEVICE_METRICS, key=after.key, value=after.to_bytes()).get(10)
+    producer.close()
+
+    def members() -> dict[str, Any] | None:
+        bundle = client.get("/fhir/Observation?patient=eval-9&code=device-set", headers=auth).json()
+        found = [e["resource"] for e in bundle.get("entry", [])]
+        return found[0] if found and len(found[0].get("hasMember", [])) == 2 else None
+
+    the_set = wait_for(members, what="the set listing both trials")
+    assert {m["reference"] for m in the_set["hasMember"]} == {
+        "Observation/trial-st-a-sway-ellipse-area",
+        "Observation/trial-st-b-sway-mean-velocity",
+    }
+    assert the_set["partOf"] == [{"reference": "Procedure/pr-9"}]
+    assert the_set["encounter"] == {"reference": "Encounter/enc-19"}
+    assert [c["valueInteger"] for c in the_set["component"]] == [2, 9]
+    Observation.model_validate(the_set)
+    # Searching one trial's stream finds its summaries and its set.
+    stream = client.get(
+        "/fhir/Observation?identifier=https://relearn.health/fhir/sid/device-stream|st-b", headers=auth
+    ).json()
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in stream["entry"]} == {
+        "sway-mean-velocity",
+        "device-set",
+    }
+
+
 def test_home_practice_becomes_patient_reported_exercise(service: dict[str, Any]) -> None:
     logged = {
         "session": "Encounter/home-1",

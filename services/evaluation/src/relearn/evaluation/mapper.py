@@ -19,6 +19,7 @@ from relearn.evaluation.domain.outcomes import (
 )
 from relearn.evaluation.schemas import (
     EvaluationIn,
+    ExerciseOutcome,
     GoalTargetIn,
     MetricComputed,
     OnsetReference,
@@ -661,6 +662,68 @@ def trial_observation(t: TrialSummarized) -> dict[str, Any]:
     if notes:
         obs["note"] = [{"text": n[:2000]} for n in notes[:MAX_NOTES]]
     return obs
+
+
+# -- Device-measured sets -----------------------------------------------------------------------------------
+# A set, for the FHIR surface, is the device trials of one exercise of one session (``session.logged.v1``
+# lists each exercise's ``deviceStreams``): one ``device-set`` Observation per such exercise, ``partOf`` its
+# Procedure, an identifier per trial stream, ``hasMember`` the trials' summary Observations (filled in as they
+# arrive, in either order), the sets and reps logged as components. Its id derives from (session, exercise).
+
+DEVICE_STREAM_SYSTEM = f"{CANONICAL_URL}/sid/device-stream"
+DEVICE_SET = "device-set"
+
+
+def set_observation(data: SessionLogged, ex: ExerciseOutcome, members: list[str]) -> dict[str, Any]:
+    """The ``device-set`` Observation of an exercise recorded with device streams (see above)."""
+    start, end = ex.start or data.start or data.end, ex.end or data.end
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": outcome_id(data.session, ex.procedure, DEVICE_SET),
+        "status": "final",
+        "category": [codes.category("exam")],
+        "code": _code(DEVICE_SET),
+        "subject": {"reference": f"Patient/{data.patient}"},
+        "identifier": [{"system": DEVICE_STREAM_SYSTEM, "value": s} for s in ex.deviceStreams],
+        "partOf": [{"reference": ex.procedure}],
+        "effectivePeriod": {"start": start, "end": end},
+    }
+    visit = _visit(data)
+    if visit is not None:
+        obs["encounter"] = {"reference": visit}
+    components = []
+    if ex.sets is not None:
+        components.append({"code": _code("device-set-sets"), "valueInteger": ex.sets})
+    if ex.reps:
+        components.append({"code": _code("device-set-reps"), "valueInteger": sum(ex.reps)})
+    if components:
+        obs["component"] = components
+    if members:
+        obs["hasMember"] = [{"reference": m} for m in sorted(set(members))]
+    return obs
+
+
+def set_members(observations: list[dict[str, Any]]) -> list[str]:
+    """The trial summary Observations among ``observations`` (found by a stream's identifier)."""
+    return [f"Observation/{o['id']}" for o in observations if not is_set(o)]
+
+
+def is_set(observation: dict[str, Any]) -> bool:
+    return any(c.get("code") == DEVICE_SET for c in observation.get("code", {}).get("coding", []))
+
+
+def set_streams(observation: dict[str, Any]) -> list[str]:
+    return [
+        str(i["value"]) for i in observation.get("identifier", []) if i.get("system") == DEVICE_STREAM_SYSTEM
+    ]
+
+
+def with_members(observation: dict[str, Any], members: list[str]) -> dict[str, Any]:
+    """The stored set Observation with ``hasMember`` = ``members`` (its ``meta`` left to the store)."""
+    out = {k: v for k, v in observation.items() if k not in ("meta", "hasMember")}
+    if members:
+        out["hasMember"] = [{"reference": m} for m in sorted(set(members))]
+    return out
 
 
 # -- Session outcomes (``session.logged.v1``, ``session.symptoms-recorded.v1``) -----------------------------

@@ -652,6 +652,9 @@ class ExerciseOutcome(_EventIn):
     rom: RomReached | None = None
     start: str | None = None
     end: str | None = None
+    sets: int | None = Field(default=None, ge=0, le=100)
+    reps: list[int] = Field(default=[], max_length=100)
+    deviceStreams: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default=[], max_length=32)
 
 
 class SessionLogged(_EventIn):
