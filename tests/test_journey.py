@@ -97,6 +97,11 @@ def _check_session(j: Journey, step: Step) -> None:
         assert 0 < len(found) <= MAX_OBSERVATIONS_PER_TRIAL, (stream["id"], len(found))
         codes = [c for o in found for c in _codes(o)]
         assert len(codes) == len(set(codes)), "one Observation per metric code of the trial"
+        # The trial's set: the exercise's device-set Observation, partOf its Procedure, lists the summaries.
+        [the_set] = [o for o in found if "device-set" in _codes(o)]
+        assert the_set["partOf"][0]["reference"] in {f"Procedure/{p['id']}" for p in step.procedures}
+        members = {m["reference"] for m in the_set.get("hasMember", [])}
+        assert {f"Observation/{o['id']}" for o in found if o is not the_set} <= members
     onset = next(o for o in by_stream[emg["id"]] if "emg-onset-latency" in _codes(o))
     [vm_onset] = [c for c in onset["component"] if "vastus-medialis" in c["code"].get("text", "")]
     assert vm_onset["code"]["coding"][0]["code"] == "emg-onset-latency"
