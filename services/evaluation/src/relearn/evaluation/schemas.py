@@ -537,9 +537,9 @@ class Samples(_EventIn):
     period_ms: float = Field(alias="periodMs", gt=0)
     origin: float = 0.0
     factor: float = 1.0
-    dimensions: int = 1
-    unit: str
-    data: str
+    dimensions: int = Field(default=1, ge=1, le=64)
+    unit: str = Field(max_length=32)
+    data: str = Field(max_length=2_000_000)
 
 
 class OnsetReference(_EventIn):
