@@ -32,6 +32,7 @@ BALANCE = "standing-balance"
 KNEE = "knee-extension"
 # Issue 18: a streamed trial puts at most this many Observations on the FHIR surface.
 MAX_OBSERVATIONS_PER_TRIAL = 50
+PER_TRIAL: dict[str, list[int]] = {}  # stream type -> Observations of each streamed trial (FHIR search)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,7 @@ def _check_session(j: Journey, step: Step) -> None:
     for stream in step.streams:
         found = j.fhir.device_metrics(stream["id"])
         assert 0 < len(found) <= MAX_OBSERVATIONS_PER_TRIAL, (stream["id"], len(found))
+        PER_TRIAL.setdefault(stream["streamType"], []).append(len(found))
         codes = [c for o in found for c in _codes(o)]
         assert len(codes) == len(set(codes)), "one Observation per metric code of the trial"
         # The trial's set: the exercise's device-set Observation, partOf its Procedure, lists the summaries.
@@ -250,3 +252,7 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     )
     closing_notes.append(note)
     print(note)
+    counts = ", ".join(
+        f"{kind} {min(n)}-{max(n)} in {len(n)} trials" for kind, n in sorted(PER_TRIAL.items())
+    )
+    closing_notes.append(f"journey: Observations per streamed trial (FHIR search, set included): {counts}")
