@@ -30,6 +30,9 @@ from relearn.devtools.platform import Platform
 
 BALANCE = "standing-balance"
 KNEE = "knee-extension"
+# Issue 18: a streamed trial puts at most this many Observations on the FHIR surface.
+MAX_OBSERVATIONS_PER_TRIAL = 50
+PER_TRIAL: dict[str, list[int]] = {}  # stream type -> Observations of each streamed trial (FHIR search)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +91,32 @@ def _check_session(j: Journey, step: Step) -> None:
     }
     emg_codes = {c for o in by_stream[emg["id"]] for c in _codes(o)}
     assert {"emg-rms", "emg-onset-latency", "emg-co-contraction-index"} <= emg_codes
+    # One Observation per metric of a trial (issue 18: not one per channel per 1 s window): each streamed
+    # trial, counted by FHIR search on its stream identifier, has at most 50 Observations on the FHIR surface.
+    for stream in step.streams:
+        found = j.fhir.device_metrics(stream["id"])
+        assert 0 < len(found) <= MAX_OBSERVATIONS_PER_TRIAL, (stream["id"], len(found))
+        PER_TRIAL.setdefault(stream["streamType"], []).append(len(found))
+        codes = [c for o in found for c in _codes(o)]
+        assert len(codes) == len(set(codes)), "one Observation per metric code of the trial"
+        # The trial's set: the exercise's device-set Observation, partOf its Procedure, lists the summaries.
+        [the_set] = [o for o in found if "device-set" in _codes(o)]
+        assert the_set["partOf"][0]["reference"] in {f"Procedure/{p['id']}" for p in step.procedures}
+        members = {m["reference"] for m in the_set.get("hasMember", [])}
+        assert {f"Observation/{o['id']}" for o in found if o is not the_set} <= members
     onset = next(o for o in by_stream[emg["id"]] if "emg-onset-latency" in _codes(o))
-    assert onset["valueQuantity"]["code"] == "ms"
+    [vm_onset] = [c for c in onset["component"] if "vastus-medialis" in c["code"].get("text", "")]
+    assert vm_onset["code"]["coding"][0]["code"] == "emg-onset-latency"
+    assert vm_onset.get("valueQuantity", {}).get("code", "ms") == "ms"
+    # The window series rides inside the summary: one datum per 1 s window of each channel.
+    rms = next(o for o in by_stream[emg["id"]] if "emg-rms" in _codes(o))
+    series = [c["valueSampledData"] for c in rms["component"] if "valueSampledData" in c]
+    assert len(series) == 2 and all(s["period"] == 1000 and len(s["data"].split()) >= 4 for s in series)
     area = next(o for o in by_stream[balance["id"]] if "sway-ellipse-area" in _codes(o))
     assert area["valueQuantity"]["code"] == "cm2"
+    # The window-level data stays available over the gateway's own API.
+    windows = j.gateway_windows(emg["id"])
+    assert windows["total"] >= 4 and windows["windows"][0]["metrics"]
 
 
 def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
@@ -227,3 +252,7 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     )
     closing_notes.append(note)
     print(note)
+    counts = ", ".join(
+        f"{kind} {min(n)}-{max(n)} in {len(n)} trials" for kind, n in sorted(PER_TRIAL.items())
+    )
+    closing_notes.append(f"journey: Observations per streamed trial (FHIR search, set included): {counts}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from relearn.dev_issuer import RegisteredClient
+from relearn.device_gateway.processing.repository import record_window
 from relearn.devtools.apps import wait_for
 from relearn.shared.events import DEVICE_RAW_BALANCE, CloudEvent
+from relearn.shared.service import transaction
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Gateway, Kit
@@ -245,3 +248,63 @@ def test_the_api_is_documented(gateway: Gateway) -> None:
         frame["properties"]
     )
     assert "nextSequence" in schemas["StreamView"]["properties"]
+
+
+def test_window_level_metrics_are_served_per_stream_and_only_to_who_may_read_it(
+    gateway: Gateway, kit: Kit
+) -> None:
+    """The 1 s window metrics stay in the gateway (the FHIR surface has one summary per metric of a trial):
+    ``GET /streams/{id}/windows`` serves the rows the metrics processor recorded, paged."""
+    device, patient = gateway.register_device(), kit.uid("pat")
+    stream = gateway.open_stream(device, patient=patient, protocol={"muscles": {"VM": "vastus-medialis"}})[
+        "id"
+    ]
+    t0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    with transaction(gateway.engine) as session:
+        for i in range(3):
+            status = "gap" if i == 1 else "measured"
+            value = None if i == 1 else 40.0 + i
+            record_window(
+                session,
+                stream,
+                i,
+                status,
+                t0 + timedelta(seconds=i),
+                t0 + timedelta(seconds=i + 1),
+                "no samples in this window" if i == 1 else None,
+                [
+                    {
+                        "metric": "emg-rms",
+                        "channel": "VM",
+                        "muscle": "vastus-medialis",
+                        "value": value,
+                        "unit": "uV",
+                        "status": "not-computable" if value is None else "measured",
+                    }
+                ],
+            )
+    read = gateway.token("user/Observation.read")
+    body = gateway.client.get(f"/streams/{stream}/windows", headers=read).json()
+    assert (body["stream"], body["total"], body["offset"]) == (stream, 3, 0)
+    assert [w["status"] for w in body["windows"]] == ["measured", "gap", "measured"]
+    first, gap, _ = body["windows"]
+    assert first["metrics"] == [
+        {
+            "metric": "emg-rms",
+            "channel": "VM",
+            "muscle": "vastus-medialis",
+            "value": 40.0,
+            "unit": "uV",
+            "status": "measured",
+        }
+    ]
+    assert gap["reason"] == "no samples in this window" and gap["metrics"][0]["value"] is None
+    page = gateway.client.get(f"/streams/{stream}/windows?offset=2&_count=5", headers=read).json()
+    assert [w["index"] for w in page["windows"]] == [2] and page["total"] == 3
+    # Bounded, and only for who may read the stream.
+    assert gateway.client.get(f"/streams/{stream}/windows?_count=601", headers=read).status_code == 400
+    other = gateway.token("patient/Observation.read", patient=kit.uid("pat"))
+    assert gateway.client.get(f"/streams/{stream}/windows", headers=other).status_code == 404
+    mine = gateway.token("patient/Observation.read", patient=patient)
+    assert gateway.client.get(f"/streams/{stream}/windows", headers=mine).status_code == 200
+    assert gateway.client.get(f"/streams/{stream}/windows").status_code == 401

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.observation import Observation
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -318,6 +319,99 @@ def test_device_metrics_become_observations_and_a_replay_updates_them(service: d
     assert bundle["total"] == 3  # the RMS updated, not duplicated; the onset; the named median frequency
 
 
+def test_a_trial_summary_is_one_observation_with_channels_and_window_series_and_a_redelivery_adds_nothing(
+    service: dict[str, Any],
+) -> None:
+    trial = {"start": "2026-11-21T10:00:00+00:00", "end": "2026-11-21T10:00:04.500000+00:00"}
+    rms = {
+        "patient": "eval-8",
+        "device": "emg-8",
+        "stream": "s-8",
+        "session": "enc-8",
+        "streamType": "emg",
+        "metric": "emg-rms",
+        "unit": "uV",
+        "trial": trial,
+        "observation": "Observation/trial-s8-rms",
+        "results": [
+            {
+                "channel": "VM",
+                "muscle": "vastus-medialis",
+                "value": 52.5,
+                "unit": "uV",
+                "status": "measured",
+                "series": {
+                    "periodMs": 1000,
+                    "origin": 0,
+                    "factor": 1,
+                    "unit": "uV",
+                    "data": "50.1 E 55.2 51 48.7",
+                },
+            },
+            {
+                "channel": "BF",
+                "muscle": "biceps-femoris",
+                "value": None,
+                "unit": "uV",
+                "status": "not-computable",
+                "reason": "the channel's samples are too uneven",
+                "series": {"periodMs": 1000, "origin": 0, "factor": 1, "unit": "uV", "data": "E E E E E"},
+            },
+        ],
+        "windows": {
+            "periodMs": 1000,
+            "count": 5,
+            "partial": 1,
+            "gaps": [{"index": 1, "reason": "no samples in this window"}],
+            "gapCount": 1,
+            "cut": False,
+        },
+    }
+    area = {
+        **rms,
+        "metric": "sway-ellipse-area",
+        "stream": "s-9",
+        "streamType": "force-plate",
+        "unit": "cm2",
+        "observation": "Observation/trial-s9-area",
+        "results": [{"value": 3.25, "unit": "cm2", "status": "measured"}],
+        "windows": None,
+    }
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-gateway"))
+    for data in (rms, rms, area):  # the RMS summary delivered twice (at least once)
+        event = CloudEvent.new(
+            "/relearn/device-gateway/metrics", "device.trial-summarized.v1", "eval-8", data
+        )
+        producer.send(DEVICE_METRICS, key=event.key, value=event.to_bytes()).get(10)
+    producer.close()
+
+    client, auth = service["client"], _auth(service["issuer"])
+    wait_for(
+        lambda: client.get("/fhir/Observation/trial-s9-area", headers=auth).status_code == 200,
+        what="both summaries stored",
+    )
+    obs = client.get("/fhir/Observation/trial-s8-rms", headers=auth).json()
+    assert obs["code"]["coding"][0]["code"] == "emg-rms" and obs["effectivePeriod"] == trial
+    assert obs["encounter"]["reference"] == "Encounter/enc-8" and "valueQuantity" not in obs
+    vm, vm_series, bf, bf_series = obs["component"]
+    assert vm["valueQuantity"]["value"] == 52.5 and "vastus-medialis (channel VM)" in vm["code"]["text"]
+    assert vm["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "vastus-medialis"
+    assert vm_series["code"]["coding"][0]["code"] == "emg-window-series"
+    assert vm_series["valueSampledData"]["data"] == "50.1 E 55.2 51 48.7"
+    assert vm_series["valueSampledData"]["period"] == 1000
+    assert "valueQuantity" not in bf and bf["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    assert bf_series["valueSampledData"]["data"] == "E E E E E"
+    notes = [n["text"] for n in obs["note"]]
+    assert any("too uneven" in n for n in notes) and any("1 of 5 windows" in n for n in notes)
+    Observation.model_validate(obs)
+    sway = client.get("/fhir/Observation/trial-s9-area", headers=auth).json()
+    assert sway["valueQuantity"]["value"] == 3.25 and "component" not in sway
+    # Re-delivered: one Observation, one version (nothing changed).
+    assert client.get("/fhir/Observation/trial-s8-rms/_history", headers=auth).json()["total"] == 1
+    bundle = client.get("/fhir/Observation?patient=eval-8", headers=auth).json()
+    assert bundle["total"] == 2
+
+
 def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
     logged = {
         "session": "Encounter/enc-11",
@@ -370,6 +464,82 @@ def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
         if any(c["code"] == "72514-3" for c in e["resource"]["code"]["coding"])
     )
     assert pains == [2, 3, 4]
+
+
+def test_a_set_lists_its_trials_whichever_arrives_first(service: dict[str, Any]) -> None:
+    """The trials of one exercise (its deviceStreams) are one device-set Observation, partOf the Procedure,
+    with the trial summaries as members: one summary stored before the session is logged, one after."""
+
+    def summary(stream: str, metric: str, unit: str) -> CloudEvent:
+        data = {
+            "patient": "eval-9",
+            "device": "dev-9",
+            "stream": stream,
+            "session": "enc-19",
+            "streamType": "force-plate",
+            "metric": metric,
+            "unit": unit,
+            "trial": {"start": "2026-11-22T10:00:00+00:00", "end": "2026-11-22T10:00:30+00:00"},
+            "observation": f"Observation/trial-{stream}-{metric}",
+            "results": [{"value": 2.5, "unit": unit, "status": "measured"}],
+        }
+        return CloudEvent.new("/relearn/device-gateway/metrics", "device.trial-summarized.v1", "eval-9", data)
+
+    logged = {
+        "session": "Encounter/enc-19",
+        "patient": "eval-9",
+        "setting": "clinic",
+        "start": "2026-11-22T09:30:00+00:00",
+        "end": "2026-11-22T10:30:00+00:00",
+        "carePlan": "CarePlan/cp-9",
+        "exercises": [
+            {
+                "procedure": "Procedure/pr-9",
+                "activity": "a-9",
+                "pattern": "standing-balance",
+                "sets": 2,
+                "reps": [5, 4],
+                "deviceStreams": ["st-a", "st-b"],
+                "quality": 3,
+            }
+        ],
+    }
+    client, auth = service["client"], _auth(service["issuer"])
+    producer = KafkaProducer(**producer_config(service["bootstrap"], "test-sets"))
+    before = summary("st-a", "sway-ellipse-area", "cm2")
+    producer.send(DEVICE_METRICS, key=before.key, value=before.to_bytes()).get(10)
+    wait_for(
+        lambda: client.get("/fhir/Observation/trial-st-a-sway-ellipse-area", headers=auth).status_code == 200,
+        what="the first trial stored",
+    )
+    event = CloudEvent.new("/relearn/sessions", "session.logged.v1", "eval-9", logged)
+    producer.send(SESSIONS_EVENTS, key=event.key, value=event.to_bytes()).get(10)
+    after = summary("st-b", "sway-mean-velocity", "cm/s")
+    producer.send(DEVICE_METRICS, key=after.key, value=after.to_bytes()).get(10)
+    producer.close()
+
+    def members() -> dict[str, Any] | None:
+        bundle = client.get("/fhir/Observation?patient=eval-9&code=device-set", headers=auth).json()
+        found = [e["resource"] for e in bundle.get("entry", [])]
+        return found[0] if found and len(found[0].get("hasMember", [])) == 2 else None
+
+    the_set = wait_for(members, what="the set listing both trials")
+    assert {m["reference"] for m in the_set["hasMember"]} == {
+        "Observation/trial-st-a-sway-ellipse-area",
+        "Observation/trial-st-b-sway-mean-velocity",
+    }
+    assert the_set["partOf"] == [{"reference": "Procedure/pr-9"}]
+    assert the_set["encounter"] == {"reference": "Encounter/enc-19"}
+    assert [c["valueInteger"] for c in the_set["component"]] == [2, 9]
+    Observation.model_validate(the_set)
+    # Searching one trial's stream finds its summaries and its set.
+    stream = client.get(
+        "/fhir/Observation?identifier=https://relearn.health/fhir/sid/device-stream|st-b", headers=auth
+    ).json()
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in stream["entry"]} == {
+        "sway-mean-velocity",
+        "device-set",
+    }
 
 
 def test_home_practice_becomes_patient_reported_exercise(service: dict[str, Any]) -> None:

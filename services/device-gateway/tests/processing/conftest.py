@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from relearn.device_gateway.processing.service import MetricsProcessor
+from relearn.device_gateway.processing.tables import WindowRecord
 from relearn.device_gateway.signals.frames import SensorFrame
 from relearn.device_gateway.streams.repository import frame_record, layout_of
 from relearn.device_gateway.streams.tables import FrameRecord, StreamRecord
@@ -161,8 +162,56 @@ def store_frames(engine: Engine, events: list[CloudEvent]) -> None:
             session.flush()
 
 
+WINDOW_ROW = "test.window-recorded.v1"
+"""What the tests call a window's metrics: read from ``metrics_window`` (window metrics are not sent)."""
+
+
+def _window_rows(engine: Engine) -> dict[tuple[str, int], tuple[Any, ...]]:
+    with Session(engine) as s:
+        return {
+            (r.stream_id, r.window_index): (r.status, r.reason, r.window_start, r.window_end, r.metrics)
+            for r in s.exec(select(WindowRecord)).all()
+        }
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def window_events(
+    before: dict[tuple[str, int], tuple[Any, ...]], after: dict[tuple[str, int], tuple[Any, ...]]
+) -> list[CloudEvent]:
+    """One pseudo-event per window metric recorded (or re-recorded) between two snapshots, shaped as the
+    former per-window metric events: {stream, metric, channel, window, value, unit, status, reason?,
+    partial?}."""
+    out = []
+    for (stream, index), row in sorted(after.items()):
+        if before.get((stream, index)) == row:
+            continue
+        status, reason, start, end, metrics = row
+        for m in metrics or []:
+            data = {
+                "stream": stream,
+                "index": index,
+                "metric": m["metric"],
+                "channel": m["channel"],
+                "muscle": m.get("muscle"),
+                "window": {"start": _aware(start).isoformat(), "end": _aware(end).isoformat()},
+                "value": m["value"],
+                "unit": m["unit"],
+                "status": m["status"],
+            }
+            if status != "measured":
+                data["reason"] = reason
+            if status == "partial":
+                data["partial"] = True
+            out.append(CloudEvent.new("/test", WINDOW_ROW, stream, data))
+    return out
+
+
 class Feed:
-    """Runs raw events through a processor, one transaction each; returns the metric events staged."""
+    """Runs raw events through a processor, one transaction each; returns the window metrics it recorded
+    (as `WINDOW_ROW` pseudo-events, first) and the events it staged."""
 
     def __init__(self, engine: Engine, processor: MetricsProcessor) -> None:
         self.engine = engine
@@ -173,15 +222,17 @@ class Feed:
             before = (
                 s.exec(select(OutboxEvent.seq).order_by(col(OutboxEvent.seq).desc()).limit(1)).first() or 0
             )
+        rows = _window_rows(self.engine)
         handlers = self.processor.handlers()
         for event in events:
             with transaction(self.engine) as session:
                 handlers[event.type](session, event)
+        windows = window_events(rows, _window_rows(self.engine))
         with Session(self.engine) as s:
-            rows = s.exec(
+            staged = s.exec(
                 select(OutboxEvent).where(col(OutboxEvent.seq) > before).order_by(col(OutboxEvent.seq))
             ).all()
-            return [CloudEvent.from_bytes(r.payload) for r in rows]
+            return windows + [CloudEvent.from_bytes(r.payload) for r in staged]
 
 
 @dataclass(frozen=True)
@@ -252,13 +303,24 @@ def make_feed(engine: Engine) -> Callable[..., Feed]:
     return build
 
 
+def flatten(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A `device.trial-summarized.v1` as one dict per result, shaped as the former whole-recording metric
+    events (the trial's span as `window`, the summary's `observation`)."""
+    common = {k: data[k] for k in ("patient", "device", "stream", "session", "metric", "observation")}
+    return [common | {"window": data["trial"]} | r for r in data["results"]]
+
+
 def by_metric(events: list[CloudEvent]) -> dict[tuple[str, str | None], list[dict[str, Any]]]:
-    """The metric-computed events by (metric, channel); a close's completed event is not a metric."""
+    """Window metrics (recorded) and trial results (summaries, flattened) by (metric, channel), windows
+    first; a close's completed event is not a metric."""
     out: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for e in events:
-        if e.type != "device.metric-computed.v1":
-            continue
-        out.setdefault((e.data["metric"], e.data.get("channel")), []).append(e.data)
+        if e.type == WINDOW_ROW:
+            out.setdefault((e.data["metric"], e.data.get("channel")), []).append(e.data)
+    for e in events:
+        if e.type == "device.trial-summarized.v1":
+            for item in flatten(e.data):
+                out.setdefault((item["metric"], item.get("channel")), []).append(item)
     return out
 
 

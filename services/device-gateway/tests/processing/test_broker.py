@@ -144,7 +144,7 @@ def _raw_events(
     return stream, events
 
 
-def test_raw_events_on_the_broker_become_metric_events_once(
+def test_raw_events_on_the_broker_become_trial_summaries_once(
     engine: Engine, broker: TansuBroker, data: Any, store: Callable[[Engine, list[CloudEvent]], None]
 ) -> None:
     ensure_topics(broker.bootstrap, all_topics())
@@ -212,25 +212,25 @@ def test_raw_events_on_the_broker_become_metric_events_once(
             mine = [e for e in everything if e.data["stream"] == stream]
             assert mine[-1].type == COMPLETED and [e.type for e in mine].count(COMPLETED) == 1
         events = [e for e in everything if e.type != COMPLETED]
-        # Balance: 9 sway metrics per trial + the Romberg quotient; EMG (3.36 s): 3 windows x 3, the last
-        # 0.36 s window x 3 (partial) + 4 at the close.
-        assert len(metrics.of(opened, closed, emg)) - 3 == 9 + 9 + 1 + 9 + 3 + 4
-        last = [e.data for e in metrics.of(emg) if e.data.get("partial")]
-        assert {d["metric"] for d in last} == {"emg-rms", "emg-envelope-peak", "emg-median-frequency"}
-        assert all(
-            d["window"] == {"start": "2026-03-02T10:00:03+00:00", "end": "2026-03-02T10:00:03.360000+00:00"}
-            for d in last
-        )
+        assert all(e.subject == patient and e.type == "device.trial-summarized.v1" for e in events)
+        # One summary per metric of a trial: balance 9 sway metrics per trial + the Romberg quotient; EMG
+        # (3.36 s, one channel): RMS, envelope peak, median frequency (each with its window series), onset.
+        assert len(metrics.of(opened, closed, emg)) - 3 == 9 + 9 + 1 + 4
+        rms = next(e.data for e in metrics.of(emg) if e.data.get("metric") == "emg-rms")
+        # 3 whole windows and the last 0.36 s one (partial), each a datum of the series.
+        assert len(rms["results"][0]["series"]["data"].split()) == 4
+        assert (rms["windows"]["count"], rms["windows"]["partial"], rms["windows"]["gapCount"]) == (4, 1, 0)
 
         with (data.sensors / "balance" / "reference-metrics-subject1.tsv").open() as f:
             reference = {row["Trial"]: row for row in csv.DictReader(f, delimiter="\t")}
-        identities = {
-            (d["stream"], d["metric"], d.get("channel"), d["window"]["start"], d["window"]["end"])
-            for d in (e.data for e in events)
+        identities = {(d["stream"], d["metric"]) for d in (e.data for e in events)}
+        assert len(identities) == len(events), "one summary per stream and metric"
+        # Each channel's whole-trial result.
+        values = {
+            (e.data["stream"], e.data["metric"], r.get("channel")): r
+            for e in events
+            for r in e.data["results"]
         }
-        assert len(identities) == len(events), "one event per stream, metric, channel and window"
-        # The whole-recording metrics (the last of each stream, metric and channel).
-        values = {(e.data["stream"], e.data["metric"], e.data.get("channel")): e.data for e in events}
         for stream, trial in ((opened, "BDS00001"), (closed, "BDS00004")):
             ref = reference[trial]
             assert round(values[(stream, "sway-ellipse-area", None)]["value"], 3) == round(
@@ -245,7 +245,6 @@ def test_raw_events_on_the_broker_become_metric_events_once(
             float(reference["BDS00004"]["COParea"]) / float(reference["BDS00001"]["COParea"]), rel=1e-6
         )
         assert 350 <= values[(emg, "emg-onset-latency", "biceps")]["value"] <= 500
-        assert all(e.subject == patient and e.type == "device.metric-computed.v1" for e in events)
 
         # Per muscle, against the synergist; RF never fires: not detected; no reference, no latency to it.
         synergist = {"kind": "synergist", "channel": "ST", "muscle": "semitendinosus"}

@@ -1,9 +1,8 @@
-"""The metric events the processor emits are what the evaluation and plan services read.
+"""The trial summaries the processor emits are what the evaluation and plan services read.
 
-Every metric code is in the evaluation CodeSystem; each event becomes a valid FHIR R4B Observation; the
-channel keeps the Observations of several channels over one window apart, and each event names the
-Observation it is stored as: the evaluation service stores it there (the id its own rule gives events that
-name none) and the plan service cites it.
+Every metric code is in the evaluation CodeSystem; each summary becomes one valid FHIR R4B Observation (the
+channels and their window series as components) and names the Observation it is stored as: the evaluation
+service stores it there and the plan service cites it for each channel's result.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from relearn.device_gateway.processing import events, metrics_consumer
 from relearn.device_gateway.processing import events as events_module
 from relearn.device_gateway.signals.metrics import MetricCode
 from relearn.evaluation.domain import codes
-from relearn.evaluation.mapper import metric_observation, metric_observation_id
-from relearn.evaluation.schemas import MetricComputed
-from relearn.plan.events import DeviceMetricComputed
+from relearn.evaluation.mapper import trial_observation
+from relearn.evaluation.schemas import TrialSummarized
+from relearn.plan.events import TrialSummarized as PlanTrialSummarized
 from relearn.shared.events import DEVICE_METRICS, DEVICE_RAW_BALANCE, DEVICE_RAW_EMG, topic_for
 
 
@@ -36,7 +35,7 @@ def test_raw_event_types_are_the_declared_ones() -> None:
     assert topic_for(events.BALANCE_FRAME) == topic_for(events.BALANCE_CLOSED) == DEVICE_RAW_BALANCE
 
 
-def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, feed: Any) -> None:
+def test_trial_summaries_become_valid_observations_one_per_metric_of_a_trial(data: Any, feed: Any) -> None:
     names = ["rectus-femoris", "biceps-femoris"]
     frames = data.wire_frames(
         data.lower_limb()[:3000, :2],
@@ -55,38 +54,61 @@ def test_emitted_metrics_become_valid_observations_one_per_channel(data: Any, fe
     }
 
     everything = feed.run(emg.events() + balance_open.events() + balance_closed.events())
-    events = [e for e in everything if e.type == events_module.METRIC_COMPUTED]
+    # No window metric is sent: the window series travel inside the summaries.
+    assert not [e for e in everything if e.type == events_module.METRIC_COMPUTED]
+    summaries = [e for e in everything if e.type == events_module.TRIAL_SUMMARIZED]
+    assert all(topic_for(e.type) == DEVICE_METRICS and e.subject == emg.patient for e in summaries)
 
     ids: set[str] = set()
-    for event in events:
-        metric = MetricComputed.model_validate(event.data)
-        resource = metric_observation(metric)
+    per_stream: dict[str, int] = {}
+    for event in summaries:
+        summary = TrialSummarized.model_validate(event.data)
+        resource = trial_observation(summary)
         Observation.model_validate(resource)  # valid FHIR R4B
         ids.add(resource["id"])
+        per_stream[summary.stream] = per_stream.get(summary.stream, 0) + 1
         assert resource["code"]["coding"][0]["code"] == event.data["metric"]
-        if event.data["status"] == "measured":
-            assert resource["valueQuantity"]["code"] == event.data["unit"]
-        else:  # no onset reference, no MVC for biceps-femoris: stored without a value, with the reason
-            assert "valueQuantity" not in resource and resource["dataAbsentReason"]
-            assert resource["note"][0]["text"] == event.data["reason"]
-        if "muscle" in event.data:
-            assert resource["bodySite"]["coding"][0]["code"] == event.data["muscle"]
-            assert event.data["channel"] in resource["bodySite"]["text"]
-        elif "channel" in event.data:
-            assert resource["bodySite"] == {"text": event.data["channel"]}
-        if "samples" in event.data:
-            (waveform,) = [c for c in resource["component"] if "valueSampledData" in c]
-            assert waveform["code"]["coding"][0]["code"] == "emg-envelope"
-        # The event names the Observation the evaluation service stores, the one the evaluation service's
-        # rule gives an event naming none (ids do not change), and the plan service cites exactly it.
+        # The event names the Observation the evaluation service stores and the plan service cites.
         assert event.data["observation"] == f"Observation/{resource['id']}"
-        unnamed = MetricComputed.model_validate({**event.data, "observation": None})
-        assert metric_observation_id(unnamed) == resource["id"]
-        assert DeviceMetricComputed.model_validate(event.data).observation == f"Observation/{resource['id']}"
-    assert len(ids) == len(events), "no two metric events share an Observation"
-    kinds = {e.data["metric"] for e in events}
+        cited = PlanTrialSummarized.model_validate(event.data).metrics()
+        assert len(cited) == len(event.data["results"])
+        assert {m.observation for m in cited} == {event.data["observation"]}
+        if summary.stream_type == "emg":
+            # One component per channel (and one per window series): the muscle in the text and extension.
+            values = [
+                c for c in resource["component"] if c["code"]["coding"][0]["code"] == event.data["metric"]
+            ]
+            assert len(values) == len(event.data["results"])
+            for result, component in zip(event.data["results"], values, strict=True):
+                if result["status"] == "measured":
+                    assert component["valueQuantity"]["code"] == result["unit"]
+                else:  # no MVC for biceps-femoris: stored without a value, with the reason in a note
+                    assert "valueQuantity" not in component and component["dataAbsentReason"]
+                    assert any(result["reason"] in n["text"] for n in resource["note"])
+                if "muscle" in result:
+                    assert (
+                        component["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]
+                        == result["muscle"]
+                    )
+                    assert result["channel"] in component["code"]["text"]
+            series = [
+                c for c in resource["component"] if c["code"]["coding"][0]["code"] == "emg-window-series"
+            ]
+            expected = [r for r in event.data["results"] if "series" in r]
+            assert len(series) == len(expected)
+            for component, result in zip(series, expected, strict=True):
+                assert component["valueSampledData"]["data"] == result["series"]["data"]
+                assert len(result["series"]["data"].split()) == 3  # 3 s: three 1 s windows
+        else:
+            [result] = event.data["results"]
+            assert resource["valueQuantity"]["code"] == result["unit"]
+            assert "bodySite" not in resource
+    assert len(ids) == len(summaries), "no two summaries share an Observation"
+    kinds = {e.data["metric"] for e in summaries}
     assert {"emg-co-contraction-index", "emg-percent-mvc", "romberg-quotient", "sway-ellipse-area"} <= kinds
-    assert {e.data["status"] for e in events} == {"measured", "not-computable"}
+    assert {r["status"] for e in summaries for r in e.data["results"]} == {"measured", "not-computable"}
+    # A trial gives at most one Observation per metric code: 6 EMG codes, 9 sway (+ the Romberg quotient).
+    assert per_stream == {emg.stream: 6, balance_open.stream: 9, balance_closed.stream: 10}
     # Each close ends with its summary, which the evaluation service has no handler for.
     completed = [e for e in everything if e.type == events_module.METRICS_COMPLETED]
     assert len(completed) == 3 and topic_for(events_module.METRICS_COMPLETED) == DEVICE_METRICS

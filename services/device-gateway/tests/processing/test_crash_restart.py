@@ -1,6 +1,7 @@
 """The gateway worker SIGKILLed while it drains a stream's raw events, then restarted: every window's metrics
-(one Observation each, by the id the evaluation service stores it under) come out, measured, none missing and
-none doubled - at least once on the broker, exactly once as Observations.
+are recorded once, measured, none missing, and the trial's summaries (one Observation per metric, by the id
+the evaluation service stores it under) carry every window in their series - at least once on the broker,
+exactly once as Observations.
 
 Real processes on the real broker and PostgreSQL: the frames are stored as ingest stores them, their raw
 events published as the outbox publishes them; `relearn-device-gateway worker` (the metrics consumer and the
@@ -121,7 +122,7 @@ def _metrics(bootstrap: str, stream: str, timeout_s: float) -> list[CloudEvent]:
 
 
 @pytest.mark.timeout(900)  # two worker start-ups and a drain: minutes on a busy 2-core machine
-def test_a_worker_killed_mid_drain_and_restarted_sends_every_window_once_as_an_observation(
+def test_a_worker_killed_mid_drain_and_restarted_summarises_every_window_once(
     own_broker: TansuBroker,
     database: tuple[str, Engine],
     data: Any,
@@ -162,42 +163,51 @@ def test_a_worker_killed_mid_drain_and_restarted_sends_every_window_once_as_an_o
             except subprocess.TimeoutExpired:
                 worker.kill()
 
-    metrics = [e.data for e in sent if e.type != COMPLETED]
+    summaries = [e.data for e in sent if e.type != COMPLETED]
     assert [e.type for e in sent].count(COMPLETED) >= 1
-
-    def observation(d: dict[str, Any]) -> str:
-        return str(d["observation"])  # the Observation the event names
+    assert {e.type for e in sent if e.type != COMPLETED} == {"device.trial-summarized.v1"}
 
     by_id: dict[str, list[dict[str, Any]]] = {}
-    for d in metrics:
-        by_id.setdefault(observation(d), []).append(d)
-    windows = {k: v for k, v in by_id.items() if _span(v[0]) == 1.0}
-    # Every 1 s window x channel x (RMS, envelope peak, median frequency): one Observation each, measured.
-    assert len(windows) == SECONDS * len(CHANNELS) * 3
-    starts = sorted({v[0]["window"]["start"] for v in windows.values()})
-    assert len(starts) == SECONDS
-    assert all(v[-1]["status"] == "measured" and v[-1]["value"] is not None for v in windows.values())
-    # A window sent twice (at least once) carries the same value both times: its Observation is updated to
-    # what it already was, never doubled and never changed.
+    for d in summaries:
+        by_id.setdefault(str(d["observation"]), []).append(d)  # the Observation the summary names
+    # One Observation per metric of the trial, whatever the number of windows and channels.
+    assert {v[0]["metric"] for v in by_id.values()} == {
+        "emg-rms",
+        "emg-envelope-peak",
+        "emg-median-frequency",
+        "emg-onset-latency",
+    }
+    assert len(by_id) == 4
+    # A summary sent twice (at least once) is the same both times: its Observation is updated to what it
+    # already was, never doubled and never changed.
     for versions in by_id.values():
-        assert len({(v["status"], v["value"]) for v in versions}) == 1
-    # The whole recording: each channel's RMS covers all of it.
-    whole = [v[-1] for v in by_id.values() if _span(v[0]) == SECONDS]
-    assert {d["channel"] for d in whole if d["metric"] == "emg-rms"} == set(CHANNELS)
+        assert all(v["results"] == versions[0]["results"] for v in versions)
+    # Every 1 s window x channel x (RMS, envelope peak, median frequency) is a measured datum of the series.
+    for metric in ("emg-rms", "emg-envelope-peak", "emg-median-frequency"):
+        summary = next(v[0] for v in by_id.values() if v[0]["metric"] == metric)["results"]
+        assert [r["channel"] for r in summary] == CHANNELS
+        for r in summary:
+            data = r["series"]["data"].split()
+            assert len(data) == SECONDS and "E" not in data
+            assert r["status"] == "measured" and r["value"] is not None  # the whole recording's value
+    rms = next(v[0] for v in by_id.values() if v[0]["metric"] == "emg-rms")
+    assert _span(rms["trial"]) == SECONDS and rms["windows"]["gapCount"] == 0
     with Session(engine) as s:
         rows = s.execute(
-            select(col(WindowRecord.window_index), col(WindowRecord.status)).where(
+            select(col(WindowRecord.window_index), col(WindowRecord.status), col(WindowRecord.metrics)).where(
                 col(WindowRecord.stream_id) == stream.stream
             )
         ).all()
-    assert sorted(i for i, _ in rows) == list(range(SECONDS))
-    assert {st for _, st in rows} == {"measured"}
+    assert sorted(i for i, _, _ in rows) == list(range(SECONDS))
+    assert {st for _, st, _ in rows} == {"measured"}
+    # The window-level data stays in the gateway: every window's values, per channel.
+    assert all(len(m) == 3 * len(CHANNELS) for _, _, m in rows)
     print(
-        f"\nkilled after {killed_at} of {SECONDS} windows; {len(metrics)} metric events for "
-        f"{len(by_id)} Observations ({len(metrics) - len(by_id)} sent again after the restart)"
+        f"\nkilled after {killed_at} of {SECONDS} windows; {len(summaries)} trial summaries for "
+        f"{len(by_id)} Observations ({len(summaries) - len(by_id)} sent again after the restart)"
     )
 
 
 def _span(d: dict[str, Any]) -> float:
-    start, end = (datetime.fromisoformat(d["window"][k]) for k in ("start", "end"))
+    start, end = (datetime.fromisoformat(d[k]) for k in ("start", "end"))
     return (end - start).total_seconds()

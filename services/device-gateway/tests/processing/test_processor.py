@@ -92,7 +92,10 @@ def test_balance_trial_fed_as_frames_gives_the_authors_values(
         assert "channel" not in m
         assert (m["patient"], m["device"], m["stream"]) == (stream.patient, stream.device, stream.stream)
     *metrics, completed = events
-    assert all(e.subject == stream.patient and e.type == "device.metric-computed.v1" for e in metrics)
+    # One trial summary per metric, each naming the Observation it is stored as, one value, no window series.
+    assert all(e.subject == stream.patient and e.type == "device.trial-summarized.v1" for e in metrics)
+    assert len({e.data["observation"] for e in metrics}) == len(metrics) == len(SWAY)
+    assert all(len(e.data["results"]) == 1 and "windows" not in e.data for e in metrics)
     # Then the close's summary: every whole-trial metric, measured.
     assert completed.type == "device.stream-metrics-completed.v1" and completed.subject == stream.patient
     assert completed.data["streamType"] == "force-plate" and completed.data["gaps"] == 0
@@ -334,9 +337,26 @@ def test_four_thigh_muscles_per_muscle_onsets_against_a_synergist_and_declared_p
     assert (rf_bf["muscle"], rf_bf["antagonist"]) == ("rectus-femoris", "biceps-femoris")
 
     # Last, the close's summary: each whole-recording metric with its status, after all of them.
-    completed = events[-1]
+    sent = [e for e in events if e.type != "test.window-recorded.v1"]  # the last window, recorded at close
+    completed = sent[-1]
     assert completed.type == "device.stream-metrics-completed.v1"
-    assert [e.type for e in events[:-1]] == ["device.metric-computed.v1"] * (len(events) - 1)
+    summaries = sent[:-1]
+    assert [e.type for e in summaries] == ["device.trial-summarized.v1"] * len(summaries)
+    # One summary per metric of the trial (not per channel, not per window): 6 codes for 4 muscles.
+    assert sorted(e.data["metric"] for e in summaries) == sorted(
+        [
+            "emg-rms",
+            "emg-envelope-peak",
+            "emg-median-frequency",
+            "emg-percent-mvc",
+            "emg-onset-latency",
+            "emg-co-contraction-index",
+        ]
+    )
+    rms = next(e.data for e in summaries if e.data["metric"] == "emg-rms")
+    assert [r["channel"] for r in rms["results"]] == list(THIGH)
+    assert all(len(r["series"]["data"].split()) == 6 for r in rms["results"])  # six 1 s windows
+    assert rms["windows"]["count"] == 6 and rms["windows"]["gapCount"] == 0
     listed = {(m["metric"], m.get("channel")): m for m in completed.data["metrics"]}
     assert listed[("emg-onset-latency", "RF")] == {
         "metric": "emg-onset-latency",
@@ -347,7 +367,12 @@ def test_four_thigh_muscles_per_muscle_onsets_against_a_synergist_and_declared_p
     assert listed[("emg-co-contraction-index", "RF/BF")]["status"] == "not-computable"
     assert listed[("emg-co-contraction-index", "VM/ST")]["muscle"] == "vastus-medialis"
     recording = {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:30:06+00:00"}
-    whole = [e.data for e in events[:-1] if e.data["window"] == recording]
+    whole = [
+        {"metric": e.data["metric"]} | r
+        for e in summaries
+        for r in e.data["results"]
+        if e.data["trial"] == recording
+    ]
     assert len(listed) == len(completed.data["metrics"]) == len(whole)
     assert {k: v["status"] for k, v in listed.items()} == {
         (d["metric"], d["channel"]): d["status"] for d in whole
@@ -719,3 +744,56 @@ def test_a_recording_beyond_the_close_bound_says_which_span_its_metrics_cover(
     assert rms["partial"] is True
     assert rms["window"] == {"start": "2026-03-02T09:30:00+00:00", "end": "2026-03-02T09:30:20+00:00"}
     assert "covers the first 20.0 s of a 60.0 s recording" in rms["reason"]
+
+
+def test_a_trial_summary_carries_the_window_series_with_its_gaps(
+    data: Any, make_feed: Callable[..., Any]
+) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=300
+    )
+    stream = data.stream("emg", frames, protocol={"muscles": {"biceps": "biceps-brachii"}})
+    feed = make_feed()
+    feed.run(stream.frame_events()[5:])  # nothing stored, nothing before 1.5 s: windows 0 and 1 are gaps
+    closing = feed.run([stream.closed_event()])
+    summaries = {e.data["metric"]: e.data for e in closing if e.type == "device.trial-summarized.v1"}
+
+    rms = summaries["emg-rms"]
+    [result] = rms["results"]
+    assert (result["channel"], result["muscle"], result["status"]) == ("biceps", "biceps-brachii", "measured")
+    series = result["series"]
+    assert (series["periodMs"], series["unit"], series["dimensions"]) == (1000.0, "uV", 1)
+    data_points = series["data"].split()
+    # Window 0 never came to this processor (no row: E), window 1 is a recorded gap (E), then values.
+    assert data_points[:2] == ["E", "E"] and all(float(v) > 0 for v in data_points[2:])
+    assert rms["windows"]["gapCount"] >= 1 and "picked up inside" in rms["windows"]["gaps"][0]["reason"]
+    # Whole-recording metrics without a window counterpart carry no series.
+    assert "series" not in summaries["emg-onset-latency"]["results"][0]
+
+
+def test_a_close_delivered_again_summarises_the_trial_under_the_same_observations(
+    data: Any, engine: Any, make_feed: Callable[..., Any], store: Callable[..., None]
+) -> None:
+    frames = data.wire_frames(
+        data.bmc(), rate=1000.0, channels=[{"name": "biceps", "unit": "V"}], stream_type="emg", frame_len=300
+    )
+    stream = data.stream("emg", frames, protocol={"cueTime": 0.0})
+    store(engine, stream.frame_events())
+    make_feed().run(stream.frame_events())
+    first = make_feed().run([stream.closed_event()])
+    again = make_feed().run([stream.closed_event()])  # a restarted processor gets the close again
+
+    def summaries(events: list[CloudEvent]) -> dict[str, dict[str, Any]]:
+        return {e.data["metric"]: e.data for e in events if e.type == "device.trial-summarized.v1"}
+
+    assert set(summaries(first)) == {
+        "emg-rms",
+        "emg-envelope-peak",
+        "emg-median-frequency",
+        "emg-onset-latency",
+    }
+    assert {m: d["observation"] for m, d in summaries(again).items()} == {
+        m: d["observation"] for m, d in summaries(first).items()
+    }
+    # The windows were all recorded once: the series is the same, read back from metrics_window.
+    assert summaries(again)["emg-rms"]["results"] == summaries(first)["emg-rms"]["results"]

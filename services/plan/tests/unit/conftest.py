@@ -19,6 +19,7 @@ from relearn.plan.domain.inputs import (
     SessionLogged,
     StreamMetricsCompleted,
     SymptomsRecorded,
+    TrialSummarized,
 )
 from relearn.plan.domain.progression import (
     Outcome,
@@ -386,6 +387,18 @@ class Clinic:
         return self._keep(
             apply_stream_completed(self.plan, event, catalogue=self.catalogue, rules=self.rules, at=at)
         )
+
+    def trial(self, payload: dict[str, Any]) -> list[Outcome]:
+        """A ``device.trial-summarized.v1``: each result in turn, as the service applies it."""
+        event = TrialSummarized.model_validate({"patient": self.plan.patient, **payload})
+        return [
+            self._keep(
+                apply_metric(
+                    self.plan, m, catalogue=self.catalogue, rules=self.rules, observation=m.observation
+                )
+            )
+            for m in event.metrics()
+        ]
 
     def metric(self, payload: dict[str, Any], observation: str | None = None) -> Outcome:
         event = DeviceMetricComputed.model_validate({"patient": self.plan.patient, **payload})

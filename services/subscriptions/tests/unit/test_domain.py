@@ -81,6 +81,20 @@ def test_device_metric_focus_is_the_observation_the_event_names() -> None:
     assert triggers("device.metric-computed.v1", "pat-1", {"patient": "pat-1", **data}) == []
 
 
+def test_a_trial_summary_notifies_once_with_its_observation() -> None:
+    data = {
+        "patient": "pat-1",
+        "device": "emg-1",
+        "stream": "st-1",
+        "metric": "emg-rms",
+        "trial": {"start": "2026-12-01T10:00:00Z", "end": "2026-12-01T10:00:30Z"},
+        "observation": "Observation/trial-rms",
+        "results": [{"channel": "ch1", "value": 12.5, "unit": "uV", "status": "measured"}],
+    }
+    [t] = triggers("device.trial-summarized.v1", "pat-1", data)
+    assert t.focus == "Observation/trial-rms" and t.matches({"category": "emg-rms"})
+
+
 def _sub(**channel: Any) -> dict[str, Any]:
     return {
         "resourceType": "Subscription",

@@ -19,12 +19,16 @@ from relearn.evaluation.domain.outcomes import (
 )
 from relearn.evaluation.schemas import (
     EvaluationIn,
+    ExerciseOutcome,
     GoalTargetIn,
     MetricComputed,
     OnsetReference,
     RomReached,
+    Samples,
     SessionLogged,
     SymptomsRecorded,
+    TrialResult,
+    TrialSummarized,
 )
 from relearn.shared.fhir import CANONICAL_URL
 
@@ -527,6 +531,199 @@ def metric_observation(m: MetricComputed) -> dict[str, Any]:
     if components:
         obs["component"] = components
     return obs
+
+
+# -- Trial summaries (``device.trial-summarized.v1``) --------------------------------------------------------
+# One Observation per metric of a trial (a stream binding's recording), under the id the event names (derived
+# from patient, device, stream and metric: a re-delivered summary updates it). A balance metric has the whole
+# trial's value; an EMG metric one component per channel (or declared pair) with the whole-trial value, its
+# muscle in the component's text and in the component body-site extension, and the channel's 1 s window
+# values as a component with valueSampledData (``emg-window-series``: datum i = window [start + i s,
+# start + (i + 1) s); "E" for a window that could not be computed, each gap's reason in ``note``).
+
+COMPONENT_BODY_SITE = f"{CANONICAL_URL}/StructureDefinition/observation-component-body-site"
+
+
+def _sampled(s: Samples) -> dict[str, Any]:
+    return {
+        "origin": codes.quantity(s.origin, s.unit),
+        "period": s.period_ms,
+        "factor": s.factor,
+        "dimensions": s.dimensions,
+        "data": s.data,
+    }
+
+
+def _site(r: TrialResult) -> tuple[str | None, list[dict[str, Any]]]:
+    """The channel's text (muscle and channel) and the body-site extension of its components."""
+    if r.muscle is None:
+        return r.channel, []
+    muscles = f"{r.muscle} / {r.antagonist}" if r.antagonist else r.muscle
+    text = f"{muscles} (channel {r.channel})" if r.channel else muscles
+    site = {"coding": [codes.coding(MUSCLE_SYSTEM, r.muscle)], "text": text}
+    return text, [{"url": COMPONENT_BODY_SITE, "valueCodeableConcept": site}]
+
+
+def _named(code: str, text: str | None) -> dict[str, Any]:
+    out = _code(code)
+    concept = codes.concept(code)
+    if text:
+        out["text"] = f"{concept.display}, {text}"
+    return out
+
+
+def _result_component(metric: str, unit: str, r: TrialResult) -> list[dict[str, Any]]:
+    text, extension = _site(r)
+    head: dict[str, Any] = {"code": _named(metric, text)}
+    if extension:
+        head["extension"] = extension
+    if r.status != "measured" or r.value is None:
+        status = r.status if r.status != "measured" else "not-computable"
+        head["dataAbsentReason"] = {"coding": [dict(_ABSENT[status])], "text": status}
+        if status == "not-detected":
+            head["interpretation"] = [{"coding": [dict(INTERPRETATION_NOT_DETECTED)]}]
+    else:
+        head["valueQuantity"] = codes.quantity(r.value, r.unit or unit)
+    out = [head]
+    for c in r.components:
+        out.append({"code": _named(c.code, text), "valueQuantity": codes.quantity(c.value, c.unit)})
+    if r.samples is not None:
+        wave = {"code": _named("emg-envelope", text), "valueSampledData": _sampled(r.samples)}
+        out.append(wave | ({"extension": extension} if extension else {}))
+    if r.series is not None:
+        series_text = f"{metric} per {r.series.period_ms / 1000:g} s window" + (f", {text}" if text else "")
+        code = _code(WINDOW_SERIES) | {"text": series_text}
+        series = {"code": code, "valueSampledData": _sampled(r.series)}
+        out.append(series | ({"extension": extension} if extension else {}))
+    return out
+
+
+WINDOW_SERIES = "emg-window-series"
+MAX_NOTES = 40
+
+
+def trial_observation(t: TrialSummarized) -> dict[str, Any]:
+    """The Observation of one metric of one trial (see above); an unknown metric code raises (poison)."""
+    concept = codes.concept(t.metric)
+    unit = t.unit or str(concept.properties.get("unit", "1"))
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": t.observation_id,
+        "status": "final",
+        "category": [codes.category(str(concept.properties.get("category", {}).get("code", "exam")))],
+        "code": _code(t.metric),
+        "subject": {"reference": f"Patient/{t.patient}"},
+        "effectivePeriod": {"start": t.trial.start.isoformat(), "end": t.trial.end.isoformat()},
+        "device": {"reference": f"Device/{t.device}"},
+        "identifier": [{"system": f"{CANONICAL_URL}/sid/device-stream", "value": t.stream}],
+    }
+    if t.session:
+        obs["encounter"] = {"reference": t.session if "/" in t.session else f"Encounter/{t.session}"}
+    notes: list[str] = []
+    [first, *more] = t.results
+    if first.channel is None and not more:
+        # A metric of the whole stream (balance): the trial's value is the Observation's.
+        if first.status != "measured" or first.value is None:
+            status = first.status if first.status != "measured" else "not-computable"
+            obs["dataAbsentReason"] = {"coding": [dict(_ABSENT[status])], "text": status}
+            if status == "not-detected":
+                obs["interpretation"] = [{"coding": [dict(INTERPRETATION_NOT_DETECTED)]}]
+            notes.append(first.reason or status)
+        else:
+            obs["valueQuantity"] = codes.quantity(first.value, first.unit or unit)
+            if first.reason:
+                notes.append(first.reason)
+        components = [
+            {"code": _code(c.code), "valueQuantity": codes.quantity(c.value, c.unit)}
+            for c in first.components
+        ]
+        if components:
+            obs["component"] = components
+    else:
+        obs["component"] = [c for r in t.results for c in _result_component(t.metric, unit, r)]
+        for r in t.results:
+            text, _ = _site(r)
+            if r.reason:
+                notes.append(f"{text}: {r.reason}" if text else r.reason)
+            if r.reference is not None:
+                notes.append(
+                    f"{text}: {_reference_note(r.reference)}" if text else _reference_note(r.reference)
+                )
+    w = t.windows
+    if w is not None and w.gap_count:
+        listed = "; ".join(f"window {g.index}: {g.reason}" for g in w.gaps)
+        more_gaps = w.gap_count - len(w.gaps)
+        notes.append(
+            f"{w.gap_count} of {w.count} windows could not be computed (E in the window series): {listed}"
+            + (f"; and {more_gaps} more" if more_gaps > 0 else "")
+        )
+    if w is not None and w.cut:
+        notes.append("the window series are cut at 2 hours; every window is served by the device gateway")
+    if notes:
+        obs["note"] = [{"text": n[:2000]} for n in notes[:MAX_NOTES]]
+    return obs
+
+
+# -- Device-measured sets -----------------------------------------------------------------------------------
+# A set, for the FHIR surface, is the device trials of one exercise of one session (``session.logged.v1``
+# lists each exercise's ``deviceStreams``): one ``device-set`` Observation per such exercise, ``partOf`` its
+# Procedure, an identifier per trial stream, ``hasMember`` the trials' summary Observations (filled in as they
+# arrive, in either order), the sets and reps logged as components. Its id derives from (session, exercise).
+
+DEVICE_STREAM_SYSTEM = f"{CANONICAL_URL}/sid/device-stream"
+DEVICE_SET = "device-set"
+
+
+def set_observation(data: SessionLogged, ex: ExerciseOutcome, members: list[str]) -> dict[str, Any]:
+    """The ``device-set`` Observation of an exercise recorded with device streams (see above)."""
+    start, end = ex.start or data.start or data.end, ex.end or data.end
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": outcome_id(data.session, ex.procedure, DEVICE_SET),
+        "status": "final",
+        "category": [codes.category("exam")],
+        "code": _code(DEVICE_SET),
+        "subject": {"reference": f"Patient/{data.patient}"},
+        "identifier": [{"system": DEVICE_STREAM_SYSTEM, "value": s} for s in ex.deviceStreams],
+        "partOf": [{"reference": ex.procedure}],
+        "effectivePeriod": {"start": start, "end": end},
+    }
+    visit = _visit(data)
+    if visit is not None:
+        obs["encounter"] = {"reference": visit}
+    components = []
+    if ex.sets is not None:
+        components.append({"code": _code("device-set-sets"), "valueInteger": ex.sets})
+    if ex.reps:
+        components.append({"code": _code("device-set-reps"), "valueInteger": sum(ex.reps)})
+    if components:
+        obs["component"] = components
+    if members:
+        obs["hasMember"] = [{"reference": m} for m in sorted(set(members))]
+    return obs
+
+
+def set_members(observations: list[dict[str, Any]]) -> list[str]:
+    """The trial summary Observations among ``observations`` (found by a stream's identifier)."""
+    return [f"Observation/{o['id']}" for o in observations if not is_set(o)]
+
+
+def is_set(observation: dict[str, Any]) -> bool:
+    return any(c.get("code") == DEVICE_SET for c in observation.get("code", {}).get("coding", []))
+
+
+def set_streams(observation: dict[str, Any]) -> list[str]:
+    return [
+        str(i["value"]) for i in observation.get("identifier", []) if i.get("system") == DEVICE_STREAM_SYSTEM
+    ]
+
+
+def with_members(observation: dict[str, Any], members: list[str]) -> dict[str, Any]:
+    """The stored set Observation with ``hasMember`` = ``members`` (its ``meta`` left to the store)."""
+    out = {k: v for k, v in observation.items() if k not in ("meta", "hasMember")}
+    if members:
+        out["hasMember"] = [{"reference": m} for m in sorted(set(members))]
+    return out
 
 
 # -- Session outcomes (``session.logged.v1``, ``session.symptoms-recorded.v1``) -----------------------------

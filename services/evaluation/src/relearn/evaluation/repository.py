@@ -49,6 +49,14 @@ def patient_observations(
         offset += page
 
 
+def observations_with_identifier(
+    session: Session, store: FhirStore, system: str, value: str, *, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Current Observations carrying the identifier ``system|value`` (at most ``limit``)."""
+    params = [("identifier", f"{system}|{value}"), ("_count", str(limit))]
+    return [r.resource() for r in store.search(session, OBSERVATION, params).matches]
+
+
 def put_observation(session: Session, store: FhirStore, obs: dict[str, Any]) -> None:
     """Create or update ``obs`` under its id (a new version each time)."""
     store.update(session, OBSERVATION, obs["id"], obs)

@@ -537,9 +537,9 @@ class Samples(_EventIn):
     period_ms: float = Field(alias="periodMs", gt=0)
     origin: float = 0.0
     factor: float = 1.0
-    dimensions: int = 1
-    unit: str
-    data: str
+    dimensions: int = Field(default=1, ge=1, le=64)
+    unit: str = Field(max_length=32)
+    data: str = Field(max_length=2_000_000)
 
 
 class OnsetReference(_EventIn):
@@ -576,6 +576,59 @@ class MetricComputed(_EventIn):
     samples: Samples | None = None
 
 
+class TrialResult(_EventIn):
+    """One channel's (or pair's, or the whole stream's) part of a trial summary."""
+
+    channel: str | None = Field(default=None, min_length=1, max_length=200)
+    muscle: str | None = Field(default=None, min_length=1, max_length=64)
+    antagonist: str | None = Field(default=None, min_length=1, max_length=64)
+    value: float | None = None
+    unit: str | None = Field(default=None, max_length=32)
+    status: Literal["measured", "not-detected", "not-computable"] = "measured"
+    reason: str | None = Field(default=None, max_length=1000)
+    reference: OnsetReference | None = None
+    components: list[Component] = Field(default=[], max_length=32)
+    samples: Samples | None = None
+    series: Samples | None = Field(default=None, description="the channel's 1 s window values")
+    partial: bool = False
+
+
+class WindowGap(_EventIn):
+    index: int = Field(ge=0)
+    reason: str = Field(max_length=1000)
+
+
+class TrialWindows(_EventIn):
+    period_ms: float = Field(alias="periodMs", gt=0)
+    count: int = Field(ge=0)
+    partial: int = Field(default=0, ge=0)
+    gaps: list[WindowGap] = Field(default=[], max_length=100)
+    gap_count: int = Field(default=0, alias="gapCount", ge=0)
+    cut: bool = False
+
+
+class TrialSummarized(_EventIn):
+    """The data of ``device.trial-summarized.v1`` (docs/events.md): one metric of one trial (a stream
+    binding's recording), every channel's whole-trial result with its window series."""
+
+    patient: str
+    device: str
+    stream: str
+    session: str | None = None
+    stream_type: str | None = Field(default=None, alias="streamType")
+    metric: str = Field(description="a code of the evaluation CodeSystem, e.g. emg-rms, sway-ellipse-area")
+    unit: str | None = Field(default=None, max_length=32)
+    trial: Window
+    observation: str = Field(pattern=r"^Observation/[A-Za-z0-9\-.]{1,64}$")
+    results: list[TrialResult] = Field(min_length=1, max_length=256)
+    windows: TrialWindows | None = None
+    partial: bool = False
+
+    @property
+    def observation_id(self) -> str:
+        return self.observation.removeprefix("Observation/")
+
+
 # Field names are the event's own (camelCase), as docs/events.md writes them.
 class RomReached(_EventIn):
     valueDeg: float = Field(ge=0, le=360)
@@ -599,6 +652,9 @@ class ExerciseOutcome(_EventIn):
     rom: RomReached | None = None
     start: str | None = None
     end: str | None = None
+    sets: int | None = Field(default=None, ge=0, le=100)
+    reps: list[int] = Field(default=[], max_length=100)
+    deviceStreams: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default=[], max_length=32)
 
 
 class SessionLogged(_EventIn):

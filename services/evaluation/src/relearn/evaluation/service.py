@@ -14,16 +14,23 @@ from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.outcomes import verdict
 from relearn.evaluation.events import evaluation_completed_data, event_type, stage_evaluation
 from relearn.evaluation.mapper import (
+    DEVICE_STREAM_SYSTEM,
     condition_resources,
     evaluation_to_observations,
     home_practice_observations,
+    is_set,
     metric_observation,
     outcome_code_tokens,
     outcome_coding,
     outcome_point,
     rom_observations,
     session_outcome_observations,
+    set_members,
+    set_observation,
+    set_streams,
     symptom_observation,
+    trial_observation,
+    with_members,
 )
 from relearn.evaluation.schemas import (
     EvaluationIn,
@@ -34,6 +41,7 @@ from relearn.evaluation.schemas import (
     OutcomeTrends,
     SessionLogged,
     SymptomsRecorded,
+    TrialSummarized,
 )
 from relearn.shared.fhir import Conflict, FhirStore, Forbidden
 from relearn.shared.service import transaction
@@ -150,6 +158,35 @@ def record_metric(session: Session, store: FhirStore, metric: MetricComputed) ->
     repository.put_observation(session, store, metric_observation(metric))
 
 
+def record_trial_summary(session: Session, store: FhirStore, summary: TrialSummarized) -> None:
+    """One metric of a trial becomes (or updates) its Observation; a re-delivered summary that changes
+    nothing writes nothing. An unknown metric code raises (poison)."""
+    repository.put_observation_if_changed(session, store, trial_observation(summary))
+    # The set (exercise) this trial belongs to, when the session was logged first: list it as a member.
+    found = repository.observations_with_identifier(session, store, DEVICE_STREAM_SYSTEM, summary.stream)
+    for stored in (o for o in found if is_set(o)):
+        members = _trial_members(session, store, set_streams(stored))
+        repository.put_observation_if_changed(session, store, with_members(stored, members))
+
+
+def _trial_members(session: Session, store: FhirStore, streams: list[str]) -> list[str]:
+    """The trial summary Observations stored for ``streams``."""
+    members: list[str] = []
+    for stream in streams:
+        found = repository.observations_with_identifier(session, store, DEVICE_STREAM_SYSTEM, stream)
+        members.extend(set_members(found))
+    return members
+
+
+def record_device_sets(session: Session, store: FhirStore, logged: SessionLogged) -> None:
+    """One ``device-set`` Observation per exercise recorded with device streams, listing the trial summaries
+    stored so far (those that arrive later add themselves)."""
+    for ex in logged.exercises:
+        if ex.deviceStreams:
+            members = _trial_members(session, store, ex.deviceStreams)
+            repository.put_observation_if_changed(session, store, set_observation(logged, ex, members))
+
+
 def record_session_outcomes(session: Session, store: FhirStore, logged: SessionLogged) -> None:
     """Pain and quality scores of a logged session, the ROM each exercise reached, and home practice as
     Physical Activity IG exercise Observations."""
@@ -157,6 +194,7 @@ def record_session_outcomes(session: Session, store: FhirStore, logged: SessionL
         repository.put_observation(session, store, obs)
     for obs in rom_observations(logged):
         repository.put_observation_if_changed(session, store, obs)
+    record_device_sets(session, store, logged)
 
 
 def record_symptoms(session: Session, store: FhirStore, symptoms: SymptomsRecorded) -> None:

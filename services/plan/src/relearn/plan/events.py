@@ -24,6 +24,7 @@ from relearn.plan.domain.inputs import EvaluationCompleted as EvaluationComplete
 from relearn.plan.domain.inputs import SessionLogged as SessionLogged
 from relearn.plan.domain.inputs import StreamMetricsCompleted as StreamMetricsCompleted
 from relearn.plan.domain.inputs import SymptomsRecorded as SymptomsRecorded
+from relearn.plan.domain.inputs import TrialSummarized as TrialSummarized
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.state import ActivityState, Decision, PlanState
 from relearn.shared.events import CloudEvent, stage
@@ -32,7 +33,8 @@ EVALUATION_COMPLETED = "evaluation.completed.v1"
 EVALUATION_REASSESSED = "evaluation.reassessed.v1"
 SESSION_LOGGED = "session.logged.v1"
 SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
-METRIC_COMPUTED = "device.metric-computed.v1"
+METRIC_COMPUTED = "device.metric-computed.v1"  # no longer produced; events in the log are still read
+TRIAL_SUMMARIZED = "device.trial-summarized.v1"
 STREAM_METRICS_COMPLETED = "device.stream-metrics-completed.v1"
 
 _In = TypeVar("_In", bound=BaseModel)

@@ -2,7 +2,8 @@
 
 - ``evaluation.completed.v1``: draft a plan (status ``draft``) for the therapist to review;
 - ``evaluation.reassessed.v1``: a proposal of changes kept for the therapist (applied through the API);
-- ``session.logged.v1``, ``session.symptoms-recorded.v1``, ``device.metric-computed.v1``,
+- ``session.logged.v1``, ``session.symptoms-recorded.v1``, ``device.trial-summarized.v1`` (each channel's
+  whole-trial result as evidence; ``device.metric-computed.v1`` for events already in the log),
   ``device.stream-metrics-completed.v1``: the progression engine on the patient's active plan, one CarePlan
   version and one event per decision.
 
@@ -28,6 +29,7 @@ from relearn.plan.events import (
     SessionLogged,
     StreamMetricsCompleted,
     SymptomsRecorded,
+    TrialSummarized,
     decode,
 )
 from relearn.plan.service import Ignored, PlanService
@@ -61,6 +63,9 @@ def plan_handlers(service: PlanService) -> Mapping[str, Handler]:
         m = decode(event, DeviceMetricComputed)
         _log_ignored(event, service.metric(session, m))
 
+    def trial(session: Session, event: CloudEvent) -> None:
+        _log_ignored(event, service.trial(session, decode(event, TrialSummarized)))
+
     def stream_completed(session: Session, event: CloudEvent) -> None:
         completed = decode(event, StreamMetricsCompleted)
         _log_ignored(event, service.stream_completed(session, completed, at=event.time))
@@ -71,6 +76,7 @@ def plan_handlers(service: PlanService) -> Mapping[str, Handler]:
         events.SESSION_LOGGED: session_logged,
         events.SYMPTOMS_RECORDED: symptoms,
         events.METRIC_COMPUTED: metric,
+        events.TRIAL_SUMMARIZED: trial,
         events.STREAM_METRICS_COMPLETED: stream_completed,
     }
 

@@ -41,6 +41,7 @@ from relearn.plan.domain.inputs import (
     SessionLogged,
     StreamMetricsCompleted,
     SymptomsRecorded,
+    TrialSummarized,
     bare_id,
 )
 from relearn.plan.domain.patterns import MovementPattern
@@ -536,6 +537,14 @@ class PlanService:
             record,
             lambda p: apply_metric(p, m, catalogue=self.catalogue, observation=m.observation),
         )
+
+    def trial(self, session: Session, summary: TrialSummarized) -> Ignored:
+        """A trial summary: each channel's whole-trial result is evidence for the session, in turn (as the
+        separate metric events of a close were), each citing the summary's Observation."""
+        ignored: list[str] = []
+        for m in summary.metrics():
+            ignored.extend(self.metric(session, m))
+        return tuple(ignored)
 
     def stream_completed(
         self, session: Session, completed: StreamMetricsCompleted, *, at: datetime

@@ -37,7 +37,12 @@ TOPICS: tuple[Topic, ...] = (
         ),
     ),
     Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
-    Topic(DEVICE_METRICS, 6, ("device.metric-computed.v1", "device.stream-metrics-completed.v1")),
+    # device.metric-computed.v1 is no longer produced (trial summaries replaced it): the log still has some.
+    Topic(
+        DEVICE_METRICS,
+        6,
+        ("device.metric-computed.v1", "device.trial-summarized.v1", "device.stream-metrics-completed.v1"),
+    ),
     # Raw sensor frames are keyed by device so each stream stays in order.
     Topic(DEVICE_RAW_EMG, 12, ("device.emg-frame-received.v1", "device.emg-stream-closed.v1")),
     Topic(DEVICE_RAW_BALANCE, 12, ("device.balance-frame-received.v1", "device.balance-stream-closed.v1")),

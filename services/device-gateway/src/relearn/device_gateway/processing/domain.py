@@ -686,3 +686,180 @@ def romberg(closed: Trial, opened: Trial) -> Computed | None:
         max(closed.end, opened.end),
         components=tuple(components),
     )
+
+
+# -- trial summaries -------------------------------------------------------------------------------------
+# A trial is one stream binding's recording, from its first frame (the origin) to its close. Its metrics reach
+# the FHIR surface as one summary per metric code: every channel's (or pair's) whole-trial value, and for the
+# metrics every 1 s window gives, the window series as FHIR SampledData (datum i = window [origin + i s,
+# origin + (i + 1) s); "E" where the window could not be computed: a gap). The window rows themselves stay
+# in the gateway (``metrics_window``, ``GET /streams/{id}/windows``).
+
+WINDOW_PERIOD_MS = 1000.0
+MAX_SERIES_WINDOWS = 7200
+"""A window series holds at most this many windows (2 hours of 1 s windows); a longer trial's series is cut
+there and says so (the window rows stay complete over the gateway's API)."""
+MAX_GAP_NOTES = 10
+_CODES = frozenset(m.value for m in MetricCode)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWindow:
+    """One window row of a stream as the processor recorded it: its status and its metrics' values by
+    (metric code, channel)."""
+
+    index: int
+    start: datetime
+    end: datetime
+    status: str  # measured | partial | gap
+    reason: str | None
+    values: Mapping[tuple[str, str], float | None]
+    units: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, index: int, start: datetime, end: datetime, status: str, reason: str | None, rows: Any
+    ) -> StoredWindow:
+        """From a window row's ``metrics`` JSON (:func:`window_values`); anything malformed is left out."""
+        values: dict[tuple[str, str], float | None] = {}
+        units: dict[tuple[str, str], str] = {}
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict) or not isinstance(row.get("channel"), str):
+                continue
+            key = (str(row.get("metric")), row["channel"])
+            value = row.get("value")
+            values[key] = float(value) if isinstance(value, int | float) else None
+            units[key] = str(row.get("unit") or "1")
+        return cls(index, start, end, status, reason, values, units)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelResult:
+    """One channel's (or pair's, or the whole stream's) part of a trial summary."""
+
+    result: Computed
+    series: Samples | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialSummary:
+    """One metric of one trial: the whole-trial result per channel, with the window series."""
+
+    metric: MetricCode
+    unit: str
+    start: datetime
+    end: datetime
+    results: tuple[ChannelResult, ...]
+    windows: int = 0
+    gaps: tuple[tuple[int, str], ...] = ()
+    partial_windows: int = 0
+    series_cut: bool = False
+
+    @property
+    def partial(self) -> bool:
+        return any(r.result.partial for r in self.results)
+
+
+def window_values(computed: Sequence[Computed], muscles: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What a window row keeps of its metrics (JSON): metric, channel, muscle (the binding's), value, unit,
+    status."""
+    return [
+        {
+            "metric": c.metric.value,
+            "channel": c.channel,
+            "muscle": muscles.get(c.channel) if c.channel is not None else None,
+            "value": c.value,
+            "unit": c.unit,
+            "status": c.status,
+        }
+        for c in computed
+    ]
+
+
+def _datum(value: float | None) -> str:
+    return "E" if value is None or not math.isfinite(value) else f"{value:.6g}"
+
+
+def window_series(windows: Sequence[StoredWindow], metric: str, channel: str, unit: str) -> Samples | None:
+    """The series of one window metric of one channel over the trial's windows (index 0 .. the last), "E"
+    where a window has no value (a gap, a window never recorded); None when no window gives that metric."""
+    if not windows or not any((metric, channel) in w.values for w in windows):
+        return None
+    by_index = {w.index: w for w in windows}
+    last = min(max(by_index), MAX_SERIES_WINDOWS - 1)
+    data = []
+    for i in range(last + 1):
+        w = by_index.get(i)
+        data.append(_datum(None if w is None or w.status == "gap" else w.values.get((metric, channel))))
+    return Samples(period_ms=WINDOW_PERIOD_MS, factor=1.0, unit=unit, data=" ".join(data))
+
+
+def trial_summaries(
+    computed: Sequence[Computed],
+    windows: Sequence[StoredWindow],
+    *,
+    start: datetime,
+    end: datetime,
+) -> list[TrialSummary]:
+    """Group a closed trial's results by metric code (in the order they were computed), each channel with
+    its window series. A window metric of a channel without a whole-trial result (a recording too short for
+    the whole-recording metrics) is still summarised: its whole-trial result `not-computable`, its series
+    kept."""
+    order: dict[MetricCode, list[Computed]] = {}
+    for c in computed:
+        order.setdefault(c.metric, []).append(c)
+    seen = {(c.metric.value, c.channel) for c in computed}
+    window_only: dict[tuple[str, str], str] = {}
+    for w in windows:
+        for key in w.values:
+            if key not in seen and key[0] in _CODES:
+                window_only.setdefault(key, "")
+    for metric, channel in window_only:
+        code = MetricCode(metric)
+        order.setdefault(code, []).append(
+            Computed(
+                code,
+                None,
+                _window_unit(windows, metric, channel),
+                start,
+                end,
+                channel,
+                status=NOT_COMPUTABLE,
+                reason="no whole-trial value: the recording is too short for whole-recording metrics",
+            )
+        )
+    gaps = tuple((w.index, w.reason or "not computable") for w in windows if w.status == "gap")
+    partial_windows = sum(1 for w in windows if w.status == "partial")
+    cut = bool(windows) and max(w.index for w in windows) >= MAX_SERIES_WINDOWS
+    out = []
+    for metric, items in order.items():
+        results = []
+        for c in items:
+            series = None
+            if c.channel is not None and c.metric in (*WINDOW_METRICS, MetricCode.EMG_PERCENT_MVC):
+                series = window_series(windows, c.metric.value, c.channel, c.unit)
+            results.append(ChannelResult(c, series))
+        first = items[0]
+        with_series = any(r.series is not None for r in results)
+        out.append(
+            TrialSummary(
+                metric=metric,
+                unit=first.unit,
+                start=min(c.start for c in items),
+                end=max(c.end for c in items),
+                results=tuple(results),
+                windows=len(windows) if with_series else 0,
+                gaps=gaps if with_series else (),
+                partial_windows=partial_windows if with_series else 0,
+                series_cut=cut and with_series,
+            )
+        )
+    return out
+
+
+def _window_unit(windows: Sequence[StoredWindow], metric: str, channel: str) -> str:
+    for w in windows:
+        unit = w.units.get((metric, channel))
+        if unit is not None:
+            return unit
+    return "1"

@@ -1,14 +1,19 @@
-"""The events the metrics processor reads (raw frame / stream-closed, docs GATEWAY) and the one it writes.
+"""The events the metrics processor reads (raw frame / stream-closed, docs GATEWAY) and the ones it writes.
 
 In: `device.{emg,balance}-frame-received.v1` and `device.{emg,balance}-stream-closed.v1` on the raw topics,
-subject = device id. Out, on `relearn.device.metrics`, subject = patient id: `device.metric-computed.v1`, data
-`{patient, device, stream, session, channel?, muscle?, metric, window: {start, end}, observation, value, unit,
-status, reason?, reference?, antagonist?, components?, samples?, partial?}` with `metric` a code of the
-evaluation CodeSystem, `observation` the `Observation/<id>` the metric is stored as
-(:func:`metric_observation_id`), `partial: true` with a `reason` when the window is shorter than the metric's
-nominal span (the last window of a recording, or whole-recording metrics over the part of the recording the
-close could hold); and after a close's metrics `device.stream-metrics-completed.v1`, data `{patient, device,
-stream, session, streamType, metrics: [{metric, channel?, muscle?, status}], gaps}` (docs/events.md).
+subject = device id. Out, on `relearn.device.metrics`, subject = patient id, at a trial's close (a trial is
+one stream binding's recording):
+
+- `device.trial-summarized.v1`, one per metric code of the trial: `{patient, device, stream, session,
+  streamType, metric, unit, trial: {start, end}, observation, results: [{channel?, muscle?, antagonist?,
+  value, unit, status, reason?, reference?, components?, samples?, series?, partial?}], windows?: {periodMs,
+  count, partial, gaps: [{index, reason}], gapCount, cut}, partial?}`; `metric` a code of the evaluation
+  CodeSystem, `observation` the `Observation/<id>` the summary is stored as (:func:`trial_observation_id`),
+  `series` a channel's 1 s window values as FHIR SampledData ("E" for a gap);
+- then `device.stream-metrics-completed.v1`: `{patient, device, stream, session, streamType, metrics:
+  [{metric, channel?, muscle?, status}], gaps}` (docs/events.md).
+
+Window metrics are not sent: they are kept in `metrics_window` and served by `GET /streams/{id}/windows`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from relearn.device_gateway.processing.domain import Computed, EmgProtocol
+from relearn.device_gateway.processing.domain import (
+    MAX_GAP_NOTES,
+    WINDOW_PERIOD_MS,
+    Computed,
+    EmgProtocol,
+    Samples,
+    TrialSummary,
+)
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
 from relearn.shared.events import CloudEvent
 
@@ -31,7 +43,10 @@ EMG_FRAME = "device.emg-frame-received.v1"
 BALANCE_FRAME = "device.balance-frame-received.v1"
 EMG_CLOSED = "device.emg-stream-closed.v1"
 BALANCE_CLOSED = "device.balance-stream-closed.v1"
+# Sent per window and per whole-recording metric until trial summaries replaced it; no longer produced
+# (consumers still read it: events already in the log).
 METRIC_COMPUTED = "device.metric-computed.v1"
+TRIAL_SUMMARIZED = "device.trial-summarized.v1"
 METRICS_COMPLETED = "device.stream-metrics-completed.v1"
 
 
@@ -134,6 +149,8 @@ def _iso(t: datetime) -> str:
 
 # The namespace of device-metric Observation ids (the ids the evaluation service always stored metrics under).
 _METRIC_OBSERVATIONS = uuid.UUID("0c7f3b8e-2d4a-4b6f-9a51-7e2f4c9d8a33")
+# The namespace of trial-summary Observation ids.
+_TRIAL_OBSERVATIONS = uuid.UUID("5d0e6a2c-8f31-4c7b-b2e4-93a1f6d7c815")
 
 
 def metric_observation_id(
@@ -153,44 +170,71 @@ def metric_observation_id(
     return str(uuid.uuid5(_METRIC_OBSERVATIONS, key))
 
 
-def metric_data(stream: StreamEvent, c: Computed) -> dict[str, Any]:
-    """The `device.metric-computed.v1` data of one computed metric."""
+def _channel_data(stream: StreamEvent, c: Computed, series: Samples | None) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if c.channel is not None:
+        item["channel"] = c.channel
+    muscle = c.muscle or (stream.protocol.muscles.get(c.channel) if c.channel is not None else None)
+    if muscle is not None:
+        item["muscle"] = muscle
+    if c.antagonist is not None:
+        item["antagonist"] = c.antagonist
+    item["value"] = c.value
+    item["unit"] = c.unit
+    item["status"] = c.status
+    if c.reason is not None:
+        item["reason"] = c.reason
+    if c.reference is not None:
+        ref = c.reference
+        item["reference"] = {"kind": ref.kind, "channel": ref.channel, "muscle": ref.muscle}
+    if c.components:
+        item["components"] = [{"code": k.code, "value": k.value, "unit": k.unit} for k in c.components]
+    if c.samples is not None:
+        item["samples"] = c.samples.to_json()
+    if series is not None:
+        item["series"] = series.to_json()
+    if c.partial:
+        item["partial"] = True
+    return item
+
+
+def trial_observation_id(patient: str, device: str, stream: str, metric: str) -> str:
+    """The id of the Observation one metric of one trial (a stream binding's recording) is stored as: one per
+    (patient, device, stream, metric), so a re-delivered or recomputed summary names the same Observation."""
+    return str(uuid.uuid5(_TRIAL_OBSERVATIONS, f"{patient}|{device}|{stream}|{metric}"))
+
+
+def trial_data(stream: StreamEvent, t: TrialSummary) -> dict[str, Any]:
+    """The `device.trial-summarized.v1` data of one metric of a closed trial (docs/events.md)."""
     data: dict[str, Any] = {
         "patient": stream.patient,
         "device": stream.device,
         "stream": stream.stream,
         "session": stream.session,
-        "metric": c.metric.value,
-        "window": {"start": _iso(c.start), "end": _iso(c.end)},
+        "streamType": stream.stream_type.value,
+        "metric": t.metric.value,
+        "unit": t.unit,
+        "trial": {"start": _iso(t.start), "end": _iso(t.end)},
         "observation": "Observation/"
-        + metric_observation_id(stream.patient, stream.device, c.metric.value, c.start, c.end, c.channel),
-        "value": c.value,
-        "unit": c.unit,
-        "status": c.status,
+        + trial_observation_id(stream.patient, stream.device, stream.stream, t.metric.value),
+        "results": [_channel_data(stream, r.result, r.series) for r in t.results],
     }
-    if c.channel is not None:
-        data["channel"] = c.channel
-    muscle = c.muscle or (stream.protocol.muscles.get(c.channel) if c.channel is not None else None)
-    if muscle is not None:
-        data["muscle"] = muscle
-    if c.antagonist is not None:
-        data["antagonist"] = c.antagonist
-    if c.reason is not None:
-        data["reason"] = c.reason
-    if c.reference is not None:
-        ref = c.reference
-        data["reference"] = {"kind": ref.kind, "channel": ref.channel, "muscle": ref.muscle}
-    if c.components:
-        data["components"] = [{"code": k.code, "value": k.value, "unit": k.unit} for k in c.components]
-    if c.samples is not None:
-        data["samples"] = c.samples.to_json()
-    if c.partial:
+    if t.windows:
+        data["windows"] = {
+            "periodMs": WINDOW_PERIOD_MS,
+            "count": t.windows,
+            "partial": t.partial_windows,
+            "gaps": [{"index": i, "reason": why} for i, why in t.gaps[:MAX_GAP_NOTES]],
+            "gapCount": len(t.gaps),
+            "cut": t.series_cut,
+        }
+    if t.partial:
         data["partial"] = True
     return data
 
 
-def metric_event(stream: StreamEvent, c: Computed) -> CloudEvent:
-    return CloudEvent.new(SOURCE, METRIC_COMPUTED, stream.patient, metric_data(stream, c))
+def trial_event(stream: StreamEvent, t: TrialSummary) -> CloudEvent:
+    return CloudEvent.new(SOURCE, TRIAL_SUMMARIZED, stream.patient, trial_data(stream, t))
 
 
 def completed_data(stream: StreamClosed, computed: Sequence[Computed]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -41,8 +42,9 @@ def record_window(
     start: datetime,
     end: datetime,
     reason: str | None,
+    metrics: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Insert or update the window's row (same transaction as its staged metrics)."""
+    """Insert or update the window's row with its metrics (the processor's transaction)."""
     session.merge(
         WindowRecord(
             stream_id=stream,
@@ -51,8 +53,32 @@ def record_window(
             window_start=start,
             window_end=end,
             reason=(reason or "")[:500] or None,
+            metrics=metrics,
         )
     )
+
+
+def windows(
+    session: Session, stream: str, *, offset: int = 0, count: int | None = None
+) -> list[WindowRecord]:
+    """The stream's window rows in index order, from window ``offset``, at most ``count`` (this
+    transaction's rows included)."""
+    session.flush()
+    query = (
+        select(WindowRecord)
+        .where(col(WindowRecord.stream_id) == stream, col(WindowRecord.window_index) >= offset)
+        .order_by(col(WindowRecord.window_index))
+    )
+    if count is not None:
+        query = query.limit(count)
+    return list(session.exec(query).all())
+
+
+def count_windows(session: Session, stream: str) -> int:
+    found = session.execute(
+        select(func.count()).select_from(WindowRecord).where(col(WindowRecord.stream_id) == stream)
+    ).scalar_one()
+    return int(found)
 
 
 def balance_trial(session: Session, stream: str) -> BalanceTrialRecord | None:

@@ -50,7 +50,7 @@ from sqlalchemy import event as sa_event
 from sqlmodel import Session
 
 from relearn.device_gateway.processing import domain, repository
-from relearn.device_gateway.processing.domain import BoardGeometry, Computed, Trial, partial
+from relearn.device_gateway.processing.domain import BoardGeometry, Computed, StoredWindow, Trial, partial
 from relearn.device_gateway.processing.events import (
     BALANCE_CLOSED,
     BALANCE_FRAME,
@@ -60,7 +60,7 @@ from relearn.device_gateway.processing.events import (
     StreamClosed,
     StreamEvent,
     completed_event,
-    metric_event,
+    trial_event,
 )
 from relearn.device_gateway.processing.tables import BalanceTrialRecord
 from relearn.device_gateway.signals.frames import SensorFrame, StreamType
@@ -103,6 +103,7 @@ class _Undo:
 class ProcessorStats:
     window_metrics: int = 0
     recording_metrics: int = 0
+    trial_summaries: int = 0
     rebuilt: int = 0
     evicted: int = 0
     # Windows computed from stored frames (state rebuilt, a jump filled, or at close), gaps and partial ones.
@@ -195,7 +196,9 @@ class MetricsProcessor:
                 windows.extend(result.windows)
         windows = [w for w in windows if w.index >= state.first_window]
         if emg and windows:
-            self._emit(session, data, self._window_metrics(session, data, windows))
+            # Recorded with their values (metrics_window), not sent: they reach the FHIR surface as the
+            # series of the trial summaries at close.
+            self._window_metrics(session, data, windows)
 
     def _state(self, data: FrameReceived) -> _Stream:
         while len(self._streams) >= self.max_streams:
@@ -287,7 +290,7 @@ class MetricsProcessor:
                 continue
             if got[0].status != domain.MEASURED and self._recorded(session, data.stream, window.index):
                 continue  # never a gap over a window already measured (a replay, another pass)
-            self._record(session, data.stream, window.index, got)
+            self._record(session, data, window.index, got)
             out.extend(got)
         return out
 
@@ -295,7 +298,8 @@ class MetricsProcessor:
     def _recorded(session: Session, stream: str, index: int) -> bool:
         return repository.window_status(session, stream, index) in (MEASURED, PARTIAL)
 
-    def _record(self, session: Session, stream: str, index: int, computed: Sequence[Computed]) -> None:
+    def _record(self, session: Session, data: StreamEvent, index: int, computed: Sequence[Computed]) -> None:
+        stream = data.stream
         first = computed[0]
         if first.status != domain.MEASURED:
             status = GAP
@@ -309,7 +313,16 @@ class MetricsProcessor:
             self.stats.partial_windows += 1
         else:
             status = MEASURED
-        repository.record_window(session, stream, index, status, first.start, first.end, first.reason)
+        repository.record_window(
+            session,
+            stream,
+            index,
+            status,
+            first.start,
+            first.end,
+            first.reason,
+            domain.window_values(computed, data.protocol.muscles),
+        )
         self.stats.window_metrics += len(computed)
 
     def _undo(self, session: Session) -> _Undo:
@@ -353,10 +366,9 @@ class MetricsProcessor:
             self._closed[data.stream] = None
             while len(self._closed) > self._remember_closed:
                 self._closed.popitem(last=False)
-        recording, windows = self._from_store(session, data)
+        recording, _ = self._from_store(session, data)
         if recording is None and state is not None and state.frames:
-            recording, windows = self._from_memory(session, data, state)
-        self._emit(session, data, windows)
+            recording, _ = self._from_memory(session, data, state)
         if recording is None:
             logger.warning("stream closed without samples: no metrics", extra={"stream": data.stream})
             stage_many(session, [completed_event(data, [])])
@@ -376,7 +388,7 @@ class MetricsProcessor:
                     computed.append(quotient)
         if recording.truncated:
             computed = [_covering(c, recording, self.close_bytes) for c in computed]
-        self._emit(session, data, computed)
+        self._summarise(session, data, recording, computed)
         # After the metrics, same transaction and key: whoever reads it has every metric of the close.
         stage_many(session, [completed_event(data, computed)])
         self.stats.recording_metrics += len(computed)
@@ -447,7 +459,7 @@ class MetricsProcessor:
             start = recording.origin + timedelta(seconds=index * EMG_WINDOW_S)
             end = start + timedelta(seconds=EMG_WINDOW_S)
             got = domain.window_gap(start, end, recording.channels, recording.units, data.mvc, NO_SAMPLES)
-            self._record(session, data.stream, index, got)
+            self._record(session, data, index, got)
             out.extend(got)
         return out
 
@@ -512,9 +524,30 @@ class MetricsProcessor:
         return rows[0]
 
     # -- out -------------------------------------------------------------------------------------------
-    def _emit(self, session: Session, stream: StreamEvent, computed: Sequence[Computed]) -> None:
-        # One multi-row INSERT for the window's metrics (8 EMG channels give ~30 events per window).
-        stage_many(session, [metric_event(stream, c) for c in computed])
+    def _summarise(
+        self, session: Session, data: StreamClosed, recording: Recording, computed: Sequence[Computed]
+    ) -> None:
+        """One `device.trial-summarized.v1` per metric of the trial, each channel's window series read
+        back from the stream's window rows (this transaction's included)."""
+        stored: list[StoredWindow] = []
+        if data.stream_type is StreamType.EMG:
+            stored = [
+                StoredWindow.of(
+                    row.window_index,
+                    _aware(row.window_start),
+                    _aware(row.window_end),
+                    row.status,
+                    row.reason,
+                    row.metrics,
+                )
+                for row in repository.windows(session, data.stream)
+            ]
+        start = data.origin or recording.origin
+        end = max([c.end for c in computed], default=start)
+        summaries = domain.trial_summaries(computed, stored, start=start, end=end)
+        # One multi-row INSERT for the trial's summaries.
+        stage_many(session, [trial_event(data, t) for t in summaries])
+        self.stats.trial_summaries += len(summaries)
         for c in computed:
             self.stats.by_metric[c.metric.value] = self.stats.by_metric.get(c.metric.value, 0) + 1
 

@@ -48,8 +48,9 @@ class WindowRecord(SQLModel, table=True):
 
     The processor's durable progress: after a crash, a restart or a partition move it rebuilds the first
     window not recorded here from the frames table, and at close every window of the recording not recorded as
-    ``measured`` or ``partial`` is computed from the stored frames (or recorded as a ``gap``, its metrics sent
-    as not computable with the reason, so an Observation says the window exists and why it has no value)."""
+    ``measured`` or ``partial`` is computed from the stored frames (or recorded as a ``gap``, its metrics kept
+    as not computable with the reason: the trial summary's series says the window exists and has no value).
+    ``metrics`` keeps the window's values (the window-level data, ``GET /streams/{id}/windows``)."""
 
     __tablename__ = "metrics_window"
 
@@ -60,6 +61,10 @@ class WindowRecord(SQLModel, table=True):
     window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     window_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    # The window's metrics: [{metric, channel, value, unit, status}] (NULL in rows recorded before they were
+    # kept). The window-level data of record: served by GET /streams/{id}/windows, and the series of the
+    # trial summaries are built from it at close.
+    metrics: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     recorded_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

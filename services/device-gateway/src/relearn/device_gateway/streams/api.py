@@ -4,7 +4,9 @@ A clinician's app or an EHR opens a binding before a recording (``POST /streams`
 naming its ``streamId`` (``/ingest``), and the binding is closed at the end of the recording
 (``POST /streams/{id}/close``), which stages ``device.<emg|balance>-stream-closed.v1`` in the same
 transaction so the processor computes the whole-recording metrics. ``GET /streams/{id}`` shows the counters,
-the gaps in sequence and the stream's origin (the first frame's start time).
+the gaps in sequence and the stream's origin (the first frame's start time); ``GET /streams/{id}/windows`` the
+1 s window metrics of an EMG stream (the window-level data; the FHIR surface has one summary Observation per
+metric of the trial, with the window series inside).
 
 Writes need ``user/`` or ``system/`` ``Observation.write``; reads ``Observation.read`` (a ``patient/`` token
 sees only its own patient's streams; a device token the streams of the devices it may push for).
@@ -18,7 +20,7 @@ from fastapi import APIRouter, Path, Query
 
 from relearn.device_gateway.ingest import Ingestor
 from relearn.device_gateway.streams import service
-from relearn.device_gateway.streams.schemas import StreamIn, StreamView
+from relearn.device_gateway.streams.schemas import StreamIn, StreamView, WindowsView
 from relearn.shared.auth import PrincipalDep
 from relearn.shared.service import EngineDep, SessionDep
 
@@ -68,6 +70,20 @@ def streams_router(ingestor: Ingestor) -> APIRouter:
     @router.get("/{stream_id}", summary="A stream binding with its counters, gaps and origin")
     def get_stream(stream_id: StreamId, principal: PrincipalDep, session: SessionDep) -> StreamView:
         return service.read_stream(session, principal, stream_id)
+
+    @router.get(
+        "/{stream_id}/windows",
+        summary="The stream's 1 s window metrics (EMG), as recorded: the window-level data behind the trial "
+        "summary Observations",
+    )
+    def stream_windows(
+        stream_id: StreamId,
+        principal: PrincipalDep,
+        session: SessionDep,
+        offset: Annotated[int, Query(ge=0, le=10_000_000, description="First window index")] = 0,
+        count: Annotated[int, Query(alias="_count", ge=1, le=600, description="At most this many")] = 120,
+    ) -> WindowsView:
+        return service.read_windows(session, principal, stream_id, offset=offset, count=count)
 
     @router.post(
         "/{stream_id}/close",

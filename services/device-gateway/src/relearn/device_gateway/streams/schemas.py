@@ -112,3 +112,35 @@ class StreamView(_Wire):
     )
     created: datetime
     closed: datetime | None
+
+
+class WindowMetricView(_Wire):
+    metric: str = Field(description="A code of the evaluation CodeSystem (emg-rms, emg-envelope-peak, ...)")
+    channel: str | None
+    muscle: str | None = Field(
+        default=None, description="The muscle the binding's protocol gives the channel"
+    )
+    value: float | None = Field(description="Null when the window's metric is not computable")
+    unit: str
+    status: str = Field(description="measured | not-computable")
+
+
+class WindowView(_Wire):
+    index: int = Field(description="Window i covers [origin + i s, origin + (i + 1) s)")
+    start: datetime
+    end: datetime = Field(description="The real end (the last window of a recording may be shorter)")
+    status: Literal["measured", "partial", "gap"]
+    reason: str | None = Field(description="Why a gap has no values, or why a window is partial")
+    metrics: list[WindowMetricView] = Field(
+        description="Per channel: RMS, envelope peak, median frequency (and %MVC with the channel's MVC)"
+    )
+
+
+class WindowsView(_Wire):
+    """The 1 s window metrics of an EMG stream, as the metrics processor recorded them (balance streams have
+    none: their metrics are defined on whole trials)."""
+
+    stream: str
+    total: int = Field(description="Windows recorded so far")
+    offset: int
+    windows: list[WindowView]

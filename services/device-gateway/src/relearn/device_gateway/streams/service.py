@@ -16,11 +16,19 @@ from sqlmodel import Session
 from relearn.device_gateway.authz.service import readable_stream, require_stream_writer, stream_reader_patient
 from relearn.device_gateway.device_profile import DeviceKind, DeviceSpec, device_spec
 from relearn.device_gateway.device_profile.repository import read_device
+from relearn.device_gateway.processing import repository as windows_repository
 from relearn.device_gateway.streams import repository
 from relearn.device_gateway.streams.domain import check_emg_protocol
 from relearn.device_gateway.streams.events import closed_event
 from relearn.device_gateway.streams.repository import StreamInfo, aware, gaps_of
-from relearn.device_gateway.streams.schemas import GapView, StreamIn, StreamView
+from relearn.device_gateway.streams.schemas import (
+    GapView,
+    StreamIn,
+    StreamView,
+    WindowMetricView,
+    WindowsView,
+    WindowView,
+)
 from relearn.device_gateway.streams.tables import StreamRecord, StreamStatus
 from relearn.shared.auth import Principal
 from relearn.shared.events import stage
@@ -126,6 +134,41 @@ def list_streams(
 
 def read_stream(session: Session, principal: Principal, stream_id: str) -> StreamView:
     return stream_view(session, readable_stream(session, principal, stream_id))
+
+
+def read_windows(
+    session: Session, principal: Principal, stream_id: str, *, offset: int, count: int
+) -> WindowsView:
+    """The stream's window-level metrics (``metrics_window``), ``count`` windows from ``offset``."""
+    readable_stream(session, principal, stream_id)
+    rows = windows_repository.windows(session, stream_id, offset=offset, count=count)
+    return WindowsView(
+        stream=stream_id,
+        total=windows_repository.count_windows(session, stream_id),
+        offset=offset,
+        windows=[
+            WindowView(
+                index=row.window_index,
+                start=aware(row.window_start) or row.window_start,
+                end=aware(row.window_end) or row.window_end,
+                status=row.status,
+                reason=row.reason,
+                metrics=[
+                    WindowMetricView(
+                        metric=str(m.get("metric")),
+                        channel=m.get("channel"),
+                        muscle=m.get("muscle"),
+                        value=m.get("value"),
+                        unit=str(m.get("unit") or "1"),
+                        status=str(m.get("status") or "measured"),
+                    )
+                    for m in row.metrics or []
+                    if isinstance(m, dict)
+                ],
+            )
+            for row in rows
+        ],
+    )
 
 
 def close_stream(

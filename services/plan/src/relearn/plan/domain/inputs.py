@@ -4,7 +4,8 @@ Decoded at the edge by :mod:`relearn.plan.events` (which re-exports them); draft
 
 Services never import each other: these read the ``data`` of ``evaluation.completed.v1`` /
 ``evaluation.reassessed.v1``, ``session.logged.v1``, ``session.symptoms-recorded.v1`` and
-``device.metric-computed.v1``. Unknown fields are ignored (adding a field is compatible); where producers may
+``device.trial-summarized.v1`` (and ``device.metric-computed.v1``, no longer produced, for events already in
+the log). Unknown fields are ignored (adding a field is compatible); where producers may
 reasonably differ (a code as a string or a Coding, a bare id or a reference) both are accepted.
 """
 
@@ -510,6 +511,66 @@ class DeviceMetricComputed(_Inbound):
     @classmethod
     def _patient(cls, value: str) -> str:
         return bare_id(value)
+
+
+class TrialResult(_Inbound):
+    """One channel's (or pair's, or the whole stream's) whole-trial result in a trial summary. The window
+    series it may carry (``series``) is not evidence: criteria are judged on whole-trial values."""
+
+    channel: str | None = None
+    muscle: str | None = None
+    antagonist: str | None = None
+    value: float | None = None
+    unit: str | None = None
+    status: Literal["measured", "not-detected", "not-computable"] = "measured"
+    reason: str | None = Field(default=None, max_length=1000)
+    reference: OnsetReference | None = None
+    components: tuple[MetricComponent, ...] = Field(default=(), max_length=32)
+
+
+class TrialSummarized(_Inbound):
+    """``device.trial-summarized.v1``: one metric of one trial (a stream binding's recording), every channel's
+    whole-trial result, stored by the evaluation service as the one Observation ``observation`` names."""
+
+    patient: str
+    device: str
+    stream: str
+    session: str | None = None
+    metric: str
+    unit: str | None = None
+    trial: MetricWindow
+    observation: str = Field(pattern=r"^Observation/[A-Za-z0-9\-.]{1,64}$")
+    results: tuple[TrialResult, ...] = Field(min_length=1, max_length=256)
+
+    @field_validator("patient")
+    @classmethod
+    def _patient(cls, value: str) -> str:
+        return bare_id(value)
+
+    def metrics(self) -> tuple[DeviceMetricComputed, ...]:
+        """Each result as the engine reads a device metric: over the trial, citing the summary's
+        Observation (one Observation holds every channel's result, so several criteria may cite it)."""
+        return tuple(
+            DeviceMetricComputed(
+                patient=self.patient,
+                device=self.device,
+                stream=self.stream,
+                session=self.session,
+                channel=r.channel,
+                muscle=r.muscle,
+                antagonist=r.antagonist,
+                metric=self.metric,
+                window=self.trial,
+                observation=self.observation,
+                value=r.value,
+                status=r.status,
+                reason=r.reason,
+                reference=r.reference,
+                unit=r.unit or self.unit,
+                components=r.components,
+            )
+            for r in self.results
+        )
 
 
 class CompletedMetric(_Inbound):

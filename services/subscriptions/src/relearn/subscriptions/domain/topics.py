@@ -105,9 +105,10 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "device-metric-recorded",
         "Device metric recorded",
-        "A device metric (EMG, balance) was computed and stored as an Observation.",
+        "A device metric (EMG, balance) of a trial was summarised and stored as an Observation (one per "
+        "metric of a trial, every channel and the window series inside).",
         "Observation",
-        ("device.metric-computed.v1",),
+        ("device.trial-summarized.v1", "device.metric-computed.v1"),
         (PATIENT, _category("the metric code (emg-rms, sway-ellipse-area, ...)")),
     ),
     Topic(
@@ -203,7 +204,7 @@ def triggers(event_type: str, subject: str, data: Mapping[str, Any]) -> list[Tri
         patterns = _strs(*(e.get("pattern") for e in exercises if isinstance(e, Mapping)))
         values = {"pattern": patterns, "category": _strs(data.get("setting"))}
         out.append(Trigger(t["session-logged"], str(data["session"]), patient, values))
-    elif event_type == "device.metric-computed.v1":
+    elif event_type in ("device.trial-summarized.v1", "device.metric-computed.v1"):
         focus = _metric_observation(data)
         if focus is not None:
             out.append(

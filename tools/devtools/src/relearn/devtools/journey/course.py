@@ -121,6 +121,10 @@ class Journey:
     def device_metrics(self, stream: str) -> list[dict[str, Any]]:
         return self.fhir.device_metrics(stream)
 
+    def gateway_windows(self, stream: str) -> dict[str, Any]:
+        """The window-level metrics of a stream, over the gateway's own API."""
+        return self.gateway.windows(stream)
+
     def plan(self) -> dict[str, Any]:
         assert self.plan_id is not None
         return self.plans.plan(self.plan_id)

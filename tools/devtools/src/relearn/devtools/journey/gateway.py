@@ -176,6 +176,19 @@ class Gateway:
         )
         return closed
 
+    def windows(self, stream: str, offset: int = 0) -> dict[str, Any]:
+        """The stream's 1 s window metrics as the gateway recorded them (``GET /streams/{id}/windows``): the
+        window-level data behind the trial summaries on the FHIR surface."""
+        found: dict[str, Any] = self.api.call(
+            "GET",
+            f"{self._base}/streams/{stream}/windows",
+            200,
+            "the stream's window metrics",
+            params={"offset": offset},
+            headers=self.api.clinician,
+        )
+        return found
+
     def _push(self, role: str, sent: list[dict[str, Any]]) -> None:
         """The hub pushes the frames, FRAMES_PER_REQUEST a request, waiting out back-pressure (429)."""
         headers = self.api.device_headers(self.devices["hub"])
