@@ -1,0 +1,62 @@
+"""Settings of the authorization service (environment prefix ``AUTHORIZATION_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from relearn.shared.service import ServiceSettings, default_var_dir
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTHORIZATION_", extra="ignore")
+
+    service_name: str = "authorization"
+    port: int = 8086
+
+    # The public URL of the issuer, as clients reach it through the front door: the `iss` of every token
+    # (services' *_AUTH_ISSUER), and the base of the endpoints (<issuer>/token is the `aud` of a client
+    # assertion).
+    issuer: str = "http://127.0.0.1:8080/auth"
+    # The signing keys: a JWKS file of private keys (RS384 on RSA, ES384 on EC P-384). The first key signs,
+    # every key is published (rotation: add the new key first, drop the old one after the longest lifetime).
+    # In development and test a missing file is created with one EC P-384 key.
+    signing_keys_file: Path = Field(default_factory=lambda: default_var_dir() / "authorization" / "keys.json")
+    # The registered clients and (development) users: JSON directory files, loaded into the database at start.
+    clients_file: Path | None = None
+    users_file: Path | None = None
+    # Client secrets (client_secret_basic / _post) and the `patient` parameter of client_credentials are
+    # accepted only in development and test; production needs private_key_jwt (a signed assertion).
+    allow_client_secrets: bool | None = None
+
+    # Lifetimes (seconds).
+    access_token_ttl_s: int = Field(default=300, ge=30, le=300)
+    authorization_code_ttl_s: int = Field(default=60, ge=10, le=600)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300)
+    online_refresh_token_ttl_s: int = Field(default=8 * 3600, ge=300)
+    launch_ttl_s: int = Field(default=600, ge=30, le=3600)
+    # A client assertion's `exp` may be at most this far ahead (SMART Backend Services: five minutes).
+    max_assertion_lifetime_s: int = Field(default=300, ge=30, le=300)
+    clock_skew_s: int = Field(default=5, ge=0, le=60)
+
+    # Client JWKS fetched from a jwks_uri: how long to keep one without Cache-Control, the most we keep one,
+    # how long a fetch may take, and how large a key set may be.
+    jwks_default_max_age_s: int = Field(default=300, ge=0)
+    jwks_max_age_cap_s: int = Field(default=86400, ge=0)
+    jwks_fetch_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    jwks_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+
+    # Browser apps' origins allowed to call the token endpoint (CORS); "*" allows any.
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+
+    def secrets_allowed(self) -> bool:
+        """Whether client secrets are accepted: the setting, else only in development and test."""
+        if self.allow_client_secrets is not None:
+            return self.allow_client_secrets and self.environment != "production"
+        return self.environment in ("development", "test")
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer.rstrip('/')}/token"
