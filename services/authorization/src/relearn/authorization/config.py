@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     # Client secrets (client_secret_basic / _post) and the `patient` parameter of client_credentials are
     # accepted only in development and test; production needs private_key_jwt (a signed assertion).
     allow_client_secrets: bool | None = None
+    # Lifetime of a token for a client that authenticated with a secret (development only: the development
+    # issuer's clients and tools hold their tokens that long). Other tokens live access_token_ttl_s.
+    dev_secret_token_ttl_s: int = Field(default=3600, ge=30, le=86400)
 
     # Lifetimes (seconds).
     access_token_ttl_s: int = Field(default=300, ge=30, le=300)

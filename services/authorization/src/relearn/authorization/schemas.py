@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 
 class OAuthErrorBody(BaseModel):
@@ -17,7 +17,7 @@ class OAuthErrorBody(BaseModel):
 class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "Bearer"
-    expires_in: int = Field(le=300)
+    expires_in: int
     scope: str
     refresh_token: str | None = None
     id_token: str | None = None

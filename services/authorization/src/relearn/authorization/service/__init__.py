@@ -293,7 +293,10 @@ class Authorization:
     def token(self, session: Session, creds: ClientCredentials, form: dict[str, str]) -> dict[str, Any]:
         grant_type = _param(form, "grant_type", required=True)
         if grant_type == "client_credentials":
-            return self._client_credentials(session, self.authenticate(session, creds), form)
+            client = self.authenticate(session, creds)
+            # Secrets exist only in development: those tokens may live as long as the development issuer's.
+            ttl = self.settings.dev_secret_token_ttl_s if creds.client_secret is not None else None
+            return self._client_credentials(session, client, form, ttl)
         if grant_type == "authorization_code":
             return self._authorization_code(
                 session, self.authenticate(session, creds, allow_public=True), form
@@ -309,7 +312,7 @@ class Authorization:
             raise OAuthError("invalid_scope", str(exc)) from None
 
     def _client_credentials(
-        self, session: Session, client: OAuthClient, form: dict[str, str]
+        self, session: Session, client: OAuthClient, form: dict[str, str], ttl_s: int | None
     ) -> dict[str, Any]:
         if "client_credentials" not in client.grant_types.split():
             raise OAuthError("unauthorized_client", "this client may not use client_credentials")
@@ -328,13 +331,14 @@ class Authorization:
         elif scope_rules.has_context(granted, "patient"):
             raise invalid_request("patient/ scopes need a patient in context (use App Launch)")
         device = self._device(client, _param(form, "device"))
+        ttl = ttl_s or self.settings.access_token_ttl_s
         claims = self._access_claims(
-            client.client_id, client.client_id, granted, patient=patient, device=device
+            client.client_id, client.client_id, granted, patient=patient, device=device, ttl_s=ttl
         )
         return {
             "access_token": self.keys.sign(claims, typ="at+jwt"),
             "token_type": "Bearer",
-            "expires_in": self.settings.access_token_ttl_s,
+            "expires_in": ttl,
             "scope": " ".join(granted),
         }
 
@@ -362,6 +366,7 @@ class Authorization:
         patient: str | None = None,
         device: str | None = None,
         fhir_user: str | None = None,
+        ttl_s: int | None = None,
     ) -> dict[str, Any]:
         now = int(self._clock())
         claims: dict[str, Any] = {
@@ -372,7 +377,7 @@ class Authorization:
             "scope": " ".join(granted),
             "iat": now,
             "nbf": now,
-            "exp": now + self.settings.access_token_ttl_s,
+            "exp": now + (ttl_s or self.settings.access_token_ttl_s),
             "jti": uuid.uuid4().hex,
         }
         if patient is not None:

@@ -18,7 +18,7 @@ from relearn.authorization.config import Settings
 from relearn.authorization.domain.errors import invalid_client
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
-# A client cannot make us fetch its URL more often than this (a kid it does not have, again and again).
+# An unknown kid refetches a cached set at most this often (a kid it does not have, again and again).
 _MIN_REFETCH_S = 10.0
 
 
@@ -26,7 +26,8 @@ _MIN_REFETCH_S = 10.0
 class _Cached:
     keys: list[dict[str, Any]]
     expires_at: float
-    fetched_at: float
+    # When an unknown kid last made us fetch before expiry (None: never since the set was fetched).
+    kid_refetch_at: float | None = None
 
 
 def max_age(cache_control: str | None, default: int, cap: int) -> int:
@@ -68,11 +69,14 @@ class JwksFetcher:
         if cached is not None and now < cached.expires_at:
             if want_kid is None or any(k.get("kid") == want_kid for k in cached.keys):
                 return cached.keys
-            if now - cached.fetched_at < _MIN_REFETCH_S:
+            if cached.kid_refetch_at is not None and now - cached.kid_refetch_at < _MIN_REFETCH_S:
                 return cached.keys
+            refetch_at: float | None = now
+        else:
+            refetch_at = None
         keys, ttl = self._fetch(url)
         with self._lock:
-            self._cache[url] = _Cached(keys, now + ttl, now)
+            self._cache[url] = _Cached(keys, now + ttl, refetch_at)
         return keys
 
     def _fetch(self, url: str) -> tuple[list[dict[str, Any]], int]:
