@@ -270,7 +270,7 @@ def start_service(
         "database_url": pg_url,
         "kafka_bootstrap": bootstrap,
         "fhir_base_url": FHIR_BASE,
-        "issuer": "http://127.0.0.1:8080/auth",
+        "auth_issuer": "http://127.0.0.1:8080/auth",
         "signing_keys_file": tmp / "signing" / "keys.json",
         "clients_file": clients,
         "environment": "test",

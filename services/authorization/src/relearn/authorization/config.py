@@ -16,14 +16,12 @@ class Settings(ServiceSettings):
     service_name: str = "authorization"
     port: int = 8086
 
-    # The public URL of the issuer, as clients reach it through the front door: the `iss` of every token
-    # (services' *_AUTH_ISSUER), and the base of the endpoints (<issuer>/token is the `aud` of a client
-    # assertion).
-    issuer: str = "http://127.0.0.1:8080/auth"
     # The signing keys: a JWKS file of private keys (RS384 on RSA, ES384 on EC P-384). The first key signs,
     # every key is published (rotation: add the new key first, drop the old one after the longest lifetime).
-    # In development and test a missing file is created with one EC P-384 key.
     signing_keys_file: Path = Field(default_factory=lambda: default_var_dir() / "authorization" / "keys.json")
+    # Create a missing keys file (one EC P-384 key, mode 0600): by default in development and test only.
+    # One host may turn it on with the file on a volume; replicas must share one file (a Secret).
+    create_signing_keys: bool | None = None
     # The registered clients and (development) users: JSON directory files, loaded into the database at start.
     clients_file: Path | None = None
     users_file: Path | None = None
@@ -54,6 +52,11 @@ class Settings(ServiceSettings):
     # Browser apps' origins allowed to call the token endpoint (CORS); "*" allows any.
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
 
+    def creates_signing_keys(self) -> bool:
+        if self.create_signing_keys is not None:
+            return self.create_signing_keys
+        return self.environment in ("development", "test")
+
     def secrets_allowed(self) -> bool:
         """Whether client secrets are accepted: the setting, else only in development and test."""
         if self.allow_client_secrets is not None:
@@ -61,5 +64,12 @@ class Settings(ServiceSettings):
         return self.environment in ("development", "test")
 
     @property
+    def issuer(self) -> str:
+        """This server's public URL as clients reach it through the front door (``auth_issuer``, what the
+        services trust): the ``iss`` of its tokens and the base of its endpoints."""
+        return self.auth_issuer.rstrip("/")
+
+    @property
     def token_url(self) -> str:
-        return f"{self.issuer.rstrip('/')}/token"
+        """The token endpoint: the ``aud`` a client assertion must carry."""
+        return f"{self.issuer}/token"

@@ -33,7 +33,7 @@ def _settings(settings: ServiceSettings) -> Settings:
 
 def build(settings: Settings) -> Authorization:
     development = settings.environment in ("development", "test")
-    keys = SigningKeys(settings.signing_keys_file, create=development)
+    keys = SigningKeys(settings.signing_keys_file, create=settings.creates_signing_keys())
     users = UserDirectory()
     if settings.users_file is not None:
         if not development:

@@ -215,7 +215,6 @@ class Platform:
         )
         if spec.name == "authorization":
             clients_file, users_file = self._write_directory()
-            env[f"{p}ISSUER"] = s.issuer_url
             env[f"{p}SIGNING_KEYS_FILE"] = str(self.authorization_dir / "keys.json")
             env[f"{p}CLIENTS_FILE"] = str(clients_file)
             env[f"{p}USERS_FILE"] = str(users_file)
