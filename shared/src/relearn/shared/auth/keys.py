@@ -2,8 +2,8 @@
 
 A JWKS comes from a file (``var/dev-issuer/jwks.json`` under ``make run``) or an http(s) URL (an
 authorization server's ``jwks_uri``). Only public signing keys usable with the algorithms we accept
-(RSA for RS256/RS384, EC P-256/P-384 for ES256/ES384) are kept: a symmetric or private key in a *public* key set is a
-misconfiguration, so private members are dropped and symmetric keys skipped.
+(RSA for RS256/RS384, EC P-256/P-384 for ES256/ES384) are kept: a symmetric or private key in a *public*
+key set is a misconfiguration, so private members are dropped and symmetric keys skipped.
 """
 
 from __future__ import annotations

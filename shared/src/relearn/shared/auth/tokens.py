@@ -162,7 +162,9 @@ class JwtVerifier:
             raise invalid_token("the token is not a signed JWT (header.payload.signature)") from None
         alg = header.get("alg")
         if alg not in ACCEPTED_ALGORITHMS:
-            raise invalid_token(f"algorithm '{alg}' is not accepted; tokens must be signed with RS256/ES256/RS384/ES384")
+            raise invalid_token(
+                f"algorithm '{alg}' is not accepted; tokens must be signed with RS256/ES256/RS384/ES384"
+            )
         if "crit" in header:
             raise invalid_token("critical header extensions are not supported")
         kid = header.get("kid")
