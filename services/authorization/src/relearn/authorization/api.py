@@ -328,7 +328,10 @@ def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
             return _refused(exc)
         if form.get("_login") != "1":
             return HTMLResponse(_consent_page(pending, None), headers=_PAGE_HEADERS)
-        user = authz.users.authenticate(form.get("username", "")[:128], form.get("password", "")[:1024])
+        # PBKDF2 takes CPU: off the event loop.
+        user = await run_in_threadpool(
+            authz.users.authenticate, form.get("username", "")[:128], form.get("password", "")[:1024]
+        )
         if user is None:
             return HTMLResponse(
                 _consent_page(pending, "Unknown user or wrong password."),

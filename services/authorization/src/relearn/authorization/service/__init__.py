@@ -499,8 +499,8 @@ class Authorization:
         if client is None or not client.active:
             raise AuthorizeError("invalid_request", "unknown or revoked client_id")
         registered: list[str] = json.loads(client.redirect_uris)
-        redirect_uri = _param(params, "redirect_uri") or (registered[0] if len(registered) == 1 else None)
-        if redirect_uri is None or redirect_uri not in registered:
+        redirect_uri = params.get("redirect_uri")  # required by SMART, compared exactly
+        if not redirect_uri or redirect_uri not in registered:
             raise AuthorizeError("invalid_request", "redirect_uri is not registered for this client")
         state = params.get("state")
 
