@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from relearn.authorization.api import auth_router
@@ -70,16 +71,19 @@ def create_app(
         issuer=settings.issuer.rstrip("/"),
         audience=settings.auth_audience,
     )
+    router = auth_router(authz, settings)
     app = create_service_app(
         settings,
         title="Relearn authorization service",
         description="SMART on FHIR authorization server: Backend Services (private_key_jwt), App Launch "
         "(code + PKCE S256), device clients, introspection and revocation.",
-        routers=[auth_router(authz, settings)],
+        routers=[router],
         consumers=consumers,
         startup=[partial(load_directory, authz)],
         engine=engine,
         token_verifier=verifier,
+        # RFC 6749 JSON errors and an HTML page, not OperationOutcomes: documented as the routes declare.
+        other_errors=[route.path for route in router.routes if isinstance(route, APIRoute)],
     )
     app.state.authorization = authz
     return app
