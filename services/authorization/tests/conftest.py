@@ -337,3 +337,13 @@ def production(
         yield running
     finally:
         stop()
+
+
+@pytest.fixture(scope="module")
+def replica(service: Running) -> Iterator[str]:
+    """A second instance of the service on the same database and keys (another replica); its URL."""
+    url, stop = serve(create_app(service.settings))
+    try:
+        yield url
+    finally:
+        stop()

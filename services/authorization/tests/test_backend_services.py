@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -354,3 +356,22 @@ def test_client_secrets_work_in_development(service: Running) -> None:
     assert resp.status_code == 200, resp.text
     assert claims_of(resp.json()["access_token"])["patient"] == "p1"
     refused(service.post("/auth/token", form, auth=("dev-secret", "wrong")))
+
+
+def test_an_assertion_sent_to_two_replicas_at_once_is_accepted_once(service: Running, replica: str) -> None:
+    """The replay store is the database's primary key: two replicas racing on one jti, one wins."""
+    for _ in range(10):
+        form = {
+            "grant_type": "client_credentials",
+            "scope": "system/Patient.rs",
+            **service.client_auth("backend", service.keys.backend),
+        }
+        barrier = threading.Barrier(2)
+
+        def send(base: str, form: dict[str, str] = form, barrier: threading.Barrier = barrier) -> int:
+            barrier.wait()
+            return httpx.post(f"{base}/auth/token", data=form, timeout=30).status_code
+
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(pool.map(send, [service.url, replica]))
+        assert statuses == [200, 401]
