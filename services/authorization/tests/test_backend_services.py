@@ -16,7 +16,9 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
+from relearn.authorization.domain.directory import parse_clients
 from relearn.shared.auth import JwtVerifier, parse_jwks
+from relearn.shared.service import transaction
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Running
@@ -375,3 +377,18 @@ def test_an_assertion_sent_to_two_replicas_at_once_is_accepted_once(service: Run
         with ThreadPoolExecutor(2) as pool:
             statuses = sorted(pool.map(send, [service.url, replica]))
         assert statuses == [200, 401]
+
+
+def test_a_client_left_out_of_the_directory_file_is_revoked(service: Running) -> None:
+    assert service.token("backend-rsa", service.keys.backend_rsa, "system/Patient.read").status_code == 200
+    document = json.loads(service.settings.clients_file.read_text()) if service.settings.clients_file else {}
+    authz = service.app.state.authorization
+    without = {"clients": [c for c in document["clients"] if c["client_id"] != "backend-rsa"]}
+    try:
+        with transaction(service.app.state.engine) as session:
+            authz.load_clients(session, parse_clients(json.dumps(without), "test"))
+        refused(service.token("backend-rsa", service.keys.backend_rsa, "system/Patient.read"))
+    finally:
+        with transaction(service.app.state.engine) as session:
+            authz.load_clients(session, parse_clients(json.dumps(document), "test"))
+    assert service.token("backend-rsa", service.keys.backend_rsa, "system/Patient.read").status_code == 200

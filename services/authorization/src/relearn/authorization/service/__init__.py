@@ -133,7 +133,8 @@ class Authorization:
     # --- the directory ------------------------------------------------------------------------------
 
     def load_clients(self, session: Session, directory: ClientDirectory) -> int:
-        """Register (or update) every client of the directory file; ``active: false`` revokes one."""
+        """Register (or update) every client of the directory file; ``active: false`` revokes one, and so
+        does leaving it out of the file."""
         for entry in directory.clients:
             existing = repository.get_client(session, entry.client_id)
             was_active = existing.active if existing is not None else True
@@ -159,6 +160,11 @@ class Authorization:
                 row.revoked_at = datetime.now(UTC)
                 repository.revoke_client_refresh_tokens(session, entry.client_id)
             repository.save_client(session, row)
+        # A client no longer in the file is revoked (the file is the source of truth).
+        listed = {entry.client_id for entry in directory.clients}
+        for client in repository.all_clients(session):
+            if client.client_id not in listed and client.active:
+                self.set_client_active(session, client.client_id, False)
         return len(directory.clients)
 
     def set_client_active(self, session: Session, client_id: str, active: bool) -> OAuthClient:
