@@ -197,6 +197,7 @@ class Authorization:
             "client-public",
             "client-confidential-asymmetric",
             "context-ehr-patient",
+            "context-ehr-encounter",
             "context-standalone-patient",
             "permission-offline",
             "permission-online",
