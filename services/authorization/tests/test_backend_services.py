@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
 from relearn.authorization.domain.directory import parse_clients
+from relearn.authorization.service.jwks import max_age
 from relearn.shared.auth import JwtVerifier, parse_jwks
 from relearn.shared.service import transaction
 
@@ -392,3 +394,32 @@ def test_a_client_left_out_of_the_directory_file_is_revoked(service: Running) ->
         with transaction(service.app.state.engine) as session:
             authz.load_clients(session, parse_clients(json.dumps(document), "test"))
     assert service.token("backend-rsa", service.keys.backend_rsa, "system/Patient.read").status_code == 200
+
+
+def test_a_jwks_uri_answer_is_bounded_in_size(service: Running) -> None:
+    keys = [{"kty": "EC", "kid": f"k{i}", "x": "A" * 64, "y": "B" * 64} for i in range(2000)]
+    big = type(service.jwks_server)(keys=keys)  # another JwksServer: about 300 KB of keys
+    big.start()
+    document = json.loads(service.settings.clients_file.read_text()) if service.settings.clients_file else {}
+    authz = service.app.state.authorization
+    extra = {"client_id": "by-big-url", "jwks_uri": big.url, "scope": "system/*.read"}
+    try:
+        with transaction(service.app.state.engine) as session:
+            authz.load_clients(
+                session, parse_clients(json.dumps({"clients": [*document["clients"], extra]}), "t")
+            )
+        assert "larger than" in refused(
+            service.token("by-big-url", service.keys.by_url, "system/Patient.read")
+        )
+    finally:
+        big.stop()
+        with transaction(service.app.state.engine) as session:
+            authz.load_clients(session, parse_clients(json.dumps(document), "test"))
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, 300), ("public, max-age=60", 60), ("max-age=999999", 86400), ("no-store", 0), ("no-cache", 0)],
+)
+def test_cache_control_of_a_jwks_uri(header: str | None, seconds: int) -> None:
+    assert max_age(header, 300, 86400) == seconds
