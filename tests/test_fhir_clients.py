@@ -15,6 +15,11 @@ integration does: search with paging, read, conditional create, versioned update
 - fhirpy ``patch()`` sends PATCH, which is not supported (405 OperationOutcome);
 - client-py has no If-Match / If-None-Exist parameter: an integration sets them on the
   client's ``requests`` session, as done here.
+
+Both get their tokens the production way, SMART Backend Services (a client assertion signed with the
+``relearn-backend-dev`` client's private key, tokens of 300 s, so the clients are made per test): fhirpy
+from :meth:`Platform.backend`, client-py through its own flow (``jwt_token``: it finds the token endpoint in
+the CapabilityStatement's SMART ``oauth-uris`` and posts the assertion itself).
 """
 
 from __future__ import annotations
@@ -37,9 +42,12 @@ PAGE = 10
 LOINC_TUG = {"system": "http://loinc.org", "code": "89423-8"}
 
 
-@pytest.fixture(scope="module")
+SCOPE = "system/*.read system/*.write"
+
+
+@pytest.fixture
 def token(running_platform: Platform) -> str:
-    return running_platform.token()
+    return running_platform.backend().token(SCOPE)
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +55,24 @@ def base(running_platform: Platform) -> str:
     return running_platform.settings.fhir_base_url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fhirpy(base: str, token: str) -> SyncFHIRClient:
     return SyncFHIRClient(base, authorization=f"Bearer {token}")
 
 
-@pytest.fixture(scope="module")
-def smart(base: str, token: str) -> Iterator[smart_client.FHIRClient]:
-    smart = smart_client.FHIRClient(settings={"app_id": "relearn-tests", "api_base": base})
-    smart.server.session.headers["Authorization"] = f"Bearer {token}"
+@pytest.fixture
+def smart(base: str, running_platform: Platform) -> Iterator[smart_client.FHIRClient]:
+    backend = running_platform.backend()
+    settings = {
+        "app_id": backend.client_id,
+        "api_base": base,
+        "scope": SCOPE,
+        "jwt_token": backend.assertion(),
+    }
+    smart = smart_client.FHIRClient(settings=settings)
+    smart.prepare()  # reads the CapabilityStatement: the token endpoint
+    smart.authorize()  # client_credentials with the client assertion
+    assert smart.ready
     yield smart
     smart.server.session.close()
 

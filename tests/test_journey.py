@@ -26,7 +26,7 @@ from relearn.devtools.journey import (
     exercises,
     goal_achievement,
 )
-from relearn.devtools.platform import Platform
+from relearn.devtools.platform import DEVICE_CLIENT, Platform
 
 BALANCE = "standing-balance"
 KNEE = "knee-extension"
@@ -43,7 +43,9 @@ def journey(running_platform: Platform) -> Iterator[Journey]:
     def show(step: Step) -> None:
         print(describe(step), flush=True)
 
-    with Journey(urls, timeout_s=60, with_devices=True, on_step=show) as j:
+    # The clinic hub streams with its own key (a Backend Services device client of Device/relearn-dev-hub).
+    hub = running_platform.backend(DEVICE_CLIENT)
+    with Journey(urls, timeout_s=60, with_devices=True, on_step=show, device_client=hub) as j:
         yield j
 
 

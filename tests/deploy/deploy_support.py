@@ -60,6 +60,7 @@ APPS: list[App] = [
     App("sessions", "sessions", "SESSIONS_", True),
     App("device-gateway", "device_gateway", "DEVICE_GATEWAY_", True),
     App("subscriptions", "subscriptions", "SUBSCRIPTIONS_", True),
+    App("authorization", "authorization", "AUTHORIZATION_", True),
     App("front-door", "front_door", "FRONT_DOOR_", False),
 ]
 APPS_BY_SCRIPT = {a.script: a for a in APPS}
@@ -67,6 +68,8 @@ SERVICES = [a for a in APPS if a.has_database]
 
 # Front-door settings that matter only while its development token issuer is on.
 DEV_ISSUER_FIELDS = {"dev_issuer_url", "dev_key_dir", "dev_clients_file"}
+# Authorization-server settings of development only (refused or ignored in production).
+AUTHORIZATION_DEV_FIELDS = {"users_file", "allow_client_secrets", "dev_secret_token_ttl_s"}
 
 
 def settings_env_names(app: App, env: dict[str, str]) -> tuple[set[str], set[str]]:
@@ -80,6 +83,8 @@ def settings_env_names(app: App, env: dict[str, str]) -> tuple[set[str], set[str
     skip = {"service_name"}
     if app.name == "front-door" and env.get("FRONT_DOOR_DEV_ISSUER_ENABLED", "").lower() != "true":
         skip |= DEV_ISSUER_FIELDS
+    if app.name == "authorization" and env.get("AUTHORIZATION_ENVIRONMENT") != "development":
+        skip |= AUTHORIZATION_DEV_FIELDS
     required = {app.prefix + f.upper() for f in fields - skip}
     present = {k for k in env if k.startswith(app.prefix)}
     return required - present, present - known

@@ -226,8 +226,10 @@ def test_the_front_door_is_the_one_published_fhir_base_url_and_routes_to_every_s
     services = resolved["services"]
     env = services["front-door"]["environment"]
     upstreams = json.loads(env["FRONT_DOOR_UPSTREAMS"])
-    assert set(upstreams) == {a.name for a in SERVICES}
-    for name, url in upstreams.items():
+    # The FHIR and REST services are upstreams; the authorization server answers /auth (its own setting).
+    assert set(upstreams) == {a.name for a in SERVICES if a.name != "authorization"}
+    routes = {**upstreams, "authorization": env["FRONT_DOOR_AUTHORIZATION_URL"]}
+    for name, url in routes.items():
         port = services[name]["environment"][f"{APPS_BY_SCRIPT['relearn-' + name].prefix}PORT"]
         assert url == f"http://{name}:{port}", "the front door reaches each API by its compose service name"
     (published,) = services["front-door"]["ports"]

@@ -291,8 +291,12 @@ def test_each_container_sets_exactly_the_settings_its_app_reads(built: Build, ov
             assert env[f"{app.prefix}DATABASE_URL"].startswith("postgresql+psycopg://<secret>:<secret>@")
         else:
             upstreams = settings["upstreams"]
-            assert set(upstreams) == {a.name for a in SERVICES}
-            for name, url in upstreams.items():
+            # The authorization server is not an upstream: it answers /auth (FRONT_DOOR_AUTHORIZATION_URL).
+            assert set(upstreams) == {a.name for a in SERVICES if a.name != "authorization"}
+            routes = dict(upstreams)
+            if settings["authorization_url"]:
+                routes["authorization"] = settings["authorization_url"]
+            for name, url in routes.items():
                 port = named(docs, "Service", name)["spec"]["ports"][0]["port"]
                 assert url == f"http://{name}:{port}"
 
@@ -430,8 +434,12 @@ def test_no_secret_value_is_committed() -> None:
     sources = committed_secret_sources()
     assert len(sources) >= 8
     for path in sources:
-        if path.suffix == ".json":
-            clients = json.loads(path.read_text())["clients"]
+        if path.name.endswith((".json", ".json.example")):
+            document = json.loads(path.read_text())
+            if "keys" in document:  # a signing key set: no private key committed
+                assert all("d" not in k for k in document["keys"]), f"{path.relative_to(REPO)}: a private key"
+                continue
+            clients = document["clients"]
             assert all(
                 c.get("client_secret") == "REPLACE_ME" and "client_secret_hash" not in c for c in clients
             )

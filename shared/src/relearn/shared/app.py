@@ -128,12 +128,14 @@ def create_service_app(
     token_verifier: TokenVerifier | None = None,
     version: str = "0.1.0",
     body_limits: Sequence[tuple[str, int]] = (),
+    other_errors: Sequence[str] = (),
 ) -> FastAPI:
     """Build a service app; ``engine``/``token_verifier`` may be injected by tests.
 
     ``startup`` callables run once the engine exists, before requests are served (e.g. to
     publish reference data such as a CodeSystem). ``body_limits`` (path prefix, bytes) raise or
-    lower ``settings.max_body_bytes`` for some routes (ingest).
+    lower ``settings.max_body_bytes`` for some routes (ingest). ``other_errors`` are paths whose errors are
+    not OperationOutcomes (the OAuth endpoints' RFC 6749 JSON): their documented answers are left as declared.
     """
     configure_logging(settings.service_name, settings.log_level)
 
@@ -169,7 +171,7 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
-    install_error_docs(app, open_paths=OPEN_PATHS)
+    install_error_docs(app, open_paths=OPEN_PATHS, other_errors=other_errors)
     idempotency.install(app, timedelta(seconds=settings.idempotency_retention_s))
     return app
 

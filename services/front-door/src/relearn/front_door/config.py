@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # secrets are public) unless insecure_dev_issuer_in_production is set, loudly, on purpose.
     environment: str = "development"
     insecure_dev_issuer_in_production: bool = False
+    # The authorization server (services/authorization): when set, /auth/*, /.well-known/smart-configuration
+    # and <FHIR base>/.well-known/smart-configuration are its, and the development issuer is not mounted.
+    authorization_url: str | None = None
     # Development token issuer (client-credentials) for the local run; off in production.
     dev_issuer_enabled: bool = True
     dev_issuer_url: str = "http://127.0.0.1:8080/auth"
@@ -59,9 +62,15 @@ class Settings(BaseSettings):
     max_query_bytes: int = Field(default=32 * 1024, ge=1024)
     max_bundle_entries: int = Field(default=1000, ge=1)
 
+    @property
+    def mounts_dev_issuer(self) -> bool:
+        return self.dev_issuer_enabled and not self.authorization_url
+
     def check_dev_issuer(self) -> None:
         """Refuse to run the development issuer in production without the explicit, loudly named flag."""
         production = self.environment == "production"
+        if self.dev_issuer_enabled and production and self.authorization_url:
+            return  # not mounted: the authorization server answers /auth
         if self.dev_issuer_enabled and production and not self.insecure_dev_issuer_in_production:
             raise ValueError(
                 "FRONT_DOOR_DEV_ISSUER_ENABLED is on while FRONT_DOOR_ENVIRONMENT=production: the "

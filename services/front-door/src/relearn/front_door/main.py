@@ -8,7 +8,8 @@ whose ``/openapi.json`` lists it (rest.py: ``/streams`` -> device gateway, ``/se
 sessions ...); configured WebSocket prefixes (``/ingest/ws``, ``/biofeedback/ws``) are proxied
 both ways (wsproxy.py). ``GET /apis`` lists the REST APIs. Tokens are verified by the services
 themselves (the front door passes ``Authorization`` through), so no route is open by
-going around it. Under ``make run`` it also hosts the development token issuer.
+going around it. ``/auth`` and the SMART configuration are the authorization server's (``authorization_url``);
+without one, the development token issuer is hosted here.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from starlette.routing import BaseRoute
 from relearn.front_door.bundles import BundleRouter
 from relearn.front_door.config import Settings
 from relearn.front_door.includes import IncludeResolver, check_revincludes, wants_includes
-from relearn.front_door.proxy import RETRY_AFTER_S, forward, forward_rest, unavailable
+from relearn.front_door.proxy import (
+    AUTH_REQUEST_HEADERS,
+    AUTH_RESPONSE_HEADERS,
+    RETRY_AFTER_S,
+    forward,
+    forward_rest,
+    unavailable,
+)
 from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
@@ -228,6 +236,44 @@ def _own_segments(routes: Iterable[BaseRoute]) -> set[str]:
     return {s for s in out if s and "{" not in s}
 
 
+def _authorization_routes(settings: Settings, upstream: str) -> APIRouter:
+    """The authorization server's endpoints, forwarded to it: SMART discovery at the root and the FHIR base,
+    and everything under /auth (token, authorize and its page, introspect, revoke, launch, jwks.json)."""
+    router = APIRouter(tags=["authorization"])
+    base = upstream.rstrip("/")
+
+    async def _forward(request: Request) -> Response:
+        return await forward_rest(
+            request.app.state.http,
+            base,
+            "authorization",
+            request,
+            settings.upstream_timeout_s,
+            extra_request_headers=AUTH_REQUEST_HEADERS,
+            extra_response_headers=AUTH_RESPONSE_HEADERS,
+        )
+
+    @router.get("/.well-known/smart-configuration", summary="SMART on FHIR configuration")
+    async def smart_configuration(request: Request) -> Response:
+        return await _forward(request)
+
+    @router.get(
+        "/fhir/.well-known/smart-configuration", summary="SMART on FHIR configuration (at the FHIR base)"
+    )
+    async def fhir_smart_configuration(request: Request) -> Response:
+        return await _forward(request)
+
+    @router.api_route(
+        "/auth/{path:path}",
+        methods=["GET", "POST", "OPTIONS"],
+        summary="The authorization server: token, authorize, introspect, revoke, launch, jwks.json",
+    )
+    async def auth(request: Request, path: str) -> Response:
+        return await _forward(request)
+
+    return router
+
+
 def _dev_token_router(settings: Settings) -> APIRouter:
     """The development issuer's routes; it is installed only with the front door's ``dev-issuer`` extra."""
     try:
@@ -245,7 +291,7 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     settings = settings or Settings()
     configure_logging("front-door", settings.log_level)
     settings.check_dev_issuer()
-    if settings.dev_issuer_enabled and settings.environment == "production":
+    if settings.mounts_dev_issuer and settings.environment == "production":
         logging.getLogger(__name__).warning(
             "INSECURE: the development token issuer runs in production "
             "(FRONT_DOOR_INSECURE_DEV_ISSUER_IN_PRODUCTION=true): anyone reaching it can mint every scope"
@@ -285,8 +331,11 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         RequestGuard,
         limits=settings_limits(settings, [("/ingest/", settings.ingest_max_body_bytes)]),
     )
-    own = [_health_routes(), _fhir_routes(settings)]
-    if settings.dev_issuer_enabled:
+    own = [_health_routes()]
+    if settings.authorization_url:
+        own.append(_authorization_routes(settings, settings.authorization_url))
+    own.append(_fhir_routes(settings))
+    if settings.mounts_dev_issuer:
         own.append(_dev_token_router(settings))
     own.append(_api_routes(settings))
     for router in own:
@@ -297,7 +346,13 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     install_error_docs(
         app,
         open_paths={"/healthz", "/readyz", "/fhir/metadata", "/apis", "/apis/{service}/openapi.json"},
-        other_errors={"/auth/token", "/auth/jwks.json", "/.well-known/smart-configuration"},
+        other_errors={
+            "/auth/token",
+            "/auth/jwks.json",
+            "/.well-known/smart-configuration",
+            "/fhir/.well-known/smart-configuration",
+            "/auth/{path}",
+        },
     )
     install_merged_docs(
         app,

@@ -137,11 +137,32 @@ _REST_REQUEST_HEADERS = (*_REQUEST_HEADERS, "content-length")
 _REST_RESPONSE_HEADERS = (*_RESPONSE_HEADERS, "allow", "cache-control", "content-disposition", "vary")
 
 
+# The authorization server's endpoints: browser apps' CORS and the login page's protections pass through.
+AUTH_REQUEST_HEADERS = ("origin", "access-control-request-method", "access-control-request-headers")
+AUTH_RESPONSE_HEADERS = (
+    "pragma",
+    "access-control-allow-origin",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-max-age",
+    "x-frame-options",
+    "content-security-policy",
+    "referrer-policy",
+)
+
+
 async def forward_rest(
-    client: httpx.AsyncClient, upstream: str, service: str, request: Request, timeout_s: float
+    client: httpx.AsyncClient,
+    upstream: str,
+    service: str,
+    request: Request,
+    timeout_s: float,
+    *,
+    extra_request_headers: tuple[str, ...] = (),
+    extra_response_headers: tuple[str, ...] = (),
 ) -> Response:
     """Forward a REST request as it came: method, path, raw query, headers, body streamed to the service."""
-    headers = _raw_headers(request, _REST_REQUEST_HEADERS, timeout_s)
+    headers = _raw_headers(request, (*_REST_REQUEST_HEADERS, *extra_request_headers), timeout_s)
     url = f"{upstream}{_raw_path(request)}"
     if request.url.query:
         url = f"{url}?{request.url.query}"
@@ -161,5 +182,6 @@ async def forward_rest(
             if has_body or not may_resend(request.method, headers, exc):
                 raise
             resp = await client.request(request.method, url, headers=headers, timeout=timeout_s)
-    out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _REST_RESPONSE_HEADERS}
+    wanted = (*_REST_RESPONSE_HEADERS, *extra_response_headers)
+    out_headers = {k: v for k, v in resp.headers.items() if k.lower() in wanted}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)

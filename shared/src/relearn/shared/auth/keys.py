@@ -2,8 +2,8 @@
 
 A JWKS comes from a file (``var/dev-issuer/jwks.json`` under ``make run``) or an http(s) URL (an
 authorization server's ``jwks_uri``). Only public signing keys usable with the algorithms we accept
-(RSA for RS256, EC P-256 for ES256) are kept: a symmetric or private key in a *public* key set is a
-misconfiguration, so private members are dropped and symmetric keys skipped.
+(RSA for RS256/RS384, EC P-256/P-384 for ES256/ES384) are kept: a symmetric or private key in a *public*
+key set is a misconfiguration, so private members are dropped and symmetric keys skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from relearn.shared.settings import default_var_dir
 log = logging.getLogger(__name__)
 
 # Key types and curves that can verify RS256 / ES256 signatures.
-_USABLE_EC_CURVES = frozenset({"P-256"})
+_USABLE_EC_CURVES = frozenset({"P-256", "P-384"})
 _MAX_JWKS_BYTES = 512 * 1024
 
 
@@ -60,7 +60,7 @@ def parse_jwks(document: Any, *, origin: str = "JWKS") -> KeySet:
         if kty == "EC" and entry.get("crv") not in _USABLE_EC_CURVES:
             continue
         if kty not in ("RSA", "EC"):
-            log.warning("Skipping a %s key in %s: only RSA and EC P-256 keys are accepted", kty, origin)
+            log.warning("Skipping a %s key in %s: only RSA and EC P-256/P-384 keys are accepted", kty, origin)
             continue
         try:
             imported = RSAKey.import_key(entry) if kty == "RSA" else ECKey.import_key(entry)
@@ -72,7 +72,7 @@ def parse_jwks(document: Any, *, origin: str = "JWKS") -> KeySet:
         except (JoseError, ValueError, TypeError) as exc:
             log.warning("Skipping an unreadable key in %s: %s", origin, exc)
     if not keys:
-        raise JwksError(f"{origin} holds no RSA or EC P-256 signature key")
+        raise JwksError(f"{origin} holds no RSA or EC P-256/P-384 signature key")
     return KeySet(keys)
 
 

@@ -1,7 +1,8 @@
 """Bearer token verification: a signed JWT access token becomes a :class:`Principal`.
 
 Services put a :class:`JwtVerifier` on ``app.state.token_verifier``; the ``PrincipalDep``
-dependency calls its :meth:`JwtVerifier.verify`. Only asymmetric signatures (RS256, ES256)
+dependency calls its :meth:`JwtVerifier.verify`. Only asymmetric signatures (RS256, ES256, and the
+SMART algorithms RS384, ES384)
 checked against the issuer's published JSON Web Key Set are accepted: ``alg: none`` and
 HMAC tokens are refused, since anyone holding an HMAC secret could mint tokens.
 
@@ -39,7 +40,8 @@ __all__ = [
     "verifier_from_settings",
 ]
 
-ACCEPTED_ALGORITHMS = ("RS256", "ES256")
+ACCEPTED_ALGORITHMS = ("RS256", "ES256", "RS384", "ES384")
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384"}
 _MAX_TOKEN_CHARS = 16 * 1024
 # RFC 6750 §3: error_description is limited to these characters.
 _NOT_ALLOWED_IN_DESCRIPTION = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
@@ -79,9 +81,9 @@ def _iso(ts: float) -> str:
 def _key_fits(key: Key, alg: str) -> bool:
     if key.get("use") not in (None, "sig") or key.alg not in (None, alg):
         return False
-    if alg == "RS256":
+    if alg.startswith("RS"):
         return key.key_type == "RSA"
-    return key.key_type == "EC" and key.get("crv") == "P-256"
+    return key.key_type == "EC" and key.get("crv") == _EC_CURVES[alg]
 
 
 def _optional_str(claims: dict[str, Any], name: str) -> str | None:
@@ -94,7 +96,7 @@ def _optional_str(claims: dict[str, Any], name: str) -> str | None:
 
 
 class JwtVerifier:
-    """Verifies RS256/ES256 JWT access tokens from one issuer, for one audience.
+    """Verifies RS256/ES256/RS384/ES384 JWT access tokens from one issuer, for one audience.
 
     ``jwks`` is a ready :class:`KeySet`, a :class:`KeySource` (such as :class:`JwksCache`, which
     follows key rotation) or a file path / http(s) URL that is wrapped in a :class:`JwksCache`.
@@ -160,7 +162,9 @@ class JwtVerifier:
             raise invalid_token("the token is not a signed JWT (header.payload.signature)") from None
         alg = header.get("alg")
         if alg not in ACCEPTED_ALGORITHMS:
-            raise invalid_token(f"algorithm '{alg}' is not accepted; tokens must be signed with RS256/ES256")
+            raise invalid_token(
+                f"algorithm '{alg}' is not accepted; tokens must be signed with RS256/ES256/RS384/ES384"
+            )
         if "crit" in header:
             raise invalid_token("critical header extensions are not supported")
         kid = header.get("kid")

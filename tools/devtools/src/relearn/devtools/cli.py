@@ -12,7 +12,7 @@ import httpx
 
 from relearn.devtools.broker import TansuBroker
 from relearn.devtools.journey import main as demo
-from relearn.devtools.platform import PlatformSettings, run
+from relearn.devtools.platform import Platform, PlatformSettings, run
 
 
 def _token(scope: str, patient: str | None, client_id: str, secret: str) -> int:
@@ -35,6 +35,15 @@ def _token(scope: str, patient: str | None, client_id: str, secret: str) -> int:
     return 0
 
 
+def _backend_token(scope: str) -> int:
+    try:
+        print(Platform().backend().token(scope))
+    except (httpx.HTTPError, RuntimeError) as exc:
+        print(f"token request failed: {exc}; is `make run` up?", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="relearn-dev")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +56,11 @@ def main() -> None:
     t.add_argument("--patient", default=None)
     t.add_argument("--client-id", default="relearn-dev")
     t.add_argument("--client-secret", default="dev-secret")
+    t.add_argument(
+        "--backend-services",
+        action="store_true",
+        help="ask with the relearn-backend-dev client's key (private_key_jwt) instead of a secret",
+    )
     args = parser.parse_args()
     if args.command == "run":
         run()
@@ -61,5 +75,7 @@ def main() -> None:
                 threading.Event().wait()
         finally:
             broker.stop()
+    elif args.backend_services:
+        sys.exit(_backend_token(args.scope))
     else:
         sys.exit(_token(args.scope, args.patient, args.client_id, args.client_secret))

@@ -22,7 +22,8 @@ from sqlmodel import Session, col, select
 
 from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import wait_for
-from relearn.devtools.journey.client import Api, PlatformUrls
+from relearn.devtools.journey.client import Api, Auth, PlatformUrls
+from relearn.devtools.smart import BackendClient
 from relearn.shared.events import EventConsumer, OutboxEvent, ProcessedEvent
 
 
@@ -67,11 +68,12 @@ class InProcessApi(Api):
         self.http = httpx.Client(transport=RoutedTransport(clients), timeout=30.0)
         self.issuer = issuer
 
-    def _token(self, auth: tuple[str, str], scope: str, device: str | None = None) -> str:
-        key = (auth[0], scope, device)
+    def _token(self, auth: Auth, scope: str, device: str | None = None) -> str:
+        client_id = auth.client_id if isinstance(auth, BackendClient) else auth[0]
+        key = (client_id, scope, device)
         if key not in self._tokens:
-            self._tokens[key] = self.issuer.mint(auth[0], scope, device=device)
-        return self._tokens[key]
+            self._tokens[key] = (self.issuer.mint(client_id, scope, device=device), float("inf"))
+        return self._tokens[key][0]
 
 
 def event_consumers(app: FastAPI) -> list[EventConsumer]:

@@ -1,13 +1,22 @@
 """``make run``: the whole platform on the embedded default, as separate processes.
 
-Starts the Tansu broker, migrates and starts the five services (a SQLite file each under
-``var/``) and the front door, waits until every one is ready, prints the URLs and stops
-everything cleanly on Ctrl-C. Tests of the whole journey start the platform the same way.
+Starts the Tansu broker, migrates and starts the services (a SQLite file each under ``var/``), the
+authorization server among them, and the front door, waits until every one is ready, prints the URLs and
+stops everything cleanly on Ctrl-C. Tests of the whole journey start the platform the same way.
+
+Tokens: the authorization service (``services/authorization``) is the issuer, behind the front door at
+``/auth``. Its client directory (``var/authorization/clients.json``, written at start) holds the
+development issuer's secret clients (``relearn-dev``, ``ehr-demo``, ``device-gateway-dev``: development
+mode accepts secrets) and two Backend Services clients with keys kept in ``var/authorization/``:
+``relearn-backend-dev`` (every system scope) and ``clinic-hub-dev`` (a device client bound to
+``Device/relearn-dev-hub``). :meth:`Platform.token` uses a secret, :meth:`Platform.backend` a key.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -22,8 +31,9 @@ from pathlib import Path
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relearn.dev_issuer import DevIssuer
+from relearn.dev_issuer import DevIssuer, default_clients_file
 from relearn.devtools.broker import TansuBroker, free_port
+from relearn.devtools.smart import BackendClient, load_or_create_key, public_jwks
 from relearn.shared.migrations import upgrade
 
 
@@ -44,6 +54,9 @@ class PlatformSettings(BaseSettings):
     sessions_port: int = 8083
     device_gateway_port: int = 8084
     subscriptions_port: int = 8085
+    authorization_port: int = 8086
+    # The authorization service issues the tokens (off: the front door hosts the development issuer).
+    authorization_server: bool = True
     broker_port: int | None = None  # a free port when unset
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
@@ -62,6 +75,7 @@ class PlatformSettings(BaseSettings):
             sessions_port=free_port(),
             device_gateway_port=free_port(),
             subscriptions_port=free_port(),
+            authorization_port=free_port(),
             var_dir=var_dir,
             database_url_template=database_url_template,
         )
@@ -73,7 +87,12 @@ class PlatformSettings(BaseSettings):
             ServiceSpec("sessions", "SESSIONS_", self.sessions_port),
             ServiceSpec("device-gateway", "DEVICE_GATEWAY_", self.device_gateway_port),
             ServiceSpec("subscriptions", "SUBSCRIPTIONS_", self.subscriptions_port),
+            ServiceSpec("authorization", "AUTHORIZATION_", self.authorization_port),
         ]
+
+    def fhir_services(self) -> list[ServiceSpec]:
+        """The services behind the FHIR base URL and the REST routes (the front door's upstreams)."""
+        return [spec for spec in self.services() if spec.name != "authorization"]
 
     @property
     def fhir_base_url(self) -> str:
@@ -82,6 +101,27 @@ class PlatformSettings(BaseSettings):
     @property
     def issuer_url(self) -> str:
         return f"http://{self.host}:{self.front_door_port}/auth"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer_url}/token"
+
+
+BACKEND_CLIENT = "relearn-backend-dev"
+DEVICE_CLIENT = "clinic-hub-dev"
+DEV_HUB = "relearn-dev-hub"
+# Development users of the login page (App Launch): user name, password, fhirUser, patient.
+DEV_USERS = (
+    ("patient", "patient-dev", "Patient/dev-patient", "dev-patient"),
+    ("therapist", "therapist-dev", "Practitioner/dev-therapist", None),
+)
+DEV_APP_REDIRECT = "http://127.0.0.1:8000/callback"
+
+
+def _dev_password_hash(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 10_000)
+    return f"pbkdf2_sha256$10000${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 @dataclass
@@ -103,6 +143,59 @@ class Platform:
     def _script(self, name: str) -> str:
         return str(Path(sys.executable).parent / f"relearn-{name}")
 
+    @property
+    def authorization_dir(self) -> Path:
+        return self.var / "authorization"
+
+    def _write_directory(self) -> tuple[Path, Path]:
+        """The authorization service's client and user directories for the local run (rewritten each start;
+        the Backend Services clients' private keys stay in var/authorization/)."""
+        folder = self.authorization_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        clients = json.loads(default_clients_file().read_text(encoding="utf-8"))["clients"]
+        backend = load_or_create_key(folder / f"{BACKEND_CLIENT}.key.json", f"{BACKEND_CLIENT}-1")
+        hub = load_or_create_key(folder / f"{DEVICE_CLIENT}.key.json", f"{DEVICE_CLIENT}-1")
+        clients += [
+            {
+                "client_id": BACKEND_CLIENT,
+                "description": "A Backend Services client (private_key_jwt) with every system scope.",
+                "jwks": public_jwks(backend),
+                "scope": "system/*.*",
+                "introspection": True,
+                "launch_issuer": True,
+            },
+            {
+                "client_id": DEVICE_CLIENT,
+                "description": "The clinic hub as a Backend Services device client (its own key).",
+                "jwks": public_jwks(hub),
+                "scope": "system/Observation.write",
+                "device_client": True,
+                "devices": [DEV_HUB],
+            },
+            {
+                "client_id": "relearn-dev-app",
+                "description": "A public SMART app (PKCE) for trying App Launch locally.",
+                "redirect_uris": [DEV_APP_REDIRECT],
+                "scope": "launch launch/patient openid fhirUser offline_access online_access "
+                "patient/*.rs user/*.rs",
+            },
+        ]
+        clients_file = folder / "clients.json"
+        clients_file.write_text(json.dumps({"clients": clients}, indent=2), encoding="utf-8")
+        users = [
+            {"username": u, "password_hash": _dev_password_hash(pw), "fhirUser": who, "patient": patient}
+            for u, pw, who, patient in DEV_USERS
+        ]
+        users_file = folder / "users.json"
+        users_file.write_text(json.dumps({"users": users}, indent=2), encoding="utf-8")
+        return clients_file, users_file
+
+    def backend(self, client_id: str = BACKEND_CLIENT) -> BackendClient:
+        """A Backend Services client of the local run (``relearn-backend-dev`` or ``clinic-hub-dev``), with
+        its private key, asking the front door's token endpoint."""
+        key = load_or_create_key(self.authorization_dir / f"{client_id}.key.json", f"{client_id}-1")
+        return BackendClient(client_id, key, self.settings.token_url)
+
     def _service_env(self, spec: ServiceSpec, jwks: Path) -> dict[str, str]:
         s = self.settings
         assert self.broker is not None
@@ -114,12 +207,17 @@ class Platform:
                 f"{p}HOST": s.host,
                 f"{p}PORT": str(spec.port),
                 f"{p}KAFKA_BOOTSTRAP": self.broker.bootstrap,
-                f"{p}AUTH_JWKS": str(jwks),
+                f"{p}AUTH_JWKS": self._jwks_source(jwks),
                 f"{p}AUTH_ISSUER": s.issuer_url,
                 f"{p}FHIR_BASE_URL": s.fhir_base_url,
                 f"{p}RUN_WORKERS": "false" if s.separate_workers else "true",
             }
         )
+        if spec.name == "authorization":
+            clients_file, users_file = self._write_directory()
+            env[f"{p}SIGNING_KEYS_FILE"] = str(self.authorization_dir / "keys.json")
+            env[f"{p}CLIENTS_FILE"] = str(clients_file)
+            env[f"{p}USERS_FILE"] = str(users_file)
         if spec.name == "subscriptions":
             # Websocket subscribers connect through the front door.
             env[f"{p}WEBSOCKET_URL"] = f"ws://{s.host}:{s.front_door_port}/subscriptions/ws"
@@ -129,10 +227,18 @@ class Platform:
             env[f"{p}DATABASE_URL"] = f"sqlite:///{self.var / (spec.name + '.db')}"
         return env
 
+    def _jwks_source(self, dev_jwks: Path) -> str:
+        """What services verify tokens against: the authorization service's JWKS URL (or the development
+        issuer's file)."""
+        s = self.settings
+        if s.authorization_server:
+            return f"http://{s.host}:{s.authorization_port}/auth/jwks.json"
+        return str(dev_jwks)
+
     def _front_door_env(self) -> dict[str, str]:
         s = self.settings
         env = dict(os.environ)
-        upstreams = {spec.name: f"http://{s.host}:{spec.port}" for spec in s.services()}
+        upstreams = {spec.name: f"http://{s.host}:{spec.port}" for spec in s.fhir_services()}
         env.update(
             {
                 "FRONT_DOOR_HOST": s.host,
@@ -151,6 +257,9 @@ class Platform:
                 "FRONT_DOOR_DEV_KEY_DIR": str(self.var / "dev-issuer"),
             }
         )
+        if s.authorization_server:
+            env["FRONT_DOOR_AUTHORIZATION_URL"] = f"http://{s.host}:{s.authorization_port}"
+            env["FRONT_DOOR_DEV_ISSUER_ENABLED"] = "false"
         return env
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -167,7 +276,10 @@ class Platform:
             self.broker = TansuBroker(log_dir=self.var / "broker", port=self.settings.broker_port)
         self.broker.start()
         jwks = DevIssuer.ensure_keys(self.var / "dev-issuer")
-        for spec in self.settings.services():
+        specs = (
+            self.settings.services() if self.settings.authorization_server else self.settings.fhir_services()
+        )
+        for spec in specs:
             env = self._service_env(spec, jwks)
             # In-process: the same Alembic scripts `relearn-<name> migrate` runs, without a
             # Python start-up per service.
@@ -190,7 +302,8 @@ class Platform:
         device: str | None = None,
         client: tuple[str, str] = ("relearn-dev", "dev-secret"),
     ) -> str:
-        """A bearer token from the platform's development issuer (client credentials)."""
+        """A bearer token for a development client with a secret (client credentials; development only).
+        :meth:`backend` gets one the production way (a signed assertion)."""
         data = {"grant_type": "client_credentials", "scope": scope}
         if patient:
             data["patient"] = patient
@@ -202,7 +315,8 @@ class Platform:
 
     def urls(self) -> dict[str, str]:
         s = self.settings
-        out = {spec.name: f"http://{s.host}:{spec.port}" for spec in s.services()}
+        specs = s.services() if s.authorization_server else s.fhir_services()
+        out = {spec.name: f"http://{s.host}:{spec.port}" for spec in specs}
         out["front-door"] = f"http://{s.host}:{s.front_door_port}"
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,10 +12,14 @@ import httpx
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.platform import PlatformSettings
+from relearn.devtools.smart import BackendClient
 
 T = TypeVar("T")
 
-Auth = tuple[str, str]  # (client id, client secret) of a development issuer client
+# (client id, client secret) of a development client, or a Backend Services client with its private key.
+Auth = tuple[str, str] | BackendClient
+# A cached token is asked for again this long before it expires (Backend Services tokens live 300 s).
+_RENEW_BEFORE_S = 30.0
 
 
 class JourneyError(RuntimeError):
@@ -74,22 +79,30 @@ class Api:
         self._clinic_auth = clinic
         self._ehr_auth = ehr
         self._device_auth = device
-        self._tokens: dict[tuple[str, str, str | None], str] = {}
+        self._tokens: dict[tuple[str, str, str | None], tuple[str, float]] = {}
 
     def close(self) -> None:
         self.http.close()
 
     def _token(self, auth: Auth, scope: str, device: str | None = None) -> str:
-        key = (auth[0], scope, device)
-        if key not in self._tokens:
-            data = {"grant_type": "client_credentials", "scope": scope}
-            if device:
-                data["device"] = device
-            token = self.call(
-                "POST", f"{self.urls.issuer}/token", 200, f"a token for {auth[0]}", data=data, auth=auth
-            )
-            self._tokens[key] = str(token["access_token"])
-        return self._tokens[key]
+        """A token for the client, scope and device, kept until shortly before it expires."""
+        client_id = auth.client_id if isinstance(auth, BackendClient) else auth[0]
+        key = (client_id, scope, device)
+        cached = self._tokens.get(key)
+        if cached is None or time.monotonic() >= cached[1]:
+            if isinstance(auth, BackendClient):  # a signed client assertion (SMART Backend Services)
+                token = auth.token_response(scope, device=device)
+            else:
+                data = {"grant_type": "client_credentials", "scope": scope}
+                if device:
+                    data["device"] = device
+                token = self.call(
+                    "POST", f"{self.urls.issuer}/token", 200, f"a token for {client_id}", data=data, auth=auth
+                )
+            lifetime = float(token.get("expires_in", 300))
+            cached = (str(token["access_token"]), time.monotonic() + max(lifetime - _RENEW_BEFORE_S, 1.0))
+            self._tokens[key] = cached
+        return cached[0]
 
     @property
     def clinician(self) -> dict[str, str]:
@@ -102,7 +115,8 @@ class Api:
         return {"Authorization": f"Bearer {self._token(self._ehr_auth, 'system/*.read')}"}
 
     def device_headers(self, device: str) -> dict[str, str]:
-        """Device credentials: the clinic hub's token carrying its ``device`` claim."""
+        """Device credentials: the clinic hub's token carrying its ``device`` claim (with a Backend Services
+        client, obtained with the hub's own key)."""
         token = self._token(self._device_auth, "system/Observation.write", device=device)
         return {"Authorization": f"Bearer {token}"}
 
