@@ -374,7 +374,9 @@ def test_session_outcomes_become_observations(service: dict[str, Any]) -> None:
 
 def test_home_practice_becomes_patient_reported_exercise(service: dict[str, Any]) -> None:
     logged = {
-        "session": "Encounter/home-1",
+        "session": "Procedure/pr-h1",  # home practice names its exercise's Procedure: no Encounter
+        "sessionId": "home-1",
+        "encounter": None,
         "patient": "eval-home",
         "setting": "home",
         "start": "2026-11-21T18:00:00+01:00",

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from relearn.sessions.domain.session import SessionState
 from relearn.sessions.tables import SessionRecord
-from relearn.shared.events import OutboxEvent
+from relearn.shared.events import CloudEvent, OutboxEvent
 from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.fhir.tables import RESOURCE
 
@@ -478,7 +478,16 @@ def test_a_patients_app_logs_home_practice_for_its_own_patient_only(service: Ses
     assert service.client.get(f"/fhir/Encounter/{home['id']}", headers=service.headers).status_code == 404
     procedure = service.client.get(f"/fhir/{e['procedure']}", headers=service.headers).json()
     assert procedure["asserter"] == {"reference": f"Patient/{patient}"}
+    assert (home["encounter"], home["record"]) == (None, e["procedure"])
     assert _stored(service, home["id"])["events"] == ["session.logged.v1"]
+    with Session(service.engine) as s:
+        (payload,) = s.exec(
+            select(OutboxEvent.payload).where(col(OutboxEvent.payload).contains(home["id"].encode()))
+        ).all()
+    logged = CloudEvent.from_bytes(payload).data
+    # The event names what exists: the patient-reported Procedure, which the FHIR API serves.
+    assert (logged["session"], logged["encounter"]) == (e["procedure"], None)
+    assert service.client.get(f"/fhir/{logged['session']}", headers=service.headers).status_code == 200
 
     resp = service.client.post("/sessions/home-practice", json=_home(other, other_plan), headers=app)
     assert (resp.status_code, _issue(resp)["expression"]) == (403, ["patient"])

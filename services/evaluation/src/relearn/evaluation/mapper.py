@@ -581,8 +581,11 @@ def _score(
 
 
 def _visit(data: SessionLogged) -> str | None:
-    """The session's Encounter; None for home practice (patient-reported exercise, no visit)."""
-    return data.session if data.setting == "clinic" else None
+    """The session's Encounter; None for home practice (patient-reported exercise, no visit: the event's
+    ``session`` then names the Procedure of the exercise)."""
+    if data.setting != "clinic":
+        return None
+    return data.encounter or data.session
 
 
 def session_outcome_observations(data: SessionLogged) -> list[dict[str, Any]]:
@@ -660,15 +663,18 @@ def rom_observations(data: SessionLogged) -> list[dict[str, Any]]:
 def symptom_observation(data: SymptomsRecorded) -> dict[str, Any]:
     coding = [dict(codes.LOINC_PAIN_NRS), dict(codes.local("pain-24h-after-session"))]
     flare = {"code": {"text": "Symptom flare not settled by the next day"}, "valueBoolean": data.flare}
+    # A clinic session is an Encounter; home practice is named by its exercise's Procedure (no visit).
+    visit = data.session if data.session.startswith("Encounter/") else None
     return _score(
         id=outcome_id(data.session, "-", "pain-24h-after-session"),
         patient=data.patient,
-        session=data.session,
+        session=visit,
         when=data.recordedAt,
         coding=coding,
         value=data.pain24h,
         category="survey",
         components=[flare],
+        part_of=None if visit is not None else data.session,
     )
 
 

@@ -317,7 +317,7 @@ def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[
         procedure["recorder"] = _ref(f"Patient/{state.patient}")
         procedure["asserter"] = _ref(f"Patient/{state.patient}")
     else:
-        procedure["encounter"] = _ref(state.reference)
+        procedure["encounter"] = _ref(f"Encounter/{state.id}")
     if complications := _complications(state, exercise):
         procedure["complication"] = complications
     if exercise.notes:

@@ -300,6 +300,7 @@ class SymptomsView(_View):
 _SESSION_EXAMPLE: dict[str, Any] = {
     "id": "0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
     "encounter": "Encounter/0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
+    "record": "Encounter/0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
     "patient": "p1",
     "carePlan": "CarePlan/cp1",
     "planVersion": 2,
@@ -376,7 +377,11 @@ class SessionView(_View):
     model_config = ConfigDict(json_schema_extra={"examples": [_SESSION_EXAMPLE]})
 
     id: str
-    encounter: str = Field(description="the session as FHIR: Encounter/<id>")
+    encounter: str | None = Field(description="the clinic session's Encounter/<id>; null for home practice")
+    record: str = Field(
+        description="the FHIR resource that records the session: its Encounter (clinic), or the Procedure "
+        "of its one exercise (home practice is patient-reported exercise, not a visit)"
+    )
     patient: str
     care_plan: str
     plan_version: int = Field(description="CarePlan versionId the session started against")
@@ -396,7 +401,8 @@ class SessionView(_View):
     def of(cls, s: SessionState) -> SessionView:
         return cls(
             id=s.id,
-            encounter=s.reference,
+            encounter=s.encounter,
+            record=s.reference,
             patient=s.patient,
             care_plan=s.care_plan,
             plan_version=s.plan_version,

@@ -211,7 +211,16 @@ class SessionState(BaseModel):
 
     @property
     def reference(self) -> str:
+        """The FHIR resource that records the session: its Encounter (clinic), or for home practice, which is
+        patient-reported exercise and no visit, the Procedure of its one exercise."""
+        if self.setting == "home" and self.exercises:
+            return self.exercises[0].procedure
         return f"Encounter/{self.id}"
+
+    @property
+    def encounter(self) -> str | None:
+        """The session's Encounter; None for home practice (no visit)."""
+        return f"Encounter/{self.id}" if self.setting == "clinic" else None
 
 
 def pain_zone(pain: int) -> PainZone:
