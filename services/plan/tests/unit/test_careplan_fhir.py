@@ -71,7 +71,8 @@ def test_careplan_header(active: PlanState, catalogue: Catalogue) -> None:
     cp = care_plan(active, catalogue)
     assert (cp["id"], cp["status"], cp["intent"]) == (active.id, "active", "plan")
     codes = {c["coding"][0]["code"] for c in cp["category"]}
-    assert {"229065009", "neuromuscular-re-education"} == codes
+    assert {"assess-plan", "229065009", "neuromuscular-re-education"} == codes
+    assert cp["category"][0]["coding"][0]["system"] == "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
     assert cp["subject"] == {"reference": "Patient/pat-1"}
     assert cp["author"] == {"reference": "Practitioner/pt-ana"}
     assert {g["reference"] for g in cp["goal"]} == {f"Goal/{g.id}" for g in active.goals}
@@ -149,7 +150,13 @@ def test_service_request_is_an_exercise_prescription(progressed: PlanState, cata
     sr = service_request(progressed, knee, catalogue)
     assert (sr["id"], sr["status"], sr["intent"]) == (knee.id, "active", "order")
     assert sr["basedOn"] == [{"reference": progressed.reference}]
-    assert sr["code"]["coding"][0]["code"] == "knee-extension"
+    # SNOMED CT and CPT beside the movement pattern; the knee extension has advanced along joints only, so
+    # it is still non-weight-bearing therapeutic exercise.
+    assert [(c["system"], c["code"]) for c in sr["code"]["coding"]] == [
+        ("http://snomed.info/sct", "229065009"),
+        ("http://www.ama-assn.org/go/cpt", "97110"),
+        (f"{CANONICAL_URL}/CodeSystem/movement-pattern", "knee-extension"),
+    ]
     assert {c["coding"][0]["code"] for c in sr["category"]} == {"PhysicalActivity", "229065009"}
     assert sr["occurrenceTiming"]["repeat"]["frequency"] == knee.dose.frequency_per_week
     assert sr["occurrenceTiming"]["repeat"]["periodUnit"] == "wk"

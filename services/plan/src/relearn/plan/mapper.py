@@ -12,10 +12,11 @@ How an EHR sees each exercise (the Physical Activity IG models a prescription as
     coding, step, number of steps, description), stage, dose;
 - ``CarePlan.text`` - a generated narrative table of every exercise (what any EHR displays);
 - ``CarePlan.note`` and extension ``plan-change`` - the latest change: reason, evidence, who, when.
-- ServiceRequest (per exercise): ``code`` = the pattern, ``orderDetail`` = level per dimension and the stage,
-  ``occurrenceTiming`` = sessions per week, ``quantityQuantity`` = repetitions per session,
-  ``patientInstruction`` = the dose in words, ``basedOn`` the CarePlan, ``reasonReference`` the deficit
-  Observations, ``resource-pertainsToGoal`` the Goals.
+- ServiceRequest (per exercise): ``code`` = SNOMED CT 229065009, the CPT code of the current form
+  (:mod:`relearn.plan.domain.procedure_codes`: 97110, 97112 or 97530) and the pattern, ``orderDetail`` = level
+  per dimension and the stage, ``occurrenceTiming`` = sessions per week, ``quantityQuantity`` = repetitions
+  per session, ``patientInstruction`` = the dose in words, ``basedOn`` the CarePlan, ``reasonReference`` the
+  deficit Observations, ``resource-pertainsToGoal`` the Goals.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from relearn.plan.domain.catalogue import Catalogue
 from relearn.plan.domain.patterns import DIMENSION_DISPLAY, Dimension, MovementPattern
+from relearn.plan.domain.procedure_codes import cpt_coding
 from relearn.plan.domain.stages import CompetenceStage
 from relearn.plan.domain.state import (
     ActivityState,
@@ -62,6 +64,11 @@ NEURO_RE_EDUCATION = {
     "system": CS_CATEGORY,
     "code": "neuromuscular-re-education",
     "display": "Neuromuscular re-education",
+}
+US_CORE_ASSESS_PLAN = {
+    "system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
+    "code": "assess-plan",
+    "display": "Assessment and Plan of Treatment",
 }
 GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 GOAL_CATEGORY = {
@@ -368,7 +375,9 @@ def care_plan(plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
         "text": _narrative(plan, catalogue),
         "status": plan.status,
         "intent": "plan",
+        # US Core's required slice (assess-plan: the assessment and plan of treatment) beside ours.
         "category": [
+            {"coding": [US_CORE_ASSESS_PLAN], "text": "Assessment and Plan of Treatment"},
             {"coding": [EXERCISE_THERAPY], "text": "Exercise therapy"},
             {"coding": [NEURO_RE_EDUCATION], "text": "Neuromuscular re-education"},
         ],
@@ -521,7 +530,15 @@ def service_request(plan: PlanState, activity: ActivityState, catalogue: Catalog
         "status": _request_status(plan.status, activity.status),
         "intent": "order",
         "category": [{"coding": [PHYSICAL_ACTIVITY]}, {"coding": [EXERCISE_THERAPY]}],
-        "code": {"coding": [pattern_coding(pattern, catalogue)], "text": label},
+        # SNOMED CT and CPT (US Core's extensible Procedure Codes binding) beside the movement pattern.
+        "code": {
+            "coding": [
+                EXERCISE_THERAPY,
+                cpt_coding(pattern, activity.levels),
+                pattern_coding(pattern, catalogue),
+            ],
+            "text": label,
+        },
         "orderDetail": order_detail,
         "quantityQuantity": {
             "value": dose.sets * dose.reps,

@@ -154,7 +154,7 @@ class PlanService:
             current = self.store.get(session, SERVICE_REQUEST.type, activity_id)
             if current is not None and not current.deleted:
                 self.store.delete(session, SERVICE_REQUEST, activity_id)
-        return stage_version(session, plan, version.decision)
+        return stage_version(session, plan, version.decision, self.catalogue)
 
     def create(self, session: Session, plan: PlanState) -> tuple[PlanRecord, list[CloudEvent]]:
         """A new draft (version 1): its row, CarePlan, Goals, ServiceRequests and ``plan.drafted.v1``."""

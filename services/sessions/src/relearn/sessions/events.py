@@ -20,7 +20,7 @@ SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
 
 # The exercise record as it travels: what a consumer needs of it (not the difficulty, the notes or whether the
 # target was met), every progression dimension stated.
-_NOT_SENT = {"target_met", "difficulty", "notes"}
+_NOT_SENT = {"target_met", "difficulty", "notes", "cpt"}
 
 
 def _exercise(e: RecordedExercise) -> dict[str, Any]:

@@ -93,6 +93,7 @@ def _resolve(
             "procedure": f"Procedure/{procedure_id}",
             "activity": activity.id,
             "pattern": activity.pattern,
+            "cpt": activity.cpt,
             "level": {**activity.level, **exercise.level.given()},
             "target_reps": exercise.target_reps or activity.dose.reps,
             "dual_task_cost_pct": trial.cost_pct if trial is not None else None,

@@ -145,6 +145,10 @@ class RecordedExercise(_Record):
     start: datetime | None = None
     end: datetime | None = None
     notes: str | None = None
+    cpt: str | None = Field(
+        default=None,
+        description="the CPT code of the activity's form when recorded (the plan's: 97110, 97112 or 97530)",
+    )
 
     @model_validator(mode="before")
     @classmethod
