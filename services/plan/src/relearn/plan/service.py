@@ -64,8 +64,23 @@ from relearn.plan.domain.state import (
 )
 from relearn.plan.domain.versions import PlanVersion, split_versions
 from relearn.plan.events import stage_version
-from relearn.plan.mapper import care_plan, code_systems, goal_resources, service_requests, task_resources
-from relearn.plan.resources import CARE_PLAN, CODE_SYSTEM, GOAL, SERVICE_REQUEST, TASK
+from relearn.plan.mapper import (
+    care_plan,
+    code_systems,
+    definitions,
+    goal_resources,
+    service_requests,
+    task_resources,
+)
+from relearn.plan.resources import (
+    ACTIVITY_DEFINITION,
+    CARE_PLAN,
+    CODE_SYSTEM,
+    GOAL,
+    PLAN_DEFINITION,
+    SERVICE_REQUEST,
+    TASK,
+)
 from relearn.plan.schemas import MusclesIn, OverrideIn, WaiverIn
 from relearn.plan.tables import PlanRecord, ProposalRecord
 from relearn.shared.events import CloudEvent
@@ -191,6 +206,9 @@ class PlanService:
         """Store each local CodeSystem as ``CodeSystem/<id>`` unless the stored one already says the same, so
         an EHR can resolve every code it reads."""
         publish_shipped(self.store, engine, CODE_SYSTEM, code_systems(self.catalogue))
+        activity_definitions, plan_def = definitions(self.catalogue)
+        publish_shipped(self.store, engine, ACTIVITY_DEFINITION, activity_definitions)
+        publish_shipped(self.store, engine, PLAN_DEFINITION, [plan_def])
 
     # -- reading ------------------------------------------------------------------------------------------
 
