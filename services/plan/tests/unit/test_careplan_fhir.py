@@ -15,7 +15,6 @@ from relearn.plan.domain.editing import override
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.state import PlanState
 from relearn.plan.mapper import (
-    definitions,
     CS_DIMENSION,
     CS_PATTERN,
     CS_STAGE,
@@ -24,6 +23,7 @@ from relearn.plan.mapper import (
     EXT_PROGRESSION,
     care_plan,
     code_systems,
+    definitions,
     goal_resource,
     plan_resources,
     service_request,

@@ -17,6 +17,7 @@ from relearn.evaluation.domain.outcomes import (
     OutcomeMeasure,
     ashworth_step,
 )
+from relearn.evaluation.domain.questionnaires import Scored
 from relearn.evaluation.schemas import (
     EvaluationIn,
     GoalTargetIn,
@@ -742,3 +743,37 @@ def home_practice_observations(data: SessionLogged) -> list[dict[str, Any]]:
     duration["valueQuantity"] = codes.quantity(_minutes(session_start, data.end), "min")
     out.append(duration)
     return out
+
+
+# -- Scored tests: a QuestionnaireResponse's total as an Observation -----------------------------------------
+# The total of a completed response is an Observation coded as the outcome measure (so its trend and MCID
+# verdict include it), category survey, derivedFrom the response, effective when it was authored, its author
+# as performer; its id derives from the response's, so an update of the response updates it.
+_QUESTIONNAIRE_TOTAL_IDS = uuid.UUID("0c9a4e6b-2f57-4d1a-9b8e-5a3c7d1e2f40")
+
+
+def questionnaire_total_id(response_id: str) -> str:
+    return str(uuid.uuid5(_QUESTIONNAIRE_TOTAL_IDS, response_id))
+
+
+def questionnaire_total_observation(response: dict[str, Any], scored: Scored) -> dict[str, Any] | None:
+    """The total of a completed response as an Observation; None while it is not complete."""
+    if scored.total is None or response.get("status") not in ("completed", "amended"):
+        return None
+    m = scored.test.measure
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": questionnaire_total_id(str(response["id"])),
+        "status": "amended" if response.get("status") == "amended" else "final",
+        "category": [codes.category("survey")],
+        "code": {"coding": [dict(outcome_coding(m))], "text": f"{m.label} total score"},
+        "subject": response["subject"],
+    }
+    if response.get("encounter"):
+        obs["encounter"] = response["encounter"]
+    obs["effectiveDateTime"] = response["authored"]
+    if response.get("author"):
+        obs["performer"] = [response["author"]]
+    obs["valueQuantity"] = codes.quantity(scored.total, m.unit)
+    obs["derivedFrom"] = [{"reference": f"QuestionnaireResponse/{response['id']}"}]
+    return obs

@@ -72,3 +72,13 @@ def code_system(session: Session, store: FhirStore, code_system_id: str) -> dict
 
 def put_code_system(session: Session, store: FhirStore, cs: dict[str, Any]) -> None:
     store.update(session, CODE_SYSTEM, cs["id"], dict(cs))
+
+
+def withdraw_observation(session: Session, store: FhirStore, observation_id: str) -> None:
+    """Mark ``Observation/<id>`` entered-in-error (a new version) when it exists and is not already."""
+    current = observation(session, store, observation_id)
+    if current is None or current.deleted or not current.text:
+        return
+    obs = {k: v for k, v in json.loads(current.text).items() if k != "meta"}
+    if obs.get("status") != "entered-in-error":
+        put_observation(session, store, obs | {"status": "entered-in-error"})
