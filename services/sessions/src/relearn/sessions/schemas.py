@@ -426,6 +426,30 @@ class PlanAdherenceView(_View):
     weeks: list[WeekAdherence]
 
 
+class RpmRuleView(_View):
+    """The remote-monitoring rule in force (settings SESSIONS_RPM_MIN_DAYS, SESSIONS_RPM_PERIOD_DAYS)."""
+
+    min_days: int = Field(description="days with device data a period needs (default 16)")
+    period_days: int = Field(description="the period's length in days (default 30)")
+    source: str = Field(description="where the rule comes from (default: CMS, CPT 99454)")
+
+
+class DeviceDaysPeriodView(_View):
+    start: date
+    end: date
+    days: int = Field(description="distinct days with device data, in the patient's time zone")
+    dates: list[date]
+    met: bool = Field(description="days >= minDays")
+
+
+class RemoteMonitoringView(_View):
+    rule: RpmRuleView
+    time_zone: str | None = Field(
+        description="the IANA time zone days were counted in (`tz`); null: each session's own recorded offset"
+    )
+    periods: list[DeviceDaysPeriodView] = Field(description="the last ends on `to`; oldest first")
+
+
 class AdherenceView(_View):
     """Exercise bouts done against those prescribed, per ISO week: over all plans and per plan."""
 
@@ -486,17 +510,32 @@ class AdherenceView(_View):
     patient: str
     first: date = Field(alias="from")
     last: date = Field(alias="to")
-    weeks: list[WeekAdherence] = Field(description="all the patient's plans together")
+    weeks: list[WeekAdherence] = Field(
+        description="all the patient's plans together; the week holding `to` counts only its days up to `to`"
+    )
     plans: list[PlanAdherenceView] = Field(description="active plans and plans with sessions in the range")
+    remote_monitoring: RemoteMonitoringView | None = Field(
+        default=None, description="device data days per period against the remote-monitoring rule"
+    )
 
     @classmethod
     def of(cls, r: AdherenceReport) -> AdherenceView:
+        rm = r.remote_monitoring
         return cls(
             patient=r.patient,
             first=r.first,
             last=r.last,
             weeks=r.weeks,
             plans=[PlanAdherenceView(care_plan=p.care_plan, status=p.status, weeks=p.weeks) for p in r.plans],
+            remote_monitoring=None
+            if rm is None
+            else RemoteMonitoringView(
+                rule=RpmRuleView(
+                    min_days=rm.rule.min_days, period_days=rm.rule.period_days, source=rm.rule.source
+                ),
+                time_zone=rm.time_zone,
+                periods=[DeviceDaysPeriodView.model_validate(p.model_dump()) for p in rm.periods],
+            ),
         )
 
 
