@@ -65,6 +65,10 @@ NEURO_RE_EDUCATION = {
     "code": "neuromuscular-re-education",
     "display": "Neuromuscular re-education",
 }
+# The US Core 6.1 profiles our resources conform to (checked in tests/unit/test_us_core_profiles.py).
+US_CORE_CAREPLAN = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-careplan"
+US_CORE_GOAL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-goal"
+US_CORE_SERVICE_REQUEST = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-servicerequest"
 US_CORE_ASSESS_PLAN = {
     "system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
     "code": "assess-plan",
@@ -343,7 +347,7 @@ def _narrative(plan: PlanState, catalogue: Catalogue) -> dict[str, str]:
 
 
 def care_plan(plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
-    """The plan as a FHIR R4 CarePlan (no ``meta``: the store assigns versions)."""
+    """The plan as a FHIR R4 CarePlan (``meta`` only claims the profile: the store assigns versions)."""
     activities = []
     for a in plan.activities:
         pattern = catalogue.find(a.pattern)
@@ -372,6 +376,7 @@ def care_plan(plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "CarePlan",
         "id": plan.id,
+        "meta": {"profile": [US_CORE_CAREPLAN]},
         "text": _narrative(plan, catalogue),
         "instantiatesCanonical": [plan_definition_canonical(plan.catalogue_version)],
         "status": plan.status,
@@ -426,6 +431,7 @@ def goal_resource(plan: PlanState, goal: GoalState) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Goal",
         "id": goal.id,
+        "meta": {"profile": [US_CORE_GOAL]},
         "lifecycleStatus": goal.lifecycle,
         "achievementStatus": {
             "coding": [
@@ -519,6 +525,7 @@ def service_request(plan: PlanState, activity: ActivityState, catalogue: Catalog
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": activity.id,
+        "meta": {"profile": [US_CORE_SERVICE_REQUEST]},
         "text": {
             "status": "generated",
             "div": f'<div xmlns="{_XHTML}"><p>{escape(activity_summary(activity, pattern))}</p></div>',

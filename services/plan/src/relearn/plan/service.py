@@ -106,9 +106,13 @@ def _now() -> datetime:
 
 
 def _same(stored_text: str, resource: dict[str, Any]) -> bool:
+    """The stored version says what ``resource`` says (the store's versionId/lastUpdated aside)."""
     old = json.loads(stored_text)
-    old.pop("meta", None)
     new = json.loads(json.dumps(resource))
+    for r in (old, new):
+        meta = {k: v for k, v in (r.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
+        if meta:
+            r["meta"] = meta
     new.setdefault("id", old.get("id"))
     return bool(old == new)
 
