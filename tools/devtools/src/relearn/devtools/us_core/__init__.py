@@ -1,10 +1,11 @@
 """Profile-aware checks of our FHIR output against the published US Core 6.1.0 StructureDefinitions.
 
 ``profiles/`` holds the few US Core 6.1.0 StructureDefinitions and ValueSets the services' resources are
-checked against, copied unchanged from HL7/US-Core at tag ``6.1.0`` (``input/resources/``; the ServiceRequest
-profile exists there only as ``input/resources-yaml/StructureDefinition-us-core-servicerequest.yml``, converted
-to JSON as is). :func:`check` reads a profile's differential (base R4 cardinality is fhir.resources' to check)
-and reports, as readable lines, everything a resource breaks:
+checked against, copied unchanged from HL7/US-Core at tag ``6.1.0`` (``input/resources/``; the
+ServiceRequest profile exists there only as
+``input/resources-yaml/StructureDefinition-us-core-servicerequest.yml``, converted to JSON as is).
+:func:`check` reads a profile's differential (base R4 cardinality is fhir.resources' to check) and reports,
+as readable lines, everything a resource breaks:
 
 - an element with ``min >= 1`` that is absent (for a nested element: absent in a parent that is present);
 - a slice (``id`` with ``:``) with ``min >= 1`` that no repetition matches (by its pattern/fixed value, or
