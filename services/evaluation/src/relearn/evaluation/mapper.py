@@ -95,6 +95,15 @@ def _reference_range(norm: Norm) -> list[dict[str, Any]]:
     return [out]
 
 
+# The US Core 6.1 profiles our Observations conform to (checked in tests/unit/test_us_core_profiles.py):
+# every evaluation Observation is a Simple Observation; a scored test's total a Screening and Assessment.
+US_CORE_SIMPLE_OBSERVATION = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-simple-observation"
+US_CORE_SCREENING_ASSESSMENT = (
+    "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-screening-assessment"
+)
+US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+
+
 class _Builder:
     def __init__(self, ev: EvaluationIn, ids: IdFactory, norms: NormativeTable) -> None:
         self.ev = ev
@@ -105,7 +114,11 @@ class _Builder:
 
     def _base(self, oid: str, category: str, code: dict[str, Any]) -> dict[str, Any]:
         ev = self.ev
-        obs: dict[str, Any] = {"resourceType": "Observation", "id": oid}
+        obs: dict[str, Any] = {
+            "resourceType": "Observation",
+            "id": oid,
+            "meta": {"profile": [US_CORE_SIMPLE_OBSERVATION]},
+        }
         if oid != self.panel_id:
             obs["identifier"] = []  # filled by add(); keeps the usual element order
         obs |= {
@@ -764,8 +777,13 @@ def questionnaire_total_observation(response: dict[str, Any], scored: Scored) ->
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": questionnaire_total_id(str(response["id"])),
+        "meta": {"profile": [US_CORE_SCREENING_ASSESSMENT]},
         "status": "amended" if response.get("status") == "amended" else "final",
-        "category": [codes.category("survey")],
+        # survey, and US Core's functional-status: balance and gait tests assess function.
+        "category": [
+            codes.category("survey"),
+            {"coding": [codes.coding(US_CORE_CATEGORY, "functional-status", "Functional Status")]},
+        ],
         "code": {"coding": [dict(outcome_coding(m))], "text": f"{m.label} total score"},
         "subject": response["subject"],
     }

@@ -50,6 +50,10 @@ SD_EXERCISE_PERFORMANCE = f"{BASE}/StructureDefinition/exercise-performance"
 SD_PROGRESSION_LEVEL = f"{BASE}/StructureDefinition/progression-level"
 SD_DEVICE_STREAM = f"{BASE}/StructureDefinition/device-stream"
 SID_DEVICE_STREAM = f"{BASE}/sid/device-stream"
+SID_SESSION = f"{BASE}/sid/session"  # the session log's id (GET /sessions/{id})
+# The US Core 6.1 profiles our resources conform to (checked in tests/unit/test_us_core_profiles.py).
+US_CORE_ENCOUNTER = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-encounter"
+US_CORE_PROCEDURE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-procedure"
 XVER_ENCOUNTER_BASED_ON = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn"
 
 SNOMED = "http://snomed.info/sct"
@@ -115,7 +119,9 @@ def encounter_resource(state: SessionState) -> dict[str, Any]:
     encounter: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": state.id,
+        "meta": {"profile": [US_CORE_ENCOUNTER]},
         "extension": [{"url": XVER_ENCOUNTER_BASED_ON, "valueReference": _ref(state.care_plan)}],
+        "identifier": [{"system": SID_SESSION, "value": state.id}],
         "status": state.status,
         "class": AMBULATORY,
         "type": [
@@ -301,6 +307,7 @@ def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[
     procedure: dict[str, Any] = {
         "resourceType": "Procedure",
         "id": exercise.procedure_id,
+        "meta": {"profile": [US_CORE_PROCEDURE]},
         "extension": extensions,
         "basedOn": [_ref(f"ServiceRequest/{exercise.activity}"), _ref(state.care_plan)],
         "status": "completed",

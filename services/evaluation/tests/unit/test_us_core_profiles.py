@@ -1,0 +1,106 @@
+"""Observations, Conditions and QuestionnaireResponses against the published US Core 6.1.0 profiles
+(relearn.devtools.us_core: required elements and slices, required/extensible bindings, mustSupport elements
+we leave empty named with the reason).
+
+Every evaluation Observation (exam, survey, activity categories; the panel) claims US Core Simple
+Observation; a scored test's total claims Screening and Assessment. We serve no vital-signs Observation (no
+blood pressure, heart rate, BMI...), so no vital-signs profile applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from relearn.devtools.us_core import check
+from relearn.evaluation.domain.questionnaires import BERG, score
+from relearn.evaluation.mapper import (
+    condition_resources,
+    evaluation_to_observations,
+    home_practice_observations,
+    questionnaire_total_observation,
+)
+from relearn.evaluation.schemas import EvaluationIn, SessionLogged, parse_evaluation
+
+SIMPLE_NOT_SUPPORTED = {
+    "Observation.value[x]": "a panel has no value: its members (hasMember) carry them",
+}
+SCREENING_NOT_SUPPORTED = {
+    "Observation.dataAbsentReason": "a total is extracted only from a complete response: never absent",
+    "Observation.hasMember": "the items stay in the QuestionnaireResponse (derivedFrom)",
+}
+CONDITION_NOT_SUPPORTED = {
+    "Condition.extension:assertedDate": "the referral gives the onset and we record recordedDate; when the "
+    "diagnosis was first asserted is not known to us",
+    "Condition.category:screening-assessment": "a referral diagnosis, not the result of a screening",
+    "Condition.abatement[x]": "an active referral diagnosis has not abated",
+}
+QR_NOT_SUPPORTED = {
+    "QuestionnaireResponse.questionnaire.extension:url": "the questionnaire is one we publish: its canonical "
+    "resolves at our base URL",
+}
+
+
+def test_every_evaluation_observation_conforms_to_us_core_simple_observation(
+    evaluation: EvaluationIn, ids: Callable[[str], str]
+) -> None:
+    panel, members = evaluation_to_observations(evaluation, ids=ids)
+    categories = set()
+    for obs in [panel, *members]:
+        categories |= {c["coding"][0]["code"] for c in obs["category"]}
+        not_supported = SIMPLE_NOT_SUPPORTED if obs is panel else {}
+        assert check(obs, "us-core-simple-observation", not_supported=not_supported) == [], obs["code"]
+    assert {"exam", "survey"} <= categories
+
+
+def test_home_practice_activity_measures_conform_too() -> None:
+    logged = SessionLogged.model_validate(
+        {
+            "session": "Procedure/pr-9",
+            "patient": "p-1",
+            "setting": "home",
+            "start": "2026-11-21T18:00:00+01:00",
+            "end": "2026-11-21T18:25:00+01:00",
+            "exercises": [
+                {"procedure": "Procedure/pr-9", "activity": "knee-ext", "pattern": "knee-extension"}
+            ],
+        }
+    )
+    for obs in home_practice_observations(logged):
+        # They claim the Physical Activity IG's activity measure; US Core's simple observation holds as well.
+        assert check(obs, "us-core-simple-observation", claim=False) == []
+
+
+def _berg_response() -> dict[str, Any]:
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": "qr-1",
+        "questionnaire": f"{BERG.url}|1.0.0",
+        "status": "completed",
+        "subject": {"reference": "Patient/p-1"},
+        "authored": "2026-11-20T10:00:00+00:00",
+        "author": {"reference": "Practitioner/pt-ana"},
+        "item": [{"linkId": link, "answer": [{"valueInteger": 3}]} for link, _ in BERG.items],
+    }
+
+
+def test_a_scored_tests_total_conforms_to_us_core_screening_assessment() -> None:
+    response = _berg_response()
+    total = questionnaire_total_observation(response, score(response))
+    assert total is not None
+    assert (
+        check(total, "us-core-observation-screening-assessment", not_supported=SCREENING_NOT_SUPPORTED) == []
+    )
+    # The response a client sends is stored as sent (no claim added); what we accept meets the profile.
+    assert check(response, "us-core-questionnaireresponse", claim=False, not_supported=QR_NOT_SUPPORTED) == []
+
+
+def test_referral_conditions_conform_with_the_shared_checker(payload: dict[str, Any]) -> None:
+    counter = iter(range(1, 1000))
+    stroke, _ = condition_resources(
+        parse_evaluation(payload), ids=lambda _: f"c-{next(counter)}", panel_id="p"
+    )
+    problems = check(
+        stroke, "us-core-condition-problems-health-concerns", not_supported=CONDITION_NOT_SUPPORTED
+    )
+    assert problems == []
