@@ -3,8 +3,9 @@
 we leave empty named with the reason).
 
 Every evaluation Observation (exam, survey, activity categories; the panel) claims US Core Simple
-Observation; a scored test's total claims Screening and Assessment. We serve no vital-signs Observation (no
-blood pressure, heart rate, BMI...), so no vital-signs profile applies.
+Observation; a scored test's total claims Screening and Assessment; home practice claims the Physical Activity
+IG's activity measure (checked against the IG's FSH rules). We serve no vital-signs Observation (no blood
+pressure, heart rate, BMI...), so no vital-signs profile applies.
 """
 
 from __future__ import annotations
@@ -69,6 +70,57 @@ def test_home_practice_activity_measures_conform_too() -> None:
     for obs in home_practice_observations(logged):
         # They claim the Physical Activity IG's activity measure; US Core's simple observation holds as well.
         assert check(obs, "us-core-simple-observation", claim=False) == []
+
+
+# The Physical Activity IG publishes its profiles as FSH (HL7/physical-activity input/fsh/
+# ObservationExerciseSupport.fsh; no StructureDefinition JSON is in the store we copy from): the rules of
+# pa-activity-measure and its abstract parent observation-support, as written there.
+def pa_activity_measure_problems(obs: dict[str, Any]) -> list[str]:
+    problems = []
+    if obs.get("status") != "final":
+        problems.append("status = #final")
+    if not str(obs.get("subject", {}).get("reference", "")).startswith("Patient/"):
+        problems.append("subject only Reference(us-core-patient)")
+    for absent in ("focus", "bodySite", "specimen"):
+        if absent in obs:
+            problems.append(f"{absent} ..0")
+    period = obs.get("effectivePeriod")
+    if period is None and "effectiveDateTime" not in obs:
+        problems.append("effective[x] 1..1 (dateTime or Period)")
+    if period is not None and not (len(period.get("start", "")) >= 10 and len(period.get("end", "")) >= 10):
+        problems.append("effectivePeriod.start and .end 1..1, at least a date")
+    values = [k for k in obs if k.startswith("value")]
+    if values not in (["valueQuantity"], ["valueCodeableConcept"]):
+        problems.append(f"value[x] only Quantity or CodeableConcept, not {values}")
+    quantity = obs.get("valueQuantity")
+    if quantity is not None and (
+        "value" not in quantity or quantity.get("system") != "http://unitsofmeasure.org"
+    ):
+        problems.append("valueQuantity.value 1..1 and system UCUM")
+    return problems
+
+
+def test_home_practice_meets_the_physical_activity_ig_activity_measure() -> None:
+    logged = SessionLogged.model_validate(
+        {
+            "session": "Procedure/pr-9",
+            "patient": "p-1",
+            "setting": "home",
+            "start": "2026-11-21T18:00:00+01:00",
+            "end": "2026-11-21T18:25:00+01:00",
+            "exercises": [
+                {"procedure": "Procedure/pr-9", "activity": "knee-ext", "pattern": "knee-extension"}
+            ],
+        }
+    )
+    measures = home_practice_observations(logged)
+    assert len(measures) == 2
+    for obs in measures:
+        assert obs["meta"]["profile"] == [
+            "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-activity-measure"
+        ]
+        assert pa_activity_measure_problems(obs) == []
+    assert pa_activity_measure_problems(measures[0] | {"bodySite": {"text": "knee"}}) == ["bodySite ..0"]
 
 
 def _berg_response() -> dict[str, Any]:
