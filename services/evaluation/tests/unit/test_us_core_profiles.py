@@ -20,8 +20,11 @@ from relearn.evaluation.mapper import (
     evaluation_to_observations,
     home_practice_observations,
     questionnaire_total_observation,
+    rom_observations,
+    session_outcome_observations,
+    symptom_observation,
 )
-from relearn.evaluation.schemas import EvaluationIn, SessionLogged, parse_evaluation
+from relearn.evaluation.schemas import EvaluationIn, SessionLogged, SymptomsRecorded, parse_evaluation
 
 SIMPLE_NOT_SUPPORTED = {
     "Observation.value[x]": "a panel has no value: its members (hasMember) carry them",
@@ -52,6 +55,43 @@ def test_every_evaluation_observation_conforms_to_us_core_simple_observation(
         not_supported = SIMPLE_NOT_SUPPORTED if obs is panel else {}
         assert check(obs, "us-core-simple-observation", not_supported=not_supported) == [], obs["code"]
     assert {"exam", "survey"} <= categories
+
+
+def test_session_outcomes_conform_to_us_core_simple_observation() -> None:
+    logged = SessionLogged.model_validate(
+        {
+            "session": "Encounter/s-1",
+            "patient": "p-1",
+            "end": "2026-11-20T09:45:00+00:00",
+            "exercises": [
+                {
+                    "procedure": "Procedure/pr-1",
+                    "activity": "knee-ext",
+                    "painBefore": 2,
+                    "painAfter": 3,
+                    "quality": 3,
+                    "rom": {"valueDeg": 80, "method": "goniometer", "observation": "Observation/o-1"},
+                }
+            ],
+        }
+    )
+    symptoms = SymptomsRecorded.model_validate(
+        {
+            "session": "Encounter/s-1",
+            "patient": "p-1",
+            "recordedAt": "2026-11-21T09:00:00+00:00",
+            "pain24h": 2,
+            "flare": False,
+        }
+    )
+    therapist = {"Observation.performer": "session.logged.v1 does not name the therapist who rated it"}
+    found = [*session_outcome_observations(logged), *rom_observations(logged), symptom_observation(symptoms)]
+    assert len(found) == 5
+    for obs in found:
+        self_reported = obs["category"][0]["coding"][0]["code"] == "survey"
+        assert (
+            check(obs, "us-core-simple-observation", not_supported={} if self_reported else therapist) == []
+        )
 
 
 def test_home_practice_activity_measures_conform_too() -> None:

@@ -578,6 +578,7 @@ def _score(
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": id,
+        "meta": {"profile": [US_CORE_SIMPLE_OBSERVATION]},
         "status": "final",
         "category": [codes.category(category)],
         "code": {"coding": coding},
@@ -586,6 +587,8 @@ def _score(
     if session is not None:  # home practice has no Encounter
         obs["encounter"] = {"reference": session}
     obs["effectiveDateTime"] = when
+    if category == "survey":  # a pain rating is the patient's own report
+        obs["performer"] = [{"reference": f"Patient/{patient}"}]
     obs["valueQuantity"] = codes.quantity(value, "{score}")
     if part_of:
         obs["partOf"] = [{"reference": part_of}]
@@ -655,6 +658,7 @@ def rom_observations(data: SessionLogged) -> list[dict[str, Any]]:
         obs: dict[str, Any] = {
             "resourceType": "Observation",
             "id": rom.observation_id,
+            "meta": {"profile": [US_CORE_SIMPLE_OBSERVATION]},
             "partOf": [{"reference": ex.procedure}],
             "status": "final",
             "category": [codes.category("exam")],
