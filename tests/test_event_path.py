@@ -13,6 +13,7 @@ from sqlmodel import Session, func, select
 
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
+from relearn.devtools.us_core import US_CORE, check
 from relearn.evaluation.config import Settings as EvaluationSettings
 from relearn.evaluation.main import create_app as create_evaluation
 from relearn.plan.config import Settings as PlanSettings
@@ -138,3 +139,42 @@ def test_event_written_while_the_broker_is_down_is_delivered_once_after_it_retur
     assert processed == 1
     assert len(_plans(platform, "p2")) == 1, "drafted once"
     assert _care_plan(platform, plan["id"])["meta"]["versionId"] == "1", "one CarePlan version, not two"
+
+
+def test_referral_conditions_recorded_in_evaluation_are_what_the_care_plan_addresses(
+    platform: dict[str, Any],
+) -> None:
+    body = _evaluation("p-ref")
+    body["referralConditions"].append(
+        {
+            "kind": "other",
+            "text": "Peripheral neuropathy",
+            "snomed": "302226006",
+            "icd10cm": "G62.9",
+            "category": "encounter-diagnosis",
+        }
+    )
+    resp = platform["evaluation"].post("/evaluations", json=body, headers=platform["auth"])
+    assert resp.status_code == 201, resp.text
+    conditions = resp.json()["conditions"]
+    assert len(conditions) == 2 and all(c.startswith("Condition/") for c in conditions)
+
+    [plan] = wait_for(lambda: _plans(platform, "p-ref"), what="the plan service to draft a plan from it")
+    care_plan = _care_plan(platform, plan["id"])
+    # The Conditions the evaluation service stored are what the plan addresses, in order, each resolvable
+    # over FHIR as the US Core Condition it claims; none is left as an Observation in supportingInfo.
+    assert [a["reference"] for a in care_plan["addresses"]] == conditions
+    assert not any(s["reference"].startswith("Condition/") for s in care_plan.get("supportingInfo", []))
+    for ref, profile in zip(
+        conditions,
+        ["us-core-condition-problems-health-concerns", "us-core-condition-encounter-diagnosis"],
+        strict=True,
+    ):
+        condition = platform["evaluation"].get(f"/fhir/{ref}", headers=platform["auth"])
+        assert condition.status_code == 200, condition.text
+        assert condition.json()["subject"] == {"reference": "Patient/p-ref"}
+        assert condition.json()["meta"]["profile"] == [f"{US_CORE}{profile}"]
+    # The plan itself is a US Core CarePlan (assess-plan) instantiating the published PlanDefinition.
+    assert check(care_plan, "us-core-careplan") == []
+    (canonical,) = care_plan["instantiatesCanonical"]
+    assert canonical.startswith("https://relearn.health/fhir/PlanDefinition/neuromuscular-re-education|")

@@ -544,7 +544,9 @@ def test_a_set_lists_its_trials_whichever_arrives_first(service: dict[str, Any])
 
 def test_home_practice_becomes_patient_reported_exercise(service: dict[str, Any]) -> None:
     logged = {
-        "session": "Encounter/home-1",
+        "session": "Procedure/pr-h1",  # home practice names its exercise's Procedure: no Encounter
+        "sessionId": "home-1",
+        "encounter": None,
         "patient": "eval-home",
         "setting": "home",
         "start": "2026-11-21T18:00:00+01:00",
@@ -744,3 +746,74 @@ def test_outcome_measures_trend_per_patient_against_their_mcid(
     assert client.get("/evaluations/outcome-measures?patient=eval-out", headers=own).status_code == 200
     assert client.get("/evaluations/outcome-measures?patient=eval-1", headers=own).status_code == 403
     assert client.get("/evaluations/outcome-measures?patient=nobody", headers=auth).json()["measures"] == []
+
+
+def test_a_scored_test_is_a_questionnaire_response_whose_total_joins_the_trend(
+    service: dict[str, Any],
+) -> None:
+    client, auth = service["client"], _auth(service["issuer"])
+    berg = client.get("/fhir/Questionnaire/berg-balance-scale", headers=auth)
+    assert berg.status_code == 200
+    assert (
+        client.put("/fhir/Questionnaire/berg-balance-scale", json=berg.json(), headers=auth).status_code
+        == 405
+    )
+    links = [i["linkId"] for i in berg.json()["item"] if i["linkId"] != "total"]
+
+    def answers(scores: list[int], authored: str) -> dict[str, Any]:
+        return {
+            "resourceType": "QuestionnaireResponse",
+            "questionnaire": f"{berg.json()['url']}|{berg.json()['version']}",
+            "status": "completed",
+            "subject": {"reference": "Patient/eval-qr"},
+            "authored": authored,
+            "item": [
+                {"linkId": k, "answer": [{"valueInteger": v}]} for k, v in zip(links, scores, strict=True)
+            ],
+        }
+
+    first = client.post(
+        "/fhir/QuestionnaireResponse",
+        json=answers([2] * 14, "2026-10-01T10:00:00+00:00"),
+        headers=auth | JSON,
+    )
+    assert first.status_code == 201, first.text
+    later = client.post(
+        "/fhir/QuestionnaireResponse",
+        json=answers([3] * 14, "2026-11-15T10:00:00+00:00"),
+        headers=auth | JSON,
+    )
+    assert later.status_code == 201, later.text
+    # Each total is an Observation derived from its response.
+    found = client.get(
+        f"/fhir/Observation?derived-from=QuestionnaireResponse/{later.json()['id']}", headers=auth
+    ).json()
+    (total,) = [e["resource"] for e in found["entry"]]
+    assert total["valueQuantity"]["value"] == 42
+    trend = next(
+        t
+        for t in client.get("/evaluations/outcome-measures?patient=eval-qr", headers=auth).json()["measures"]
+        if t["measure"] == "berg"
+    )
+    # 28 -> 42: +14, beyond the Berg's MDC95 of 6.9.
+    assert ([p["value"] for p in trend["series"]], trend["verdict"]) == ([28, 42], "improved-beyond-mcid")
+
+    # An answer out of its item's range is refused, naming the element; nothing is stored.
+    bad = answers([2] * 13 + [5], "2026-11-16T10:00:00+00:00")
+    resp = client.post("/fhir/QuestionnaireResponse", json=bad, headers=auth | JSON)
+    assert resp.status_code == 422, resp.text
+    assert "item[13]" in resp.json()["issue"][0]["diagnostics"]
+    # Withdrawing a response withdraws its total from the trend.
+    withdrawn = later.json() | {"status": "entered-in-error"}
+    assert (
+        client.put(
+            f"/fhir/QuestionnaireResponse/{withdrawn['id']}", json=withdrawn, headers=auth | JSON
+        ).status_code
+        == 200
+    )
+    trend = next(
+        t
+        for t in client.get("/evaluations/outcome-measures?patient=eval-qr", headers=auth).json()["measures"]
+        if t["measure"] == "berg"
+    )
+    assert [p["value"] for p in trend["series"]] == [28]

@@ -152,6 +152,28 @@ def test_an_evaluation_drafts_a_plan_an_ehr_can_read(service: dict[str, Any]) ->
     assert [c["code"] for c in stage_cs["concept"]][-1] == "unconscious-competence"
     patterns = client.get("/fhir/CodeSystem/movement-pattern", headers=auth).json()
     assert patterns["count"] == len(client.get("/catalogue", headers=auth).json()["patterns"])
+    # The catalogue is published as ActivityDefinitions and the ladder as a PlanDefinition, read-only, and
+    # the plan's resources name them by instantiatesCanonical (url|catalogue version).
+    cp_json = cp.json()
+    (plan_canonical,) = cp_json["instantiatesCanonical"]
+    url, version = plan_canonical.split("|")
+    found = client.get(f"/fhir/PlanDefinition?url={url}&version={version}", headers=auth).json()
+    assert found["total"] == 1
+    plan_def = found["entry"][0]["resource"]
+    named = [a["definitionCanonical"] for region in plan_def["action"] for a in region["action"]]
+    assert len(named) == patterns["count"]
+    requests = client.get(f"/fhir/ServiceRequest?patient={patient}", headers=auth).json()["entry"]
+    for entry in requests:
+        (canonical,) = entry["resource"]["instantiatesCanonical"]
+        assert canonical in named
+        ad_url, ad_version = canonical.split("|")
+        ad = client.get(f"/fhir/ActivityDefinition?url={ad_url}", headers=auth).json()["entry"][0]["resource"]
+        assert (ad["version"], ad["kind"], ad["status"]) == (ad_version, "ServiceRequest", "active")
+        assert ad["code"]["coding"][-1]["code"] == entry["resource"]["code"]["coding"][-1]["code"]
+    ad = client.get("/fhir/ActivityDefinition/knee-extension", headers=auth)
+    assert ad.status_code == 200
+    refused = client.put("/fhir/ActivityDefinition/knee-extension", json=ad.json(), headers=auth)
+    assert refused.status_code == 405
     # The catalogue view shows what each criterion is measured on and what a step waits for.
     knee = client.get("/catalogue/knee-extension", headers=auth).json()
     onset = next(c for c in knee["criteria"] if c["metric"] == "emg-onset-latency")

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from relearn.sessions.domain.session import SessionState
 from relearn.sessions.tables import SessionRecord
-from relearn.shared.events import OutboxEvent
+from relearn.shared.events import CloudEvent, OutboxEvent
 from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.fhir.tables import RESOURCE
 
@@ -478,7 +478,16 @@ def test_a_patients_app_logs_home_practice_for_its_own_patient_only(service: Ses
     assert service.client.get(f"/fhir/Encounter/{home['id']}", headers=service.headers).status_code == 404
     procedure = service.client.get(f"/fhir/{e['procedure']}", headers=service.headers).json()
     assert procedure["asserter"] == {"reference": f"Patient/{patient}"}
+    assert (home["encounter"], home["record"]) == (None, e["procedure"])
     assert _stored(service, home["id"])["events"] == ["session.logged.v1"]
+    with Session(service.engine) as s:
+        (payload,) = s.exec(
+            select(OutboxEvent.payload).where(col(OutboxEvent.payload).contains(home["id"].encode()))
+        ).all()
+    logged = CloudEvent.from_bytes(payload).data
+    # The event names what exists: the patient-reported Procedure, which the FHIR API serves.
+    assert (logged["session"], logged["encounter"]) == (e["procedure"], None)
+    assert service.client.get(f"/fhir/{logged['session']}", headers=service.headers).status_code == 200
 
     resp = service.client.post("/sessions/home-practice", json=_home(other, other_plan), headers=app)
     assert (resp.status_code, _issue(resp)["expression"]) == (403, ["patient"])
@@ -575,6 +584,14 @@ def test_adherence_per_week_counts_bouts_done_against_those_prescribed(service: 
     ]
     assert [(p["carePlan"], p["status"]) for p in body["plans"]] == [(f"CarePlan/{care_plan}", "active")]
     assert body["plans"][0]["weeks"] == body["weeks"]
+    # Remote monitoring: the clinic session's exercises recorded device streams (home practice did not): one
+    # device data day (its local day) in the 30 days ending on `to`, far from CPT 99454's 16.
+    rm = body["remoteMonitoring"]
+    assert (rm["rule"]["minDays"], rm["rule"]["periodDays"], rm["timeZone"]) == (16, 30, None)
+    assert "99454" in rm["rule"]["source"]
+    assert rm["periods"] == [
+        {"start": "2025-12-20", "end": "2026-01-18", "days": 1, "dates": ["2026-01-06"], "met": False}
+    ]
 
 
 def test_adherence_range_is_checked(service: SessionsService) -> None:
@@ -583,6 +600,10 @@ def test_adherence_range_is_checked(service: SessionsService) -> None:
     assert (resp.status_code, _issue(resp)["expression"]) == (400, ["from"])
     resp = service.client.get(url, params={"from": "yesterday"}, headers=service.headers)
     assert (resp.status_code, _issue(resp)["expression"]) == (400, ["from"])
+    resp = service.client.get(url, params={"tz": "Mars/Olympus_Mons"}, headers=service.headers)
+    assert (resp.status_code, _issue(resp)["expression"]) == (400, ["tz"])
+    resp = service.client.get(url, params={"tz": "Europe/Paris"}, headers=service.headers)
+    assert resp.json()["remoteMonitoring"]["timeZone"] == "Europe/Paris"
     resp = service.client.get(url, params={"from": "2026-01-05", "to": "2026-01-11"}, headers=service.headers)
     assert resp.json()["weeks"] == [
         {"week": "2026-W02", "prescribed": 0, "done": 0, "clinic": 0, "home": 0, "percent": None}

@@ -184,6 +184,11 @@ def test_closing_a_session_publishes_session_logged_with_the_documented_fields(
         f"CarePlan/{care_plan}",
     )
     assert data["start"] and data["end"]
+    assert (data["session"], data["sessionId"], data["encounter"]) == (
+        f"Encounter/{sid}",
+        sid,
+        f"Encounter/{sid}",
+    )
     (logged,) = data["exercises"]
     assert logged == {
         "procedure": procedure,
@@ -241,6 +246,7 @@ def test_closing_a_session_publishes_session_logged_with_the_documented_fields(
     symptoms = CloudEvent.from_bytes(record.value).data
     assert {k: v for k, v in symptoms.items() if k != "recordedAt"} == {
         "session": f"Encounter/{sid}",
+        "sessionId": sid,
         "patient": patient,
         "pain24h": 5,
         "flare": True,

@@ -12,8 +12,9 @@ from relearn.evaluation.mapper import (
     home_practice_observations,
     rom_observations,
     session_outcome_observations,
+    symptom_observation,
 )
-from relearn.evaluation.schemas import SessionLogged
+from relearn.evaluation.schemas import SessionLogged, SymptomsRecorded
 
 
 def logged(**exercise: Any) -> SessionLogged:
@@ -83,7 +84,9 @@ def test_exercises_without_rom_write_no_rom_observation() -> None:
 def test_home_practice_is_patient_reported_exercise_not_a_visit() -> None:
     home = SessionLogged.model_validate(
         {
-            "session": "Encounter/h-1",
+            "session": "Procedure/pr-9",  # home practice: the exercise's Procedure, no Encounter
+            "sessionId": "h-1",
+            "encounter": None,
             "patient": "p-1",
             "setting": "home",
             "start": "2026-11-21T18:00:00+01:00",
@@ -113,4 +116,17 @@ def test_home_practice_is_patient_reported_exercise_not_a_visit() -> None:
     # Its pain score names no Encounter either; a clinic session's gets none of these.
     [pain] = session_outcome_observations(home)
     assert "encounter" not in pain
+    # ... nor its 24-hour response: that is partOf the Procedure the event names.
+    h24 = symptom_observation(
+        SymptomsRecorded.model_validate(
+            {
+                "session": "Procedure/pr-9",
+                "patient": "p-1",
+                "recordedAt": "2026-11-22T18:00:00+01:00",
+                "pain24h": 2,
+                "flare": False,
+            }
+        )
+    )
+    assert "encounter" not in h24 and h24["partOf"] == [{"reference": "Procedure/pr-9"}]
     assert home_practice_observations(logged()) == []

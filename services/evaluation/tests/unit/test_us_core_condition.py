@@ -1,26 +1,24 @@
 """Referral Conditions against the published US Core 6.1.0 Condition profiles.
 
 The checks are read from the StructureDefinitions and ValueSets as HL7 published them (copied unchanged
-from US Core 6.1.0 into ``tests/profiles/us-core-6.1.0``): every element with a minimum cardinality,
+from US Core 6.1.0 into ``relearn.devtools.us_core``): every element with a minimum cardinality,
 every fixed or patterned slice, every required binding and the extensible binding of ``code``; plus
 the base R4 Condition rules (subject 1..1, con-3/con-5) and R4 validation.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from relearn.devtools import us_core
 from relearn.evaluation.domain import codes
 from relearn.evaluation.mapper import condition_resources
 from relearn.evaluation.resources import CONDITION
 from relearn.evaluation.schemas import EvaluationIn, parse_evaluation
 from relearn.shared.fhir.validation import validate_resource
 
-PROFILES = Path(__file__).parent.parent / "profiles" / "us-core-6.1.0"
 PROBLEMS = "StructureDefinition-us-core-condition-problems-health-concerns"
 ENCOUNTER_DX = "StructureDefinition-us-core-condition-encounter-diagnosis"
 
@@ -38,8 +36,7 @@ REQUIRED_VALUE_SETS: dict[str, tuple[str, set[str]]] = {
 
 
 def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((PROFILES / f"{name}.json").read_text("utf-8"))
-    return data
+    return us_core.load(name)
 
 
 def value_set_systems(name: str) -> dict[str, set[str] | None]:

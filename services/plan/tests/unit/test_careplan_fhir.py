@@ -23,11 +23,12 @@ from relearn.plan.mapper import (
     EXT_PROGRESSION,
     care_plan,
     code_systems,
+    definitions,
     goal_resource,
     plan_resources,
     service_request,
 )
-from relearn.plan.resources import DEFINITIONS
+from relearn.plan.resources import ACTIVITY_DEFINITION, DEFINITIONS, PLAN_DEFINITION
 from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.fhir.validation import validate_resource
 
@@ -71,7 +72,10 @@ def test_careplan_header(active: PlanState, catalogue: Catalogue) -> None:
     cp = care_plan(active, catalogue)
     assert (cp["id"], cp["status"], cp["intent"]) == (active.id, "active", "plan")
     codes = {c["coding"][0]["code"] for c in cp["category"]}
-    assert {"229065009", "neuromuscular-re-education"} == codes
+    assert {"assess-plan", "229065009", "neuromuscular-re-education"} == codes
+    assert (
+        cp["category"][0]["coding"][0]["system"] == "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+    )
     assert cp["subject"] == {"reference": "Patient/pat-1"}
     assert cp["author"] == {"reference": "Practitioner/pt-ana"}
     assert {g["reference"] for g in cp["goal"]} == {f"Goal/{g.id}" for g in active.goals}
@@ -149,7 +153,13 @@ def test_service_request_is_an_exercise_prescription(progressed: PlanState, cata
     sr = service_request(progressed, knee, catalogue)
     assert (sr["id"], sr["status"], sr["intent"]) == (knee.id, "active", "order")
     assert sr["basedOn"] == [{"reference": progressed.reference}]
-    assert sr["code"]["coding"][0]["code"] == "knee-extension"
+    # SNOMED CT and CPT beside the movement pattern; the knee extension has advanced along joints only, so
+    # it is still non-weight-bearing therapeutic exercise.
+    assert [(c["system"], c["code"]) for c in sr["code"]["coding"]] == [
+        ("http://snomed.info/sct", "229065009"),
+        ("http://www.ama-assn.org/go/cpt", "97110"),
+        (f"{CANONICAL_URL}/CodeSystem/movement-pattern", "knee-extension"),
+    ]
     assert {c["coding"][0]["code"] for c in sr["category"]} == {"PhysicalActivity", "229065009"}
     assert sr["occurrenceTiming"]["repeat"]["frequency"] == knee.dose.frequency_per_week
     assert sr["occurrenceTiming"]["repeat"]["periodUnit"] == "wk"
@@ -211,3 +221,24 @@ def test_every_local_code_used_is_defined_in_a_shipped_code_system(
 
     walk(plan_resources(progressed, catalogue))
     assert used and used <= defined
+
+
+def test_the_catalogue_as_activity_and_plan_definitions(active: PlanState, catalogue: Catalogue) -> None:
+    activity_definitions, plan_def = definitions(catalogue)
+    for ad in activity_definitions:
+        validate_resource(ACTIVITY_DEFINITION, ad)
+        assert ad["url"] == f"{CANONICAL_URL}/ActivityDefinition/{ad['id']}"
+        assert ad["version"] == catalogue.version
+    validate_resource(PLAN_DEFINITION, plan_def)
+    assert plan_def["url"] == f"{CANONICAL_URL}/PlanDefinition/neuromuscular-re-education"
+    named = {a["definitionCanonical"] for region in plan_def["action"] for a in region["action"]}
+    assert named == {f"{ad['url']}|{ad['version']}" for ad in activity_definitions}
+    # The plan names the PlanDefinition, each prescription its pattern's ActivityDefinition.
+    assert care_plan(active, catalogue)["instantiatesCanonical"] == [
+        f"{plan_def['url']}|{active.catalogue_version}"
+    ]
+    for activity in active.activities:
+        sr = service_request(active, activity, catalogue)
+        assert sr["instantiatesCanonical"] == [
+            f"{CANONICAL_URL}/ActivityDefinition/{activity.pattern}|{active.catalogue_version}"
+        ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from relearn.plan.domain.catalogue import Catalogue
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.state import PlanState
 from relearn.plan.events import (
@@ -13,6 +14,7 @@ from relearn.plan.events import (
     events_for,
     plan_activated,
     plan_drafted,
+    with_procedure_codes,
 )
 
 
@@ -39,6 +41,15 @@ def test_drafted_and_activated_carry_every_activity_with_level_and_dose(
     }
     assert knee["stage"] == "unconscious-incompetence" and knee["side"] == "left"
     assert plan_activated(active, version_id=2)["status"] == "active"
+
+
+def test_every_activity_carries_the_cpt_code_of_its_current_form(
+    draft: PlanState, catalogue: Catalogue
+) -> None:
+    data = with_procedure_codes(plan_drafted(draft, version_id=1), draft, catalogue)
+    codes = {a["pattern"]: a["cpt"] for a in data["activities"]}
+    assert codes["knee-extension"] == "97110"
+    assert all(c in ("97110", "97112", "97530") for c in codes.values())
 
 
 def test_a_mastery_event_publishes_stage_change_and_progression(clinic: Any) -> None:

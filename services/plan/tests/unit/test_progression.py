@@ -9,7 +9,7 @@ import pytest
 
 from relearn.plan.domain.catalogue import Catalogue
 from relearn.plan.domain.editing import override, set_rule_overrides
-from relearn.plan.domain.evidence import attempt
+from relearn.plan.domain.evidence import attempt, record_evidence
 from relearn.plan.domain.inputs import SymptomsRecorded
 from relearn.plan.domain.patterns import Dimension, MovementPattern
 from relearn.plan.domain.progression import apply_session, apply_symptoms
@@ -157,6 +157,21 @@ def test_home_practice_without_a_quality_rating_neither_counts_nor_breaks_the_ru
     assert _levels(clinic)[Dimension.JOINTS] == 0
     clinic.good_day(KNEE, day=6)
     assert _levels(clinic)[Dimension.JOINTS] == 1
+
+
+def test_home_practice_is_recorded_and_cited_by_its_procedure(clinic: Any, catalogue: Catalogue) -> None:
+    # Home practice has no Encounter: session.logged.v1 names the exercise's Procedure, and the evidence the
+    # plan cites is that Procedure, a resource that exists.
+    event = clinic.session_event(KNEE, day=0, quality=None)
+    procedure = event.exercises[0].procedure
+    home = event.model_copy(update={"setting": "home", "session": procedure})
+    clinic._keep(apply_session(clinic.plan, home, catalogue=catalogue, rules=clinic.rules))
+    found = clinic.activity(KNEE).record_for(procedure)
+    assert found is not None and found[1].session == procedure
+    assert record_evidence(found[1]) == (procedure,)
+    clinic.symptoms(procedure, day=1)  # the 24-hour response finds it by the same reference
+    after = clinic.activity(KNEE).record_for(procedure)
+    assert after is not None and after[1].pain_24h == 1
 
 
 def test_editing_a_rule_changes_the_outcome(

@@ -26,6 +26,7 @@ def _plan_event(version: int, *, status: str | None = None, **extra: Any) -> dic
                 "pattern": "knee-extension-seated",
                 "level": {"joints": 0, "motion": 0},
                 "dose": {"sets": 3, "reps": 10, "loadKg": 1.5, "frequencyPerWeek": 3},
+                "cpt": "97110",
             },
             {
                 "id": "hip-abd",

@@ -186,11 +186,14 @@ def test_procedure_links_pattern_plan_activity_and_session(session: SessionState
     knee, hip = procedure_resources(session)
     assert knee["status"] == "completed"
     # SNOMED CT and CPT beside the local movement pattern (US Core's extensible binding; billing).
+    # The CPT code is the one the plan gave the activity's form (97110); an activity whose plan event named
+    # none is billed as neuromuscular re-education (97112).
     assert [(c["system"], c["code"]) for c in knee["code"]["coding"]] == [
         ("http://snomed.info/sct", "229065009"),
-        ("http://www.ama-assn.org/go/cpt", "97112"),
+        ("http://www.ama-assn.org/go/cpt", "97110"),
         (f"{CANONICAL_URL}/CodeSystem/movement-pattern", "knee-extension-seated"),
     ]
+    assert hip["code"]["coding"][1]["code"] == "97112"
     assert knee["encounter"] == {"reference": "Encounter/s1"}
     assert "asserter" not in knee
     assert "partOf" not in knee

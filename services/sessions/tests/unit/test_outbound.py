@@ -95,6 +95,8 @@ def test_session_logged_values(closed: Any) -> None:
     data = session_logged_data(closed)
     assert {k: v for k, v in data.items() if k != "exercises"} == {
         "session": "Encounter/s1",
+        "sessionId": "s1",
+        "encounter": "Encounter/s1",
         "patient": "p1",
         "setting": "clinic",
         "start": "2026-01-05T09:00:00+00:00",
@@ -165,6 +167,9 @@ def test_home_practice_leaves_unrated_fields_null(plan: PlanView, monday: dateti
     data = session_logged_data(log_home_practice("h1", parse(HomePractice, body), plan, now=monday))
     e = data["exercises"][0]
     assert data["setting"] == "home"
+    # No visit, so no Encounter: the event names the resource that exists, the exercise's Procedure.
+    assert (data["session"], data["encounter"], data["sessionId"]) == (e["procedure"], None, "h1")
+    assert data["session"].startswith("Procedure/")
     assert (e["quality"], e["painBefore"], e["selfRating"], e["assistance"]) == (None, None, None, "none")
     assert (e["retentionAttempt"], e["rom"], e["dualTaskTrial"], e["dualTaskCostPct"]) == (
         False,
@@ -188,6 +193,7 @@ def test_symptoms_recorded_has_exactly_the_documented_fields(closed: Any, monday
     assert set(data) == _documented_keys("session.symptoms-recorded.v1")
     assert data == {
         "session": "Encounter/s1",
+        "sessionId": "s1",
         "patient": "p1",
         "recordedAt": "2026-01-06T09:00:00+00:00",
         "pain24h": 5,

@@ -57,6 +57,17 @@ def test_activation_gives_an_active_view_with_levels_and_doses(plan: PlanView) -
     assert (hip.dose.reps, hip.dose.frequency_per_week) == (12, 2.0)
 
 
+def test_the_cpt_code_follows_the_plans_snapshot(plan: PlanView) -> None:
+    assert (plan.activities["knee-ext"].cpt, plan.activities["hip-abd"].cpt) == ("97110", None)
+    data = _progressed(3, dimension="joints", to=1) | {
+        "activities": [{"id": "knee-ext", "pattern": "knee-extension-seated", "level": {}, "cpt": "97530"}]
+    }
+    view = apply_plan_event(plan, "plan.progressed.v1", data)
+    assert view.activities["knee-ext"].cpt == "97530"
+    # A progression without a snapshot keeps the code it had.
+    assert apply_plan_event(plan, "plan.progressed.v1", _progressed(3)).activities["knee-ext"].cpt == "97110"
+
+
 def test_progression_moves_one_dimension(plan: PlanView) -> None:
     view = apply_plan_event(plan, "plan.progressed.v1", _progressed(3, dimension="load-bearing", to=1))
     assert view.version == 3

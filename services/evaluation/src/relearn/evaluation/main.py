@@ -13,7 +13,7 @@ from relearn.evaluation.config import Settings
 from relearn.evaluation.events import observation_recorded_hook
 from relearn.evaluation.handlers import handlers
 from relearn.evaluation.resources import DEFINITIONS
-from relearn.evaluation.service import publish_codesystem
+from relearn.evaluation.service import publish_codesystem, publish_questionnaires, questionnaire_total_hook
 from relearn.shared.auth import TokenVerifier
 from relearn.shared.events import DEVICE_METRICS, SESSIONS_EVENTS, EventConsumer
 from relearn.shared.fhir import FhirStore
@@ -21,7 +21,7 @@ from relearn.shared.service import ServiceSettings, create_service_app, fhir_api
 
 
 def build_store(settings: ServiceSettings) -> FhirStore:
-    return fhir_store(DEFINITIONS, settings, hooks=[observation_recorded_hook])
+    return fhir_store(DEFINITIONS, settings, hooks=[observation_recorded_hook, questionnaire_total_hook])
 
 
 def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsumer]:
@@ -51,7 +51,7 @@ def create_app(
         description="Initial evaluations, re-assessments and every measurement as FHIR Observation.",
         routers=[evaluation_router(store, settings.fhir_base_url), fhir],
         consumers=consumers,
-        startup=[partial(publish_codesystem, store)],
+        startup=[partial(publish_codesystem, store), partial(publish_questionnaires, store)],
         engine=engine,
         token_verifier=token_verifier,
     )

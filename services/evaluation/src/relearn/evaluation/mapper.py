@@ -17,6 +17,7 @@ from relearn.evaluation.domain.outcomes import (
     OutcomeMeasure,
     ashworth_step,
 )
+from relearn.evaluation.domain.questionnaires import Scored
 from relearn.evaluation.schemas import (
     EvaluationIn,
     ExerciseOutcome,
@@ -98,6 +99,15 @@ def _reference_range(norm: Norm) -> list[dict[str, Any]]:
     return [out]
 
 
+# The US Core 6.1 profiles our Observations conform to (checked in tests/unit/test_us_core_profiles.py):
+# every evaluation Observation is a Simple Observation; a scored test's total a Screening and Assessment.
+US_CORE_SIMPLE_OBSERVATION = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-simple-observation"
+US_CORE_SCREENING_ASSESSMENT = (
+    "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-screening-assessment"
+)
+US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+
+
 class _Builder:
     def __init__(self, ev: EvaluationIn, ids: IdFactory, norms: NormativeTable) -> None:
         self.ev = ev
@@ -108,7 +118,11 @@ class _Builder:
 
     def _base(self, oid: str, category: str, code: dict[str, Any]) -> dict[str, Any]:
         ev = self.ev
-        obs: dict[str, Any] = {"resourceType": "Observation", "id": oid}
+        obs: dict[str, Any] = {
+            "resourceType": "Observation",
+            "id": oid,
+            "meta": {"profile": [US_CORE_SIMPLE_OBSERVATION]},
+        }
         if oid != self.panel_id:
             obs["identifier"] = []  # filled by add(); keeps the usual element order
         obs |= {
@@ -761,6 +775,7 @@ def _score(
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": id,
+        "meta": {"profile": [US_CORE_SIMPLE_OBSERVATION]},
         "status": "final",
         "category": [codes.category(category)],
         "code": {"coding": coding},
@@ -769,6 +784,8 @@ def _score(
     if session is not None:  # home practice has no Encounter
         obs["encounter"] = {"reference": session}
     obs["effectiveDateTime"] = when
+    if category == "survey":  # a pain rating is the patient's own report
+        obs["performer"] = [{"reference": f"Patient/{patient}"}]
     obs["valueQuantity"] = codes.quantity(value, "{score}")
     if part_of:
         obs["partOf"] = [{"reference": part_of}]
@@ -778,8 +795,11 @@ def _score(
 
 
 def _visit(data: SessionLogged) -> str | None:
-    """The session's Encounter; None for home practice (patient-reported exercise, no visit)."""
-    return data.session if data.setting == "clinic" else None
+    """The session's Encounter; None for home practice (patient-reported exercise, no visit: the event's
+    ``session`` then names the Procedure of the exercise)."""
+    if data.setting != "clinic":
+        return None
+    return data.encounter or data.session
 
 
 def session_outcome_observations(data: SessionLogged) -> list[dict[str, Any]]:
@@ -835,6 +855,7 @@ def rom_observations(data: SessionLogged) -> list[dict[str, Any]]:
         obs: dict[str, Any] = {
             "resourceType": "Observation",
             "id": rom.observation_id,
+            "meta": {"profile": [US_CORE_SIMPLE_OBSERVATION]},
             "partOf": [{"reference": ex.procedure}],
             "status": "final",
             "category": [codes.category("exam")],
@@ -857,15 +878,18 @@ def rom_observations(data: SessionLogged) -> list[dict[str, Any]]:
 def symptom_observation(data: SymptomsRecorded) -> dict[str, Any]:
     coding = [dict(codes.LOINC_PAIN_NRS), dict(codes.local("pain-24h-after-session"))]
     flare = {"code": {"text": "Symptom flare not settled by the next day"}, "valueBoolean": data.flare}
+    # A clinic session is an Encounter; home practice is named by its exercise's Procedure (no visit).
+    visit = data.session if data.session.startswith("Encounter/") else None
     return _score(
         id=outcome_id(data.session, "-", "pain-24h-after-session"),
         patient=data.patient,
-        session=data.session,
+        session=visit,
         when=data.recordedAt,
         coding=coding,
         value=data.pain24h,
         category="survey",
         components=[flare],
+        part_of=None if visit is not None else data.session,
     )
 
 
@@ -933,3 +957,42 @@ def home_practice_observations(data: SessionLogged) -> list[dict[str, Any]]:
     duration["valueQuantity"] = codes.quantity(_minutes(session_start, data.end), "min")
     out.append(duration)
     return out
+
+
+# -- Scored tests: a QuestionnaireResponse's total as an Observation -----------------------------------------
+# The total of a completed response is an Observation coded as the outcome measure (so its trend and MCID
+# verdict include it), category survey, derivedFrom the response, effective when it was authored, its author
+# as performer; its id derives from the response's, so an update of the response updates it.
+_QUESTIONNAIRE_TOTAL_IDS = uuid.UUID("0c9a4e6b-2f57-4d1a-9b8e-5a3c7d1e2f40")
+
+
+def questionnaire_total_id(response_id: str) -> str:
+    return str(uuid.uuid5(_QUESTIONNAIRE_TOTAL_IDS, response_id))
+
+
+def questionnaire_total_observation(response: dict[str, Any], scored: Scored) -> dict[str, Any] | None:
+    """The total of a completed response as an Observation; None while it is not complete."""
+    if scored.total is None or response.get("status") not in ("completed", "amended"):
+        return None
+    m = scored.test.measure
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": questionnaire_total_id(str(response["id"])),
+        "meta": {"profile": [US_CORE_SCREENING_ASSESSMENT]},
+        "status": "amended" if response.get("status") == "amended" else "final",
+        # survey, and US Core's functional-status: balance and gait tests assess function.
+        "category": [
+            codes.category("survey"),
+            {"coding": [codes.coding(US_CORE_CATEGORY, "functional-status", "Functional Status")]},
+        ],
+        "code": {"coding": [dict(outcome_coding(m))], "text": f"{m.label} total score"},
+        "subject": response["subject"],
+    }
+    if response.get("encounter"):
+        obs["encounter"] = response["encounter"]
+    obs["effectiveDateTime"] = response["authored"]
+    if response.get("author"):
+        obs["performer"] = [response["author"]]
+    obs["valueQuantity"] = codes.quantity(scored.total, m.unit)
+    obs["derivedFrom"] = [{"reference": f"QuestionnaireResponse/{response['id']}"}]
+    return obs

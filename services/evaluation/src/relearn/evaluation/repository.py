@@ -65,11 +65,21 @@ def put_observation(session: Session, store: FhirStore, obs: dict[str, Any]) -> 
 def put_observation_if_changed(session: Session, store: FhirStore, obs: dict[str, Any]) -> None:
     """As :func:`put_observation`, but a replay the stored version already says exactly writes nothing."""
     current = observation(session, store, obs["id"])
-    if current is not None and not current.deleted and current.text:
-        stored = {k: v for k, v in json.loads(current.text).items() if k != "meta"}
-        if stored == json.loads(json.dumps(obs)):
-            return
+    if (
+        current is not None
+        and not current.deleted
+        and current.text
+        and _content(json.loads(current.text)) == _content(json.loads(json.dumps(obs)))
+    ):
+        return
     put_observation(session, store, obs)
+
+
+def _content(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without what the store stamps (meta.versionId, meta.lastUpdated)."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    return out | {"meta": meta} if meta else out
 
 
 def code_system(session: Session, store: FhirStore, code_system_id: str) -> dict[str, Any] | None:
@@ -80,3 +90,13 @@ def code_system(session: Session, store: FhirStore, code_system_id: str) -> dict
 
 def put_code_system(session: Session, store: FhirStore, cs: dict[str, Any]) -> None:
     store.update(session, CODE_SYSTEM, cs["id"], dict(cs))
+
+
+def withdraw_observation(session: Session, store: FhirStore, observation_id: str) -> None:
+    """Mark ``Observation/<id>`` entered-in-error (a new version) when it exists and is not already."""
+    current = observation(session, store, observation_id)
+    if current is None or current.deleted or not current.text:
+        return
+    obs = {k: v for k, v in json.loads(current.text).items() if k != "meta"}
+    if obs.get("status") != "entered-in-error":
+        put_observation(session, store, obs | {"status": "entered-in-error"})

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.questionnaire import Questionnaire
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
+from relearn.evaluation.domain.questionnaires import check_response
 from relearn.shared.fhir import (
     OBSERVATION_PARAMS,
+    PUBLISHED_INTERACTIONS,
     ResourceDefinition,
     date,
     published_code_systems,
     reference,
+    string,
     token,
 )
 
@@ -67,4 +72,41 @@ CODE_SYSTEM = published_code_systems(
     "Relearn's local codes for neuromuscular evaluation, session outcomes and device metrics."
 )
 
-DEFINITIONS = [OBSERVATION, CONDITION, CODE_SYSTEM]
+# Scored clinical tests (Berg Balance Scale, Functional Gait Assessment), published read-only.
+QUESTIONNAIRE = ResourceDefinition(
+    type="Questionnaire",
+    model=Questionnaire,
+    search_params=[
+        token("url", "url", definition=f"{_SP}Questionnaire-url"),
+        token("version", "version", definition=f"{_SP}Questionnaire-version"),
+        token("status", "status", definition=f"{_SP}Questionnaire-status"),
+        string("name", "name", definition=f"{_SP}Questionnaire-name"),
+        string("title", "title", definition=f"{_SP}Questionnaire-title"),
+    ],
+    interactions=PUBLISHED_INTERACTIONS,
+    documentation="Scored clinical tests whose item scores matter: Berg Balance Scale (14 items, 0-4), "
+    "Functional Gait Assessment (10 items, 0-3).",
+)
+
+# A patient's answers to one of them; the total is extracted to an Observation (derivedFrom the response).
+QUESTIONNAIRE_RESPONSE = ResourceDefinition(
+    type="QuestionnaireResponse",
+    model=QuestionnaireResponse,
+    search_params=[
+        reference(
+            "patient", "subject", targets=("Patient",), definition=f"{_SP}QuestionnaireResponse-patient"
+        ),
+        reference("subject", "subject", definition=f"{_SP}QuestionnaireResponse-subject"),
+        token("questionnaire", "questionnaire", definition=f"{_SP}QuestionnaireResponse-questionnaire"),
+        token("status", "status", definition=f"{_SP}QuestionnaireResponse-status"),
+        date("authored", "authored", definition=f"{_SP}QuestionnaireResponse-authored"),
+        reference("encounter", "encounter", definition=f"{_SP}QuestionnaireResponse-encounter"),
+    ],
+    compartment_param="patient",
+    validators=[check_response],
+    documentation="Answers to a scored test (Questionnaire/berg-balance-scale, "
+    "Questionnaire/functional-gait-assessment): every item checked against its range, the total extracted "
+    "to an Observation coded as the outcome measure.",
+)
+
+DEFINITIONS = [OBSERVATION, CONDITION, CODE_SYSTEM, QUESTIONNAIRE, QUESTIONNAIRE_RESPONSE]

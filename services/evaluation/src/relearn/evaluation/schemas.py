@@ -658,7 +658,8 @@ class ExerciseOutcome(_EventIn):
 
 
 class SessionLogged(_EventIn):
-    session: str
+    session: str  # Encounter/<id> (clinic) or the exercise's Procedure/<id> (home practice)
+    encounter: str | None = None  # the clinic session's Encounter (absent in older events)
     patient: str
     setting: Literal["clinic", "home"] = "clinic"
     start: str | None = None

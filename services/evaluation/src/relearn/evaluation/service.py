@@ -12,6 +12,7 @@ from sqlmodel import Session
 from relearn.evaluation import repository
 from relearn.evaluation.domain import codes
 from relearn.evaluation.domain.outcomes import verdict
+from relearn.evaluation.domain.questionnaires import questionnaires, score
 from relearn.evaluation.events import evaluation_completed_data, event_type, stage_evaluation
 from relearn.evaluation.mapper import (
     DEVICE_STREAM_SYSTEM,
@@ -23,6 +24,8 @@ from relearn.evaluation.mapper import (
     outcome_code_tokens,
     outcome_coding,
     outcome_point,
+    questionnaire_total_id,
+    questionnaire_total_observation,
     rom_observations,
     session_outcome_observations,
     set_members,
@@ -32,6 +35,7 @@ from relearn.evaluation.mapper import (
     trial_observation,
     with_members,
 )
+from relearn.evaluation.resources import QUESTIONNAIRE, QUESTIONNAIRE_RESPONSE
 from relearn.evaluation.schemas import (
     EvaluationIn,
     McidOut,
@@ -43,7 +47,7 @@ from relearn.evaluation.schemas import (
     SymptomsRecorded,
     TrialSummarized,
 )
-from relearn.shared.fhir import Conflict, FhirStore, Forbidden
+from relearn.shared.fhir import Conflict, FhirStore, Forbidden, ResourceChange, WriteHook, publish_shipped
 from relearn.shared.service import transaction
 
 # Namespace for ids derived from a client's Idempotency-Key (a retried request gets the same ids).
@@ -214,3 +218,29 @@ def publish_codesystem(store: FhirStore, engine: Engine) -> None:
             ):
                 continue
             repository.put_code_system(session, store, cs)
+
+
+def publish_questionnaires(store: FhirStore, engine: Engine) -> None:
+    """Store each scored test as ``Questionnaire/<id>`` unless the stored one already says the same."""
+    publish_shipped(store, engine, QUESTIONNAIRE, questionnaires())
+
+
+def questionnaire_total_hook(store: FhirStore) -> WriteHook:
+    """A FHIR store write hook: a completed QuestionnaireResponse (validated by its ResourceDefinition) gets
+    its total as an Observation, in the same transaction; a response withdrawn (deleted, entered-in-error,
+    back in progress or stopped) marks that Observation entered-in-error."""
+
+    def hook(session: Session, change: ResourceChange) -> None:
+        if change.resource_type != QUESTIONNAIRE_RESPONSE.type:
+            return
+        total_id = questionnaire_total_id(change.id)
+        response = change.resource
+        obs = None
+        if response is not None:
+            obs = questionnaire_total_observation(response | {"id": change.id}, score(response))
+        if obs is None:
+            repository.withdraw_observation(session, store, total_id)
+        else:
+            repository.put_observation_if_changed(session, store, obs)
+
+    return hook

@@ -6,9 +6,9 @@ read by :func:`decode` into the models of :mod:`relearn.plan.domain.inputs` (the
 so the domain never imports this module).
 
 Out, one event per plan version: ``{carePlan, versionId, patient, activity?, pattern?, dimension?, from?, to?,
-stage?, reason, evidence}``; drafted, activated and updated also carry ``activities[]`` (id, pattern, side,
-level, stage, dose, status) so the sessions service can keep its read model of active plans. ``versionId`` is
-the CarePlan version the store assigned to the write carrying the change (an integer, as the store counts).
+stage?, reason, evidence}``; every event also carries ``activities[]`` (id, pattern, side, level, stage, dose,
+status, cpt) so the sessions service can keep its read model of active plans. ``versionId`` is the CarePlan
+version the store assigned to the write carrying the change (an integer, as the store counts).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from relearn.plan.domain.catalogue import Catalogue
 from relearn.plan.domain.inputs import DeviceMetricComputed as DeviceMetricComputed
 from relearn.plan.domain.inputs import EvaluationCompleted as EvaluationCompleted
 from relearn.plan.domain.inputs import SessionLogged as SessionLogged
@@ -26,6 +27,7 @@ from relearn.plan.domain.inputs import StreamMetricsCompleted as StreamMetricsCo
 from relearn.plan.domain.inputs import SymptomsRecorded as SymptomsRecorded
 from relearn.plan.domain.inputs import TrialSummarized as TrialSummarized
 from relearn.plan.domain.patterns import Dimension
+from relearn.plan.domain.procedure_codes import cpt_code
 from relearn.plan.domain.state import ActivityState, Decision, PlanState
 from relearn.shared.events import CloudEvent, stage
 
@@ -198,9 +200,28 @@ def version_event(plan: PlanState, decision: Decision | None) -> tuple[str, dict
     return event
 
 
-def stage_version(session: Session, plan: PlanState, decision: Decision | None) -> CloudEvent:
+def with_procedure_codes(data: dict[str, Any], plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
+    """Each activity of the snapshot with ``cpt``: the CPT code of its current form
+    (:mod:`relearn.plan.domain.procedure_codes`), which the sessions service puts on its Procedures."""
+    activities = data.get("activities")
+    if not activities:
+        return data
+    by_id = {a.id: a for a in plan.activities}
+    coded = []
+    for a in activities:
+        state = by_id.get(a["id"])
+        pattern = catalogue.find(state.pattern) if state is not None else None
+        coded.append(a | {"cpt": cpt_code(pattern, state.levels)} if pattern and state else a)
+    return data | {"activities": coded}
+
+
+def stage_version(
+    session: Session, plan: PlanState, decision: Decision | None, catalogue: Catalogue | None = None
+) -> CloudEvent:
     """Stage the one event of this plan version in the outbox (same transaction as the version)."""
     event_type, data = version_event(plan, decision)
+    if catalogue is not None:
+        data = with_procedure_codes(data, plan, catalogue)
     event = CloudEvent.new(SOURCE, event_type, plan.patient, data)
     stage(session, event)
     return event

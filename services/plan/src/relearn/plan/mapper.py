@@ -12,10 +12,11 @@ How an EHR sees each exercise (the Physical Activity IG models a prescription as
     coding, step, number of steps, description), stage, dose;
 - ``CarePlan.text`` - a generated narrative table of every exercise (what any EHR displays);
 - ``CarePlan.note`` and extension ``plan-change`` - the latest change: reason, evidence, who, when.
-- ServiceRequest (per exercise): ``code`` = the pattern, ``orderDetail`` = level per dimension and the stage,
-  ``occurrenceTiming`` = sessions per week, ``quantityQuantity`` = repetitions per session,
-  ``patientInstruction`` = the dose in words, ``basedOn`` the CarePlan, ``reasonReference`` the deficit
-  Observations, ``resource-pertainsToGoal`` the Goals.
+- ServiceRequest (per exercise): ``code`` = SNOMED CT 229065009, the CPT code of the current form
+  (:mod:`relearn.plan.domain.procedure_codes`: 97110, 97112 or 97530) and the pattern, ``orderDetail`` = level
+  per dimension and the stage, ``occurrenceTiming`` = sessions per week, ``quantityQuantity`` = repetitions
+  per session, ``patientInstruction`` = the dose in words, ``basedOn`` the CarePlan, ``reasonReference`` the
+  deficit Observations, ``resource-pertainsToGoal`` the Goals.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from relearn.plan.domain.catalogue import Catalogue
 from relearn.plan.domain.patterns import DIMENSION_DISPLAY, Dimension, MovementPattern
+from relearn.plan.domain.procedure_codes import cpt_coding
 from relearn.plan.domain.stages import CompetenceStage
 from relearn.plan.domain.state import (
     ActivityState,
@@ -62,6 +64,15 @@ NEURO_RE_EDUCATION = {
     "system": CS_CATEGORY,
     "code": "neuromuscular-re-education",
     "display": "Neuromuscular re-education",
+}
+# The US Core 6.1 profiles our resources conform to (checked in tests/unit/test_us_core_profiles.py).
+US_CORE_CAREPLAN = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-careplan"
+US_CORE_GOAL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-goal"
+US_CORE_SERVICE_REQUEST = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-servicerequest"
+US_CORE_ASSESS_PLAN = {
+    "system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
+    "code": "assess-plan",
+    "display": "Assessment and Plan of Treatment",
 }
 GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 GOAL_CATEGORY = {
@@ -336,7 +347,7 @@ def _narrative(plan: PlanState, catalogue: Catalogue) -> dict[str, str]:
 
 
 def care_plan(plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
-    """The plan as a FHIR R4 CarePlan (no ``meta``: the store assigns versions)."""
+    """The plan as a FHIR R4 CarePlan (``meta`` only claims the profile: the store assigns versions)."""
     activities = []
     for a in plan.activities:
         pattern = catalogue.find(a.pattern)
@@ -365,10 +376,14 @@ def care_plan(plan: PlanState, catalogue: Catalogue) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "CarePlan",
         "id": plan.id,
+        "meta": {"profile": [US_CORE_CAREPLAN]},
         "text": _narrative(plan, catalogue),
+        "instantiatesCanonical": [plan_definition_canonical(plan.catalogue_version)],
         "status": plan.status,
         "intent": "plan",
+        # US Core's required slice (assess-plan: the assessment and plan of treatment) beside ours.
         "category": [
+            {"coding": [US_CORE_ASSESS_PLAN], "text": "Assessment and Plan of Treatment"},
             {"coding": [EXERCISE_THERAPY], "text": "Exercise therapy"},
             {"coding": [NEURO_RE_EDUCATION], "text": "Neuromuscular re-education"},
         ],
@@ -416,6 +431,7 @@ def goal_resource(plan: PlanState, goal: GoalState) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Goal",
         "id": goal.id,
+        "meta": {"profile": [US_CORE_GOAL]},
         "lifecycleStatus": goal.lifecycle,
         "achievementStatus": {
             "coding": [
@@ -509,6 +525,7 @@ def service_request(plan: PlanState, activity: ActivityState, catalogue: Catalog
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": activity.id,
+        "meta": {"profile": [US_CORE_SERVICE_REQUEST]},
         "text": {
             "status": "generated",
             "div": f'<div xmlns="{_XHTML}"><p>{escape(activity_summary(activity, pattern))}</p></div>',
@@ -517,11 +534,20 @@ def service_request(plan: PlanState, activity: ActivityState, catalogue: Catalog
             *({"url": EXT_PERTAINS_TO_GOAL, "valueReference": _ref(f"Goal/{g}")} for g in activity.goals),
             progression_extension(activity, pattern, catalogue),
         ],
+        "instantiatesCanonical": [activity_definition_canonical(pattern.code, plan.catalogue_version)],
         "basedOn": [_ref(plan.reference)],
         "status": _request_status(plan.status, activity.status),
         "intent": "order",
         "category": [{"coding": [PHYSICAL_ACTIVITY]}, {"coding": [EXERCISE_THERAPY]}],
-        "code": {"coding": [pattern_coding(pattern, catalogue)], "text": label},
+        # SNOMED CT and CPT (US Core's extensible Procedure Codes binding) beside the movement pattern.
+        "code": {
+            "coding": [
+                EXERCISE_THERAPY,
+                cpt_coding(pattern, activity.levels),
+                pattern_coding(pattern, catalogue),
+            ],
+            "text": label,
+        },
         "orderDetail": order_detail,
         "quantityQuantity": {
             "value": dose.sets * dose.reps,
@@ -633,3 +659,173 @@ def task_resource(plan: PlanState, task: TaskState) -> dict[str, Any]:
 
 def task_resources(plan: PlanState) -> list[dict[str, Any]]:
     return [task_resource(plan, t) for t in plan.tasks]
+
+
+# ---------------------------------------------------------------------- definitions (the catalogue as FHIR)
+# The movement-pattern catalogue is published as one ActivityDefinition per pattern and the drafting and
+# progression ladder as one PlanDefinition, read-only, versioned with the catalogue. A ServiceRequest names
+# its pattern's ActivityDefinition and a CarePlan the PlanDefinition by ``instantiatesCanonical``
+# (``url|version``: the catalogue version the plan was drafted from).
+AD_BASE = f"{CANONICAL}/ActivityDefinition"
+PLAN_DEFINITION_ID = "neuromuscular-re-education"
+PLAN_DEFINITION_URL = f"{CANONICAL}/PlanDefinition/{PLAN_DEFINITION_ID}"
+PLAN_DEFINITION_TYPE = {
+    "system": "http://terminology.hl7.org/CodeSystem/plan-definition-type",
+    "code": "clinical-protocol",
+    "display": "Clinical Protocol",
+}
+_REGION_TITLES = {
+    "upper-limb": "Upper limb",
+    "lower-limb": "Lower limb",
+    "trunk": "Trunk",
+    "balance": "Balance",
+}
+
+
+def activity_definition_url(pattern_code: str) -> str:
+    return f"{AD_BASE}/{pattern_code}"
+
+
+def activity_definition_canonical(pattern_code: str, version: str) -> str:
+    return f"{activity_definition_url(pattern_code)}|{version}"
+
+
+def plan_definition_canonical(version: str) -> str:
+    return f"{PLAN_DEFINITION_URL}|{version}"
+
+
+def _name(code: str) -> str:
+    return "".join(w.capitalize() for w in code.split("-"))
+
+
+def _dimension_order(pattern: MovementPattern) -> tuple[Dimension, ...]:
+    return pattern.dimension_order or tuple(Dimension)
+
+
+def _ladder_markdown(pattern: MovementPattern) -> str:
+    lines = [f"Starting form: {pattern.starting_form}", "", "Progression, one dimension at a time:"]
+    for dim in _dimension_order(pattern):
+        steps = " -> ".join(f"{i}. {s.description}" for i, s in enumerate(pattern.ladders[dim]))
+        lines.append(f"- {DIMENSION_DISPLAY[dim]}: {steps}")
+    return "\n".join(lines)
+
+
+def activity_definition(pattern: MovementPattern, catalogue: Catalogue) -> dict[str, Any]:
+    """One movement pattern as an ActivityDefinition (kind ServiceRequest): what it trains, its starting form,
+    its ladders, its default dose and the evidence for it."""
+    dose = pattern.dosing
+    return {
+        "resourceType": "ActivityDefinition",
+        "id": pattern.code,
+        "url": activity_definition_url(pattern.code),
+        "version": catalogue.version,
+        "name": _name(pattern.code),
+        "title": pattern.name,
+        "status": "active",
+        "experimental": False,
+        "publisher": "Relearn",
+        "description": _ladder_markdown(pattern),
+        "purpose": "Neuromuscular re-education: the movement pattern trained from its simplest single-joint, "
+        "non-weight-bearing form, advanced along one dimension at a time on mastery without symptoms.",
+        "topic": [{"coding": [EXERCISE_THERAPY]}],
+        "relatedArtifact": [{"type": "citation", "citation": pattern.evidence}],
+        "kind": "ServiceRequest",
+        "intent": "order",
+        # The starting form's codes; a prescription's CPT code follows its current form.
+        "code": {
+            "coding": [EXERCISE_THERAPY, cpt_coding(pattern, {}), pattern_coding(pattern, catalogue)],
+            "text": pattern.name,
+        },
+        "timingTiming": {"repeat": {"frequency": dose.frequency_per_week, "period": 1, "periodUnit": "wk"}},
+        "quantity": {
+            "value": dose.sets * dose.reps,
+            "unit": "repetitions per session",
+            "system": UCUM,
+            "code": "{repetitions}",
+        },
+        "participant": [{"type": "patient"}, {"type": "practitioner"}],
+    }
+
+
+def _pattern_action(pattern: MovementPattern, catalogue: Catalogue) -> dict[str, Any]:
+    targets = "; ".join(
+        " ".join(x for x in (t.body_site, t.motion) if x) + f" ({', '.join(t.measures)})"
+        if t.body_site or t.motion
+        else ", ".join(t.measures)
+        for t in pattern.targets
+    )
+    order = _dimension_order(pattern)
+    steps = [
+        {
+            "id": f"{pattern.code}-{dim.value}",
+            "title": f"{DIMENSION_DISPLAY[dim]}: up to level {pattern.top_level(dim)}",
+            "description": " -> ".join(s.kind for s in pattern.ladders[dim]),
+            "code": [{"coding": [dimension_coding(dim)]}],
+        }
+        for dim in order
+    ]
+    for i in range(1, len(steps)):
+        steps[i]["relatedAction"] = [{"actionId": steps[i - 1]["id"], "relationship": "after-start"}]
+    return {
+        "id": pattern.code,
+        "title": pattern.name,
+        "description": f"Drafted for a deficit of {targets}; started at its simplest form, then advanced "
+        "along its dimensions in this order, one step at a time, when the current level is mastered without "
+        "symptoms (docs/progression-rules.md).",
+        "definitionCanonical": activity_definition_canonical(pattern.code, catalogue.version),
+        "selectionBehavior": "all",
+        "action": steps,
+    }
+
+
+def plan_definition(catalogue: Catalogue) -> dict[str, Any]:
+    """The drafting and progression ladder as a PlanDefinition (a clinical protocol): per body region, the
+    patterns a deficit selects (each its ActivityDefinition), and per pattern the order of its dimensions."""
+    regions = []
+    for region, title in _REGION_TITLES.items():
+        patterns = [p for p in catalogue.patterns if p.region == region]
+        if not patterns:
+            continue
+        regions.append(
+            {
+                "id": region,
+                "title": title,
+                "groupingBehavior": "logical-group",
+                "selectionBehavior": "any",
+                "action": [_pattern_action(p, catalogue) for p in patterns],
+            }
+        )
+    return {
+        "resourceType": "PlanDefinition",
+        "id": PLAN_DEFINITION_ID,
+        "url": PLAN_DEFINITION_URL,
+        "version": catalogue.version,
+        "name": "NeuromuscularReEducation",
+        "title": "Neuromuscular re-education: drafting and progression ladder",
+        "type": {"coding": [PLAN_DEFINITION_TYPE]},
+        "status": "active",
+        "experimental": False,
+        "publisher": "Relearn",
+        "description": "A plan is drafted from the evaluation's deficits: each deficit selects the movement "
+        "patterns that target it (body site, motion, measure), each started at its simplest form (single "
+        "joint, linear, non-weight-bearing, eyes open on a stable surface, assisted, fixed tempo) with its "
+        "default dose. A pattern advances one dimension at a time, in its dimension order, when its current "
+        "level is mastered without symptoms; symptoms hold or regress it. Competence stages: unconscious "
+        "incompetence, conscious incompetence, conscious competence, unconscious competence.",
+        "topic": [{"coding": [EXERCISE_THERAPY]}, {"coding": [NEURO_RE_EDUCATION]}],
+        "goal": [
+            {
+                "description": {
+                    "text": "Each trained movement pattern reaches unconscious competence: performed "
+                    "correctly without feedback, at retention and under a dual task, without symptoms"
+                },
+                "category": {"coding": [GOAL_CATEGORY]},
+            }
+        ],
+        "action": regions,
+    }
+
+
+def definitions(catalogue: Catalogue) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every ActivityDefinition of the catalogue, and the PlanDefinition."""
+    return [activity_definition(p, catalogue) for p in catalogue.patterns], plan_definition(catalogue)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from fhir.resources.R4B.activitydefinition import ActivityDefinition
 from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.goal import Goal
+from fhir.resources.R4B.plandefinition import PlanDefinition
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
 from relearn.shared.fhir import (
+    PUBLISHED_INTERACTIONS,
     Interaction,
     ResourceDefinition,
     date,
     published_code_systems,
     reference,
+    string,
     token,
 )
 
@@ -109,4 +113,37 @@ CODE_SYSTEM = published_code_systems(
     "and movement pattern."
 )
 
-DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, TASK, CODE_SYSTEM]
+
+def _definitional(
+    rtype: str, model: type[ActivityDefinition] | type[PlanDefinition], doc: str
+) -> ResourceDefinition:
+    return ResourceDefinition(
+        type=rtype,
+        model=model,
+        search_params=[
+            token("url", "url", definition=f"{_SP}{rtype}-url"),
+            token("version", "version", definition=f"{_SP}{rtype}-version"),
+            token("status", "status", definition=f"{_SP}{rtype}-status"),
+            string("name", "name", definition=f"{_SP}{rtype}-name"),
+            string("title", "title", definition=f"{_SP}{rtype}-title"),
+        ],
+        interactions=PUBLISHED_INTERACTIONS,
+        documentation=doc,
+    )
+
+
+# The catalogue as FHIR definitions, published read-only at startup (they change with the catalogue).
+ACTIVITY_DEFINITION = _definitional(
+    "ActivityDefinition",
+    ActivityDefinition,
+    "The movement-pattern catalogue: one ActivityDefinition per pattern (starting form, ladders, dose, "
+    "evidence), named by ServiceRequest.instantiatesCanonical.",
+)
+PLAN_DEFINITION = _definitional(
+    "PlanDefinition",
+    PlanDefinition,
+    "The drafting and progression ladder (deficit -> pattern, one dimension at a time), named by "
+    "CarePlan.instantiatesCanonical.",
+)
+
+DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, TASK, CODE_SYSTEM, ACTIVITY_DEFINITION, PLAN_DEFINITION]

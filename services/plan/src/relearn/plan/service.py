@@ -65,8 +65,23 @@ from relearn.plan.domain.state import (
 )
 from relearn.plan.domain.versions import PlanVersion, split_versions
 from relearn.plan.events import stage_version
-from relearn.plan.mapper import care_plan, code_systems, goal_resources, service_requests, task_resources
-from relearn.plan.resources import CARE_PLAN, CODE_SYSTEM, GOAL, SERVICE_REQUEST, TASK
+from relearn.plan.mapper import (
+    care_plan,
+    code_systems,
+    definitions,
+    goal_resources,
+    service_requests,
+    task_resources,
+)
+from relearn.plan.resources import (
+    ACTIVITY_DEFINITION,
+    CARE_PLAN,
+    CODE_SYSTEM,
+    GOAL,
+    PLAN_DEFINITION,
+    SERVICE_REQUEST,
+    TASK,
+)
 from relearn.plan.schemas import MusclesIn, OverrideIn, WaiverIn
 from relearn.plan.tables import PlanRecord, ProposalRecord
 from relearn.shared.events import CloudEvent
@@ -92,9 +107,13 @@ def _now() -> datetime:
 
 
 def _same(stored_text: str, resource: dict[str, Any]) -> bool:
+    """The stored version says what ``resource`` says (the store's versionId/lastUpdated aside)."""
     old = json.loads(stored_text)
-    old.pop("meta", None)
     new = json.loads(json.dumps(resource))
+    for r in (old, new):
+        meta = {k: v for k, v in (r.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
+        if meta:
+            r["meta"] = meta
     new.setdefault("id", old.get("id"))
     return bool(old == new)
 
@@ -155,7 +174,7 @@ class PlanService:
             current = self.store.get(session, SERVICE_REQUEST.type, activity_id)
             if current is not None and not current.deleted:
                 self.store.delete(session, SERVICE_REQUEST, activity_id)
-        return stage_version(session, plan, version.decision)
+        return stage_version(session, plan, version.decision, self.catalogue)
 
     def create(self, session: Session, plan: PlanState) -> tuple[PlanRecord, list[CloudEvent]]:
         """A new draft (version 1): its row, CarePlan, Goals, ServiceRequests and ``plan.drafted.v1``."""
@@ -192,6 +211,9 @@ class PlanService:
         """Store each local CodeSystem as ``CodeSystem/<id>`` unless the stored one already says the same, so
         an EHR can resolve every code it reads."""
         publish_shipped(self.store, engine, CODE_SYSTEM, code_systems(self.catalogue))
+        activity_definitions, plan_def = definitions(self.catalogue)
+        publish_shipped(self.store, engine, ACTIVITY_DEFINITION, activity_definitions)
+        publish_shipped(self.store, engine, PLAN_DEFINITION, [plan_def])
 
     # -- reading ------------------------------------------------------------------------------------------
 

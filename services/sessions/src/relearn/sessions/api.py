@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
@@ -151,6 +152,17 @@ _SYMPTOM_EXAMPLES = {
         "value": {"pain24h": 6, "flare": True, "notes": "knee swollen in the evening"},
     },
 }
+
+
+def _time_zone(name: str | None) -> ZoneInfo | None:
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidRequest(
+            f"tz: '{name}' is not an IANA time zone (e.g. Europe/Paris)", expression="tz"
+        ) from None
 
 
 def sessions_router(recorder: SessionRecorder) -> APIRouter:
@@ -359,6 +371,14 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
             date | None, Query(alias="from", description="first day (default: 4 weeks before `to`)")
         ] = None,
         last: Annotated[date | None, Query(alias="to", description="last day (default: today, UTC)")] = None,
+        tz: Annotated[
+            str | None,
+            Query(
+                description="the patient's IANA time zone (Europe/Paris) device data days are counted in "
+                "(default: each session's recorded offset)",
+                max_length=64,
+            ),
+        ] = None,
     ) -> AdherenceView:
         restriction = _reader(principal, "s")
         patient = patient.removeprefix("Patient/")
@@ -370,6 +390,6 @@ def sessions_router(recorder: SessionRecorder) -> APIRouter:
             raise InvalidRequest("from: must not be after `to`", expression="from")
         if last - first > _MAX_ADHERENCE_RANGE:
             raise InvalidRequest("from: the range may span at most two years", expression="from")
-        return AdherenceView.of(recorder.adherence(db, patient, first, last))
+        return AdherenceView.of(recorder.adherence(db, patient, first, last, tz=_time_zone(tz)))
 
     return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from relearn.shared.service import ServiceSettings
@@ -12,3 +13,7 @@ class Settings(ServiceSettings):
 
     service_name: str = "sessions"
     port: int = 8083
+    # Remote physiologic monitoring: device data on at least rpm_min_days days of each rpm_period_days-day
+    # period (default: CMS's rule for CPT 99454, 16 of 30; relearn.sessions.domain.remote_monitoring).
+    rpm_min_days: int = Field(default=16, ge=1, le=366)
+    rpm_period_days: int = Field(default=30, ge=1, le=366)

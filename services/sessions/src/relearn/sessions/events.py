@@ -20,7 +20,7 @@ SYMPTOMS_RECORDED = "session.symptoms-recorded.v1"
 
 # The exercise record as it travels: what a consumer needs of it (not the difficulty, the notes or whether the
 # target was met), every progression dimension stated.
-_NOT_SENT = {"target_met", "difficulty", "notes"}
+_NOT_SENT = {"target_met", "difficulty", "notes", "cpt"}
 
 
 def _exercise(e: RecordedExercise) -> dict[str, Any]:
@@ -37,7 +37,12 @@ def session_logged_data(state: SessionState) -> dict[str, Any]:
     if state.status != "finished" or state.end is None:
         raise ValueError(f"{state.reference} is {state.status}: session.logged.v1 is emitted on close")
     return {
+        # What records the session in FHIR: Encounter/<id> (clinic) or, for home practice (no visit), the
+        # Procedure of its one exercise; `encounter` is null for home practice; `sessionId` is the session
+        # log's id (GET /sessions/{id}).
         "session": state.reference,
+        "sessionId": state.id,
+        "encounter": state.encounter,
         "patient": state.patient,
         "setting": state.setting,
         "start": state.start.isoformat(),
@@ -54,6 +59,7 @@ def symptoms_recorded_data(state: SessionState) -> dict[str, Any]:
         raise ValueError(f"{state.reference} has no 24-hour symptom response")
     return {
         "session": state.reference,
+        "sessionId": state.id,
         "patient": state.patient,
         "recordedAt": symptoms.recorded_at.isoformat(),
         "pain24h": symptoms.pain24h,

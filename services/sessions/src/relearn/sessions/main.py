@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from relearn.sessions.api import sessions_router
 from relearn.sessions.config import Settings
 from relearn.sessions.domain.plan_view import PLAN_EVENT_TYPES
+from relearn.sessions.domain.remote_monitoring import DeviceDaysRule
 from relearn.sessions.handlers import on_plan_event
 from relearn.sessions.resources import DEFINITIONS
 from relearn.sessions.service import SessionRecorder
@@ -42,6 +43,10 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
     ]
 
 
+def rpm_rule(settings: Settings) -> DeviceDaysRule:
+    return DeviceDaysRule(min_days=settings.rpm_min_days, period_days=settings.rpm_period_days)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -54,7 +59,7 @@ def create_app(
         settings,
         title="Relearn sessions service",
         description=DESCRIPTION,
-        routers=[sessions_router(SessionRecorder(store)), fhir],
+        routers=[sessions_router(SessionRecorder(store, rpm_rule(settings))), fhir],
         consumers=consumers,
         engine=engine,
         token_verifier=token_verifier,

@@ -8,9 +8,9 @@
 #   R4 ``Encounter.basedOn`` may only reference a ServiceRequest, so it lists the plan activities
 #   performed (their ServiceRequests) and the CarePlan goes in the R5 cross-version extension
 #   ``extension-Encounter.basedOn`` (R5 allows CarePlan there).
-# - **Procedure** per exercise: ``code`` SNOMED CT 229065009 *Exercise therapy*, CPT 97112
-#   *Neuromuscular reeducation* (clinic sessions only: CPT bills provider contact) and the movement
-#   pattern (plan service's CodeSystem), ``category`` exercise therapy, ``basedOn`` the activity's
+# - **Procedure** per exercise: ``code`` SNOMED CT 229065009 *Exercise therapy*, the CPT code the plan gave
+#   the activity's form (97110, 97112 or 97530; clinic sessions only: CPT bills provider contact) and the
+#   movement pattern (plan service's CodeSystem), ``category`` exercise therapy, ``basedOn`` the activity's
 #   ServiceRequest and the CarePlan, ``encounter`` the session (home practice: none, and ``recorder``
 #   and ``asserter`` the patient: R4 has no reported[x]). R4 ``Procedure.partOf`` can only target
 #   Procedure, Observation or MedicationAdministration, so the session link is ``encounter``.
@@ -35,7 +35,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from relearn.sessions.domain.codes import CPT, CPT_CODES, CUES, DIMENSIONS
+from relearn.sessions.domain.codes import CPT, CPT_CODES, CUES, DEFAULT_CPT, DIMENSIONS
 from relearn.sessions.domain.session import RecordedExercise, SessionState
 from relearn.shared.fhir import CANONICAL_URL
 
@@ -50,6 +50,10 @@ SD_EXERCISE_PERFORMANCE = f"{BASE}/StructureDefinition/exercise-performance"
 SD_PROGRESSION_LEVEL = f"{BASE}/StructureDefinition/progression-level"
 SD_DEVICE_STREAM = f"{BASE}/StructureDefinition/device-stream"
 SID_DEVICE_STREAM = f"{BASE}/sid/device-stream"
+SID_SESSION = f"{BASE}/sid/session"  # the session log's id (GET /sessions/{id})
+# The US Core 6.1 profiles our resources conform to (checked in tests/unit/test_us_core_profiles.py).
+US_CORE_ENCOUNTER = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-encounter"
+US_CORE_PROCEDURE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-procedure"
 XVER_ENCOUNTER_BASED_ON = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn"
 
 SNOMED = "http://snomed.info/sct"
@@ -115,7 +119,9 @@ def encounter_resource(state: SessionState) -> dict[str, Any]:
     encounter: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": state.id,
+        "meta": {"profile": [US_CORE_ENCOUNTER]},
         "extension": [{"url": XVER_ENCOUNTER_BASED_ON, "valueReference": _ref(state.care_plan)}],
+        "identifier": [{"system": SID_SESSION, "value": state.id}],
         "status": state.status,
         "class": AMBULATORY,
         "type": [
@@ -265,10 +271,12 @@ def _complications(state: SessionState, exercise: RecordedExercise) -> list[dict
 
 
 def procedure_code(state: SessionState, exercise: RecordedExercise) -> dict[str, Any]:
-    """SNOMED CT exercise therapy, CPT 97112 for a clinic session, and the local movement pattern."""
+    """SNOMED CT exercise therapy, the CPT code of the exercise's form (clinic sessions only) and the local
+    movement pattern."""
     coding: list[dict[str, str]] = [EXERCISE_THERAPY]
     if state.setting == "clinic":
-        coding.append({"system": CPT, "code": "97112", "display": CPT_CODES["97112"]})
+        cpt = exercise.cpt if exercise.cpt in CPT_CODES else DEFAULT_CPT
+        coding.append({"system": CPT, "code": cpt, "display": CPT_CODES[cpt]})
     coding.append({"system": CS_MOVEMENT_PATTERN, "code": exercise.pattern})
     return {"coding": coding, "text": exercise.pattern}
 
@@ -299,6 +307,7 @@ def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[
     procedure: dict[str, Any] = {
         "resourceType": "Procedure",
         "id": exercise.procedure_id,
+        "meta": {"profile": [US_CORE_PROCEDURE]},
         "extension": extensions,
         "basedOn": [_ref(f"ServiceRequest/{exercise.activity}"), _ref(state.care_plan)],
         "status": "completed",
@@ -317,7 +326,7 @@ def procedure_resource(state: SessionState, exercise: RecordedExercise) -> dict[
         procedure["recorder"] = _ref(f"Patient/{state.patient}")
         procedure["asserter"] = _ref(f"Patient/{state.patient}")
     else:
-        procedure["encounter"] = _ref(state.reference)
+        procedure["encounter"] = _ref(f"Encounter/{state.id}")
     if complications := _complications(state, exercise):
         procedure["complication"] = complications
     if exercise.notes:

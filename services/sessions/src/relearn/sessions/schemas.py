@@ -300,6 +300,7 @@ class SymptomsView(_View):
 _SESSION_EXAMPLE: dict[str, Any] = {
     "id": "0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
     "encounter": "Encounter/0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
+    "record": "Encounter/0b6f6a52-3f0e-4a51-9a7e-6f1b1d1f2c11",
     "patient": "p1",
     "carePlan": "CarePlan/cp1",
     "planVersion": 2,
@@ -376,7 +377,11 @@ class SessionView(_View):
     model_config = ConfigDict(json_schema_extra={"examples": [_SESSION_EXAMPLE]})
 
     id: str
-    encounter: str = Field(description="the session as FHIR: Encounter/<id>")
+    encounter: str | None = Field(description="the clinic session's Encounter/<id>; null for home practice")
+    record: str = Field(
+        description="the FHIR resource that records the session: its Encounter (clinic), or the Procedure "
+        "of its one exercise (home practice is patient-reported exercise, not a visit)"
+    )
     patient: str
     care_plan: str
     plan_version: int = Field(description="CarePlan versionId the session started against")
@@ -396,7 +401,8 @@ class SessionView(_View):
     def of(cls, s: SessionState) -> SessionView:
         return cls(
             id=s.id,
-            encounter=s.reference,
+            encounter=s.encounter,
+            record=s.reference,
             patient=s.patient,
             care_plan=s.care_plan,
             plan_version=s.plan_version,
@@ -418,6 +424,30 @@ class PlanAdherenceView(_View):
     care_plan: str
     status: str
     weeks: list[WeekAdherence]
+
+
+class RpmRuleView(_View):
+    """The remote-monitoring rule in force (settings SESSIONS_RPM_MIN_DAYS, SESSIONS_RPM_PERIOD_DAYS)."""
+
+    min_days: int = Field(description="days with device data a period needs (default 16)")
+    period_days: int = Field(description="the period's length in days (default 30)")
+    source: str = Field(description="where the rule comes from (default: CMS, CPT 99454)")
+
+
+class DeviceDaysPeriodView(_View):
+    start: date
+    end: date
+    days: int = Field(description="distinct days with device data, in the patient's time zone")
+    dates: list[date]
+    met: bool = Field(description="days >= minDays")
+
+
+class RemoteMonitoringView(_View):
+    rule: RpmRuleView
+    time_zone: str | None = Field(
+        description="the IANA time zone days were counted in (`tz`); null: each session's own recorded offset"
+    )
+    periods: list[DeviceDaysPeriodView] = Field(description="the last ends on `to`; oldest first")
 
 
 class AdherenceView(_View):
@@ -480,17 +510,32 @@ class AdherenceView(_View):
     patient: str
     first: date = Field(alias="from")
     last: date = Field(alias="to")
-    weeks: list[WeekAdherence] = Field(description="all the patient's plans together")
+    weeks: list[WeekAdherence] = Field(
+        description="all the patient's plans together; the week holding `to` counts only its days up to `to`"
+    )
     plans: list[PlanAdherenceView] = Field(description="active plans and plans with sessions in the range")
+    remote_monitoring: RemoteMonitoringView | None = Field(
+        default=None, description="device data days per period against the remote-monitoring rule"
+    )
 
     @classmethod
     def of(cls, r: AdherenceReport) -> AdherenceView:
+        rm = r.remote_monitoring
         return cls(
             patient=r.patient,
             first=r.first,
             last=r.last,
             weeks=r.weeks,
             plans=[PlanAdherenceView(care_plan=p.care_plan, status=p.status, weeks=p.weeks) for p in r.plans],
+            remote_monitoring=None
+            if rm is None
+            else RemoteMonitoringView(
+                rule=RpmRuleView(
+                    min_days=rm.rule.min_days, period_days=rm.rule.period_days, source=rm.rule.source
+                ),
+                time_zone=rm.time_zone,
+                periods=[DeviceDaysPeriodView.model_validate(p.model_dump()) for p in rm.periods],
+            ),
         )
 
 

@@ -7,12 +7,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from relearn.sessions import repository
-from relearn.sessions.domain.adherence import AdherenceReport, PlanAdherence, combined_weeks, weekly_adherence
+from relearn.sessions.domain.adherence import (
+    AdherenceReport,
+    PlanAdherence,
+    RemoteMonitoring,
+    combined_weeks,
+    weekly_adherence,
+)
 from relearn.sessions.domain.plan_view import PlanView, apply_plan_event, check_activity, require_plan
+from relearn.sessions.domain.remote_monitoring import DeviceDaysRule, device_days_report, periods_covering
 from relearn.sessions.domain.session import (
     RecordedExercise,
     SessionState,
@@ -36,6 +44,7 @@ from relearn.shared.fhir import ID_PATTERN, Conflict, FhirStore, ResourceDefinit
 # A session counts in the week of its local start date; UTC offsets reach ±14 h, so the UTC
 # query window is widened by a day on each side and the local date decides.
 _OFFSET_MARGIN = timedelta(days=1)
+DEFAULT_RPM_RULE = DeviceDaysRule()
 
 
 # -- the workflow: a session's life as pure state transitions -----------------------------------------------
@@ -93,6 +102,7 @@ def _resolve(
             "procedure": f"Procedure/{procedure_id}",
             "activity": activity.id,
             "pattern": activity.pattern,
+            "cpt": activity.cpt,
             "level": {**activity.level, **exercise.level.given()},
             "target_reps": exercise.target_reps or activity.dose.reps,
             "dual_task_cost_pct": trial.cost_pct if trial is not None else None,
@@ -243,6 +253,7 @@ class SessionRecorder:
     """The session log's use cases over one FHIR store (the service's)."""
 
     store: FhirStore
+    rpm_rule: DeviceDaysRule = DEFAULT_RPM_RULE
 
     # -- the clinic workflow ------------------------------------------------------------------
     def start(self, db: Session, request: SessionStart, *, now: datetime) -> SessionState:
@@ -311,8 +322,11 @@ class SessionRecorder:
     def get(self, db: Session, session_id: str, *, patient: str | None = None) -> SessionState:
         return repository.load_session(db, session_id, patient=patient)
 
-    def adherence(self, db: Session, patient: str, first: date, last: date) -> AdherenceReport:
-        """Per ISO week from ``first``'s to ``last``'s: bouts done vs prescribed, per plan and in all."""
+    def adherence(
+        self, db: Session, patient: str, first: date, last: date, *, tz: ZoneInfo | None = None
+    ) -> AdherenceReport:
+        """Per ISO week from ``first``'s to ``last``'s: bouts done vs prescribed, per plan and in all; and the
+        device data days of each remote-monitoring period (``tz``: the patient's time zone)."""
         monday = first - timedelta(days=first.weekday())
         after = last - timedelta(days=last.weekday()) + timedelta(weeks=1)  # the Monday after `last`
         window_start = datetime.combine(monday, time(), UTC) - _OFFSET_MARGIN
@@ -340,7 +354,20 @@ class SessionRecorder:
             )
             for p in plans
         ]
-        return AdherenceReport(patient, first, last, combined_weeks(monday, last, per_plan), per_plan)
+        periods = periods_covering(first, last, self.rpm_rule.period_days)
+        rpm_sessions = repository.closed_sessions(
+            db,
+            patient,
+            datetime.combine(periods[0][0], time(), UTC) - _OFFSET_MARGIN,
+            datetime.combine(last + timedelta(days=1), time(), UTC) + _OFFSET_MARGIN,
+        )
+        remote = RemoteMonitoring(
+            self.rpm_rule,
+            tz.key if tz is not None else None,
+            device_days_report(rpm_sessions, first, last, self.rpm_rule, tz),
+        )
+        weeks = combined_weeks(monday, last, per_plan)
+        return AdherenceReport(patient, first, last, weeks, per_plan, remote)
 
     # -- FHIR representation ------------------------------------------------------------------
     def _publish(self, db: Session, state: SessionState) -> None:

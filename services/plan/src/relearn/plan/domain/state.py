@@ -124,7 +124,7 @@ class RomMeasure(StateModel):
 class SessionRecord(StateModel):
     """One session's performance of one activity, with what arrived later (24-h response, metrics)."""
 
-    session: str = Field(description="Encounter/<id>")
+    session: str = Field(description="Encounter/<id>; home practice: the Procedure/<id> of its exercise")
     procedure: str | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -182,7 +182,9 @@ class CriterionResult(StateModel):
     criterion: str = Field(
         description="criterion key: sets, reps, quality, assistance, level, pain, rom, ..."
     )
-    session: str | None = Field(default=None, description="the session (Encounter) it was judged on")
+    session: str | None = Field(
+        default=None, description="the session (Encounter; home practice: Procedure) it was judged on"
+    )
     label: str
     muscle: str | None = None
     target: str

@@ -7,7 +7,8 @@
 # activity in closed sessions, at most that activity's prescribed bouts that week, so extra practice of
 # one exercise does not hide another one skipped. ``clinic`` and ``home`` count the closed sessions of
 # each setting that week. A session belongs to the week of its start date in the offset it was recorded
-# with (the patient's local day).
+# with (the patient's local day). The week holding the report's last day counts only the days up to it (a
+# report asked for on a Wednesday does not charge Thursday to Sunday).
 #
 # A version is in force from the time of the plan event that made it (UTC date), or earlier when a
 # session recorded against it (or a later version) started earlier: that session proves it was in force
@@ -26,6 +27,7 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from relearn.sessions.domain.plan_view import STOPPED_STATUSES, PlanView
+from relearn.sessions.domain.remote_monitoring import DeviceDaysPeriod, DeviceDaysRule
 from relearn.sessions.domain.session import SessionState
 
 
@@ -84,15 +86,22 @@ def in_force_from(
     return [(day, view) for day, (_, view) in zip(days, ordered, strict=True)]
 
 
-def _week_prescription(monday: date, schedule: Sequence[tuple[date, PlanView]]) -> dict[str, float]:
+def _week_prescription(
+    monday: date, schedule: Sequence[tuple[date, PlanView]], last: date
+) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
-    for offset in range(7):
+    for offset in range(_days_counted(monday, last)):
         day = monday + timedelta(days=offset)
         current = [view for start, view in schedule if start <= day]
         if current:
             for activity, rate in daily_rates(current[-1]).items():
                 out[activity] += rate
     return dict(out)
+
+
+def _days_counted(monday: date, last: date) -> int:
+    """The days of the week starting ``monday`` up to ``last``: a week still under way is prorated."""
+    return max(0, min(7, (last - monday).days + 1))
 
 
 def weekly_adherence(
@@ -131,7 +140,11 @@ def weekly_adherence(
     while monday <= last:
         week = iso_week(monday)
         counts = bouts.get(week, Counter())
-        prescription = _week_prescription(monday, schedule) if schedule else now_prescribed
+        if schedule:
+            prescription = _week_prescription(monday, schedule, last)
+        else:
+            share = _days_counted(monday, last) / 7
+            prescription = {a: n * share for a, n in now_prescribed.items()}
         exact = sum(prescription.values())
         done_exact = sum(min(float(counts[a]), n) for a, n in prescription.items())
         prescribed, done = round(exact, 1), round(done_exact, 1)
@@ -157,12 +170,22 @@ class PlanAdherence:
 
 
 @dataclass(frozen=True)
+class RemoteMonitoring:
+    """Device data days against the remote-monitoring rule (relearn.sessions.domain.remote_monitoring)."""
+
+    rule: DeviceDaysRule
+    time_zone: str | None  # IANA; None: each session's own recorded offset
+    periods: list[DeviceDaysPeriod]
+
+
+@dataclass(frozen=True)
 class AdherenceReport:
     patient: str
     first: date
     last: date
     weeks: list[WeekAdherence]
     plans: list[PlanAdherence]
+    remote_monitoring: RemoteMonitoring | None = None
 
 
 def combined_weeks(monday: date, last: date, plans: Sequence[PlanAdherence]) -> list[WeekAdherence]:

@@ -38,8 +38,10 @@ CUES: dict[str, str] = {
 
 
 # CPT codes of the physical medicine and rehabilitation procedures (AMA CPT). An exercise of a clinic
-# session is 97112 neuromuscular re-education, what every exercise of these plans trains; 97110 and 97530
-# are listed for the day the plan's activities say which exercise is strength-only or a functional task.
+# session carries the code the plan service gave its activity's form (plan events' ``activities[].cpt``; the
+# rule is in docs/progression-rules.md): 97110 therapeutic exercise (single-joint, non-weight-bearing), 97112
+# neuromuscular re-education (balance, proprioceptive challenge), 97530 therapeutic activities (multi-joint
+# and weight-bearing). An exercise recorded against a plan event without it gets DEFAULT_CPT.
 # Home practice carries no CPT code: these codes bill direct contact with a provider.
 CPT = "http://www.ama-assn.org/go/cpt"
 CPT_CODES: dict[str, str] = {
@@ -49,3 +51,4 @@ CPT_CODES: dict[str, str] = {
     "97530": "Therapeutic activities, direct (one-on-one) patient contact (use of dynamic activities to "
     "improve functional performance)",
 }
+DEFAULT_CPT = "97112"

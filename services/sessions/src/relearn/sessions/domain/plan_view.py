@@ -7,7 +7,7 @@
 #
 # Event data read here (docs/events.md), unknown fields ignored:
 # ``plan.drafted/activated/updated.v1`` carry a snapshot: ``{carePlan, versionId, patient, status?,
-# activities: [{id, pattern, level, dose, status?, stage?}]}``; ``plan.progressed.v1`` moves one
+# activities: [{id, pattern, level, dose, status?, stage?, cpt?}]}``; ``plan.progressed.v1`` moves one
 # activity along one dimension (``activity, dimension, from, to``); ``plan.stage-changed.v1`` gives an
 # activity's competence ``stage``.
 #
@@ -60,6 +60,9 @@ class ActivityView(BaseModel):
     dose: Dose = Field(default_factory=Dose)
     status: str | None = None
     stage: str | None = None
+    # The CPT code of the activity's current form, as the plan service decided it (97110, 97112, 97530);
+    # None from plan events that predate it.
+    cpt: str | None = None
 
 
 class PlanView(BaseModel):
@@ -83,6 +86,7 @@ class _ActivityData(BaseModel):
     dose: dict[str, Any] | None = None
     status: str | None = None
     stage: str | None = None
+    cpt: str | None = Field(default=None, pattern=r"^\d{4}[0-9A-Z]$")
 
 
 class PlanEventData(BaseModel):
@@ -187,6 +191,7 @@ def apply_plan_event(view: PlanView | None, event_type: str, data: Mapping[str, 
                     dose=parse_dose(a.dose),
                     status=a.status,
                     stage=a.stage or (before[a.id].stage if a.id in before else None),
+                    cpt=a.cpt,
                 )
                 for a in event.activities
             }
@@ -209,8 +214,14 @@ def apply_plan_event(view: PlanView | None, event_type: str, data: Mapping[str, 
         if event.dimension is None or event.to is None:
             raise ValueError("plan.progressed.v1 needs dimension and to")
         level = {**activity.level, _dimension(event.dimension): int(event.to)}
+        # The snapshot riding along says the activity's CPT code at its new form.
+        snapshot = next((a for a in event.activities or () if a.id == activity.id), None)
         activities[activity.id] = activity.model_copy(
-            update={"level": level, "pattern": event.pattern or activity.pattern}
+            update={
+                "level": level,
+                "pattern": event.pattern or activity.pattern,
+                "cpt": snapshot.cpt if snapshot is not None and snapshot.cpt else activity.cpt,
+            }
         )
     elif activity is not None and event.stage:
         activities[activity.id] = activity.model_copy(update={"stage": event.stage})

@@ -145,6 +145,10 @@ class RecordedExercise(_Record):
     start: datetime | None = None
     end: datetime | None = None
     notes: str | None = None
+    cpt: str | None = Field(
+        default=None,
+        description="the CPT code of the activity's form when recorded (the plan's: 97110, 97112 or 97530)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -211,7 +215,16 @@ class SessionState(BaseModel):
 
     @property
     def reference(self) -> str:
+        """The FHIR resource that records the session: its Encounter (clinic), or for home practice, which is
+        patient-reported exercise and no visit, the Procedure of its one exercise."""
+        if self.setting == "home" and self.exercises:
+            return self.exercises[0].procedure
         return f"Encounter/{self.id}"
+
+    @property
+    def encounter(self) -> str | None:
+        """The session's Encounter; None for home practice (no visit)."""
+        return f"Encounter/{self.id}" if self.setting == "clinic" else None
 
 
 def pain_zone(pain: int) -> PainZone:
