@@ -44,6 +44,7 @@ class PlatformSettings(BaseSettings):
     sessions_port: int = 8083
     device_gateway_port: int = 8084
     subscriptions_port: int = 8085
+    audit_port: int = 8087
     broker_port: int | None = None  # a free port when unset
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
@@ -62,6 +63,7 @@ class PlatformSettings(BaseSettings):
             sessions_port=free_port(),
             device_gateway_port=free_port(),
             subscriptions_port=free_port(),
+            audit_port=free_port(),
             var_dir=var_dir,
             database_url_template=database_url_template,
         )
@@ -73,6 +75,7 @@ class PlatformSettings(BaseSettings):
             ServiceSpec("sessions", "SESSIONS_", self.sessions_port),
             ServiceSpec("device-gateway", "DEVICE_GATEWAY_", self.device_gateway_port),
             ServiceSpec("subscriptions", "SUBSCRIPTIONS_", self.subscriptions_port),
+            ServiceSpec("audit", "AUDIT_", self.audit_port),
         ]
 
     @property

@@ -1,0 +1,18 @@
+"""Use cases of the audit service: keep each audit event once."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from relearn.audit import repository
+from relearn.audit.events import Recorded
+from relearn.shared.fhir import FhirStore
+
+
+class AuditLog:
+    def __init__(self, store: FhirStore) -> None:
+        self.store = store
+
+    def record(self, session: Session, recorded: Recorded) -> None:
+        """Store one AuditEvent (its id is the event's id, so a redelivery changes nothing)."""
+        repository.store_once(session, self.store, recorded.id, recorded.resource)
