@@ -346,6 +346,10 @@ class AuditMiddleware:
             client_host=client[0] if client else None,
             request_id=str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex),
         )
+        for name, value in scope.get("headers", ()):
+            if name == b"x-provenance":
+                ctx.provenance = value
+                break
         token = _CURRENT.set(ctx)
 
         async def watch(message: Message) -> None:

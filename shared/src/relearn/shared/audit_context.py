@@ -32,6 +32,8 @@ class AuditContext:
     staged: bool = False
     # The HTTP status the access ended with (101 for an accepted WebSocket).
     status: int | None = None
+    # The request's X-Provenance header (a client's own Provenance of its write), if it sent one.
+    provenance: bytes | None = None
 
 
 _CURRENT: ContextVar[AuditContext | None] = ContextVar("relearn_audit", default=None)

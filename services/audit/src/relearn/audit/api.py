@@ -3,16 +3,12 @@ AuditEvent needs a scope naming it (a wildcard ``system/*.read`` is not enough t
 
 from __future__ import annotations
 
-from fastapi import Request
-
 from relearn.shared.auth import PrincipalDep
 from relearn.shared.fhir import Forbidden
 
 
-def require_audit_scope(request: Request, principal: PrincipalDep) -> None:
+def require_audit_scope(principal: PrincipalDep) -> None:
     """403 unless a scope names AuditEvent (``user/``, ``system/`` or ``patient/AuditEvent...``)."""
-    if request.url.path.endswith("/metadata"):
-        return
     if not any(getattr(s, "resource_type", None) == "AuditEvent" for s in principal.scopes):
         raise Forbidden(
             "AuditEvent needs a scope naming it (e.g. user/AuditEvent.read, or patient/AuditEvent.read "

@@ -15,7 +15,8 @@ from relearn.audit.resources import DEFINITIONS
 from relearn.audit.service import AuditLog
 from relearn.shared.auth import TokenVerifier
 from relearn.shared.events import EventConsumer
-from relearn.shared.service import BackgroundWorker, ServiceSettings, create_service_app, fhir_api, fhir_store
+from relearn.shared.fhir import FhirResponse, capability_statement, fhir_router
+from relearn.shared.service import BackgroundWorker, ServiceSettings, create_service_app, fhir_store
 
 
 def _settings(settings: ServiceSettings) -> Settings:
@@ -44,14 +45,28 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    fhir, _store = fhir_api(DEFINITIONS, settings)
+    store = fhir_store(DEFINITIONS, settings)
+    # Every AuditEvent route needs a scope naming AuditEvent; the CapabilityStatement stays open.
     guarded = APIRouter(dependencies=[Depends(require_audit_scope)])
-    guarded.include_router(fhir)
+    guarded.include_router(fhir_router(DEFINITIONS, store, base_url=settings.fhir_base_url))
+    statement = capability_statement(
+        DEFINITIONS,
+        base_url=settings.fhir_base_url,
+        software_name=f"Relearn {settings.service_name}",
+        version="0.1.0",
+        token_url=f"{settings.auth_issuer}/token",
+    )
+    metadata = APIRouter(prefix="/fhir", default_response_class=FhirResponse)
+
+    @metadata.get("/metadata", tags=["FHIR"], summary="CapabilityStatement (no token needed)")
+    def capability_route() -> FhirResponse:
+        return FhirResponse(statement)
+
     return create_service_app(
         settings,
         title="Relearn audit service",
         description="AuditEvent (IHE BALP) of every access to every Relearn service, searchable over FHIR.",
-        routers=[guarded],
+        routers=[guarded, metadata],
         consumers=consumers,
         engine=engine,
         token_verifier=token_verifier,

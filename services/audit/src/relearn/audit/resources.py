@@ -1,9 +1,10 @@
 """The FHIR resource type the audit service serves: AuditEvent, read-only (written from the audit topic).
 
 Search parameters are FHIR R4's for AuditEvent (``patient`` and ``entity`` on ``entity.what``, ``agent`` on
-``agent.who``, ``date`` on ``recorded``, ``type``, ``subtype``, ``action``, ``outcome``, ``source``)
-plus ``agent-identifier`` (``agent.who.identifier``: the client id or token subject, which BALP records as
-identifiers). AuditEvent is in the Patient compartment through ``patient``.
+``agent.who``, ``date`` on ``recorded``, ``type``, ``subtype``, ``action``, ``outcome``, ``source``) plus
+``agent-identifier`` (``agent.who.identifier``: the client id or token subject, which BALP records as
+identifiers) and ``entity-identifier`` (``entity.what.identifier``: e.g. the request id). AuditEvent is in
+the Patient compartment through ``patient``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ AUDIT_EVENT = ResourceDefinition(
     search_params=[
         reference("patient", "entity.what", targets=("Patient",)),
         reference("entity", "entity.what"),
+        token("entity-identifier", "entity.what.identifier"),
         reference("agent", "agent.who"),
         token("agent-identifier", "agent.who.identifier"),
         reference("source", "source.observer"),

@@ -64,8 +64,16 @@ from relearn.plan.domain.state import (
 )
 from relearn.plan.domain.versions import PlanVersion, split_versions
 from relearn.plan.events import stage_version
-from relearn.plan.mapper import care_plan, code_systems, goal_resources, service_requests, task_resources
-from relearn.plan.resources import CARE_PLAN, CODE_SYSTEM, GOAL, SERVICE_REQUEST, TASK
+from relearn.plan.mapper import (
+    care_plan,
+    code_systems,
+    goal_resources,
+    provenance,
+    provenance_patient,
+    service_requests,
+    task_resources,
+)
+from relearn.plan.resources import CARE_PLAN, CODE_SYSTEM, GOAL, PROVENANCE, SERVICE_REQUEST, TASK
 from relearn.plan.schemas import MusclesIn, OverrideIn, WaiverIn
 from relearn.plan.tables import PlanRecord, ProposalRecord
 from relearn.shared.events import CloudEvent
@@ -75,10 +83,12 @@ from relearn.shared.fhir import (
     InvalidRequest,
     NotFound,
     ResourceDefinition,
+    StoredResource,
     UnprocessableEntity,
     publish_shipped,
     validation_issues,
 )
+from relearn.shared.service import client_provenance, request_agent
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +137,13 @@ class PlanService:
 
     # -- writing versions ---------------------------------------------------------------------------------
 
-    def _write_if_changed(self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]) -> None:
+    def _write_if_changed(
+        self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]
+    ) -> StoredResource | None:
         current = self.store.get(session, rdef.type, resource["id"])
         if current is not None and not current.deleted and _same(current.text, resource):
-            return
-        self.store.update(session, rdef, resource["id"], resource)
+            return None
+        return self.store.update(session, rdef, resource["id"], resource)
 
     def _write_version(
         self, session: Session, version: PlanVersion, removed: Iterable[str] = ()
@@ -144,17 +156,37 @@ class PlanService:
             stored = self.store.update(session, CARE_PLAN, plan.id, resource, if_match=plan.version - 1)
         if stored.version_id != plan.version:  # pragma: no cover - the If-Match above guarantees it
             raise RuntimeError(f"CarePlan/{plan.id} is at {stored.version_id}, plan at {plan.version}")
+        written: list[StoredResource | None] = [stored]
         for goal in goal_resources(plan):
-            self._write_if_changed(session, GOAL, goal)
+            written.append(self._write_if_changed(session, GOAL, goal))
         for request in service_requests(plan, self.catalogue):
-            self._write_if_changed(session, SERVICE_REQUEST, request)
+            written.append(self._write_if_changed(session, SERVICE_REQUEST, request))
         for task in task_resources(plan):
             self._write_if_changed(session, TASK, task)
         for activity_id in removed:
             current = self.store.get(session, SERVICE_REQUEST.type, activity_id)
             if current is not None and not current.deleted:
-                self.store.delete(session, SERVICE_REQUEST, activity_id)
+                written.append(self.store.delete(session, SERVICE_REQUEST, activity_id))
+        self._record_provenance(session, plan, [w for w in written if w is not None])
         return stage_version(session, plan, version.decision)
+
+    def _record_provenance(self, session: Session, plan: PlanState, written: list[StoredResource]) -> None:
+        """Provenance of the version's CarePlan, Goals and ServiceRequests, in the version's transaction: ours
+        (engine, therapist, client, the decision) and the client's own X-Provenance if it sent one."""
+        targets = [f"{w.resource_type}/{w.id}/_history/{w.version_id}" for w in written]
+        agent = request_agent()
+        ours = provenance(
+            plan,
+            targets,
+            client=agent.client_id if agent else None,
+            user=(agent.fhir_user or agent.subject) if agent else None,
+            recorded=self.now(),
+        )
+        self.store.create(session, PROVENANCE, ours)
+        theirs = client_provenance(targets)
+        if theirs is not None:
+            theirs["extension"] = [*(theirs.get("extension") or []), provenance_patient(plan.patient)]
+            self.store.create(session, PROVENANCE, theirs)
 
     def create(self, session: Session, plan: PlanState) -> tuple[PlanRecord, list[CloudEvent]]:
         """A new draft (version 1): its row, CarePlan, Goals, ServiceRequests and ``plan.drafted.v1``."""
