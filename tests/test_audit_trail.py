@@ -9,12 +9,15 @@ counts the events of exactly its own requests among whatever else the session's 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from relearn.devtools.apps import wait_for
+from relearn.devtools.journey.evaluations import evaluation_body
 from relearn.devtools.platform import Platform
 from relearn.shared.fhir import identifier_system
 
@@ -189,3 +192,90 @@ def test_every_access_is_audited_and_a_patient_reads_who_read_their_record(
     assert all(a in _patients(e["resource"]) for e in other.json().get("entry", []))
     wildcard = httpx.get(f"{base}/AuditEvent", headers=system, timeout=30)
     assert wildcard.status_code == 403
+
+
+def test_provenance_of_every_plan_version_and_x_provenance(running_platform: Platform) -> None:
+    """The engine's draft (from the evaluation event) and the therapist's activation each leave a Provenance
+    of the CarePlan version and the Goals/ServiceRequests written with it; a client's X-Provenance is stored
+    with its target filled in; a malformed one is a 400 naming the header, and the write does not happen."""
+    base = running_platform.settings.fhir_base_url
+    door = running_platform.urls()["front-door"]
+    clinic = {"Authorization": f"Bearer {running_platform.token()}"}
+    patient = f"prov-{uuid.uuid4().hex[:8]}"
+    body = evaluation_body(patient, "initial", datetime.now(UTC) - timedelta(days=1))
+    resp = httpx.post(f"{door}/evaluations", json=body, headers=clinic, timeout=30)
+    assert resp.status_code in (200, 201), resp.text
+
+    def drafted() -> str | None:
+        plans = httpx.get(f"{door}/plans", params={"patient": patient}, headers=clinic, timeout=30).json()
+        return str(plans[0]["id"]) if plans else None
+
+    plan_id = wait_for(drafted, timeout_s=60, what="a plan drafted from the evaluation")
+    theirs = {
+        "resourceType": "Provenance",
+        "target": [{"reference": "Patient/ignored"}],  # the server sets the target
+        "recorded": "2026-12-01T10:00:00Z",
+        "agent": [{"who": {"reference": "Practitioner/pt-42", "display": "Dr Chen"}}],
+        "reason": [{"text": "reviewed at the clinic visit"}],
+    }
+    activated = httpx.post(
+        f"{door}/plans/{plan_id}/activate",
+        json={"reason": "reviewed with the patient"},
+        headers={**clinic, "X-Provenance": json.dumps(theirs)},
+        timeout=30,
+    )
+    assert activated.status_code == 200, activated.text
+    bad = httpx.put(
+        f"{door}/plans/{plan_id}/status",
+        json={"status": "on-hold", "reason": "holiday"},
+        headers={**clinic, "X-Provenance": "{not json"},
+        timeout=30,
+    )
+    assert bad.status_code == 400, bad.text
+    assert "X-Provenance" in bad.text
+    plan = httpx.get(f"{base}/CarePlan/{plan_id}", headers=clinic, timeout=30).json()
+    assert plan["status"] == "active" and plan["meta"]["versionId"] == "2"  # the bad write did not happen
+
+    found = httpx.get(
+        f"{base}/Provenance", params={"patient": patient, "_count": 50}, headers=clinic, timeout=30
+    ).json()
+    provenances = [e["resource"] for e in found["entry"]]
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    for p in provenances:
+        for t in p["target"]:
+            by_target.setdefault(t["reference"], []).append(p)
+    draft = by_target[f"CarePlan/{plan_id}/_history/1"]
+    assert len(draft) == 1
+    assert any(t["reference"].startswith("Goal/") for t in draft[0]["target"])
+    assert any(t["reference"].startswith("ServiceRequest/") for t in draft[0]["target"])
+    assert draft[0]["activity"]["coding"][0]["code"] == "CREATE"
+    # Drafted by the engine from the evaluation event (no request, so no client), for its practitioner.
+    drafted_by = {a["type"]["coding"][0]["code"]: a for a in draft[0]["agent"]}
+    assert set(drafted_by) == {"author", "assembler"}
+    assert drafted_by["author"]["who"] == {"reference": "Practitioner/pt-journey"}
+    assert drafted_by["assembler"]["who"]["display"] == "Relearn progression engine"
+    assert drafted_by["assembler"]["onBehalfOf"] == {"reference": "Practitioner/pt-journey"}
+    assert draft[0]["reason"][0]["text"].startswith("drafted")
+    assert any(e["role"] == "source" for e in draft[0]["entity"])  # the evaluation it was drafted from
+
+    edit = by_target[f"CarePlan/{plan_id}/_history/2"]
+    ours = next(
+        p for p in edit if any(a["who"].get("display") == "Relearn progression engine" for a in p["agent"])
+    )
+    codes = {a["type"]["coding"][0]["code"]: a for a in ours["agent"]}
+    assert set(codes) == {"author", "assembler", "enterer"}
+    assert codes["enterer"]["who"]["identifier"]["value"] == "relearn-dev"
+    assert codes["assembler"]["onBehalfOf"] == codes["author"]["who"]
+    assert ours["activity"]["coding"][0]["code"] == "UPDATE"
+    assert "reviewed with the patient" in ours["reason"][0]["text"]
+    assert {"role": "revision", "what": {"reference": f"CarePlan/{plan_id}/_history/1"}} in ours["entity"]
+    client = [p for p in edit if p is not ours]
+    assert len(client) == 1
+    assert client[0]["agent"] == theirs["agent"] and client[0]["recorded"] == theirs["recorded"]
+    assert {"reference": "Patient/ignored"} not in client[0]["target"]
+    assert client[0]["target"] == ours["target"]
+    # Searchable by target too.
+    by_plan = httpx.get(
+        f"{base}/Provenance", params={"target": f"CarePlan/{plan_id}"}, headers=clinic, timeout=30
+    ).json()
+    assert by_plan["total"] >= 3
