@@ -20,10 +20,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
 from anyio import to_thread
@@ -39,6 +41,7 @@ from relearn.shared.fhir.canonical import identifier_system
 logger = logging.getLogger(__name__)
 
 AUDIT_EVENT_TYPE = "audit.recorded.v1"
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Never audited: probes, metrics, the CapabilityStatement and the API documents (no token, no data).
 UNAUDITED_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/fhir/metadata", "/openapi.json", "/docs", "/redoc"}
@@ -298,12 +301,14 @@ class _Target:
 _TARGET_KEY = "relearn.audit.target"
 
 
-def stage_in_request(session: Session, app_state: Any) -> None:
+def stage_in_request(session: Session, scope: Scope) -> None:
     """Stage the current request's event, as a success, in its own transaction (called before commit)."""
     ctx = current()
-    target: _Target | None = getattr(app_state, "audit_target", None)
+    app = scope.get("app")
+    target: _Target | None = getattr(getattr(app, "state", None), "audit_target", None)
     if ctx is None or ctx.staged or target is None:
         return
+    _named_patients(scope, ctx)
     stage_many(session, [encoded(ctx, 200, target.service, target.base_url)], AUDIT_EVENTS)
     ctx.staged = True
 
@@ -375,6 +380,7 @@ class AuditMiddleware:
         finally:
             _CURRENT.reset(token)
             if not ctx.staged:
+                _named_patients(scope, ctx)
                 await self._stage(scope, ctx)
 
     async def _stage(self, scope: Scope, ctx: AuditContext) -> None:
@@ -392,6 +398,29 @@ class AuditMiddleware:
         except Exception:
             # The access was answered; losing its audit is logged loudly, never turned into an error.
             logger.exception("could not stage the audit event", extra={"path": ctx.path, "status": status})
+
+
+_PATIENT_PARAMS = frozenset({"patient", "patient_id", "patientId"})
+_MAX_NAMED = 20
+
+
+def _named_patients(scope: Scope, ctx: AuditContext) -> None:
+    """The patients a request names (``patient`` in its query or path, ``subject=Patient/..``), for an access
+    that ended before the store or the route could say whom it touched: a denied or failed one is still about
+    them (BALP: the patient the access was about). Plain ids only, at most a few."""
+    names: list[str] = []
+    for key, value in (scope.get("path_params") or {}).items():
+        if key in _PATIENT_PARAMS and isinstance(value, str):
+            names.append(value)
+    if ctx.query:
+        for key, value in parse_qsl(ctx.query.decode("latin-1"), keep_blank_values=False):
+            base = key.split(":", 1)[0]
+            if base == "patient" or (base == "subject" and value.startswith("Patient/")):
+                names.extend(value.split(","))
+    for name in names[:_MAX_NAMED]:
+        pid = name.strip().removeprefix("Patient/")
+        if _ID.match(pid):
+            ctx.patients.add(pid)
 
 
 def _ws_status(message: Message) -> int:

@@ -26,7 +26,7 @@ def get_session(request: Request, engine: Annotated[Engine, Depends(get_engine)]
             idempotency.claim(session, request)
             yield session
             # Reached only when the route raised nothing: its audit event commits with its work.
-            audit.stage_in_request(session, request.app.state)
+            audit.stage_in_request(session, request.scope)
     except BaseException:
         audit.unstage()
         raise

@@ -88,7 +88,7 @@ from relearn.shared.fhir import (
     publish_shipped,
     validation_issues,
 )
-from relearn.shared.service import client_provenance, request_agent
+from relearn.shared.service import client_provenance, request_agent, touch_patients
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,7 @@ class PlanService:
         record = repository.load(session, plan_id, lock=False)
         if record is None or (patient is not None and record.patient_id != patient):
             raise NotFound(f"CarePlan/{plan_id} is not known")
+        touch_patients(record.patient_id)  # the audit trail: whose plan this request read
         return record
 
     # -- a therapist's changes ----------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class PlanService:
         record = repository.load(session, plan_id)
         if record is None:
             raise NotFound(f"CarePlan/{plan_id} is not known")
+        touch_patients(record.patient_id)  # the audit trail: whose plan this request changes
         return record
 
     def _edit(
