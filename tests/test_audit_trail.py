@@ -15,6 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.journey.evaluations import evaluation_body
@@ -103,6 +106,20 @@ def test_every_access_is_audited_and_a_patient_reads_who_read_their_record(
     patient_a = {"Authorization": f"Bearer {running_platform.token('patient/*.read', patient=a)}"}
     own = call("patient-search", "GET", "/Condition", patient_a, params={"patient": a})
     assert own.status_code == 200 and own.json()["total"] == 1
+    # A live connection refused for want of a token (the gateway accepts, then closes 4401).
+    ws_rid = f"audit-test-{uuid.uuid4().hex}"
+    host, port = running_platform.settings.host, running_platform.settings.front_door_port
+    with (
+        connect(
+            f"ws://{host}:{port}/biofeedback/ws?session=no-such-session",
+            additional_headers={"X-Request-ID": ws_rid},
+            open_timeout=30,
+        ) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    made[ws_rid] = (401, "websocket")
 
     auditor = {"Authorization": f"Bearer {running_platform.token('system/AuditEvent.read')}"}
     ids = ",".join(f"{REQUEST_ID}|{rid}" for rid in made)
@@ -141,10 +158,13 @@ def test_every_access_is_audited_and_a_patient_reads_who_read_their_record(
         ("R", "read", "4"),
         ("U", "update", "0"),
         ("E", "search-type", "0"),
+        ("E", "operation", "4"),
     ]
-    for event in events:
+    for what, event in got.items():
         assert event["type"]["code"] == "rest"
-        assert event["source"]["observer"]["display"] == "relearn-evaluation"
+        service = "device-gateway" if what == "websocket" else "evaluation"
+        assert event["source"]["observer"]["display"] == f"relearn-{service}"
+    assert got["websocket"]["outcomeDesc"] == "HTTP 401"
     assert _patients(got["create-a"]) == {a}
     assert _patients(got["create-b"]) == {b}
     assert _patients(got["read"]) == {a}

@@ -361,14 +361,21 @@ class AuditMiddleware:
             mtype = message["type"]
             if mtype == "http.response.start":
                 ctx.status = int(message["status"])
-            elif mtype == "websocket.accept" and ctx.status is None:
-                ctx.status = 101
-                await self._stage(scope, ctx)
-            elif mtype in ("websocket.close", "websocket.http.response.start") and ctx.status is None:
-                ctx.status = (
-                    int(message.get("status", 403)) if mtype.endswith("start") else _ws_status(message)
-                )
-                await self._stage(scope, ctx)
+            elif kind == "websocket" and not ctx.staged:
+                # A socket is decided by what the server does first after the handshake: refused (closed
+                # 44xx, with or without accepting first: `refuse`), or served (its first message, a normal
+                # close). Audited then, not when the connection ends, which may be hours later.
+                if mtype == "websocket.accept":
+                    ctx.status = 101
+                elif mtype == "websocket.http.response.start":
+                    ctx.status = int(message.get("status", 403))
+                    await self._decide(scope, ctx)
+                elif mtype == "websocket.close":
+                    ctx.status = _ws_status(message)
+                    await self._decide(scope, ctx)
+                elif mtype == "websocket.send":
+                    ctx.status = 101
+                    await self._decide(scope, ctx)
             await send(message)
 
         try:
@@ -382,6 +389,10 @@ class AuditMiddleware:
             if not ctx.staged:
                 _named_patients(scope, ctx)
                 await self._stage(scope, ctx)
+
+    async def _decide(self, scope: Scope, ctx: AuditContext) -> None:
+        _named_patients(scope, ctx)
+        await self._stage(scope, ctx)
 
     async def _stage(self, scope: Scope, ctx: AuditContext) -> None:
         if ctx.staged:
@@ -424,6 +435,9 @@ def _named_patients(scope: Scope, ctx: AuditContext) -> None:
 
 
 def _ws_status(message: Message) -> int:
-    """A WebSocket closed before it was accepted: its close code 4000 + HTTP status, else 403."""
+    """The status of a WebSocket the server closed first: its close code 4000 + HTTP status (``refuse``),
+    101 for a normal close (1000, 1001), 500 for another."""
     code = int(message.get("code", 1000))
-    return code - 4000 if 4400 <= code < 4600 else 403
+    if 4400 <= code < 4600:
+        return code - 4000
+    return 101 if code in (1000, 1001) else 500
