@@ -10,14 +10,15 @@ WebSocket connection. The event reaches the outbox in one of two ways, exactly o
   WebSocket handshakes) is staged by the middleware once the answer is decided, in a small transaction of its
   own, after the response was sent (a WebSocket's when it is accepted or refused).
 
-The events go to the audit topic (``relearn.audit.events``, type ``audit.recorded.v1``); the audit service
-stores them and serves ``AuditEvent``. The consumers of events never pass through here, so consuming the
-audit topic produces no audit.
+The events go to the audit topic (``relearn.audit.events``, type ``audit.recorded.v1``) as a compact record of
+the access (:func:`audit_record`: who, what, when, the status, the patients touched); the audit service turns
+each into an IHE BALP AuditEvent, stores it and serves ``AuditEvent``. The consumers of events never pass
+through here, so consuming the audit topic produces no audit.
 """
 
 from __future__ import annotations
 
-import base64
+import itertools
 import json
 import logging
 import re
@@ -36,7 +37,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from relearn.shared.audit_context import _CURRENT, AuditContext, current
 from relearn.shared.events.outbox import EncodedEvent, stage_many
 from relearn.shared.events.topics import AUDIT_EVENTS
-from relearn.shared.fhir.canonical import identifier_system
 
 logger = logging.getLogger(__name__)
 
@@ -47,247 +47,60 @@ UNAUDITED_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/fhir/metadata", "/openapi.json", "/docs", "/redoc"}
 )
 
-_EVENT_TYPE = {
-    "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-    "code": "rest",
-    "display": "Restful Operation",
-}
-_INTERACTION = "http://hl7.org/fhir/restful-interaction"
-_DCM = "http://dicom.nema.org/resources/ontology/DCM"
-_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-_OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-_BALP = "https://profiles.ihe.net/ITI/BALP"
-_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-CLIENT_ID_SYSTEM = identifier_system("client-id")
-SUBJECT_SYSTEM = identifier_system("token-subject")
-REQUEST_ID_SYSTEM = identifier_system("request-id")
-
-# The BALP profile of a successful interaction, by action, with and without a patient.
-_PROFILES = {
-    "C": ("Create", "PatientCreate"),
-    "R": ("Read", "PatientRead"),
-    "U": ("Update", "PatientUpdate"),
-    "D": ("Delete", "PatientDelete"),
-    "E": ("Query", "PatientQuery"),
-}
+# Every event id of this process: a random prefix and a counter (no syscall per request, unique across
+# processes and restarts; a valid FHIR id, as the AuditEvent's id is the event's).
+_ID_PREFIX = uuid.uuid4().hex
+_ids = itertools.count(1)
+_MAX_QUERY = 32 * 1024
 
 
-def interaction(kind: str, method: str, path: str, has_query: bool) -> tuple[str, str]:
-    """The restful-interaction code and the BALP action (C/R/U/D/E) of one access."""
-    if kind == "websocket":
-        return "operation", "E"
-    if path == "/fhir" or path.startswith("/fhir/"):
-        segs = [s for s in path[len("/fhir") :].split("/") if s]
-        return _fhir_interaction(method, segs)
-    if method == "GET":
-        return ("search-type", "E") if has_query else ("read", "R")
-    return {
-        "POST": ("create", "C"),
-        "PUT": ("update", "U"),
-        "PATCH": ("patch", "U"),
-        "DELETE": ("delete", "D"),
-    }.get(method, ("operation", "E"))
-
-
-def _fhir_interaction(method: str, segs: list[str]) -> tuple[str, str]:
-    if any(s.startswith("$") for s in segs):
-        return "operation", "E"
-    if not segs:
-        return ("transaction", "E") if method == "POST" else ("search-system", "E")
-    if len(segs) == 1:
-        if segs[0] == "_history":
-            return "history-system", "R"
-        return {
-            "POST": ("create", "C"),
-            "PUT": ("update", "U"),
-            "PATCH": ("patch", "U"),
-            "DELETE": ("delete", "D"),
-        }.get(method, ("search-type", "E"))
-    if segs[1] == "_search":
-        return "search-type", "E"
-    if segs[1] == "_history":
-        return "history-type", "R"
-    if len(segs) == 2:
-        return {
-            "PUT": ("update", "U"),
-            "PATCH": ("patch", "U"),
-            "DELETE": ("delete", "D"),
-        }.get(method, ("read", "R"))
-    if segs[2] == "_history":
-        return ("vread", "R") if len(segs) >= 4 else ("history-instance", "R")
-    return "operation", "E"
-
-
-def outcome_code(status: int) -> str:
-    """BALP/FHIR AuditEvent.outcome: 0 success, 4 minor failure (4xx, denied ones too), 8 serious (5xx)."""
-    if status < 400:
-        return "0"
-    return "4" if status < 500 else "8"
-
-
-def _resource_entity(path: str) -> dict[str, Any] | None:
-    """The domain resource an instance-level FHIR access is about (``Type/id`` or ``Type/id/_history/v``)."""
-    if not path.startswith("/fhir/"):
-        return None
-    segs = [s for s in path[len("/fhir/") :].split("/") if s]
-    if len(segs) < 2 or segs[1].startswith(("_", "$")):
-        return None
-    ref = f"{segs[0]}/{segs[1]}"
-    if len(segs) >= 4 and segs[2] == "_history":
-        ref += f"/_history/{segs[3]}"
-    return {
-        "what": {"reference": ref},
-        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-        "role": {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
-    }
-
-
-def _agents(ctx: AuditContext, service: str, base_url: str) -> list[dict[str, Any]]:
+def audit_record(
+    ctx: AuditContext, status: int, service: str, base_url: str, recorded: datetime
+) -> dict[str, Any]:
+    """The compact record of one access: what ``audit.recorded.v1`` carries (the audit service turns it into
+    the IHE BALP AuditEvent, so the request path only writes a few hundred bytes)."""
     principal = ctx.principal
-    network = {"address": ctx.client_host, "type": "2"} if ctx.client_host else None
-    agents: list[dict[str, Any]] = []
-    if principal is None:
-        # No verified token: the requestor is known only by its address.
-        unknown: dict[str, Any] = {
-            "type": {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]},
-            "who": {"display": "unauthenticated client"},
-            "requestor": True,
-        }
-        if network:
-            unknown["network"] = network
-        agents.append(unknown)
-    else:
-        client: dict[str, Any] = {
-            "type": {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]},
-            "who": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": principal.client_id}},
-            "requestor": False,
-        }
-        if network:
-            client["network"] = network
-        agents.append(client)
+    record: dict[str, Any] = {
+        "recorded": recorded.isoformat(timespec="milliseconds"),
+        "service": service,
+        "site": base_url,
+        "kind": ctx.kind,
+        "method": ctx.method,
+        "path": ctx.path[:2000],
+        "status": status,
+        "requestId": ctx.request_id[:200],
+        "patients": sorted(ctx.patients)[:1000],
+    }
+    if ctx.query:
+        record["query"] = ctx.query[:_MAX_QUERY].decode("latin-1")
+    if ctx.client_host:
+        record["clientHost"] = ctx.client_host
+    if principal is not None:
+        who: dict[str, Any] = {"clientId": principal.client_id, "subject": principal.subject}
+        if principal.raw_scope:
+            who["scope"] = principal.raw_scope[:2000]
         device = getattr(principal, "device", None)
         if device:
-            agents.append(
-                {
-                    "type": {"coding": [{"system": _PARTICIPATION, "code": "DEV", "display": "device"}]},
-                    "who": {"reference": f"Device/{device}"},
-                    "requestor": True,
-                }
-            )
-        else:
-            fhir_user = getattr(principal, "fhir_user", None)
-            who: dict[str, Any] = (
-                {"reference": fhir_user}
-                if fhir_user
-                else {"identifier": {"system": SUBJECT_SYSTEM, "value": principal.subject}}
-            )
-            agents.append(
-                {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": f"{_BALP}/CodeSystem/UserAgentTypes",
-                                "code": "UserOauthAgent",
-                                "display": "User OAuth Agent participant",
-                            }
-                        ]
-                    },
-                    "who": who,
-                    "requestor": True,
-                    **({"policy": [principal.raw_scope[:1000]]} if principal.raw_scope else {}),
-                }
-            )
-    agents.append(
-        {
-            "type": {"coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]},
-            "who": {"display": f"relearn-{service}"},
-            "requestor": False,
-            "network": {"address": base_url, "type": "5"},
-        }
-    )
-    return agents
-
-
-def audit_event(
-    ctx: AuditContext, status: int, service: str, base_url: str, *, recorded: datetime | None = None
-) -> dict[str, Any]:
-    """The AuditEvent of one access (FHIR R4 JSON), after IHE BALP's RESTful patterns."""
-    code, action = interaction(ctx.kind, ctx.method, ctx.path, bool(ctx.query))
-    outcome = outcome_code(status)
-    patients = sorted(ctx.patients)
-    entities: list[dict[str, Any]] = [
-        {
-            "what": {"reference": f"Patient/{p}"},
-            "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
-        }
-        for p in patients
-    ]
-    resource = _resource_entity(ctx.path)
-    if resource is not None:
-        entities.append(resource)
-    if ctx.query and action == "E":
-        entities.append(
-            {
-                "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "role": {"system": _OBJECT_ROLE, "code": "24", "display": "Query"},
-                "description": ctx.path[:1000],
-                "query": base64.b64encode(ctx.query[:32768]).decode("ascii"),
-            }
-        )
-    entities.append(
-        {
-            "what": {"identifier": {"system": REQUEST_ID_SYSTEM, "value": ctx.request_id[:200]}},
-            "type": {"system": f"{_BALP}/CodeSystem/BasicAuditEntityType", "code": "XrequestId"},
-            "description": f"{ctx.method} {ctx.path[:1000]}",
-        }
-    )
-    event: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "type": _EVENT_TYPE,
-        "subtype": [{"system": _INTERACTION, "code": code}],
-        "action": action,
-        "recorded": (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds"),
-        "outcome": outcome,
-        **({"outcomeDesc": f"HTTP {status}"} if status >= 400 else {}),
-        "agent": _agents(ctx, service, base_url),
-        "source": {
-            "site": base_url,
-            "observer": {"display": f"relearn-{service}"},
-            "type": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                    "code": "4",
-                    "display": "Application Server",
-                }
-            ],
-        },
-        "entity": entities,
-    }
-    if outcome == "0":
-        basic, with_patient = _PROFILES[action]
-        profile = with_patient if patients else basic
-        event["meta"] = {"profile": [f"{_BALP}/StructureDefinition/IHE.BasicAudit.{profile}"]}
-    return event
+            who["device"] = device
+        fhir_user = getattr(principal, "fhir_user", None)
+        if fhir_user:
+            who["fhirUser"] = fhir_user
+        record["principal"] = who
+    return record
 
 
 def encoded(ctx: AuditContext, status: int, service: str, base_url: str) -> EncodedEvent:
     """The audit event as an outbox row's CloudEvent, built straight to bytes (the request path's cost)."""
-    event_id = str(uuid.uuid4())
+    event_id = f"{_ID_PREFIX}-{next(_ids)}"
     now = datetime.now(UTC)
-    resource = {"id": event_id, **audit_event(ctx, status, service, base_url, recorded=now)}
+    data = json.dumps(audit_record(ctx, status, service, base_url, now), separators=(",", ":"))
     subject = min(ctx.patients) if ctx.patients else service
-    envelope = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": f"relearn/{service}",
-        "type": AUDIT_EVENT_TYPE,
-        "subject": subject,
-        "time": now.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "data": resource,
-    }
-    return EncodedEvent(event_id, AUDIT_EVENT_TYPE, subject, json.dumps(envelope).encode())
+    envelope = (
+        f'{{"specversion":"1.0","id":"{event_id}","source":"/relearn/{service}","type":"{AUDIT_EVENT_TYPE}",'
+        f'"subject":{json.dumps(subject)},"time":"{now.isoformat().replace("+00:00", "Z")}",'
+        f'"datacontenttype":"application/json","data":{data}}}'
+    )
+    return EncodedEvent(event_id, AUDIT_EVENT_TYPE, subject, envelope.encode())
 
 
 class _Target:
@@ -352,9 +165,11 @@ class AuditMiddleware:
             request_id=str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex),
         )
         for name, value in scope.get("headers", ()):
-            if name == b"x-provenance":
+            if name == b"x-provenance" and ctx.provenance is None:
                 ctx.provenance = value
-                break
+            elif name == b"x-request-id" and kind == "websocket" and value:
+                # The request id middleware binds HTTP requests only; a socket keeps the one it was sent.
+                ctx.request_id = value.decode("latin-1")[:200]
         token = _CURRENT.set(ctx)
 
         async def watch(message: Message) -> None:

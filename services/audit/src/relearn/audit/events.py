@@ -1,10 +1,12 @@
-"""Events in: the audit topic's ``audit.recorded.v1`` (the AuditEvent is the event's data)."""
+"""Events in: the audit topic's ``audit.recorded.v1`` (each service's compact record of one access)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from pydantic import ValidationError
+
+from relearn.audit.schemas import AuditRecord
 from relearn.shared.events import AUDIT_EVENTS, CloudEvent, InvalidEvent
 
 CONSUMED_TOPICS = (AUDIT_EVENTS,)
@@ -13,13 +15,12 @@ AUDIT_RECORDED = "audit.recorded.v1"
 
 @dataclass(frozen=True)
 class Recorded:
-    id: str
-    resource: dict[str, Any]
+    id: str  # the event's id, which becomes the AuditEvent's
+    record: AuditRecord
 
 
 def decode(event: CloudEvent) -> Recorded:
-    data = dict(event.data)
-    if data.get("resourceType") != "AuditEvent":
-        raise InvalidEvent("audit.recorded.v1 data is not an AuditEvent")
-    data["id"] = event.id
-    return Recorded(event.id, data)
+    try:
+        return Recorded(event.id, AuditRecord.model_validate(event.data))
+    except ValidationError as exc:
+        raise InvalidEvent(f"audit.recorded.v1: {exc}") from None

@@ -1,4 +1,4 @@
-"""Use cases of the audit service: keep each audit event once."""
+"""Use cases of the audit service: keep each access's AuditEvent once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from sqlmodel import Session
 
 from relearn.audit import repository
 from relearn.audit.events import Recorded
+from relearn.audit.mapper import audit_event
 from relearn.shared.fhir import FhirStore
 
 
@@ -14,5 +15,5 @@ class AuditLog:
         self.store = store
 
     def record(self, session: Session, recorded: Recorded) -> None:
-        """Store one AuditEvent (its id is the event's id, so a redelivery changes nothing)."""
-        repository.store_once(session, self.store, recorded.id, recorded.resource)
+        """Store the AuditEvent of one access (its id is the event's, so a redelivery changes nothing)."""
+        repository.store_once(session, self.store, recorded.id, audit_event(recorded.record, recorded.id))
