@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 
 import structlog
 from anyio import to_thread
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -126,6 +127,33 @@ def stage_in_request(session: Session, scope: Scope) -> None:
     ctx.staged = True
 
 
+def audit_in(session: Session) -> None:
+    """Stage the current request's audit event in ``session``, the transaction that does its work, when the
+    request does not use ``SessionDep`` (a hot path with its own transaction: ingest). Call it last in that
+    transaction; it counts as a success (an error raised after it rolls the event back, and the middleware
+    audits the failure). No-op outside a request or once staged."""
+    ctx = current()
+    if ctx is None or ctx.staged or not ctx.service or session.info.get(_IN_SESSION) is ctx:
+        return
+    stage_many(session, [encoded(ctx, 200, ctx.service, ctx.base_url)], AUDIT_EVENTS)
+    session.info[_IN_SESSION] = ctx  # staged for good when this transaction commits
+
+
+_IN_SESSION = "relearn.audit.staged"
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    ctx = session.info.pop(_IN_SESSION, None)
+    if ctx is not None:
+        ctx.staged = True
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_IN_SESSION, None)
+
+
 def unstage() -> None:
     """The request transaction did not commit: its audit event is gone, the middleware stages another."""
     ctx = current()
@@ -162,6 +190,8 @@ class AuditMiddleware:
             path=path,
             query=scope.get("query_string", b""),
             client_host=client[0] if client else None,
+            service=self.target.service,
+            base_url=self.target.base_url,
             request_id=str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex),
         )
         for name, value in scope.get("headers", ()):

@@ -32,6 +32,9 @@ class AuditContext:
     staged: bool = False
     # The HTTP status the access ended with (101 for an accepted WebSocket).
     status: int | None = None
+    # The service that answers and its FHIR base URL (the event's observer and site).
+    service: str = ""
+    base_url: str = ""
     # The request's X-Provenance header (a client's own Provenance of its write), if it sent one.
     provenance: bytes | None = None
 

@@ -11,6 +11,7 @@ The other public modules: :mod:`relearn.shared.fhir`, :mod:`relearn.shared.auth`
 from __future__ import annotations
 
 from relearn.shared.app import create_service_app, fhir_api, fhir_store
+from relearn.shared.audit import audit_in
 from relearn.shared.audit_context import touch_patients
 from relearn.shared.cli import service_main
 from relearn.shared.db import make_engine, transaction
@@ -35,6 +36,7 @@ __all__ = [
     "RequestGuard",
     "ServiceSettings",
     "SessionDep",
+    "audit_in",
     "client_provenance",
     "configure_logging",
     "create_service_app",
