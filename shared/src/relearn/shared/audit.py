@@ -105,25 +105,20 @@ def encoded(ctx: AuditContext, status: int, service: str, base_url: str) -> Enco
 
 
 class _Target:
-    """Where the events of one app are staged (filled in by ``create_service_app``)."""
+    """Where the events of one app come from: its service name and FHIR base URL."""
 
     def __init__(self, service: str, base_url: str) -> None:
         self.service = service
         self.base_url = base_url
 
 
-_TARGET_KEY = "relearn.audit.target"
-
-
 def stage_in_request(session: Session, scope: Scope) -> None:
     """Stage the current request's event, as a success, in its own transaction (called before commit)."""
     ctx = current()
-    app = scope.get("app")
-    target: _Target | None = getattr(getattr(app, "state", None), "audit_target", None)
-    if ctx is None or ctx.staged or target is None:
+    if ctx is None or ctx.staged or not ctx.service:
         return
     _named_patients(scope, ctx)
-    stage_many(session, [encoded(ctx, 200, target.service, target.base_url)], AUDIT_EVENTS)
+    stage_many(session, [encoded(ctx, 200, ctx.service, ctx.base_url)], AUDIT_EVENTS)
     ctx.staged = True
 
 
@@ -180,9 +175,6 @@ class AuditMiddleware:
         if kind not in ("http", "websocket") or path in UNAUDITED_PATHS or path.startswith("/docs"):
             await self.app(scope, receive, send)
             return
-        app = scope.get("app")
-        if app is not None:
-            app.state.audit_target = self.target
         client = scope.get("client")
         ctx = AuditContext(
             kind=kind,
