@@ -40,6 +40,7 @@ SERVICES = {
     "device-gateway": "device_gateway",
     "subscriptions": "subscriptions",
     "authorization": "authorization",
+    "audit": "audit",
 }
 ALL_APPS = {**SERVICES, "front-door": "front_door"}
 

@@ -35,6 +35,7 @@ def test_one_fhir_base_url_lists_every_service_type(platform: Platform) -> None:
     statement = resp.json()
     types = {r["type"] for r in statement["rest"][0]["resource"]}
     assert {"Observation", "CarePlan", "Goal", "ServiceRequest", "Encounter", "Procedure", "Device"} <= types
+    assert {"AuditEvent", "Provenance"} <= types  # issue 14: the audit service and the plan's Provenance
     assert statement["fhirVersion"] == "4.0.1"
 
 
@@ -109,6 +110,7 @@ def test_var_holds_logs_per_process(platform: Platform) -> None:
         "device-gateway",
         "subscriptions",
         "authorization",
+        "audit",
         "front-door",
     }
     assert {p.stem for p in logs.glob("*.log")} >= expected

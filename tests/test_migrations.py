@@ -17,6 +17,7 @@ SERVICES = [
     ("device-gateway", "DEVICE_GATEWAY_"),
     ("subscriptions", "SUBSCRIPTIONS_"),
     ("authorization", "AUTHORIZATION_"),
+    ("audit", "AUDIT_"),
 ]
 
 

@@ -420,6 +420,32 @@ def test_one_patient_reaches_unconscious_competence_with_a_regression_on_the_way
     assert any(c["status"] == "waived" for c in events[6].data["criteria"])
     assert all(len(e.data["activities"]) == 2 for e in events)
 
+    # Issue 14: each of the 13 versions has its Provenance: the engine's decisions (progressed, symptoms) by
+    # the engine alone (performer, no client: they came from events), the therapist's edits (rules, waiver,
+    # activation) authored by the therapist through a client, the engine assembling on their behalf.
+    found = course.api.get(
+        "/fhir/Provenance", params={"patient": course.patient, "_count": 100}, headers=auth
+    ).json()
+    provenance: dict[int, dict[str, Any]] = {}
+    for entry in found["entry"]:
+        for target in entry["resource"]["target"]:
+            ref = target["reference"]
+            if ref.startswith(f"CarePlan/{course.plan_id}/_history/"):
+                assert int(ref.rsplit("/", 1)[1]) not in provenance, f"two Provenances of {ref}"
+                provenance[int(ref.rsplit("/", 1)[1])] = entry["resource"]
+    assert sorted(provenance) == list(range(1, 14))
+    for version, kind in kinds.items():
+        agents = {a["type"]["coding"][0]["code"]: a for a in provenance[version]["agent"]}
+        if kind in ("progressed", "symptoms"):
+            assert set(agents) == {"performer"}, f"version {version}"
+            assert agents["performer"]["who"]["display"] == "Relearn progression engine"
+        elif kind in ("rules", "waiver", "activated"):
+            assert set(agents) == {"author", "assembler", "enterer"}, f"version {version}"
+            assert agents["enterer"]["who"]["identifier"]["value"] == "relearn-dev"
+        assert kind in provenance[version]["reason"][0]["text"]
+    # The symptomatic regression links the session that caused it.
+    assert {"role": "source", "what": {"reference": s4.data["session"]}} in provenance[8]["entity"]
+
     # A replayed event changes nothing: the same envelope again, and the same session under a new id.
     course.send(sym3)
     course.send(CloudEvent.new("/relearn/sessions", "session.logged.v1", course.patient, s4.data))

@@ -61,6 +61,7 @@ APPS: list[App] = [
     App("device-gateway", "device_gateway", "DEVICE_GATEWAY_", True),
     App("subscriptions", "subscriptions", "SUBSCRIPTIONS_", True),
     App("authorization", "authorization", "AUTHORIZATION_", True),
+    App("audit", "audit", "AUDIT_", True),
     App("front-door", "front_door", "FRONT_DOOR_", False),
 ]
 APPS_BY_SCRIPT = {a.script: a for a in APPS}

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.broker import TansuBroker
-from relearn.shared.events import DEVICE_RAW_EMG, OutboxEvent
+from relearn.shared.events import AUDIT_EVENTS, DEVICE_RAW_EMG, OutboxEvent
 
 if TYPE_CHECKING:  # conftest is pytest's to import; its classes are only named here for the types
     from conftest import Gateway, Kit
@@ -30,7 +30,12 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker
 
 
 def _unpublished(gateway: Gateway) -> int:
-    query = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
+    query = (
+        select(func.count())
+        .select_from(OutboxEvent)
+        .where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
+        .where(OutboxEvent.topic != AUDIT_EVENTS)  # frames, not the requests' audit
+    )
     with Session(gateway.engine) as s:
         return int(s.scalar(query) or 0)
 

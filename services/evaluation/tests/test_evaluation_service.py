@@ -59,7 +59,10 @@ def _auth(
 def _counts(engine: Engine) -> tuple[int, int]:
     with engine.connect() as conn:
         resources = conn.execute(text("SELECT count(*) FROM fhir_resource")).scalar_one()
-        events = conn.execute(text("SELECT count(*) FROM outbox_event")).scalar_one()
+        # Domain events only: every request also stages its AuditEvent (relearn.audit.events).
+        events = conn.execute(
+            text("SELECT count(*) FROM outbox_event WHERE topic <> 'relearn.audit.events'")
+        ).scalar_one()
     return int(resources), int(events)
 
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from relearn.sessions.domain.session import SessionState
 from relearn.sessions.tables import SessionRecord
-from relearn.shared.events import CloudEvent, OutboxEvent
+from relearn.shared.events import AUDIT_EVENTS, CloudEvent, OutboxEvent
 from relearn.shared.fhir import CANONICAL_URL
 from relearn.shared.fhir.tables import RESOURCE
 
@@ -63,6 +63,7 @@ def _stored(svc: SessionsService, session_id: str) -> dict[str, Any]:
         events = s.exec(
             select(OutboxEvent.type)
             .where(col(OutboxEvent.payload).contains(session_id.encode()))
+            .where(col(OutboxEvent.topic) != AUDIT_EVENTS)  # domain events, not the requests' audit
             .order_by(col(OutboxEvent.seq))
         ).all()
     return {

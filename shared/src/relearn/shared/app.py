@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relearn.shared import idempotency
+from relearn.shared.audit import AuditMiddleware
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.tokens import verifier_from_settings
 from relearn.shared.db import make_engine
@@ -167,6 +168,8 @@ def create_service_app(
     # Inside the request id: refusals carry X-Request-ID too.
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_deadline_s)
     app.add_middleware(RequestGuard, limits=settings_limits(settings, body_limits))
+    # Outside the guard and the deadline (their refusals are audited too), inside the request id.
+    app.add_middleware(AuditMiddleware, service=settings.service_name, base_url=settings.fhir_base_url)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router())
     for router in routers:

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from relearn.shared import idempotency
+from relearn.shared import audit, idempotency
 from relearn.shared.db import transaction
 
 
@@ -20,10 +20,16 @@ def get_engine(request: Request) -> Engine:
 
 def get_session(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     # One transaction per request, committed before the response is sent (scope="function").
-    with transaction(engine) as session:
-        # A POST with an Idempotency-Key: its stored answer is replayed, or the key is taken here.
-        idempotency.claim(session, request)
-        yield session
+    try:
+        with transaction(engine) as session:
+            # A POST with an Idempotency-Key: its stored answer is replayed, or the key is taken here.
+            idempotency.claim(session, request)
+            yield session
+            # Reached only when the route raised nothing: its audit event commits with its work.
+            audit.stage_in_request(session, request.scope)
+    except BaseException:
+        audit.unstage()
+        raise
 
 
 idempotency.request_session_dependency(get_session)

@@ -11,6 +11,8 @@ The other public modules: :mod:`relearn.shared.fhir`, :mod:`relearn.shared.auth`
 from __future__ import annotations
 
 from relearn.shared.app import create_service_app, fhir_api, fhir_store
+from relearn.shared.audit import audit_in
+from relearn.shared.audit_context import touch_patients
 from relearn.shared.cli import service_main
 from relearn.shared.db import make_engine, transaction
 from relearn.shared.deadline import TIMEOUT_HEADER, CancelOnDisconnect
@@ -18,6 +20,7 @@ from relearn.shared.deps import EngineDep, SessionDep
 from relearn.shared.guard import RequestGuard, settings_limits
 from relearn.shared.logging import configure_logging
 from relearn.shared.openapi import Documents, Included, install_error_docs, install_merged_docs
+from relearn.shared.provenance import RequestAgent, client_provenance, request_agent
 from relearn.shared.settings import ServiceSettings, default_var_dir
 from relearn.shared.workers import BackgroundWorker, PeriodicWorker
 
@@ -29,9 +32,12 @@ __all__ = [
     "EngineDep",
     "Included",
     "PeriodicWorker",
+    "RequestAgent",
     "RequestGuard",
     "ServiceSettings",
     "SessionDep",
+    "audit_in",
+    "client_provenance",
     "configure_logging",
     "create_service_app",
     "default_var_dir",
@@ -40,7 +46,9 @@ __all__ = [
     "install_error_docs",
     "install_merged_docs",
     "make_engine",
+    "request_agent",
     "service_main",
     "settings_limits",
+    "touch_patients",
     "transaction",
 ]

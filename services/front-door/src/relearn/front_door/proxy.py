@@ -59,6 +59,7 @@ _REQUEST_HEADERS = (
     "prefer",
     "x-request-id",
     "idempotency-key",
+    "x-provenance",
 )
 _RESPONSE_HEADERS = (
     "content-type",

@@ -42,7 +42,7 @@ from relearn.plan.domain.state import (
     PlanStatus,
     TaskState,
 )
-from relearn.shared.fhir import CANONICAL_URL
+from relearn.shared.fhir import CANONICAL_URL, identifier_system
 
 CANONICAL = CANONICAL_URL
 CS_STAGE = f"{CANONICAL}/CodeSystem/competence-stage"
@@ -829,3 +829,92 @@ def plan_definition(catalogue: Catalogue) -> dict[str, Any]:
 def definitions(catalogue: Catalogue) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every ActivityDefinition of the catalogue, and the PlanDefinition."""
     return [activity_definition(p, catalogue) for p in catalogue.patterns], plan_definition(catalogue)
+
+
+# -- Provenance ------------------------------------------------------------------------------------------
+
+EXT_PROVENANCE_PATIENT = f"{CANONICAL}/StructureDefinition/provenance-patient"
+PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+CLIENT_ID_SYSTEM = identifier_system("client-id")
+SUBJECT_SYSTEM = identifier_system("token-subject")
+SOFTWARE_SYSTEM = identifier_system("software")
+# The progression engine, as the Device that made a decision (identified, not a stored Device resource).
+ENGINE = {
+    "type": "Device",
+    "identifier": {"system": SOFTWARE_SYSTEM, "value": "relearn-plan-engine"},
+    "display": "Relearn progression engine",
+}
+
+
+def _participant(code: str) -> dict[str, Any]:
+    return {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": code}]}
+
+
+def _person(who: str) -> dict[str, Any]:
+    if _is_reference(who):
+        return _ref(who)
+    return {"identifier": {"system": SUBJECT_SYSTEM, "value": who}, "display": who}
+
+
+def provenance_patient(patient: str) -> dict[str, Any]:
+    """The extension that puts a Provenance in its patient's compartment."""
+    return {"url": EXT_PROVENANCE_PATIENT, "valueReference": _ref(f"Patient/{patient}")}
+
+
+def provenance(
+    plan: PlanState, targets: list[str], *, client: str | None, user: str | None, recorded: datetime
+) -> dict[str, Any]:
+    """The Provenance of one plan version's resources (``targets``: versioned references).
+
+    Agents: the therapist (author) for a change someone made, the engine (a Device; performer of its own
+    decisions, on behalf of the therapist for an edit), the client application (enterer). ``activity`` is
+    create or update, ``reason`` the change's kind and reason, ``entity`` the evidence and the event that
+    caused it (source) and the Tasks it raised; the ``plan-change`` extension is the decision record itself.
+    """
+    change = plan.latest_change
+    by = change.by if change is not None else None
+    author = by or user
+    agents: list[dict[str, Any]] = []
+    if by:
+        agents.append({"type": _participant("author"), "who": _person(by)})
+    engine: dict[str, Any] = {"type": _participant("assembler" if by else "performer"), "who": ENGINE}
+    if author:
+        engine["onBehalfOf"] = _person(author)
+    agents.append(engine)
+    if client:
+        entered: dict[str, Any] = {
+            "type": _participant("enterer"),
+            "who": {"type": "Device", "identifier": {"system": CLIENT_ID_SYSTEM, "value": client}},
+        }
+        if author and author != client:
+            entered["onBehalfOf"] = _person(author)
+        agents.append(entered)
+    operation = "CREATE" if plan.version == 1 else "UPDATE"
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "extension": [provenance_patient(plan.patient)],
+        "target": [{"reference": t} for t in targets],
+        "recorded": _dt(recorded),
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": operation}]},
+        "agent": agents,
+    }
+    if change is not None:
+        resource["occurredDateTime"] = _dt(change.at)
+        resource["reason"] = [
+            {"coding": [{"system": ACT_REASON, "code": "TREAT"}], "text": f"{change.kind}: {change.reason}"}
+        ]
+        resource["extension"].append(_change_extension(change))
+        sources = [*change.evidence, *([change.trigger] if _is_reference(change.trigger) else [])]
+        entities = [{"role": "source", "what": _ref(str(r))} for r in dict.fromkeys(sources)]
+        entities += [
+            {"role": "derivation", "what": _ref(d.task)} for d in change.decisions if d.task is not None
+        ]
+        if plan.version > 1:
+            entities.append(
+                {"role": "revision", "what": _ref(f"CarePlan/{plan.id}/_history/{plan.version - 1}")}
+            )
+        if entities:
+            resource["entity"] = entities
+    return resource

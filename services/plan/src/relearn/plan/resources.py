@@ -6,6 +6,7 @@ from fhir.resources.R4B.activitydefinition import ActivityDefinition
 from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.plandefinition import PlanDefinition
+from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 
@@ -107,6 +108,27 @@ TASK = ResourceDefinition(
     "POST /plans/{id}/tasks/{taskId}/approve|reject.",
 )
 
+# Who made each CarePlan, Goal and ServiceRequest version, and why: written with the version, by the engine
+# or for a therapist's edit (and a client's own X-Provenance beside it). In the Patient compartment through
+# the plan-patient extension (a Provenance's targets are the plan's resources, not the Patient).
+PROVENANCE = ResourceDefinition(
+    type="Provenance",
+    model=Provenance,
+    search_params=[
+        reference("target", "target", definition=f"{_SP}Provenance-target"),
+        reference("patient", "extension.valueReference", targets=("Patient",)),
+        reference("agent", "agent.who", definition=f"{_SP}Provenance-agent"),
+        reference("entity", "entity.what", definition=f"{_SP}Provenance-entity"),
+        date("recorded", "recorded", definition=f"{_SP}Provenance-recorded"),
+        token("agent-type", "agent.type", definition=f"{_SP}Provenance-agent-type"),
+    ],
+    compartment_param="patient",
+    interactions=READ_ONLY,
+    documentation="Provenance of every CarePlan, Goal and ServiceRequest version: the engine (Device) or the "
+    "therapist, the client application, the decision or override that caused it; clients may add their own "
+    "with an X-Provenance header on plan writes.",
+)
+
 # The local CodeSystems (competence stage, dimension, category, movement pattern), published read-only.
 CODE_SYSTEM = published_code_systems(
     "Relearn's local codes for care plans: competence stage, progression dimension, category "
@@ -146,4 +168,13 @@ PLAN_DEFINITION = _definitional(
     "CarePlan.instantiatesCanonical.",
 )
 
-DEFINITIONS = [CARE_PLAN, GOAL, SERVICE_REQUEST, TASK, CODE_SYSTEM, ACTIVITY_DEFINITION, PLAN_DEFINITION]
+DEFINITIONS = [
+    CARE_PLAN,
+    GOAL,
+    SERVICE_REQUEST,
+    TASK,
+    PROVENANCE,
+    CODE_SYSTEM,
+    ACTIVITY_DEFINITION,
+    PLAN_DEFINITION,
+]

@@ -70,6 +70,8 @@ from relearn.plan.mapper import (
     code_systems,
     definitions,
     goal_resources,
+    provenance,
+    provenance_patient,
     service_requests,
     task_resources,
 )
@@ -79,6 +81,7 @@ from relearn.plan.resources import (
     CODE_SYSTEM,
     GOAL,
     PLAN_DEFINITION,
+    PROVENANCE,
     SERVICE_REQUEST,
     TASK,
 )
@@ -91,10 +94,12 @@ from relearn.shared.fhir import (
     InvalidRequest,
     NotFound,
     ResourceDefinition,
+    StoredResource,
     UnprocessableEntity,
     publish_shipped,
     validation_issues,
 )
+from relearn.shared.service import client_provenance, request_agent, touch_patients
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +152,13 @@ class PlanService:
 
     # -- writing versions ---------------------------------------------------------------------------------
 
-    def _write_if_changed(self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]) -> None:
+    def _write_if_changed(
+        self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]
+    ) -> StoredResource | None:
         current = self.store.get(session, rdef.type, resource["id"])
         if current is not None and not current.deleted and _same(current.text, resource):
-            return
-        self.store.update(session, rdef, resource["id"], resource)
+            return None
+        return self.store.update(session, rdef, resource["id"], resource)
 
     def _write_version(
         self, session: Session, version: PlanVersion, removed: Iterable[str] = ()
@@ -164,17 +171,37 @@ class PlanService:
             stored = self.store.update(session, CARE_PLAN, plan.id, resource, if_match=plan.version - 1)
         if stored.version_id != plan.version:  # pragma: no cover - the If-Match above guarantees it
             raise RuntimeError(f"CarePlan/{plan.id} is at {stored.version_id}, plan at {plan.version}")
+        written: list[StoredResource | None] = [stored]
         for goal in goal_resources(plan):
-            self._write_if_changed(session, GOAL, goal)
+            written.append(self._write_if_changed(session, GOAL, goal))
         for request in service_requests(plan, self.catalogue):
-            self._write_if_changed(session, SERVICE_REQUEST, request)
+            written.append(self._write_if_changed(session, SERVICE_REQUEST, request))
         for task in task_resources(plan):
             self._write_if_changed(session, TASK, task)
         for activity_id in removed:
             current = self.store.get(session, SERVICE_REQUEST.type, activity_id)
             if current is not None and not current.deleted:
-                self.store.delete(session, SERVICE_REQUEST, activity_id)
+                written.append(self.store.delete(session, SERVICE_REQUEST, activity_id))
+        self._record_provenance(session, plan, [w for w in written if w is not None])
         return stage_version(session, plan, version.decision, self.catalogue)
+
+    def _record_provenance(self, session: Session, plan: PlanState, written: list[StoredResource]) -> None:
+        """Provenance of the version's CarePlan, Goals and ServiceRequests, in the version's transaction: ours
+        (engine, therapist, client, the decision) and the client's own X-Provenance if it sent one."""
+        targets = [f"{w.resource_type}/{w.id}/_history/{w.version_id}" for w in written]
+        agent = request_agent()
+        ours = provenance(
+            plan,
+            targets,
+            client=agent.client_id if agent else None,
+            user=(agent.fhir_user or agent.subject) if agent else None,
+            recorded=self.now(),
+        )
+        self.store.create(session, PROVENANCE, ours)
+        theirs = client_provenance(targets)
+        if theirs is not None:
+            theirs["extension"] = [*(theirs.get("extension") or []), provenance_patient(plan.patient)]
+            self.store.create(session, PROVENANCE, theirs)
 
     def create(self, session: Session, plan: PlanState) -> tuple[PlanRecord, list[CloudEvent]]:
         """A new draft (version 1): its row, CarePlan, Goals, ServiceRequests and ``plan.drafted.v1``."""
@@ -241,6 +268,7 @@ class PlanService:
         record = repository.load(session, plan_id, lock=False)
         if record is None or (patient is not None and record.patient_id != patient):
             raise NotFound(f"CarePlan/{plan_id} is not known")
+        touch_patients(record.patient_id)  # the audit trail: whose plan this request read
         return record
 
     # -- a therapist's changes ----------------------------------------------------------------------------
@@ -249,6 +277,7 @@ class PlanService:
         record = repository.load(session, plan_id)
         if record is None:
             raise NotFound(f"CarePlan/{plan_id} is not known")
+        touch_patients(record.patient_id)  # the audit trail: whose plan this request changes
         return record
 
     def _edit(

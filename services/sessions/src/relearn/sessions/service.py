@@ -40,6 +40,7 @@ from relearn.sessions.schemas import (
     SymptomResponse,
 )
 from relearn.shared.fhir import ID_PATTERN, Conflict, FhirStore, ResourceDefinition, UnprocessableEntity
+from relearn.shared.service import touch_patients
 
 # A session counts in the week of its local start date; UTC offsets reach ±14 h, so the UTC
 # query window is widened by a day on each side and the local date decides.
@@ -274,6 +275,7 @@ class SessionRecorder:
     ) -> SessionState:
         """Add exercises; ``batch`` names refused fields ``exercises[i].<field>``, else ``<field>``."""
         state = repository.load_session(db, session_id, for_update=True)
+        touch_patients(state.patient)
         # The workflow refuses a closed session (409) before it looks at the plan (422).
         plan = repository.load_plan(db, state.care_plan) or require_plan(None, state.care_plan)
         if batch:
@@ -320,7 +322,9 @@ class SessionRecorder:
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, db: Session, session_id: str, *, patient: str | None = None) -> SessionState:
-        return repository.load_session(db, session_id, patient=patient)
+        state = repository.load_session(db, session_id, patient=patient)
+        touch_patients(state.patient)  # the audit trail: whose session this request read
+        return state
 
     def adherence(
         self, db: Session, patient: str, first: date, last: date, *, tz: ZoneInfo | None = None

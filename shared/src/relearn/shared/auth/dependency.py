@@ -8,6 +8,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from relearn.shared.audit_context import note_principal
 from relearn.shared.auth.principal import Principal
 from relearn.shared.auth.scopes import Access
 from relearn.shared.fhir.errors import Unauthorized
@@ -30,6 +31,7 @@ def authenticate(
     verifier: TokenVerifier = request.app.state.token_verifier
     principal = verifier.verify(credentials.credentials)
     request.state.principal = principal
+    note_principal(principal)
     return principal
 
 

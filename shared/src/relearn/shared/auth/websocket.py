@@ -28,6 +28,7 @@ from fastapi import WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
+from relearn.shared.audit_context import note_principal
 from relearn.shared.auth.dependency import TokenVerifier
 from relearn.shared.auth.principal import Principal
 from relearn.shared.fhir.errors import FhirError, Forbidden, Unauthorized
@@ -63,7 +64,9 @@ async def authenticate_websocket(websocket: WebSocket) -> Principal:
             headers={"WWW-Authenticate": 'Bearer realm="relearn"'},
         )
     verifier: TokenVerifier = websocket.app.state.token_verifier
-    return await run_in_threadpool(verifier.verify, token)
+    principal = await run_in_threadpool(verifier.verify, token)
+    note_principal(principal)
+    return principal
 
 
 def close_code(error: FhirError) -> int:

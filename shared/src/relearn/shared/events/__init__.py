@@ -16,6 +16,7 @@ from relearn.shared.events.kafka import (
 )
 from relearn.shared.events.outbox import EncodedEvent, OutboxEvent, OutboxRelay, stage, stage_many
 from relearn.shared.events.topics import (
+    AUDIT_EVENTS,
     DEVICE_METRICS,
     DEVICE_RAW_BALANCE,
     DEVICE_RAW_EMG,
@@ -30,6 +31,7 @@ from relearn.shared.events.topics import (
 )
 
 __all__ = [
+    "AUDIT_EVENTS",
     "DEVICE_METRICS",
     "DEVICE_RAW_BALANCE",
     "DEVICE_RAW_EMG",

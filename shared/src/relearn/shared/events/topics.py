@@ -18,6 +18,8 @@ SESSIONS_EVENTS = "relearn.sessions.events"
 DEVICE_METRICS = "relearn.device.metrics"
 DEVICE_RAW_EMG = "relearn.device.raw.emg"
 DEVICE_RAW_BALANCE = "relearn.device.raw.balance"
+# One AuditEvent per access to any service (IHE BALP shaped), stored by the audit service.
+AUDIT_EVENTS = "relearn.audit.events"
 
 TOPICS: tuple[Topic, ...] = (
     Topic(
@@ -46,6 +48,7 @@ TOPICS: tuple[Topic, ...] = (
     # Raw sensor frames are keyed by device so each stream stays in order.
     Topic(DEVICE_RAW_EMG, 12, ("device.emg-frame-received.v1", "device.emg-stream-closed.v1")),
     Topic(DEVICE_RAW_BALANCE, 12, ("device.balance-frame-received.v1", "device.balance-stream-closed.v1")),
+    Topic(AUDIT_EVENTS, 6, ("audit.recorded.v1",)),
 )
 
 DLQ_PARTITIONS = 1

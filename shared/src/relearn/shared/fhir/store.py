@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from relearn.shared import audit_context
 from relearn.shared.db import lock_for_write
 from relearn.shared.fhir import jsontext, search_sql
 from relearn.shared.fhir.dates import as_utc, format_instant, now_ms
@@ -183,6 +185,7 @@ class FhirStore:
             self._require_compartment(rdef, jsontext.loads(cur.text), patient_restriction)
         if scope_filter is not None:
             self._require_filter(scope_filter, jsontext.loads(cur.text))
+        self._touch([StoredResource(rdef.type, id, cur.version_id, cur.last_updated, False, cur.text)])
         stamp = _after(cur.last_updated)
         stored = StoredResource(rdef.type, id, cur.version_id + 1, stamp, True, "", "DELETE")
         self._bump(session, rdef.type, id, cur.version_id, stored, None)
@@ -230,6 +233,7 @@ class FhirStore:
         self._hide_outside(session, rdef, stored, patient_restriction, scope_filter)
         if stored.deleted:
             raise Gone(f"{rdef.type}/{id} was deleted", headers=stored.headers())
+        self._touch([stored])
         return stored
 
     def vread(
@@ -249,6 +253,7 @@ class FhirStore:
         self._hide_outside(session, rdef, stored, patient_restriction, scope_filter)
         if stored.deleted:
             raise Gone(f"Version {version_id} of {rdef.type}/{id} is a deletion", headers=stored.headers())
+        self._touch([stored])
         return stored
 
     def history(
@@ -300,6 +305,7 @@ class FhirStore:
             .offset(offset),
         ).all()
         entries = [_from_version(rdef.type, r[0], r[1:]) for r in rows]
+        self._touch(entries)
         return HistoryResult(entries, int(total), offset, count)
 
     def _restricted_history(
@@ -336,6 +342,7 @@ class FhirStore:
                 visible[(rid, version_id)] = bool(inside)
         shown = [r for r in rows if visible.get((r[0], r[1]), False)]
         entries = [_from_version(rdef.type, r[0], r[1:]) for r in shown[offset : offset + count]]
+        self._touch(entries)
         return HistoryResult(entries, len(shown), offset, count)
 
     # -- search -------------------------------------------------------------------------------
@@ -396,6 +403,8 @@ class FhirStore:
                 if r.resource_type not in include_filters
                 or include_filters[r.resource_type].admits(self.indexer, r.resource())
             ]
+        self._touch(page)
+        self._touch(included)
         return SearchResult(query, page, included, total, elsewhere)
 
     def match(
@@ -544,7 +553,20 @@ class FhirStore:
                     [{"resource_type": rdef.type, "resource_id": id, **r} for r in kind_rows],
                 )
 
+    def _touch(self, items: Sequence[StoredResource]) -> None:
+        """Tell the audit trail which patients' resources the current request sees (no-op outside one)."""
+        if audit_context.current() is None:
+            return
+        for item in items:
+            rdef = self.definitions.get(item.resource_type)
+            if rdef is not None and item.text:
+                audit_context.touch_resources(partial(self.indexer.patients, rdef), [item.text])
+
     def _notify(self, session: Session, change: ResourceChange) -> None:
+        if change.resource is not None:
+            rdef = self.definitions.get(change.stored.resource_type)
+            if rdef is not None:
+                audit_context.touch_resource(partial(self.indexer.patients, rdef), change.resource)
         for hook in self.write_hooks:
             hook(session, change)
 

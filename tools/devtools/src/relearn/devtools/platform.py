@@ -57,6 +57,7 @@ class PlatformSettings(BaseSettings):
     authorization_port: int = 8086
     # The authorization service issues the tokens (off: the front door hosts the development issuer).
     authorization_server: bool = True
+    audit_port: int = 8087
     broker_port: int | None = None  # a free port when unset
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
@@ -76,6 +77,7 @@ class PlatformSettings(BaseSettings):
             device_gateway_port=free_port(),
             subscriptions_port=free_port(),
             authorization_port=free_port(),
+            audit_port=free_port(),
             var_dir=var_dir,
             database_url_template=database_url_template,
         )
@@ -88,6 +90,7 @@ class PlatformSettings(BaseSettings):
             ServiceSpec("device-gateway", "DEVICE_GATEWAY_", self.device_gateway_port),
             ServiceSpec("subscriptions", "SUBSCRIPTIONS_", self.subscriptions_port),
             ServiceSpec("authorization", "AUTHORIZATION_", self.authorization_port),
+            ServiceSpec("audit", "AUDIT_", self.audit_port),
         ]
 
     def fhir_services(self) -> list[ServiceSpec]:

@@ -30,7 +30,7 @@ from relearn.device_gateway.streams.tables import StreamRecord, StreamStatus
 from relearn.shared.auth import Principal
 from relearn.shared.events import EncodedEvent, stage_many
 from relearn.shared.fhir import Conflict, FhirError, Issue, UnprocessableEntity
-from relearn.shared.service import transaction
+from relearn.shared.service import audit_in, touch_patients, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class Ingestor:
             try:
                 with transaction(engine) as session:
                     result = self._write(session, principal, frames)
+                    audit_in(session)  # the AuditEvent commits with the frames: no extra transaction
                 break
             except (IntegrityError, OperationalError) as exc:
                 # A concurrent request stored one of these frames first (or a deadlock/serialisation
@@ -159,6 +160,7 @@ class Ingestor:
     def _write(self, session: Session, principal: Principal, frames: Sequence[SensorFrame]) -> IngestResult:
         authorize_devices(session, principal, (f.device_id for f in frames))
         streams = self._lock_streams(session, sorted({f.stream_id for f in frames}))
+        touch_patients(*(p.row.patient_id for p in streams.values()))  # whose frames: for the audit trail
         stored = self._stored_sequences(session, frames, streams)
         specs = {d: self.device_specs.get(session, d) for d in {f.device_id for f in frames}}
         self._check(frames, streams, stored, specs)
