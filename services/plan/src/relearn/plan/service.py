@@ -63,7 +63,7 @@ from relearn.plan.domain.state import (
     Waiver,
 )
 from relearn.plan.domain.versions import PlanVersion, split_versions
-from relearn.plan.events import stage_version
+from relearn.plan.events import GoalVersion, stage_version
 from relearn.plan.mapper import care_plan, code_systems, goal_resources, service_requests, task_resources
 from relearn.plan.resources import CARE_PLAN, CODE_SYSTEM, GOAL, SERVICE_REQUEST, TASK
 from relearn.plan.schemas import MusclesIn, OverrideIn, WaiverIn
@@ -127,14 +127,21 @@ class PlanService:
 
     # -- writing versions ---------------------------------------------------------------------------------
 
-    def _write_if_changed(self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]) -> None:
+    def _write_if_changed(
+        self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]
+    ) -> int | None:
+        """Store ``resource`` unless the stored one says the same; the new version id, or None when unchanged."""
         current = self.store.get(session, rdef.type, resource["id"])
         if current is not None and not current.deleted and _same(current.text, resource):
-            return
-        self.store.update(session, rdef, resource["id"], resource)
+            return None
+        return self.store.update(session, rdef, resource["id"], resource).version_id
 
     def _write_version(
-        self, session: Session, version: PlanVersion, removed: Iterable[str] = ()
+        self,
+        session: Session,
+        version: PlanVersion,
+        removed: Iterable[str] = (),
+        previous: PlanState | None = None,
     ) -> CloudEvent:
         plan = version.plan
         resource = care_plan(plan, self.catalogue)
@@ -144,8 +151,14 @@ class PlanService:
             stored = self.store.update(session, CARE_PLAN, plan.id, resource, if_match=plan.version - 1)
         if stored.version_id != plan.version:  # pragma: no cover - the If-Match above guarantees it
             raise RuntimeError(f"CarePlan/{plan.id} is at {stored.version_id}, plan at {plan.version}")
-        for goal in goal_resources(plan):
-            self._write_if_changed(session, GOAL, goal)
+        before = {g.id: g for g in previous.goals} if previous is not None else {}
+        goals: list[GoalVersion] = []
+        for resource, goal in zip(goal_resources(plan), plan.goals, strict=True):
+            goal_version = self._write_if_changed(session, GOAL, resource)
+            if goal_version is not None:
+                was = before.get(goal.id)
+                achieved = goal.achievement == "achieved" and (was is None or was.achievement != "achieved")
+                goals.append(GoalVersion(goal, goal_version, achieved))
         for request in service_requests(plan, self.catalogue):
             self._write_if_changed(session, SERVICE_REQUEST, request)
         for task in task_resources(plan):
@@ -154,7 +167,7 @@ class PlanService:
             current = self.store.get(session, SERVICE_REQUEST.type, activity_id)
             if current is not None and not current.deleted:
                 self.store.delete(session, SERVICE_REQUEST, activity_id)
-        return stage_version(session, plan, version.decision)
+        return stage_version(session, plan, version.decision, goals)
 
     def create(self, session: Session, plan: PlanState) -> tuple[PlanRecord, list[CloudEvent]]:
         """A new draft (version 1): its row, CarePlan, Goals, ServiceRequests and ``plan.drafted.v1``."""
@@ -174,7 +187,12 @@ class PlanService:
         versions = split_versions(before, outcome.plan)
         kept = {a.id for a in outcome.plan.activities}
         removed = [a.id for a in before.activities if a.id not in kept]
-        events = [self._write_version(session, v, removed if i == 0 else ()) for i, v in enumerate(versions)]
+        events = [
+            self._write_version(
+                session, v, removed if i == 0 else (), before if i == 0 else versions[i - 1].plan
+            )
+            for i, v in enumerate(versions)
+        ]
         final = versions[-1].plan
         repository.save(session, final, record)
         logger.info(
