@@ -10,8 +10,8 @@ stage?, reason, evidence}``; drafted, activated and updated also carry ``activit
 level, stage, dose, status) so the sessions service can keep its read model of active plans. ``versionId`` is
 the CarePlan version the store assigned to the write carrying the change (an integer, as the store counts).
 Every plan event also carries ``goals[]``: the Goals this plan version wrote (created or changed), each
-``{goal, versionId, lifecycleStatus, achievementStatus, achieved}`` where ``achieved`` is true when this version
-marked the goal achieved (the subscriptions service's goal-achieved topic reads it).
+``{goal, versionId, lifecycleStatus, achievementStatus, achieved}`` where ``achieved`` is true when this
+version marked the goal achieved (the subscriptions service's goal-achieved topic reads it).
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class PlanService:
     def _write_if_changed(
         self, session: Session, rdef: ResourceDefinition, resource: dict[str, Any]
     ) -> int | None:
-        """Store ``resource`` unless the stored one says the same; the new version id, or None when unchanged."""
+        """Store ``resource`` unless the stored one says the same: the new version id (None: unchanged)."""
         current = self.store.get(session, rdef.type, resource["id"])
         if current is not None and not current.deleted and _same(current.text, resource):
             return None

@@ -31,7 +31,8 @@ from relearn.subscriptions.service import Subscriptions
 from relearn.subscriptions.service.delivery import RestHookSender
 from relearn.subscriptions.service.websocket import WebsocketChannel
 
-_OPERATIONS = ("status", "events", "resend", "get-ws-binding-token")
+_OPERATIONS = ("status", "events", "resend", "rotate-secret", "get-ws-binding-token")
+_OWN_OPERATIONS = ("resend", "rotate-secret")
 
 
 def _settings(settings: ServiceSettings) -> Settings:
@@ -76,8 +77,8 @@ def capability(settings: Settings) -> dict[str, Any]:
                     "name": op,
                     "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
                     f"backport-subscription-{op}"
-                    if op != "resend"
-                    else f"{CANONICAL_URL}/OperationDefinition/subscription-resend",
+                    if op not in _OWN_OPERATIONS
+                    else f"{CANONICAL_URL}/OperationDefinition/subscription-{op}",
                 }
                 for op in _OPERATIONS
             ]
