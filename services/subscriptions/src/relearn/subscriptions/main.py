@@ -23,6 +23,7 @@ from relearn.shared.service import BackgroundWorker, ServiceSettings, create_ser
 from relearn.subscriptions import mapper
 from relearn.subscriptions.api import domain_router, operations_router, remember_principal, websocket_router
 from relearn.subscriptions.config import Settings
+from relearn.subscriptions.domain.subscription import PROFILE
 from relearn.subscriptions.domain.topics import TOPICS
 from relearn.subscriptions.events import CONSUMED_TOPICS
 from relearn.subscriptions.handlers import notifier_handlers
@@ -71,6 +72,7 @@ def capability(settings: Settings) -> dict[str, Any]:
     )
     for resource in statement["rest"][0]["resource"]:
         if resource["type"] == "Subscription":
+            resource["supportedProfile"] = [PROFILE]
             resource["extension"] = [{"url": mapper.TOPIC_CANONICAL, "valueCanonical": t.url} for t in TOPICS]
             resource["operation"] = [
                 {
