@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from kafka import KafkaProducer
 
 from relearn.devtools.apps import wait_for
 from relearn.devtools.broker import TansuBroker
+from relearn.shared.events import PLAN_EVENTS, CloudEvent, producer_config
 from relearn.shared.fhir import CANONICAL_URL
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -77,13 +79,30 @@ def test_the_notifier_goes_on_when_the_broker_forgot_its_offsets(
         forgetful.restart()  # the log and the group's committed offsets are gone; the notifier is at 6
         # Fewer records than the notifier's position (it would wait for offset 6 for ever), one of them an
         # event it numbered before the restart (a producer's retry): known by its id, not numbered again.
-        service.publish_event(sent[-1])
+        # A new producer: the broker forgot the old one's producer id too.
+        producer = KafkaProducer(
+            **producer_config(forgetful.bootstrap, f"after-restart-{uuid.uuid4().hex[:6]}")
+        )
+        later = [sent[-1]]
         for i in range(6, 9):
-            service.publish(
-                "plan.progressed.v1",
-                patient,
-                {"carePlan": f"CarePlan/cp-{patient}", "versionId": i + 2, "kind": "advance"},
+            later.append(
+                CloudEvent.new(
+                    "/relearn/test",
+                    "plan.progressed.v1",
+                    patient,
+                    {
+                        "patient": patient,
+                        "carePlan": f"CarePlan/cp-{patient}",
+                        "versionId": i + 2,
+                        "kind": "advance",
+                    },
+                )
             )
+        try:
+            for event in later:
+                producer.send(PLAN_EVENTS, key=event.key, value=event.to_bytes()).get(timeout=30)
+        finally:
+            producer.close()
         wait_for(lambda: _numbered(service, sid) >= 9, timeout_s=240, what="the events after the restart")
         wait_for(
             lambda: set(receiver.numbers()) >= set(range(1, 10)), timeout_s=60, what="every notification"
