@@ -425,17 +425,19 @@ def test_a_websocket_client_gets_every_notification_through_a_notifier_sigkill(
     lock = threading.Lock()
 
     def listen(token: str) -> threading.Thread:
-        ws = connect(ws_url, open_timeout=30)
-        ws.send(f"bind-with-token {token}")
+        bound = threading.Event()
 
         def run() -> None:
-            with contextlib.suppress(ConnectionClosed, OSError), ws:
+            with contextlib.suppress(ConnectionClosed, OSError), connect(ws_url, open_timeout=30) as ws:
+                ws.send(f"bind-with-token {token}")
+                bound.set()
                 for message in ws:
                     with lock:
                         bundles.append(json.loads(message))
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
+        assert bound.wait(30), "the socket connected"
         return thread
 
     def kinds(kind: str) -> list[dict[str, Any]]:
