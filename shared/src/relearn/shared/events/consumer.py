@@ -101,8 +101,9 @@ class EventConsumer:
     without a timeout, upstream issue #3121).
 
     ``lost_log_check_s``: while idle, this often the consumer checks that no partition's log ends before its
-    position (records it read are gone: a broker that lost its log and committed offsets); such a partition
-    is read again from its earliest record, the processed-event table skipping what was handled.
+    position (records it read are gone: a broker that lost its log and committed offsets); a partition seen so
+    twice in a row, its position unmoved, is read again from its earliest record, the processed-event table
+    skipping what was handled.
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class EventConsumer:
         self.stall_timeout_s = stall_timeout_s
         self.slow_fetch_wait_ms = slow_fetch_wait_ms
         self.lost_log_check_s = lost_log_check_s
+        self._past_end: dict[TopicPartition, int] = {}  # partitions seen past their log's end, and where
         self._fetch_wait_ms: int | None = None  # set once starved: a broker whose reads are slow
         self._polling: tuple[KafkaConsumer, float] | None = None  # the consumer in poll() since when
         self._watchdog: threading.Thread | None = None
@@ -269,25 +271,28 @@ class EventConsumer:
         read (a broker that forgot its log and the group's offsets: Tansu's memory engine restarted, a
         topic deleted and made again). Its fetches would wait for offsets that no longer exist, for ever:
         read it again from its earliest record instead; events handled before are skipped by their id
-        (the processed-event table)."""
+        (the processed-event table). Acted on when two checks in a row see it with the position unmoved (a
+        broker's listed end can trail what a fetch just returned while records are being written)."""
         assigned = list(consumer.assignment())
         if not assigned:
+            self._past_end = {}
             return
         with self._guarded(consumer):
             ends = consumer.end_offsets(assigned)
-            past = {tp: consumer.position(tp) for tp in assigned if tp in ends}
-            past = {tp: at for tp, at in past.items() if at is not None and at > ends[tp]}
-            if past:
-                logger.warning(
-                    "partition log ends before the consumer's position; reading it again from the earliest",
-                    extra={
-                        "group": self.group_id,
-                        "partitions": {
-                            f"{tp.topic}[{tp.partition}]": [at, ends[tp]] for tp, at in past.items()
-                        },
-                    },
-                )
-                consumer.seek_to_beginning(*past)
+            now = {tp: consumer.position(tp) for tp in assigned if tp in ends}
+        past = {tp: at for tp, at in now.items() if at is not None and at > ends[tp]}
+        lost = [tp for tp, at in past.items() if self._past_end.get(tp) == at]
+        self._past_end = {tp: at for tp, at in past.items() if tp not in lost}
+        if lost:
+            logger.warning(
+                "partition log ends before the consumer's position; reading it again from the earliest",
+                extra={
+                    "group": self.group_id,
+                    "partitions": {f"{tp.topic}[{tp.partition}]": [past[tp], ends[tp]] for tp in lost},
+                },
+            )
+            with self._guarded(consumer):
+                consumer.seek_to_beginning(*lost)
 
     @contextlib.contextmanager
     def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:
