@@ -392,3 +392,26 @@ def test_goal_achieved_comes_from_the_plan_events_goals(service: Any, receiver: 
     assert entry["fullUrl"].endswith("/Goal/g-done") and "resource" not in entry
     assert entry["request"]["url"] == "Goal/g-done" and entry["response"]["etag"] == 'W/"3"'
     assert _status(service, sid)["events-since-subscription-start"] == "1"
+
+
+def test_full_resource_without_a_credential_goes_id_only_saying_why(service: Any, receiver: Any) -> None:
+    """This service has no client to read the focus with (no SUBSCRIPTIONS_FOCUS_CLIENT_ID): each entry goes
+    id-only and the status says why (tests/test_subscriptions_front_door.py reads real ones)."""
+    patient = f"p-{uuid.uuid4().hex[:8]}"
+    body = subscription(receiver.url, criteria=f"CarePlan?patient={patient}", content="full-resource")
+    resp = _create(service, body)
+    assert resp.status_code == 201, resp.text
+    sid = resp.json()["id"]
+    wait_for(lambda: _status(service, sid)["status"] == "active", what="status active")
+    _progressed(service, patient, 2)
+    wait_for(lambda: len(receiver.numbers()) >= 2, what="two notifications")
+    entries = [e for r in receiver.of_kind("event-notification") for e in r.bundle["entry"][1:]]
+    assert [e["response"]["etag"] for e in entries] == ['W/"2"', 'W/"3"']  # the versions the events name
+    assert all("resource" not in e and e["fullUrl"].endswith(f"CarePlan/cp-{patient}") for e in entries)
+    errors = [
+        p["valueCodeableConcept"]["text"]
+        for r in receiver.of_kind("event-notification")
+        for p in r.status["parameter"]
+        if p["name"] == "error"
+    ]
+    assert errors and all("sent id-only" in e and "no credential" in e for e in errors)

@@ -163,3 +163,29 @@ def test_retry_delays_grow_to_the_cap_with_jitter() -> None:
     delays = [retry_delay(n, base_s=0.5, cap_s=30, rng=rng) for n in range(1, 40)]
     assert all(0.25 <= d <= 30 for d in delays)
     assert max(delays[10:]) > 5  # grows
+
+
+def test_the_focus_version_at_an_events_time() -> None:
+    from datetime import UTC, datetime
+
+    from relearn.subscriptions.service.focus import FocusReader
+
+    def version(v: int, at: str) -> dict[str, Any]:
+        return {"resource": {"resourceType": "Encounter", "meta": {"versionId": str(v), "lastUpdated": at}}}
+
+    history = {
+        "entry": [
+            version(3, "2026-01-03T00:00:00Z"),
+            version(2, "2026-01-02T00:00:00Z"),
+            {"request": {"method": "DELETE"}},
+            version(1, "2026-01-01T00:00:00Z"),
+        ]
+    }
+
+    def at(day: int) -> str | None:
+        found = FocusReader._as_of("Encounter/e", history, datetime(2026, 1, day, 12, tzinfo=UTC))
+        return found.resource["meta"]["versionId"] if found.resource else None
+
+    assert at(2) == "2"  # a later update does not leak into an earlier event
+    assert at(5) == "3"
+    assert FocusReader._as_of("Encounter/e", history, datetime(2025, 1, 1, tzinfo=UTC)).resource is not None
