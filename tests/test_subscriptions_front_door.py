@@ -23,6 +23,8 @@ def test_a_websocket_subscription_through_the_front_door(running_platform: Platf
     meta = httpx.get(f"{base}/metadata", timeout=30).json()
     sub_entry = next(r for r in meta["rest"][0]["resource"] if r["type"] == "Subscription")
     assert len(sub_entry["extension"]) == 8  # the topic canonicals survive the merge
+    assert sub_entry["profile"] == f"{BACKPORT}/backport-subscription"
+    assert f"{BACKPORT}/backport-subscription" in sub_entry.get("supportedProfile", [])
     topics = httpx.get(f"{base}/Basic", params={"code": "SubscriptionTopic"}, headers=auth, timeout=30).json()
     assert topics["total"] == 8
 
