@@ -305,6 +305,8 @@ def _kind_of(bundle: dict[str, Any]) -> str:
     return str(next(p["valueCode"] for p in params if p["name"] == "type"))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(OUTAGE_S + 600)  # the outage itself, then start-ups, catch-up and delivery
 def test_every_notification_of_a_journey_arrives_through_sigkill_broker_restart_and_outage(
     running: tuple[Service, Any], own_broker: TansuBroker, receiver: Any
 ) -> None:
@@ -404,6 +406,8 @@ def test_every_notification_of_a_journey_arrives_through_sigkill_broker_restart_
     )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_websocket_client_gets_every_notification_through_a_notifier_sigkill(
     running: tuple[Service, Any], own_broker: TansuBroker
 ) -> None:
