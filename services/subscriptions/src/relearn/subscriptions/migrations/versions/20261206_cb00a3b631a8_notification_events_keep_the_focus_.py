@@ -1,11 +1,16 @@
-"""notification events keep the focus version
+"""notification events keep the focus version; stored Subscriptions no longer show their secret
+
+The HMAC secret is write-only from this version on (kept in subscription_state only): each stored version of
+a Subscription written before has its subscription-secret extension masked, as the service now stores them.
 
 Revision ID: cb00a3b631a8
 Revises: 6f5821db17da
 Create Date: 2026-12-06 17:23:36.707157
 """
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 import sqlmodel
@@ -25,6 +30,38 @@ def upgrade() -> None:
         )
 
     # ### end Alembic commands ###
+    _mask_stored_secrets()
+
+
+SECRET = "https://relearn.health/fhir/StructureDefinition/subscription-secret"
+MASK = "********"
+
+
+def _masked(text: str) -> str | None:
+    """The resource text with its secret masked, or None when it shows none."""
+    resource: dict[str, Any] = json.loads(text)
+    extensions = resource.get("extension") or []
+    if not any(
+        isinstance(e, dict) and e.get("url") == SECRET and e.get("valueString") != MASK for e in extensions
+    ):
+        return None
+    kept = [e for e in extensions if not (isinstance(e, dict) and e.get("url") == SECRET)]
+    resource["extension"] = [*kept, {"url": SECRET, "valueString": MASK}]
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+
+
+def _mask_stored_secrets() -> None:
+    conn = op.get_bind()
+    for table, keys in (("fhir_resource", ("id",)), ("fhir_resource_version", ("id", "version_id"))):
+        t = sa.table(table, sa.column("resource_type"), sa.column("text"), *(sa.column(k) for k in keys))
+        rows = conn.execute(
+            sa.select(t).where(t.c.resource_type == "Subscription", t.c.text.like(f"%{SECRET}%"))
+        ).all()
+        for row in rows:
+            text = _masked(row.text)
+            if text is not None:
+                where = [t.c.resource_type == "Subscription", *(t.c[k] == getattr(row, k) for k in keys)]
+                conn.execute(sa.update(t).where(*where).values(text=text))
 
 
 def downgrade() -> None:
