@@ -343,6 +343,7 @@ def test_the_secret_is_write_only(service: Any, receiver: Any) -> None:
         f"{service.fhir}/Subscription/{sid}/$rotate-secret", headers=service.auth(), timeout=30
     )
     assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"
     new_secret = rotated.json()["parameter"][0]["valueString"]
     assert len(new_secret) >= 32
     read = httpx.get(f"{service.fhir}/Subscription/{sid}", headers=service.auth(), timeout=30)
