@@ -70,7 +70,11 @@ class FocusReader:
                 timeout=self._timeout,
             )
             if resp.status_code != 200:
-                raise _TokenRefused(f"the token endpoint answered HTTP {resp.status_code}")
+                # 4xx: the credential or its scope is refused (configuration: go id-only, saying so);
+                # 5xx: the issuer is down for now (try the notification again later).
+                raise _TokenRefused(
+                    f"the token endpoint answered HTTP {resp.status_code}", retry=resp.status_code >= 500
+                )
             body = resp.json()
             ttl = float(body.get("expires_in") or 300)
             self._token = (str(body["access_token"]), time.monotonic() + max(ttl - 30, ttl / 2))
@@ -105,7 +109,7 @@ class FocusReader:
                 return answer
             return self._as_of(focus, answer.resource, at)
         except _TokenRefused as exc:
-            return Focus(reason=f"no token to read it with: {exc}", retry=True)
+            return Focus(reason=f"no token to read it with: {exc}", retry=exc.retry)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             logger.info("focus read failed", extra={"focus": focus, "error": f"{type(exc).__name__}: {exc}"})
             return Focus(reason=f"reading it failed ({type(exc).__name__})", retry=True)
@@ -141,4 +145,6 @@ class FocusReader:
 
 
 class _TokenRefused(Exception):
-    pass
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
