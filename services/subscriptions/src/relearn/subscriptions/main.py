@@ -57,6 +57,9 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
             group_id="subscriptions-notifier",
             topics=list(CONSUMED_TOPICS),
             handlers=notifier_handlers(subs),
+            # A broker that lost its log and the group's offsets: read again from the earliest record
+            # rather than wait for offsets that no longer exist (numbering skips events by their id).
+            lost_log_check_s=10.0,
         ),
         RestHookSender(engine, subs),
     ]

@@ -100,7 +100,8 @@ class EventConsumer:
     ``stall_timeout_s`` is broken off and the client made again (kafka-python 3.0.x's network loop waits
     without a timeout, upstream issue #3121).
 
-    ``lost_log_check_s``: while idle, this often the consumer checks that no partition's log ends before its
+    ``lost_log_check_s`` (off by default; the subscriptions notifier sets it): while idle, this often the
+    consumer checks that no partition's log ends before its
     position (records it read are gone: a broker that lost its log and committed offsets); a partition seen so
     twice in a row, its position unmoved, is read again from its earliest record, the processed-event table
     skipping what was handled.
@@ -120,7 +121,7 @@ class EventConsumer:
         batch_safe: bool = True,
         stall_timeout_s: float = 45.0,
         slow_fetch_wait_ms: int = 1000,
-        lost_log_check_s: float = 10.0,
+        lost_log_check_s: float | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -219,7 +220,11 @@ class EventConsumer:
             elif now - last_record > self.stall_timeout_s:
                 last_record = now
                 self._check_not_starved(consumer)
-            if not polled and now - last_end_check > self.lost_log_check_s:
+            if (
+                self.lost_log_check_s is not None
+                and not polled
+                and now - last_end_check > self.lost_log_check_s
+            ):
                 last_end_check = now
                 self._check_not_past_end(consumer)
             # Each partition's records in order; a batch may span partitions (their order is independent).
