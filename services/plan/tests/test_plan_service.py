@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaProducer
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from relearn.dev_issuer import DevIssuer
 from relearn.devtools.apps import make_issuer, service_app, wait_for
 from relearn.devtools.broker import TansuBroker
 from relearn.plan.config import Settings
 from relearn.plan.main import create_app
-from relearn.shared.events import EVALUATION_EVENTS, CloudEvent, ProcessedEvent, producer_config
+from relearn.shared.events import EVALUATION_EVENTS, CloudEvent, OutboxEvent, ProcessedEvent, producer_config
 from relearn.shared.fhir import CANONICAL_URL
 
 EVAL_CS = f"{CANONICAL_URL}/CodeSystem/neuromuscular-evaluation"
@@ -287,6 +287,37 @@ def test_a_reassessment_proposes_changes_the_therapist_applies(service: dict[str
     assert resp.status_code == 200, resp.text
     assert resp.json()["state"]["history"][-1]["kind"] == "reassessed"
     assert client.post(f"/plans/{plan_id}/proposals/{proposal['id']}/apply", headers=auth).status_code == 409
+
+
+def test_goals_a_reassessment_marks_achieved_are_in_the_plan_event(service: dict[str, Any]) -> None:
+    """The plan event names the Goals it marked achieved, with the Goal version it wrote (structured data,
+    what the subscriptions service's goal-achieved topic reads)."""
+    client, auth = service["client"], _auth(service["issuer"])
+    patient, plan_id = _drafted(service)
+    assert client.post(f"/plans/{plan_id}/activate", headers=auth).status_code == 200
+    recovered = _evaluation(patient, f"re-{patient}", knee=130) | {"deficits": []}
+    _send(service, "evaluation.reassessed.v1", patient, recovered)
+    [proposal] = client.get(f"/plans/{plan_id}/proposals", headers=auth).json()
+    resp = client.post(f"/plans/{plan_id}/proposals/{proposal['id']}/apply", headers=auth)
+    assert resp.status_code == 200, resp.text
+
+    achieved_ids = {g["id"] for g in resp.json()["state"]["goals"] if g["achievement"] == "achieved"}
+    assert achieved_ids
+    with Session(service["engine"]) as s:
+        rows = s.exec(select(OutboxEvent).where(OutboxEvent.key == patient)).all()
+    events = [CloudEvent.from_bytes(r.payload) for r in rows]
+    drafted = next(e for e in events if e.type == "plan.drafted.v1")
+    assert {g["goal"] for g in drafted.data["goals"]} >= {f"Goal/{i}" for i in achieved_ids}
+    assert not any(g["achieved"] for g in drafted.data["goals"])
+    [updated] = [
+        e for e in events if e.type == "plan.updated.v1" and any(g["achieved"] for g in e.data["goals"])
+    ]
+    marked = {g["goal"]: g for g in updated.data["goals"] if g["achieved"]}
+    assert set(marked) == {f"Goal/{i}" for i in achieved_ids}
+    for ref, g in marked.items():
+        assert g["achievementStatus"] == "achieved" and g["lifecycleStatus"] == "completed"
+        goal = client.get(f"/fhir/{ref}", headers=auth)
+        assert goal.headers["etag"] == f'W/"{g["versionId"]}"'
 
 
 def test_patient_tokens_read_only_their_own_plans(service: dict[str, Any]) -> None:

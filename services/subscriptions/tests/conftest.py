@@ -7,8 +7,10 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,25 +40,25 @@ class Running:
 
     def publish(self, event_type: str, patient: str, data: dict[str, Any]) -> CloudEvent:
         event = CloudEvent.new("/relearn/test", event_type, patient, {"patient": patient, **data})
-        self.producer.send(topic_for(event_type), key=event.key, value=event.to_bytes()).get(timeout=15)
+        return self.publish_event(event)
+
+    def publish_event(self, event: CloudEvent) -> CloudEvent:
+        self.producer.send(topic_for(event.type), key=event.key, value=event.to_bytes()).get(timeout=30)
         return event
 
 
-@pytest.fixture(scope="module")
-def service(
-    broker: TansuBroker, pg_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Running]:
-    issuer = make_issuer(tmp_path_factory.mktemp("keys"))
+@contextmanager
+def run_service(bootstrap: str, database_url: str, key_dir: Path, **settings: Any) -> Iterator[Running]:
+    """The service on uvicorn in a thread (its notifier and senders running) against ``bootstrap``."""
+    issuer = make_issuer(key_dir)
     app = service_app(
         "relearn.subscriptions",
         Settings,
         create_app,
-        database_url=pg_database("subscriptions"),
-        bootstrap=broker.bootstrap,
+        database_url=database_url,
+        bootstrap=bootstrap,
         jwks=issuer.publish(),
-        retry_base_s=0.2,
-        retry_cap_s=1.0,
-        delivery_poll_s=0.05,
+        **({"retry_base_s": 0.2, "retry_cap_s": 1.0, "delivery_poll_s": 0.05} | settings),
     )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
@@ -67,13 +69,29 @@ def service(
         assert time.monotonic() < deadline, "the service did not start"
         time.sleep(0.05)
     assert app.state.workers.consumers[0].wait_until_assigned(60)
-    producer = KafkaProducer(**producer_config(broker.bootstrap, "subscriptions-test"))
+    producer = KafkaProducer(**producer_config(bootstrap, "subscriptions-test"))
     try:
         yield Running(app, port, issuer, producer)
     finally:
         producer.close()
         server.should_exit = True
         thread.join(15)
+
+
+@pytest.fixture(scope="session")
+def start_service() -> Callable[..., Any]:
+    """:func:`run_service`, for a test with its own broker."""
+    return run_service
+
+
+@pytest.fixture(scope="module")
+def service(
+    broker: TansuBroker, pg_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    with run_service(
+        broker.bootstrap, pg_database("subscriptions"), tmp_path_factory.mktemp("keys")
+    ) as running:
+        yield running
 
 
 @dataclass

@@ -97,6 +97,8 @@ def _status(service: Any, sid: str) -> dict[str, Any]:
 def test_topics_are_published_and_listed_in_the_capability_statement(service: Any) -> None:
     meta = httpx.get(f"{service.fhir}/metadata", timeout=30).json()
     sub = next(r for r in meta["rest"][0]["resource"] if r["type"] == "Subscription")
+    assert sub["profile"] == f"{BACKPORT}/backport-subscription"
+    assert f"{BACKPORT}/backport-subscription" in sub["supportedProfile"]
     canonicals = {e["valueCanonical"] for e in sub["extension"]}
     assert f"{TOPIC}/plan-progressed" in canonicals and len(canonicals) == 8
     assert {o["name"] for o in sub["operation"]} >= {"status", "events", "get-ws-binding-token"}
@@ -117,7 +119,6 @@ def test_unsupported_requests_are_refused_naming_what(service: Any, receiver: An
     cases = [
         (subscription(receiver.url, topic="no-such-topic"), "no-such-topic"),
         (subscription(receiver.url, channel="email"), "email"),
-        (subscription(receiver.url, content="full-resource"), "full-resource"),
         (subscription(receiver.url, criteria="CarePlan?colour=blue"), "colour"),
         (subscription("ftp://example.org/hook"), "ftp://example.org/hook"),
     ]
@@ -288,3 +289,130 @@ def test_heartbeats_when_nothing_happens(service: Any, receiver: Any) -> None:
     wait_for(lambda: len(receiver.of_kind("heartbeat")) >= 2, what="two heartbeats")
     beat = receiver.of_kind("heartbeat")[0]
     assert beat.param("status") == "active" and beat.numbers == []
+
+
+def test_the_secret_is_write_only(service: Any, receiver: Any) -> None:
+    """Accepted on create and update, never returned (reads show it masked); $rotate-secret returns a new
+    one once; notifications are signed with whichever is current."""
+    patient = f"p-{uuid.uuid4().hex[:8]}"
+    resp = _create(service, subscription(receiver.url, criteria=f"CarePlan?patient={patient}"))
+    assert resp.status_code == 201, resp.text
+    assert SECRET not in resp.text
+    sid = resp.json()["id"]
+    read = httpx.get(f"{service.fhir}/Subscription/{sid}", headers=service.auth(), timeout=30)
+    assert SECRET not in read.text
+    history = httpx.get(f"{service.fhir}/Subscription/{sid}/_history", headers=service.auth(), timeout=30)
+    assert SECRET not in history.text
+    searched = httpx.get(
+        f"{service.fhir}/Subscription", params={"_id": sid}, headers=service.auth(), timeout=30
+    )
+    assert SECRET not in searched.text
+    [masked] = [e for e in read.json()["extension"] if e["url"].endswith("subscription-secret")]
+    assert masked["valueString"] == "********"
+    wait_for(lambda: _status(service, sid)["status"] == "active", what="status active")
+
+    def signed_with(secret: str, count: int) -> None:
+        wait_for(lambda: len(receiver.numbers()) >= count, what=f"{count} notifications")
+        note = receiver.of_kind("event-notification")[-1]
+        expected = "sha256=" + hmac.new(secret.encode(), note.body, hashlib.sha256).hexdigest()
+        assert note.headers["x-relearn-signature"] == expected
+
+    _progressed(service, patient, 1)
+    signed_with(SECRET, 1)
+    # A client that reads, edits and writes back the resource sends the mask: the secret stays.
+    body = read.json()
+    body["reason"] = "edited"
+    resp = httpx.put(f"{service.fhir}/Subscription/{sid}", json=body, headers=service.auth(), timeout=30)
+    assert resp.status_code == 200, resp.text
+    _progressed(service, patient, 1)
+    signed_with(SECRET, 2)
+    # A new secret on update is taken, and not shown either.
+    body["extension"] = [e for e in body["extension"] if not e["url"].endswith("subscription-secret")]
+    body["extension"].append(
+        {
+            "url": f"{CANONICAL_URL}/StructureDefinition/subscription-secret",
+            "valueString": "another-long-secret-value",
+        }
+    )
+    resp = httpx.put(f"{service.fhir}/Subscription/{sid}", json=body, headers=service.auth(), timeout=30)
+    assert resp.status_code == 200 and "another-long-secret-value" not in resp.text
+    _progressed(service, patient, 1)
+    signed_with("another-long-secret-value", 3)
+    # $rotate-secret: a server-made secret, returned this once.
+    rotated = httpx.post(
+        f"{service.fhir}/Subscription/{sid}/$rotate-secret", headers=service.auth(), timeout=30
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"
+    new_secret = rotated.json()["parameter"][0]["valueString"]
+    assert len(new_secret) >= 32
+    read = httpx.get(f"{service.fhir}/Subscription/{sid}", headers=service.auth(), timeout=30)
+    assert new_secret not in read.text
+    _progressed(service, patient, 1)
+    signed_with(new_secret, 4)
+    reader = service.auth(scope="system/*.read")
+    assert httpx.post(f"{service.fhir}/Subscription/{sid}/$rotate-secret", headers=reader).status_code == 403
+
+
+def test_goal_achieved_comes_from_the_plan_events_goals(service: Any, receiver: Any) -> None:
+    patient = f"p-{uuid.uuid4().hex[:8]}"
+    body = subscription(receiver.url, topic="goal-achieved", criteria=f"Goal?patient={patient}")
+    sid = _create(service, body).json()["id"]
+    wait_for(lambda: _status(service, sid)["status"] == "active", what="status active")
+    # Reason text alone raises nothing (the plan names the goals it marks achieved in goals[]).
+    service.publish(
+        "plan.updated.v1",
+        patient,
+        {"carePlan": f"CarePlan/cp-{patient}", "versionId": 5, "reason": "2 goal(s) achieved", "goals": []},
+    )
+    goals = [
+        {
+            "goal": "Goal/g-done",
+            "versionId": 3,
+            "lifecycleStatus": "completed",
+            "achievementStatus": "achieved",
+            "achieved": True,
+        },
+        {
+            "goal": "Goal/g-open",
+            "versionId": 2,
+            "lifecycleStatus": "active",
+            "achievementStatus": "improving",
+            "achieved": False,
+        },
+    ]
+    service.publish(
+        "plan.updated.v1",
+        patient,
+        {"carePlan": f"CarePlan/cp-{patient}", "versionId": 6, "reason": "re-assessment", "goals": goals},
+    )
+    wait_for(lambda: len(receiver.numbers()) >= 1, what="the goal-achieved notification")
+    note = receiver.of_kind("event-notification")[0]
+    assert note.numbers == [1] and note.focuses[0].endswith("Goal/g-done")
+    [entry] = note.bundle["entry"][1:]  # id-only: the focus's fullUrl and request, no resource
+    assert entry["fullUrl"].endswith("/Goal/g-done") and "resource" not in entry
+    assert entry["request"]["url"] == "Goal/g-done" and entry["response"]["etag"] == 'W/"3"'
+    assert _status(service, sid)["events-since-subscription-start"] == "1"
+
+
+def test_full_resource_without_a_credential_goes_id_only_saying_why(service: Any, receiver: Any) -> None:
+    """This service has no client to read the focus with (no SUBSCRIPTIONS_FOCUS_CLIENT_ID): each entry goes
+    id-only and the status says why (tests/test_subscriptions_front_door.py reads real ones)."""
+    patient = f"p-{uuid.uuid4().hex[:8]}"
+    body = subscription(receiver.url, criteria=f"CarePlan?patient={patient}", content="full-resource")
+    resp = _create(service, body)
+    assert resp.status_code == 201, resp.text
+    sid = resp.json()["id"]
+    wait_for(lambda: _status(service, sid)["status"] == "active", what="status active")
+    _progressed(service, patient, 2)
+    wait_for(lambda: len(receiver.numbers()) >= 2, what="two notifications")
+    entries = [e for r in receiver.of_kind("event-notification") for e in r.bundle["entry"][1:]]
+    assert [e["response"]["etag"] for e in entries] == ['W/"2"', 'W/"3"']  # the versions the events name
+    assert all("resource" not in e and e["fullUrl"].endswith(f"CarePlan/cp-{patient}") for e in entries)
+    errors = [
+        p["valueCodeableConcept"]["text"]
+        for r in receiver.of_kind("event-notification")
+        for p in r.status["parameter"]
+        if p["name"] == "error"
+    ]
+    assert errors and all("sent id-only" in e and "no credential" in e for e in errors)

@@ -45,13 +45,40 @@ def test_plan_events_raise_their_topics_and_tasks() -> None:
     assert _topics("plan.drafted.v1", {"carePlan": "CarePlan/cp"}) == {}
 
 
-def test_goal_achieved_from_named_goals_or_the_reason() -> None:
-    named = {"carePlan": "CarePlan/cp", "goals": [{"goal": "Goal/g1", "achievement": "achieved"}]}
-    assert _topics("plan.updated.v1", named) == {"goal-achieved": ["Goal/g1"]}
+def test_goal_achieved_from_the_plan_events_goals_not_the_reason() -> None:
+    goals = [
+        {
+            "goal": "Goal/g1",
+            "versionId": 3,
+            "lifecycleStatus": "completed",
+            "achievementStatus": "achieved",
+            "achieved": True,
+        },
+        {
+            "goal": "Goal/g2",
+            "versionId": 2,
+            "lifecycleStatus": "completed",
+            "achievementStatus": "achieved",
+            "achieved": False,
+        },  # achieved before: not again
+        {
+            "goal": "Goal/g3",
+            "versionId": 1,
+            "lifecycleStatus": "active",
+            "achievementStatus": "improving",
+            "achieved": False,
+        },
+    ]
+    data = {"carePlan": "CarePlan/cp", "versionId": 7, "goals": goals, "reason": "2 goal(s) achieved"}
+    assert _topics("plan.updated.v1", data) == {"goal-achieved": ["Goal/g1"]}
+    [t] = triggers("plan.updated.v1", "pat-1", data)
+    assert t.version == "3"  # the Goal version the plan wrote, not the CarePlan's
     counted = {"carePlan": "CarePlan/cp", "reason": "re-assessment: 1 new goal(s), 2 goal(s) achieved"}
-    assert _topics("plan.updated.v1", counted) == {"goal-achieved": ["CarePlan/cp"]}
-    none = {"carePlan": "CarePlan/cp", "reason": "0 goal(s) achieved"}
-    assert _topics("plan.updated.v1", none) == {}
+    assert _topics("plan.updated.v1", counted) == {}  # reason text is never read
+    [p] = triggers(
+        "plan.progressed.v1", "pat-1", {"carePlan": "CarePlan/cp", "versionId": 4, "kind": "advance"}
+    )
+    assert p.version == "4"
 
 
 def test_filters_match_patient_pattern_stage_category() -> None:
@@ -150,3 +177,29 @@ def test_retry_delays_grow_to_the_cap_with_jitter() -> None:
     delays = [retry_delay(n, base_s=0.5, cap_s=30, rng=rng) for n in range(1, 40)]
     assert all(0.25 <= d <= 30 for d in delays)
     assert max(delays[10:]) > 5  # grows
+
+
+def test_the_focus_version_at_an_events_time() -> None:
+    from datetime import UTC, datetime
+
+    from relearn.subscriptions.service.focus import FocusReader
+
+    def version(v: int, at: str) -> dict[str, Any]:
+        return {"resource": {"resourceType": "Encounter", "meta": {"versionId": str(v), "lastUpdated": at}}}
+
+    history = {
+        "entry": [
+            version(3, "2026-01-03T00:00:00Z"),
+            version(2, "2026-01-02T00:00:00Z"),
+            {"request": {"method": "DELETE"}},
+            version(1, "2026-01-01T00:00:00Z"),
+        ]
+    }
+
+    def at(day: int) -> str | None:
+        found = FocusReader._as_of("Encounter/e", history, datetime(2026, 1, day, 12, tzinfo=UTC))
+        return found.resource["meta"]["versionId"] if found.resource else None
+
+    assert at(2) == "2"  # a later update does not leak into an earlier event
+    assert at(5) == "3"
+    assert FocusReader._as_of("Encounter/e", history, datetime(2025, 1, 1, tzinfo=UTC)).resource is not None

@@ -9,11 +9,15 @@ Out, one event per plan version: ``{carePlan, versionId, patient, activity?, pat
 stage?, reason, evidence}``; every event also carries ``activities[]`` (id, pattern, side, level, stage, dose,
 status, cpt) so the sessions service can keep its read model of active plans. ``versionId`` is the CarePlan
 version the store assigned to the write carrying the change (an integer, as the store counts).
+Every plan event also carries ``goals[]``: the Goals this plan version wrote (created or changed), each
+``{goal, versionId, lifecycleStatus, achievementStatus, achieved}`` where ``achieved`` is true when this
+version marked the goal achieved (the subscriptions service's goal-achieved topic reads it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -28,7 +32,7 @@ from relearn.plan.domain.inputs import SymptomsRecorded as SymptomsRecorded
 from relearn.plan.domain.inputs import TrialSummarized as TrialSummarized
 from relearn.plan.domain.patterns import Dimension
 from relearn.plan.domain.procedure_codes import cpt_code
-from relearn.plan.domain.state import ActivityState, Decision, PlanState
+from relearn.plan.domain.state import ActivityState, Decision, GoalState, PlanState
 from relearn.shared.events import CloudEvent, stage
 
 EVALUATION_COMPLETED = "evaluation.completed.v1"
@@ -215,13 +219,42 @@ def with_procedure_codes(data: dict[str, Any], plan: PlanState, catalogue: Catal
     return data | {"activities": coded}
 
 
+@dataclass(frozen=True)
+class GoalVersion:
+    """A Goal written with a plan version: the version the store gave it, and whether this version marked it
+    achieved (it was not before)."""
+
+    goal: GoalState
+    version_id: int
+    achieved: bool
+
+
+def goals_data(goals: Sequence[GoalVersion]) -> list[dict[str, Any]]:
+    return [
+        {
+            "goal": f"Goal/{g.goal.id}",
+            "versionId": g.version_id,
+            "lifecycleStatus": g.goal.lifecycle,
+            "achievementStatus": g.goal.achievement,
+            "achieved": g.achieved,
+        }
+        for g in goals
+    ]
+
+
 def stage_version(
-    session: Session, plan: PlanState, decision: Decision | None, catalogue: Catalogue | None = None
+    session: Session,
+    plan: PlanState,
+    decision: Decision | None,
+    catalogue: Catalogue | None = None,
+    goals: Sequence[GoalVersion] = (),
 ) -> CloudEvent:
-    """Stage the one event of this plan version in the outbox (same transaction as the version)."""
+    """Stage the one event of this plan version in the outbox (same transaction as the version), with the
+    Goals the version wrote (``goals[]``)."""
     event_type, data = version_event(plan, decision)
     if catalogue is not None:
         data = with_procedure_codes(data, plan, catalogue)
+    data["goals"] = goals_data(goals)
     event = CloudEvent.new(SOURCE, event_type, plan.patient, data)
     stage(session, event)
     return event

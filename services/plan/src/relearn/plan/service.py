@@ -64,7 +64,7 @@ from relearn.plan.domain.state import (
     Waiver,
 )
 from relearn.plan.domain.versions import PlanVersion, split_versions
-from relearn.plan.events import stage_version
+from relearn.plan.events import GoalVersion, stage_version
 from relearn.plan.mapper import (
     care_plan,
     code_systems,
@@ -161,7 +161,11 @@ class PlanService:
         return self.store.update(session, rdef, resource["id"], resource)
 
     def _write_version(
-        self, session: Session, version: PlanVersion, removed: Iterable[str] = ()
+        self,
+        session: Session,
+        version: PlanVersion,
+        removed: Iterable[str] = (),
+        previous: PlanState | None = None,
     ) -> CloudEvent:
         plan = version.plan
         resource = care_plan(plan, self.catalogue)
@@ -172,8 +176,15 @@ class PlanService:
         if stored.version_id != plan.version:  # pragma: no cover - the If-Match above guarantees it
             raise RuntimeError(f"CarePlan/{plan.id} is at {stored.version_id}, plan at {plan.version}")
         written: list[StoredResource | None] = [stored]
-        for goal in goal_resources(plan):
-            written.append(self._write_if_changed(session, GOAL, goal))
+        before = {g.id: g for g in previous.goals} if previous is not None else {}
+        goals: list[GoalVersion] = []
+        for resource, goal in zip(goal_resources(plan), plan.goals, strict=True):
+            goal_stored = self._write_if_changed(session, GOAL, resource)
+            written.append(goal_stored)
+            if goal_stored is not None:
+                was = before.get(goal.id)
+                achieved = goal.achievement == "achieved" and (was is None or was.achievement != "achieved")
+                goals.append(GoalVersion(goal, goal_stored.version_id, achieved))
         for request in service_requests(plan, self.catalogue):
             written.append(self._write_if_changed(session, SERVICE_REQUEST, request))
         for task in task_resources(plan):
@@ -183,7 +194,7 @@ class PlanService:
             if current is not None and not current.deleted:
                 written.append(self.store.delete(session, SERVICE_REQUEST, activity_id))
         self._record_provenance(session, plan, [w for w in written if w is not None])
-        return stage_version(session, plan, version.decision, self.catalogue)
+        return stage_version(session, plan, version.decision, self.catalogue, goals)
 
     def _record_provenance(self, session: Session, plan: PlanState, written: list[StoredResource]) -> None:
         """Provenance of the version's CarePlan, Goals and ServiceRequests, in the version's transaction: ours
@@ -221,7 +232,12 @@ class PlanService:
         versions = split_versions(before, outcome.plan)
         kept = {a.id for a in outcome.plan.activities}
         removed = [a.id for a in before.activities if a.id not in kept]
-        events = [self._write_version(session, v, removed if i == 0 else ()) for i, v in enumerate(versions)]
+        events = [
+            self._write_version(
+                session, v, removed if i == 0 else (), before if i == 0 else versions[i - 1].plan
+            )
+            for i, v in enumerate(versions)
+        ]
         final = versions[-1].plan
         repository.save(session, final, record)
         logger.info(

@@ -63,6 +63,14 @@ def operations_router(subs: Subscriptions) -> APIRouter:
     ) -> FhirResponse:
         return FhirResponse(subs.resend(session, principal, id, eventsSinceNumber))
 
+    @router.post(
+        "/{id}/$rotate-secret",
+        summary="A new HMAC signing secret, returned once (the Subscription shows the secret masked)",
+    )
+    def rotate_secret(id: str, session: SessionDep, principal: PrincipalDep) -> FhirResponse:
+        # Shown this once: no cache keeps it.
+        return FhirResponse(subs.rotate_secret(session, principal, id), headers={"Cache-Control": "no-store"})
+
     @router.post("/{id}/$get-ws-binding-token", summary="A token to bind a websocket (Backport IG)")
     def ws_token(id: str, session: SessionDep, principal: PrincipalDep) -> FhirResponse:
         return FhirResponse(subs.ws_binding_token(session, principal, id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from relearn.shared.service import ServiceSettings
@@ -23,3 +23,13 @@ class Settings(ServiceSettings):
     websocket_url: str = "ws://127.0.0.1:8080/subscriptions/ws"
     # Lifetime of a token from $get-ws-binding-token (seconds).
     ws_token_ttl_s: float = Field(default=300.0, gt=0)
+
+    # full-resource payloads: the focus is read at send time through the front door's FHIR base URL with the
+    # service's own client-credentials token (docs/deploy.md). No client id: full-resource notifications go
+    # out id-only, each saying why in its SubscriptionStatus.
+    focus_base_url: str = ""  # default: fhir_base_url
+    focus_token_url: str = ""  # default: <auth_issuer>/token
+    focus_client_id: str = Field(default="", max_length=255)
+    focus_client_secret: SecretStr = SecretStr("")
+    focus_scope: str = "system/*.read"
+    focus_timeout_s: float = Field(default=10.0, gt=0, le=120)

@@ -23,6 +23,7 @@ from relearn.shared.service import BackgroundWorker, ServiceSettings, create_ser
 from relearn.subscriptions import mapper
 from relearn.subscriptions.api import domain_router, operations_router, remember_principal, websocket_router
 from relearn.subscriptions.config import Settings
+from relearn.subscriptions.domain.subscription import PROFILE
 from relearn.subscriptions.domain.topics import TOPICS
 from relearn.subscriptions.events import CONSUMED_TOPICS
 from relearn.subscriptions.handlers import notifier_handlers
@@ -31,7 +32,8 @@ from relearn.subscriptions.service import Subscriptions
 from relearn.subscriptions.service.delivery import RestHookSender
 from relearn.subscriptions.service.websocket import WebsocketChannel
 
-_OPERATIONS = ("status", "events", "resend", "get-ws-binding-token")
+_OPERATIONS = ("status", "events", "resend", "rotate-secret", "get-ws-binding-token")
+_OWN_OPERATIONS = ("resend", "rotate-secret")
 
 
 def _settings(settings: ServiceSettings) -> Settings:
@@ -55,6 +57,9 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
             group_id="subscriptions-notifier",
             topics=list(CONSUMED_TOPICS),
             handlers=notifier_handlers(subs),
+            # A broker that lost its log and the group's offsets: read again from the earliest record
+            # rather than wait for offsets that no longer exist (numbering skips events by their id).
+            lost_log_check_s=10.0,
         ),
         RestHookSender(engine, subs),
     ]
@@ -70,14 +75,15 @@ def capability(settings: Settings) -> dict[str, Any]:
     )
     for resource in statement["rest"][0]["resource"]:
         if resource["type"] == "Subscription":
+            resource["supportedProfile"] = [PROFILE]
             resource["extension"] = [{"url": mapper.TOPIC_CANONICAL, "valueCanonical": t.url} for t in TOPICS]
             resource["operation"] = [
                 {
                     "name": op,
                     "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
                     f"backport-subscription-{op}"
-                    if op != "resend"
-                    else f"{CANONICAL_URL}/OperationDefinition/subscription-resend",
+                    if op not in _OWN_OPERATIONS
+                    else f"{CANONICAL_URL}/OperationDefinition/subscription-{op}",
                 }
                 for op in _OPERATIONS
             ]

@@ -88,6 +88,9 @@ class EventView:
     number: int
     occurred_at: datetime
     focus: str | None  # None: withheld (payload empty, or the owner's scopes no longer cover it)
+    version: str | None = None  # the focus version the event was about, when known
+    resource: dict[str, Any] | None = None  # full-resource: the focus as it was at that version
+    note: str | None = None  # full-resource: why this event's focus went out id-only
 
 
 def status_parameters(
@@ -124,6 +127,11 @@ def status_parameters(
         params.append(
             {"name": "error", "valueCodeableConcept": {"text": error}},
         )
+    for e in events:
+        if e.note:
+            what = f"{e.focus} sent id-only" if e.focus else "focus withheld"
+            text = f"event {e.number}: {what}: {e.note}"
+            params.append({"name": "error", "valueCodeableConcept": {"text": text}})
     return {
         "resourceType": "Parameters",
         "id": str(uuid.uuid4()),
@@ -132,8 +140,39 @@ def status_parameters(
     }
 
 
-def notification_bundle(status: dict[str, Any], *, subscription_id: str, at: datetime) -> dict[str, Any]:
-    """A notification (type ``history``) whose first entry is the SubscriptionStatus."""
+def focus_entry(base_url: str, event: EventView) -> dict[str, Any]:
+    """A notification entry for one event's focus: fullUrl and request (id-only), the resource too
+    (full-resource), and the version it was about."""
+    assert event.focus is not None
+    version = event.version or (
+        str((event.resource.get("meta") or {}).get("versionId") or "") or None if event.resource else None
+    )
+    created = version == "1"
+    entry: dict[str, Any] = {"fullUrl": f"{base_url}/{event.focus}"}
+    if event.resource is not None:
+        entry["resource"] = event.resource
+    entry["request"] = {"method": "POST" if created else "PUT", "url": event.focus}
+    response: dict[str, Any] = {"status": "201" if created else "200"}
+    if version:
+        response["etag"] = f'W/"{version}"'
+    entry["response"] = response
+    return entry
+
+
+def notification_bundle(
+    status: dict[str, Any],
+    *,
+    subscription_id: str,
+    at: datetime,
+    base_url: str = "",
+    events: Sequence[EventView] = (),
+) -> dict[str, Any]:
+    """A notification (type ``history``) whose first entry is the SubscriptionStatus, then one entry per
+    event focus given (id-only and full-resource payloads; one per focus version, in event order)."""
+    latest: dict[tuple[str, str | None], EventView] = {}
+    for e in events:
+        if e.focus:
+            latest.setdefault((e.focus, e.version), e)
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
@@ -146,7 +185,8 @@ def notification_bundle(status: dict[str, Any], *, subscription_id: str, at: dat
                 "resource": status,
                 "request": {"method": "GET", "url": f"Subscription/{subscription_id}/$status"},
                 "response": {"status": "200"},
-            }
+            },
+            *(focus_entry(base_url, e) for e in latest.values()),
         ],
     }
 

@@ -8,6 +8,7 @@ because the platform declares FHIR 4.0.1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 from fhir.resources.R4B.basic import Basic
 from fhir.resources.R4B.subscription import Subscription
@@ -21,7 +22,11 @@ from relearn.shared.fhir import (
     token,
 )
 from relearn.subscriptions.config import Settings
-from relearn.subscriptions.domain.subscription import PROFILE, parse
+from relearn.subscriptions.domain.subscription import PROFILE, parse, without_secret
+
+# The secret the Subscription being written carried, taken out of it before it is stored (the validator runs
+# on the very dict the store then writes); the store's write hook, next in the same call, keeps it apart.
+WRITTEN_SECRET: ContextVar[str | None] = ContextVar("relearn_subscription_secret", default=None)
 
 
 def _validator(settings: Settings) -> Validator:
@@ -29,6 +34,9 @@ def _validator(settings: Settings) -> Validator:
 
     def check(resource: dict[str, object]) -> None:
         parse(resource, allow_http=allow_http)
+        extensions, secret = without_secret(resource)
+        resource["extension"] = extensions
+        WRITTEN_SECRET.set(secret)
 
     return check
 

@@ -58,6 +58,8 @@ class NotificationEvent(SQLModel, table=True):
     source_event: str = Field(max_length=64)  # the CloudEvent id
     event_type: str = Field(max_length=128)
     focus: str = Field(max_length=255)
+    # The focus version the event was about when the event names it (else found by time at send).
+    focus_version: str | None = Field(default=None, max_length=64)
     patient: str = Field(max_length=64)
     occurred_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     recorded_at: datetime = Field(default_factory=_now, sa_type=sa.DateTime(timezone=True))

@@ -99,6 +99,12 @@ class EventConsumer:
     keeps them). A call into the client (poll, commit, close) that has not returned after
     ``stall_timeout_s`` is broken off and the client made again (kafka-python 3.0.x's network loop waits
     without a timeout, upstream issue #3121).
+
+    ``lost_log_check_s`` (off by default; the subscriptions notifier sets it): while idle, this often the
+    consumer checks that no partition's log ends before its
+    position (records it read are gone: a broker that lost its log and committed offsets); a partition seen so
+    twice in a row, its position unmoved, is read again from its earliest record, the processed-event table
+    skipping what was handled.
     """
 
     def __init__(
@@ -115,6 +121,7 @@ class EventConsumer:
         batch_safe: bool = True,
         stall_timeout_s: float = 45.0,
         slow_fetch_wait_ms: int = 1000,
+        lost_log_check_s: float | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -133,6 +140,8 @@ class EventConsumer:
         self._dlq_producer = dlq_producer
         self.stall_timeout_s = stall_timeout_s
         self.slow_fetch_wait_ms = slow_fetch_wait_ms
+        self.lost_log_check_s = lost_log_check_s
+        self._past_end: dict[TopicPartition, int] = {}  # partitions seen past their log's end, and where
         self._fetch_wait_ms: int | None = None  # set once starved: a broker whose reads are slow
         self._polling: tuple[KafkaConsumer, float] | None = None  # the consumer in poll() since when
         self._watchdog: threading.Thread | None = None
@@ -199,7 +208,7 @@ class EventConsumer:
             self._close_dlq_producer()
 
     def _consume(self, consumer: KafkaConsumer) -> None:
-        last_record = time.monotonic()
+        last_record = last_end_check = time.monotonic()
         while not self._stop.is_set():
             with self._guarded(consumer):
                 polled = consumer.poll(timeout_ms=200)
@@ -211,6 +220,13 @@ class EventConsumer:
             elif now - last_record > self.stall_timeout_s:
                 last_record = now
                 self._check_not_starved(consumer)
+            if (
+                self.lost_log_check_s is not None
+                and not polled
+                and now - last_end_check > self.lost_log_check_s
+            ):
+                last_end_check = now
+                self._check_not_past_end(consumer)
             # Each partition's records in order; a batch may span partitions (their order is independent).
             records = [record for partition in polled.values() for record in partition]
             handled = 0
@@ -254,6 +270,34 @@ class EventConsumer:
                 f"no record for {self.stall_timeout_s:.0f} s while {waiting} wait: fetching with "
                 f"{self.slow_fetch_wait_ms} ms waits from now on"
             )
+
+    def _check_not_past_end(self, consumer: KafkaConsumer) -> None:
+        """A partition whose log now ends before this consumer's position lost records the consumer had
+        read (a broker that forgot its log and the group's offsets: Tansu's memory engine restarted, a
+        topic deleted and made again). Its fetches would wait for offsets that no longer exist, for ever:
+        read it again from its earliest record instead; events handled before are skipped by their id
+        (the processed-event table). Acted on when two checks in a row see it with the position unmoved (a
+        broker's listed end can trail what a fetch just returned while records are being written)."""
+        assigned = list(consumer.assignment())
+        if not assigned:
+            self._past_end = {}
+            return
+        with self._guarded(consumer):
+            ends = consumer.end_offsets(assigned)
+            now = {tp: consumer.position(tp) for tp in assigned if tp in ends}
+        past = {tp: at for tp, at in now.items() if at is not None and at > ends[tp]}
+        lost = [tp for tp, at in past.items() if self._past_end.get(tp) == at]
+        self._past_end = {tp: at for tp, at in past.items() if tp not in lost}
+        if lost:
+            logger.warning(
+                "partition log ends before the consumer's position; reading it again from the earliest",
+                extra={
+                    "group": self.group_id,
+                    "partitions": {f"{tp.topic}[{tp.partition}]": [past[tp], ends[tp]] for tp in lost},
+                },
+            )
+            with self._guarded(consumer):
+                consumer.seek_to_beginning(*lost)
 
     @contextlib.contextmanager
     def _guarded(self, consumer: KafkaConsumer) -> Iterator[None]:

@@ -224,6 +224,10 @@ class Platform:
         if spec.name == "subscriptions":
             # Websocket subscribers connect through the front door.
             env[f"{p}WEBSOCKET_URL"] = f"ws://{s.host}:{s.front_door_port}/subscriptions/ws"
+            # full-resource payloads: the focus is read through the front door with the dev issuer's
+            # read-only demo client (its token from <issuer>/token, the default).
+            env.setdefault(f"{p}FOCUS_CLIENT_ID", "ehr-demo")
+            env.setdefault(f"{p}FOCUS_CLIENT_SECRET", "ehr-demo-secret")
         if s.database_url_template:
             env[f"{p}DATABASE_URL"] = s.database_url_template.format(service=spec.name.replace("-", "_"))
         else:

@@ -24,7 +24,9 @@ HEARTBEAT = f"{BACKPORT}/backport-heartbeat-period"
 TIMEOUT = f"{BACKPORT}/backport-timeout"
 MAX_COUNT = f"{BACKPORT}/backport-max-count"
 # Relearn's: the secret notifications are signed with (HMAC-SHA256 of the body, X-Relearn-Signature).
+# Write-only: accepted on create and update, stored apart from the resource (reads show SECRET_MASK).
 SECRET = f"{CANONICAL_URL}/StructureDefinition/subscription-secret"
+SECRET_MASK = "********"
 # Relearn's, set by the server: the patient a patient-scoped token subscribed for (compartment).
 OWNER_PATIENT = f"{CANONICAL_URL}/StructureDefinition/subscription-patient"
 
@@ -108,14 +110,6 @@ def parse(resource: Mapping[str, Any], *, allow_http: bool) -> SubscriptionSpec:
         )
     content_ext = _ext(channel.get("_payload"), PAYLOAD_CONTENT)
     content = str(content_ext.get("valueCode")) if content_ext else ("id-only" if payload_type else "empty")
-    if content == "full-resource":
-        # The focus resources live in the other services' databases; fetching them at send time is not built.
-        raise InvalidResource(
-            "Unsupported payload content 'full-resource': Relearn sends empty or id-only notifications; "
-            "read the focus resources through the FHIR base URL",
-            expression="Subscription.channel.payload.extension('backport-payload-content')",
-            issue_code="not-supported",
-        )
     if content not in PAYLOADS:
         raise InvalidResource(
             f"Unsupported payload content '{content}': one of {', '.join(PAYLOADS)}",
@@ -136,9 +130,11 @@ def parse(resource: Mapping[str, Any], *, allow_http: bool) -> SubscriptionSpec:
     max_count = _int_ext(channel, MAX_COUNT, "Subscription.channel.extension('max-count')", 1, MAX_MAX_COUNT)
     secret_ext = _ext(resource, SECRET)
     secret = str(secret_ext.get("valueString") or "") if secret_ext else None
-    if secret is not None and len(secret) < 16:
+    if secret == SECRET_MASK:  # what a read shows, sent back unchanged: keep the secret there is
+        secret = None
+    if secret is not None and (len(secret) < 16 or len(secret) > 255):
         raise InvalidResource(
-            "The subscription secret must be at least 16 characters",
+            "The subscription secret must be 16 to 255 characters",
             expression="Subscription.extension('subscription-secret')",
         )
     return SubscriptionSpec(
@@ -202,6 +198,21 @@ def _filters(criteria_element: Any, topic: Topic) -> dict[str, str]:
                 raise InvalidResource(f"Filter '{name}' needs exactly one value", expression=expr)
             filters[name] = f"Patient/{value.removeprefix('Patient/')}" if name == "patient" else value
     return filters
+
+
+def without_secret(resource: Mapping[str, Any]) -> tuple[list[Any], str | None]:
+    """The resource's extensions with the secret masked (always present, so a read shows one is set), and the
+    secret it carried (None when absent or the mask)."""
+    secret: str | None = None
+    kept: list[Any] = []
+    for e in resource.get("extension") or []:
+        if isinstance(e, Mapping) and e.get("url") == SECRET:
+            value = e.get("valueString")
+            if isinstance(value, str) and value and value != SECRET_MASK:
+                secret = value
+            continue
+        kept.append(e)
+    return [*kept, {"url": SECRET, "valueString": SECRET_MASK}], secret
 
 
 def patient_of(filters: Mapping[str, str]) -> str | None:

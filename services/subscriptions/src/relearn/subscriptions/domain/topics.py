@@ -8,7 +8,6 @@ Pure: no FastAPI, SQL, Kafka or HTTP.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +80,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "goal-achieved",
         "Goal achieved",
-        "A re-assessment found a Goal achieved (plan.updated.v1 naming achieved goals).",
+        "A plan version marked a Goal achieved (a plan event whose goals[] has achieved: true; the focus is "
+        "that Goal version).",
         "Goal",
         ("plan.updated.v1",),
         (PATIENT,),
@@ -132,6 +132,8 @@ class Trigger:
     focus: str  # Type/id
     patient: str
     values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The focus version the event is about, when the event names it (CarePlan and Goal from plan events).
+    version: str | None = None
 
     def matches(self, filters: Mapping[str, str]) -> bool:
         """Every filter of a subscription (name -> value) is met by this trigger."""
@@ -153,23 +155,17 @@ def _activity_patterns(data: Mapping[str, Any]) -> frozenset[str]:
     return _strs(*(a.get("pattern") for a in acts if isinstance(a, Mapping)))
 
 
-_GOALS_ACHIEVED = re.compile(r"(\d+) goal\(s\) achieved")
-
-
-def _achieved_goals(data: Mapping[str, Any]) -> list[str]:
-    """Goals a plan.updated.v1 reports achieved: ``goals[]`` with an achieved status when the plan sends them,
-    else the care plan itself when its reason counts achieved goals (the plan does not name them yet)."""
+def _achieved_goals(data: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """The Goals a plan event marks achieved, with the Goal version written: ``goals[]`` entries with
+    ``achieved: true`` (docs/events.md). Nothing is read from the reason text."""
     goals = data.get("goals")
+    out: list[tuple[str, str | None]] = []
     if isinstance(goals, list):
-        out = []
         for g in goals:
-            if isinstance(g, Mapping) and g.get("achievement") == "achieved" and g.get("goal"):
-                out.append(str(g["goal"]))
-        return out
-    m = _GOALS_ACHIEVED.search(str(data.get("reason") or ""))
-    if m and int(m.group(1)) > 0 and data.get("carePlan"):
-        return [str(data["carePlan"])]
-    return []
+            if isinstance(g, Mapping) and g.get("achieved") is True and isinstance(g.get("goal"), str):
+                version = g.get("versionId")
+                out.append((str(g["goal"]), str(version) if isinstance(version, int | str) else None))
+    return out
 
 
 def _ref(value: Any, rtype: str) -> str:
@@ -183,18 +179,22 @@ def triggers(event_type: str, subject: str, data: Mapping[str, Any]) -> list[Tri
     out: list[Trigger] = []
     t = {topic.slug: topic.url for topic in TOPICS}
     pattern = _strs(data.get("pattern")) or _activity_patterns(data)
+    plan_version = data.get("versionId")
+    pv = str(plan_version) if isinstance(plan_version, int | str) and plan_version != "" else None
     if event_type == "plan.activated.v1" and data.get("carePlan"):
-        out.append(Trigger(t["plan-activated"], str(data["carePlan"]), patient, {"pattern": pattern}))
+        out.append(
+            Trigger(t["plan-activated"], str(data["carePlan"]), patient, {"pattern": pattern}, version=pv)
+        )
     elif event_type == "plan.progressed.v1" and data.get("carePlan"):
         values = {"pattern": pattern, "stage": _strs(data.get("stage")), "category": _strs(data.get("kind"))}
-        out.append(Trigger(t["plan-progressed"], str(data["carePlan"]), patient, values))
+        out.append(Trigger(t["plan-progressed"], str(data["carePlan"]), patient, values, version=pv))
     elif event_type == "plan.stage-changed.v1" and data.get("carePlan"):
         values = {"pattern": pattern, "stage": _strs(data.get("stage"), data.get("to"))}
-        out.append(Trigger(t["competence-stage-changed"], str(data["carePlan"]), patient, values))
-    elif event_type == "plan.updated.v1":
-        for goal in _achieved_goals(data):
-            out.append(Trigger(t["goal-achieved"], _ref(goal, "Goal"), patient, {}))
-    elif event_type in ("evaluation.completed.v1", "evaluation.reassessed.v1") and data.get("evaluation"):
+        out.append(Trigger(t["competence-stage-changed"], str(data["carePlan"]), patient, values, version=pv))
+    if event_type.startswith("plan."):
+        for goal, goal_version in _achieved_goals(data):
+            out.append(Trigger(t["goal-achieved"], _ref(goal, "Goal"), patient, {}, version=goal_version))
+    if event_type in ("evaluation.completed.v1", "evaluation.reassessed.v1") and data.get("evaluation"):
         kind = data.get("kind") or ("reassessment" if event_type == "evaluation.reassessed.v1" else "initial")
         out.append(
             Trigger(t["evaluation-completed"], str(data["evaluation"]), patient, {"category": _strs(kind)})

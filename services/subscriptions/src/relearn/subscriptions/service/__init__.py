@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,9 @@ from relearn.subscriptions.config import Settings
 from relearn.subscriptions.domain.subscription import OWNER_PATIENT, SubscriptionSpec, parse, patient_of
 from relearn.subscriptions.domain.topics import BY_URL, Trigger
 from relearn.subscriptions.events import Incoming
+from relearn.subscriptions.resources import WRITTEN_SECRET
 from relearn.subscriptions.schemas import DeliveryOut
+from relearn.subscriptions.service.focus import FocusReader
 from relearn.subscriptions.tables import NotificationEvent, SubscriptionState, WsBindingToken
 
 PRINCIPAL = "relearn.principal"  # session.info key: who is writing (set by the API)
@@ -48,12 +51,28 @@ def may_see(owner_scope: str, owner_patient: str | None, focus_type: str, patien
     return bool(grants) and owner_patient == patient
 
 
+def _in_compartment(resource: dict[str, Any], patient: str) -> bool:
+    """Whether the focus resource is about ``patient`` (its subject, patient or for)."""
+    for element in ("subject", "patient", "for"):
+        ref = resource.get(element)
+        if isinstance(ref, dict) and str(ref.get("reference") or "").endswith(f"Patient/{patient}"):
+            return True
+    return False
+
+
 class Subscriptions:
-    def __init__(self, store: FhirStore, rdef: ResourceDefinition, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: FhirStore,
+        rdef: ResourceDefinition,
+        settings: Settings,
+        focus_reader: FocusReader | None = None,
+    ) -> None:
         self.store = store
         self.rdef = rdef
         self.settings = settings
         self.base_url = settings.fhir_base_url.rstrip("/")
+        self.focus_reader = focus_reader or FocusReader(settings)
 
     # -- a Subscription is written (the store's write hook, in the writer's transaction) -------------
     def on_write(self, session: Session, change: ResourceChange) -> None:
@@ -65,6 +84,8 @@ class Subscriptions:
                 state.status = "off"
             return
         spec = parse(change.resource, allow_http=self.settings.environment != "production")
+        secret = WRITTEN_SECRET.get()  # the write-only secret, taken out of the stored resource
+        WRITTEN_SECRET.set(None)
         principal: Principal | None = session.info.get(PRINCIPAL)
         owner_scope, owner_patient = "system/*.read", None
         if principal is not None:
@@ -86,9 +107,9 @@ class Subscriptions:
                 topic=spec.topic.url,
                 channel=spec.channel,
                 payload=spec.payload,
-                secret=spec.secret or secrets.token_urlsafe(32),
+                secret=secret or secrets.token_urlsafe(32),
             )
-            self._apply(state, spec, owner_scope, owner_patient)
+            self._apply(state, spec, owner_scope, owner_patient, secret)
             if spec.status == "off":
                 state.status = "off"
             repository.add(session, state)
@@ -96,7 +117,7 @@ class Subscriptions:
         restart = (
             state.topic != spec.topic.url or state.endpoint != spec.endpoint or state.channel != spec.channel
         )
-        self._apply(state, spec, owner_scope, owner_patient)
+        self._apply(state, spec, owner_scope, owner_patient, secret)
         if spec.status == "off":
             state.status = "off"
         elif spec.status == "requested" or state.status == "off" or restart:
@@ -109,7 +130,12 @@ class Subscriptions:
         repository.save(session, state)
 
     def _apply(
-        self, state: SubscriptionState, spec: SubscriptionSpec, owner_scope: str, owner_patient: str | None
+        self,
+        state: SubscriptionState,
+        spec: SubscriptionSpec,
+        owner_scope: str,
+        owner_patient: str | None,
+        secret: str | None,
     ) -> None:
         state.topic = spec.topic.url
         state.filters = json.dumps(dict(spec.filters), sort_keys=True)
@@ -120,8 +146,8 @@ class Subscriptions:
         state.heartbeat_s = spec.heartbeat_s
         state.timeout_s = spec.timeout_s
         state.max_count = spec.max_count
-        if spec.secret:
-            state.secret = spec.secret
+        if secret:  # none given (or the mask sent back): the secret stays as it was
+            state.secret = secret
         state.owner_scope = owner_scope
         state.owner_patient = owner_patient
 
@@ -174,6 +200,7 @@ class Subscriptions:
                         source_event=incoming.id,
                         event_type=incoming.type,
                         focus=trigger.focus,
+                        focus_version=trigger.version,
                         patient=trigger.patient,
                         occurred_at=incoming.time,
                     ),
@@ -208,8 +235,60 @@ class Subscriptions:
             visible = state.payload != "empty" and may_see(
                 state.owner_scope, state.owner_patient, e.focus.split("/", 1)[0], e.patient
             )
-            out.append(mapper.EventView(e.number, e.occurred_at, e.focus if visible else None))
+            note = None
+            if not visible and state.payload == "full-resource":
+                note = f"the subscriber's scopes no longer allow reading {e.focus.split('/', 1)[0]}"
+            out.append(
+                mapper.EventView(
+                    e.number, e.occurred_at, e.focus if visible else None, e.focus_version, note=note
+                )
+            )
         return out
+
+    def notification(
+        self, state: SubscriptionState, kind: str, events: Sequence[NotificationEvent]
+    ) -> tuple[dict[str, Any], str | None]:
+        """The notification Bundle of ``events``, and a reason to send it later instead (a focus that could
+        not be read for a passing cause). Call outside a transaction: full-resource reads each focus, as it
+        was at its event, through the FHIR base URL; the owner's scopes are checked again here."""
+        views = self.event_views(state, events)
+        retry: str | None = None
+        if state.payload == "full-resource":
+            views, retry = self._with_resources(state, views, events)
+        status = self._status(state, kind, views)
+        bundle = mapper.notification_bundle(
+            status,
+            subscription_id=state.id,
+            at=now(),
+            base_url=self.base_url,
+            events=views if state.payload != "empty" else (),
+        )
+        return bundle, retry
+
+    def _with_resources(
+        self, state: SubscriptionState, views: list[mapper.EventView], events: Sequence[NotificationEvent]
+    ) -> tuple[list[mapper.EventView], str | None]:
+        out: list[mapper.EventView] = []
+        retry: str | None = None
+        for view, event in zip(views, events, strict=True):
+            if view.focus is None:
+                out.append(view)
+                continue
+            focus = self.focus_reader.read(view.focus, view.version, event.occurred_at)
+            resource, note = focus.resource, focus.reason
+            if focus.retry and retry is None:
+                retry = f"{view.focus}: {focus.reason}"
+            if (
+                resource is not None
+                and state.owner_patient
+                and not _in_compartment(resource, state.owner_patient)
+            ):
+                resource, note = None, f"it is not in Patient/{state.owner_patient}'s compartment"
+            version = view.version
+            if resource is not None:
+                version = version or str((resource.get("meta") or {}).get("versionId") or "") or None
+            out.append(replace(view, resource=resource, note=note, version=version))
+        return out, retry
 
     def status(self, session: Session, principal: Principal, id: str) -> dict[str, Any]:
         state = self._owned(session, principal, id)
@@ -219,6 +298,11 @@ class Subscriptions:
     def status_of(
         self, state: SubscriptionState, kind: str, events: Sequence[NotificationEvent] = ()
     ) -> dict[str, Any]:
+        return self._status(state, kind, self.event_views(state, events))
+
+    def _status(
+        self, state: SubscriptionState, kind: str, views: Sequence[mapper.EventView]
+    ) -> dict[str, Any]:
         return mapper.status_parameters(
             base_url=self.base_url,
             subscription_id=state.id,
@@ -226,7 +310,7 @@ class Subscriptions:
             status=state.status,
             kind=kind,
             events_since_start=state.events_since_start,
-            events=self.event_views(state, events),
+            events=views,
             error=state.last_error if state.status == "error" else None,
         )
 
@@ -241,10 +325,14 @@ class Subscriptions:
         if lo < 1 or (until is not None and until < lo):
             raise InvalidRequest("eventsSinceNumber must be 1 or more and not above eventsUntilNumber")
         rows = repository.events(session, id, lo, hi, 1000)
-        bundle = mapper.notification_bundle(
-            self.status_of(state, "query-event", rows), subscription_id=id, at=now()
+        views = self.event_views(state, rows)
+        return mapper.notification_bundle(
+            self._status(state, "query-event", views),
+            subscription_id=id,
+            at=now(),
+            base_url=self.base_url,
+            events=views if state.payload != "empty" else (),
         )
-        return bundle
 
     def resend(self, session: Session, principal: Principal, id: str, since: int) -> dict[str, Any]:
         """``$resend``: deliver again every event from ``since`` on (duplicates carry their numbers)."""
@@ -262,6 +350,17 @@ class Subscriptions:
         return mapper.parameters(
             resending_from=str(since), events_since_subscription_start=str(state.events_since_start)
         )
+
+    def rotate_secret(self, session: Session, principal: Principal, id: str) -> dict[str, Any]:
+        """``$rotate-secret``: a new signing secret, returned this once (the Subscription shows it masked);
+        for an owner who gave none on create (the server generated one nobody can read) or lost theirs."""
+        principal.require("Subscription", "write")
+        self._owned(session, principal, id)
+        locked = repository.get_state(session, id, lock=True)
+        assert locked is not None
+        locked.secret = secrets.token_urlsafe(32)
+        repository.save(session, locked)
+        return mapper.parameters(secret=locked.secret)
 
     def ws_binding_token(self, session: Session, principal: Principal, id: str) -> dict[str, Any]:
         state = self._owned(session, principal, id)

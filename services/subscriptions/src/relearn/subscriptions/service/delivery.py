@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from relearn.shared.fhir import as_utc
 from relearn.shared.service import transaction
-from relearn.subscriptions import mapper, repository
+from relearn.subscriptions import repository
 from relearn.subscriptions.domain.backoff import retry_delay
 from relearn.subscriptions.service import Subscriptions, now
 from relearn.subscriptions.tables import SubscriptionState
@@ -132,13 +132,14 @@ class RestHookSender:
                 state.lease_until = None
                 repository.save(session, state)
                 return False
-            status = self._subs.status_of(state, kind, events)
-            bundle = mapper.notification_bundle(status, subscription_id=id, at=at)
+        # Outside the transaction: a full-resource notification reads each focus through the FHIR base URL.
+        bundle, later = self._subs.notification(state, kind, events)
+        if later is not None:
+            error: str | None = f"the focus could not be read: {later}"
+        else:
             body = json.dumps(bundle, separators=(",", ":")).encode()
             headers = self._headers(state, body)
-            endpoint = state.endpoint or ""
-            timeout = float(state.timeout_s)
-        error = self._post(endpoint, body, headers, timeout)
+            error = self._post(state.endpoint or "", body, headers, float(state.timeout_s))
         last = events[-1].number if events else None
         with transaction(self._engine) as session:
             state = repository.get_state(session, id, lock=True)

@@ -12,6 +12,7 @@ from relearn.shared.fhir import as_utc
 from relearn.shared.service import transaction
 from relearn.subscriptions import mapper, repository
 from relearn.subscriptions.service import Subscriptions, now
+from relearn.subscriptions.tables import NotificationEvent
 
 
 @dataclass(frozen=True)
@@ -46,25 +47,28 @@ class WebsocketChannel:
 
     def next_message(self, binding: Binding, last_sent: float) -> str | None:
         """The next notification to send (its events acknowledged as sent), a heartbeat when one is due
-        (``last_sent``: seconds since the last message), or None."""
+        (``last_sent``: seconds since the last message), or None. A focus that cannot be read now goes
+        id-only (the status says why): the client has $events for the rest."""
         with transaction(self._engine) as session:
             state = repository.get_state(session, binding.subscription_id, lock=True)
             if state is None or state.status == "off":
                 return None
+            events: list[NotificationEvent] = []
             if state.acked_through < state.events_since_start:
                 events = list(
                     repository.events(session, state.id, state.acked_through + 1, None, state.max_count)
                 )
-                if events:
-                    state.acked_through = events[-1].number
-                    state.last_sent_at = now()
-                    repository.save(session, state)
-                    status = self._subs.status_of(state, "event-notification", events)
-                    return json.dumps(mapper.notification_bundle(status, subscription_id=state.id, at=now()))
-            if binding.heartbeat_s and last_sent >= binding.heartbeat_s:
-                status = self._subs.status_of(state, "heartbeat")
-                return json.dumps(mapper.notification_bundle(status, subscription_id=state.id, at=now()))
-        return None
+            if events:
+                state.acked_through = events[-1].number
+                state.last_sent_at = now()
+                repository.save(session, state)
+                kind = "event-notification"
+            elif binding.heartbeat_s and last_sent >= binding.heartbeat_s:
+                kind = "heartbeat"
+            else:
+                return None
+        bundle, _ = self._subs.notification(state, kind, events)  # outside the transaction (full-resource)
+        return json.dumps(bundle)
 
     def alive(self, binding: Binding) -> bool:
         with transaction(self._engine) as session:
