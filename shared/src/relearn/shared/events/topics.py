@@ -18,6 +18,7 @@ SESSIONS_EVENTS = "relearn.sessions.events"
 DEVICE_METRICS = "relearn.device.metrics"
 DEVICE_RAW_EMG = "relearn.device.raw.emg"
 DEVICE_RAW_BALANCE = "relearn.device.raw.balance"
+REPORTS_EVENTS = "relearn.reports.events"
 
 TOPICS: tuple[Topic, ...] = (
     Topic(
@@ -34,8 +35,10 @@ TOPICS: tuple[Topic, ...] = (
             "plan.progressed.v1",
             "plan.stage-changed.v1",
             "plan.updated.v1",
+            "plan.discharged.v1",
         ),
     ),
+    Topic(REPORTS_EVENTS, 3, ("report.issued.v1",)),
     Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
     Topic(DEVICE_METRICS, 6, ("device.metric-computed.v1", "device.stream-metrics-completed.v1")),
     # Raw sensor frames are keyed by device so each stream stays in order.
