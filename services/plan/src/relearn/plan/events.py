@@ -81,6 +81,8 @@ def _base(plan: PlanState, version_id: int, reason: str, evidence: Iterable[str]
         "status": plan.status,
         "reason": reason,
         "evidence": list(dict.fromkeys(evidence)),
+        # What made this version (drafted, reassessed, discharged, progressed, ...): the plan-change kind.
+        "change": plan.latest_change.kind if plan.latest_change else None,
     }
 
 
