@@ -6,7 +6,7 @@ variable "TAG" {
 }
 
 group "default" {
-  targets = ["evaluation", "plan", "sessions", "device-gateway", "subscriptions", "front-door", "dev-issuer"]
+  targets = ["evaluation", "plan", "sessions", "device-gateway", "subscriptions", "reports", "front-door", "dev-issuer"]
 }
 
 # One target per row: the image name, the app (services/<app>, package relearn-<app>), its settings'
@@ -21,6 +21,7 @@ target "app" {
       { name = "sessions", app = "sessions", prefix = "SESSIONS_", port = "8083", extras = "" },
       { name = "device-gateway", app = "device-gateway", prefix = "DEVICE_GATEWAY_", port = "8084", extras = "" },
       { name = "subscriptions", app = "subscriptions", prefix = "SUBSCRIPTIONS_", port = "8085", extras = "" },
+      { name = "reports", app = "reports", prefix = "REPORTS_", port = "8088", extras = "" },
       { name = "front-door", app = "front-door", prefix = "FRONT_DOOR_", port = "8080", extras = "" },
       { name = "dev-issuer", app = "front-door", prefix = "FRONT_DOOR_", port = "8080", extras = "dev-issuer" },
     ]

@@ -39,6 +39,7 @@ SERVICES = {
     "sessions": "sessions",
     "device-gateway": "device_gateway",
     "subscriptions": "subscriptions",
+    "reports": "reports",
 }
 ALL_APPS = {**SERVICES, "front-door": "front_door"}
 

@@ -16,6 +16,7 @@ SERVICES = [
     ("sessions", "SESSIONS_"),
     ("device-gateway", "DEVICE_GATEWAY_"),
     ("subscriptions", "SUBSCRIPTIONS_"),
+    ("reports", "REPORTS_"),
 ]
 
 

@@ -60,6 +60,7 @@ APPS: list[App] = [
     App("sessions", "sessions", "SESSIONS_", True),
     App("device-gateway", "device_gateway", "DEVICE_GATEWAY_", True),
     App("subscriptions", "subscriptions", "SUBSCRIPTIONS_", True),
+    App("reports", "reports", "REPORTS_", True),
     App("front-door", "front_door", "FRONT_DOOR_", False),
 ]
 APPS_BY_SCRIPT = {a.script: a for a in APPS}

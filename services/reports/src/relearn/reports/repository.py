@@ -23,8 +23,11 @@ class SourceError(RuntimeError):
 class PlatformReader:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        self.fhir_base = settings.fhir_base_url.rstrip("/")
         self.root = settings.platform_url.rstrip("/")
+        # Read FHIR at the front door's address as this service reaches it; the public base URL (in paging
+        # links) is mapped onto it.
+        self.fhir_base = f"{self.root}/fhir"
+        self.public_fhir_base = settings.fhir_base_url.rstrip("/")
         self._http = httpx.Client(timeout=settings.http_timeout_s, transport=transport)
         self._token: tuple[str, float] | None = None
 
@@ -83,6 +86,8 @@ class PlatformReader:
             next_url = next(
                 (link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None
             )
+            if next_url and next_url.startswith(self.public_fhir_base):
+                next_url = self.fhir_base + next_url[len(self.public_fhir_base) :]
             next_params = None
         return out[: self.settings.max_resources]
 
