@@ -1,6 +1,6 @@
 """``make run``: the whole platform on the embedded default, as separate processes.
 
-Starts the Tansu broker, migrates and starts the five services (a SQLite file each under
+Starts the Tansu broker, migrates and starts the six services (a SQLite file each under
 ``var/``) and the front door, waits until every one is ready, prints the URLs and stops
 everything cleanly on Ctrl-C. Tests of the whole journey start the platform the same way.
 """
@@ -44,6 +44,7 @@ class PlatformSettings(BaseSettings):
     sessions_port: int = 8083
     device_gateway_port: int = 8084
     subscriptions_port: int = 8085
+    reports_port: int = 8088
     broker_port: int | None = None  # a free port when unset
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
@@ -62,6 +63,7 @@ class PlatformSettings(BaseSettings):
             sessions_port=free_port(),
             device_gateway_port=free_port(),
             subscriptions_port=free_port(),
+            reports_port=free_port(),
             var_dir=var_dir,
             database_url_template=database_url_template,
         )
@@ -73,6 +75,7 @@ class PlatformSettings(BaseSettings):
             ServiceSpec("sessions", "SESSIONS_", self.sessions_port),
             ServiceSpec("device-gateway", "DEVICE_GATEWAY_", self.device_gateway_port),
             ServiceSpec("subscriptions", "SUBSCRIPTIONS_", self.subscriptions_port),
+            ServiceSpec("reports", "REPORTS_", self.reports_port),
         ]
 
     @property
@@ -120,6 +123,10 @@ class Platform:
                 f"{p}RUN_WORKERS": "false" if s.separate_workers else "true",
             }
         )
+        if spec.name == "reports":
+            # It reads each course through the front door with its own client credentials (read-only).
+            env[f"{p}PLATFORM_URL"] = f"http://{s.host}:{s.front_door_port}"
+            env[f"{p}TOKEN_URL"] = f"{s.issuer_url}/token"
         if spec.name == "subscriptions":
             # Websocket subscribers connect through the front door.
             env[f"{p}WEBSOCKET_URL"] = f"ws://{s.host}:{s.front_door_port}/subscriptions/ws"
