@@ -12,9 +12,12 @@ achievement status.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import pypdfium2 as pdfium
 import pytest
 
 from relearn.devtools.journey import (
@@ -25,6 +28,8 @@ from relearn.devtools.journey import (
     describe,
     exercises,
     goal_achievement,
+    presented_pdf,
+    report_codes,
 )
 from relearn.devtools.platform import Platform
 
@@ -40,7 +45,8 @@ def journey(running_platform: Platform) -> Iterator[Journey]:
     def show(step: Step) -> None:
         print(describe(step), flush=True)
 
-    with Journey(urls, timeout_s=60, with_devices=True, on_step=show) as j:
+    report_dir = running_platform.var / "reports"
+    with Journey(urls, timeout_s=60, with_devices=True, on_step=show, report_dir=report_dir) as j:
         yield j
 
 
@@ -92,6 +98,61 @@ def _check_session(j: Journey, step: Step) -> None:
     assert onset["valueQuantity"]["code"] == "ms"
     area = next(o for o in by_stream[balance["id"]] if "sway-ellipse-area" in _codes(o))
     assert area["valueQuantity"]["code"] == "cm2"
+
+
+# The report's sections, in order: each is a page heading in the PDF's text layer (and an <h2> of the HTML).
+REPORT_SECTIONS = (
+    "Summary and goals",
+    "Competence stage of each movement pattern",
+    "Progressions and regressions",
+    "Outcome measures against MCID",
+    "Range of motion and strength against goals",
+    "Sway ellipses per trial",
+    "EMG envelopes against threshold",
+    "Adherence calendar",
+)
+
+
+def _check_report(j: Journey, step: Step, codes: set[str], title: str) -> dict[str, Any]:
+    """A DiagnosticReport as an EHR reads it over FHIR, and its PDF as a reviewer opens it: rasterised with
+    pypdfium2 (PDFium, from PyPI; pdftoppm is not installed here), each section a page with its heading in the
+    text layer and a drawing in its plot area."""
+    report = step.report
+    assert report is not None
+    assert j.fhir_read(f"DiagnosticReport/{report['id']}")["id"] == report["id"]
+    assert report["status"] == "final" and _about_patient(report, j.patient)
+    assert report_codes(report) >= codes
+    categories = {(c["system"], c["code"]) for cat in report["category"] for c in cat["coding"]}
+    assert ("http://terminology.hl7.org/CodeSystem/v2-0074", "PT") in categories
+    assert "effectivePeriod" in report or "effectiveDateTime" in report
+    assert report["basedOn"] == [{"reference": f"CarePlan/{j.plan_id}"}]
+    results = [r["reference"] for r in report.get("result", [])]
+    assert results and all(r.startswith("Observation/") for r in results)
+    for ref in results[:: max(1, len(results) // 5)]:
+        assert _about_patient(j.fhir_read(ref), j.patient), "each result is an Observation of the patient"
+    assert {f["contentType"] for f in report["presentedForm"]} == {"application/pdf", "text/html"}
+    pdf = presented_pdf(report)
+    assert pdf is not None and pdf.startswith(b"%PDF")
+    assert step.report_pdf is not None and step.report_pdf.read_bytes() == pdf
+    doc = pdfium.PdfDocument(pdf)
+    texts = [page.get_textpage().get_text_range() for page in doc]
+    assert len(doc) >= len(REPORT_SECTIONS)
+    assert title in texts[0] and "Goals achieved" in texts[0]
+    for section in REPORT_SECTIONS:
+        [index] = [i for i, t in enumerate(texts) if section in t and "(continued)" not in t]
+        image = np.asarray(doc[index].render(scale=1).to_pil().convert("L"))
+        h, w = image.shape
+        plot_area = image[int(h * 0.14) : int(h * 0.95), int(w * 0.03) : int(w * 0.97)]
+        assert float((plot_area < 240).mean()) > 0.01, f"{section}: its plot area is blank"
+    html = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")
+    text = base64.b64decode(html["data"]).decode()
+    assert all(f"<h2>{section}</h2>" in text for section in REPORT_SECTIONS)
+    # The views through the front door, as the EHR's read-only client.
+    root = j.urls.fhir_base.removesuffix("/fhir")
+    view = j.api.http.get(f"{root}/reports/{report['id']}/html", headers=j.api.ehr)
+    assert view.status_code == 200 and view.headers["content-type"].startswith("text/html")
+    assert j.api.http.get(f"{root}/reports/{report['id']}/pdf", headers=j.api.ehr).content == pdf
+    return report
 
 
 def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
@@ -202,6 +263,37 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     assert reassessment.care_plan is not None
     balance_request = exercises(reassessment.care_plan)[BALANCE].activity
     assert j.fhir_read(f"ServiceRequest/{balance_request}")["status"] == "completed"
+
+    # 8. The progress report the re-assessment asked for (the reports service, from the plan's event): a
+    #    DiagnosticReport with its PDF and HTML, the course drawn from what the platform holds.
+    progress = j.progress_report()
+    report = _check_report(j, progress, {"11508-9", "11506-3"}, "Progress report")
+    texts = "".join(
+        p.get_textpage().get_text_range() for p in pdfium.PdfDocument(presented_pdf(report) or b"")
+    )
+    assert "Static standing balance" in texts and "improved beyond MCID" in texts
+    assert "No balance-board trials recorded." not in texts and "No EMG envelopes recorded." not in texts
+
+    # 9. Discharge: the CarePlan completed, each Goal closed (achieved here), and the discharge summary.
+    discharge = j.discharge()
+    assert discharge.care_plan is not None and discharge.care_plan["status"] == "completed"
+    assert _kinds(discharge) == ["discharged"]
+    assert {goal_achievement(g) for g in discharge.goals} == {"achieved"}
+    summary = _check_report(j, discharge, {"18842-5"}, "Discharge summary")
+    assert summary["id"] != report["id"] and "2 of 2 goals achieved" in summary["conclusion"]
+    # On demand, through the front door: another progress report of the (now completed) plan.
+    root = j.urls.fhir_base.removesuffix("/fhir")
+    made = j.api.http.post(
+        f"{root}/reports", json={"patient": j.patient, "kind": "progress"}, headers=j.api.clinician
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["carePlan"] == f"CarePlan/{j.plan_id}" and made.json()["pages"] >= len(REPORT_SECTIONS)
+    assert (
+        j.api.http.post(f"{root}/reports", json={"patient": j.patient}, headers=j.api.ehr).status_code == 403
+    )
+    # What an EHR files beside it: the referral diagnosis as a Condition of the patient.
+    conditions = j.fhir_search("Condition", {"patient": f"Patient/{j.patient}"})
+    assert conditions and all(_about_patient(c, j.patient) for c in conditions)
 
     # Across the course: every CarePlan version is readable in _history, numbered without gaps, in step order.
     history = j.care_plan_history()

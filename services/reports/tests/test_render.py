@@ -147,6 +147,7 @@ def test_inputs_are_bounded() -> None:
     obs = [
         {
             "id": f"o{i}",
+            "device": {"reference": "Device/board"},
             "identifier": [{"system": "https://relearn.health/fhir/sid/device-stream", "value": f"s{i}"}],
             "effectivePeriod": {
                 "start": (T0 + timedelta(hours=i)).isoformat(),

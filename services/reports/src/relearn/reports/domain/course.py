@@ -523,6 +523,8 @@ def apply_sway(course: Course, observations: Iterable[Mapping[str, Any]], limits
     summary when there is one, else the mean of its windows)."""
     by_stream: dict[str, list[tuple[datetime, datetime, float, str]]] = defaultdict(list)
     for obs in observations:
+        if "device" not in obs:  # a clinical balance test of an evaluation, not a balance-board trial
+            continue
         span = _span(obs)
         value = (obs.get("valueQuantity") or {}).get("value")
         if span is None or not isinstance(value, (int, float)):
