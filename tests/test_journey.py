@@ -138,8 +138,9 @@ def _check_report(j: Journey, step: Step, codes: set[str], title: str) -> dict[s
     texts = [page.get_textpage().get_text_range() for page in doc]
     assert len(doc) >= len(REPORT_SECTIONS)
     assert title in texts[0] and "Goals achieved" in texts[0]
-    for section in REPORT_SECTIONS:
-        [index] = [i for i, t in enumerate(texts) if section in t and "(continued)" not in t]
+    index = -1
+    for section in REPORT_SECTIONS:  # in order, one page each (the summary page may name them in its gaps)
+        index = next(i for i in range(index + 1, len(texts)) if section in texts[i])
         image = np.asarray(doc[index].render(scale=1).to_pil().convert("L"))
         h, w = image.shape
         plot_area = image[int(h * 0.14) : int(h * 0.95), int(w * 0.03) : int(w * 0.97)]

@@ -191,10 +191,16 @@ class Course:
     adherence: list[AdherenceWeek] = field(default_factory=list)
     session_days: list[date] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
+    notes: list[Gap] = field(default_factory=list)  # what the bounds left out (read, but not all drawn)
     observations: list[str] = field(default_factory=list)  # every Observation the report used
 
     def gap(self, section: str, what: str) -> None:
+        """Something that could not be read: printed, in the conclusion and an extension of the report."""
         self.gaps.append(Gap(section, what))
+
+    def note(self, section: str, what: str) -> None:
+        """Something read but left out by a bound (the oldest trials, plan changes): printed."""
+        self.notes.append(Gap(section, what))
 
     @property
     def title(self) -> str:
@@ -334,12 +340,24 @@ def _activities(version: Mapping[str, Any]) -> dict[str, tuple[str, int | None]]
 def apply_plan_history(course: Course, versions: Iterable[Mapping[str, Any]], limits: Limits) -> None:
     """Stages over time and every decision, from the CarePlan's versions (any order)."""
     ordered = sorted(versions, key=lambda v: int((v.get("meta") or {}).get("versionId", 0)))
+    # When each version took effect: its plan change's time, else when it was stored. A therapist's answer
+    # recorded later than the course it belongs to (an approval given today of a session dated last week) is
+    # placed no later than the versions after it, so the course reads in order.
+    times: list[datetime | None] = [
+        parse_time(_change(v).get("at")) or parse_time((v.get("meta") or {}).get("lastUpdated"))
+        for v in ordered
+    ]
+    later: datetime | None = None
+    for i in range(len(times) - 1, -1, -1):
+        t = times[i]
+        if t is not None and later is not None and t > later:
+            times[i] = later
+        later = times[i] or later
     steps: dict[str, list[StageStep]] = defaultdict(list)
     labels: dict[str, str] = {}
     sway_targets: list[float] = []
-    for v in ordered:
+    for v, at in zip(ordered, times, strict=True):
         change = _change(v)
-        at = parse_time(change.get("at")) or parse_time((v.get("meta") or {}).get("lastUpdated"))
         if at is None:
             continue
         version = int((v.get("meta") or {}).get("versionId", 0))
@@ -352,7 +370,7 @@ def apply_plan_history(course: Course, versions: Iterable[Mapping[str, Any]], li
             course.decisions.append(DecisionRow(at, version, kind, str(change.get("reason") or "")))
         for crit in change["criteria"]:
             name = str(crit.get("criterion") or "")
-            if "sway" in name and (t := first_number(crit.get("target"))) is not None:
+            if name in ("sway-area", "sway-ellipse-area") and (t := first_number(crit.get("target"))):
                 sway_targets.append(t)
         course.start = min(filter(None, (course.start, at)), default=at)
         course.end = max(filter(None, (course.end, at)), default=at)
@@ -365,7 +383,7 @@ def apply_plan_history(course: Course, versions: Iterable[Mapping[str, Any]], li
     if len(course.decisions) > limits.max_decisions:
         dropped = len(course.decisions) - limits.max_decisions
         course.decisions = course.decisions[-limits.max_decisions :]
-        course.gap("Progressions and regressions", f"the {dropped} oldest plan changes are not listed")
+        course.note("Progressions and regressions", f"the {dropped} oldest plan changes are not listed")
     if sway_targets:
         course.sway_target = sway_targets[-1]
 
@@ -539,7 +557,7 @@ def apply_sway(course: Course, observations: Iterable[Mapping[str, Any]], limits
         trials.append(SwayTrial(min(starts), stream, area, longest[3]))
     trials.sort(key=lambda t: t.at)
     if len(trials) > limits.max_trials:
-        course.gap(
+        course.note(
             "Sway ellipses per trial", f"the {len(trials) - limits.max_trials} oldest trials are not drawn"
         )
         trials = trials[-limits.max_trials :]
@@ -613,7 +631,7 @@ def apply_emg(
     streams = sorted({(t.at, t.stream) for t in traces})
     keep = {s for _, s in streams[-trials:]}
     if len(streams) > trials:
-        course.gap(
+        course.note(
             "EMG envelopes against threshold",
             f"the latest {trials} of {len(streams)} EMG trials are drawn",
         )

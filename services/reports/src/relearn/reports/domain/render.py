@@ -127,6 +127,16 @@ def summary_page(course: Course) -> Figure:
         y -= 0.032
     if not course.gaps:
         fig.text(0.04, y, "None: every section was read.", fontsize=10, color="#777777")
+        y -= 0.032
+    if course.notes:
+        y -= 0.02
+        fig.text(0.04, y, "Notes (read, but bounded in what is drawn)", fontsize=13, fontweight="bold")
+        y -= 0.045
+        for note in course.notes[:6]:
+            fig.text(
+                0.04, y, textwrap.shorten(f"{note.section}: {note.what}", 150), fontsize=10, color="#555555"
+            )
+            y -= 0.032
     return fig
 
 
@@ -489,13 +499,16 @@ def _html(course: Course, images: list[tuple[str, str]]) -> str:
         for r in course.decisions
     )
     gaps = "".join(f"<li>{escape(g.section)}: {escape(g.what)}</li>" for g in course.gaps) or "<li>none</li>"
+    notes = (
+        "".join(f"<li>{escape(g.section)}: {escape(g.what)}</li>" for g in course.notes) or "<li>none</li>"
+    )
     body = [
         f"<h1>{escape(course.title)}</h1>",
         f"<p>Patient/{escape(course.patient)} &middot; {escape(course.care_plan or 'no plan')} "
         f"({escape(course.plan_status or '-')}) &middot; {_fmt(course.start)} to {_fmt(course.end)} &middot; "
         f"goals achieved {met} of {total}</p>",
         f"<h2>{escape(SECTIONS[0])}</h2><table><tr><th>Goal</th><th>Target</th><th>Status</th></tr>{goals}</table>",
-        f"<h3>Gaps</h3><ul>{gaps}</ul>",
+        f"<h3>Gaps</h3><ul>{gaps}</ul><h3>Notes</h3><ul>{notes}</ul>",
         f"<h2>{escape(SECTIONS[2])}</h2><table><tr><th>Date</th><th>Version</th><th>Change</th><th>Reason</th></tr>"
         f"{decisions}</table>",
     ]

@@ -648,7 +648,9 @@ class Journey:
         step = Step("progress report", "", self.elapsed(), 0.0)
         report = self._report(PROGRESS_NOTE, "the re-assessment's progress report (DiagnosticReport)")
         self._keep_pdf(step, report, "progress-report")
-        step.summary = f"DiagnosticReport/{report['id']}: {report.get('conclusion', '')}"
+        step.summary = (
+            f"the re-assessment's progress report ({len(report.get('result', []))} Observations drawn)"
+        )
         return self._finish(step, read_plan=False)
 
     def discharge(self) -> Step:
