@@ -370,8 +370,8 @@ def apply_plan_history(course: Course, versions: Iterable[Mapping[str, Any]], li
             course.decisions.append(DecisionRow(at, version, kind, str(change.get("reason") or "")))
         for crit in change["criteria"]:
             name = str(crit.get("criterion") or "")
-            if name in ("sway-area", "sway-ellipse-area") and (t := first_number(crit.get("target"))):
-                sway_targets.append(t)
+            if name in ("sway-area", "sway-ellipse-area") and (target := first_number(crit.get("target"))):
+                sway_targets.append(target)
         course.start = min(filter(None, (course.start, at)), default=at)
         course.end = max(filter(None, (course.end, at)), default=at)
     if ordered:
