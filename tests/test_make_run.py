@@ -102,5 +102,5 @@ def test_unknown_resource_type_is_an_operation_outcome(platform: Platform) -> No
 
 def test_var_holds_logs_per_process(platform: Platform) -> None:
     logs = Path(platform.var) / "logs"
-    expected = {"evaluation", "plan", "sessions", "device-gateway", "subscriptions", "front-door"}
+    expected = {"evaluation", "plan", "sessions", "device-gateway", "subscriptions", "reports", "front-door"}
     assert {p.stem for p in logs.glob("*.log")} >= expected

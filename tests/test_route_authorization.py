@@ -37,6 +37,7 @@ SERVICES = {
         "relearn.device_gateway.main",
     ),
     "subscriptions": ("relearn.subscriptions", "relearn.subscriptions.config", "relearn.subscriptions.main"),
+    "reports": ("relearn.reports", "relearn.reports.config", "relearn.reports.main"),
 }
 NOBODY = "nobody-0000"
 # Members a body needs beyond its schema's required ones (a cross-field rule), merged into the example.

@@ -20,6 +20,7 @@ SERVICES = [
     ("relearn.sessions", "SESSIONS_"),
     ("relearn.device_gateway", "DEVICE_GATEWAY_"),
     ("relearn.subscriptions", "SUBSCRIPTIONS_"),
+    ("relearn.reports", "REPORTS_"),
 ]
 
 
