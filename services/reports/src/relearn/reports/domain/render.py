@@ -165,13 +165,21 @@ def stages_page(course: Course) -> Figure:
     return fig
 
 
-def decisions_pages(course: Course, per_page: int = 20) -> list[Figure]:
+def _decision_colour(kind: str, reason: str) -> str:
+    if kind == "symptoms" or "regress" in reason.lower():
+        return "#c62828"  # held back or regressed
+    if kind in ("progressed", "reassessed", "discharged"):
+        return "#2e7d32"
+    return "black"
+
+
+def decisions_pages(course: Course, per_page: int = 14) -> list[Figure]:
     rows = course.decisions
     if not rows:
         fig = _page(course, SECTIONS[2])
         _empty(fig, "No plan changes after drafting.")
         return [fig]
-    pages = []
+    pages: list[Figure] = []
     for start in range(0, len(rows), per_page):
         fig = _page(course, SECTIONS[2] + (" (continued)" if start else ""))
         fig.text(0.04, 0.9, "Date", fontweight="bold", fontsize=10)
@@ -180,18 +188,12 @@ def decisions_pages(course: Course, per_page: int = 20) -> list[Figure]:
         fig.text(0.28, 0.9, "Reason (the plan engine's decision)", fontweight="bold", fontsize=10)
         y = 0.86
         for r in rows[start : start + per_page]:
-            colour = (
-                "#c62828"
-                if "regress" in r.reason.lower()
-                else "#2e7d32"
-                if "advance" in r.reason.lower()
-                else "black"
-            )
-            fig.text(0.04, y, r.at.strftime("%d %b %Y"), fontsize=8.5)
-            fig.text(0.13, y, str(r.version), fontsize=8.5)
-            fig.text(0.19, y, r.kind, fontsize=8.5, color=colour)
-            fig.text(0.28, y, textwrap.shorten(r.reason, 135), fontsize=8.5)
-            y -= 0.04
+            fig.text(0.04, y, r.at.strftime("%d %b %Y"), fontsize=8.5, va="top")
+            fig.text(0.13, y, str(r.version), fontsize=8.5, va="top")
+            fig.text(0.19, y, r.kind, fontsize=8.5, color=_decision_colour(r.kind, r.reason), va="top")
+            reason = "\n".join(textwrap.wrap(r.reason, 150, max_lines=2, placeholder=" [...]"))
+            fig.text(0.28, y, reason, fontsize=8, va="top", linespacing=1.3)
+            y -= 0.058
         pages.append(fig)
     return pages
 
