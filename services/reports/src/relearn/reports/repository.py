@@ -20,6 +20,10 @@ class SourceError(RuntimeError):
     """A read of the platform failed (status, time-out, bad answer): the message says which."""
 
 
+class SourceNotFound(SourceError):
+    """The platform answered 404 (or 410): what was asked for is not there."""
+
+
 class PlatformReader:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
@@ -64,6 +68,8 @@ class PlatformReader:
             resp = self._http.get(url, params=params, headers=self._bearer())
         except httpx.HTTPError as exc:
             raise SourceError(f"GET {url}: {exc}") from None
+        if resp.status_code in (404, 410):
+            raise SourceNotFound(f"GET {url} answered {resp.status_code}")
         if resp.status_code != 200:
             raise SourceError(f"GET {url} answered {resp.status_code}")
         try:

@@ -41,9 +41,9 @@ from relearn.reports.domain.course import (
 )
 from relearn.reports.domain.render import Rendered, ReportTooLarge, render
 from relearn.reports.mapper import diagnostic_report
-from relearn.reports.repository import PlatformReader, SourceError
+from relearn.reports.repository import PlatformReader, SourceError, SourceNotFound
 from relearn.reports.resources import DIAGNOSTIC_REPORT
-from relearn.shared.fhir import FhirStore, UnprocessableEntity, jsontext
+from relearn.shared.fhir import FhirStore, NotFound, UnprocessableEntity, jsontext
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +104,18 @@ class ReportService:
                     )
                     plan_ref = f"CarePlan/{latest['id']}"
             if plan_ref is None:
-                course.gap(SECTIONS[1], f"Patient/{patient} has no CarePlan")
-            else:
+                raise NotFound(f"patient: Patient/{patient} has no CarePlan to report on")
+            try:
                 versions = reader.history(plan_ref)
-                if not versions:
-                    raise SourceError(f"{plan_ref} has no readable version")
-                if any((v.get("subject") or {}).get("reference") != f"Patient/{patient}" for v in versions):
-                    raise UnprocessableEntity(f"carePlan: {plan_ref} is not a plan of Patient/{patient}")
-                apply_plan_history(course, versions, limits)
-                latest_version = max(versions, key=lambda v: int((v.get("meta") or {}).get("versionId", 0)))
-                goal_refs = {str(g.get("reference")) for g in latest_version.get("goal", [])}
+            except SourceNotFound:
+                raise NotFound(f"carePlan: {plan_ref} is not known") from None
+            if not versions:
+                raise SourceError(f"{plan_ref} has no readable version")
+            if any((v.get("subject") or {}).get("reference") != f"Patient/{patient}" for v in versions):
+                raise UnprocessableEntity(f"carePlan: {plan_ref} is not a plan of Patient/{patient}")
+            apply_plan_history(course, versions, limits)
+            latest_version = max(versions, key=lambda v: int((v.get("meta") or {}).get("versionId", 0)))
+            goal_refs = {str(g.get("reference")) for g in latest_version.get("goal", [])}
         except SourceError as exc:
             course.gap(SECTIONS[1], f"the plan could not be read ({exc})")
         targets: dict[str, float] = {}
