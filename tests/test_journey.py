@@ -289,9 +289,14 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     )
     assert made.status_code == 201, made.text
     assert made.json()["carePlan"] == f"CarePlan/{j.plan_id}" and made.json()["pages"] >= len(REPORT_SECTIONS)
-    assert (
-        j.api.http.post(f"{root}/reports", json={"patient": j.patient}, headers=j.api.ehr).status_code == 403
-    )
+    refused = j.api.http.post(f"{root}/reports", json={"patient": j.patient}, headers=j.api.ehr)
+    assert refused.status_code == 403, "the read-only EHR client may not generate reports"
+    # Bad input names the field; a plan or patient with nothing to report on is 404, never an empty report.
+    bad = j.api.http.post(f"{root}/reports", json={"patient": "a b"}, headers=j.api.clinician)
+    assert bad.status_code == 400 and "patient" in bad.text
+    for body in ({"patient": j.patient, "carePlan": "CarePlan/nope"}, {"patient": "nobody-0000"}):
+        missing = j.api.http.post(f"{root}/reports", json=body, headers=j.api.clinician)
+        assert missing.status_code == 404, missing.text
     # What an EHR files beside it: the referral diagnosis as a Condition of the patient.
     conditions = j.fhir_search("Condition", {"patient": f"Patient/{j.patient}"})
     assert conditions and all(_about_patient(c, j.patient) for c in conditions)
