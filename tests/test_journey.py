@@ -274,6 +274,9 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     )
     assert "Static standing balance" in texts and "improved beyond MCID" in texts
     assert "No balance-board trials recorded." not in texts and "No EMG envelopes recorded." not in texts
+    # One report per re-assessment: the reports service's consumer runs each plan event once.
+    progress_notes = {"patient": f"Patient/{j.patient}", "code": "http://loinc.org|11508-9"}
+    assert [r["id"] for r in j.fhir_search("DiagnosticReport", progress_notes)] == [report["id"]]
 
     # 9. Discharge: the CarePlan completed, each Goal closed (achieved here), and the discharge summary.
     discharge = j.discharge()
