@@ -119,6 +119,12 @@ def summary_page(course: Course) -> Figure:
         fig.text(0.04, y, "No goals recorded.", fontsize=10, color="#777777")
         y -= 0.035
     y -= 0.02
+    fig.text(0.04, y, "At a glance", fontsize=13, fontweight="bold")
+    y -= 0.045
+    for line in _glance(course)[:9]:
+        fig.text(0.04, y, textwrap.shorten(line, 160), fontsize=10)
+        y -= 0.032
+    y -= 0.02
     fig.text(0.04, y, "Gaps (data the report could not read or draw)", fontsize=13, fontweight="bold")
     y -= 0.045
     for gap in course.gaps[:10]:
@@ -138,6 +144,25 @@ def summary_page(course: Course) -> Figure:
             )
             y -= 0.032
     return fig
+
+
+def _glance(course: Course) -> list[str]:
+    """The course in a few lines: stage reached per pattern, outcome measures against MCID, adherence."""
+    lines = [f"{p.label}: {STAGE_LABELS[p.steps[-1].stage].lower()} now" for p in course.patterns if p.steps]
+    for t in course.outcomes:
+        first, last = t.points[0], t.points[-1]
+        mcid = f" (MCID {t.mcid:g})" if t.mcid is not None else ""
+        lines.append(f"{t.label}: {first.value:g} to {last.value:g} {t.unit}, {t.verdict_text}{mcid}")
+    done = [w.percent for w in course.adherence if w.percent is not None and w.prescribed > 0]
+    if done or course.session_days:
+        mean = f"mean weekly adherence {sum(done) / len(done):.0f} %" if done else "no prescription"
+        lines.append(f"{len(course.session_days)} clinic session days; {mean} over {len(done)} weeks")
+    if course.sway:
+        lines.append(
+            f"Sway ellipse area: {course.sway[0].area_cm2:.2f} to {course.sway[-1].area_cm2:.2f} cm² "
+            f"over {len(course.sway)} trials"
+        )
+    return lines or ["Nothing recorded yet."]
 
 
 def stages_page(course: Course) -> Figure:
