@@ -36,7 +36,7 @@ from relearn.reports.domain.course import (
 matplotlib.use("Agg")  # no screen: figures are drawn on the Agg and PDF canvases only
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
-PNG_DPI = 80
+PNG_DPI = 64  # the HTML view's page images (the PDF is vector)
 _ACHIEVED_COLOURS = {"achieved": "#2e7d32", "not-achieved": "#c62828"}
 
 
