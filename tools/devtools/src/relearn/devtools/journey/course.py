@@ -633,8 +633,8 @@ class Journey:
             mine = [r for r in found if {"reference": f"CarePlan/{self.plan_id}"} in r.get("basedOn", [])]
             return mine[-1] if mine else None
 
-        # Drawing a report is CPU work in the reports service's consumer: on a busy machine it takes a while, so
-        # this wait is longer than the others.
+        # Drawing a report is CPU work in the reports service's consumer: on a busy machine it takes a
+        # while, so this wait is longer than the others.
         return self.wait(what, written, timeout_s=4 * self.timeout_s)
 
     def _keep_pdf(self, step: Step, report: dict[str, Any], kind: str) -> None:
