@@ -285,13 +285,22 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     assert {goal_achievement(g) for g in discharge.goals} == {"achieved"}
     summary = _check_report(j, discharge, {"18842-5"}, "Discharge summary")
     assert summary["id"] != report["id"] and "2 of 2 goals achieved" in summary["conclusion"]
-    # On demand, through the front door: another progress report of the (now completed) plan.
+    # On demand, through the front door: another progress report of the (now completed) plan, drawn by the
+    # reports service's worker (202 with its id; readable over FHIR once written).
     root = j.urls.fhir_base.removesuffix("/fhir")
     made = j.api.http.post(
         f"{root}/reports", json={"patient": j.patient, "kind": "progress"}, headers=j.api.clinician
     )
-    assert made.status_code == 201, made.text
-    assert made.json()["carePlan"] == f"CarePlan/{j.plan_id}" and made.json()["pages"] >= len(REPORT_SECTIONS)
+    assert made.status_code == 202, made.text
+    assert made.json()["carePlan"] == f"CarePlan/{j.plan_id}"
+    assert made.headers["Location"] == f"/fhir/DiagnosticReport/{made.json()['id']}"
+
+    def drawn() -> dict[str, Any] | None:
+        resp = j.api.http.get(f"{j.urls.fhir_base}/DiagnosticReport/{made.json()['id']}", headers=j.api.ehr)
+        return resp.json() if resp.status_code == 200 else None
+
+    on_demand = j.wait("the report asked for on demand", drawn, timeout_s=240)
+    assert report_codes(on_demand) >= {"11508-9"} and presented_pdf(on_demand) is not None
     refused = j.api.http.post(f"{root}/reports", json={"patient": j.patient}, headers=j.api.ehr)
     assert refused.status_code == 403, "the read-only EHR client may not generate reports"
     # Bad input names the field; a plan or patient with nothing to report on is 404, never an empty report.

@@ -13,7 +13,7 @@ from relearn.reports.handlers import handlers
 from relearn.reports.resources import DEFINITIONS
 from relearn.reports.service import ReportService
 from relearn.shared.auth import TokenVerifier
-from relearn.shared.events import PLAN_EVENTS, EventConsumer
+from relearn.shared.events import PLAN_EVENTS, REPORTS_EVENTS, EventConsumer
 from relearn.shared.service import ServiceSettings, create_service_app, fhir_api, fhir_store
 
 
@@ -29,7 +29,7 @@ def consumers(engine: Engine, settings: ServiceSettings) -> Sequence[EventConsum
             engine,
             s.kafka_bootstrap,
             group_id="reports",
-            topics=[PLAN_EVENTS],
+            topics=[PLAN_EVENTS, REPORTS_EVENTS],
             handlers=handlers(service),
         )
     ]

@@ -28,23 +28,14 @@ class ReportIn(_Body):
     )
 
 
-class GapOut(BaseModel):
-    section: str
-    what: str
-
-
-class ReportView(_Body):
-    """A generated report: its DiagnosticReport and where its PDF and HTML views are."""
+class ReportAccepted(_Body):
+    """A report requested: the worker draws it; it is readable at ``diagnosticReport`` once written."""
 
     id: str
-    diagnostic_report: str = Field(description="DiagnosticReport/<id> on the FHIR base URL")
+    diagnostic_report: str = Field(description="DiagnosticReport/<id> on the FHIR base URL, once written")
     kind: ReportKind
     patient: str
     care_plan: str | None
-    status: Literal["final"] = "final"
-    pages: int
-    pdf: str = Field(description="GET this path for the PDF")
-    html: str = Field(description="GET this path for the HTML view")
-    results: int = Field(description="Observations the report used (DiagnosticReport.result)")
-    gaps: list[GapOut]
-    conclusion: str
+    status: Literal["requested"] = "requested"
+    pdf: str = Field(description="GET this path for the PDF, once written")
+    html: str = Field(description="GET this path for the HTML view, once written")

@@ -248,6 +248,46 @@ class ReportService:
         )
         return rid
 
+    def request(
+        self, session: Session, *, patient: str, kind: ReportKind, care_plan: str | None = None
+    ) -> tuple[str, str | None]:
+        """Ask for a report now: the plan it is about is checked (404 when the patient has none, or an unknown
+        one; 422 another patient's), then ``report.requested.v1`` is staged and the worker draws it under the
+        id returned. When the platform cannot be read now, the worker's report will say what it missed."""
+        patient = patient.removeprefix("Patient/")
+        plan_ref = _plan_ref(care_plan)
+        reader = self._reader()
+        try:
+            if plan_ref is None:
+                plans = reader.search("CarePlan", {"patient": patient})
+                if not plans:
+                    raise NotFound(f"patient: Patient/{patient} has no CarePlan to report on")
+                latest = max(
+                    plans,
+                    key=lambda p: (p.get("status") == "active", (p.get("meta") or {}).get("lastUpdated", "")),
+                )
+                plan_ref = f"CarePlan/{latest['id']}"
+            else:
+                try:
+                    plan = reader.read(plan_ref)
+                except SourceNotFound:
+                    raise NotFound(f"carePlan: {plan_ref} is not known") from None
+                if (plan.get("subject") or {}).get("reference") != f"Patient/{patient}":
+                    raise UnprocessableEntity(f"carePlan: {plan_ref} is not a plan of Patient/{patient}")
+        except SourceError as exc:
+            logger.warning("report requested while the platform cannot be read", extra={"error": str(exc)})
+        finally:
+            reader.close()
+        rid = str(uuid.uuid4())
+        events.report_requested(session, report=rid, patient=patient, kind=kind, care_plan=plan_ref)
+        return rid, plan_ref
+
+    def on_request(self, session: Session, data: events.ReportRequested) -> None:
+        """Draw a report requested on demand, under the id its requester was given."""
+        self.generate(
+            session, patient=data.patient, kind=data.kind, care_plan=data.care_plan, report_id=data.report
+        )
+
     def read(self, session: Session, report_id: str, *, patient: str | None) -> dict[str, Any]:
         stored = self.store.read(session, DIAGNOSTIC_REPORT, report_id, patient_restriction=patient)
         resource: dict[str, Any] = jsontext.loads(stored.text)

@@ -38,7 +38,7 @@ TOPICS: tuple[Topic, ...] = (
             "plan.discharged.v1",
         ),
     ),
-    Topic(REPORTS_EVENTS, 3, ("report.issued.v1",)),
+    Topic(REPORTS_EVENTS, 3, ("report.requested.v1", "report.issued.v1")),
     Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
     Topic(DEVICE_METRICS, 6, ("device.metric-computed.v1", "device.stream-metrics-completed.v1")),
     # Raw sensor frames are keyed by device so each stream stays in order.
