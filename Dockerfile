@@ -8,7 +8,7 @@
 #     -t relearn/plan:dev .
 #
 #   APP             the member's folder under services/ and its package relearn-<APP> (evaluation, plan,
-#                   sessions, device-gateway, subscriptions, authorization, audit, front-door)
+#                   sessions, device-gateway, subscriptions, authorization, audit, reports, front-door)
 #   APP_ENV_PREFIX  its settings' environment prefix (PLAN_): the image sets <prefix>HOST and <prefix>PORT
 #   APP_PORT        its settings' port, EXPOSEd
 #   APP_EXTRAS      optional extras of its package (front-door: dev-issuer, for the development issuer)
@@ -41,6 +41,7 @@ COPY services/device-gateway/pyproject.toml services/device-gateway/
 COPY services/subscriptions/pyproject.toml services/subscriptions/
 COPY services/authorization/pyproject.toml services/authorization/
 COPY services/audit/pyproject.toml services/audit/
+COPY services/reports/pyproject.toml services/reports/
 COPY services/front-door/pyproject.toml services/front-door/
 # APP_EXTRAS is a list of extra names ("" for none); each becomes an --extra flag.
 RUN --mount=type=cache,target=/root/.cache/uv \

@@ -1,5 +1,5 @@
 # Relearn — the front door for developers and CI.
-#   make run     the whole platform on the embedded default (broker, five services, front door)
+#   make run     the whole platform on the embedded default (broker, six services, front door)
 #   make demo    one patient's course against a running `make run`, printed as a timeline
 #   make test    every test, against real PostgreSQL and a real Kafka-protocol broker
 #   make test-isolated  each workspace member alone (uv sync --package X): imports its modules, collects its tests

@@ -6,7 +6,7 @@ variable "TAG" {
 }
 
 group "default" {
-  targets = ["evaluation", "plan", "sessions", "device-gateway", "subscriptions", "authorization", "audit", "front-door", "dev-issuer"]
+  targets = ["evaluation", "plan", "sessions", "device-gateway", "subscriptions", "authorization", "audit", "reports", "front-door", "dev-issuer"]
 }
 
 # One target per row: the image name, the app (services/<app>, package relearn-<app>), its settings'
@@ -23,6 +23,7 @@ target "app" {
       { name = "subscriptions", app = "subscriptions", prefix = "SUBSCRIPTIONS_", port = "8085", extras = "" },
       { name = "authorization", app = "authorization", prefix = "AUTHORIZATION_", port = "8086", extras = "" },
       { name = "audit", app = "audit", prefix = "AUDIT_", port = "8087", extras = "" },
+      { name = "reports", app = "reports", prefix = "REPORTS_", port = "8088", extras = "" },
       { name = "front-door", app = "front-door", prefix = "FRONT_DOOR_", port = "8080", extras = "" },
       { name = "dev-issuer", app = "front-door", prefix = "FRONT_DOOR_", port = "8080", extras = "dev-issuer" },
     ]

@@ -12,9 +12,12 @@ achievement status.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import pypdfium2 as pdfium
 import pytest
 
 from relearn.devtools.journey import (
@@ -25,6 +28,8 @@ from relearn.devtools.journey import (
     describe,
     exercises,
     goal_achievement,
+    presented_pdf,
+    report_codes,
 )
 from relearn.devtools.platform import DEVICE_CLIENT, Platform
 
@@ -45,7 +50,10 @@ def journey(running_platform: Platform) -> Iterator[Journey]:
 
     # The clinic hub streams with its own key (a Backend Services device client of Device/relearn-dev-hub).
     hub = running_platform.backend(DEVICE_CLIENT)
-    with Journey(urls, timeout_s=60, with_devices=True, on_step=show, device_client=hub) as j:
+    report_dir = running_platform.var / "reports"
+    with Journey(
+        urls, timeout_s=60, with_devices=True, on_step=show, device_client=hub, report_dir=report_dir
+    ) as j:
         yield j
 
 
@@ -119,6 +127,62 @@ def _check_session(j: Journey, step: Step) -> None:
     # The window-level data stays available over the gateway's own API.
     windows = j.gateway_windows(emg["id"])
     assert windows["total"] >= 4 and windows["windows"][0]["metrics"]
+
+
+# The report's sections, in order: each is a page heading in the PDF's text layer (and an <h2> of the HTML).
+REPORT_SECTIONS = (
+    "Summary and goals",
+    "Competence stage of each movement pattern",
+    "Progressions and regressions",
+    "Outcome measures against MCID",
+    "Range of motion and strength against goals",
+    "Sway ellipses per trial",
+    "EMG envelopes against threshold",
+    "Adherence calendar",
+)
+
+
+def _check_report(j: Journey, step: Step, codes: set[str], title: str) -> dict[str, Any]:
+    """A DiagnosticReport as an EHR reads it over FHIR, and its PDF as a reviewer opens it: rasterised with
+    pypdfium2 (PDFium, from PyPI; pdftoppm is not installed here), each section a page with its heading in the
+    text layer and a drawing in its plot area."""
+    report = step.report
+    assert report is not None
+    assert j.fhir_read(f"DiagnosticReport/{report['id']}")["id"] == report["id"]
+    assert report["status"] == "final" and _about_patient(report, j.patient)
+    assert report_codes(report) >= codes
+    categories = {(c["system"], c["code"]) for cat in report["category"] for c in cat["coding"]}
+    assert ("http://terminology.hl7.org/CodeSystem/v2-0074", "PT") in categories
+    assert "effectivePeriod" in report or "effectiveDateTime" in report
+    assert report["basedOn"] == [{"reference": f"CarePlan/{j.plan_id}"}]
+    results = [r["reference"] for r in report.get("result", [])]
+    assert results and all(r.startswith("Observation/") for r in results)
+    for ref in results[:: max(1, len(results) // 5)]:
+        assert _about_patient(j.fhir_read(ref), j.patient), "each result is an Observation of the patient"
+    assert {f["contentType"] for f in report["presentedForm"]} == {"application/pdf", "text/html"}
+    pdf = presented_pdf(report)
+    assert pdf is not None and pdf.startswith(b"%PDF")
+    assert step.report_pdf is not None and step.report_pdf.read_bytes() == pdf
+    doc = pdfium.PdfDocument(pdf)
+    texts = [page.get_textpage().get_text_range() for page in doc]
+    assert len(doc) >= len(REPORT_SECTIONS)
+    assert title in texts[0] and "Goals achieved" in texts[0]
+    index = -1
+    for section in REPORT_SECTIONS:  # in order, one page each (the summary page may name them in its gaps)
+        index = next(i for i in range(index + 1, len(texts)) if section in texts[i])
+        image = np.asarray(doc[index].render(scale=1).to_pil().convert("L"))
+        h, w = image.shape
+        plot_area = image[int(h * 0.14) : int(h * 0.95), int(w * 0.03) : int(w * 0.97)]
+        assert float((plot_area < 240).mean()) > 0.01, f"{section}: its plot area is blank"
+    html = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")
+    text = base64.b64decode(html["data"]).decode()
+    assert all(f"<h2>{section}</h2>" in text for section in REPORT_SECTIONS)
+    # The views through the front door, as the EHR's read-only client.
+    root = j.urls.fhir_base.removesuffix("/fhir")
+    view = j.api.http.get(f"{root}/reports/{report['id']}/html", headers=j.api.ehr)
+    assert view.status_code == 200 and view.headers["content-type"].startswith("text/html")
+    assert j.api.http.get(f"{root}/reports/{report['id']}/pdf", headers=j.api.ehr).content == pdf
+    return report
 
 
 def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
@@ -230,6 +294,54 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     balance_request = exercises(reassessment.care_plan)[BALANCE].activity
     assert j.fhir_read(f"ServiceRequest/{balance_request}")["status"] == "completed"
 
+    # 8. The progress report the re-assessment asked for (the reports service, from the plan's event): a
+    #    DiagnosticReport with its PDF and HTML, the course drawn from what the platform holds.
+    progress = j.progress_report()
+    report = _check_report(j, progress, {"11508-9", "11506-3"}, "Progress report")
+    texts = "".join(
+        p.get_textpage().get_text_range() for p in pdfium.PdfDocument(presented_pdf(report) or b"")
+    )
+    assert "Static standing balance" in texts and "improved beyond MCID" in texts
+    assert "No balance-board trials recorded." not in texts and "No EMG envelopes recorded." not in texts
+    # One report per re-assessment: the reports service's consumer runs each plan event once.
+    progress_notes = {"patient": f"Patient/{j.patient}", "code": "http://loinc.org|11508-9"}
+    assert [r["id"] for r in j.fhir_search("DiagnosticReport", progress_notes)] == [report["id"]]
+
+    # 9. Discharge: the CarePlan completed, each Goal closed (achieved here), and the discharge summary.
+    discharge = j.discharge()
+    assert discharge.care_plan is not None and discharge.care_plan["status"] == "completed"
+    assert _kinds(discharge) == ["discharged"]
+    assert {goal_achievement(g) for g in discharge.goals} == {"achieved"}
+    summary = _check_report(j, discharge, {"18842-5"}, "Discharge summary")
+    assert summary["id"] != report["id"] and "2 of 2 goals achieved" in summary["conclusion"]
+    # On demand, through the front door: another progress report of the (now completed) plan, drawn by the
+    # reports service's worker (202 with its id; readable over FHIR once written).
+    root = j.urls.fhir_base.removesuffix("/fhir")
+    made = j.api.http.post(
+        f"{root}/reports", json={"patient": j.patient, "kind": "progress"}, headers=j.api.clinician
+    )
+    assert made.status_code == 202, made.text
+    assert made.json()["carePlan"] == f"CarePlan/{j.plan_id}"
+    assert made.headers["Location"] == f"/fhir/DiagnosticReport/{made.json()['id']}"
+
+    def drawn() -> dict[str, Any] | None:
+        resp = j.api.http.get(f"{j.urls.fhir_base}/DiagnosticReport/{made.json()['id']}", headers=j.api.ehr)
+        return resp.json() if resp.status_code == 200 else None
+
+    on_demand = j.wait("the report asked for on demand", drawn, timeout_s=240)
+    assert report_codes(on_demand) >= {"11508-9"} and presented_pdf(on_demand) is not None
+    refused = j.api.http.post(f"{root}/reports", json={"patient": j.patient}, headers=j.api.ehr)
+    assert refused.status_code == 403, "the read-only EHR client may not generate reports"
+    # Bad input names the field; a plan or patient with nothing to report on is 404, never an empty report.
+    bad = j.api.http.post(f"{root}/reports", json={"patient": "a b"}, headers=j.api.clinician)
+    assert bad.status_code == 400 and "patient" in bad.text
+    for body in ({"patient": j.patient, "carePlan": "CarePlan/nope"}, {"patient": "nobody-0000"}):
+        missing = j.api.http.post(f"{root}/reports", json=body, headers=j.api.clinician)
+        assert missing.status_code == 404, missing.text
+    # What an EHR files beside it: the referral diagnosis as a Condition of the patient.
+    conditions = j.fhir_search("Condition", {"patient": f"Patient/{j.patient}"})
+    assert conditions and all(_about_patient(c, j.patient) for c in conditions)
+
     # Across the course: every CarePlan version is readable in _history, numbered without gaps, in step order.
     history = j.care_plan_history()
     produced = [c.version for s in j.steps for c in s.changes]
@@ -243,7 +355,7 @@ def test_one_patient_from_evaluation_to_mastery_as_an_ehr_reads_it(
     assert len(reached) == 2
     downs = [c for c in stage_changes if "unconscious competence -> conscious competence" in c.reason]
     assert downs and all("re-enters at conscious competence" in c.reason for c in downs)
-    assert set(STAGES) >= {s.stages[BALANCE] for s in j.steps}
+    assert set(STAGES) >= {s.stages[BALANCE] for s in j.steps if s.stages}
     # Every session is an Encounter of the patient, each with its Procedures.
     encounters = j.fhir_search("Encounter", {"patient": f"Patient/{j.patient}"})
     assert {e["id"] for e in encounters} == {s.session for s in j.steps if s.session}

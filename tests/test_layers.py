@@ -41,6 +41,7 @@ SERVICES = {
     "subscriptions": "subscriptions",
     "authorization": "authorization",
     "audit": "audit",
+    "reports": "reports",
 }
 ALL_APPS = {**SERVICES, "front-door": "front_door"}
 

@@ -111,6 +111,7 @@ def test_var_holds_logs_per_process(platform: Platform) -> None:
         "subscriptions",
         "authorization",
         "audit",
+        "reports",
         "front-door",
     }
     assert {p.stem for p in logs.glob("*.log")} >= expected

@@ -18,6 +18,7 @@ SERVICES = [
     ("subscriptions", "SUBSCRIPTIONS_"),
     ("authorization", "AUTHORIZATION_"),
     ("audit", "AUDIT_"),
+    ("reports", "REPORTS_"),
 ]
 
 

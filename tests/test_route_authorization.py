@@ -38,6 +38,7 @@ SERVICES = {
     ),
     "subscriptions": ("relearn.subscriptions", "relearn.subscriptions.config", "relearn.subscriptions.main"),
     "audit": ("relearn.audit", "relearn.audit.config", "relearn.audit.main"),
+    "reports": ("relearn.reports", "relearn.reports.config", "relearn.reports.main"),
 }
 NOBODY = "nobody-0000"
 # Members a body needs beyond its schema's required ones (a cross-field rule), merged into the example.

@@ -21,6 +21,7 @@ SERVICES = [
     ("relearn.device_gateway", "DEVICE_GATEWAY_"),
     ("relearn.subscriptions", "SUBSCRIPTIONS_"),
     ("relearn.audit", "AUDIT_"),
+    ("relearn.reports", "REPORTS_"),
 ]
 
 

@@ -62,6 +62,7 @@ APPS: list[App] = [
     App("subscriptions", "subscriptions", "SUBSCRIPTIONS_", True),
     App("authorization", "authorization", "AUTHORIZATION_", True),
     App("audit", "audit", "AUDIT_", True),
+    App("reports", "reports", "REPORTS_", True),
     App("front-door", "front_door", "FRONT_DOOR_", False),
 ]
 APPS_BY_SCRIPT = {a.script: a for a in APPS}

@@ -143,6 +143,9 @@ def test_each_service_runs_as_api_worker_and_one_shot_migration(resolved: dict[s
         "subscriptions",
         "subscriptions-worker",
         "subscriptions-migrate",
+        "reports",
+        "reports-worker",
+        "reports-migrate",
         "front-door",
     ],
 )

@@ -320,6 +320,32 @@ def test_goals_a_reassessment_marks_achieved_are_in_the_plan_event(service: dict
         assert goal.headers["etag"] == f'W/"{g["versionId"]}"'
 
 
+def test_discharge_completes_the_plan_and_closes_each_goal(service: dict[str, Any]) -> None:
+    client, auth = service["client"], _auth(service["issuer"])
+    _, plan_id = _drafted(service)
+    assert client.post(f"/plans/{plan_id}/discharge", headers=auth).status_code == 422  # a draft
+    assert client.post(f"/plans/{plan_id}/activate", headers=auth).status_code == 200
+    goals = client.get(f"/plans/{plan_id}", headers=auth).json()["state"]["goals"]
+    first = goals[0]["id"]
+    bad = client.post(f"/plans/{plan_id}/discharge", headers=auth, json={"achieved": {"nope": True}})
+    assert bad.status_code == 422, bad.text
+    body = {"reason": "goals reviewed", "achieved": {first: True}}
+    resp = client.post(f"/plans/{plan_id}/discharge", headers=auth, json=body)
+    assert resp.status_code == 200, resp.text
+    state = resp.json()["state"]
+    assert state["status"] == "completed"
+    assert state["history"][-1]["kind"] == "discharged"
+    care_plan = client.get(f"/fhir/CarePlan/{plan_id}", headers=auth).json()
+    assert care_plan["status"] == "completed"
+    for goal in goals:
+        fhir_goal = client.get(f"/fhir/Goal/{goal['id']}", headers=auth).json()
+        assert fhir_goal["lifecycleStatus"] == "completed"
+        code = fhir_goal["achievementStatus"]["coding"][0]["code"]
+        assert code == ("achieved" if goal["id"] == first else "not-achieved")
+    again = client.post(f"/plans/{plan_id}/discharge", headers=auth)
+    assert again.status_code == 422  # completed already
+
+
 def test_patient_tokens_read_only_their_own_plans(service: dict[str, Any]) -> None:
     client, issuer = service["client"], service["issuer"]
     patient, plan_id = _drafted(service)

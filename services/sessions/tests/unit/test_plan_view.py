@@ -182,3 +182,10 @@ def test_unreadable_events_raise(plan: PlanView) -> None:
 )
 def test_weekly_frequency_is_read_from_the_dose(dose: dict[str, Any], per_week: float | None) -> None:
     assert parse_dose(dose).frequency_per_week == per_week
+
+
+def test_a_discharge_completes_the_plan_in_the_read_model(plan: PlanView, plan_event: PlanEvent) -> None:
+    data = plan_event(3)
+    data.pop("status", None)  # plan.discharged.v1 means completed even if a sender left the status out
+    discharged = apply_plan_event(plan, "plan.discharged.v1", data)
+    assert discharged.status == "completed" and discharged.version == 3

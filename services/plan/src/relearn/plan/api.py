@@ -16,6 +16,7 @@ from relearn.plan.domain.state import PlanStatus
 from relearn.plan.schemas import (
     ActivityStatusIn,
     AddActivityIn,
+    DischargeIn,
     MusclesIn,
     OverrideIn,
     PlanSummary,
@@ -118,6 +119,20 @@ def plans_router(service: PlanService) -> APIRouter:
     ) -> PlanView:
         by = _writer(principal)
         return PlanView.of(service.set_status(session, plan_id, body.status, by=by, reason=body.reason))
+
+    @router.post(
+        "/{plan_id}/discharge",
+        summary="Discharge: complete the plan, goals achieved or not-achieved (plan.discharged.v1)",
+    )
+    def discharge_plan(
+        plan_id: PlanId,
+        principal: PrincipalDep,
+        session: SessionDep,
+        body: Annotated[DischargeIn | None, Body()] = None,
+    ) -> PlanView:
+        by = _writer(principal)
+        b = body or DischargeIn()
+        return PlanView.of(service.discharge(session, plan_id, by=by, reason=b.reason, achieved=b.achieved))
 
     @router.post("/{plan_id}/activities", summary="Add an exercise (a pattern at its simplest form)")
     def add(plan_id: PlanId, body: AddActivityIn, principal: PrincipalDep, session: SessionDep) -> PlanView:

@@ -57,6 +57,7 @@ PLAN_ACTIVATED = "plan.activated.v1"
 PLAN_PROGRESSED = "plan.progressed.v1"
 PLAN_STAGE_CHANGED = "plan.stage-changed.v1"
 PLAN_UPDATED = "plan.updated.v1"
+PLAN_DISCHARGED = "plan.discharged.v1"
 
 
 def activity_data(activity: ActivityState) -> dict[str, Any]:
@@ -88,6 +89,8 @@ def _base(plan: PlanState, version_id: int, reason: str, evidence: Iterable[str]
         "status": plan.status,
         "reason": reason,
         "evidence": list(dict.fromkeys(evidence)),
+        # What made this version (drafted, reassessed, discharged, progressed, ...): the plan-change kind.
+        "change": plan.latest_change.kind if plan.latest_change else None,
     }
 
 
@@ -108,6 +111,17 @@ def plan_drafted(plan: PlanState, *, version_id: int) -> dict[str, Any]:
 def plan_activated(plan: PlanState, *, version_id: int) -> dict[str, Any]:
     reason, evidence = _latest(plan)
     return _with_activities(_base(plan, version_id, reason, evidence), plan)
+
+
+def plan_discharged(plan: PlanState, *, version_id: int) -> dict[str, Any]:
+    """The plan completed at discharge, with each goal's verdict (``goals[]``: id, goal, achievement)."""
+    reason, evidence = _latest(plan)
+    data = _with_activities(_base(plan, version_id, reason, evidence), plan)
+    data["goals"] = [
+        {"id": g.id, "goal": f"Goal/{g.id}", "description": g.description, "achievement": g.achievement}
+        for g in plan.goals
+    ]
+    return data
 
 
 def plan_updated(
@@ -197,6 +211,8 @@ def version_event(plan: PlanState, decision: Decision | None) -> tuple[str, dict
             return PLAN_DRAFTED, plan_drafted(plan, version_id=v)
         if kind == "activated":
             return PLAN_ACTIVATED, plan_activated(plan, version_id=v)
+        if kind == "discharged":
+            return PLAN_DISCHARGED, plan_discharged(plan, version_id=v)
         return PLAN_UPDATED, plan_updated(plan, version_id=v)
     if decision.override is not None:
         return PLAN_UPDATED, plan_overridden(plan, decision, version_id=v)
@@ -254,7 +270,11 @@ def stage_version(
     event_type, data = version_event(plan, decision)
     if catalogue is not None:
         data = with_procedure_codes(data, plan, catalogue)
-    data["goals"] = goals_data(goals)
+    written = {g["goal"]: g for g in goals_data(goals)}
+    if "goals" in data:  # discharge: every goal with its verdict, and the version written where there is one
+        data["goals"] = [g | written.get(g["goal"], {}) for g in data["goals"]]
+    else:
+        data["goals"] = list(written.values())
     event = CloudEvent.new(SOURCE, event_type, plan.patient, data)
     stage(session, event)
     return event

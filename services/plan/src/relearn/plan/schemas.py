@@ -31,6 +31,18 @@ class StatusIn(_Body):
     reason: Reason
 
 
+class DischargeIn(_Body):
+    """Discharge: the plan is completed and each goal closed as achieved or not-achieved."""
+
+    reason: Reason = "discharged"
+    achieved: dict[Annotated[str, Field(max_length=64)], bool] = Field(
+        default={},
+        max_length=200,
+        description="goal id -> met, where the therapist decides; any other goal keeps its re-assessed "
+        "verdict (achieved stays achieved, anything else becomes not-achieved)",
+    )
+
+
 class AddActivityIn(_Body):
     pattern: str = Field(description="Movement pattern code (GET /catalogue)", max_length=64)
     side: Side | None = None

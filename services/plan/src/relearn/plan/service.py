@@ -25,6 +25,7 @@ from relearn.plan.domain.drafting import apply_proposal, draft_plan, propose_cha
 from relearn.plan.domain.editing import (
     activate,
     add_activity,
+    discharge,
     override,
     remove_activity,
     resolve_task,
@@ -330,6 +331,21 @@ class PlanService:
             self._no_other_active(session, record)
         return self._edit(
             session, record, lambda p: set_status(p, status, by=by, reason=reason, at=self.now())
+        )
+
+    def discharge(
+        self,
+        session: Session,
+        plan_id: str,
+        *,
+        by: str,
+        reason: str,
+        achieved: Mapping[str, bool] | None = None,
+    ) -> PlanState:
+        """Discharge: the plan completed, each goal achieved or not-achieved (plan.discharged.v1)."""
+        record = self._writable(session, plan_id)
+        return self._edit(
+            session, record, lambda p: discharge(p, by=by, reason=reason, at=self.now(), achieved=achieved)
         )
 
     def add_activity(

@@ -20,6 +20,7 @@ DEVICE_RAW_EMG = "relearn.device.raw.emg"
 DEVICE_RAW_BALANCE = "relearn.device.raw.balance"
 # One AuditEvent per access to any service (IHE BALP shaped), stored by the audit service.
 AUDIT_EVENTS = "relearn.audit.events"
+REPORTS_EVENTS = "relearn.reports.events"
 
 TOPICS: tuple[Topic, ...] = (
     Topic(
@@ -36,8 +37,10 @@ TOPICS: tuple[Topic, ...] = (
             "plan.progressed.v1",
             "plan.stage-changed.v1",
             "plan.updated.v1",
+            "plan.discharged.v1",
         ),
     ),
+    Topic(REPORTS_EVENTS, 3, ("report.requested.v1", "report.issued.v1")),
     Topic(SESSIONS_EVENTS, 6, ("session.logged.v1", "session.symptoms-recorded.v1")),
     # device.metric-computed.v1 is no longer produced (trial summaries replaced it): the log still has some.
     Topic(

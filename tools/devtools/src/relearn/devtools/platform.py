@@ -1,6 +1,6 @@
 """``make run``: the whole platform on the embedded default, as separate processes.
 
-Starts the Tansu broker, migrates and starts the services (a SQLite file each under ``var/``), the
+Starts the Tansu broker, migrates and starts the eight services (a SQLite file each under ``var/``), the
 authorization server among them, and the front door, waits until every one is ready, prints the URLs and
 stops everything cleanly on Ctrl-C. Tests of the whole journey start the platform the same way.
 
@@ -58,6 +58,7 @@ class PlatformSettings(BaseSettings):
     # The authorization service issues the tokens (off: the front door hosts the development issuer).
     authorization_server: bool = True
     audit_port: int = 8087
+    reports_port: int = 8088
     broker_port: int | None = None  # a free port when unset
     var_dir: Path = Path("var")
     # Empty: a SQLite file per service. Otherwise a SQLAlchemy URL template with {service}.
@@ -78,6 +79,7 @@ class PlatformSettings(BaseSettings):
             subscriptions_port=free_port(),
             authorization_port=free_port(),
             audit_port=free_port(),
+            reports_port=free_port(),
             var_dir=var_dir,
             database_url_template=database_url_template,
         )
@@ -91,6 +93,7 @@ class PlatformSettings(BaseSettings):
             ServiceSpec("subscriptions", "SUBSCRIPTIONS_", self.subscriptions_port),
             ServiceSpec("authorization", "AUTHORIZATION_", self.authorization_port),
             ServiceSpec("audit", "AUDIT_", self.audit_port),
+            ServiceSpec("reports", "REPORTS_", self.reports_port),
         ]
 
     def fhir_services(self) -> list[ServiceSpec]:
@@ -221,6 +224,10 @@ class Platform:
             env[f"{p}SIGNING_KEYS_FILE"] = str(self.authorization_dir / "keys.json")
             env[f"{p}CLIENTS_FILE"] = str(clients_file)
             env[f"{p}USERS_FILE"] = str(users_file)
+        if spec.name == "reports":
+            # It reads each course through the front door with its own client credentials (read-only).
+            env[f"{p}PLATFORM_URL"] = f"http://{s.host}:{s.front_door_port}"
+            env[f"{p}TOKEN_URL"] = f"{s.issuer_url}/token"
         if spec.name == "subscriptions":
             # Websocket subscribers connect through the front door.
             env[f"{p}WEBSOCKET_URL"] = f"ws://{s.host}:{s.front_door_port}/subscriptions/ws"

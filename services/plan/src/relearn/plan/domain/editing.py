@@ -77,6 +77,51 @@ def set_status(plan: PlanState, status: PlanStatus, *, by: str, reason: str, at:
     return Outcome(updated, changed=True)
 
 
+def discharge(
+    plan: PlanState,
+    *,
+    by: str,
+    reason: str,
+    at: datetime,
+    achieved: Mapping[str, bool] | None = None,
+) -> Outcome:
+    """Discharge: the plan is completed and every goal closed as achieved or not-achieved.
+
+    A goal already ``achieved`` (a re-assessment met its targets) stays achieved; any other is not-achieved
+    unless the therapist's ``achieved`` says otherwise (goal id -> met). Each activity still running is
+    completed with the plan."""
+    if plan.status not in ("active", "on-hold"):
+        raise PlanError(f"plan {plan.id} is {plan.status}: only an active or on-hold plan is discharged")
+    verdicts = dict(achieved or {})
+    unknown = sorted(set(verdicts) - {g.id for g in plan.goals})
+    if unknown:
+        raise PlanError(f"goal {unknown[0]!r} is not a goal of plan {plan.id}")
+    goals = []
+    for g in plan.goals:
+        met = verdicts.get(g.id, g.achievement == "achieved")
+        goals.append(
+            g.model_copy(
+                update={
+                    "lifecycle": "completed" if g.lifecycle != "cancelled" else "cancelled",
+                    "achievement": "achieved" if met else "not-achieved",
+                }
+            )
+        )
+    activities = tuple(
+        a.model_copy(update={"status": "completed"}) if a.status in ("active", "on-hold") else a
+        for a in plan.activities
+    )
+    met_count = sum(1 for g in goals if g.achievement == "achieved")
+    updated = plan.with_goals(goals).model_copy(update={"status": "completed", "activities": activities})
+    updated = updated.recorded(
+        at=at,
+        kind="discharged",
+        reason=f"discharged ({met_count} of {len(goals)} goals met): {reason}",
+        by=by,
+    )
+    return Outcome(updated, changed=True)
+
+
 def _coerce_levels(levels: Mapping[Dimension | str, int]) -> dict[Dimension, int]:
     try:
         return {Dimension(k): int(v) for k, v in levels.items()}

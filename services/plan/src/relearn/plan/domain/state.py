@@ -38,6 +38,7 @@ ChangeKind = Literal[
     "waiver",
     "task",
     "held",
+    "discharged",
 ]
 GoalLifecycle = Literal["proposed", "active", "completed", "cancelled"]
 GoalAchievement = Literal["in-progress", "improving", "worsening", "no-change", "achieved", "not-achieved"]

@@ -29,6 +29,7 @@ SNAPSHOT_EVENTS: dict[str, str | None] = {
     "plan.drafted.v1": "draft",
     "plan.activated.v1": "active",
     "plan.updated.v1": None,  # keeps the status unless the event states one
+    "plan.discharged.v1": "completed",
 }
 PROGRESSED = "plan.progressed.v1"
 STAGE_CHANGED = "plan.stage-changed.v1"

@@ -40,6 +40,8 @@ from relearn.devtools.journey.reading import (
     Step,
     exercises,
     goal_achievement,
+    presented_pdf,
+    report_codes,
 )
 from relearn.devtools.journey.recordings import (
     BALANCE_RATE_HZ,
@@ -93,4 +95,6 @@ __all__ = [
     "frames",
     "goal_achievement",
     "main",
+    "presented_pdf",
+    "report_codes",
 ]

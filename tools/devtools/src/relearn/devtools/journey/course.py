@@ -13,7 +13,15 @@ from relearn.devtools.journey.client import Api, Auth, JourneyError, PlatformUrl
 from relearn.devtools.journey.evaluations import evaluation_body
 from relearn.devtools.journey.gateway import Gateway
 from relearn.devtools.journey.plan import PlanService, activity_state, session_record
-from relearn.devtools.journey.reading import FhirReader, Step, goal_achievement
+from relearn.devtools.journey.reading import (
+    DISCHARGE_SUMMARY,
+    LOINC,
+    PROGRESS_NOTE,
+    FhirReader,
+    Step,
+    goal_achievement,
+    presented_pdf,
+)
 from relearn.devtools.journey.recordings import (
     EMG_MVC,
     EMG_PROTOCOL,
@@ -60,6 +68,7 @@ class Journey:
         client_secret: str = "dev-secret",
         ehr_client: Auth = ("ehr-demo", "ehr-demo-secret"),
         device_client: Auth = ("device-gateway-dev", "device-gateway-secret"),
+        report_dir: Path | None = None,
     ) -> None:
         self.urls = urls
         self.patient = patient or f"journey-{uuid.uuid4().hex[:8]}"
@@ -82,6 +91,8 @@ class Journey:
         self.sessions_logged = 0
         self.seen_versions = 0
         self.evaluations: list[str] = []
+        # Where the reports' PDFs are written (None: not written).
+        self.report_dir = report_dir
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -614,12 +625,59 @@ class Journey:
 
         return self._finish(step, then=goals_line)
 
+    # -- 5. the progress report and the discharge summary ----------------------------------------------------
+
+    def _report(self, code: str, what: str) -> dict[str, Any]:
+        """The DiagnosticReport of this plan with that LOINC code, once the reports service has written it."""
+
+        def written() -> dict[str, Any] | None:
+            found = self.fhir_search(
+                "DiagnosticReport", {"patient": f"Patient/{self.patient}", "code": f"{LOINC}|{code}"}
+            )
+            mine = [r for r in found if {"reference": f"CarePlan/{self.plan_id}"} in r.get("basedOn", [])]
+            return mine[-1] if mine else None
+
+        # Drawing a report is CPU work in the reports service's consumer: on a busy machine it takes a
+        # while, so this wait is longer than the others.
+        return self.wait(what, written, timeout_s=4 * self.timeout_s)
+
+    def _keep_pdf(self, step: Step, report: dict[str, Any], kind: str) -> None:
+        step.report = report
+        pdf = presented_pdf(report)
+        if pdf is not None and self.report_dir is not None:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            step.report_pdf = (self.report_dir / f"{self.patient}-{kind}.pdf").resolve()
+            step.report_pdf.write_bytes(pdf)
+
+    def progress_report(self) -> Step:
+        """The progress report the re-assessment asked for: a DiagnosticReport (PDF and HTML) an EHR reads."""
+        step = Step("progress report", "", self.elapsed(), 0.0)
+        report = self._report(PROGRESS_NOTE, "the re-assessment's progress report (DiagnosticReport)")
+        self._keep_pdf(step, report, "progress-report")
+        step.summary = (
+            f"the re-assessment's progress report ({len(report.get('result', []))} Observations drawn)"
+        )
+        return self._finish(step, read_plan=False)
+
+    def discharge(self) -> Step:
+        """POST /plans/<id>/discharge: the CarePlan completed, each Goal achieved or not; the reports service
+        writes the discharge summary."""
+        step = Step("discharge", "", self.elapsed(), 0.0)
+        step.data["discharged"] = self._change_plan(
+            "POST", "discharge", "the discharge", "goals reviewed with the patient at discharge"
+        )
+        report = self._report(DISCHARGE_SUMMARY, "the discharge summary (DiagnosticReport)")
+        self._keep_pdf(step, report, "discharge-summary")
+        step.summary = f"CarePlan/{self.plan_id} completed; DiagnosticReport/{report['id']}"
+        return self._finish(step)
+
     # -- the whole course ------------------------------------------------------------------------------------
 
     def run(self) -> list[Step]:
-        """The standard course: 13 steps. Standing balance reaches unconscious competence twice (at the first
+        """The standard course: 15 steps. Standing balance reaches unconscious competence twice (at the first
         load-bearing level, then at the next proprioception level), each advance proposed for this patient at
-        fall risk and approved by the therapist; a re-assessment closes the course."""
+        fall risk and approved by the therapist; a re-assessment (with its progress report) and the
+        discharge (with its discharge summary) close the course."""
         self.initial_evaluation()
         self.review_and_activate()
         self.session(label="self-rating agrees")
@@ -633,6 +691,8 @@ class Journey:
         self.session(label="dual task", feedback=False, dual_task_cost=4.0)
         self.session(feedback=False)
         self.reassessment()
+        self.progress_report()
+        self.discharge()
         return self.steps
 
     @property

@@ -15,6 +15,7 @@ from relearn.devtools.journey.client import JourneyError, PlatformUrls
 from relearn.devtools.journey.course import Journey
 from relearn.devtools.journey.reading import Step
 from relearn.devtools.journey.timeline import describe
+from relearn.devtools.platform import PlatformSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for each asynchronous step"
     )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=PlatformSettings().var_dir / "reports",
+        help="where the progress report's and discharge summary's PDFs are written (var/reports)",
+    )
     args = parser.parse_args(argv)
     urls = PlatformUrls(**{f.name: getattr(args, f.name) for f in fields(PlatformUrls)})
     try:
@@ -48,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(step), flush=True)
 
     with Journey(
-        urls, patient=args.patient, data_dir=args.data_dir, timeout_s=args.timeout, on_step=show
+        urls,
+        patient=args.patient,
+        data_dir=args.data_dir,
+        timeout_s=args.timeout,
+        on_step=show,
+        report_dir=args.report_dir,
     ) as journey:
         print(f"Relearn journey of Patient/{journey.patient} (FHIR base {urls.fhir_base})\n", flush=True)
         try:
@@ -62,4 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({slowest.duration_s:.1f}s). An EHR reads it all at {urls.fhir_base} "
             f"(e.g. CarePlan/{journey.plan_id}/_history)."
         )
+        for step in journey.steps:
+            if step.report_pdf is not None:
+                print(f"{step.name} PDF: {step.report_pdf}")
     return 0

@@ -7,8 +7,10 @@ codes of CarePlan versions and Goals; :class:`Step` is what one step of the cour
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from relearn.devtools.journey.client import Api
@@ -118,6 +120,26 @@ def exercises(care_plan: Mapping[str, Any]) -> dict[str, Exercise]:
     return out
 
 
+LOINC = "http://loinc.org"
+PROGRESS_NOTE = "11508-9"  # Physical therapy Progress note (with 11506-3 Progress note)
+DISCHARGE_SUMMARY = "18842-5"
+
+
+def report_codes(report: Mapping[str, Any]) -> set[str]:
+    """The LOINC codes of a DiagnosticReport."""
+    return {
+        str(c.get("code")) for c in (report.get("code") or {}).get("coding", []) if c.get("system") == LOINC
+    }
+
+
+def presented_pdf(report: Mapping[str, Any]) -> bytes | None:
+    """The PDF a DiagnosticReport presents (its application/pdf presentedForm), decoded."""
+    for form in report.get("presentedForm", []):
+        if form.get("contentType") == "application/pdf" and form.get("data"):
+            return base64.b64decode(form["data"])
+    return None
+
+
 def goal_achievement(goal: Mapping[str, Any]) -> str | None:
     """A Goal's achievementStatus code (in-progress, improving, achieved, ...)."""
     for coding in (goal.get("achievementStatus") or {}).get("coding", []):
@@ -151,6 +173,8 @@ class Step:
         default_factory=list
     )  # questions of the engine the therapist answered
     data: dict[str, Any] = field(default_factory=dict)  # step-specific: responses of the domain APIs
+    report: dict[str, Any] | None = None  # a DiagnosticReport the step produced (progress, discharge)
+    report_pdf: Path | None = None  # its PDF (presentedForm), written to the journey's report directory
 
     @property
     def rules(self) -> list[str]:

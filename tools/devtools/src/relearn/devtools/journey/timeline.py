@@ -24,4 +24,10 @@ def describe(step: Step) -> str:
             raised = ", ".join(f"{d} {v}" for d, v in levels.items() if v) or "all at level 0"
             parts.append(f"{pattern}: {stage.replace('-', ' ')} ({raised})")
         lines.append("    stage: " + "; ".join(parts))
+    if step.report is not None:
+        r = step.report
+        title = (r.get("code") or {}).get("text", "")
+        lines.append(f"    DiagnosticReport/{r['id']} [{title}] {r.get('conclusion', '')}")
+        if step.report_pdf is not None:
+            lines.append(f"    PDF: {step.report_pdf}")
     return "\n".join(lines)
