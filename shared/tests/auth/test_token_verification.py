@@ -303,3 +303,12 @@ def test_production_verifies_tokens_of_the_external_issuers_jwks(issuer: DevIssu
     dev = issuer.mint("relearn-dev", "system/*.*")
     with pytest.raises(Unauthorized):
         verifier.verify(dev)
+
+
+def test_the_fhir_user_claim_names_the_user(sign: Signer, verifier: JwtVerifier) -> None:
+    """An App Launch token's ``fhirUser`` is who audit and Provenance name; a malformed one is refused."""
+    principal = verifier.verify(sign(_claims(fhirUser="Practitioner/therapist-1")))
+    assert principal.fhir_user == "Practitioner/therapist-1"
+    assert verifier.verify(sign(_claims())).fhir_user is None
+    with pytest.raises(Unauthorized):
+        verifier.verify(sign(_claims(fhirUser=["Practitioner/x"])))

@@ -82,10 +82,10 @@ def audit_record(
         who: dict[str, Any] = {"clientId": principal.client_id, "subject": principal.subject}
         if principal.raw_scope:
             who["scope"] = principal.raw_scope[:2000]
-        device = getattr(principal, "device", None)
+        device = principal.device
         if device:
             who["device"] = device
-        fhir_user = getattr(principal, "fhir_user", None)
+        fhir_user = principal.fhir_user
         if fhir_user:
             who["fhirUser"] = fhir_user
         record["principal"] = who

@@ -42,8 +42,8 @@ def request_agent() -> RequestAgent | None:
     return RequestAgent(
         client_id=principal.client_id,
         subject=principal.subject,
-        device=getattr(principal, "device", None),
-        fhir_user=getattr(principal, "fhir_user", None),
+        device=principal.device,
+        fhir_user=principal.fhir_user,
     )
 
 

@@ -18,6 +18,9 @@ class Principal:
     patient: str | None = None
     # The device id for device credentials (device gateways), if any.
     device: str | None = None
+    # The user behind an App Launch token (its SMART ``fhirUser`` claim: ``Practitioner/<id>``,
+    # ``Patient/<id>``); audit and Provenance name them as the agent.
+    fhir_user: str | None = field(default=None, compare=False)
     raw_scope: str = field(default="", compare=False)
     # When the token stops being valid (its `exp` claim); None when unknown. Long-lived connections
     # (WebSockets) end at this time, since the token was only checked when they opened.

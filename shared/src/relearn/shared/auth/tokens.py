@@ -142,6 +142,7 @@ class JwtVerifier:
             scopes=parse_scopes(raw_scope),
             patient=_optional_str(claims, "patient"),
             device=_optional_str(claims, "device"),
+            fhir_user=_optional_str(claims, "fhirUser"),
             raw_scope=raw_scope,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),  # a number: `_check_claims` saw to it
         )
