@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark under ``benchmarks/`` and print its figures.
 
 ``python -m relearn.devtools.bench [SCALE [NAME ...]]``: SCALE multiplies the workloads (1 by
-default; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for ``bench_events.py``).
+default, or ``RELEARN_BENCH_SCALE``; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for ``bench_events.py``).
 
 A benchmark is a module ``benchmarks/bench_<what>.py`` with ``run(ctx: BenchContext) -> None``
 that prints its own figures (use :func:`report`). They share one real broker and create
@@ -105,7 +105,7 @@ def _load(path: Path) -> object:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    scale = float(argv[0]) if argv else 1.0
+    scale = float(argv[0]) if argv else float(os.environ.get("RELEARN_BENCH_SCALE", "1"))
     only = set(argv[1:])  # e.g. `events observations` runs bench_events.py and bench_observations.py
     benches = [p for p in sorted(Path("benchmarks").glob("bench_*.py")) if not only or p.stem[6:] in only]
     with tempfile.TemporaryDirectory() as tmp:
