@@ -88,18 +88,13 @@ def _raw_headers(
 
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
     headers = _raw_headers(request, _REQUEST_HEADERS, timeout_s)
-    url = f"{upstream}{_raw_path(request)}"
+    # The query as the client sent it: decoding and re-encoding it cost CPU and could change it.
+    query = request.scope.get("query_string", b"")
+    url = f"{upstream}{_raw_path(request)}" + (f"?{query.decode('latin-1')}" if query else "")
     body = await request.body()
     for attempt in (1, 2):
         try:
-            resp = await client.request(
-                request.method,
-                url,
-                params=list(request.query_params.multi_items()),
-                headers=headers,
-                content=body,
-                timeout=timeout_s,
-            )
+            resp = await _send(client, request.method, url, headers, body, timeout_s)
             break
         except httpx.TimeoutException as exc:
             raise unavailable("The service did not answer in time", status_code=504) from exc
@@ -109,6 +104,39 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
             raise unavailable("The service that owns this resource type is unavailable") from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    timeout_s: float,
+) -> httpx.Response:
+    """One request through the client's connection pool, without the client's per-request layers.
+
+    Performance (issue 16, docs/performance.md): ``AsyncClient.request`` merges URLs, default headers and
+    cookies, runs auth and redirect handling and stores the answer's cookies - about an eighth of the front
+    door's CPU per proxied request, none of which a proxy wants (a cookie jar shared by every caller would
+    even hand one caller's cookies to the next). The request goes straight to the client's transport, the
+    same pool (``AsyncClient._transport_for_url``; a test's ASGI, mock or mounted transports alike).
+    """
+    request = httpx.Request(
+        method,
+        url,
+        headers=headers,
+        content=body,
+        extensions={"timeout": httpx.Timeout(timeout_s).as_dict()},
+    )
+    # Private, on purpose (see the docstring); it honours the client's mounts.
+    transport: httpx.AsyncBaseTransport = client._transport_for_url(request.url)
+    resp = await transport.handle_async_request(request)
+    try:
+        await resp.aread()
+    finally:
+        await resp.aclose()
+    return resp
 
 
 def _raw_path(request: Request) -> str:
