@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from relearn.devtools.bench import BenchContext
+from relearn.devtools.bench import BenchContext, cpu_seconds
 from relearn.devtools.broker import free_port
 from relearn.devtools.platform import Platform, PlatformSettings
 
@@ -118,28 +118,6 @@ def tools_venv() -> Path:
             check=True,
         )
     return bin_dir.resolve()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and every process below it (uvicorn workers), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            raw = (entry / "stat").read_text()
-            fields = raw[raw.rindex(")") + 2 :].split()
-            stats[int(entry.name)] = fields
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        if p in stats:
-            total += (int(stats[p][11]) + int(stats[p][12])) / tick
-        todo.extend(children.get(p, []))
-    return total
 
 
 @dataclass

@@ -78,7 +78,9 @@ def _copy_rows(start: int, n: int, patients: int) -> dict[str, list[tuple[Any, .
         rows, body = templates[i % len(CODES)]
         at = START + timedelta(minutes=(i * 7919) % (2 * 365 * 24 * 60))  # spread over two years
         when = at.strftime("%Y-%m-%dT%H:%M:00Z")
-        resource_text = body.replace('"ID"', f'"{rid}"').replace("PATIENT", patient).replace("2024-01-01T00:00:00Z", when)
+        resource_text = (
+            body.replace('"ID"', f'"{rid}"').replace("PATIENT", patient).replace("2024-01-01T00:00:00Z", when)
+        )
         out["resource"].append(("Observation", rid, 1, stamp, False, resource_text))
         out["version"].append(("Observation", rid, 1, stamp, "POST", resource_text))
         for r in rows.token:

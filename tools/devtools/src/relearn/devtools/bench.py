@@ -1,7 +1,8 @@
 """``make bench``: run every benchmark under ``benchmarks/`` and print its figures.
 
 ``python -m relearn.devtools.bench [SCALE [NAME ...]]``: SCALE multiplies the workloads (1 by
-default, or ``RELEARN_BENCH_SCALE``; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for ``bench_events.py``).
+default, or ``RELEARN_BENCH_SCALE``; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for
+``bench_events.py``).
 
 A benchmark is a module ``benchmarks/bench_<what>.py`` with ``run(ctx: BenchContext) -> None``
 that prints its own figures (use :func:`report`). They share one real broker and create
@@ -57,6 +58,28 @@ def report(
         mean = statistics.fmean(latencies_s) * 1000
         line += f"   p50 {p50:.2f} ms   p99 {p99:.2f} ms   mean {mean:.2f} ms"
     print(line, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every process below it (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            raw = (entry / "stat").read_text()
+            fields = raw[raw.rindex(")") + 2 :].split()
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += (int(stats[p][11]) + int(stats[p][12])) / tick
+        todo.extend(children.get(p, []))
+    return total
 
 
 @contextmanager
