@@ -18,7 +18,9 @@ Printed per target: req/s, p50, p99 (median over rounds), ratio to sekmet, the C
 processes used per second (``/proc``), req/s per busy core next to the published per-vCPU anchors, and the
 front door's share of a request's CPU. ``RELEARN_BENCH_PROFILE=1`` (or ``--profile``) also records a py-spy
 profile of the front door and the evaluation service under the front-door SQLite mix and prints the
-breakdown by category (docs/performance.md).
+breakdown by category (docs/performance.md). ``RELEARN_BENCH_BASELINE=<checkout>`` adds that checkout's
+platform (its ``.venv``, e.g. a clone of main) through its front door on SQLite and PostgreSQL: before and
+after in the same run.
 """
 
 from __future__ import annotations
@@ -208,6 +210,17 @@ def sekmet(tools: Path, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[b
         log.close()
 
 
+@dataclass
+class BaselinePlatform(Platform):
+    """The platform run from another checkout's virtualenv (``RELEARN_BENCH_BASELINE``: a clone of the commit
+    to compare with, ``uv sync``-ed), so before and after are measured in the same run, alternating."""
+
+    bin_dir: Path = Path()
+
+    def _script(self, name: str) -> str:
+        return str(self.bin_dir / f"relearn-{name}")
+
+
 def platform_groups(platform: Platform) -> list[int]:
     groups = [p.pid for p in platform.processes.values()]
     if platform.broker is not None and getattr(platform.broker, "_proc", None) is not None:
@@ -300,43 +313,58 @@ def run(ctx: BenchContext) -> None:
     tools = tools_venv()
     seconds = max(5.0, 20 * ctx.scale)
     rounds = 3 if ctx.scale >= 0.5 else 2
+    services = ["evaluation", "plan", "sessions", "device_gateway", "subscriptions"]
     with tempfile.TemporaryDirectory(prefix="bench-crud-") as tmp_name:
         tmp = Path(tmp_name)
         script = tmp / "crud.js"
         script.write_text(K6_SCRIPT)
-        pg_template = ctx.databases.create_per_service(
-            ["evaluation", "plan", "sessions", "device_gateway", "subscriptions"]
-        )
-        sqlite = Platform(PlatformSettings.on_free_ports(tmp / "sqlite"))
-        pg = Platform(PlatformSettings.on_free_ports(tmp / "pg", database_url_template=pg_template))
+        pg_template = ctx.databases.create_per_service(services)
+        platforms: list[tuple[str, Platform, bool]] = [
+            ("sqlite", Platform(PlatformSettings.on_free_ports(tmp / "sqlite")), True),
+            (
+                "pg",
+                Platform(PlatformSettings.on_free_ports(tmp / "pg", database_url_template=pg_template)),
+                True,
+            ),
+        ]
+        baseline = os.environ.get("RELEARN_BENCH_BASELINE")
+        if baseline:  # the same mix on another checkout (before), side by side, through its front door
+            base_bin = (Path(baseline) / ".venv" / "bin").resolve()
+            base_pg = ctx.databases.create_per_service(services)
+            for label, template in (("sqlite", ""), ("pg", base_pg)):
+                settings = PlatformSettings.on_free_ports(
+                    tmp / f"base-{label}", database_url_template=template
+                )
+                platforms.append((f"base {label}", BaselinePlatform(settings, bin_dir=base_bin), False))
         targets: list[Target] = []
         try:
-            for label, platform in (("sqlite", sqlite), ("pg", pg)):
+            for label, platform, direct in platforms:
                 platform.start()
                 token = platform.token()
                 urls = platform.urls()
                 fd, ev = platform.processes["front-door"].pid, platform.processes["evaluation"].pid
                 groups = platform_groups(platform)
+                name = label if label.startswith("base") else f"relearn {label}"
                 targets.append(
                     Target(
-                        f"relearn {label:<6} (front door)",
+                        f"{name:<14} (front door)",
                         platform.settings.fhir_base_url,
                         token,
                         {"front-door": fd, "evaluation": ev},
                         groups,
                     )
                 )
-                targets.append(
-                    Target(
-                        f"relearn {label:<6} (direct)",
-                        f"{urls['evaluation']}/fhir",
-                        token,
-                        {"evaluation": ev},
-                        groups,
+                if direct:
+                    targets.append(
+                        Target(
+                            f"{name:<14} (direct)",
+                            f"{urls['evaluation']}/fhir",
+                            token,
+                            {"evaluation": ev},
+                            groups,
+                        )
                     )
-                )
-                platform_pause = Target("", "", "", {}, groups)
-                platform_pause.pause(signal.SIGSTOP)
+                Target("", "", "", {}, groups).pause(signal.SIGSTOP)
             with sekmet(tools, tmp / "sekmet") as (base, proc):
                 targets.append(Target("sekmet-fhir (SQLite)", base, "", {"sekmet": proc.pid}, [proc.pid]))
                 for target in targets:
@@ -359,34 +387,36 @@ def run(ctx: BenchContext) -> None:
                         target.failed += int(figures["failed"])
                         target.cpu.append({k[4:]: v for k, v in figures.items() if k.startswith("cpu:")})
                 if ctx.scale >= 1 or os.environ.get("RELEARN_BENCH_PROFILE"):
-                    profile(tools, targets[0], seconds, tmp)
+                    for target in targets:
+                        if target.name.endswith("(front door)") and "sqlite" in target.name:
+                            profile(tools, target, seconds, tmp)
                 for target in targets:
                     target.pause(signal.SIGCONT)
         finally:
             for target in targets:
                 target.pause(signal.SIGCONT)
-            sqlite.stop()
-            pg.stop()
+            for _, platform, _ in platforms:
+                platform.stop()
     print_table(targets, seconds, rounds)
 
 
 def profile(tools: Path, target: Target, seconds: float, tmp: Path) -> None:
     target.pause(signal.SIGCONT)
     time.sleep(1.0)
-    spies = {
-        role: py_spy_profile(tools, pid, seconds, tmp / f"{role}.raw") for role, pid in target.pids.items()
-    }
+    tag = "base" if target.name.startswith("base") else "relearn"
+    raws = {role: tmp / f"{tag}-{role}.raw" for role in target.pids}
+    spies = {role: py_spy_profile(tools, pid, seconds, raws[role]) for role, pid in target.pids.items()}
     run_k6(tools, tmp / "crud.js", target, seconds, tmp / "k6-profile.json")
     for spy in spies.values():
         spy.wait(30)
     target.pause(signal.SIGSTOP)
     print(f"\n  Profile (py-spy, {target.name}, CPU samples by category):", flush=True)
-    for role in target.pids:
-        print_breakdown(role, tmp / f"{role}.raw")
-        keep = Path("var/bench-profiles")
-        keep.mkdir(parents=True, exist_ok=True)
+    keep = Path("var/bench-profiles")
+    keep.mkdir(parents=True, exist_ok=True)
+    for role, raw in raws.items():
+        print_breakdown(role, raw)
         with contextlib.suppress(OSError):
-            shutil.copy(tmp / f"{role}.raw", keep / f"{role}.raw")
+            shutil.copy(raw, keep / raw.name)
 
 
 def print_table(targets: list[Target], seconds: float, rounds: int) -> None:
