@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark under ``benchmarks/`` and print its figures.
 
-``python -m relearn.devtools.bench [SCALE [NAME ...]]``: SCALE multiplies the workloads (1 by
+``python -m relearn.devtools.bench [SCALE] [NAME ...]``: SCALE multiplies the workloads (1 by
 default, or ``RELEARN_BENCH_SCALE``; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for
 ``bench_events.py``).
 
@@ -128,8 +128,10 @@ def _load(path: Path) -> object:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    scale = float(argv[0]) if argv else float(os.environ.get("RELEARN_BENCH_SCALE", "1"))
-    only = set(argv[1:])  # e.g. `events observations` runs bench_events.py and bench_observations.py
+    scale = float(os.environ.get("RELEARN_BENCH_SCALE", "1"))
+    if argv and argv[0].replace(".", "", 1).isdigit():
+        scale, argv = float(argv[0]), argv[1:]
+    only = set(argv)  # e.g. `events observations` runs bench_events.py and bench_observations.py
     benches = [p for p in sorted(Path("benchmarks").glob("bench_*.py")) if not only or p.stem[6:] in only]
     with tempfile.TemporaryDirectory() as tmp:
         broker = TansuBroker(log_dir=Path(tmp))
