@@ -28,10 +28,11 @@ from starlette.routing import BaseRoute
 from relearn.front_door.bundles import BundleRouter
 from relearn.front_door.config import Settings
 from relearn.front_door.includes import IncludeResolver, check_revincludes, wants_includes
-from relearn.front_door.proxy import RETRY_AFTER_S, forward, forward_rest, unavailable
+from relearn.front_door.proxy import RETRY_AFTER_S, forward, forward_rest, unavailable, use_lean_client
 from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
+from relearn.front_door.upstream import UpstreamClient
 from relearn.front_door.wsproxy import proxy_websocket, refuse
 from relearn.shared.fhir import FhirResponse, NotFound, install_error_handlers
 from relearn.shared.service import (
@@ -254,6 +255,9 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+        lean = UpstreamClient() if http is None else None
+        if lean is not None:  # FHIR requests take the lean client (upstream.py; docs/performance.md)
+            use_lean_client(client, lean)
         app.state.http = client
         app.state.routing = RoutingTable(
             settings.upstreams, client, missing_retry_s=settings.capability_retry_s
@@ -269,6 +273,8 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         finally:
             if http is None:
                 await client.aclose()
+            if lean is not None:
+                await lean.aclose()
 
     app = FastAPI(
         title="Relearn front door",

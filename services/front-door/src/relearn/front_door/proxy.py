@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 import httpx
 from fastapi import Request, Response
 
+from relearn.front_door.upstream import UpstreamClient
 from relearn.shared.fhir import FhirError
 from relearn.shared.service import TIMEOUT_HEADER
 
@@ -106,6 +108,16 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
 
 
+# The lean upstream client that serves FHIR requests for a front door's own httpx client (registered by
+# ``main.create_app``); a client a test passes in (ASGI or mock transports) goes through httpx's transport.
+_LEAN: WeakKeyDictionary[httpx.AsyncClient, UpstreamClient] = WeakKeyDictionary()
+
+
+def use_lean_client(client: httpx.AsyncClient, lean: UpstreamClient) -> None:
+    """Send the FHIR requests proxied with ``client`` through ``lean`` instead (docs/performance.md)."""
+    _LEAN[client] = lean
+
+
 async def _send(
     client: httpx.AsyncClient,
     method: str,
@@ -122,6 +134,10 @@ async def _send(
     even hand one caller's cookies to the next). The request goes straight to the client's transport, the
     same pool (``AsyncClient._transport_for_url``; a test's ASGI, mock or mounted transports alike).
     """
+    lean = _LEAN.get(client)
+    if lean is not None:  # the front door's own pool (main.create_app): the lean client (upstream.py)
+        answer = await lean.request(method, url, headers, body, timeout_s)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
     request = httpx.Request(
         method,
         url,
