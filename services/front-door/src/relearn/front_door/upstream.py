@@ -37,6 +37,9 @@ class _Pool:
     host: str
     port: int
     idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=deque)
+    # At most this many exchanges at once per service (httpx's pool had max_connections=200); the rest wait,
+    # within their timeout.
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(200))
 
 
 class UpstreamClient:
@@ -71,7 +74,7 @@ class UpstreamClient:
         head.append(b"\r\n")
         data = b"".join(head) + body
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s), pool.slots:
                 return await self._exchange(pool, data, method)
         except TimeoutError:
             raise httpx.ReadTimeout(f"{key} did not answer within {timeout_s:g}s") from None
