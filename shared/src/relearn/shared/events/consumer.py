@@ -202,7 +202,9 @@ class EventConsumer:
         last_record = time.monotonic()
         while not self._stop.is_set():
             with self._guarded(consumer):
-                polled = consumer.poll(timeout_ms=200)
+                # A second per poll while nothing comes (idle means idle, issue 16): each poll wakes the
+                # client's network thread; records still arrive at once (the fetch is answered when they do).
+                polled = consumer.poll(timeout_ms=1000)
             if consumer.assignment():
                 self._assigned.set()
             now = time.monotonic()
