@@ -312,3 +312,33 @@ def test_the_fhir_user_claim_names_the_user(sign: Signer, verifier: JwtVerifier)
     assert verifier.verify(sign(_claims())).fhir_user is None
     with pytest.raises(Unauthorized):
         verifier.verify(sign(_claims(fhirUser=["Practitioner/x"])))
+
+
+def test_a_remembered_token_still_expires_and_is_checked_again_after_a_minute(
+    issuer: DevIssuer, sign: Signer
+) -> None:
+    """Issue 16: a verified signature is remembered (keyed by the token), but the claim checks run on every
+    call and the signature is checked again once the entry is older than a minute."""
+    now = [time.time()]
+    verifier = JwtVerifier(str(issuer.publish()), issuer=ISSUER, audience=AUDIENCE, clock=lambda: now[0])
+    token = sign(_claims(exp=int(now[0]) + 90))
+    assert verifier.verify(token).subject == "relearn-dev"
+    assert verifier.verify(token).subject == "relearn-dev"  # from the cache
+    calls = 0
+    real = verifier._verify_signature
+
+    def counting(text: str) -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        return real(text)
+
+    verifier._verify_signature = counting  # type: ignore[method-assign]
+    now[0] += 30
+    verifier.verify(token)
+    assert calls == 0  # remembered
+    now[0] += 40  # the entry is 70 s old: verified again
+    verifier.verify(token)
+    assert calls == 1
+    now[0] += 100  # past exp (and the leeway): refused although the signature is remembered
+    err = _rejected(verifier, token)
+    assert "expired" in err.issues[0].diagnostics

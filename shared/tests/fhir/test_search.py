@@ -297,3 +297,29 @@ def test_malformed_values_are_400(any_api: Api) -> None:
         r = any_api.get("/fhir/Observation", params=params)
         assert r.status_code == 400, params
         assert any_api.json(r)["resourceType"] == "OperationOutcome"
+
+
+def test_total_is_counted_only_when_cheap_or_asked(
+    any_api: Api, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: ``Bundle.total`` never counts a large result unless ``_total=accurate`` asks for it. With the
+    count cap lowered to 1 row past the page, the six observations are "large" for a page of 2."""
+    from relearn.shared.fhir import store
+
+    monkeypatch.setattr(store, "TOTAL_COUNT_CAP", 1)
+    api = any_api
+    small = api.search("Observation", {"patient": data.p})  # the page holds everything: total for free
+    assert small["total"] == 6
+    last = api.search("Observation", {"patient": data.p, "_count": "4", "_getpagesoffset": "4"})
+    assert last["total"] == 6 and len(last["entry"]) == 2
+    within = api.search("Observation", {"patient": data.p, "_count": "5"})  # 6 <= 5 + 1: counted exactly
+    assert within["total"] == 6
+    large = api.search("Observation", {"patient": data.p, "_count": "2"})  # past the cap: no total
+    assert "total" not in large and len(large["entry"]) == 2
+    assert any(link["relation"] == "next" for link in large["link"])
+    accurate = api.search("Observation", {"patient": data.p, "_count": "2", "_total": "accurate"})
+    assert accurate["total"] == 6
+    estimate = api.search("Observation", {"patient": data.p, "_count": "2", "_total": "estimate"})
+    assert estimate["total"] >= 4  # PostgreSQL: the planner's figure, at least what was counted
+    none = api.search("Observation", {"patient": data.p, "_total": "none"})
+    assert "total" not in none

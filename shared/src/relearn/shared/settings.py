@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     # Run the outbox relay and the event consumers inside the API process (make run);
     # production runs them as a separate `worker` command instead.
     run_workers: bool = True
+    # HTTP worker processes of `serve` (one per core the pod has; docs/performance.md). With more than one,
+    # the serving process supervises them and runs the relay and consumers (run_workers) once.
+    http_workers: int = Field(default=1, ge=1, le=64)
     # Create missing topics at start (local broker). Off in production, where topics are
     # declared (KafkaTopic resources, the compose topics job) with real replication.
     create_topics: bool = True

@@ -24,7 +24,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from relearn.front_door.bundles import BundleRouter
 from relearn.front_door.config import Settings
@@ -36,10 +36,12 @@ from relearn.front_door.proxy import (
     forward,
     forward_rest,
     unavailable,
+    use_lean_client,
 )
 from relearn.front_door.rest import RestRoutes, first_segment
 from relearn.front_door.routing import RoutingTable, Upstreams
 from relearn.front_door.shared_types import route_shared_type
+from relearn.front_door.upstream import UpstreamClient
 from relearn.front_door.wsproxy import proxy_websocket, refuse
 from relearn.shared.fhir import FhirResponse, NotFound, install_error_handlers
 from relearn.shared.service import (
@@ -57,8 +59,9 @@ _FHIR_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def _fhir_routes(settings: Settings) -> APIRouter:
+def _fhir_routes(settings: Settings) -> tuple[APIRouter, list[Route]]:
     router = APIRouter(prefix="/fhir", tags=["FHIR"])
+    fhir_type_routes: list[Route] = []
 
     def _upstreams(request: Request) -> Upstreams:
         return Upstreams(
@@ -84,9 +87,9 @@ def _fhir_routes(settings: Settings) -> APIRouter:
     async def system_bundle(request: Request) -> Response:
         return await BundleRouter(_upstreams(request)).handle(request)
 
-    @router.api_route("/{resource_type}", methods=_FHIR_METHODS, include_in_schema=False)
-    @router.api_route("/{resource_type}/{rest:path}", methods=_FHIR_METHODS, include_in_schema=False)
-    async def route(request: Request, resource_type: str, rest: str = "") -> Response:
+    async def route(request: Request) -> Response:
+        resource_type: str = request.path_params["resource_type"]
+        rest: str = request.path_params.get("rest", "")
         table: RoutingTable = request.app.state.routing
         owner = await table.owner_of(resource_type)
         if owner is None:
@@ -115,7 +118,15 @@ def _fhir_routes(settings: Settings) -> APIRouter:
             response = await IncludeResolver(_upstreams(request)).resolve(request, response)
         return response
 
-    return router
+    # Plain Starlette routes (performance, issue 16: FastAPI's per-request parameter and dependency handling
+    # was a fifth of the front door's CPU; this endpoint takes the request only). Not in the OpenAPI document
+    # (the services' operations are merged in instead); errors render through the app's handlers as before.
+    for path in ("/fhir/{resource_type}", "/fhir/{resource_type}/{rest:path}"):
+        type_route = Route(path, route, methods=_FHIR_METHODS, include_in_schema=False)
+        assert type_route.methods is not None
+        type_route.methods.discard("HEAD")  # Starlette adds it to GET; FastAPI's route did not take it
+        fhir_type_routes.append(type_route)
+    return router, fhir_type_routes
 
 
 def _health_routes() -> APIRouter:
@@ -300,6 +311,9 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+        lean = UpstreamClient() if http is None else None
+        if lean is not None:  # FHIR requests take the lean client (upstream.py; docs/performance.md)
+            use_lean_client(client, lean)
         app.state.http = client
         app.state.routing = RoutingTable(
             settings.upstreams, client, missing_retry_s=settings.capability_retry_s
@@ -315,6 +329,8 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         finally:
             if http is None:
                 await client.aclose()
+            if lean is not None:
+                await lean.aclose()
 
     app = FastAPI(
         title="Relearn front door",
@@ -331,15 +347,18 @@ def create_app(settings: Settings | None = None, *, http: httpx.AsyncClient | No
         RequestGuard,
         limits=settings_limits(settings, [("/ingest/", settings.ingest_max_body_bytes)]),
     )
+    fhir_router, fhir_type_routes = _fhir_routes(settings)
     own = [_health_routes()]
     if settings.authorization_url:
         own.append(_authorization_routes(settings, settings.authorization_url))
-    own.append(_fhir_routes(settings))
+    own.append(fhir_router)
     if settings.mounts_dev_issuer:
         own.append(_dev_token_router(settings))
     own.append(_api_routes(settings))
     for router in own:
         app.include_router(router)
+        if router is fhir_router:
+            app.router.routes.extend(fhir_type_routes)
     # Paths the front door answers itself (and FastAPI's /docs, /openapi.json) are never routed.
     reserved = _own_segments([*app.routes, *(route for router in own for route in router.routes)])
     app.include_router(_passthrough_routes(settings))

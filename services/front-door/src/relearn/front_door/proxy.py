@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 import httpx
 from fastapi import Request, Response
 
+from relearn.front_door.upstream import UpstreamClient
 from relearn.shared.fhir import FhirError
 from relearn.shared.service import TIMEOUT_HEADER
 
@@ -89,18 +91,13 @@ def _raw_headers(
 
 async def forward(client: httpx.AsyncClient, upstream: str, request: Request, timeout_s: float) -> Response:
     headers = _raw_headers(request, _REQUEST_HEADERS, timeout_s)
-    url = f"{upstream}{_raw_path(request)}"
+    # The query as the client sent it: decoding and re-encoding it cost CPU and could change it.
+    query = request.scope.get("query_string", b"")
+    url = f"{upstream}{_raw_path(request)}" + (f"?{query.decode('latin-1')}" if query else "")
     body = await request.body()
     for attempt in (1, 2):
         try:
-            resp = await client.request(
-                request.method,
-                url,
-                params=list(request.query_params.multi_items()),
-                headers=headers,
-                content=body,
-                timeout=timeout_s,
-            )
+            resp = await _send(client, request.method, url, headers, body, timeout_s)
             break
         except httpx.TimeoutException as exc:
             raise unavailable("The service did not answer in time", status_code=504) from exc
@@ -110,6 +107,53 @@ async def forward(client: httpx.AsyncClient, upstream: str, request: Request, ti
             raise unavailable("The service that owns this resource type is unavailable") from exc
     out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS}
     return Response(content=resp.content, status_code=resp.status_code, headers=out_headers)
+
+
+# The lean upstream client that serves FHIR requests for a front door's own httpx client (registered by
+# ``main.create_app``); a client a test passes in (ASGI or mock transports) goes through httpx's transport.
+_LEAN: WeakKeyDictionary[httpx.AsyncClient, UpstreamClient] = WeakKeyDictionary()
+
+
+def use_lean_client(client: httpx.AsyncClient, lean: UpstreamClient) -> None:
+    """Send the FHIR requests proxied with ``client`` through ``lean`` instead (docs/performance.md)."""
+    _LEAN[client] = lean
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    timeout_s: float,
+) -> httpx.Response:
+    """One request through the client's connection pool, without the client's per-request layers.
+
+    Performance (issue 16, docs/performance.md): ``AsyncClient.request`` merges URLs, default headers and
+    cookies, runs auth and redirect handling and stores the answer's cookies - about an eighth of the front
+    door's CPU per proxied request, none of which a proxy wants (a cookie jar shared by every caller would
+    even hand one caller's cookies to the next). The request goes straight to the client's transport, the
+    same pool (``AsyncClient._transport_for_url``; a test's ASGI, mock or mounted transports alike).
+    """
+    lean = _LEAN.get(client)
+    if lean is not None:  # the front door's own pool (main.create_app): the lean client (upstream.py)
+        answer = await lean.request(method, url, headers, body, timeout_s)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+    request = httpx.Request(
+        method,
+        url,
+        headers=headers,
+        content=body,
+        extensions={"timeout": httpx.Timeout(timeout_s).as_dict()},
+    )
+    # Private, on purpose (see the docstring); it honours the client's mounts.
+    transport: httpx.AsyncBaseTransport = client._transport_for_url(request.url)
+    resp = await transport.handle_async_request(request)
+    try:
+        await resp.aread()
+    finally:
+        await resp.aclose()
+    return resp
 
 
 def _raw_path(request: Request) -> str:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeGuard
@@ -122,6 +124,7 @@ class JwtVerifier:
         self.audience = audience
         self.leeway_s = leeway_s
         self._clock = clock
+        self._verified = _SignatureCache()
 
     def verify(self, token: str) -> Principal:
         """Check the token's signature and claims and return who is calling.
@@ -149,9 +152,12 @@ class JwtVerifier:
 
     def verified_claims(self, token: str) -> dict[str, Any]:
         """The token's claims after the signature, issuer, audience and time checks."""
-        claims = self._verify_signature(token)
-        self._check_claims(claims)
-        return claims
+        claims = self._verified.get(token, self._clock())
+        if claims is None:
+            claims = self._verify_signature(token)
+            self._verified.put(token, claims, self._clock())
+        self._check_claims(claims)  # every time: a cached token still expires on time
+        return dict(claims)
 
     def _verify_signature(self, token: str) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_CHARS:
@@ -240,3 +246,37 @@ def verifier_from_settings(settings: ServiceSettings, *, client: httpx.Client | 
         issuer=settings.auth_issuer,
         audience=settings.auth_audience,
     )
+
+
+class _SignatureCache:
+    """Tokens whose signature was verified, with their claims (performance, issue 16).
+
+    Every request of a client carries the same token, and checking its signature is most of what the
+    auth costs. A verified token is remembered, keyed by its exact text, for at most ``ttl_s`` (so a key
+    the issuer withdraws stops working within a minute); the claim checks (issuer, audience, expiry)
+    still run on every request. Bounded: the least recently used of ``size`` entries goes first.
+    """
+
+    def __init__(self, size: int = 1024, ttl_s: float = 60.0) -> None:
+        self._size = size
+        self._ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: float) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            if now - entry[0] > self._ttl_s or now < entry[0]:
+                del self._entries[token]
+                return None
+            self._entries.move_to_end(token)
+            return entry[1]
+
+    def put(self, token: str, claims: dict[str, Any], now: float) -> None:
+        with self._lock:
+            self._entries[token] = (now, claims)
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)

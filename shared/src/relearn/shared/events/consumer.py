@@ -91,8 +91,8 @@ class EventConsumer:
     one transaction per event, for handlers that cannot share one (see the module docstring).
 
     ``stall_timeout_s``: a consumer that got no record for this long while one of its partitions has
-    records past its position is starved: its fetches give up (``fetch_max_wait_ms``, 50 ms for low
-    latency) before the broker has read the records. Tansu's ``s3`` storage engine after a restart reads
+    records past its position is starved: its fetches give up (``fetch_max_wait_ms``; it was 50 ms, now a
+    second) before the broker has read the records. Tansu's ``s3`` storage engine after a restart reads
     from S3 more slowly than that on a busy machine, and the reliability suite's R1 saw the metrics
     processor get nothing, for good, after a broker SIGKILL (a client with a 500 ms wait read the same
     partition at once). The consumer is then made again fetching with ``slow_fetch_wait_ms`` waits (and
@@ -211,7 +211,9 @@ class EventConsumer:
         last_record = last_end_check = time.monotonic()
         while not self._stop.is_set():
             with self._guarded(consumer):
-                polled = consumer.poll(timeout_ms=200)
+                # A second per poll while nothing comes (idle means idle, issue 16): each poll wakes the
+                # client's network thread; records still arrive at once (the fetch is answered when they do).
+                polled = consumer.poll(timeout_ms=1000)
             if consumer.assignment():
                 self._assigned.set()
             now = time.monotonic()

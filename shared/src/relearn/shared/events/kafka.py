@@ -67,7 +67,10 @@ def consumer_config(bootstrap: str, group_id: str, client_id: str | None = None)
         "auto_offset_reset": "earliest",
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 2000,
-        "fetch_max_wait_ms": 50,  # delivery latency when the topic is quiet
+        # How long the broker holds a fetch while the topic is quiet. It answers as soon as a record comes
+        # (measured on Tansu: 10-30 ms delivery with 50, 500 or 1000 ms waits alike), so a long wait costs
+        # no latency, and an idle consumer sends one fetch a second instead of twenty (issue 16).
+        "fetch_max_wait_ms": 1000,
         "max_poll_records": 200,
         "max_poll_interval_ms": 300_000,
         "bootstrap_timeout_ms": _BOOTSTRAP_TIMEOUT_MS,

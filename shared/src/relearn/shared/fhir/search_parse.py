@@ -105,7 +105,8 @@ class SearchQuery:
     offset: int = 0
     includes: list[Include] = field(default_factory=list)
     summary: str | None = None
-    total: str = "accurate"
+    # ``_total`` as asked: "" (not asked), none, estimate or accurate. What each gives: FhirStore.search.
+    total: str = ""
     elements: list[str] | None = None
     # Parameters dropped under lenient handling, as "name" or "name=value" text.
     ignored: list[str] = field(default_factory=list)

@@ -6,10 +6,12 @@ AND param AND <values ORed>)``: an index range scan on (resource_type, param, va
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, and_, false, func, literal, not_, or_, select, true
+from sqlmodel import Session
 
 from relearn.shared.fhir.definition import SELF_COMPARTMENT, ResourceDefinition
 from relearn.shared.fhir.indexing import normalize
@@ -77,6 +79,18 @@ def match_statement(
 
 def count_statement(matches: Select[Any]) -> Select[Any]:
     return select(func.count()).select_from(matches.with_only_columns(R.c.id).subquery())
+
+
+def planner_rows(session: Session, matches: Select[Any]) -> int:
+    """PostgreSQL's estimate of how many rows ``matches`` returns (EXPLAIN, nothing is scanned)."""
+    conn = session.connection()
+    compiled = matches.with_only_columns(R.c.id).compile(
+        dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar_one()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def ordered(rdef: ResourceDefinition, matches: Select[Any], sort: list[SortKey]) -> Select[Any]:

@@ -53,6 +53,9 @@ from relearn.shared.fhir.tables import RESOURCE as R
 from relearn.shared.fhir.tables import VERSION as V
 from relearn.shared.fhir.validation import ID_PATTERN, validate_resource
 
+# Rows a search counts past its page for ``Bundle.total`` before it stops counting (FhirStore._cheap_total).
+TOTAL_COUNT_CAP = 1000
+
 __all__ = [
     "FhirStore",
     "HistoryResult",
@@ -378,7 +381,7 @@ class FhirStore:
         extra = scope_filter.condition() if scope_filter is not None else None
         matches = search_sql.match_statement(rdef, query, patient_restriction, extra)
         total: int | None = None
-        if query.total != "none" or query.count_only:
+        if query.total == "accurate" or query.count_only:  # asked for: count every match
             total = int(execute(session, search_sql.count_statement(matches)).one()[0])
         if query.count_only:
             return SearchResult(query, [], [], total)
@@ -386,6 +389,8 @@ class FhirStore:
             session, search_sql.ordered(rdef, matches, query.sort).limit(query.count).offset(query.offset)
         )
         page = [StoredResource(rdef.type, r[0], r[1], as_utc(r[2]), False, r[3]) for r in rows.all()]
+        if query.total in ("", "estimate"):
+            total = self._cheap_total(session, matches, query, len(page))
         included, elsewhere = fetch_included(
             session,
             rdef,
@@ -429,6 +434,25 @@ class FhirStore:
         ).matches
 
     # -- internals ----------------------------------------------------------------------------
+    def _cheap_total(self, session: Session, matches: Any, query: SearchQuery, page_len: int) -> int | None:
+        """``Bundle.total`` without counting a large result (issue 16: a broad Observation search must never
+        count 100 000 rows). A page that is not full ends the result: its total is known for free. Otherwise
+        at most ``TOTAL_COUNT_CAP`` rows past the page are counted: below that the total is exact; above it
+        ``_total=estimate`` gives PostgreSQL's planner estimate (SQLite, the small embedded default, counts)
+        and a search that did not ask for a total gets none (spec: the total is optional; ``next`` links
+        still follow from the page being full). ``_total=accurate`` and ``_summary=count`` always count."""
+        if page_len < query.count and (page_len > 0 or query.offset == 0):
+            return query.offset + page_len
+        bound = query.offset + query.count + TOTAL_COUNT_CAP
+        counted = int(execute(session, search_sql.count_statement(matches.limit(bound + 1))).one()[0])
+        if counted <= bound:
+            return counted
+        if query.total != "estimate":
+            return None
+        if session.connection().dialect.name != "postgresql":
+            return int(execute(session, search_sql.count_statement(matches)).one()[0])
+        return max(counted, search_sql.planner_rows(session, matches))
+
     def _current(self, session: Session, rtype: str, id: str) -> _Current | None:
         row = execute(
             session,

@@ -1,7 +1,8 @@
 """``make bench``: run every benchmark under ``benchmarks/`` and print its figures.
 
-``python -m relearn.devtools.bench [SCALE [NAME ...]]``: SCALE multiplies the workloads (1 by
-default; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for ``bench_events.py``).
+``python -m relearn.devtools.bench [SCALE] [NAME ...]``: SCALE multiplies the workloads (1 by
+default, or ``RELEARN_BENCH_SCALE``; 0.05 for a quick look), NAMEs pick benchmarks (``events`` for
+``bench_events.py``).
 
 A benchmark is a module ``benchmarks/bench_<what>.py`` with ``run(ctx: BenchContext) -> None``
 that prints its own figures (use :func:`report`). They share one real broker and create
@@ -59,6 +60,28 @@ def report(
     print(line, flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every process below it (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            raw = (entry / "stat").read_text()
+            fields = raw[raw.rindex(")") + 2 :].split()
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += (int(stats[p][11]) + int(stats[p][12])) / tick
+        todo.extend(children.get(p, []))
+    return total
+
+
 @contextmanager
 def service_process(
     ctx: BenchContext, service: str, env_prefix: str, database_url: str, jwks: Path, issuer: str
@@ -105,8 +128,10 @@ def _load(path: Path) -> object:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    scale = float(argv[0]) if argv else 1.0
-    only = set(argv[1:])  # e.g. `events observations` runs bench_events.py and bench_observations.py
+    scale = float(os.environ.get("RELEARN_BENCH_SCALE", "1"))
+    if argv and argv[0].replace(".", "", 1).isdigit():
+        scale, argv = float(argv[0]), argv[1:]
+    only = set(argv)  # e.g. `events observations` runs bench_events.py and bench_observations.py
     benches = [p for p in sorted(Path("benchmarks").glob("bench_*.py")) if not only or p.stem[6:] in only]
     with tempfile.TemporaryDirectory() as tmp:
         broker = TansuBroker(log_dir=Path(tmp))

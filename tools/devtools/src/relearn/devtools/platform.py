@@ -66,6 +66,9 @@ class PlatformSettings(BaseSettings):
     # Each service's relay and consumers in a process of their own (`relearn-<name> worker`, named
     # "<name>-worker") instead of inside `serve`, as in production; the reliability suite kills them apart.
     separate_workers: bool = False
+    # HTTP worker processes per service (`<PREFIX>HTTP_WORKERS`; docs/performance.md). 1: on a laptop the
+    # five services and the front door already share its cores.
+    http_workers: int = 1
 
     @classmethod
     def on_free_ports(cls, var_dir: Path, database_url_template: str = "") -> PlatformSettings:
@@ -217,6 +220,7 @@ class Platform:
                 f"{p}AUTH_ISSUER": s.issuer_url,
                 f"{p}FHIR_BASE_URL": s.fhir_base_url,
                 f"{p}RUN_WORKERS": "false" if s.separate_workers else "true",
+                f"{p}HTTP_WORKERS": str(s.http_workers),
             }
         )
         if spec.name == "authorization":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,9 @@ class Subscriptions:
         self.settings = settings
         self.base_url = settings.fhir_base_url.rstrip("/")
         self.focus_reader = focus_reader or FocusReader(settings)
+        # Set when events were recorded for delivery: the rest-hook sender in this process looks at once
+        # instead of polling fast while nothing happens (idle means idle, issue 16).
+        self.wake = threading.Event()
 
     # -- a Subscription is written (the store's write hook, in the writer's transaction) -------------
     def on_write(self, session: Session, change: ResourceChange) -> None:
@@ -206,6 +210,8 @@ class Subscriptions:
                     ),
                 )
                 recorded += 1
+        if recorded:
+            self.wake.set()
         return recorded
 
     @staticmethod

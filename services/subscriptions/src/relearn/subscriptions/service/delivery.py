@@ -1,11 +1,12 @@
 """The rest-hook sender: delivers each subscription's numbered events, in order, until acknowledged.
 
-A background worker. Every ``delivery_poll_s`` it leases the rest-hook subscriptions with something to do
-(one sender at a time per subscription, so each stays in order), and for each: the handshake if it was not
-done, else the next events after the last acknowledged one (at most max-count per notification), else a
-heartbeat when one is due. A 2xx acknowledges; anything else is retried after a jittered exponential
-back-off, for ever: after ``timeout`` seconds of failures the status becomes ``error`` (and heartbeats, once
-one gets through, say so) but nothing is dropped. Only the owner turns a subscription ``off``.
+A background worker. Every ``delivery_poll_s`` (up to a second while idle) it leases the rest-hook
+subscriptions with something to do (one sender at a time per subscription, so each stays in order), and for
+each: the handshake if it was not done, else the next events after the last acknowledged one (at most
+max-count per notification), else a heartbeat when one is due. A 2xx acknowledges; anything else is retried
+after a jittered exponential back-off, for ever: after ``timeout`` seconds of failures the status becomes
+``error`` (and heartbeats, once one gets through, say so) but nothing is dropped. Only the owner turns a
+subscription ``off``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ SIGNATURE_HEADER = "X-Relearn-Signature"
 LEASE_S = 120.0
 # Notifications sent for one subscription per lease before it goes back to the queue (fairness).
 BURST = 20
+# The longest wait between two looks for due work while nothing happens (see RestHookSender._run).
+IDLE_POLL_MAX_S = 1.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -70,19 +73,32 @@ class RestHookSender:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
+        self._subs.wake.set()  # end the idle wait now
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
 
     def _run(self) -> None:
+        # Idle means idle (issue 16): after a round with nothing to send the wait doubles, from
+        # ``delivery_poll_s`` up to IDLE_POLL_MAX_S; events recorded in this process (``Subscriptions.wake``)
+        # bring it back to ``delivery_poll_s`` at once (they may not be committed yet: the next short round
+        # sees them). A subscription created through another process waits at most IDLE_POLL_MAX_S.
+        poll = self._settings.delivery_poll_s
+        wait = poll
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
             except Exception:
                 logger.warning("rest-hook round failed", exc_info=True)
                 busy = False
-            if not busy:
-                self._stop.wait(self._settings.delivery_poll_s)
+            if busy:
+                wait = poll
+                continue
+            if self._subs.wake.wait(wait):
+                self._subs.wake.clear()
+                wait = poll
+            else:
+                wait = min(wait * 2, max(poll, IDLE_POLL_MAX_S))
 
     def run_once(self) -> bool:
         """One round: lease what is due and deliver it; True when something was sent."""
