@@ -98,7 +98,7 @@ def test_an_app_launch_token_reads_the_patients_record(running_platform: Platfor
     assert page.headers["x-frame-options"] == "DENY"
     hidden = dict(re.findall(r"<input type='hidden' name='([^']+)' value='([^']*)'>", page.text))
     login = {**hidden, "username": "patient", "password": "patient-dev", "decision": "allow"}
-    back = httpx.post(f"{s.issuer_url}/authorize", data=login)
+    back = httpx.post(f"{s.issuer_url}/authorize", data=login, cookies=page.cookies)
     assert back.status_code == 303, back.text
     query = parse_qs(urlsplit(back.headers["location"]).query)
     assert query["state"] == [params["state"]]

@@ -61,7 +61,7 @@ def login(
     assert page.headers["x-frame-options"] == "DENY"
     hidden = dict(re.findall(r"<input type='hidden' name='([^']+)' value='([^']*)'>", page.text))
     form = {**hidden, "username": user, "password": password, "decision": decision, **more}
-    return httpx.post(f"{service.url}/auth/authorize", data=form)
+    return httpx.post(f"{service.url}/auth/authorize", data=form, cookies=page.cookies)
 
 
 def code_from(resp: httpx.Response, state: str) -> str:
@@ -190,6 +190,34 @@ def test_wrong_password_and_denial(service: Running) -> None:
         error_from(login(service, params, "pat", "pat-pw", decision="deny"), params["state"])
         == "access_denied"
     )
+
+
+def test_a_sign_in_posted_without_the_pages_cookie_is_refused(service: Running) -> None:
+    """Login CSRF: a form another site makes the browser post lacks the SameSite cookie's token."""
+    _, challenge = pkce()
+    params = authorize_params(service, "launch/patient patient/*.rs", challenge)
+    page = httpx.get(f"{service.url}/auth/authorize", params=params)
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/auth" in cookie
+    hidden = dict(re.findall(r"<input type='hidden' name='([^']+)' value='([^']*)'>", page.text))
+    form = {**hidden, "username": "pat", "password": "pat-pw", "decision": "allow"}
+    forged = httpx.post(f"{service.url}/auth/authorize", data=form)  # no cookie
+    assert forged.status_code == 403 and "location" not in forged.headers
+    other = httpx.post(f"{service.url}/auth/authorize", data=form, cookies={"relearn_signin": "x" * 43})
+    assert other.status_code == 403
+    assert code_from(login(service, params, "pat", "pat-pw"), params["state"])
+
+
+def test_repeated_wrong_passwords_are_throttled(service: Running) -> None:
+    """Five wrong passwords for one user name: the sixth try is 429 with Retry-After, even the right one."""
+    _, challenge = pkce()
+    params = authorize_params(service, "launch/patient patient/*.rs", challenge)
+    user = f"guess-{secrets.token_hex(4)}"
+    for _ in range(5):
+        assert login(service, params, user, "wrong").status_code == 401
+    refused = login(service, params, user, "still wrong")
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 15 * 60
 
 
 def test_ehr_launch_carries_the_ehr_context(service: Running) -> None:

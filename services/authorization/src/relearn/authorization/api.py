@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import html
+import math
+import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -17,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from relearn.authorization.config import Settings
+from relearn.authorization.domain.throttle import MAX_FAILURES_PER_ADDRESS, LoginThrottle
 from relearn.authorization.schemas import (
     IntrospectionResponse,
     LaunchResponse,
@@ -42,6 +47,10 @@ _PAGE_HEADERS = {
     "frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
 }
+# The sign-in form's anti-forgery token: a random value in a cookie only this site's pages send back
+# (SameSite=Strict) and in the form; a post without both equal is refused (login CSRF).
+_CSRF_COOKIE = "relearn_signin"
+_CSRF_FIELD = "_csrf"
 
 
 def _form_schema(properties: dict[str, str], required: list[str]) -> dict[str, Any]:
@@ -153,6 +162,28 @@ def _credentials(request: Request, form: dict[str, str]) -> ClientCredentials:
 
 
 def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
+    per_user, per_address = LoginThrottle(), LoginThrottle(max_failures=MAX_FAILURES_PER_ADDRESS)
+    secure_cookie = settings.environment not in ("development", "test")
+
+    def _sign_in_page(
+        request: Request, pending: AuthorizeRequest, message: str | None, status_code: int = 200
+    ) -> HTMLResponse:
+        """The sign-in and consent page with its anti-forgery token (the cookie's, or a new one)."""
+        token = request.cookies.get(_CSRF_COOKIE) or secrets.token_urlsafe(32)
+        page = HTMLResponse(
+            _consent_page(pending, message, token), status_code=status_code, headers=_PAGE_HEADERS
+        )
+        page.set_cookie(
+            _CSRF_COOKIE,
+            token,
+            max_age=3600,
+            path="/auth",
+            secure=secure_cookie,
+            httponly=True,
+            samesite="strict",
+        )
+        return page
+
     router = APIRouter(tags=["authorization"])
     cors = _Cors(settings)
 
@@ -306,7 +337,7 @@ def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
             pending = await run_in_threadpool(authz.authorize_request, session, params)
         except OAuthError as exc:
             return _refused(exc)
-        return HTMLResponse(_consent_page(pending, None), headers=_PAGE_HEADERS)
+        return _sign_in_page(request, pending, None)
 
     @router.post(
         "/auth/authorize",
@@ -327,17 +358,32 @@ def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
         except OAuthError as exc:
             return _refused(exc)
         if form.get("_login") != "1":
-            return HTMLResponse(_consent_page(pending, None), headers=_PAGE_HEADERS)
-        # PBKDF2 takes CPU: off the event loop.
-        user = await run_in_threadpool(
-            authz.users.authenticate, form.get("username", "")[:128], form.get("password", "")[:1024]
-        )
-        if user is None:
-            return HTMLResponse(
-                _consent_page(pending, "Unknown user or wrong password."),
-                status_code=401,
-                headers=_PAGE_HEADERS,
+            return _sign_in_page(request, pending, None)
+        cookie = request.cookies.get(_CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(cookie, form.get(_CSRF_FIELD, "")):
+            return _sign_in_page(
+                request,
+                pending,
+                "The sign-in form expired or was sent from another site: sign in again.",
+                403,
             )
+        username = form.get("username", "")[:128]
+        user_key, address = [username.casefold()], [request.client.host if request.client else "-"]
+        now = time.monotonic()
+        waits = [w for w in (per_user.retry_after(user_key, now), per_address.retry_after(address, now)) if w]
+        wait = max(waits) if waits else None
+        if wait is not None:
+            retry = str(max(1, math.ceil(wait)))
+            page = _sign_in_page(request, pending, f"Too many failed sign-ins: try again in {retry} s.", 429)
+            page.headers["Retry-After"] = retry
+            return page
+        # PBKDF2 takes CPU: off the event loop.
+        user = await run_in_threadpool(authz.users.authenticate, username, form.get("password", "")[:1024])
+        if user is None:
+            per_user.failed(user_key, time.monotonic())
+            per_address.failed(address, time.monotonic())
+            return _sign_in_page(request, pending, "Unknown user or wrong password.", 401)
+        per_user.succeeded(user_key)
         try:
             location = await run_in_threadpool(
                 authz.approve,
@@ -362,10 +408,10 @@ def _error_page(exc: OAuthError) -> str:
     )
 
 
-def _consent_page(pending: AuthorizeRequest, message: str | None) -> str:
+def _consent_page(pending: AuthorizeRequest, message: str | None, csrf: str) -> str:
     hidden = "".join(
         f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
-        for k, v in pending.params.items()
+        for k, v in {**pending.params, _CSRF_FIELD: csrf}.items()
     )
     scopes = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in pending.granted)
     needs_patient = "launch/patient" in pending.granted and (

@@ -183,7 +183,8 @@ _REST_RESPONSE_HEADERS = (*_RESPONSE_HEADERS, "allow", "cache-control", "content
 
 
 # The authorization server's endpoints: browser apps' CORS and the login page's protections pass through.
-AUTH_REQUEST_HEADERS = ("origin", "access-control-request-method", "access-control-request-headers")
+# The sign-in page's anti-forgery cookie travels both ways.
+AUTH_REQUEST_HEADERS = ("origin", "access-control-request-method", "access-control-request-headers", "cookie")
 AUTH_RESPONSE_HEADERS = (
     "pragma",
     "access-control-allow-origin",
@@ -193,6 +194,7 @@ AUTH_RESPONSE_HEADERS = (
     "x-frame-options",
     "content-security-policy",
     "referrer-policy",
+    "set-cookie",
 )
 
 
