@@ -137,6 +137,15 @@ def test_search_size_is_bounded(small: Api) -> None:
     assert resp.status_code == 400
 
 
+def test_a_nul_in_a_query_value_is_400_naming_the_parameter(small: Api) -> None:
+    """PostgreSQL cannot compare text with a NUL (found by make fuzz on a domain route): refused up front."""
+    resp = small.get("/fhir/Observation", params={"patient": "p\x00x", "code": "c"})
+    assert resp.status_code == 400
+    issue = _issue(small, resp)
+    assert issue["expression"] == ["patient"] and "NUL" in issue["diagnostics"]
+    assert small.get("/fhir/Observation", params={"patient": "p-100"}).status_code == 200
+
+
 def test_integers_are_bounded(small: Api) -> None:
     obs = small.create(small.observation("a"))
     huge = "99999999999999999999"

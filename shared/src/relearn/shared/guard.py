@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -95,6 +96,18 @@ def _check_path(scope: Scope) -> None:
         raise _Refused(400, "invalid", "The path contains a '.' or '..' segment", "path")
 
 
+def _check_query(scope: Scope) -> None:
+    """No NUL in a query parameter: PostgreSQL text cannot hold one, and no identifier has one."""
+    raw: bytes = scope.get("query_string", b"")
+    if b"%00" not in raw and b"\x00" not in raw:  # the common case costs two byte searches
+        return
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    names = [name.replace("\x00", "") or "query" for name, value in pairs if "\x00" in name + value]
+    raise _Refused(
+        400, "invalid", "A query parameter contains a NUL character (%00)", *(names[:1] or ["query"])
+    )
+
+
 def _check_authorization(scope: Scope) -> None:
     value = _header(scope, b"authorization")
     if value is None:
@@ -139,6 +152,7 @@ class RequestGuard:
                     f"The query string is longer than {self.limits.max_query_bytes} bytes (max_query_bytes)",
                     "query",
                 )
+            _check_query(scope)
             _check_authorization(scope)
             replay = await self._read_body(scope, receive)
         except _Refused as refused:
