@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from relearn.authorization.config import Settings
-from relearn.authorization.domain.throttle import MAX_FAILURES_PER_ADDRESS, LoginThrottle
+from relearn.authorization.domain.throttle import LoginThrottle
 from relearn.authorization.schemas import (
     IntrospectionResponse,
     LaunchResponse,
@@ -162,7 +162,9 @@ def _credentials(request: Request, form: dict[str, str]) -> ClientCredentials:
 
 
 def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
-    per_user, per_address = LoginThrottle(), LoginThrottle(max_failures=MAX_FAILURES_PER_ADDRESS)
+    # Per user name only: behind the front door every caller has the front door's address, so a count per
+    # address would let 50 bad tries lock everyone out.
+    per_user = LoginThrottle()
     secure_cookie = settings.environment not in ("development", "test")
 
     def _sign_in_page(
@@ -368,10 +370,8 @@ def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
                 403,
             )
         username = form.get("username", "")[:128]
-        user_key, address = [username.casefold()], [request.client.host if request.client else "-"]
-        now = time.monotonic()
-        waits = [w for w in (per_user.retry_after(user_key, now), per_address.retry_after(address, now)) if w]
-        wait = max(waits) if waits else None
+        user_key = [username.casefold()]
+        wait = per_user.retry_after(user_key, time.monotonic())
         if wait is not None:
             retry = str(max(1, math.ceil(wait)))
             page = _sign_in_page(request, pending, f"Too many failed sign-ins: try again in {retry} s.", 429)
@@ -381,7 +381,6 @@ def auth_router(authz: Authorization, settings: Settings) -> APIRouter:
         user = await run_in_threadpool(authz.users.authenticate, username, form.get("password", "")[:1024])
         if user is None:
             per_user.failed(user_key, time.monotonic())
-            per_address.failed(address, time.monotonic())
             return _sign_in_page(request, pending, "Unknown user or wrong password.", 401)
         per_user.succeeded(user_key)
         try:

@@ -1,6 +1,5 @@
-"""Sign-in throttling: after too many failed passwords for one user name (5) or from one address (50, a
-clinic behind one NAT shares it) within a window, the login page refuses further tries until the window
-has passed (429 with Retry-After).
+"""Sign-in throttling: after too many failed passwords for one user name (5) within a window, the login page
+refuses further tries for that name until the window has passed (429 with Retry-After).
 
 Pure and in memory: each API process keeps its own count, so with N processes a guesser gets at most N times
 the allowance per window (docs/security.md, "App Launch").
@@ -11,7 +10,6 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 MAX_FAILURES = 5
-MAX_FAILURES_PER_ADDRESS = 50
 WINDOW_S = 15 * 60
 MAX_KEYS = 10_000
 
